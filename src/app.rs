@@ -1,0 +1,155 @@
+//! Application state shared by every handler and background task, and the
+//! start-up sequence that builds it (data dir, database, identity, first admin).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{self, Actor, Event, Source};
+use crate::auth::model::{Role, random_password};
+use crate::auth::password::Hasher;
+use crate::auth::store;
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::secrets::{Sealer, SecretError};
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub sealer: Arc<Sealer>,
+    pub hasher: Arc<Hasher>,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("password hashing parameters: {0}")]
+    Hasher(String),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<rusqlite::Error> for StartError {
+    fn from(e: rusqlite::Error) -> Self {
+        StartError::Db(DbError::from(e))
+    }
+}
+
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+impl App {
+    /// Opens everything under `config.data_dir`, creating it on first start.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        let dir = config.data_dir.clone();
+        crate::fsutil::ensure_private_dir(&dir).map_err(|source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&config.db_path())?;
+        let key_path = dir.join("age.key");
+        let sealer = db
+            .write(move |conn| Sealer::open_for(&key_path, conn).map_err(StartError::from))
+            .await?;
+        let sec = config.security.clone();
+        let hasher = tokio::task::spawn_blocking(move || Hasher::new(&sec))
+            .await
+            .map_err(|e| StartError::Hasher(e.to_string()))?
+            .map_err(|e| StartError::Hasher(e.to_string()))?;
+        let app = App {
+            config: Arc::new(config),
+            db,
+            sealer: Arc::new(sealer),
+            hasher: Arc::new(hasher),
+            cancel: CancellationToken::new(),
+        };
+        app.bootstrap_admin().await?;
+        Ok(app)
+    }
+
+    pub fn initial_password_path(&self) -> PathBuf {
+        self.config.data_dir.join(INITIAL_PASSWORD_FILE)
+    }
+
+    /// On a database without users: creates `admin` with a random password that
+    /// must be changed, writes it to a 0600 file and logs it once.
+    async fn bootstrap_admin(&self) -> Result<(), StartError> {
+        let has_users: bool = self
+            .db
+            .read(|c| {
+                c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))
+                    .map_err(StartError::from)
+            })
+            .await?;
+        if has_users {
+            return Ok(());
+        }
+        let password = random_password();
+        let hasher = self.hasher.clone();
+        let pw = password.clone();
+        let hash = tokio::task::spawn_blocking(move || hasher.hash(&pw))
+            .await
+            .map_err(|e| StartError::Hasher(e.to_string()))?
+            .map_err(|e| StartError::Hasher(e.to_string()))?;
+        let path = self.initial_password_path();
+        crate::fsutil::write_private(&path, format!("{password}\n").as_bytes()).map_err(
+            |source| StartError::Write {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        self.db
+            .write(move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let user = store::NewUser {
+                    username: "admin",
+                    display_name: "Administrator",
+                    role: Role::Admin,
+                    tenant_id: None,
+                    password_hash: &hash,
+                    must_change_password: true,
+                };
+                let id = store::insert_user(&tx, &user, crate::db::now())?;
+                let (actor, src) = (Actor::system(), Source::local());
+                audit::append(
+                    &tx,
+                    &Event::new(&actor, &src, "user.create", "user")
+                        .id(id.0)
+                        .detail(serde_json::json!({"username": "admin", "role": "admin", "initial": true})),
+                )?;
+                tx.commit().map_err(StartError::from)
+            })
+            .await?;
+        log::warn!(
+            "created the first user 'admin' with a temporary password (also in {}, mode 0600): {password} \
+             -- it must be changed at first sign-in",
+            path.display()
+        );
+        Ok(())
+    }
+
+    /// Runs CPU-heavy work (argon2) off the async threads.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, crate::error::AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hasher) -> T + Send + 'static,
+    {
+        let hasher = self.hasher.clone();
+        tokio::task::spawn_blocking(move || f(&hasher))
+            .await
+            .map_err(crate::error::AppError::internal)
+    }
+}

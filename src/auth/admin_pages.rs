@@ -1,0 +1,507 @@
+//! Pages for managing users, tenants and the role/permission matrix. Forms
+//! post to the same operations as the JSON API (`accounts`).
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::accounts::{self, TenantInput, TenantPatch, UserInput, UserPatch};
+use super::model::{Role, Tenant, TenantId, User, UserId};
+use super::pages::PageCtx;
+use super::permissions::{self, Permission};
+use super::store;
+use crate::app::App;
+use crate::audit::Source;
+use crate::error::AppError;
+use crate::i18n::Lang;
+use crate::web::extract::ApiPath;
+use crate::web::render::{FormErrs, Layout, form_error, html, is_htmx};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/users", get(users).post(user_create))
+        .route("/users/{id}", get(user_edit).post(user_save))
+        .route("/tenants", get(tenants).post(tenant_create))
+        .route("/tenants/{id}", get(tenant_edit).post(tenant_save))
+        .route("/permissions", get(matrix))
+        .route("/permissions/{role}/{id}", post(toggle))
+}
+
+/// Roles the caller may hand out.
+fn assignable_roles(me: &User) -> Vec<Role> {
+    if me.role == Role::Admin {
+        Role::ALL.to_vec()
+    } else {
+        Role::CUSTOMER.to_vec()
+    }
+}
+
+/// Empty form fields mean "none" for optional numbers.
+fn opt_id(s: &str) -> Option<i64> {
+    s.trim().parse().ok()
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+struct UserForm {
+    username: String,
+    display_name: String,
+    role: String,
+    tenant_id: String,
+    password: String,
+    enabled: Option<String>,
+}
+
+/// What the user forms show back.
+#[derive(Debug, Default, Clone)]
+struct UserFormView {
+    username: String,
+    display_name: String,
+    role: String,
+    tenant_id: Option<i64>,
+    enabled: bool,
+}
+
+impl UserFormView {
+    fn is_tenant(&self, id: &TenantId) -> bool {
+        self.tenant_id == Some(id.0)
+    }
+}
+
+impl From<&UserForm> for UserFormView {
+    fn from(f: &UserForm) -> Self {
+        Self {
+            username: f.username.clone(),
+            display_name: f.display_name.clone(),
+            role: f.role.clone(),
+            tenant_id: opt_id(&f.tenant_id),
+            enabled: f.enabled.is_some(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/users.html")]
+struct UsersPage {
+    l: Layout,
+    users: Vec<User>,
+    tenants: Vec<Tenant>,
+    roles: Vec<Role>,
+    is_admin: bool,
+    can_create: bool,
+    now: i64,
+    form: UserFormView,
+    errs: FormErrs,
+    created: String,
+    temp_password: String,
+}
+
+impl UsersPage {
+    fn tenant_name(&self, id: &Option<TenantId>) -> String {
+        match id {
+            None => "–".into(),
+            Some(id) => self
+                .tenants
+                .iter()
+                .find(|t| t.id == *id)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| format!("#{}", id.0)),
+        }
+    }
+}
+
+async fn users_page(
+    app: &App,
+    ctx: PageCtx,
+    form: UserFormView,
+    errs: FormErrs,
+    created: (String, String),
+) -> Result<Response, AppError> {
+    let scope = ctx.me.scope();
+    let (users, tenants) = app
+        .db
+        .read(move |c| {
+            Ok::<_, AppError>((store::list_users(c, scope)?, store::list_tenants(c, scope)?))
+        })
+        .await?;
+    let me = ctx.me.user.clone();
+    let can_create = me.role != Role::CustomerMember;
+    html(&UsersPage {
+        l: ctx.nav("users").l,
+        users,
+        tenants,
+        roles: assignable_roles(&me),
+        is_admin: me.role == Role::Admin,
+        can_create,
+        now: crate::db::now(),
+        form,
+        errs,
+        created: created.0,
+        temp_password: created.1,
+    })
+}
+
+async fn users(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+    let form = UserFormView {
+        role: Role::CustomerMember.as_str().into(),
+        ..Default::default()
+    };
+    users_page(&app, ctx, form, FormErrs::default(), Default::default()).await
+}
+
+async fn user_create(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    Form(f): Form<UserForm>,
+) -> Result<Response, AppError> {
+    let input = UserInput {
+        username: f.username.clone(),
+        display_name: f.display_name.clone(),
+        role: f.role.clone(),
+        tenant_id: opt_id(&f.tenant_id),
+        password: Some(f.password.clone()),
+    };
+    match accounts::create_user(&app, &ctx.me, input, &src).await {
+        Ok((user, temp)) => {
+            let form = UserFormView {
+                role: f.role,
+                ..Default::default()
+            };
+            users_page(
+                &app,
+                ctx,
+                form,
+                FormErrs::default(),
+                (user.username, temp.unwrap_or_default()),
+            )
+            .await
+        }
+        Err(e) if e.fields().is_some() => {
+            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
+            let mut resp =
+                users_page(&app, ctx, UserFormView::from(&f), errs, Default::default()).await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/user_edit.html")]
+struct UserEditPage {
+    l: Layout,
+    user: User,
+    tenants: Vec<Tenant>,
+    roles: Vec<Role>,
+    is_admin: bool,
+    form: UserFormView,
+    errs: FormErrs,
+}
+
+async fn load_user(app: &App, ctx: &PageCtx, id: i64) -> Result<(User, Vec<Tenant>), AppError> {
+    let scope = ctx.me.scope();
+    app.db
+        .read(move |c| {
+            let user = store::get_user(c, scope, UserId(id))?.ok_or(AppError::NotFound)?;
+            Ok((user, store::list_tenants(c, scope)?))
+        })
+        .await
+}
+
+async fn user_edit(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let (user, tenants) = load_user(&app, &ctx, id).await?;
+    let form = UserFormView {
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        role: user.role.as_str().into(),
+        tenant_id: user.tenant_id.map(|t| t.0),
+        enabled: user.enabled,
+    };
+    let me = ctx.me.user.clone();
+    html(&UserEditPage {
+        l: ctx.nav("users").l,
+        user,
+        tenants,
+        roles: assignable_roles(&me),
+        is_admin: me.role == Role::Admin,
+        form,
+        errs: FormErrs::default(),
+    })
+}
+
+async fn user_save(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+    Form(f): Form<UserForm>,
+) -> Result<Response, AppError> {
+    let is_admin = ctx.me.user.role == Role::Admin;
+    let patch = UserPatch {
+        display_name: Some(f.display_name.clone()),
+        role: Some(f.role.clone()),
+        tenant_id: is_admin.then(|| opt_id(&f.tenant_id)),
+        enabled: Some(f.enabled.is_some()),
+    };
+    match accounts::update_user(&app, &ctx.me, UserId(id), patch, &src).await {
+        Ok(_) => Ok(Redirect::to("/users").into_response()),
+        Err(e) => {
+            let (user, tenants) = load_user(&app, &ctx, id).await?;
+            let mut form = UserFormView::from(&f);
+            form.username = user.username.clone();
+            let (tr, me) = (ctx.tr(), ctx.me.user.clone());
+            let l = ctx.nav("users").l;
+            form_error(
+                e,
+                |errs| {
+                    html(&UserEditPage {
+                        l,
+                        user,
+                        tenants,
+                        roles: assignable_roles(&me),
+                        is_admin,
+                        form,
+                        errs,
+                    })
+                },
+                tr,
+            )
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+struct TenantForm {
+    name: String,
+    company_code: String,
+    remark: String,
+    enabled: Option<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct TenantFormView {
+    name: String,
+    company_code: String,
+    remark: String,
+    enabled: bool,
+}
+
+impl From<&TenantForm> for TenantFormView {
+    fn from(f: &TenantForm) -> Self {
+        Self {
+            name: f.name.clone(),
+            company_code: f.company_code.clone(),
+            remark: f.remark.clone(),
+            enabled: f.enabled.is_some(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/tenants.html")]
+struct TenantsPage {
+    l: Layout,
+    tenants: Vec<Tenant>,
+    can_create: bool,
+    can_edit: bool,
+    action: String,
+    editing: bool,
+    form: TenantFormView,
+    errs: FormErrs,
+}
+
+async fn tenants_page(
+    app: &App,
+    ctx: PageCtx,
+    form: TenantFormView,
+    errs: FormErrs,
+) -> Result<Response, AppError> {
+    let scope = ctx.me.scope();
+    let tenants = app
+        .db
+        .read(move |c| store::list_tenants(c, scope).map_err(AppError::from))
+        .await?;
+    let admin = ctx.me.user.role == Role::Admin;
+    html(&TenantsPage {
+        l: ctx.nav("tenants").l,
+        tenants,
+        can_create: admin,
+        can_edit: admin,
+        action: "/tenants".into(),
+        editing: false,
+        form,
+        errs,
+    })
+}
+
+async fn tenants(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+    tenants_page(&app, ctx, TenantFormView::default(), FormErrs::default()).await
+}
+
+async fn tenant_create(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    Form(f): Form<TenantForm>,
+) -> Result<Response, AppError> {
+    let input = TenantInput {
+        name: f.name.clone(),
+        company_code: f.company_code.clone(),
+        remark: f.remark.clone(),
+    };
+    match accounts::create_tenant(&app, &ctx.me, input, &src).await {
+        Ok(_) => Ok(Redirect::to("/tenants").into_response()),
+        Err(e) if e.fields().is_some() => {
+            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
+            let mut resp = tenants_page(&app, ctx, TenantFormView::from(&f), errs).await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/tenant_edit.html")]
+struct TenantEditPage {
+    l: Layout,
+    action: String,
+    editing: bool,
+    form: TenantFormView,
+    errs: FormErrs,
+}
+
+async fn tenant_edit(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let scope = ctx.me.scope();
+    let t = app
+        .db
+        .read(move |c| store::get_tenant(c, scope, TenantId(id)).map_err(AppError::from))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let form = TenantFormView {
+        name: t.name,
+        company_code: t.company_code,
+        remark: t.remark,
+        enabled: t.enabled,
+    };
+    html(&TenantEditPage {
+        l: ctx.nav("tenants").l,
+        action: format!("/tenants/{id}"),
+        editing: true,
+        form,
+        errs: FormErrs::default(),
+    })
+}
+
+async fn tenant_save(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+    Form(f): Form<TenantForm>,
+) -> Result<Response, AppError> {
+    let patch = TenantPatch {
+        name: Some(f.name.clone()),
+        company_code: Some(f.company_code.clone()),
+        remark: Some(f.remark.clone()),
+        enabled: Some(f.enabled.is_some()),
+    };
+    match accounts::update_tenant(&app, &ctx.me, TenantId(id), patch, &src).await {
+        Ok(_) => Ok(Redirect::to("/tenants").into_response()),
+        Err(e) => {
+            let tr = ctx.tr();
+            let l = ctx.nav("tenants").l;
+            let form = TenantFormView::from(&f);
+            form_error(
+                e,
+                |errs| {
+                    html(&TenantEditPage {
+                        l,
+                        action: format!("/tenants/{id}"),
+                        editing: true,
+                        form,
+                        errs,
+                    })
+                },
+                tr,
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/permissions.html")]
+struct MatrixPage {
+    l: Layout,
+    perms: Vec<Permission>,
+    zh: bool,
+}
+
+async fn matrix(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+    let perms = app
+        .db
+        .read(|c| permissions::list(c).map_err(AppError::from))
+        .await?;
+    let zh = ctx.tr().lang == Lang::ZhCn;
+    html(&MatrixPage {
+        l: ctx.nav("permissions").l,
+        perms,
+        zh,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "auth/permission_cell.html")]
+struct CellFragment<'a> {
+    l: Layout,
+    p: Permission,
+    role: &'a str,
+    granted: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ToggleForm {
+    granted: String,
+}
+
+async fn toggle(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath((role, id)): ApiPath<(String, i64)>,
+    Form(f): Form<ToggleForm>,
+) -> Result<Response, AppError> {
+    let p = accounts::set_grant(&app, &ctx.me, &role, id, f.granted == "1", &src).await?;
+    if !is_htmx(&headers) {
+        return Ok(Redirect::to("/permissions").into_response());
+    }
+    let granted = if role == "customer_owner" {
+        p.customer_owner
+    } else {
+        p.customer_member
+    };
+    html(&CellFragment {
+        l: ctx.l,
+        p,
+        role: &role,
+        granted,
+    })
+}

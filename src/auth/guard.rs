@@ -1,0 +1,371 @@
+//! The one middleware every route passes: who is calling (session cookie or
+//! bearer token), whether they must change their password first, the CSRF
+//! check for cookie-authenticated changes, and the permission record of the
+//! matched route. Fails closed: a route without a record is denied.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower_sessions::Session;
+
+use super::keys;
+use super::model::{Scope, User, UserId};
+use super::permissions::{self, Decision};
+use super::store;
+use crate::app::App;
+use crate::audit::{self, Actor, Event, Outcome, Source};
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVia {
+    Session,
+    Token(i64),
+}
+
+/// The signed-in caller, put in the request by `guard`.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub via: AuthVia,
+}
+
+impl CurrentUser {
+    pub fn scope(&self) -> Scope {
+        Scope::of(&self.user)
+    }
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.user)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<CurrentUser>()
+            .cloned()
+            .ok_or(AppError::Unauthenticated)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(source_of(
+            &parts.headers,
+            parts.extensions.get::<ConnectInfo<SocketAddr>>(),
+        ))
+    }
+}
+
+pub fn source_of(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>) -> Source {
+    Source {
+        ip: peer
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// A fresh random token (CSRF, API): 32 bytes, URL-safe base64.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = [0u8; 32];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The session's CSRF token, created on first use.
+pub async fn csrf_token(session: &Session) -> Result<String, AppError> {
+    if let Some(t) = session
+        .get::<String>(keys::CSRF)
+        .await
+        .map_err(AppError::internal)?
+    {
+        return Ok(t);
+    }
+    let t = random_token();
+    session
+        .insert(keys::CSRF, &t)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(t)
+}
+
+struct Caller {
+    user: User,
+    via: AuthVia,
+    decision: Decision,
+}
+
+/// Resolves the caller and the route decision in one database read.
+async fn resolve(
+    app: &App,
+    bearer: Option<String>,
+    session_uid: Option<(i64, i64)>,
+    method: String,
+    pattern: String,
+) -> Result<Option<Caller>, AppError> {
+    let now = crate::db::now();
+    let found = app
+        .db
+        .read(move |c| {
+            let (uid, via, epoch) = match (bearer, session_uid) {
+                (Some(tok), _) => match store::find_token(c, &token_hash(&tok))? {
+                    Some((tid, uid)) => (uid, AuthVia::Token(tid), None),
+                    None => return Ok::<_, AppError>(None),
+                },
+                (None, Some((uid, epoch))) => (UserId(uid), AuthVia::Session, Some(epoch)),
+                (None, None) => return Ok(None),
+            };
+            let Some(user) = store::get_user(c, Scope::All, uid)? else {
+                return Ok(None);
+            };
+            let stale = epoch.is_some_and(|e| e != user.session_epoch);
+            if stale
+                || !user.enabled
+                || user.is_locked(now)
+                || !store::tenant_enabled_for(c, &user)?
+            {
+                return Ok(None);
+            }
+            let decision = permissions::decide(c, user.role, &method, &pattern)?;
+            Ok(Some(Caller {
+                user,
+                via,
+                decision,
+            }))
+        })
+        .await?;
+    if let Some(Caller {
+        via: AuthVia::Token(id),
+        ..
+    }) = &found
+    {
+        let id = *id;
+        app.db
+            .write(move |c| {
+                c.execute(
+                    "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 \
+                     AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+                    rusqlite::params![id, now],
+                )
+                .map_err(AppError::from)
+            })
+            .await?;
+    }
+    Ok(found)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Result<String, ()>> {
+    let v = headers.get(header::AUTHORIZATION)?;
+    Some(
+        v.to_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string())
+            .ok_or(()),
+    )
+}
+
+/// Origin (when sent) must be this host.
+fn origin_ok(req: &Request) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let origin_host = origin.to_str().ok().and_then(|o| {
+        o.split_once("://")
+            .map(|(_, h)| h.trim_end_matches('/').to_string())
+    });
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(&o))
+}
+
+fn tokens_match(a: &str, b: &str) -> bool {
+    !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Checks the CSRF token of a state-changing request authenticated by the
+/// session cookie: the `X-CSRF-Token` header, or the `csrf_token` form field.
+/// JSON API calls are exempt from the token (a cross-site JSON request cannot
+/// be sent without a CORS preflight, which gpudock never grants) but not from
+/// the Origin check. Returns the request with its body intact.
+async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError> {
+    if !origin_ok(&req) {
+        return Err(AppError::Csrf);
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if is_api(req.uri().path()) && content_type.starts_with("application/json") {
+        return Ok(req);
+    }
+    let expected = session
+        .get::<String>(keys::CSRF)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or_default();
+    if let Some(h) = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+    {
+        return if tokens_match(&expected, h) {
+            Ok(req)
+        } else {
+            Err(AppError::Csrf)
+        };
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(AppError::Csrf);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .map_err(|_| AppError::BadRequest("err.body_too_large"))?;
+    let sent = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == "csrf_token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !tokens_match(&expected, &sent) {
+        return Err(AppError::Csrf);
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+fn unauthenticated(path: &str, method: &Method) -> Response {
+    if is_api(path) || method != Method::GET {
+        return AppError::Unauthenticated.into_response();
+    }
+    let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    Redirect::to(&format!("/login?next={next}")).into_response()
+}
+
+pub async fn guard(
+    State(app): State<App>,
+    session: Session,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match guard_inner(&app, &session, matched, &mut req).await {
+        Ok(Some(early)) => early,
+        Ok(None) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn guard_inner(
+    app: &App,
+    session: &Session,
+    matched: Option<MatchedPath>,
+    req: &mut Request,
+) -> Result<Option<Response>, AppError> {
+    let pattern = matched.map(|m| m.as_str().to_string()).unwrap_or_default();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if permissions::is_public(method.as_str(), &pattern) {
+        if mutating && !is_api(&path) {
+            let taken = std::mem::take(req);
+            *req = check_csrf(session, taken).await?;
+        }
+        return Ok(None);
+    }
+    let session_uid = match (
+        session
+            .get::<i64>(keys::USER_ID)
+            .await
+            .map_err(AppError::internal)?,
+        session
+            .get::<i64>(keys::EPOCH)
+            .await
+            .map_err(AppError::internal)?,
+    ) {
+        (Some(u), Some(e)) => Some((u, e)),
+        _ => None,
+    };
+    let bearer = match bearer(req.headers()) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(())) => return Err(AppError::Unauthenticated),
+        None => None,
+    };
+    let Some(caller) = resolve(
+        app,
+        bearer,
+        session_uid,
+        method.to_string(),
+        pattern.clone(),
+    )
+    .await?
+    else {
+        return Ok(Some(unauthenticated(&path, &method)));
+    };
+    if caller.user.must_change_password
+        && !permissions::allowed_before_password_change(method.as_str(), &pattern)
+    {
+        return Err(AppError::PasswordChangeRequired);
+    }
+    if mutating && caller.via == AuthVia::Session {
+        let taken = std::mem::take(req);
+        *req = check_csrf(session, taken).await?;
+    }
+    match caller.decision {
+        Decision::Allow => {}
+        Decision::NoRecord => {
+            log::error!("route {method} {pattern} has no permission record; denied");
+            return Err(AppError::Forbidden);
+        }
+        Decision::Deny => {
+            if mutating {
+                let src = source_of(req.headers(), req.extensions().get());
+                let actor = Actor::user(&caller.user);
+                let (m, p) = (method.to_string(), pattern.clone());
+                app.db
+                    .write(move |c| {
+                        audit::append(
+                            c,
+                            &Event::new(&actor, &src, "permission.denied", "route")
+                                .id(format!("{m} {p}"))
+                                .outcome(Outcome::Denied),
+                        )
+                        .map_err(AppError::from)
+                    })
+                    .await?;
+            }
+            return Err(AppError::Forbidden);
+        }
+    }
+    req.extensions_mut().insert(CurrentUser {
+        user: caller.user,
+        via: caller.via,
+    });
+    Ok(None)
+}

@@ -1,0 +1,312 @@
+//! Accounts: roles, ids, users and tenants, input validation and the password
+//! policy. Pure: no I/O here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FieldError, FieldErrors};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    CustomerOwner,
+    CustomerMember,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::CustomerOwner, Role::CustomerMember];
+    pub const CUSTOMER: [Role; 2] = [Role::CustomerOwner, Role::CustomerMember];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::CustomerOwner => "customer_owner",
+            Role::CustomerMember => "customer_member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The i18n key of the role's display name.
+    pub fn label_key(self) -> &'static str {
+        match self {
+            Role::Admin => "role.admin",
+            Role::CustomerOwner => "role.customer_owner",
+            Role::CustomerMember => "role.customer_member",
+        }
+    }
+}
+
+/// What rows a signed-in user may see: the tenant-scoping rule every store query
+/// takes as a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Tenant(TenantId),
+    User(UserId, Option<TenantId>),
+}
+
+impl Scope {
+    pub fn of(user: &User) -> Self {
+        match (user.role, user.tenant_id) {
+            (Role::Admin, _) => Scope::All,
+            (Role::CustomerOwner, Some(t)) => Scope::Tenant(t),
+            // An owner without a tenant cannot exist (schema CHECK); fall back to self.
+            (Role::CustomerOwner, None) | (Role::CustomerMember, _) => {
+                Scope::User(user.id, user.tenant_id)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub tenant_id: Option<TenantId>,
+    pub enabled: bool,
+    pub must_change_password: bool,
+    #[serde(skip)]
+    pub failed_logins: u32,
+    pub locked_until: Option<i64>,
+    #[serde(skip)]
+    pub session_epoch: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl User {
+    pub fn is_locked(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub company_code: String,
+    pub enabled: bool,
+    pub remark: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Usernames are also SSH login names (`alice+instance@host`), so `+`, `@` and
+/// upper case are excluded.
+pub fn check_username(name: &str) -> Result<(), FieldError> {
+    let ok_len = (2..=32).contains(&name.len());
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if ok_len && first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(FieldError::new("err.username_format"))
+    }
+}
+
+pub fn check_company_code(code: &str) -> Result<(), FieldError> {
+    let ok = (2..=32).contains(&code.len())
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new("err.company_code_format"))
+    }
+}
+
+/// A required, trimmed text of at most `max` characters.
+pub fn required_text(
+    errors: &mut FieldErrors,
+    field: &'static str,
+    value: &str,
+    max: usize,
+) -> String {
+    let v = value.trim();
+    if v.is_empty() {
+        errors.insert(field, FieldError::new("err.required"));
+    } else if v.chars().count() > max {
+        errors.insert(
+            field,
+            FieldError::with_detail("err.too_long", max.to_string()),
+        );
+    }
+    v.to_string()
+}
+
+/// An optional text of at most `max` characters (trimmed).
+pub fn optional_text(
+    errors: &mut FieldErrors,
+    field: &'static str,
+    value: &str,
+    max: usize,
+) -> String {
+    let v = value.trim();
+    if v.chars().count() > max {
+        errors.insert(
+            field,
+            FieldError::with_detail("err.too_long", max.to_string()),
+        );
+    }
+    v.to_string()
+}
+
+/// The role/tenant pairing rule: admins belong to no tenant, customers to one.
+pub fn check_role_tenant(role: Role, tenant: Option<TenantId>) -> Result<(), FieldError> {
+    match (role, tenant) {
+        (Role::Admin, None) => Ok(()),
+        (Role::Admin, Some(_)) => Err(FieldError::new("err.admin_no_tenant")),
+        (Role::CustomerOwner | Role::CustomerMember, Some(_)) => Ok(()),
+        (Role::CustomerOwner | Role::CustomerMember, None) => {
+            Err(FieldError::new("err.tenant_required"))
+        }
+    }
+}
+
+pub const MAX_PASSWORD_LEN: usize = 128;
+
+/// Rejects passwords the zxcvbn estimator scores below `min_score`, with its
+/// feedback as the reason. `user_inputs` (username, ...) count as guessable.
+pub fn check_password_strength(
+    password: &str,
+    user_inputs: &[&str],
+    min_score: u8,
+) -> Result<(), FieldError> {
+    if password.is_empty() {
+        return Err(FieldError::new("err.required"));
+    }
+    if password.chars().count() > MAX_PASSWORD_LEN {
+        return Err(FieldError::with_detail(
+            "err.too_long",
+            MAX_PASSWORD_LEN.to_string(),
+        ));
+    }
+    let estimate = zxcvbn::zxcvbn(password, user_inputs);
+    let score = u8::from(estimate.score());
+    if score >= min_score {
+        return Ok(());
+    }
+    let mut reasons = Vec::new();
+    if let Some(fb) = estimate.feedback() {
+        if let Some(w) = fb.warning() {
+            reasons.push(w.to_string());
+        }
+        reasons.extend(fb.suggestions().iter().map(|s| s.to_string()));
+    }
+    if reasons.is_empty() {
+        reasons.push(format!("strength {score}/4, at least {min_score}/4 needed"));
+    }
+    Err(FieldError::with_detail(
+        "err.password_weak",
+        reasons.join(" "),
+    ))
+}
+
+/// A random password of 20 characters from a 56-symbol alphabet without
+/// look-alikes (~116 bits).
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["admin", "alice", "bob.smith", "u_1", "9lives"] {
+            assert!(check_username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "Alice",
+            "al+ice",
+            "a@b",
+            "-x",
+            "a b",
+            &"x".repeat(33),
+        ] {
+            assert!(check_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn company_codes() {
+        assert!(check_company_code("ACME-01").is_ok());
+        assert!(check_company_code("a").is_err());
+        assert!(check_company_code("有限公司").is_err());
+    }
+
+    #[test]
+    fn role_tenant_pairing() {
+        assert!(check_role_tenant(Role::Admin, None).is_ok());
+        assert!(check_role_tenant(Role::Admin, Some(TenantId(1))).is_err());
+        assert!(check_role_tenant(Role::CustomerMember, None).is_err());
+        assert!(check_role_tenant(Role::CustomerOwner, Some(TenantId(1))).is_ok());
+    }
+
+    #[test]
+    fn scope_follows_role() {
+        let mut u = User {
+            id: UserId(7),
+            username: "x".into(),
+            display_name: String::new(),
+            role: Role::Admin,
+            tenant_id: None,
+            enabled: true,
+            must_change_password: false,
+            failed_logins: 0,
+            locked_until: None,
+            session_epoch: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(Scope::of(&u), Scope::All);
+        u.role = Role::CustomerOwner;
+        u.tenant_id = Some(TenantId(3));
+        assert_eq!(Scope::of(&u), Scope::Tenant(TenantId(3)));
+        u.role = Role::CustomerMember;
+        assert_eq!(Scope::of(&u), Scope::User(UserId(7), Some(TenantId(3))));
+    }
+
+    #[test]
+    fn weak_passwords_are_refused_with_a_reason() {
+        let err = check_password_strength("password1", &[], 3).unwrap_err();
+        assert_eq!(err.key, "err.password_weak");
+        assert!(err.detail.as_deref().is_some_and(|d| !d.is_empty()));
+        assert!(check_password_strength("alice1990", &["alice"], 3).is_err());
+        assert!(check_password_strength("", &[], 3).is_err());
+        assert!(check_password_strength("correct horse battery staple 91!", &[], 3).is_ok());
+    }
+
+    #[test]
+    fn random_passwords_are_strong_and_distinct() {
+        let a = random_password();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, random_password());
+        assert!(check_password_strength(&a, &["admin"], 4).is_ok());
+    }
+}

@@ -1,0 +1,418 @@
+//! Account pages: sign-in, sign-out, password change, my account and API
+//! tokens, the dashboard, and the language switch; plus `PageCtx`, what every
+//! signed-in page handler extracts.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::{HeaderMap, header, request::Parts};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::guard::{AuthVia, CurrentUser, csrf_token};
+use super::model::User;
+use super::store::{self, ApiToken, Counts};
+use super::{keys, permissions, service};
+use crate::app::App;
+use crate::audit::{self, AuditFilter, AuditRecord, Source};
+use crate::error::AppError;
+use crate::i18n::{Lang, Tr};
+use crate::web::extract::ApiPath;
+use crate::web::render::{FormErrs, Layout, form_error, html};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", post(logout))
+        .route("/lang/{code}", get(set_lang))
+        .route("/account", get(account))
+        .route(
+            "/account/password",
+            get(password_page).post(password_submit),
+        )
+        .route("/account/tokens", post(token_create))
+        .route("/account/tokens/{id}/revoke", post(token_revoke))
+        .merge(super::admin_pages::routes())
+}
+
+/// The signed-in user and the page layout, for every page handler.
+pub struct PageCtx {
+    pub me: CurrentUser,
+    pub l: Layout,
+}
+
+impl PageCtx {
+    pub fn tr(&self) -> Tr {
+        self.l.tr
+    }
+    pub fn nav(mut self, nav: &'static str) -> Self {
+        self.l.nav = nav;
+        self
+    }
+}
+
+impl FromRequestParts<App> for PageCtx {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
+        let me = CurrentUser::from_request_parts(parts, app).await?;
+        let session = Session::from_request_parts(parts, app)
+            .await
+            .map_err(|_| AppError::internal("session layer missing"))?;
+        let role = me.user.role;
+        let allowed = app
+            .db
+            .read(move |c| permissions::allowed_pages(c, role).map_err(AppError::from))
+            .await?;
+        let l = Layout {
+            tr: Tr::new(Lang::from_headers(&parts.headers)),
+            username: me.user.username.clone(),
+            role_key: me.user.role.label_key(),
+            csrf: csrf_token(&session).await?,
+            nav: "",
+            allowed,
+            path: parts.uri.path().to_string(),
+        };
+        Ok(PageCtx { me, l })
+    }
+}
+
+/// The layout for pages shown before sign-in.
+async fn anonymous_layout(headers: &HeaderMap, session: &Session) -> Result<Layout, AppError> {
+    Ok(Layout {
+        tr: Tr::new(Lang::from_headers(headers)),
+        username: String::new(),
+        role_key: "",
+        csrf: csrf_token(session).await?,
+        nav: "",
+        allowed: Vec::new(),
+        path: "/login".into(),
+    })
+}
+
+/// Only same-site absolute paths are followed after sign-in.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/login.html")]
+struct LoginPage {
+    l: Layout,
+    error: String,
+    username: String,
+    next: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoginQuery {
+    next: String,
+}
+
+async fn login_page(
+    headers: HeaderMap,
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Result<Response, AppError> {
+    if session
+        .get::<i64>(keys::USER_ID)
+        .await
+        .map_err(AppError::internal)?
+        .is_some()
+    {
+        return Ok(Redirect::to("/").into_response());
+    }
+    html(&LoginPage {
+        l: anonymous_layout(&headers, &session).await?,
+        error: String::new(),
+        username: String::new(),
+        next: q.next,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: String,
+}
+
+async fn login_submit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    session: Session,
+    src: Source,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    match service::login(&app, &f.username, &f.password, &src).await {
+        Ok(user) => {
+            service::start_session(&session, &user, user.session_epoch).await?;
+            let to = if user.must_change_password {
+                "/account/password"
+            } else {
+                safe_next(&f.next)
+            };
+            Ok(Redirect::to(to).into_response())
+        }
+        Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
+            let l = anonymous_layout(&headers, &session).await?;
+            let error = l.tr.t(e.message_key()).to_string();
+            let mut resp = html(&LoginPage {
+                l,
+                error,
+                username: f.username,
+                next: f.next,
+            })?;
+            *resp.status_mut() = e.status();
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn logout(
+    State(app): State<App>,
+    session: Session,
+    me: CurrentUser,
+    src: Source,
+) -> Result<Response, AppError> {
+    service::logout(&app, &session, me.actor(), &src).await?;
+    Ok(Redirect::to("/login").into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LangQuery {
+    next: String,
+}
+
+/// Stores the language choice in a cookie (a browser preference, not server data).
+async fn set_lang(
+    ApiPath(code): ApiPath<String>,
+    axum::extract::Query(q): axum::extract::Query<LangQuery>,
+) -> Result<Response, AppError> {
+    let lang = Lang::parse(&code).ok_or(AppError::NotFound)?;
+    let cookie = format!(
+        "lang={}; Path=/; Max-Age=31536000; SameSite=Lax; Secure",
+        lang.code()
+    );
+    let mut resp = Redirect::to(safe_next(&q.next)).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie.parse().map_err(AppError::internal)?,
+    );
+    Ok(resp)
+}
+
+#[derive(Template)]
+#[template(path = "auth/dashboard.html")]
+struct DashboardPage {
+    l: Layout,
+    counts: Counts,
+    audit_24h: i64,
+    recent: Vec<AuditRecord>,
+    show_sessions: bool,
+    changed: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DashQuery {
+    changed: Option<String>,
+}
+
+async fn dashboard(
+    State(app): State<App>,
+    ctx: PageCtx,
+    axum::extract::Query(q): axum::extract::Query<DashQuery>,
+) -> Result<Response, AppError> {
+    let ctx = ctx.nav("dashboard");
+    let scope = ctx.me.scope();
+    let show_audit = ctx.l.can("/audit");
+    let (counts, audit_24h, recent) = app
+        .db
+        .read(move |c| {
+            let now = crate::db::now();
+            let counts = store::counts(c, scope, now)?;
+            let day = AuditFilter {
+                since: Some(now - 86_400),
+                ..Default::default()
+            };
+            let audit_24h = audit::query(c, scope, &day, 100_000, 0)?.len() as i64;
+            let recent = if show_audit {
+                audit::query(c, scope, &AuditFilter::default(), 10, 0)?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, AppError>((counts, audit_24h, recent))
+        })
+        .await?;
+    html(&DashboardPage {
+        show_sessions: scope == super::Scope::All,
+        l: ctx.l,
+        counts,
+        audit_24h,
+        recent,
+        changed: q.changed.is_some(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "auth/password.html")]
+struct PasswordPage {
+    l: Layout,
+    forced: bool,
+    errs: FormErrs,
+}
+
+async fn password_page(ctx: PageCtx) -> Result<Response, AppError> {
+    let forced = ctx.me.user.must_change_password;
+    html(&PasswordPage {
+        l: ctx.nav("account").l,
+        forced,
+        errs: FormErrs::default(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+async fn password_submit(
+    State(app): State<App>,
+    session: Session,
+    ctx: PageCtx,
+    src: Source,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, AppError> {
+    let ctx = ctx.nav("account");
+    let result = if f.new_password != f.confirm_password {
+        Err(AppError::field("confirm_password", "err.password_mismatch"))
+    } else {
+        service::change_password(
+            &app,
+            &ctx.me.user,
+            &f.current_password,
+            &f.new_password,
+            &src,
+        )
+        .await
+    };
+    match result {
+        Ok(epoch) => {
+            if ctx.me.via == AuthVia::Session {
+                service::start_session(&session, &ctx.me.user, epoch).await?;
+            }
+            Ok(Redirect::to("/?changed=1").into_response())
+        }
+        Err(e) => {
+            let (tr, forced) = (ctx.tr(), ctx.me.user.must_change_password);
+            form_error(
+                e,
+                |errs| {
+                    html(&PasswordPage {
+                        l: ctx.l,
+                        forced,
+                        errs,
+                    })
+                },
+                tr,
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "auth/account.html")]
+struct AccountPage {
+    l: Layout,
+    tokens: Vec<ApiToken>,
+    new_token: String,
+    token_name: String,
+    errs: FormErrs,
+}
+
+async fn tokens_of(app: &App, user: &User) -> Result<Vec<ApiToken>, AppError> {
+    let uid = user.id;
+    app.db
+        .read(move |c| store::list_tokens(c, uid).map_err(AppError::from))
+        .await
+}
+
+async fn account(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+    let tokens = tokens_of(&app, &ctx.me.user).await?;
+    html(&AccountPage {
+        l: ctx.nav("account").l,
+        tokens,
+        new_token: String::new(),
+        token_name: String::new(),
+        errs: FormErrs::default(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TokenForm {
+    name: String,
+}
+
+async fn token_create(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    Form(f): Form<TokenForm>,
+) -> Result<Response, AppError> {
+    let ctx = ctx.nav("account");
+    match service::create_token(&app, &ctx.me.user, &f.name, &src).await {
+        Ok((_, secret)) => {
+            let tokens = tokens_of(&app, &ctx.me.user).await?;
+            html(&AccountPage {
+                l: ctx.l,
+                tokens,
+                new_token: secret,
+                token_name: String::new(),
+                errs: FormErrs::default(),
+            })
+        }
+        Err(e) => {
+            let tokens = tokens_of(&app, &ctx.me.user).await?;
+            let tr = ctx.tr();
+            form_error(
+                e,
+                |errs| {
+                    html(&AccountPage {
+                        l: ctx.l,
+                        tokens,
+                        new_token: String::new(),
+                        token_name: f.name,
+                        errs,
+                    })
+                },
+                tr,
+            )
+        }
+    }
+}
+
+async fn token_revoke(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    service::revoke_token(&app, &me.user, id, &src).await?;
+    Ok(Redirect::to("/account").into_response())
+}

@@ -1,0 +1,279 @@
+//! Sign-in, sign-out, password changes and API tokens: the flows shared by the
+//! JSON API and the pages. Each writes its audit record in the same transaction.
+
+use rusqlite::TransactionBehavior;
+use serde_json::json;
+use tower_sessions::Session;
+
+use super::guard::{random_token, token_hash};
+use super::keys;
+use super::model::{User, check_password_strength};
+use super::store::{self, ApiToken};
+use crate::app::App;
+use crate::audit::{self, Actor, Event, Outcome, Source};
+use crate::error::{AppError, FieldErrors};
+
+/// Checks credentials with lockout. Every failure and every lock is audited
+/// with the source IP; a locked account answers `Locked` whatever the password.
+pub async fn login(
+    app: &App,
+    username: &str,
+    password: &str,
+    src: &Source,
+) -> Result<User, AppError> {
+    let name = username.trim().to_string();
+    let lookup = name.clone();
+    let row = app
+        .db
+        .read(move |c| store::login_row(c, &lookup).map_err(AppError::from))
+        .await?;
+    let now = crate::db::now();
+    let Some(row) = row else {
+        let pw = password.to_string();
+        app.blocking(move |h| h.verify_dummy(&pw)).await?;
+        audit_failure(app, Actor::anonymous(&name), src, "unknown_user").await?;
+        return Err(AppError::InvalidCredentials);
+    };
+    let actor = Actor::user(&row.user);
+    if row.user.is_locked(now) {
+        audit_failure(app, actor, src, "locked").await?;
+        return Err(AppError::Locked);
+    }
+    let (pw, hash) = (password.to_string(), row.password_hash.clone());
+    let ok = app.blocking(move |h| h.verify(&pw, &hash)).await?;
+    if !ok {
+        return Err(record_failure(app, &row.user, src).await?);
+    }
+    if !row.user.enabled || !row.tenant_enabled {
+        audit_failure(app, actor, src, "disabled").await?;
+        return Err(AppError::InvalidCredentials);
+    }
+    let (id, src2) = (row.user.id, src.clone());
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            store::clear_login_failures(&tx, id)?;
+            audit::append(&tx, &Event::new(&actor, &src2, "auth.login", "session"))?;
+            tx.commit().map_err(AppError::from)
+        })
+        .await?;
+    Ok(row.user)
+}
+
+async fn audit_failure(
+    app: &App,
+    actor: Actor,
+    src: &Source,
+    reason: &'static str,
+) -> Result<(), AppError> {
+    let src = src.clone();
+    app.db
+        .write(move |c| {
+            audit::append(
+                c,
+                &Event::new(&actor, &src, "auth.login", "session")
+                    .outcome(Outcome::Failure)
+                    .detail(json!({ "reason": reason })),
+            )
+            .map(|_| ())
+            .map_err(AppError::from)
+        })
+        .await
+}
+
+/// Counts a wrong password; returns the error to answer with (`Locked` when this
+/// failure reached the threshold).
+async fn record_failure(app: &App, user: &User, src: &Source) -> Result<AppError, AppError> {
+    let sec = &app.config.security;
+    let (threshold, lock_secs) = (sec.lockout_threshold, i64::from(sec.lockout_minutes) * 60);
+    let (id, actor, src) = (user.id, Actor::user(user), src.clone());
+    let locked = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let locked =
+                store::record_login_failure(&tx, id, crate::db::now(), threshold, lock_secs)?;
+            audit::append(
+                &tx,
+                &Event::new(&actor, &src, "auth.login", "session")
+                    .outcome(Outcome::Failure)
+                    .detail(json!({ "reason": "wrong_password" })),
+            )?;
+            if locked {
+                audit::append(
+                    &tx,
+                    &Event::new(&actor, &src, "auth.lock", "user")
+                        .id(id.0)
+                        .detail(json!({ "failures": threshold, "minutes": lock_secs / 60 })),
+                )?;
+            }
+            tx.commit()?;
+            Ok::<_, AppError>(locked)
+        })
+        .await?;
+    Ok(if locked {
+        AppError::Locked
+    } else {
+        AppError::InvalidCredentials
+    })
+}
+
+/// Binds the browser session to `user` under a new session id (no fixation).
+pub async fn start_session(session: &Session, user: &User, epoch: i64) -> Result<(), AppError> {
+    session.cycle_id().await.map_err(AppError::internal)?;
+    session
+        .insert(keys::USER_ID, user.id.0)
+        .await
+        .map_err(AppError::internal)?;
+    session
+        .insert(keys::EPOCH, epoch)
+        .await
+        .map_err(AppError::internal)?;
+    session
+        .insert(keys::CSRF, random_token())
+        .await
+        .map_err(AppError::internal)?;
+    Ok(())
+}
+
+/// Ends the session server-side and audits it.
+pub async fn logout(
+    app: &App,
+    session: &Session,
+    actor: Actor,
+    src: &Source,
+) -> Result<(), AppError> {
+    session.flush().await.map_err(AppError::internal)?;
+    let src = src.clone();
+    app.db
+        .write(move |c| {
+            audit::append(c, &Event::new(&actor, &src, "auth.logout", "session"))
+                .map(|_| ())
+                .map_err(AppError::from)
+        })
+        .await
+}
+
+/// Changes the caller's own password after checking the current one. Ends the
+/// user's other sessions; returns the new session epoch.
+pub async fn change_password(
+    app: &App,
+    user: &User,
+    current: &str,
+    new: &str,
+    src: &Source,
+) -> Result<i64, AppError> {
+    let id = user.id;
+    let stored = app
+        .db
+        .read(move |c| store::password_hash(c, id).map_err(AppError::from))
+        .await?;
+    let stored = stored.ok_or(AppError::NotFound)?;
+    let (cur, s) = (current.to_string(), stored);
+    if !app.blocking(move |h| h.verify(&cur, &s)).await? {
+        return Err(AppError::field(
+            "current_password",
+            "err.current_password_wrong",
+        ));
+    }
+    let mut errors = FieldErrors::new();
+    if new == current {
+        errors.insert(
+            "new_password",
+            crate::error::FieldError::new("err.password_same"),
+        );
+    } else if let Err(e) = check_password_strength(
+        new,
+        &[&user.username, &user.display_name],
+        app.config.security.min_password_score,
+    ) {
+        errors.insert("new_password", e);
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let pw = new.to_string();
+    let hash = app
+        .blocking(move |h| h.hash(&pw))
+        .await?
+        .map_err(AppError::internal)?;
+    let (actor, src) = (Actor::user(user), src.clone());
+    let epoch = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let epoch = store::set_password(&tx, id, &hash, false, crate::db::now())?;
+            audit::append(
+                &tx,
+                &Event::new(&actor, &src, "auth.password_change", "user").id(id.0),
+            )?;
+            tx.commit()?;
+            Ok::<_, AppError>(epoch)
+        })
+        .await?;
+    if user.username == "admin" {
+        // The bootstrap password is spent: remove its file.
+        let _ = std::fs::remove_file(app.initial_password_path());
+    }
+    Ok(epoch)
+}
+
+/// Creates an API token for `user`; the clear token is returned once and only
+/// its SHA-256 is stored.
+pub async fn create_token(
+    app: &App,
+    user: &User,
+    name: &str,
+    src: &Source,
+) -> Result<(ApiToken, String), AppError> {
+    let mut errors = FieldErrors::new();
+    let name = super::model::required_text(&mut errors, "name", name, 64);
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let token = format!("gdk_{}", random_token());
+    let prefix: String = token.chars().take(10).collect();
+    let hash = token_hash(&token);
+    let (uid, actor, src) = (user.id, Actor::user(user), src.clone());
+    let tok = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = crate::db::now();
+            let id = store::insert_token(&tx, uid, &name, &hash, &prefix, now)?;
+            audit::append(
+                &tx,
+                &Event::new(&actor, &src, "token.create", "api_token")
+                    .id(id)
+                    .detail(json!({ "name": name, "prefix": prefix })),
+            )?;
+            tx.commit()?;
+            Ok::<_, AppError>(ApiToken {
+                id,
+                name,
+                prefix,
+                created_at: now,
+                last_used_at: None,
+                revoked_at: None,
+            })
+        })
+        .await?;
+    Ok((tok, token))
+}
+
+pub async fn revoke_token(app: &App, user: &User, id: i64, src: &Source) -> Result<(), AppError> {
+    let (uid, actor, src) = (user.id, Actor::user(user), src.clone());
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !store::revoke_token(&tx, uid, id, crate::db::now())? {
+                return Err(AppError::NotFound);
+            }
+            audit::append(
+                &tx,
+                &Event::new(&actor, &src, "token.revoke", "api_token").id(id),
+            )?;
+            tx.commit().map_err(AppError::from)
+        })
+        .await
+}

@@ -1,0 +1,276 @@
+//! The command line and composition root: `serve`, `check`, `migrate`,
+//! `admin reset-password`, `audit verify`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::App;
+use crate::audit::{self, Actor, Event, Source};
+use crate::auth::model::random_password;
+use crate::auth::password::Hasher;
+use crate::auth::store;
+use crate::config::Config;
+use crate::db::Db;
+
+#[derive(Parser)]
+#[command(name = "gpudock", version, about = "GPU lab appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// TOML config file (defaults are built in).
+    #[arg(long, env = "GPUDOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, identity, TLS pair).
+    #[arg(long, env = "GPUDOCK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web UI and API (HTTPS, 0.0.0.0:8443 by default).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, env = "GPUDOCK_LISTEN")]
+        listen: Option<SocketAddr>,
+        #[arg(long, env = "GPUDOCK_SSH_LISTEN")]
+        ssh_listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration and print it.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Operator commands run on the host.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Audit log commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print a new temporary password for USER (to be changed at next sign-in).
+    ResetPassword {
+        user: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Exit 0 when the audit hash chain is intact, 1 naming the first broken record.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Loads the config: defaults <- file <- flags/env; warns about unknown keys.
+fn load_config(common: &Common) -> anyhow::Result<Config> {
+    let loaded = Config::load(common.config.as_deref())?;
+    for key in &loaded.unknown_keys {
+        log::warn!("config: unknown key `{key}` ignored");
+    }
+    let mut config = loaded.config;
+    if let Some(d) = &common.data_dir {
+        config.data_dir = d.clone();
+    }
+    Ok(config)
+}
+
+pub fn main() -> ExitCode {
+    crate::logging::init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            common,
+            listen,
+            ssh_listen,
+        } => {
+            let mut config = load_config(&common)?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(l) = ssh_listen {
+                config.ssh_listen = l;
+            }
+            config.validate()?;
+            runtime()?.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { common } => {
+            let config = load_config(&common)?;
+            config.validate()?;
+            if let (Some(c), Some(k)) = (&config.tls.cert, &config.tls.key) {
+                crate::tls::server_config(c, k).context("while checking tls.cert/tls.key")?;
+            }
+            println!(
+                "config OK: listen {}, ssh_listen {}, data_dir {}, tls {}",
+                config.listen,
+                config.ssh_listen,
+                config.data_dir.display(),
+                if config.tls.enabled { "on" } else { "OFF" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { common } => {
+            let config = load_config(&common)?;
+            crate::fsutil::ensure_private_dir(&config.data_dir)
+                .context("while creating the data directory")?;
+            Db::open(&config.db_path()).context("while migrating")?;
+            println!("database at {} is up to date", config.db_path().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin {
+            command: AdminCommand::ResetPassword { user, common },
+        } => reset_password(&load_config(&common)?, &user),
+        Command::Audit {
+            command: AuditCommand::Verify { common },
+        } => verify_audit(&load_config(&common)?),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = App::open(config)
+        .await
+        .context("while opening the data directory")?;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("while binding {listen}"))?;
+    let cancel = app.cancel.clone();
+    let purge = tokio::spawn(crate::auth::session_store::purge_loop(
+        crate::auth::session_store::SqliteStore::new(app.db.clone()),
+        std::time::Duration::from_secs(600),
+        cancel.clone(),
+    ));
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        log::info!("shutting down");
+        on_signal.cancel();
+    });
+    let stop = cancel.clone();
+    let served = crate::web::serve(app, listener, async move { stop.cancelled().await }).await;
+    cancel.cancel();
+    if let Err(e) = purge.await {
+        log::error!("session purge task failed: {e}");
+    }
+    served.context("while serving")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn open_existing(config: &Config) -> anyhow::Result<Db> {
+    let path = config.db_path();
+    if !path.exists() {
+        bail!("no database at {} (is --data-dir right?)", path.display());
+    }
+    Db::open(&path).with_context(|| format!("while opening {}", path.display()))
+}
+
+fn reset_password(config: &Config, username: &str) -> anyhow::Result<ExitCode> {
+    let db = open_existing(config)?;
+    let password = random_password();
+    let hash = Hasher::new(&config.security)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .hash(&password)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let name = username.to_string();
+    let found = runtime()?.block_on(db.write(move |c| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(user) = store::user_by_name(&tx, &name)? else {
+            return Ok::<_, crate::db::DbError>(false);
+        };
+        store::set_password(&tx, user.id, &hash, true, crate::db::now())?;
+        let (actor, src) = (Actor::cli(), Source::local());
+        audit::append(
+            &tx,
+            &Event::new(&actor, &src, "admin.reset_password", "user")
+                .id(user.id.0)
+                .detail(serde_json::json!({"username": name})),
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }))?;
+    if !found {
+        eprintln!("error: no user named {username}");
+        return Ok(ExitCode::from(1));
+    }
+    println!("{password}");
+    eprintln!(
+        "temporary password for {username} printed above; it must be changed at next sign-in"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_audit(config: &Config) -> anyhow::Result<ExitCode> {
+    let db = open_existing(config)?;
+    let report =
+        runtime()?.block_on(db.read(|c| audit::verify(c).map_err(crate::db::DbError::from)))?;
+    match report.first_broken {
+        None => {
+            println!("audit chain intact: {} records", report.checked);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((id, why)) => {
+            println!(
+                "audit chain BROKEN at record {id}: {why} ({} records before it verified)",
+                report.checked
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Typed configuration: built-in defaults, then an optional TOML file, then the
+//! command line / `GPUDOCK_*` environment (applied by `cli`). Validated at load.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration, passed around as `Arc<Config>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// HTTPS (or, when `tls.enabled = false`, plain HTTP) listen address.
+    pub listen: SocketAddr,
+    /// SSH jumpbox listen address.
+    pub ssh_listen: SocketAddr,
+    /// Where the database, the age identity and the TLS pair live.
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub security: SecurityConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// TLS is on unless the file says `enabled = false` explicitly.
+    pub enabled: bool,
+    /// A PEM certificate chain; with `key`, replaces the self-signed pair.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Consecutive failed logins that lock an account.
+    pub lockout_threshold: u32,
+    /// How long a locked account stays locked.
+    pub lockout_minutes: u32,
+    /// A browser session ends after this much inactivity.
+    pub session_idle_minutes: u32,
+    /// Lowest accepted zxcvbn score (0..=4).
+    pub min_password_score: u8,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            ssh_listen: SocketAddr::from(([0, 0, 0, 0], 2026)),
+            data_dir: PathBuf::from("/var/lib/gpudock"),
+            tls: TlsConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        // argon2id with OWASP's second recommended set (19 MiB, t=2, p=1).
+        Self {
+            lockout_threshold: 5,
+            lockout_minutes: 30,
+            session_idle_minutes: 480,
+            min_password_score: 3,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// A loaded config plus the keys the file had that gpudock does not know.
+pub struct Loaded {
+    pub config: Config,
+    pub unknown_keys: Vec<String>,
+}
+
+impl Config {
+    /// Defaults, overlaid with the file at `path` when one is given.
+    pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Loaded {
+                config: Config::default(),
+                unknown_keys: Vec::new(),
+            });
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Parses TOML text, collecting unknown keys instead of failing on them.
+    pub fn parse(text: &str) -> Result<Loaded, toml::de::Error> {
+        let mut unknown_keys = Vec::new();
+        let de = toml::Deserializer::parse(text)?;
+        let config: Config = serde_ignored::deserialize(de, |p| unknown_keys.push(p.to_string()))?;
+        Ok(Loaded {
+            config,
+            unknown_keys,
+        })
+    }
+
+    /// Checks cross-field rules; every error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid(
+                "tls.cert/tls.key",
+                "give both a certificate and a key, or neither",
+            );
+        }
+        let s = &self.security;
+        if s.lockout_threshold == 0 {
+            return invalid("security.lockout_threshold", "must be at least 1");
+        }
+        if s.lockout_minutes == 0 {
+            return invalid("security.lockout_minutes", "must be at least 1");
+        }
+        if s.session_idle_minutes == 0 {
+            return invalid("security.session_idle_minutes", "must be at least 1");
+        }
+        if s.min_password_score > 4 {
+            return invalid("security.min_password_score", "must be between 0 and 4");
+        }
+        if argon2::Params::new(
+            s.argon2_memory_kib,
+            s.argon2_iterations,
+            s.argon2_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return invalid(
+                "security.argon2_*",
+                "not valid argon2 parameters (memory >= 8 x parallelism KiB, iterations >= 1)",
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("gpudock.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_tls_is_on() {
+        let c = Config::default();
+        assert!(c.tls.enabled);
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.ssh_listen.port(), 2026);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_overrides_and_unknown_keys_are_reported() {
+        let loaded = Config::parse(
+            "listen = \"127.0.0.1:9000\"\nbogus = 1\n[security]\nlockout_threshold = 3\ntypo_key = true\n",
+        )
+        .unwrap();
+        assert_eq!(loaded.config.listen.port(), 9000);
+        assert_eq!(loaded.config.security.lockout_threshold, 3);
+        assert_eq!(loaded.config.security.lockout_minutes, 30);
+        assert_eq!(loaded.unknown_keys, vec!["bogus", "security.typo_key"]);
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_rejected() {
+        let mut c = Config::default();
+        c.tls.cert = Some("/x.pem".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("tls.cert/tls.key"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let loaded = Config::parse("[security]\nlockout_threshold = 0\n").unwrap();
+        let err = loaded.config.validate().unwrap_err().to_string();
+        assert!(err.contains("security.lockout_threshold"), "{err}");
+        assert!(Config::parse("listen = \"nope\"").is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! The database handle: opens SQLite with the house PRAGMAs, runs the embedded
+//! refinery migrations, and runs all rusqlite work on blocking threads. Writes go
+//! through one connection (serialized); reads use a small pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database migration: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("database worker thread failed: {0}")]
+    Join(String),
+    #[error("database lock poisoned")]
+    Poisoned,
+}
+
+/// Cheap to clone; all clones share the writer and the reader pool.
+#[derive(Clone)]
+pub struct Db {
+    path: Option<PathBuf>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+const MAX_IDLE_READERS: usize = 4;
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// Applies the embedded migrations to `conn`; used by `Db::open` and store tests.
+pub fn migrate(conn: &mut Connection) -> Result<usize, DbError> {
+    let report = embedded::migrations::runner().run(conn)?;
+    Ok(report.applied_migrations().len())
+}
+
+/// A fresh in-memory database with every migration applied (store tests).
+pub fn memory() -> Result<Connection, DbError> {
+    let mut conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens (creating) the database file and migrates it to the latest schema.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            path: Some(path.to_owned()),
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// One migrated in-memory connection serving reads and writes (tests).
+    pub fn open_memory() -> Result<Self, DbError> {
+        Ok(Self {
+            path: None,
+            writer: Arc::new(Mutex::new(memory()?)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Runs `f` on the writer connection on a blocking thread. Callers that read
+    /// then modify open `BEGIN IMMEDIATE` transactions inside `f`.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().map_err(|_| E::from(DbError::Poisoned))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(DbError::Join(e.to_string())))?
+    }
+
+    /// Runs `f` on a pooled read connection on a blocking thread.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let Some(path) = self.path.clone() else {
+            // In-memory databases cannot be shared across connections.
+            return self.write(move |c| f(c)).await;
+        };
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers
+                .lock()
+                .map_err(|_| E::from(DbError::Poisoned))?
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&path).map_err(E::from)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = readers.lock()
+                && pool.len() < MAX_IDLE_READERS
+            {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| E::from(DbError::Join(e.to_string())))?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, DbError> {
+    let c = Connection::open(path)?;
+    configure(&c)?;
+    Ok(c)
+}
+
+/// Seconds since the Unix epoch; the one clock the stores use.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Whether `e` is a UNIQUE constraint violation (turned into a field error by
+/// `error::on_unique`).
+pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}

@@ -1,0 +1,217 @@
+//! The HTTP-boundary error. Every variant maps to one status and one code; the
+//! user sees a translatable message (and per-field errors), the log sees the
+//! full internal text. API requests get JSON; `web::render` turns the same
+//! error into a page for browser requests.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::i18n::Tr;
+
+/// One field's problem: an i18n key plus optional untranslated detail
+/// (e.g. the password estimator's feedback).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub key: &'static str,
+    pub detail: Option<String>,
+}
+
+impl FieldError {
+    pub fn new(key: &'static str) -> Self {
+        Self { key, detail: None }
+    }
+    pub fn with_detail(key: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            key,
+            detail: Some(detail.into()),
+        }
+    }
+    /// The message in `tr`'s language.
+    pub fn text(&self, tr: Tr) -> String {
+        match &self.detail {
+            Some(d) => format!("{}: {d}", tr.t(self.key)),
+            None => tr.t(self.key).to_string(),
+        }
+    }
+}
+
+pub type FieldErrors = BTreeMap<&'static str, FieldError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not signed in")]
+    Unauthenticated,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("account locked")]
+    Locked,
+    #[error("password change required")]
+    PasswordChangeRequired,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("CSRF check failed")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0:?}")]
+    Conflict(FieldErrors),
+    #[error("validation failed: {0:?}")]
+    Validation(FieldErrors),
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// What a rendered error carries for the page layer (set as a response extension).
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub code: &'static str,
+    pub message_key: &'static str,
+}
+
+impl AppError {
+    pub fn field(name: &'static str, key: &'static str) -> Self {
+        AppError::Validation(FieldErrors::from([(name, FieldError::new(key))]))
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        AppError::Internal(e.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthenticated | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Locked => StatusCode::LOCKED,
+            AppError::PasswordChangeRequired | AppError::Forbidden | AppError::Csrf => {
+                StatusCode::FORBIDDEN
+            }
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::InvalidCredentials => "invalid_credentials",
+            AppError::Locked => "account_locked",
+            AppError::PasswordChangeRequired => "password_change_required",
+            AppError::Forbidden => "forbidden",
+            AppError::Csrf => "csrf_failed",
+            AppError::NotFound => "not_found",
+            AppError::Conflict(_) => "conflict",
+            AppError::Validation(_) => "validation_failed",
+            AppError::BadRequest(_) => "bad_request",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The i18n key of the user-facing message.
+    pub fn message_key(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => "err.unauthenticated",
+            AppError::InvalidCredentials => "err.invalid_credentials",
+            AppError::Locked => "err.locked",
+            AppError::PasswordChangeRequired => "err.password_change_required",
+            AppError::Forbidden => "err.forbidden",
+            AppError::Csrf => "err.csrf",
+            AppError::NotFound => "err.not_found",
+            AppError::Conflict(_) => "err.conflict",
+            AppError::Validation(_) => "err.validation",
+            AppError::BadRequest(key) => key,
+            AppError::Internal(_) => "err.internal",
+        }
+    }
+
+    pub fn fields(&self) -> Option<&FieldErrors> {
+        match self {
+            AppError::Conflict(f) | AppError::Validation(f) => Some(f),
+            AppError::Unauthenticated
+            | AppError::InvalidCredentials
+            | AppError::Locked
+            | AppError::PasswordChangeRequired
+            | AppError::Forbidden
+            | AppError::Csrf
+            | AppError::NotFound
+            | AppError::BadRequest(_)
+            | AppError::Internal(_) => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: BodyInner<'a>,
+}
+
+#[derive(Serialize)]
+struct BodyInner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<BTreeMap<&'a str, String>>,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(detail) = &self {
+            log::error!("internal error: {detail}");
+        }
+        let en = Tr::english();
+        let fields = self
+            .fields()
+            .map(|f| f.iter().map(|(k, v)| (*k, v.text(en))).collect());
+        let body = Body {
+            error: BodyInner {
+                code: self.code(),
+                message: en.t(self.message_key()),
+                fields,
+            },
+        };
+        let mut resp = (self.status(), Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorInfo {
+            code: self.code(),
+            message_key: self.message_key(),
+        });
+        resp
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<crate::secrets::SecretError> for AppError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+/// Maps a UNIQUE violation to a 409 on `field`; any other database error stays
+/// internal (never "not found", never a 400).
+pub fn on_unique(field: &'static str) -> impl FnOnce(rusqlite::Error) -> AppError {
+    move |e| {
+        if crate::db::is_unique_violation(&e) {
+            AppError::Conflict(FieldErrors::from([(field, FieldError::new("err.taken"))]))
+        } else {
+            AppError::from(e)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! HTTP infrastructure: router assembly, the server (TLS or explicit plain
+//! HTTP) on a bound listener with graceful shutdown, static assets, rendering.
+
+pub mod assets;
+pub mod extract;
+pub mod render;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::routing::get;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::app::App;
+use crate::auth::session_store::SqliteStore;
+
+pub const SESSION_COOKIE: &str = "gpudock_session";
+
+/// The whole application as a router. Pure: no sockets, no tasks.
+pub fn router(app: App) -> Router {
+    let store = SqliteStore::new(app.db.clone());
+    let idle = time::Duration::minutes(i64::from(app.config.security.session_idle_minutes));
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_secure(true)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_expiry(Expiry::OnInactivity(idle));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(assets::routes())
+        .merge(crate::auth::api::routes())
+        .merge(crate::audit::web::routes())
+        .merge(crate::auth::pages::routes())
+        .merge(crate::audit::web::page_routes())
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::guard::guard,
+        ))
+        .fallback(render::not_found)
+        .layer(middleware::from_fn(render::error_pages))
+        .layer(sessions)
+        .layer(middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "same-origin");
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    );
+    set(h, "strict-transport-security", "max-age=31536000");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains
+/// connections for up to 10 s. TLS unless the config turns it off explicitly.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    if app.config.tls.enabled {
+        let (cert, key) = crate::tls::ensure_pair(&app.config)?;
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(crate::tls::server_config(
+            &cert, &key,
+        )?);
+        log::info!("listening on https://{addr}");
+        axum_server::from_tcp_rustls(listener, tls)
+            .handle(handle)
+            .serve(service)
+            .await?;
+    } else {
+        log::warn!("TLS is off (tls.enabled = false): listening on plain http://{addr}");
+        axum_server::from_tcp(listener)
+            .handle(handle)
+            .serve(service)
+            .await?;
+    }
+    Ok(())
+}
