@@ -215,6 +215,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_exactly_the_defaults() {
+        let loaded = Config::parse(include_str!("../packaging/gpudock.toml")).unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        assert_eq!(format!("{:?}", loaded.config), format!("{:?}", Config::default()));
+    }
+
+    #[test]
     fn half_a_tls_pair_is_rejected() {
         let mut c = Config::default();
         c.tls.cert = Some("/x.pem".into());
