@@ -19,17 +19,19 @@ echo "binary: $(stat -c %s $bin) bytes ($(awk "BEGIN{printf \"%.1f\", $(stat -c 
 t0=$(now); for _ in $(seq 20); do $bin --version >/dev/null; done; t1=$(now)
 exec_ms=$(awk "BEGIN{printf \"%.2f\", ($t1-$t0)/20*1000}")
 
-start_once() { # $1 data dir; prints ms from exec to the first 200 from /healthz
+start_once() { # $1 data dir; sets pid and ms (exec to the first 200 from /healthz)
   local t0 t1
   t0=$(now)
   $bin serve --data-dir "$1" --listen 127.0.0.1:18943 >"$1.log" 2>&1 &
   pid=$!
   until curl -ksf https://127.0.0.1:18943/healthz >/dev/null 2>&1; do sleep 0.005; done
   t1=$(now)
-  awk "BEGIN{printf \"%.0f\", ($t1-$t0)*1000}"
+  ms=$(awk "BEGIN{printf \"%.0f\", ($t1-$t0)*1000}")
 }
-first=$(start_once "$work/d1"); kill $pid; wait $pid 2>/dev/null || true
-warm=$(start_once "$work/d1")
+start_once "$work/d1"; first=$ms
+initial=$(cat "$work/d1/initial-admin-password")
+kill $pid; wait $pid 2>/dev/null || true
+start_once "$work/d1"; warm=$ms
 echo "start to /healthz: first start ${first} ms (creates db, identity, TLS pair, admin), later start ${warm} ms; process exec baseline ${exec_ms} ms"
 
 sleep 2
@@ -37,8 +39,6 @@ rss_idle=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
 echo "idle RSS: ${rss_idle} KiB"
 
 # A signed-in admin with a known password, through the API.
-initial=$(cat "$work/d1/initial-admin-password" 2>/dev/null || true)
-if [ -z "$initial" ]; then kill $pid; wait $pid 2>/dev/null || true; rm -rf "$work/d1"; start_once "$work/d1" >/dev/null; initial=$(cat "$work/d1/initial-admin-password"); fi
 pw='Bench-Mark-Quasar-2026!'
 cj="$work/cj"
 curl -ksf -c "$cj" -b "$cj" https://127.0.0.1:18943/api/v1/auth/login -H 'content-type: application/json' \

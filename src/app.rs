@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, Actor, Event, Source};
 use crate::auth::model::{Role, random_password};
-use crate::auth::password::Hasher;
+use crate::auth::password::{HashPool, Hasher};
 use crate::auth::store;
 use crate::config::Config;
 use crate::db::{Db, DbError};
@@ -19,7 +19,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: Db,
     pub sealer: Arc<Sealer>,
-    pub hasher: Arc<Hasher>,
+    pub hasher: Arc<HashPool>,
     pub cancel: CancellationToken,
 }
 
@@ -69,11 +69,15 @@ impl App {
             .await
             .map_err(|e| StartError::Hasher(e.to_string()))?
             .map_err(|e| StartError::Hasher(e.to_string()))?;
+        // One hashing thread per core, at most 4: bounds CPU and memory
+        // (threads x argon2_memory_kib) under a sign-in flood.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let pool = HashPool::new(hasher, threads).map_err(|e| StartError::Hasher(e.to_string()))?;
         let app = App {
             config: Arc::new(config),
             db,
             sealer: Arc::new(sealer),
-            hasher: Arc::new(hasher),
+            hasher: Arc::new(pool),
             cancel: CancellationToken::new(),
         };
         app.bootstrap_admin().await?;
@@ -98,9 +102,10 @@ impl App {
             return Ok(());
         }
         let password = random_password();
-        let hasher = self.hasher.clone();
         let pw = password.clone();
-        let hash = tokio::task::spawn_blocking(move || hasher.hash(&pw))
+        let hash = self
+            .hasher
+            .run(move |h| h.hash(&pw))
             .await
             .map_err(|e| StartError::Hasher(e.to_string()))?
             .map_err(|e| StartError::Hasher(e.to_string()))?;
@@ -141,15 +146,15 @@ impl App {
         Ok(())
     }
 
-    /// Runs CPU-heavy work (argon2) off the async threads.
+    /// Runs password hashing work on the hashing pool, off the async threads.
     pub async fn blocking<T, F>(&self, f: F) -> Result<T, crate::error::AppError>
     where
         T: Send + 'static,
         F: FnOnce(&Hasher) -> T + Send + 'static,
     {
-        let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || f(&hasher))
-            .await
-            .map_err(crate::error::AppError::internal)
+        self.hasher.run(f).await.map_err(|e| match e {
+            crate::auth::password::PoolError::Busy => crate::error::AppError::Busy,
+            crate::auth::password::PoolError::Stopped => crate::error::AppError::internal(e),
+        })
     }
 }

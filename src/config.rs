@@ -218,7 +218,10 @@ mod tests {
     fn the_shipped_example_is_exactly_the_defaults() {
         let loaded = Config::parse(include_str!("../packaging/gpudock.toml")).unwrap();
         assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
-        assert_eq!(format!("{:?}", loaded.config), format!("{:?}", Config::default()));
+        assert_eq!(
+            format!("{:?}", loaded.config),
+            format!("{:?}", Config::default())
+        );
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum AppError {
     Validation(FieldErrors),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("server busy")]
+    Busy,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -95,6 +97,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +114,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Validation(_) => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
+            AppError::Busy => "busy",
             AppError::Internal(_) => "internal",
         }
     }
@@ -128,6 +132,7 @@ impl AppError {
             AppError::Conflict(_) => "err.conflict",
             AppError::Validation(_) => "err.validation",
             AppError::BadRequest(key) => key,
+            AppError::Busy => "err.busy",
             AppError::Internal(_) => "err.internal",
         }
     }
@@ -143,6 +148,7 @@ impl AppError {
             | AppError::Csrf
             | AppError::NotFound
             | AppError::BadRequest(_)
+            | AppError::Busy
             | AppError::Internal(_) => None,
         }
     }

@@ -1,5 +1,12 @@
-//! argon2id password hashing with the configured parameters. Callers run these
-//! on blocking threads (each call costs tens of milliseconds by design).
+//! argon2id password hashing with the configured parameters, run on a small
+//! dedicated pool of threads. Each hash costs tens of milliseconds and
+//! `argon2_memory_kib` of memory by design; a fixed pool bounds both under a
+//! sign-in flood (and keeps the allocator from parking a freed block on every
+//! thread of tokio's large blocking pool), and a bounded queue sheds overload.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -52,6 +59,100 @@ impl Hasher {
     }
 }
 
+type Job = Box<dyn FnOnce(&Hasher) + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("too many password checks queued")]
+    Busy,
+    #[error("password hashing pool stopped")]
+    Stopped,
+}
+
+/// A fixed set of threads that own the `Hasher`; jobs queue up to `QUEUE`.
+pub struct HashPool {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+const QUEUE: usize = 256;
+
+fn work(rx: Arc<Mutex<Receiver<Job>>>, hasher: Arc<Hasher>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(&hasher),
+            Err(_) => return,
+        }
+    }
+}
+
+impl HashPool {
+    pub fn new(hasher: Hasher, threads: usize) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        let (rx, hasher) = (Arc::new(Mutex::new(rx)), Arc::new(hasher));
+        let workers = (0..threads.max(1))
+            .map(|i| {
+                let (rx, hasher) = (rx.clone(), hasher.clone());
+                std::thread::Builder::new()
+                    .name(format!("argon2-{i}"))
+                    .spawn(move || work(rx, hasher))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Runs `f` on a pool thread; `Busy` when the queue is full.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Hasher) -> T + Send + 'static,
+    {
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |h| {
+            let _ = otx.send(f(h));
+        });
+        {
+            let guard = self.tx.lock().map_err(|_| PoolError::Stopped)?;
+            let tx = guard.as_ref().ok_or(PoolError::Stopped)?;
+            tx.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => PoolError::Busy,
+                TrySendError::Disconnected(_) => PoolError::Stopped,
+            })?;
+        }
+        orx.await.map_err(|_| PoolError::Stopped)
+    }
+
+    /// Closes the queue and joins the threads (after queued jobs finish).
+    pub fn shutdown(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let workers = self
+            .workers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        for w in workers {
+            if w.join().is_err() {
+                log::error!("a password hashing thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +166,28 @@ mod tests {
         assert!(!h.verify("s3cret-passphrase!", &stored));
         assert!(!h.verify("x", "not a hash"));
         assert!(!h.verify_dummy("anything"));
+    }
+
+    #[tokio::test]
+    async fn pool_runs_jobs_and_stops_cleanly() {
+        let pool = HashPool::new(Hasher::new(&SecurityConfig::default()).unwrap(), 2).unwrap();
+        let stored = pool.run(|h| h.hash("pw-one-two").unwrap()).await.unwrap();
+        let jobs = (0..4).map(|_| {
+            let s = stored.clone();
+            pool.run(move |h| h.verify("pw-one-two", &s))
+        });
+        for ok in futures_join(jobs).await {
+            assert!(ok.unwrap());
+        }
+        pool.shutdown();
+        assert!(matches!(pool.run(|_| ()).await, Err(PoolError::Stopped)));
+    }
+
+    async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+        let mut out = Vec::new();
+        for f in fs.collect::<Vec<_>>() {
+            out.push(f.await);
+        }
+        out
     }
 }

@@ -188,11 +188,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         on_signal.cancel();
     });
     let stop = cancel.clone();
+    let hasher = app.hasher.clone();
     let served = crate::web::serve(app, listener, async move { stop.cancelled().await }).await;
     cancel.cancel();
     if let Err(e) = purge.await {
         log::error!("session purge task failed: {e}");
     }
+    tokio::task::spawn_blocking(move || hasher.shutdown())
+        .await
+        .context("while stopping the hashing pool")?;
     served.context("while serving")
 }
 
