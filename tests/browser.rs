@@ -1,0 +1,343 @@
+//! End-to-end browser test: headless Chromium (driven through chromedriver by
+//! fantoccini) signs in on the real login page, is forced to change the
+//! initial password, is refused a weak one, sets a strong one, and switches
+//! the language. The server side of the change is then checked over the API.
+//!
+//! Needs `/usr/bin/chromedriver` and `/usr/bin/chromium`
+//! (Debian: `apt-get install chromium chromium-driver`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL_HINT: &str =
+    "install chromium chromium-driver (apt-get install chromium chromium-driver)";
+const STRONG_PASSWORD: &str = "Velvet-Harbor-Compass-58!";
+const WEAK_PASSWORD: &str = "password1";
+/// The longest any single wait in this test may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A chromedriver process in its own process group (so that the Chromium it
+/// launches goes with it), plus a fresh browser profile directory. Dropping it
+/// ends the whole group.
+struct ChromeDriver {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        assert!(
+            std::path::Path::new(CHROMEDRIVER).exists(),
+            "{CHROMEDRIVER} not found: {INSTALL_HINT}"
+        );
+        assert!(
+            std::path::Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} not found: {INSTALL_HINT}"
+        );
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("profile")).unwrap();
+        let log = std::fs::File::create(dir.path().join("chromedriver.log")).unwrap();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER} ({e}): {INSTALL_HINT}"));
+        let mut driver = ChromeDriver { child, port, dir };
+        driver.wait_ready();
+        driver
+    }
+
+    /// Polls until chromedriver accepts TCP connections (bounded).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "chromedriver exited early ({status}); {INSTALL_HINT}\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on port {} within {WAIT:?}\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn profile_dir(&self) -> PathBuf {
+        self.dir.path().join("profile")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
+    }
+
+    async fn connect(&self) -> Client {
+        let caps = json!({
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-dev-shm-usage",
+                    format!("--user-data-dir={}", self.profile_dir().display()),
+                ],
+            },
+        });
+        // fantoccini's hyper-rustls turns on rustls' aws-lc-rs feature next to
+        // the crate's ring, so rustls cannot pick a provider by itself.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        ClientBuilder::rustls()
+            .expect("rustls connector")
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&self.url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot open a Chromium session ({e}); {INSTALL_HINT}\n{}",
+                    self.log()
+                )
+            })
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid (process_group(0)); this ends
+        // chromedriver and any Chromium it left behind, and nothing else.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it yields `Ok` or `WAIT` passes; `what` names the
+/// awaited condition in the failure message, and the last `Err` says what was
+/// seen instead.
+async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {what}; last seen: {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the browser's URL has this path and query.
+async fn wait_for_path(c: &Client, path_and_query: &str) {
+    poll(&format!("URL {path_and_query}"), || async {
+        let u = c.current_url().await.map_err(|e| e.to_string())?;
+        let got = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        };
+        if got == path_and_query {
+            Ok(())
+        } else {
+            Err(u.to_string())
+        }
+    })
+    .await;
+}
+
+async fn path_and_query(c: &Client) -> String {
+    let u = c.current_url().await.unwrap();
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    }
+}
+
+/// The `lang` attribute of the current document's `<html>`.
+async fn html_lang(c: &Client) -> Result<String, String> {
+    let v = c
+        .execute("return document.documentElement.lang;", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("lang is {v}"))
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let el = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("field {css} not found: {e}"));
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
+async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+    match c.wait().at_most(WAIT).for_element(Locator::Css(css)).await {
+        Ok(el) => el,
+        Err(e) => {
+            let url = c.current_url().await.map(|u| u.to_string());
+            let src = c.source().await.unwrap_or_default();
+            panic!("{css} not found ({e}) at {url:?}; page:\n{src}")
+        }
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    find(c, css).await.click().await.unwrap();
+}
+
+/// Clicks `a.lang` and waits until the document's language differs from
+/// `before`; returns the new language.
+async fn switch_lang(c: &Client, before: &str) -> String {
+    click(c, "a.lang").await;
+    poll("<html lang> to change after a.lang", || async {
+        let now = html_lang(c).await?;
+        if now != before { Ok(now) } else { Err(now) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn browser_login_forced_password_change_and_language_switch() {
+    let started = Instant::now();
+    let driver = ChromeDriver::start();
+    let server = common::Server::start();
+    let initial = server.initial_password();
+    let c = driver.connect().await;
+
+    // Anonymous: / sends the browser to the login page, remembering where it was.
+    c.goto(&server.url("/")).await.unwrap();
+    wait_for_path(&c, "/login?next=%2F").await;
+
+    // Sign in with the initial password: the change is forced.
+    fill(&c, "#username", "admin").await;
+    fill(&c, "#password", &initial).await;
+    click(&c, "#login-submit").await;
+    wait_for_path(&c, "/account/password").await;
+    let notice = find(&c, "#forced-notice").await;
+    assert!(
+        notice.is_displayed().await.unwrap(),
+        "#forced-notice hidden"
+    );
+    assert!(!notice.text().await.unwrap().trim().is_empty());
+
+    // A weak password is refused on the page itself.
+    fill(&c, "#current_password", &initial).await;
+    fill(&c, "#new_password", WEAK_PASSWORD).await;
+    fill(&c, "#confirm_password", WEAK_PASSWORD).await;
+    click(&c, "#password-submit").await;
+    let err = find(&c, "#new-password-error").await;
+    let err_text = err.text().await.unwrap();
+    assert!(
+        !err_text.trim().is_empty(),
+        "#new-password-error is empty:\n{}",
+        c.source().await.unwrap()
+    );
+    assert_eq!(path_and_query(&c).await, "/account/password");
+    // Still forced: the weak attempt changed nothing.
+    find(&c, "#forced-notice").await;
+
+    // A strong password goes through and lands on the dashboard.
+    fill(&c, "#current_password", &initial).await;
+    fill(&c, "#new_password", STRONG_PASSWORD).await;
+    fill(&c, "#confirm_password", STRONG_PASSWORD).await;
+    click(&c, "#password-submit").await;
+    wait_for_path(&c, "/?changed=1").await;
+    let changed = find(&c, "#password-changed").await;
+    assert!(
+        changed.is_displayed().await.unwrap(),
+        "#password-changed hidden"
+    );
+    assert_eq!(
+        find(&c, "#count-users").await.text().await.unwrap().trim(),
+        "1"
+    );
+
+    // The language switch flips <html lang> between zh-CN and en, and back.
+    let first = html_lang(&c).await.unwrap();
+    assert!(
+        first == "zh-CN" || first == "en",
+        "unexpected lang {first:?}"
+    );
+    let second = switch_lang(&c, &first).await;
+    let expected = if first == "en" { "zh-CN" } else { "en" };
+    assert_eq!(second, expected);
+    wait_for_path(&c, "/").await;
+    // Still signed in after the switch: the dashboard, not the login page.
+    find(&c, "#count-users").await;
+    let third = switch_lang(&c, &second).await;
+    assert_eq!(third, first);
+
+    c.close().await.unwrap();
+
+    // Server side: the old password is gone, the new one works and is final.
+    let api = server.client();
+    let login = server.url("/api/v1/auth/login");
+    let (s, b) = common::post(
+        &api,
+        &login,
+        json!({"username": "admin", "password": initial}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, b) = common::post(
+        &api,
+        &login,
+        json!({"username": "admin", "password": STRONG_PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["must_change_password"], false, "{b}");
+
+    eprintln!("browser test took {:?}", started.elapsed());
+    drop(driver);
+}
