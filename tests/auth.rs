@@ -603,3 +603,48 @@ async fn audit_export_and_page_forms_keep_input() {
         .unwrap();
     assert!(r.text().await.unwrap().contains("<html"));
 }
+
+#[tokio::test]
+async fn language_switch_sets_a_cookie_and_stays_on_site() {
+    let srv = Server::start();
+    let c = srv.client();
+    let r = c
+        .get(srv.url("/lang/en?next=%2Flogin%3Fnext%3D%252Fusers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/login?next=%2Fusers");
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("lang=en;")
+    );
+    let html = c
+        .get(srv.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<html lang=\"en\">") && html.contains("Sign in"));
+    let r = c
+        .get(srv.url("/lang/zh-CN?next=//evil.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+    let html = c
+        .get(srv.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<html lang=\"zh-CN\">") && html.contains("登录"));
+    let r = c.get(srv.url("/lang/fr")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

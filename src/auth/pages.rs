@@ -74,14 +74,23 @@ impl FromRequestParts<App> for PageCtx {
             csrf: csrf_token(&session).await?,
             nav: "",
             allowed,
-            path: parts.uri.path().to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
         };
         Ok(PageCtx { me, l })
     }
 }
 
-/// The layout for pages shown before sign-in.
-async fn anonymous_layout(headers: &HeaderMap, session: &Session) -> Result<Layout, AppError> {
+/// The layout for pages shown before sign-in; `path` is where the language
+/// switch returns to.
+async fn anonymous_layout(
+    headers: &HeaderMap,
+    session: &Session,
+    path: String,
+) -> Result<Layout, AppError> {
     Ok(Layout {
         tr: Tr::new(Lang::from_headers(headers)),
         username: String::new(),
@@ -89,7 +98,7 @@ async fn anonymous_layout(headers: &HeaderMap, session: &Session) -> Result<Layo
         csrf: csrf_token(session).await?,
         nav: "",
         allowed: Vec::new(),
-        path: "/login".into(),
+        path,
     })
 }
 
@@ -100,6 +109,14 @@ fn safe_next(next: &str) -> &str {
     } else {
         "/"
     }
+}
+
+fn login_path(next: &str) -> String {
+    if next.is_empty() {
+        return "/login".into();
+    }
+    let q: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    format!("/login?next={q}")
 }
 
 #[derive(Template)]
@@ -131,7 +148,7 @@ async fn login_page(
         return Ok(Redirect::to("/").into_response());
     }
     html(&LoginPage {
-        l: anonymous_layout(&headers, &session).await?,
+        l: anonymous_layout(&headers, &session, login_path(&q.next)).await?,
         error: String::new(),
         username: String::new(),
         next: q.next,
@@ -164,7 +181,7 @@ async fn login_submit(
             Ok(Redirect::to(to).into_response())
         }
         Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
-            let l = anonymous_layout(&headers, &session).await?;
+            let l = anonymous_layout(&headers, &session, login_path(&f.next)).await?;
             let error = l.tr.t(e.message_key()).to_string();
             let mut resp = html(&LoginPage {
                 l,
@@ -415,4 +432,29 @@ async fn token_revoke(
 ) -> Result<Response, AppError> {
     service::revoke_token(&app, &me.user, id, &src).await?;
     Ok(Redirect::to("/account").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(safe_next("/users?x=1"), "/users?x=1");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "",
+            "users",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_language_switch_returns_to_the_login_target() {
+        assert_eq!(login_path(""), "/login");
+        assert_eq!(login_path("/users?a=1"), "/login?next=%2Fusers%3Fa%3D1");
+    }
 }
