@@ -206,7 +206,7 @@ async fn sessions_cookies_logout_and_password_change() {
     // Logout invalidates the session server-side: replaying the cookie fails.
     let (s, _) = post(&raw, &srv.url("/api/v1/auth/logout"), json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let replay = common::client_trusting(&srv.data_dir().join("tls/cert.pem"));
+    let replay = common::client_trusting(&srv.cert);
     let r = replay
         .get(srv.url("/api/v1/me"))
         .header("cookie", &session)

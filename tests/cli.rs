@@ -144,3 +144,49 @@ async fn a_swapped_identity_stops_start_up_with_a_clear_error() {
     );
     std::fs::write(&key, original).unwrap();
 }
+
+#[tokio::test]
+async fn a_configured_certificate_is_served_instead_of_the_generated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (
+        dir.path().join("my-cert.pem"),
+        dir.path().join("my-key.pem"),
+    );
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let config = format!("[tls]\ncert = {:?}\nkey = {:?}\n", cert, key);
+    let srv = Server::start_trusting(dir, &config, cert);
+    assert!(srv.base.starts_with("https://"));
+    let (s, _) = common::get(&srv.client(), &srv.url("/healthz")).await;
+    assert_eq!(
+        s,
+        reqwest::StatusCode::OK,
+        "TLS verified against the configured certificate"
+    );
+    assert!(
+        !srv.data_dir().join("tls").exists(),
+        "no self-signed pair generated"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_only_when_the_config_says_so() {
+    let srv = Server::start_with("[tls]\nenabled = false\n");
+    assert!(srv.base.starts_with("http://"), "{}", srv.base);
+    assert!(srv.logs().contains("TLS is off"));
+    let (s, _) = common::get(&srv.client(), &srv.url("/healthz")).await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+
+    let tls = Server::start();
+    assert!(tls.base.starts_with("https://"));
+    let plain = tls.base.replace("https://", "http://");
+    let r = reqwest::Client::new()
+        .get(format!("{plain}/healthz"))
+        .send()
+        .await;
+    assert!(
+        r.is_err() || r.unwrap().status() != reqwest::StatusCode::OK,
+        "no plain HTTP on the TLS port"
+    );
+}

@@ -107,7 +107,7 @@ pub async fn serve(
             .serve(service)
             .await?;
     } else {
-        log::warn!("TLS is off (tls.enabled = false): listening on plain http://{addr}");
+        log::warn!("TLS is off (tls.enabled = false); listening on http://{addr}");
         axum_server::from_tcp(listener)
             .handle(handle)
             .serve(service)

@@ -16,6 +16,8 @@ pub const ADMIN_PASSWORD: &str = "Lantern-Orbit-Quartz-93!";
 
 pub struct Server {
     pub base: String,
+    /// The certificate clients trust: the generated one unless a test sets it.
+    pub cert: PathBuf,
     pub dir: tempfile::TempDir,
     child: Child,
     logs: Arc<Mutex<String>>,
@@ -36,6 +38,12 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Self {
+        let cert = dir.path().join("data/tls/cert.pem");
+        Self::start_trusting(dir, config, cert)
+    }
+
+    /// Starts with `config`, trusting `cert` (a configured pair).
+    pub fn start_trusting(dir: tempfile::TempDir, config: &str, cert: PathBuf) -> Self {
         let cfg = dir.path().join("config.toml");
         std::fs::write(&cfg, config).unwrap();
         let data = dir.path().join("data");
@@ -80,6 +88,7 @@ impl Server {
         };
         let server = Server {
             base,
+            cert,
             dir,
             child,
             logs,
@@ -91,7 +100,7 @@ impl Server {
     /// Polls /healthz (on its own thread and runtime, so that async tests can
     /// call `start`).
     fn wait_healthy(&self) {
-        let (url, cert) = (self.url("/healthz"), self.data_dir().join("tls/cert.pem"));
+        let (url, cert) = (self.url("/healthz"), self.cert.clone());
         let ok = std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(30);
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -137,7 +146,7 @@ impl Server {
 
     /// A client with its own cookie jar that trusts the server's certificate.
     pub fn client(&self) -> reqwest::Client {
-        client_trusting(&self.data_dir().join("tls/cert.pem"))
+        client_trusting(&self.cert)
     }
 
     /// Runs a `gpudock` subcommand against this server's data dir.
@@ -212,13 +221,16 @@ impl Drop for Server {
     }
 }
 
+/// A client trusting only `cert` (or no TLS roots at all when the file does
+/// not exist, for plain-HTTP servers).
 pub fn client_trusting(cert: &Path) -> reqwest::Client {
-    let pem = std::fs::read(cert).unwrap();
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .cookie_store(true)
+        .tls_built_in_root_certs(false);
+    if let Ok(pem) = std::fs::read(cert) {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    b.cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
