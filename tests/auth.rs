@@ -500,6 +500,11 @@ async fn errors_have_one_shape_and_validation_names_fields() {
     assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "not_found"));
     let (s, _) = get(&srv.client(), &srv.url("/healthz")).await;
     assert_eq!(s, StatusCode::OK);
+    // HEAD carries GET's permission.
+    let r = admin.head(srv.url("/api/v1/users")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = srv.client().head(srv.url("/api/v1/users")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Browser requests get a page in their language instead of JSON.
     let r = admin

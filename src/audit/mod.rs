@@ -7,7 +7,7 @@ mod store;
 pub mod web;
 
 pub use chain::{VerifyReport, append, verify};
-pub use store::{AuditFilter, AuditRecord, query};
+pub use store::{AuditFilter, AuditRecord, count_since, query};
 
 use serde::Serialize;
 

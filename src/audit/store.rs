@@ -111,6 +111,21 @@ pub fn query(
     rows.collect()
 }
 
+/// How many records the scope sees since `since` (Unix seconds).
+pub fn count_since(conn: &Connection, scope: Scope, since: i64) -> rusqlite::Result<i64> {
+    let (tenant, actor_id) = match scope {
+        Scope::All => (None, None),
+        Scope::Tenant(t) => (Some(t.0), None),
+        Scope::User(u, _) => (None, Some(u.0)),
+    };
+    conn.query_row(
+        "SELECT COUNT(*) FROM audit_log WHERE (?1 IS NULL OR tenant_id = ?1) \
+         AND (?2 IS NULL OR actor_id = ?2) AND ts >= ?3",
+        params![tenant, actor_id, since],
+        |r| r.get(0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +199,11 @@ mod tests {
             ),
             0
         );
+        assert_eq!(
+            count_since(&conn, Scope::Tenant(TenantId(9)), 0).unwrap(),
+            2
+        );
+        assert_eq!(count_since(&conn, Scope::All, i64::MAX).unwrap(), 0);
         let newest = query(&conn, Scope::All, &AuditFilter::default(), 1, 0).unwrap();
         assert_eq!(newest[0].action, "user.update");
     }

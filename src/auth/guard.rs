@@ -292,7 +292,12 @@ async fn guard_inner(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if permissions::is_public(method.as_str(), &pattern) {
+    let public_method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    if permissions::is_public(public_method, &pattern) {
         if mutating && !is_api(&path) {
             let taken = std::mem::take(req);
             *req = check_csrf(session, taken).await?;
@@ -317,14 +322,13 @@ async fn guard_inner(
         Some(Err(())) => return Err(AppError::Unauthenticated),
         None => None,
     };
-    let Some(caller) = resolve(
-        app,
-        bearer,
-        session_uid,
-        method.to_string(),
-        pattern.clone(),
-    )
-    .await?
+    // HEAD is served by GET handlers and carries GET's permission.
+    let perm_method = if method == Method::HEAD {
+        "GET".to_string()
+    } else {
+        method.to_string()
+    };
+    let Some(caller) = resolve(app, bearer, session_uid, perm_method, pattern.clone()).await?
     else {
         return Ok(Some(unauthenticated(&path, &method)));
     };

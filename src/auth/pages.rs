@@ -260,11 +260,7 @@ async fn dashboard(
         .read(move |c| {
             let now = crate::db::now();
             let counts = store::counts(c, scope, now)?;
-            let day = AuditFilter {
-                since: Some(now - 86_400),
-                ..Default::default()
-            };
-            let audit_24h = audit::query(c, scope, &day, 100_000, 0)?.len() as i64;
+            let audit_24h = audit::count_since(c, scope, now - 86_400)?;
             let recent = if show_audit {
                 audit::query(c, scope, &AuditFilter::default(), 10, 0)?
             } else {

@@ -175,6 +175,49 @@ mod tests {
         assert_eq!(d(Role::Admin, "GET", "/api/v1/nothing"), Decision::NoRecord);
     }
 
+    /// Every route registered in the sources is public or has a record, so a
+    /// new route cannot ship without one (the guard would deny it anyway).
+    #[test]
+    fn every_route_in_the_sources_has_a_record() {
+        let conn = db::memory().unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![root];
+        let mut routes = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text: String = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                for call in text.split(".route(\"").skip(1) {
+                    let (pattern, rest) = call.split_once('"').unwrap();
+                    let args = rest.split([';', '}']).next().unwrap();
+                    for m in ["get", "post", "put", "patch", "delete"] {
+                        if args.contains(&format!("{m}(")) {
+                            routes.push((m.to_uppercase(), pattern.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(routes.len() > 40, "found only {} routes", routes.len());
+        let missing: Vec<_> = routes
+            .iter()
+            .filter(|(m, p)| {
+                !is_public(m, p) && decide(&conn, Role::Admin, m, p).unwrap() == Decision::NoRecord
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a permission record: {missing:?}"
+        );
+    }
+
     #[test]
     fn grant_and_revoke_change_decisions() {
         let conn = db::memory().unwrap();
