@@ -12,6 +12,8 @@ pub mod fsutil;
 pub mod i18n;
 pub mod logging;
 pub mod secrets;
+#[cfg(test)]
+pub mod testutil;
 pub mod tls;
 pub mod web;
 

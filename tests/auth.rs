@@ -503,7 +503,12 @@ async fn errors_have_one_shape_and_validation_names_fields() {
     // HEAD carries GET's permission.
     let r = admin.head(srv.url("/api/v1/users")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = srv.client().head(srv.url("/api/v1/users")).send().await.unwrap();
+    let r = srv
+        .client()
+        .head(srv.url("/api/v1/users"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Browser requests get a page in their language instead of JSON.

@@ -180,27 +180,15 @@ mod tests {
     #[test]
     fn every_route_in_the_sources_has_a_record() {
         let conn = db::memory().unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut stack = vec![root];
         let mut routes = Vec::new();
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let text: String = std::fs::read_to_string(&path)
-                    .unwrap()
-                    .split_whitespace()
-                    .collect();
-                for call in text.split(".route(\"").skip(1) {
-                    let (pattern, rest) = call.split_once('"').unwrap();
-                    let args = rest.split([';', '}']).next().unwrap();
-                    for m in ["get", "post", "put", "patch", "delete"] {
-                        if args.contains(&format!("{m}(")) {
-                            routes.push((m.to_uppercase(), pattern.to_string()));
-                        }
+        for text in crate::testutil::source_texts(&["src"]) {
+            let text: String = text.split_whitespace().collect();
+            for call in text.split(".route(\"").skip(1) {
+                let (pattern, rest) = call.split_once('"').unwrap();
+                let args = rest.split([';', '}']).next().unwrap();
+                for m in ["get", "post", "put", "patch", "delete"] {
+                    if args.contains(&format!("{m}(")) {
+                        routes.push((m.to_uppercase(), pattern.to_string()));
                     }
                 }
             }

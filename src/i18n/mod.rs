@@ -153,29 +153,19 @@ mod tests {
     /// sources has a translation.
     #[test]
     fn every_used_key_is_translated() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut used = BTreeSet::new();
-        let mut stack = vec![root.join("templates"), root.join("src")];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                for part in text.split(".t(\"").skip(1) {
-                    used.insert(part.split('"').next().unwrap().to_string());
-                }
-                for prefix in ["\"err.", "\"msg."] {
-                    for part in text.split(prefix).skip(1) {
-                        let rest = part.split('"').next().unwrap();
-                        if rest
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-                        {
-                            used.insert(format!("{}{rest}", &prefix[1..]));
-                        }
+        for text in crate::testutil::source_texts(&["templates", "src"]) {
+            for part in text.split(".t(\"").skip(1) {
+                used.insert(part.split('"').next().unwrap().to_string());
+            }
+            for prefix in ["\"err.", "\"msg."] {
+                for part in text.split(prefix).skip(1) {
+                    let rest = part.split('"').next().unwrap();
+                    if rest
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                    {
+                        used.insert(format!("{}{rest}", &prefix[1..]));
                     }
                 }
             }
