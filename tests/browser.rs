@@ -311,7 +311,8 @@ async fn browser_login_forced_password_change_and_language_switch() {
     let second = switch_lang(&c, &first).await;
     let expected = if first == "en" { "zh-CN" } else { "en" };
     assert_eq!(second, expected);
-    wait_for_path(&c, "/").await;
+    // Back on the same page, query included.
+    wait_for_path(&c, "/?changed=1").await;
     // Still signed in after the switch: the dashboard, not the login page.
     find(&c, "#count-users").await;
     let third = switch_lang(&c, &second).await;
