@@ -18,6 +18,28 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub security: SecurityConfig,
+    pub nodes: NodesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct NodesConfig {
+    /// How often the health loop probes each node's daemon.
+    pub health_interval_secs: u64,
+    /// How long a probe (connect + version + info) may take.
+    pub probe_timeout_secs: u64,
+    /// This host's Docker socket, offered as the node `local`.
+    pub local_socket: PathBuf,
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        Self {
+            health_interval_secs: 15,
+            probe_timeout_secs: 5,
+            local_socket: PathBuf::from("/var/run/docker.sock"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +76,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/gpudock"),
             tls: TlsConfig::default(),
             security: SecurityConfig::default(),
+            nodes: NodesConfig::default(),
         }
     }
 }
@@ -177,6 +200,12 @@ impl Config {
                 "security.argon2_*",
                 "not valid argon2 parameters (memory >= 8 x parallelism KiB, iterations >= 1)",
             );
+        }
+        if self.nodes.health_interval_secs == 0 {
+            return invalid("nodes.health_interval_secs", "must be at least 1");
+        }
+        if !(1..=120).contains(&self.nodes.probe_timeout_secs) {
+            return invalid("nodes.probe_timeout_secs", "must be between 1 and 120");
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");

@@ -66,6 +66,9 @@ pub enum AppError {
     BadRequest(&'static str),
     #[error("server busy")]
     Busy,
+    /// A node's Docker daemon could not be reached or refused; the text says why.
+    #[error("node: {0}")]
+    Upstream(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -75,6 +78,8 @@ pub enum AppError {
 pub struct ErrorInfo {
     pub code: &'static str,
     pub message_key: &'static str,
+    /// Untranslated detail shown after the message (e.g. a daemon's error).
+    pub detail: Option<String>,
 }
 
 impl AppError {
@@ -98,6 +103,7 @@ impl AppError {
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +121,7 @@ impl AppError {
             AppError::Validation(_) => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
             AppError::Busy => "busy",
+            AppError::Upstream(_) => "node_unreachable",
             AppError::Internal(_) => "internal",
         }
     }
@@ -133,6 +140,7 @@ impl AppError {
             AppError::Validation(_) => "err.validation",
             AppError::BadRequest(key) => key,
             AppError::Busy => "err.busy",
+            AppError::Upstream(_) => "err.node_unreachable",
             AppError::Internal(_) => "err.internal",
         }
     }
@@ -149,6 +157,7 @@ impl AppError {
             | AppError::NotFound
             | AppError::BadRequest(_)
             | AppError::Busy
+            | AppError::Upstream(_)
             | AppError::Internal(_) => None,
         }
     }
@@ -176,17 +185,26 @@ impl IntoResponse for AppError {
         let fields = self
             .fields()
             .map(|f| f.iter().map(|(k, v)| (*k, v.text(en))).collect());
+        let message = match &self {
+            AppError::Upstream(why) => format!("{}: {why}", en.t(self.message_key())),
+            _ => en.t(self.message_key()).to_string(),
+        };
         let body = Body {
             error: BodyInner {
                 code: self.code(),
-                message: en.t(self.message_key()),
+                message: &message,
                 fields,
             },
         };
         let mut resp = (self.status(), Json(body)).into_response();
+        let detail = match &self {
+            AppError::Upstream(why) => Some(why.clone()),
+            _ => None,
+        };
         resp.extensions_mut().insert(ErrorInfo {
             code: self.code(),
             message_key: self.message_key(),
+            detail,
         });
         resp
     }

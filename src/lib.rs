@@ -4,17 +4,21 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod i18n;
 pub mod logging;
+pub mod nodes;
 pub mod secrets;
 #[cfg(test)]
 pub mod testutil;
 pub mod tls;
+pub mod validate;
 pub mod web;
 
 pub use app::App;

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FieldError, FieldErrors};
+use crate::error::FieldError;
+pub use crate::validate::{optional_text, required_text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -130,42 +131,6 @@ pub fn check_company_code(code: &str) -> Result<(), FieldError> {
     } else {
         Err(FieldError::new("err.company_code_format"))
     }
-}
-
-/// A required, trimmed text of at most `max` characters.
-pub fn required_text(
-    errors: &mut FieldErrors,
-    field: &'static str,
-    value: &str,
-    max: usize,
-) -> String {
-    let v = value.trim();
-    if v.is_empty() {
-        errors.insert(field, FieldError::new("err.required"));
-    } else if v.chars().count() > max {
-        errors.insert(
-            field,
-            FieldError::with_detail("err.too_long", max.to_string()),
-        );
-    }
-    v.to_string()
-}
-
-/// An optional text of at most `max` characters (trimmed).
-pub fn optional_text(
-    errors: &mut FieldErrors,
-    field: &'static str,
-    value: &str,
-    max: usize,
-) -> String {
-    let v = value.trim();
-    if v.chars().count() > max {
-        errors.insert(
-            field,
-            FieldError::with_detail("err.too_long", max.to_string()),
-        );
-    }
-    v.to_string()
 }
 
 /// The role/tenant pairing rule: admins belong to no tenant, customers to one.

@@ -181,6 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         std::time::Duration::from_secs(600),
         cancel.clone(),
     ));
+    let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -191,8 +192,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let hasher = app.hasher.clone();
     let served = crate::web::serve(app, listener, async move { stop.cancelled().await }).await;
     cancel.cancel();
-    if let Err(e) = purge.await {
-        log::error!("session purge task failed: {e}");
+    for (name, task) in [("session purge", purge), ("node health", health)] {
+        if let Err(e) = task.await {
+            log::error!("{name} task failed: {e}");
+        }
     }
     tokio::task::spawn_blocking(move || hasher.shutdown())
         .await

@@ -37,6 +37,10 @@ pub fn router(app: App) -> Router {
         .merge(crate::audit::web::routes())
         .merge(crate::auth::pages::routes())
         .merge(crate::audit::web::page_routes())
+        .merge(crate::catalog::api::routes())
+        .merge(crate::catalog::pages::routes())
+        .merge(crate::nodes::api::routes())
+        .merge(crate::nodes::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

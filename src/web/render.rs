@@ -88,7 +88,11 @@ pub async fn error_pages(req: Request, next: Next) -> Response {
         return resp;
     }
     let status = resp.status();
-    let message = tr.t(info.message_key);
+    let message = match &info.detail {
+        Some(d) => format!("{}: {d}", tr.t(info.message_key)),
+        None => tr.t(info.message_key).to_string(),
+    };
+    let message = message.as_str();
     if htmx {
         let mut r = Html(format!(
             "<p class=\"error\">{}</p>",

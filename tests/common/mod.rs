@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+pub mod dockerd;
+
 pub const ADMIN_PASSWORD: &str = "Lantern-Orbit-Quartz-93!";
 
 pub struct Server {

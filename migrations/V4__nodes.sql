@@ -1,0 +1,50 @@
+-- Compute nodes (算力节点): the Docker daemons gpudock manages. The SSH
+-- password and the TLS client key are sealed with the appliance's age
+-- identity (BLOBs of age ciphertext); CA and client certificates are public.
+CREATE TABLE nodes (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    region           TEXT NOT NULL DEFAULT '',
+    cpu_cores        INTEGER NOT NULL DEFAULT 0,
+    memory_gb        INTEGER NOT NULL DEFAULT 0,
+    system_disk_gb   INTEGER NOT NULL DEFAULT 0,
+    data_disk_gb     INTEGER NOT NULL DEFAULT 0,
+    public_ip        TEXT NOT NULL,
+    private_ip       TEXT NOT NULL,
+    ssh_port         INTEGER NOT NULL DEFAULT 22,
+    username         TEXT NOT NULL DEFAULT '',
+    password_sealed  BLOB,
+    gpu_name         TEXT NOT NULL DEFAULT '',
+    gpu_count        INTEGER NOT NULL DEFAULT 0,
+    docker_endpoint  TEXT NOT NULL DEFAULT '',
+    tls_enabled      INTEGER NOT NULL DEFAULT 1,
+    tls_ca_cert      TEXT NOT NULL DEFAULT '',
+    tls_client_cert  TEXT NOT NULL DEFAULT '',
+    tls_client_key_sealed BLOB,
+    listed           INTEGER NOT NULL DEFAULT 1,
+    remark           TEXT NOT NULL DEFAULT '',
+    status           TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN ('unknown', 'online', 'unreachable')),
+    last_seen_at     INTEGER,
+    last_error       TEXT NOT NULL DEFAULT '',
+    last_report      TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+
+INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed) VALUES
+ ('GET',    '/api/v1/nodes',                 'nodes', 'List compute nodes',                   '查看算力节点列表', 0),
+ ('POST',   '/api/v1/nodes',                 'nodes', 'Create a compute node',                '创建算力节点', 0),
+ ('GET',    '/api/v1/nodes/{id}',            'nodes', 'Show a compute node',                  '查看算力节点', 0),
+ ('PATCH',  '/api/v1/nodes/{id}',            'nodes', 'Change a compute node',                '修改算力节点', 0),
+ ('DELETE', '/api/v1/nodes/{id}',            'nodes', 'Delete a compute node',                '删除算力节点', 0),
+ ('POST',   '/api/v1/nodes/{id}/test',       'nodes', 'Test the Docker connection of a node', '测试节点 Docker 连接', 0),
+ ('POST',   '/api/v1/nodes/{id}/sync',       'nodes', 'Sync hardware from the node',          '同步节点硬件信息', 0),
+ ('POST',   '/api/v1/nodes/register-local',  'nodes', 'Register this host as node "local"',   '将本机注册为节点 local', 0),
+ ('GET',    '/nodes',                        'pages', 'Compute nodes page',                   '算力节点页面', 0),
+ ('POST',   '/nodes',                        'pages', 'Create a compute node (form)',         '创建算力节点（表单）', 0),
+ ('GET',    '/nodes/{id}',                   'pages', 'Compute node edit page',               '算力节点编辑页面', 0),
+ ('POST',   '/nodes/{id}',                   'pages', 'Change a compute node (form)',         '修改算力节点（表单）', 0),
+ ('POST',   '/nodes/{id}/delete',            'pages', 'Delete a compute node (form)',         '删除算力节点（表单）', 0),
+ ('POST',   '/nodes/{id}/test',              'pages', 'Test a node connection (form)',        '测试节点连接（表单）', 0),
+ ('POST',   '/nodes/{id}/sync',              'pages', 'Sync node hardware (form)',            '同步节点硬件（表单）', 0),
+ ('POST',   '/nodes/register-local',         'pages', 'Register this host (form)',            '注册本机（表单）', 0);

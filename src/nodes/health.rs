@@ -1,0 +1,83 @@
+//! The health loop: one owned task per node probes its daemon every
+//! `nodes.health_interval_secs` with a timeout, so a slow or dead node delays
+//! nobody else. A supervisor starts tasks for new nodes and stops those of
+//! deleted ones; everything ends when the app's token is cancelled.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::store;
+use crate::app::App;
+use crate::error::AppError;
+
+pub async fn run(app: App, cancel: CancellationToken) {
+    let interval = Duration::from_secs(app.config.nodes.health_interval_secs);
+    let mut tasks: HashMap<i64, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    let mut tick = tokio::time::interval(interval.min(Duration::from_secs(2)));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let ids = match app.db.read(|c| store::ids(c).map_err(AppError::from)).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                log::warn!("health loop: listing nodes failed: {e}");
+                continue;
+            }
+        };
+        tasks.retain(|id, (token, handle)| {
+            let keep = ids.contains(id) && !handle.is_finished();
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for id in ids {
+            tasks.entry(id).or_insert_with(|| {
+                let token = cancel.child_token();
+                (
+                    token.clone(),
+                    tokio::spawn(node_loop(app.clone(), id, token, interval)),
+                )
+            });
+        }
+    }
+    for (_, (token, handle)) in tasks {
+        token.cancel();
+        if let Err(e) = handle.await {
+            log::error!("health task failed: {e}");
+        }
+    }
+}
+
+async fn node_loop(app: App, id: i64, cancel: CancellationToken, interval: Duration) {
+    let mut was_online = None;
+    loop {
+        let check = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = super::check(&app, id) => r,
+        };
+        match check {
+            Ok(outcome) => {
+                let online = outcome.is_ok();
+                if was_online != Some(online) {
+                    match &outcome {
+                        Ok(_) => log::info!("node {id} is online"),
+                        Err(why) => log::warn!("node {id} is unreachable: {why}"),
+                    }
+                }
+                was_online = Some(online);
+            }
+            Err(AppError::NotFound) => return,
+            Err(e) => log::warn!("health check of node {id} failed: {e}"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
