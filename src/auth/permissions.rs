@@ -187,7 +187,9 @@ mod tests {
                 let (pattern, rest) = call.split_once('"').unwrap();
                 let args = rest.split([';', '}']).next().unwrap();
                 for m in ["get", "post", "put", "patch", "delete"] {
-                    if args.contains(&format!("{m}(")) {
+                    // A method router follows the pattern's comma or a dot;
+                    // a handler named like a method follows `|` or `(`.
+                    if args.contains(&format!(",{m}(")) || args.contains(&format!(".{m}(")) {
                         routes.push((m.to_uppercase(), pattern.to_string()));
                     }
                 }

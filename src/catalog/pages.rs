@@ -23,12 +23,101 @@ use crate::web::render::{FormErrs, Layout, form_error, html};
 
 pub fn routes() -> Router<App> {
     Router::new()
-        .route("/images", get(images).post(image_create))
-        .route("/images/{id}", get(image_edit).post(image_save))
-        .route("/images/{id}/delete", post(image_delete))
-        .route("/specs", get(specs).post(spec_create))
-        .route("/specs/{id}", get(spec_edit).post(spec_save))
-        .route("/specs/{id}/delete", post(spec_delete))
+        .route(
+            "/images",
+            get(async |s, c| list(Kind::Images, s, c).await)
+                .post(async |s, c, src, f| create(Kind::Images, s, c, src, f).await),
+        )
+        .route(
+            "/images/{id}",
+            get(async |s, c, id| edit(Kind::Images, s, c, id).await)
+                .post(async |s, c, src, id, f| save(Kind::Images, s, c, src, id, f).await),
+        )
+        .route(
+            "/images/{id}/delete",
+            post(async |s, c, src, id| delete(Kind::Images, s, c, src, id).await),
+        )
+        .route(
+            "/specs",
+            get(async |s, c| list(Kind::Specs, s, c).await)
+                .post(async |s, c, src, f| create(Kind::Specs, s, c, src, f).await),
+        )
+        .route(
+            "/specs/{id}",
+            get(async |s, c, id| edit(Kind::Specs, s, c, id).await)
+                .post(async |s, c, src, id, f| save(Kind::Specs, s, c, src, id, f).await),
+        )
+        .route(
+            "/specs/{id}/delete",
+            post(async |s, c, src, id| delete(Kind::Specs, s, c, src, id).await),
+        )
+}
+
+/// The two catalog kinds share every handler; only the list table differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Images,
+    Specs,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Images => "images",
+            Kind::Specs => "specs",
+        }
+    }
+
+    fn table(self) -> Table {
+        match self {
+            Kind::Images => Table::Images,
+            Kind::Specs => Table::Specs,
+        }
+    }
+
+    fn edit_title(self) -> &'static str {
+        match self {
+            Kind::Images => "catalog.edit_image",
+            Kind::Specs => "catalog.edit_spec",
+        }
+    }
+
+    /// The form values of entry `id`, or of a new entry.
+    async fn values(
+        self,
+        app: &App,
+        ctx: &PageCtx,
+        id: Option<i64>,
+    ) -> Result<FormValues, AppError> {
+        Ok(match (self, id) {
+            (Kind::Images, None) => image_values(&ImageFields::empty()),
+            (Kind::Images, Some(id)) => {
+                image_values(&ImageFields::of(&super::get_image(app, &ctx.me, id).await?))
+            }
+            (Kind::Specs, None) => spec_values(&SpecFields::empty()),
+            (Kind::Specs, Some(id)) => {
+                spec_values(&SpecFields::of(&super::get_spec(app, &ctx.me, id).await?))
+            }
+        })
+    }
+
+    async fn save(
+        self,
+        app: &App,
+        ctx: &PageCtx,
+        id: Option<i64>,
+        form: &FormValues,
+        src: &Source,
+    ) -> Result<(), AppError> {
+        match self {
+            Kind::Images => super::save_image(app, &ctx.me, id, image_input(form), src)
+                .await
+                .map(|_| ()),
+            Kind::Specs => super::save_spec(app, &ctx.me, id, spec_input(form), src)
+                .await
+                .map(|_| ()),
+        }
+    }
 }
 
 /// What a form shows: the submitted strings, or an entity's current values.
@@ -128,123 +217,6 @@ struct ImagesPage {
     errs: FormErrs,
 }
 
-async fn images_page(
-    app: &App,
-    ctx: PageCtx,
-    form: FormValues,
-    errs: FormErrs,
-) -> Result<Response, AppError> {
-    let images = super::list_images(app, &ctx.me).await?;
-    let is_admin = ctx.me.user.role == Role::Admin;
-    html(&ImagesPage {
-        l: ctx.nav("images").l,
-        images,
-        is_admin,
-        action: "/images".into(),
-        editing: false,
-        form,
-        errs,
-    })
-}
-
-async fn images(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    images_page(
-        &app,
-        ctx,
-        image_values(&ImageFields::empty()),
-        FormErrs::default(),
-    )
-    .await
-}
-
-async fn image_create(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    Form(f): Form<HashMap<String, String>>,
-) -> Result<Response, AppError> {
-    let form = FormValues(f);
-    match super::save_image(&app, &ctx.me, None, image_input(&form), &src).await {
-        Ok(_) => Ok(Redirect::to("/images").into_response()),
-        Err(e) if e.fields().is_some() => {
-            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut r = images_page(&app, ctx, form, errs).await?;
-            *r.status_mut() = status;
-            Ok(r)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "catalog/image_edit.html")]
-struct ImageEditPage {
-    l: Layout,
-    id: i64,
-    action: String,
-    editing: bool,
-    form: FormValues,
-    errs: FormErrs,
-}
-
-async fn image_edit(
-    State(app): State<App>,
-    ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, AppError> {
-    let image = super::get_image(&app, &ctx.me, id).await?;
-    let form = image_values(&ImageFields::of(&image));
-    html(&ImageEditPage {
-        l: ctx.nav("images").l,
-        id,
-        action: format!("/images/{id}"),
-        editing: true,
-        form,
-        errs: FormErrs::default(),
-    })
-}
-
-async fn image_save(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    ApiPath(id): ApiPath<i64>,
-    Form(f): Form<HashMap<String, String>>,
-) -> Result<Response, AppError> {
-    let form = FormValues(f);
-    match super::save_image(&app, &ctx.me, Some(id), image_input(&form), &src).await {
-        Ok(_) => Ok(Redirect::to("/images").into_response()),
-        Err(e) => {
-            let tr = ctx.tr();
-            let l = ctx.nav("images").l;
-            form_error(
-                e,
-                |errs| {
-                    html(&ImageEditPage {
-                        l,
-                        id,
-                        action: format!("/images/{id}"),
-                        editing: true,
-                        form,
-                        errs,
-                    })
-                },
-                tr,
-            )
-        }
-    }
-}
-
-async fn image_delete(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, AppError> {
-    super::delete(&app, &ctx.me, Table::Images, id, &src).await?;
-    Ok(Redirect::to("/images").into_response())
-}
-
 #[derive(Template)]
 #[template(path = "catalog/specs.html")]
 struct SpecsPage {
@@ -257,47 +229,62 @@ struct SpecsPage {
     errs: FormErrs,
 }
 
-async fn specs_page(
+/// The list with the create form (admins) below it.
+async fn list_page(
+    kind: Kind,
     app: &App,
     ctx: PageCtx,
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let specs = super::list_specs(app, &ctx.me).await?;
     let is_admin = ctx.me.user.role == Role::Admin;
-    html(&SpecsPage {
-        l: ctx.nav("specs").l,
-        specs,
-        is_admin,
-        action: "/specs".into(),
-        editing: false,
-        form,
-        errs,
-    })
+    let action = format!("/{}", kind.path());
+    match kind {
+        Kind::Images => {
+            let images = super::list_images(app, &ctx.me).await?;
+            html(&ImagesPage {
+                l: ctx.nav(kind.path()).l,
+                images,
+                is_admin,
+                action,
+                editing: false,
+                form,
+                errs,
+            })
+        }
+        Kind::Specs => {
+            let specs = super::list_specs(app, &ctx.me).await?;
+            html(&SpecsPage {
+                l: ctx.nav(kind.path()).l,
+                specs,
+                is_admin,
+                action,
+                editing: false,
+                form,
+                errs,
+            })
+        }
+    }
 }
 
-async fn specs(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    specs_page(
-        &app,
-        ctx,
-        spec_values(&SpecFields::empty()),
-        FormErrs::default(),
-    )
-    .await
+async fn list(kind: Kind, State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+    let form = kind.values(&app, &ctx, None).await?;
+    list_page(kind, &app, ctx, form, FormErrs::default()).await
 }
 
-async fn spec_create(
+async fn create(
+    kind: Kind,
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let form = FormValues(f);
-    match super::save_spec(&app, &ctx.me, None, spec_input(&form), &src).await {
-        Ok(_) => Ok(Redirect::to("/specs").into_response()),
+    match kind.save(&app, &ctx, None, &form, &src).await {
+        Ok(()) => Ok(Redirect::to(&format!("/{}", kind.path())).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut r = specs_page(&app, ctx, form, errs).await?;
+            let mut r = list_page(kind, &app, ctx, form, errs).await?;
             *r.status_mut() = status;
             Ok(r)
         }
@@ -306,9 +293,11 @@ async fn spec_create(
 }
 
 #[derive(Template)]
-#[template(path = "catalog/spec_edit.html")]
-struct SpecEditPage {
+#[template(path = "catalog/edit.html")]
+struct EditPage {
     l: Layout,
+    kind: &'static str,
+    title: &'static str,
     id: i64,
     action: String,
     editing: bool,
@@ -316,24 +305,31 @@ struct SpecEditPage {
     errs: FormErrs,
 }
 
-async fn spec_edit(
+fn edit_page(kind: Kind, ctx: PageCtx, id: i64, form: FormValues, errs: FormErrs) -> EditPage {
+    EditPage {
+        l: ctx.nav(kind.path()).l,
+        kind: kind.path(),
+        title: kind.edit_title(),
+        id,
+        action: format!("/{}/{id}", kind.path()),
+        editing: true,
+        form,
+        errs,
+    }
+}
+
+async fn edit(
+    kind: Kind,
     State(app): State<App>,
     ctx: PageCtx,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
-    let spec = super::get_spec(&app, &ctx.me, id).await?;
-    let form = spec_values(&SpecFields::of(&spec));
-    html(&SpecEditPage {
-        l: ctx.nav("specs").l,
-        id,
-        action: format!("/specs/{id}"),
-        editing: true,
-        form,
-        errs: FormErrs::default(),
-    })
+    let form = kind.values(&app, &ctx, Some(id)).await?;
+    html(&edit_page(kind, ctx, id, form, FormErrs::default()))
 }
 
-async fn spec_save(
+async fn save(
+    kind: Kind,
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
@@ -341,35 +337,22 @@ async fn spec_save(
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let form = FormValues(f);
-    match super::save_spec(&app, &ctx.me, Some(id), spec_input(&form), &src).await {
-        Ok(_) => Ok(Redirect::to("/specs").into_response()),
+    match kind.save(&app, &ctx, Some(id), &form, &src).await {
+        Ok(()) => Ok(Redirect::to(&format!("/{}", kind.path())).into_response()),
         Err(e) => {
             let tr = ctx.tr();
-            let l = ctx.nav("specs").l;
-            form_error(
-                e,
-                |errs| {
-                    html(&SpecEditPage {
-                        l,
-                        id,
-                        action: format!("/specs/{id}"),
-                        editing: true,
-                        form,
-                        errs,
-                    })
-                },
-                tr,
-            )
+            form_error(e, |errs| html(&edit_page(kind, ctx, id, form, errs)), tr)
         }
     }
 }
 
-async fn spec_delete(
+async fn delete(
+    kind: Kind,
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
-    super::delete(&app, &ctx.me, Table::Specs, id, &src).await?;
-    Ok(Redirect::to("/specs").into_response())
+    super::delete(&app, &ctx.me, kind.table(), id, &src).await?;
+    Ok(Redirect::to(&format!("/{}", kind.path())).into_response())
 }
