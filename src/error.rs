@@ -239,3 +239,15 @@ pub fn on_unique(field: &'static str) -> impl FnOnce(rusqlite::Error) -> AppErro
         }
     }
 }
+
+/// Maps a FOREIGN KEY violation (deleting what instances still use) to a 409
+/// on `field`; any other database error stays internal.
+pub fn on_in_use(field: &'static str) -> impl FnOnce(rusqlite::Error) -> AppError {
+    move |e| {
+        if crate::db::is_foreign_key_violation(&e) {
+            AppError::Conflict(FieldErrors::from([(field, FieldError::new("err.in_use"))]))
+        } else {
+            AppError::from(e)
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod i18n;
+pub mod instances;
 pub mod logging;
 pub mod nodes;
 pub mod secrets;

@@ -131,7 +131,7 @@ pub async fn delete(
     app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if !store::delete(&tx, table, id)? {
+            if !store::delete(&tx, table, id).map_err(crate::error::on_in_use("id"))? {
                 return Err(AppError::NotFound);
             }
             audit::append(&tx, &Event::new(&actor, &src, action, kind).id(id))?;

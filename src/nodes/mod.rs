@@ -99,7 +99,7 @@ pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Resul
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let node = store::get(&tx, id)?.ok_or(AppError::NotFound)?;
-            store::delete(&tx, id)?;
+            store::delete(&tx, id).map_err(crate::error::on_in_use("id"))?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "node.delete", "node")

@@ -41,6 +41,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::catalog::pages::routes())
         .merge(crate::nodes::api::routes())
         .merge(crate::nodes::pages::routes())
+        .merge(crate::instances::api::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

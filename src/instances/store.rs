@@ -1,0 +1,266 @@
+//! SQL for instances: scoped reads (member: own; owner: tenant; admin: all),
+//! the capacity snapshot placement works on, and the reservation row.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::placement::{Capacity, NodeSnapshot};
+use crate::auth::Scope;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub id: i64,
+    pub name: String,
+    pub image_id: i64,
+    pub spec_id: i64,
+    pub node_id: i64,
+    pub user_id: i64,
+    pub tenant_id: Option<i64>,
+    pub container_id: Option<String>,
+    pub status: String,
+    pub gpu_indices: Vec<i64>,
+    #[serde(skip)]
+    pub reserved: Capacity,
+    pub warnings: Vec<String>,
+    pub remark: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLS: &str = "id, name, image_id, spec_id, node_id, user_id, tenant_id, container_id, status, gpu_indices, \
+    gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, warnings, remark, created_at, updated_at";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    Ok(Instance {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image_id: r.get(2)?,
+        spec_id: r.get(3)?,
+        node_id: r.get(4)?,
+        user_id: r.get(5)?,
+        tenant_id: r.get(6)?,
+        container_id: r.get(7)?,
+        status: r.get(8)?,
+        gpu_indices: serde_json::from_str(&json(9)?).unwrap_or_default(),
+        reserved: Capacity {
+            gpus: r.get(10)?,
+            cpu_cores: r.get(11)?,
+            memory_gb: r.get(12)?,
+            system_disk_gb: r.get(13)?,
+            data_disk_gb: r.get(14)?,
+        },
+        warnings: serde_json::from_str(&json(15)?).unwrap_or_default(),
+        remark: r.get(16)?,
+        created_at: r.get(17)?,
+        updated_at: r.get(18)?,
+    })
+}
+
+/// (tenant filter, user filter) of a scope.
+fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
+    match scope {
+        Scope::All => (None, None),
+        Scope::Tenant(t) => (Some(t.0), None),
+        Scope::User(u, _) => (None, Some(u.0)),
+    }
+}
+
+pub fn list(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<Instance>> {
+    let (t, u) = filters(scope);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
+    ))?;
+    stmt.query_map(params![t, u], row)?.collect()
+}
+
+pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<Instance>> {
+    let (t, u) = filters(scope);
+    conn.query_row(
+        &format!("SELECT {COLS} FROM instances WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)"),
+        params![t, u, id],
+        row,
+    )
+    .optional()
+}
+
+/// Listed, online nodes with the totals of what their instances reserve;
+/// `only` restricts to one node.
+pub fn snapshots(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<NodeSnapshot>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.id, n.name, n.gpu_name, n.gpu_count, n.cpu_cores, n.memory_gb, n.system_disk_gb, n.data_disk_gb, \
+           COALESCE(u.gpus, 0), COALESCE(u.cpu, 0), COALESCE(u.mem, 0), COALESCE(u.sys, 0), COALESCE(u.data, 0) \
+         FROM nodes n LEFT JOIN (SELECT node_id, SUM(gpu_count) AS gpus, SUM(cpu_cores) AS cpu, SUM(memory_gb) AS mem, \
+           SUM(system_disk_gb) AS sys, SUM(data_disk_gb) AS data FROM instances GROUP BY node_id) u ON u.node_id = n.id \
+         WHERE n.listed = 1 AND n.status = 'online' AND (?1 IS NULL OR n.id = ?1) ORDER BY n.id",
+    )?;
+    stmt.query_map([only], |r| {
+        Ok(NodeSnapshot {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            gpu_name: r.get(2)?,
+            total: Capacity {
+                gpus: r.get(3)?,
+                cpu_cores: r.get(4)?,
+                memory_gb: r.get(5)?,
+                system_disk_gb: r.get(6)?,
+                data_disk_gb: r.get(7)?,
+            },
+            used: Capacity {
+                gpus: r.get(8)?,
+                cpu_cores: r.get(9)?,
+                memory_gb: r.get(10)?,
+                system_disk_gb: r.get(11)?,
+                data_disk_gb: r.get(12)?,
+            },
+        })
+    })?
+    .collect()
+}
+
+/// GPU indices held by the instances of `node`.
+pub fn used_gpus(conn: &Connection, node: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT gpu_indices FROM instances WHERE node_id = ?1")?;
+    let lists = stmt
+        .query_map([node], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(lists
+        .iter()
+        .flat_map(|l| serde_json::from_str::<Vec<i64>>(l).unwrap_or_default())
+        .collect())
+}
+
+pub struct NewInstance<'a> {
+    pub name: &'a str,
+    pub image_id: i64,
+    pub spec_id: i64,
+    pub node_id: i64,
+    pub user_id: i64,
+    pub tenant_id: Option<i64>,
+    pub gpu_indices: &'a [i64],
+    pub reserved: Capacity,
+    pub remark: &'a str,
+}
+
+pub fn insert(conn: &Connection, n: &NewInstance<'_>, now: i64) -> rusqlite::Result<i64> {
+    let r = n.reserved;
+    conn.execute(
+        "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_indices, gpu_count, \
+         cpu_cores, memory_gb, system_disk_gb, data_disk_gb, remark, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'creating', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+        params![
+            n.name, n.image_id, n.spec_id, n.node_id, n.user_id, n.tenant_id,
+            serde_json::to_string(n.gpu_indices).unwrap_or_else(|_| "[]".into()),
+            r.gpus, r.cpu_cores, r.memory_gb, r.system_disk_gb, r.data_disk_gb, n.remark, now
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{TenantId, UserId};
+    use crate::db;
+
+    fn seed(conn: &Connection) -> (i64, i64, i64) {
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0), (2, 'B', 'B', 0, 0);
+             INSERT INTO users (id, username, role, tenant_id, password_hash, created_at, updated_at) VALUES
+               (10, 'a1', 'customer_member', 1, 'h', 0, 0), (11, 'a2', 'customer_member', 1, 'h', 0, 0), (20, 'b1', 'customer_member', 2, 'h', 0, 0);
+             INSERT INTO images (id, name, address, created_at, updated_at) VALUES (1, 'i', 'busybox', 0, 0);
+             INSERT INTO specs (id, name, gpu_model, gpu_count, cpu_cores, memory_gb, created_at, updated_at) VALUES (1, 's', 'RTX 4090', 2, 2, 4, 0, 0);
+             INSERT INTO nodes (id, name, public_ip, private_ip, gpu_name, gpu_count, cpu_cores, memory_gb, status, created_at, updated_at)
+               VALUES (1, 'n1', '1.1.1.1', '1.1.1.1', 'RTX 4090', 8, 16, 64, 'online', 0, 0),
+                      (2, 'n2', '1.1.1.2', '1.1.1.2', 'RTX 4090', 8, 16, 64, 'unreachable', 0, 0);",
+        )
+        .unwrap();
+        (1, 1, 1)
+    }
+
+    fn add(conn: &Connection, user: i64, tenant: i64, gpus: &[i64]) -> i64 {
+        let reserved = Capacity {
+            gpus: gpus.len() as i64,
+            cpu_cores: 2,
+            memory_gb: 4,
+            system_disk_gb: 0,
+            data_disk_gb: 0,
+        };
+        insert(
+            conn,
+            &NewInstance {
+                name: "x",
+                image_id: 1,
+                spec_id: 1,
+                node_id: 1,
+                user_id: user,
+                tenant_id: Some(tenant),
+                gpu_indices: gpus,
+                reserved,
+                remark: "",
+            },
+            1,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn scoping_and_snapshots() {
+        let conn = db::memory().unwrap();
+        seed(&conn);
+        let a1 = add(&conn, 10, 1, &[0, 1]);
+        add(&conn, 11, 1, &[2, 3]);
+        let b1 = add(&conn, 20, 2, &[4]);
+        assert_eq!(list(&conn, Scope::All).unwrap().len(), 3);
+        assert_eq!(list(&conn, Scope::Tenant(TenantId(1))).unwrap().len(), 2);
+        assert_eq!(
+            list(&conn, Scope::User(UserId(10), Some(TenantId(1))))
+                .unwrap()
+                .iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>(),
+            [a1]
+        );
+        assert!(
+            get(&conn, Scope::Tenant(TenantId(1)), b1)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            get(&conn, Scope::User(UserId(11), Some(TenantId(1))), a1)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            get(&conn, Scope::All, a1).unwrap().unwrap().gpu_indices,
+            [0, 1]
+        );
+
+        let snaps = snapshots(&conn, None).unwrap();
+        assert_eq!(snaps.len(), 1, "unreachable nodes are no candidates");
+        assert_eq!(
+            snaps[0].used,
+            Capacity {
+                gpus: 5,
+                cpu_cores: 6,
+                memory_gb: 12,
+                system_disk_gb: 0,
+                data_disk_gb: 0
+            }
+        );
+        // What instances use cannot be deleted.
+        for sql in [
+            "DELETE FROM images WHERE id = 1",
+            "DELETE FROM specs WHERE id = 1",
+            "DELETE FROM nodes WHERE id = 1",
+        ] {
+            assert!(
+                db::is_foreign_key_violation(&conn.execute(sql, []).unwrap_err()),
+                "{sql}"
+            );
+        }
+        let mut used = used_gpus(&conn, 1).unwrap();
+        used.sort();
+        assert_eq!(used, [0, 1, 2, 3, 4]);
+    }
+}
