@@ -29,13 +29,44 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Creates the data directory (0700) if needed.
+/// Creates a private directory (0700) if needed. An existing one keeps a group
+/// read bit (the package's data dir is 0750, group `gpudock`) but loses group
+/// write and every permission for others.
 pub fn ensure_private_dir(path: &Path) -> io::Result<()> {
+    let existed = path.is_dir();
     std::fs::create_dir_all(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+        let wanted = if existed { mode & 0o750 } else { 0o700 };
+        if mode != wanted {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+        }
     }
+    #[cfg(not(unix))]
+    let _ = existed;
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn new_dirs_are_0700_and_existing_ones_lose_other_access_only() {
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("data");
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(mode(&d), 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o750)).unwrap();
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(mode(&d), 0o750, "the package's 0750 is kept");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(mode(&d), 0o750);
+    }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod db;
 pub mod docker;
 pub mod error;

@@ -1,5 +1,6 @@
-//! Logging: journald when running under systemd (JOURNAL_STREAM set and the
-//! journal socket present), stderr otherwise. Level from RUST_LOG, default info.
+//! Logging: journald when running under systemd (stderr is the stream that
+//! JOURNAL_STREAM names and the journal socket is present), stderr otherwise.
+//! Level from RUST_LOG, default info.
 //! Span enter/exit records that `tracing`'s log bridge emits are dropped.
 
 use log::{Log, Metadata, Record};
@@ -30,7 +31,7 @@ pub fn init() {
         .ok()
         .and_then(|v| v.parse::<log::LevelFilter>().ok())
         .unwrap_or(log::LevelFilter::Info);
-    if std::env::var_os("JOURNAL_STREAM").is_some()
+    if systemd_journal_logger::connected_to_journal()
         && let Ok(journal) = JournalLog::new()
         && log::set_boxed_logger(Box::new(Quiet(
             journal.with_syslog_identifier("gpudock".to_string()),

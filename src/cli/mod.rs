@@ -168,31 +168,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Serves until SIGTERM/SIGINT. Under systemd (`Type=notify`) it reports
+/// READY=1 once the data dir is locked, the app is open, the listener is bound
+/// and the TLS pair loads, and STOPPING=1 when a signal arrives. Every task
+/// owned here takes `app.cancel` (live sessions will too) and is joined before
+/// the database is closed; the data-dir lock is released last.
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    crate::fsutil::ensure_private_dir(&config.data_dir)
+        .with_context(|| format!("while creating {}", config.data_dir.display()))?;
+    let lock = crate::datadir::lock(&config.data_dir)?;
     let app = App::open(config)
         .await
         .context("while opening the data directory")?;
     let listener =
         std::net::TcpListener::bind(listen).with_context(|| format!("while binding {listen}"))?;
-    let cancel = app.cancel.clone();
+    let bound = listener.local_addr().context("while binding")?;
+    if app.config.tls.enabled {
+        let (cert, key) = crate::tls::ensure_pair(&app.config).context("while loading TLS")?;
+        crate::tls::server_config(&cert, &key).context("while loading TLS")?;
+    }
+    let (cancel, db, hasher) = (app.cancel.clone(), app.db.clone(), app.hasher.clone());
     let purge = tokio::spawn(crate::auth::session_store::purge_loop(
         crate::auth::session_store::SqliteStore::new(app.db.clone()),
         std::time::Duration::from_secs(600),
         cancel.clone(),
     ));
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        log::info!("shutting down");
-        on_signal.cancel();
-    });
+    let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
-    let hasher = app.hasher.clone();
-    let served = crate::web::serve(app, listener, async move { stop.cancelled().await }).await;
+    let served = crate::web::serve(app, listener, async move { stop.cancelled().await });
+    notify_systemd(
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!("serving on {bound}")),
+        ],
+        "READY",
+    );
+    let served = served.await;
     cancel.cancel();
-    for (name, task) in [("session purge", purge), ("node health", health)] {
+    for (name, task) in [
+        ("session purge", purge),
+        ("node health", health),
+        ("signal", signals),
+    ] {
         if let Err(e) = task.await {
             log::error!("{name} task failed: {e}");
         }
@@ -200,24 +219,59 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || hasher.shutdown())
         .await
         .context("while stopping the hashing pool")?;
+    let last = db.close().await.context("while closing the database")?;
+    log::info!(
+        "stopped: database {}",
+        if last {
+            "checkpointed and closed"
+        } else {
+            "checkpointed (closed when the last request ends)"
+        }
+    );
+    drop(lock);
     served.context("while serving")
 }
 
-async fn shutdown_signal() {
+/// Cancels `cancel` on SIGTERM or SIGINT (and tells systemd STOPPING=1);
+/// returns when `cancel` is cancelled either way.
+async fn stop_on_signal(cancel: tokio_util::sync::CancellationToken) {
+    tokio::select! {
+        name = shutdown_signal() => {
+            log::info!("{name} received: shutting down (open connections get up to 10 s)");
+            notify_systemd(&[sd_notify::NotifyState::Stopping], "STOPPING");
+            cancel.cancel();
+        }
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// Sends `state` to systemd when run as a `Type=notify` service (a no-op
+/// without NOTIFY_SOCKET).
+fn notify_systemd(state: &[sd_notify::NotifyState<'_>], what: &str) {
+    if let Err(e) = sd_notify::notify(state) {
+        log::warn!("could not send {what} to systemd: {e}");
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {
-                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+                tokio::select! { _ = ctrl_c => "SIGINT", _ = term.recv() => "SIGTERM" }
             }
             Err(_) => {
                 let _ = ctrl_c.await;
+                "SIGINT"
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = ctrl_c.await;
+        "Ctrl-C"
+    }
 }
 
 fn open_existing(config: &Config) -> anyhow::Result<Db> {
