@@ -32,6 +32,8 @@ pub enum SecretError {
          restore the original identity file"
     )]
     WrongIdentity(PathBuf),
+    #[error("the database has no sealed canary: it was never opened by `gpudock serve`")]
+    NoCanary,
     #[error("sealed value cannot be opened with this identity (it was sealed with another one)")]
     NoMatchingKey,
     #[error("sealed value is corrupt: {0}")]
@@ -84,11 +86,7 @@ impl Sealer {
     /// Loads the identity at `path`, creating it (0600) only when the database has
     /// no sealed data yet, and checks it against the canary in `conn`.
     pub fn open_for(path: &Path, conn: &Connection) -> Result<Self, SecretError> {
-        let canary: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [CANARY_KEY], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let canary = canary(conn)?;
         let sealer = if path.exists() {
             Self::load(path)?
         } else if canary.is_some() {
@@ -97,10 +95,7 @@ impl Sealer {
             Self::create(path)?
         };
         match canary {
-            Some(sealed) => match sealer.unseal(&sealed) {
-                Ok(plain) if plain.expose() == CANARY_TEXT => {}
-                _ => return Err(SecretError::WrongIdentity(path.to_owned())),
-            },
+            Some(sealed) => sealer.check_canary(&sealed)?,
             None => {
                 let sealed = sealer.seal(CANARY_TEXT)?;
                 conn.execute(
@@ -110,6 +105,22 @@ impl Sealer {
             }
         }
         Ok(sealer)
+    }
+
+    /// Loads the identity at `path` and checks that it opens the canary in
+    /// `conn`, writing nothing (backup and restore use this).
+    pub fn check(path: &Path, conn: &Connection) -> Result<Self, SecretError> {
+        let sealed = canary(conn)?.ok_or(SecretError::NoCanary)?;
+        let sealer = Self::load(path)?;
+        sealer.check_canary(&sealed)?;
+        Ok(sealer)
+    }
+
+    fn check_canary(&self, sealed: &[u8]) -> Result<(), SecretError> {
+        match self.unseal(sealed) {
+            Ok(plain) if plain.expose() == CANARY_TEXT => Ok(()),
+            _ => Err(SecretError::WrongIdentity(self.path.clone())),
+        }
     }
 
     fn load(path: &Path) -> Result<Self, SecretError> {
@@ -171,6 +182,15 @@ impl Sealer {
     }
 }
 
+/// The sealed canary, when the database has one.
+fn canary(conn: &Connection) -> Result<Option<Vec<u8>>, SecretError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [CANARY_KEY], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,8 +232,13 @@ mod tests {
             let mode = std::fs::metadata(&key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        // Same identity opens again.
+        // Same identity opens again, and `check` agrees without writing.
         Sealer::open_for(&key, &conn).unwrap();
+        Sealer::check(&key, &conn).unwrap();
+        assert!(matches!(
+            Sealer::check(&key, &crate::db::memory().unwrap()),
+            Err(SecretError::NoCanary)
+        ));
         // Lost identity: a clear error, no new key written.
         std::fs::remove_file(&key).unwrap();
         assert!(matches!(
@@ -225,6 +250,10 @@ mod tests {
         Sealer::create(&key).unwrap();
         assert!(matches!(
             Sealer::open_for(&key, &conn),
+            Err(SecretError::WrongIdentity(_))
+        ));
+        assert!(matches!(
+            Sealer::check(&key, &conn),
             Err(SecretError::WrongIdentity(_))
         ));
     }

@@ -1,5 +1,5 @@
 //! The command line and composition root: `serve`, `check`, `migrate`,
-//! `admin reset-password`, `audit verify`.
+//! `admin reset-password`, `audit verify`, `backup`, `restore`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +15,8 @@ use crate::auth::password::Hasher;
 use crate::auth::store;
 use crate::config::Config;
 use crate::db::Db;
+
+mod backup;
 
 #[derive(Parser)]
 #[command(name = "gpudock", version, about = "GPU lab appliance")]
@@ -63,6 +65,26 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Write a consistent copy of the database and the age identity (the key
+    /// to every sealed secret) into one archive, mode 0600; safe while serving.
+    Backup {
+        /// The archive to create (it must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check a backup archive, then restore it into a stopped data directory.
+    Restore {
+        /// The archive written by `gpudock backup`.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace a non-empty data directory (it is moved aside, not deleted).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -165,6 +187,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { common },
         } => verify_audit(&load_config(&common)?),
+        Command::Backup { to, common } => backup::create(&load_config(&common)?, &to),
+        Command::Restore {
+            from,
+            force,
+            common,
+        } => backup::restore(&load_config(&common)?, &from, force),
     }
 }
 
