@@ -243,13 +243,62 @@ mod tests {
         assert_eq!(loaded.unknown_keys, vec!["bogus", "security.typo_key"]);
     }
 
+    const SHIPPED: &str = include_str!("../packaging/gpudock.toml");
+
+    /// The shipped file with every `#key = value` line uncommented.
+    fn uncommented(text: &str) -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The names of the option lines `key = value` (sorted), and of the
+    /// fields of `Config` that have a value by default (from its Debug form).
+    fn option_names(toml_text: &str) -> (Vec<String>, Vec<String>) {
+        let mut in_file: Vec<String> = toml_text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_string()))
+            .collect();
+        let debug = format!("{:#?}", Config::default());
+        let mut fields: Vec<String> = debug
+            .lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(_, v)| !v.ends_with('{') && *v != "None,")
+            .map(|(k, _)| k.to_string())
+            .collect();
+        in_file.sort();
+        fields.sort();
+        (in_file, fields)
+    }
+
     #[test]
-    fn the_shipped_example_is_exactly_the_defaults() {
-        let loaded = Config::parse(include_str!("../packaging/gpudock.toml")).unwrap();
-        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    fn the_shipped_file_sets_nothing_and_lists_every_option_with_its_default() {
+        for line in SHIPPED.lines().map(str::trim) {
+            let header = line.starts_with('[') && line.ends_with(']');
+            assert!(
+                line.is_empty() || line.starts_with('#') || header,
+                "every option is commented in packaging/gpudock.toml: {line}"
+            );
+        }
+        let loaded = Config::parse(SHIPPED).unwrap();
         assert_eq!(
             format!("{:?}", loaded.config),
             format!("{:?}", Config::default())
+        );
+        let text = uncommented(SHIPPED);
+        let (in_file, fields) = option_names(&text);
+        assert_eq!(in_file, fields, "packaging/gpudock.toml lists every option");
+        let loaded = Config::parse(&text).unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        assert_eq!(
+            format!("{:?}", loaded.config),
+            format!("{:?}", Config::default()),
+            "uncommented, packaging/gpudock.toml gives exactly the defaults"
         );
     }
 
