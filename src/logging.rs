@@ -1,19 +1,22 @@
 //! Logging: journald when running under systemd (stderr is the stream that
 //! JOURNAL_STREAM names and the journal socket is present), stderr otherwise.
-//! Level from RUST_LOG, default info.
-//! Span enter/exit records that `tracing`'s log bridge emits are dropped.
+//! Level from RUST_LOG, default info; the journal logger filters nothing itself,
+//! so `Quiet` applies the level. Span enter/exit records that `tracing`'s log
+//! bridge emits (targets `tracing::span`, `tracing::span::active`) are dropped.
 
 use log::{Log, Metadata, Record};
 use systemd_journal_logger::JournalLog;
 
-/// Targets whose records are noise at info level.
+/// Target prefixes whose records are noise.
 const QUIET: &[&str] = &["tracing::span"];
 
 struct Quiet<L>(L);
 
 impl<L: Log> Log for Quiet<L> {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        !QUIET.contains(&m.target()) && self.0.enabled(m)
+        m.level() <= log::max_level()
+            && !QUIET.iter().any(|q| m.target().starts_with(q))
+            && self.0.enabled(m)
     }
     fn log(&self, r: &Record<'_>) {
         if self.enabled(r.metadata()) {
@@ -47,5 +50,46 @@ pub fn init() {
         .build();
     if log::set_boxed_logger(Box::new(Quiet(stderr))).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records what reaches it, like the journal logger (which filters nothing).
+    struct Sink(Arc<Mutex<Vec<String>>>);
+
+    impl Log for Sink {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, r: &Record<'_>) {
+            self.0.lock().unwrap().push(r.target().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn quiet_applies_the_level_and_drops_span_noise() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let quiet = Quiet(Sink(seen.clone()));
+        log::set_max_level(log::LevelFilter::Info);
+        let record = |level, target: &'static str| {
+            quiet.log(
+                &Record::builder()
+                    .level(level)
+                    .target(target)
+                    .args(format_args!("x"))
+                    .build(),
+            );
+        };
+        record(log::Level::Debug, "tower_sessions::service");
+        record(log::Level::Info, "tracing::span::active");
+        record(log::Level::Info, "tracing::span");
+        record(log::Level::Warn, "gpudock::app");
+        assert_eq!(*seen.lock().unwrap(), ["gpudock::app"]);
     }
 }
