@@ -182,6 +182,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
+    let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -189,10 +190,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         on_signal.cancel();
     });
     let stop = cancel.clone();
-    let hasher = app.hasher.clone();
+    let (hasher, jobs) = (app.hasher.clone(), app.jobs.clone());
     let served = crate::web::serve(app, listener, async move { stop.cancelled().await }).await;
     cancel.cancel();
-    for (name, task) in [("session purge", purge), ("node health", health)] {
+    // Running jobs (a container being created) finish or clean up first.
+    jobs.shutdown().await;
+    for (name, task) in [
+        ("session purge", purge),
+        ("node health", health),
+        ("instance sync", sync),
+    ] {
         if let Err(e) = task.await {
             log::error!("{name} task failed: {e}");
         }
