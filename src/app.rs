@@ -12,6 +12,7 @@ use crate::auth::password::{HashPool, Hasher};
 use crate::auth::store;
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::jobs::Jobs;
 use crate::secrets::{Sealer, SecretError};
 
 #[derive(Clone)]
@@ -21,6 +22,13 @@ pub struct App {
     pub sealer: Arc<Sealer>,
     pub hasher: Arc<HashPool>,
     pub cancel: CancellationToken,
+    /// Long work that outlives its request (owned; shutdown waits for it).
+    pub jobs: Jobs,
+    /// This installation's identity on shared Docker daemons (names, labels).
+    pub install_id: Arc<str>,
+    /// When this process opened the app (Unix seconds): work recorded as in
+    /// progress before it belongs to a process that is gone.
+    pub started_at: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +81,23 @@ impl App {
         // (threads x argon2_memory_kib) under a sign-in flood.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let pool = HashPool::new(hasher, threads).map_err(|e| StartError::Hasher(e.to_string()))?;
+        let install_id: String = db
+            .read(|c| {
+                c.query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(StartError::from)
+            })
+            .await?;
         let app = App {
             config: Arc::new(config),
             db,
             sealer: Arc::new(sealer),
             hasher: Arc::new(pool),
             cancel: CancellationToken::new(),
+            jobs: Jobs::default(),
+            install_id: install_id.into(),
+            started_at: crate::db::now(),
         };
         app.bootstrap_admin().await?;
         Ok(app)

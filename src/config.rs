@@ -19,6 +19,26 @@ pub struct Config {
     pub tls: TlsConfig,
     pub security: SecurityConfig,
     pub nodes: NodesConfig,
+    pub instances: InstancesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct InstancesConfig {
+    /// How often each node's containers are compared with the instances
+    /// (besides following its event stream).
+    pub reconcile_interval_secs: u64,
+    /// Seconds a container gets to stop (SIGTERM) before it is killed.
+    pub stop_timeout_secs: u32,
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        Self {
+            reconcile_interval_secs: 30,
+            stop_timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +97,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             security: SecurityConfig::default(),
             nodes: NodesConfig::default(),
+            instances: InstancesConfig::default(),
         }
     }
 }
@@ -206,6 +227,12 @@ impl Config {
         }
         if !(1..=120).contains(&self.nodes.probe_timeout_secs) {
             return invalid("nodes.probe_timeout_secs", "must be between 1 and 120");
+        }
+        if self.instances.reconcile_interval_secs == 0 {
+            return invalid("instances.reconcile_interval_secs", "must be at least 1");
+        }
+        if !(1..=600).contains(&self.instances.stop_timeout_secs) {
+            return invalid("instances.stop_timeout_secs", "must be between 1 and 600");
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");

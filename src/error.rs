@@ -42,7 +42,7 @@ impl FieldError {
 
 pub type FieldErrors = BTreeMap<&'static str, FieldError>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     #[error("not signed in")]
     Unauthenticated,
@@ -66,9 +66,12 @@ pub enum AppError {
     BadRequest(&'static str),
     #[error("server busy")]
     Busy,
-    /// A node's Docker daemon could not be reached or refused; the text says why.
+    /// A node's Docker daemon could not be reached; the text says why.
     #[error("node: {0}")]
     Upstream(String),
+    /// A node's Docker daemon refused an operation; the text says why.
+    #[error("docker: {0}")]
+    Docker(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -103,7 +106,7 @@ impl AppError {
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            AppError::Upstream(_) | AppError::Docker(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,6 +125,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::Busy => "busy",
             AppError::Upstream(_) => "node_unreachable",
+            AppError::Docker(_) => "docker_error",
             AppError::Internal(_) => "internal",
         }
     }
@@ -141,6 +145,7 @@ impl AppError {
             AppError::BadRequest(key) => key,
             AppError::Busy => "err.busy",
             AppError::Upstream(_) => "err.node_unreachable",
+            AppError::Docker(_) => "err.docker",
             AppError::Internal(_) => "err.internal",
         }
     }
@@ -158,6 +163,7 @@ impl AppError {
             | AppError::BadRequest(_)
             | AppError::Busy
             | AppError::Upstream(_)
+            | AppError::Docker(_)
             | AppError::Internal(_) => None,
         }
     }
@@ -186,7 +192,9 @@ impl IntoResponse for AppError {
             .fields()
             .map(|f| f.iter().map(|(k, v)| (*k, v.text(en))).collect());
         let message = match &self {
-            AppError::Upstream(why) => format!("{}: {why}", en.t(self.message_key())),
+            AppError::Upstream(why) | AppError::Docker(why) => {
+                format!("{}: {why}", en.t(self.message_key()))
+            }
             _ => en.t(self.message_key()).to_string(),
         };
         let body = Body {
@@ -198,7 +206,7 @@ impl IntoResponse for AppError {
         };
         let mut resp = (self.status(), Json(body)).into_response();
         let detail = match &self {
-            AppError::Upstream(why) => Some(why.clone()),
+            AppError::Upstream(why) | AppError::Docker(why) => Some(why.clone()),
             _ => None,
         };
         resp.extensions_mut().insert(ErrorInfo {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fsutil;
 pub mod i18n;
 pub mod instances;
+pub mod jobs;
 pub mod logging;
 pub mod nodes;
 pub mod secrets;

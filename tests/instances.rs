@@ -1,11 +1,17 @@
-//! Instances over the real server and a real dockerd: candidate nodes for a
-//! product spec (listed, online, GPU model and every resource checked).
+//! Instances over the real server and a real dockerd: candidate nodes, the
+//! containers behind instances (limits, volume, labels verified by
+//! inspecting them), the disk-quota fallback, a GPU spec on a node without
+//! the NVIDIA runtime, concurrent creates against a small node, delete (also
+//! while the node is unreachable), lifecycle, logs, status through the event
+//! stream and after a restart, orphans, and scoping for all three roles.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::dockerd;
-use common::{Server, code, get, make_tenant, make_user, post};
+use std::time::{Duration, Instant};
+
+use common::dockerd::{self, TestDaemon, docker_cli};
+use common::{Server, code, get, make_tenant, make_user, patch, post, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -146,4 +152,904 @@ async fn candidate_nodes_are_listed_online_matching_and_with_room() {
     assert_eq!(code(&b), "validation_failed");
     let (s, _) = get(&admin, &url(hidden)).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// busybox `sh` as PID 1 ignores SIGTERM: stops would wait the whole grace.
+const FAST_STOP: &str = "[instances]\nstop_timeout_secs = 1\n";
+
+/// A server, its admin, an image of the test busybox and a node on the
+/// shared test daemon with `cpu` cores (8 RTX 4090s on paper).
+struct Lab {
+    srv: Server,
+    admin: reqwest::Client,
+    d: &'static TestDaemon,
+    image: i64,
+    node: i64,
+}
+
+impl Lab {
+    async fn new(config: &str, cpu: i64) -> Lab {
+        let d = dockerd::shared();
+        let srv = Server::start_with(config);
+        let admin = srv.admin().await;
+        let (s, b) = post(
+            &admin,
+            &srv.url("/api/v1/images"),
+            json!({"name": "busybox", "address": dockerd::TEST_IMAGE}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let image = b["id"].as_i64().unwrap();
+        let (s, n) = post(
+            &admin,
+            &srv.url("/api/v1/nodes"),
+            json!({"name": "n1", "public_ip": "127.0.0.1", "private_ip": "127.0.0.1",
+                   "docker_endpoint": d.unix_url, "tls_enabled": false,
+                   "gpu_name": "NVIDIA GeForce RTX 4090", "gpu_count": 8, "cpu_cores": cpu,
+                   "memory_gb": 64, "system_disk_gb": 1000, "data_disk_gb": 1000}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{n}");
+        let node = n["id"].as_i64().unwrap();
+        let (s, t) = post(
+            &admin,
+            &srv.url(&format!("/api/v1/nodes/{node}/test")),
+            json!({}),
+        )
+        .await;
+        assert_eq!((s, &t["ok"]), (StatusCode::OK, &json!(true)), "{t}");
+        Lab {
+            srv,
+            admin,
+            d,
+            image,
+            node,
+        }
+    }
+
+    async fn spec(&self, body: Value) -> i64 {
+        let (s, b) = post(&self.admin, &self.srv.url("/api/v1/specs"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        get(&self.admin, &self.srv.url(path)).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        post(&self.admin, &self.srv.url(path), body).await
+    }
+
+    async fn delete(&self, id: &Value) -> StatusCode {
+        let url = self.srv.url(&format!("/api/v1/instances/{id}"));
+        send(&self.admin, "DELETE", &url, Some(json!({}))).await.0
+    }
+
+    /// How many audit records match `query` (e.g. `action=x&outcome=failure`).
+    async fn audited(&self, query: &str) -> usize {
+        let (s, a) = self.get(&format!("/api/v1/audit?{query}&limit=1000")).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        a.as_array().unwrap().len()
+    }
+
+    fn create_body(&self, spec: i64, name: &str) -> Value {
+        json!({"image_id": self.image, "spec_id": spec, "node_id": self.node, "name": name})
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        docker_cli(self.d, args)
+    }
+
+    /// `docker inspect` of a container or volume as JSON (None: no such).
+    fn inspect(&self, kind: &str, name: &str) -> Option<Value> {
+        let out = self.docker(&[kind, "inspect", name]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Some(v[0].clone())
+    }
+}
+
+fn small_spec(name: &str) -> Value {
+    json!({"name": name, "gpu_model": "RTX 4090", "gpu_count": 0, "cpu_cores": 1, "memory_gb": 1,
+           "system_disk_gb": 10, "data_disk_gb": 5})
+}
+
+/// Polls `GET /api/v1/instances/{id}` until its status is `want`; the time
+/// it took.
+async fn wait_status(
+    c: &reqwest::Client,
+    srv: &Server,
+    id: i64,
+    want: &str,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let mut last = Value::Null;
+    while started.elapsed() < within {
+        let (s, b) = get(c, &srv.url(&format!("/api/v1/instances/{id}"))).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        if b["status"] == want {
+            return started.elapsed();
+        }
+        last = b;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "instance {id} not {want} within {within:?}: {last}\n{}",
+        srv.logs()
+    );
+}
+
+#[tokio::test]
+async fn create_runs_a_container_with_exactly_the_specs_limits_and_a_data_volume() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("1c1g")).await;
+    let mut body = lab.create_body(spec, "alpha");
+    body["user_id"] = json!(999);
+    body["remark"] = json!("first one");
+    let (s, i) = lab.post("/api/v1/instances", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let (_, me) = lab.get("/api/v1/me").await;
+    assert_eq!(
+        i["user_id"], me["user"]["id"],
+        "the owner comes from the session: {i}"
+    );
+    for key in [
+        "id",
+        "name",
+        "image_id",
+        "spec_id",
+        "node_id",
+        "user_id",
+        "tenant_id",
+        "container_id",
+        "status",
+        "gpu_indices",
+        "warnings",
+        "remark",
+        "created_at",
+    ] {
+        assert!(i.get(key).is_some(), "no {key} in {i}");
+    }
+    assert_eq!(
+        (i["status"].as_str(), i["remark"].as_str()),
+        (Some("running"), Some("first one"))
+    );
+    assert_eq!(i["gpu_indices"], json!([]));
+
+    // The daemon has the limits, the volume at /data and the labels.
+    let cid = i["container_id"].as_str().unwrap();
+    let c = lab.inspect("container", cid).unwrap();
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["HostConfig"]["NanoCpus"], 1_000_000_000i64);
+    assert_eq!(c["HostConfig"]["Memory"], 1i64 << 30);
+    assert_eq!(c["Config"]["Tty"], true);
+    assert_eq!(c["Config"]["OpenStdin"], true);
+    let id = i["id"].as_i64().unwrap();
+    let labels = &c["Config"]["Labels"];
+    assert_eq!(labels["gpudock.instance"], id.to_string());
+    assert_eq!(labels["gpudock.node"], lab.node.to_string());
+    let install = labels["gpudock.install"].as_str().unwrap().to_string();
+    assert_eq!(install.len(), 8, "{labels}");
+    let mount = c["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/data")
+        .unwrap_or_else(|| panic!("no /data mount: {}", c["Mounts"]))
+        .clone();
+    assert_eq!(mount["Type"], "volume");
+    let volume = mount["Name"].as_str().unwrap().to_string();
+    assert!(lab.inspect("volume", &volume).is_some());
+
+    // This daemon (overlay2 on ext4) cannot enforce the system disk size:
+    // the container was made without it, and the instance says so.
+    assert!(
+        c["HostConfig"]["StorageOpt"].is_null(),
+        "{}",
+        c["HostConfig"]
+    );
+    let w = i["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 1, "{i}");
+    assert_eq!(w[0]["code"], "system_disk_not_enforced");
+    assert!(
+        w[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--storage-opt is supported only for overlay over xfs"),
+        "{w:?}"
+    );
+    // ... also on the instance page.
+    let page = lab
+        .admin
+        .get(lab.srv.url(&format!("/instances/{id}")))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("class=\"notice warning\""), "{html}");
+
+    // Logs: the shell's prompt is there; followed, new output arrives.
+    let r = lab
+        .admin
+        .get(lab.srv.url(&format!("/api/v1/instances/{id}/logs")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("BusyBox"),
+        "no shell banner in the logs: {text:?}"
+    );
+    let mut follow = lab
+        .admin
+        .get(
+            lab.srv
+                .url(&format!("/api/v1/instances/{id}/logs?follow=1&tail=0")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), StatusCode::OK);
+    let out = lab.docker(&[
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        "echo followed-line-7 > /proc/1/fd/1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("followed-line-7") && Instant::now() < deadline {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), follow.chunk())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(seen.contains("followed-line-7"), "{seen:?}");
+    drop(follow);
+
+    // Lifecycle: stop (关闭), start, restart.
+    let url = |op: &str| lab.srv.url(&format!("/api/v1/instances/{id}/{op}"));
+    let (s, b) = post(&lab.admin, &url("stop"), json!({})).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("exited")),
+        "{b}"
+    );
+    assert_eq!(
+        lab.inspect("container", cid).unwrap()["State"]["Status"],
+        "exited"
+    );
+    let (s, b) = post(&lab.admin, &url("start"), json!({})).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{b}"
+    );
+    let started_at = lab.inspect("container", cid).unwrap()["State"]["StartedAt"].clone();
+    let (s, b) = post(&lab.admin, &url("restart"), json!({})).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{b}"
+    );
+    assert_ne!(
+        lab.inspect("container", cid).unwrap()["State"]["StartedAt"],
+        started_at
+    );
+
+    // Delete removes the container and its volume, then the row.
+    assert_eq!(lab.delete(&json!(id)).await, StatusCode::NO_CONTENT);
+    assert!(
+        lab.inspect("container", cid).is_none(),
+        "container left behind"
+    );
+    assert!(
+        lab.inspect("volume", &volume).is_none(),
+        "volume left behind"
+    );
+    let (s, _) = lab.get(&format!("/api/v1/instances/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Every operation was audited.
+    let (_, a) = lab
+        .get("/api/v1/audit?action=instance.&resource_type=instance&limit=100")
+        .await;
+    let actions: Vec<&str> = a
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "instance.create",
+        "instance.stop",
+        "instance.start",
+        "instance.restart",
+        "instance.delete",
+    ] {
+        assert!(actions.contains(&want), "{want} not audited: {actions:?}");
+    }
+}
+
+/// Names of the containers and volumes on the daemon for instance `id` of
+/// this installation.
+fn leftovers(lab: &Lab, install_hint: &str) -> (String, String) {
+    let ps = lab.docker(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        &format!("name={install_hint}"),
+    ]);
+    let vols = lab.docker(&[
+        "volume",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        &format!("name={install_hint}"),
+    ]);
+    (
+        String::from_utf8_lossy(&ps.stdout).trim().to_string(),
+        String::from_utf8_lossy(&vols.stdout).trim().to_string(),
+    )
+}
+
+/// This server's install id, read off a throwaway instance's labels.
+async fn install_id(lab: &Lab, spec: i64) -> String {
+    let (s, i) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "probe"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let c = lab
+        .inspect("container", i["container_id"].as_str().unwrap())
+        .unwrap();
+    let install = c["Config"]["Labels"]["gpudock.install"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(lab.delete(&i["id"]).await, StatusCode::NO_CONTENT);
+    install
+}
+
+#[tokio::test]
+async fn a_gpu_spec_on_a_node_without_the_nvidia_runtime_fails_cleanly() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let plain = lab.spec(small_spec("plain")).await;
+    let install = install_id(&lab, plain).await;
+    let gpu = lab
+        .spec(json!({"name": "4090x2", "gpu_model": "RTX 4090", "gpu_count": 2, "cpu_cores": 1, "memory_gb": 1}))
+        .await;
+    let (s, b) = lab
+        .post("/api/v1/instances", lab.create_body(gpu, "gpu"))
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert_eq!(code(&b), "docker_error", "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("no NVIDIA container runtime"), "{msg}");
+    assert!(msg.contains("could not select device driver"), "{msg}");
+    // Nothing left behind: no container, no volume, no reservation.
+    assert_eq!(
+        leftovers(&lab, &format!("gpudock-{install}-")),
+        (String::new(), String::new())
+    );
+    let (_, list) = lab.get("/api/v1/instances").await;
+    assert_eq!(list, json!([]));
+    let (_, c) = lab
+        .get(&format!("/api/v1/instances/candidate-nodes?spec_id={gpu}"))
+        .await;
+    assert_eq!(c[0]["free"]["gpus"], 8, "the GPUs are free again: {c}");
+    assert_eq!(
+        lab.audited("action=instance.create&outcome=failure").await,
+        1
+    );
+
+    // An image that is not on the node and cannot be pulled: the same.
+    let (s, b) = lab
+        .post(
+            "/api/v1/images",
+            json!({"name": "nowhere", "address": "127.0.0.1:9/gpudock/missing:1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mut body = lab.create_body(plain, "nopull");
+    body["image_id"] = b["id"].clone();
+    let (s, b) = lab.post("/api/v1/instances", body).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_GATEWAY, "docker_error"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pulling it failed"),
+        "{b}"
+    );
+    assert_eq!(
+        leftovers(&lab, &format!("gpudock-{install}-")),
+        (String::new(), String::new())
+    );
+}
+
+#[tokio::test]
+async fn twelve_concurrent_creates_on_a_node_with_room_for_three() {
+    let lab = Lab::new(FAST_STOP, 3).await;
+    let spec = lab.spec(small_spec("1c")).await;
+    let calls = (0..12).map(|n| {
+        let (c, url, body) = (
+            lab.admin.clone(),
+            lab.srv.url("/api/v1/instances"),
+            lab.create_body(spec, &format!("c{n}")),
+        );
+        tokio::spawn(async move { post(&c, &url, body).await })
+    });
+    let mut created = Vec::new();
+    let mut refused = Vec::new();
+    for call in calls {
+        let (s, b) = call.await.unwrap();
+        match s {
+            StatusCode::CREATED => created.push(b),
+            StatusCode::CONFLICT => refused.push(b),
+            other => panic!("unexpected {other}: {b}"),
+        }
+    }
+    assert_eq!((created.len(), refused.len()), (3, 9));
+    for b in &refused {
+        assert_eq!(code(b), "conflict");
+        let why = b["error"]["fields"]["node_id"].as_str().unwrap();
+        assert!(
+            why.contains("no room") && why.contains("cpu_cores"),
+            "{why}"
+        );
+    }
+    for b in &created {
+        assert_eq!(b["status"], "running", "{b}");
+    }
+    let (_, list) = lab.get("/api/v1/instances").await;
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    let (_, c) = lab
+        .get(&format!("/api/v1/instances/candidate-nodes?spec_id={spec}"))
+        .await;
+    assert_eq!(c, json!([]), "the node is full");
+    for b in &created {
+        assert_eq!(lab.delete(&b["id"]).await, StatusCode::NO_CONTENT);
+    }
+}
+
+#[tokio::test]
+async fn delete_while_the_node_is_unreachable_fails_and_keeps_the_instance() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (s, i) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "keep"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let (id, cid) = (
+        i["id"].as_i64().unwrap(),
+        i["container_id"].as_str().unwrap().to_string(),
+    );
+    // The node's daemon goes away (here: its endpoint now leads nowhere).
+    let node_url = lab.srv.url(&format!("/api/v1/nodes/{}", lab.node));
+    let (s, b) = patch(
+        &lab.admin,
+        &node_url,
+        json!({"docker_endpoint": "tcp://127.0.0.1:1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = lab.srv.url(&format!("/api/v1/instances/{id}"));
+    let (s, b) = send(&lab.admin, "DELETE", &url, Some(json!({}))).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::BAD_GATEWAY, "node_unreachable"),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused to 127.0.0.1:1"),
+        "{b}"
+    );
+    let (s, kept) = get(&lab.admin, &url).await;
+    assert_eq!(
+        (s, kept["container_id"].as_str()),
+        (StatusCode::OK, Some(cid.as_str()))
+    );
+    assert!(lab.inspect("container", &cid).is_some());
+    assert_eq!(
+        lab.audited("action=instance.delete&outcome=failure").await,
+        1
+    );
+    // Back online, the delete goes through.
+    let (s, _) = patch(
+        &lab.admin,
+        &node_url,
+        json!({"docker_endpoint": lab.d.unix_url}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = send(&lab.admin, "DELETE", &url, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(lab.inspect("container", &cid).is_none());
+}
+
+#[tokio::test]
+async fn changes_made_with_the_docker_cli_show_through_the_event_stream() {
+    // Reconciling only every 5 minutes: what follows is the event stream.
+    let lab = Lab::new(
+        "[instances]\nreconcile_interval_secs = 300\nstop_timeout_secs = 1\n",
+        16,
+    )
+    .await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (s, i) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "watched"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let (id, cid) = (
+        i["id"].as_i64().unwrap(),
+        i["container_id"].as_str().unwrap().to_string(),
+    );
+    let within = Duration::from_secs(5);
+    let out = lab.docker(&["stop", "-t", "1", &cid]);
+    assert!(out.status.success(), "{out:?}");
+    let took = wait_status(&lab.admin, &lab.srv, id, "exited", within).await;
+    eprintln!("docker stop -> exited after {took:?}");
+    lab.docker(&["start", &cid]);
+    wait_status(&lab.admin, &lab.srv, id, "running", within).await;
+    lab.docker(&["rm", "-f", &cid]);
+    wait_status(&lab.admin, &lab.srv, id, "missing", within).await;
+    assert_eq!(lab.audited("action=instance.missing").await, 1);
+    // A missing instance can still be deleted (its volume goes too).
+    assert_eq!(lab.delete(&json!(id)).await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn after_a_restart_status_is_reconciled_and_unknown_containers_are_reported() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let mut ids = Vec::new();
+    for name in ["stopped-while-down", "removed-while-down"] {
+        let (s, i) = lab
+            .post("/api/v1/instances", lab.create_body(spec, name))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        ids.push((
+            i["id"].as_i64().unwrap(),
+            i["container_id"].as_str().unwrap().to_string(),
+        ));
+    }
+    let install =
+        lab.inspect("container", &ids[0].1).unwrap()["Config"]["Labels"]["gpudock.install"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let Lab {
+        srv,
+        admin: _,
+        d,
+        image,
+        node,
+    } = lab;
+    let mut srv = srv;
+    srv.stop();
+    // While gpudock is down: one container stopped, one removed, and one
+    // made by hand with this installation's labels for an instance that
+    // does not exist.
+    let lab_cli = |args: &[&str]| docker_cli(d, args);
+    assert!(lab_cli(&["stop", "-t", "1", &ids[0].1]).status.success());
+    assert!(lab_cli(&["rm", "-f", &ids[1].1]).status.success());
+    let stray = format!("stray-{install}");
+    let out = lab_cli(&[
+        "create",
+        "--name",
+        &stray,
+        "--label",
+        &format!("gpudock.install={install}"),
+        "--label",
+        "gpudock.instance=999",
+        "--label",
+        &format!("gpudock.node={node}"),
+        dockerd::TEST_IMAGE,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let srv = srv.restart("");
+    let (c, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    wait_status(&c, &srv, ids[0].0, "exited", Duration::from_secs(20)).await;
+    wait_status(&c, &srv, ids[1].0, "missing", Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let orphans = loop {
+        let (s, o) = get(&c, &srv.url("/api/v1/instances/orphans")).await;
+        assert_eq!(s, StatusCode::OK, "{o}");
+        if !o.as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break o;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(orphans.as_array().unwrap().len(), 1, "{orphans}");
+    assert_eq!(
+        (
+            orphans[0]["name"].as_str(),
+            orphans[0]["instance_label"].as_str()
+        ),
+        (Some(stray.as_str()), Some("999"))
+    );
+    // Reported, not removed.
+    assert!(
+        lab_cli(&["inspect", &stray]).status.success(),
+        "the stray container was removed"
+    );
+    let (_, a) = get(&c, &srv.url("/api/v1/audit?action=instance.orphan_found")).await;
+    assert_eq!(a.as_array().unwrap().len(), 1, "{a}");
+    let html = common::text(&c, &srv.url("/instances")).await;
+    assert!(
+        html.contains(&stray),
+        "the orphan is not on the instances page"
+    );
+    lab_cli(&["rm", "-f", &stray]);
+    let _ = image;
+    for (id, _) in ids {
+        let (s, b) = send(
+            &c,
+            "DELETE",
+            &srv.url(&format!("/api/v1/instances/{id}")),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn each_role_reaches_exactly_its_instances_on_every_route() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (srv, admin) = (&lab.srv, &lab.admin);
+    let ta = make_tenant(srv, admin, "TA").await;
+    let tb = make_tenant(srv, admin, "TB").await;
+    let (_, oa) = make_user(
+        srv,
+        admin,
+        "oa",
+        "customer_owner",
+        Some(ta),
+        "Copper-Meadow-Falcon-41!",
+    )
+    .await;
+    let (ma1_id, ma1) = make_user(
+        srv,
+        admin,
+        "ma1",
+        "customer_member",
+        Some(ta),
+        "Velvet-Canyon-Harbor-58!",
+    )
+    .await;
+    let (_, ma2) = make_user(
+        srv,
+        admin,
+        "ma2",
+        "customer_member",
+        Some(ta),
+        "Saffron-Glacier-Pilot-36!",
+    )
+    .await;
+    let (_, ob) = make_user(
+        srv,
+        admin,
+        "ob",
+        "customer_owner",
+        Some(tb),
+        "Amber-Tundra-Signal-72!",
+    )
+    .await;
+    let (_, mb) = make_user(
+        srv,
+        admin,
+        "mb",
+        "customer_member",
+        Some(tb),
+        "Orchid-Basalt-Ferry-19!",
+    )
+    .await;
+
+    // A member creates; a user_id in the body changes nothing.
+    let mut body = lab.create_body(spec, "mine");
+    body["user_id"] = json!(1);
+    let (s, x) = post(&ma1, &srv.url("/api/v1/instances"), body).await;
+    assert_eq!(s, StatusCode::CREATED, "{x}");
+    assert_eq!(
+        (x["user_id"].as_i64(), x["tenant_id"].as_i64()),
+        (Some(ma1_id), Some(ta))
+    );
+    let id = x["id"].as_i64().unwrap();
+
+    let ids = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for (who, c, sees) in [
+        ("admin", admin, true),
+        ("oa", &oa, true),
+        ("ma1", &ma1, true),
+        ("ma2", &ma2, false),
+        ("ob", &ob, false),
+        ("mb", &mb, false),
+    ] {
+        let (s, l) = get(c, &srv.url("/api/v1/instances")).await;
+        assert_eq!(s, StatusCode::OK, "{who}: {l}");
+        assert_eq!(ids(&l), if sees { vec![id] } else { vec![] }, "{who}");
+        for (method, path) in [
+            ("GET", format!("/api/v1/instances/{id}")),
+            ("GET", format!("/api/v1/instances/{id}/logs")),
+            ("POST", format!("/api/v1/instances/{id}/stop")),
+            ("POST", format!("/api/v1/instances/{id}/start")),
+            ("POST", format!("/api/v1/instances/{id}/restart")),
+            ("GET", format!("/instances/{id}")),
+        ] {
+            let r = c.request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                srv.url(&path),
+            );
+            let r = if method == "POST" {
+                r.json(&json!({}))
+            } else {
+                r
+            };
+            let s = r.send().await.unwrap().status();
+            let want = if sees {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            assert_eq!(s, want, "{who}: {method} {path}");
+        }
+        if !sees {
+            let (s, b) = send(
+                c,
+                "DELETE",
+                &srv.url(&format!("/api/v1/instances/{id}")),
+                Some(json!({})),
+            )
+            .await;
+            assert_eq!(
+                s,
+                StatusCode::NOT_FOUND,
+                "{who} reached another's instance: {b}"
+            );
+        }
+    }
+    // Orphans are for admins only.
+    for c in [&oa, &ma1] {
+        let (s, _) = get(c, &srv.url("/api/v1/instances/orphans")).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    // The tenant's owner may delete the member's instance.
+    let (_, me) = get(&oa, &srv.url("/api/v1/me")).await;
+    let r = oa
+        .delete(srv.url(&format!("/api/v1/instances/{id}")))
+        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+/// GPU-exact placement under concurrency, in process against the real
+/// reservation path: every instance gets its own GPU indices, and no more
+/// are handed out than the node has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_get_distinct_gpu_indices() {
+    use gpudock::audit::Source;
+    use gpudock::auth::{AuthVia, CurrentUser};
+    use gpudock::instances::lifecycle::{self, CreateInput};
+    use gpudock::{App, Config};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    let app = App::open(config).await.unwrap();
+    let user = app
+        .db
+        .read(|c| {
+            gpudock::auth::store::user_by_name(c, "admin").map_err(gpudock::db::DbError::from)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let me = CurrentUser {
+        user,
+        via: AuthVia::Session,
+    };
+    let src = Source::local();
+    fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    let image = gpudock::catalog::save_image(
+        &app,
+        &me,
+        None,
+        from(json!({"name": "i", "address": "busybox"})),
+        &src,
+    )
+    .await
+    .unwrap();
+    let spec = gpudock::catalog::save_spec(
+        &app,
+        &me,
+        None,
+        from(json!({"name": "x3", "gpu_model": "H100", "gpu_count": 3, "cpu_cores": 1, "memory_gb": 1})),
+        &src,
+    )
+    .await
+    .unwrap();
+    let node = gpudock::nodes::save(
+        &app,
+        &me,
+        None,
+        from(json!({"name": "h", "public_ip": "10.0.0.1", "private_ip": "10.0.0.1", "gpu_name": "NVIDIA H100 80GB HBM3",
+                    "gpu_count": 8, "cpu_cores": 64, "memory_gb": 512})),
+        &src,
+    )
+    .await
+    .unwrap();
+    let id = node.id;
+    app.db
+        .write(move |c| {
+            gpudock::nodes::store::set_status(
+                c,
+                id,
+                gpudock::nodes::model::Status::Online,
+                "",
+                None,
+                0,
+            )
+            .map_err(gpudock::db::DbError::from)
+        })
+        .await
+        .unwrap();
+    let tries = (0..6).map(|n| {
+        let (app, me) = (app.clone(), me.clone());
+        let input = CreateInput {
+            image_id: Some(json!(image.id)),
+            spec_id: Some(json!(spec.id)),
+            node_id: Some(json!(node.id)),
+            name: Some(format!("r{n}")),
+            remark: None,
+        };
+        tokio::spawn(async move { lifecycle::reserve(&app, &me, input).await })
+    });
+    let mut got = Vec::new();
+    let mut refused = 0;
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(r) => got.push(r.gpus),
+            Err(e) => {
+                assert_eq!(e.status(), StatusCode::CONFLICT, "{e}");
+                refused += 1;
+            }
+        }
+    }
+    // 8 GPUs hold two instances of 3; the third would need 3 of the 2 left.
+    assert_eq!((got.len(), refused), (2, 4), "{got:?}");
+    got.sort();
+    assert_eq!(got, vec![vec![0, 1, 2], vec![3, 4, 5]]);
 }

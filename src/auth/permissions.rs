@@ -136,10 +136,13 @@ pub fn set_grant(conn: &Connection, role: Role, id: i64, granted: bool) -> rusql
     Ok(n > 0)
 }
 
-/// Page paths (GET, group `pages`) that `role` may open; drives the nav.
+/// Page routes (group `pages`) that `role` may use: GET routes as their
+/// path (`/users`), others as `METHOD path` (`POST /instances/{id}/stop`).
+/// Drives the nav and which buttons a page shows.
 pub fn allowed_pages(conn: &Connection, role: Role) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT path_pattern FROM permissions p WHERE method = 'GET' AND grp = 'pages' AND \
+        "SELECT CASE method WHEN 'GET' THEN path_pattern ELSE method || ' ' || path_pattern END \
+         FROM permissions p WHERE grp = 'pages' AND \
          (?1 = 'admin' OR fixed OR EXISTS (SELECT 1 FROM role_permissions r \
           WHERE r.permission_id = p.id AND r.role = ?1))",
     )?;

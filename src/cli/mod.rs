@@ -198,9 +198,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Serves until SIGTERM/SIGINT. Under systemd (`Type=notify`) it reports
 /// READY=1 once the data dir is locked, the app is open, the listener is bound
-/// and the TLS pair loads, and STOPPING=1 when a signal arrives. Every task
-/// owned here takes `app.cancel` (live sessions will too) and is joined before
-/// the database is closed; the data-dir lock is released last.
+/// and the TLS pair loads, and STOPPING=1 when a signal arrives. Running jobs
+/// finish first; every task owned here takes `app.cancel` (live sessions will
+/// too) and is joined before the database is closed; the data-dir lock is
+/// released last.
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     crate::fsutil::ensure_private_dir(&config.data_dir)
@@ -223,8 +224,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
+    let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
+    let jobs = app.jobs.clone();
     let served = crate::web::serve(app, listener, async move { stop.cancelled().await });
     notify_systemd(
         &[
@@ -235,9 +238,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let served = served.await;
     cancel.cancel();
+    // Running jobs (a container being created) finish or clean up first.
+    jobs.shutdown().await;
     for (name, task) in [
         ("session purge", purge),
         ("node health", health),
+        ("instance sync", sync),
         ("signal", signals),
     ] {
         if let Err(e) = task.await {

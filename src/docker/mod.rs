@@ -8,9 +8,12 @@
 //! daemon (Debian 12's 20.10 speaks 1.41) rejects; negotiation lowers the
 //! version for the client and all its clones.
 
+pub mod containers;
 mod endpoint;
 mod pem;
+mod pull;
 mod transport;
+pub mod watch;
 
 use std::time::{Duration, Instant};
 

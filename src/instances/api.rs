@@ -1,28 +1,139 @@
-//! JSON API of instances.
+//! JSON API of instances. `POST` answers once the container runs (or with
+//! why it could not); the work itself runs as a job, so a client that hangs
+//! up does not leave a half-made container behind.
 
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
 
-use super::CandidateQuery;
+use super::{Action, CandidateQuery, CreateInput};
 use crate::app::App;
+use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
-use crate::web::extract::ApiQuery;
+use crate::i18n::{Lang, Tr};
+use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::web::render::is_htmx;
 
 pub fn routes() -> Router<App> {
-    Router::new().route("/api/v1/instances/candidate-nodes", get(candidates))
+    Router::new()
+        .route("/api/v1/instances", get(list).post(create))
+        .route("/api/v1/instances/candidate-nodes", get(candidates))
+        .route("/api/v1/instances/orphans", get(orphans))
+        .route("/api/v1/instances/{id}", get(show).delete(remove))
+        .route(
+            "/api/v1/instances/{id}/start",
+            post(async |s, m, src, p| act(Action::Start, s, m, src, p).await),
+        )
+        .route(
+            "/api/v1/instances/{id}/stop",
+            post(async |s, m, src, p| act(Action::Stop, s, m, src, p).await),
+        )
+        .route(
+            "/api/v1/instances/{id}/restart",
+            post(async |s, m, src, p| act(Action::Restart, s, m, src, p).await),
+        )
+        .route("/api/v1/instances/{id}/logs", get(logs))
 }
 
+async fn list(State(app): State<App>, me: CurrentUser) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::list(&app, &me).await?))
+}
+
+async fn show(
+    State(app): State<App>,
+    me: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::get(&app, &me, id).await?))
+}
+
+async fn create(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiJson(input): ApiJson<CreateInput>,
+) -> Result<impl IntoResponse, AppError> {
+    let (_job, task) = super::create(&app, &me, input, &src).await?;
+    let inst = task.await.map_err(AppError::internal)??;
+    Ok((StatusCode::CREATED, Json(inst)))
+}
+
+async fn remove(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, AppError> {
+    super::delete(&app, &me, id, &src).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn act(
+    action: Action,
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::act(&app, &me, id, action, &src).await?))
+}
+
+/// JSON for API clients; for the wizard (an htmx request) the same
+/// candidates as `<option>`s.
 async fn candidates(
     State(app): State<App>,
     me: CurrentUser,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<CandidateQuery>,
-) -> Result<impl IntoResponse, AppError> {
-    let spec_id = q
-        .spec_id
-        .ok_or_else(|| AppError::field("spec_id", "err.required"))?;
-    Ok(Json(super::candidate_nodes(&app, &me, spec_id).await?))
+) -> Result<Response, AppError> {
+    let htmx = is_htmx(&headers);
+    let Some(spec_id) = q.spec_id else {
+        if htmx {
+            return super::pages::node_options(Tr::new(Lang::from_headers(&headers)), &[]);
+        }
+        return Err(AppError::field("spec_id", "err.required"));
+    };
+    let found = super::candidate_nodes(&app, &me, spec_id).await?;
+    if htmx {
+        return super::pages::node_options(Tr::new(Lang::from_headers(&headers)), &found);
+    }
+    Ok(Json(found).into_response())
+}
+
+async fn orphans(State(app): State<App>, me: CurrentUser) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::orphans(&app, &me).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LogsQuery {
+    /// `1`/`true`: keep the answer open and stream new output.
+    follow: Option<String>,
+    /// Lines of history (default 200, at most 10,000).
+    tail: Option<u32>,
+}
+
+/// Plain text; with `?follow=1` a stream that stays open.
+async fn logs(
+    State(app): State<App>,
+    me: CurrentUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> Result<Response, AppError> {
+    let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    let stream = super::logs(&app, &me, id, follow, q.tail.unwrap_or(200)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

@@ -1,17 +1,26 @@
 //! Instances (实例管理): placement of a product spec on a node with room
-//! (GPU-exact), and the containers behind them. Every read and operation is
-//! scoped in SQL: members see their own, owners their tenant's, admins all.
+//! (GPU-exact), the containers behind them, their lifecycle and logs, and
+//! the sync that keeps their status true. Every read and operation is scoped
+//! in SQL: members see their own, owners their tenant's, admins all.
 
 pub mod api;
+pub mod lifecycle;
+pub mod pages;
 pub mod placement;
 pub mod store;
+pub mod sync;
 
+use bytes::Bytes;
+use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, Role};
+use crate::docker::{DockerError, watch};
 use crate::error::AppError;
+pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 use placement::{Candidate, Capacity, Request};
+pub use store::{Instance, Orphan};
 
 /// The request a spec makes of a node.
 pub fn request_of(spec: &crate::catalog::model::Spec) -> Request {
@@ -51,4 +60,40 @@ pub async fn candidate_nodes(
         .read(|c| store::snapshots(c, None).map_err(AppError::from))
         .await?;
     Ok(placement::candidates(&req, &nodes))
+}
+
+pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<Instance>, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::list(c, scope).map_err(AppError::from))
+        .await
+}
+
+/// Containers labelled for this installation that no instance owns (admins).
+pub async fn orphans(app: &App, me: &CurrentUser) -> Result<Vec<Orphan>, AppError> {
+    if me.user.role != Role::Admin {
+        return Err(AppError::Forbidden);
+    }
+    app.db
+        .read(|c| store::orphans(c).map_err(AppError::from))
+        .await
+}
+
+/// The most lines of history a log request returns before following.
+pub const MAX_TAIL: u32 = 10_000;
+
+/// The instance's output: the last `tail` lines, then (with `follow`) live.
+pub async fn logs(
+    app: &App,
+    me: &CurrentUser,
+    id: i64,
+    follow: bool,
+    tail: u32,
+) -> Result<impl Stream<Item = Result<Bytes, DockerError>> + Send + use<>, AppError> {
+    let inst = get(app, me, id).await?;
+    let cid = inst
+        .container_id
+        .ok_or_else(|| AppError::field("id", "err.no_container"))?;
+    let d = lifecycle::client(app, inst.node_id).await?;
+    Ok(watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)))
 }

@@ -7,6 +7,14 @@ use serde::Serialize;
 use super::placement::{Capacity, NodeSnapshot};
 use crate::auth::Scope;
 
+/// Something the user should know about an instance: a stable code (also an
+/// i18n key under `instances.w_`) and the daemon's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Warning {
+    pub code: String,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Instance {
     pub id: i64,
@@ -21,7 +29,7 @@ pub struct Instance {
     pub gpu_indices: Vec<i64>,
     #[serde(skip)]
     pub reserved: Capacity,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     pub remark: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -29,6 +37,14 @@ pub struct Instance {
 
 const COLS: &str = "id, name, image_id, spec_id, node_id, user_id, tenant_id, container_id, status, gpu_indices, \
     gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, warnings, remark, created_at, updated_at";
+
+/// `COLS` qualified with the table alias `i.` (for joins).
+fn cols_of_i() -> String {
+    COLS.split(", ")
+        .map(|c| format!("i.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
@@ -72,6 +88,46 @@ pub fn list(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<Instance>> 
         "SELECT {COLS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
     ))?;
     stmt.query_map(params![t, u], row)?.collect()
+}
+
+/// What pages show beside an instance: the names behind its ids.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    pub image: String,
+    pub spec: String,
+    pub node: String,
+    pub user: String,
+}
+
+/// The scoped instances (all, or only `id`) with the names of their image,
+/// spec, node and user.
+pub fn list_named(
+    conn: &Connection,
+    scope: Scope,
+    only: Option<i64>,
+) -> rusqlite::Result<Vec<(Instance, Names)>> {
+    let (t, u) = filters(scope);
+    let sql = format!(
+        "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
+         JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
+         JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
+         WHERE (?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) AND (?3 IS NULL OR i.id = ?3) \
+         ORDER BY i.id",
+        cols_of_i()
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_map(params![t, u, only], |r| {
+        Ok((
+            row(r)?,
+            Names {
+                image: r.get(19)?,
+                spec: r.get(20)?,
+                node: r.get(21)?,
+                user: r.get(22)?,
+            },
+        ))
+    })?
+    .collect()
 }
 
 pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<Instance>> {
@@ -155,6 +211,139 @@ pub fn insert(conn: &Connection, n: &NewInstance<'_>, now: i64) -> rusqlite::Res
         ],
     )?;
     Ok(conn.last_insert_rowid())
+}
+
+pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM instances WHERE id = ?1", [id])? == 1)
+}
+
+/// Records the container made for a reservation.
+pub fn set_created(
+    conn: &Connection,
+    id: i64,
+    container_id: &str,
+    status: &str,
+    warnings: &[Warning],
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE instances SET container_id = ?2, status = ?3, warnings = ?4, updated_at = ?5 WHERE id = ?1",
+        params![
+            id,
+            container_id,
+            status,
+            serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into()),
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+/// Sets the status of instance `id` when its container is `container_id`
+/// and the status differs; whether it changed.
+pub fn set_status(
+    conn: &Connection,
+    id: i64,
+    container_id: &str,
+    status: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE instances SET status = ?3, updated_at = ?4 WHERE id = ?1 AND container_id = ?2 AND status <> ?3",
+        params![id, container_id, status, now],
+    )? == 1)
+}
+
+/// What the reconciler needs of one instance.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub id: i64,
+    pub name: String,
+    pub container_id: Option<String>,
+    pub status: String,
+    pub updated_at: i64,
+}
+
+/// The instances placed on `node`.
+pub fn on_node(conn: &Connection, node: i64) -> rusqlite::Result<Vec<Tracked>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, container_id, status, updated_at FROM instances WHERE node_id = ?1 ORDER BY id",
+    )?;
+    stmt.query_map([node], |r| {
+        Ok(Tracked {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            container_id: r.get(2)?,
+            status: r.get(3)?,
+            updated_at: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// A container labelled for this installation that no instance owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Orphan {
+    pub node_id: i64,
+    pub container_id: String,
+    pub name: String,
+    /// The `gpudock.instance` label it carries.
+    pub instance_label: String,
+    pub state: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// Replaces the orphans recorded for `node` with `found`; returns those not
+/// recorded before (newly found).
+pub fn replace_orphans(
+    conn: &Connection,
+    node: i64,
+    found: &[Orphan],
+    now: i64,
+) -> rusqlite::Result<Vec<Orphan>> {
+    let known: std::collections::HashMap<String, i64> = conn
+        .prepare_cached(
+            "SELECT container_id, first_seen FROM orphan_containers WHERE node_id = ?1",
+        )?
+        .query_map([node], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    conn.execute("DELETE FROM orphan_containers WHERE node_id = ?1", [node])?;
+    let mut fresh = Vec::new();
+    for o in found {
+        let first_seen = match known.get(&o.container_id) {
+            Some(t) => *t,
+            None => {
+                fresh.push(o.clone());
+                now
+            }
+        };
+        conn.execute(
+            "INSERT INTO orphan_containers (node_id, container_id, name, instance_label, state, first_seen, last_seen) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![node, o.container_id, o.name, o.instance_label, o.state, first_seen, now],
+        )?;
+    }
+    Ok(fresh)
+}
+
+pub fn orphans(conn: &Connection) -> rusqlite::Result<Vec<Orphan>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT node_id, container_id, name, instance_label, state, first_seen, last_seen \
+         FROM orphan_containers ORDER BY node_id, first_seen",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(Orphan {
+            node_id: r.get(0)?,
+            container_id: r.get(1)?,
+            name: r.get(2)?,
+            instance_label: r.get(3)?,
+            state: r.get(4)?,
+            first_seen: r.get(5)?,
+            last_seen: r.get(6)?,
+        })
+    })?
+    .collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The health loop: one owned task per node probes its daemon every
 //! `nodes.health_interval_secs` with a timeout, so a slow or dead node delays
-//! nobody else. A supervisor starts tasks for new nodes and stops those of
-//! deleted ones; everything ends when the app's token is cancelled.
+//! nobody else. The supervisor behind it ([`per_node`]) starts tasks for new
+//! nodes and stops those of deleted ones; other capabilities use it for their
+//! own per-node work. Everything ends when the app's token is cancelled.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -15,6 +17,22 @@ use crate::error::AppError;
 
 pub async fn run(app: App, cancel: CancellationToken) {
     let interval = Duration::from_secs(app.config.nodes.health_interval_secs);
+    per_node(app, cancel, "health", move |app, id, token| {
+        node_loop(app, id, token, interval)
+    })
+    .await;
+}
+
+/// Runs `task(app, node_id, token)` once for every node: a supervisor starts
+/// a task for each new node (and again when one ended), cancels the task of
+/// a deleted node, and on `cancel` stops and joins them all. The node list is
+/// read every 2 s at most.
+pub async fn per_node<F, Fut>(app: App, cancel: CancellationToken, what: &'static str, task: F)
+where
+    F: Fn(App, i64, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let interval = Duration::from_secs(app.config.nodes.health_interval_secs);
     let mut tasks: HashMap<i64, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let mut tick = tokio::time::interval(interval.min(Duration::from_secs(2)));
     loop {
@@ -25,7 +43,7 @@ pub async fn run(app: App, cancel: CancellationToken) {
         let ids = match app.db.read(|c| store::ids(c).map_err(AppError::from)).await {
             Ok(ids) => ids,
             Err(e) => {
-                log::warn!("health loop: listing nodes failed: {e}");
+                log::warn!("{what} loop: listing nodes failed: {e}");
                 continue;
             }
         };
@@ -39,17 +57,14 @@ pub async fn run(app: App, cancel: CancellationToken) {
         for id in ids {
             tasks.entry(id).or_insert_with(|| {
                 let token = cancel.child_token();
-                (
-                    token.clone(),
-                    tokio::spawn(node_loop(app.clone(), id, token, interval)),
-                )
+                (token.clone(), tokio::spawn(task(app.clone(), id, token)))
             });
         }
     }
     for (_, (token, handle)) in tasks {
         token.cancel();
         if let Err(e) = handle.await {
-            log::error!("health task failed: {e}");
+            log::error!("{what} task failed: {e}");
         }
     }
 }

@@ -42,6 +42,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::nodes::api::routes())
         .merge(crate::nodes::pages::routes())
         .merge(crate::instances::api::routes())
+        .merge(crate::instances::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

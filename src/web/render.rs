@@ -19,7 +19,8 @@ pub struct Layout {
     pub csrf: String,
     /// The nav entry to highlight.
     pub nav: &'static str,
-    /// Page paths (GET) the user may open; the nav shows only these.
+    /// Page routes the user may use: GET ones as their path, others as
+    /// `METHOD path`; the nav and buttons show only these.
     pub allowed: Vec<String>,
     pub path: String,
 }

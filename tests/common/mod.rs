@@ -200,7 +200,18 @@ impl Server {
         (c, s, b)
     }
 
+    /// Stops the server and starts a new one on the same data dir with
+    /// `config` (as an operator restarting the service would).
+    pub fn restart(mut self, config: &str) -> Server {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Server::start_in(dir, config)
+    }
+
     pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
@@ -250,6 +261,11 @@ async fn body(r: reqwest::Response) -> (StatusCode, Value) {
 
 pub async fn get(c: &reqwest::Client, url: &str) -> (StatusCode, Value) {
     body(c.get(url).send().await.unwrap()).await
+}
+
+/// The body of a page (any status).
+pub async fn text(c: &reqwest::Client, url: &str) -> String {
+    c.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 pub async fn post(c: &reqwest::Client, url: &str, v: Value) -> (StatusCode, Value) {

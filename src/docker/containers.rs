@@ -1,0 +1,440 @@
+//! Containers, their data volumes and images: the calls instance management
+//! makes, each mapped to a [`DockerError`] an admin can act on. Creation is
+//! all-or-nothing: a failure after the volume or the container exists removes
+//! what was made before the error is returned.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, RestartContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+pub use super::pull::PullProgress;
+use super::{DockerError, api_status, pull::PullTracker};
+
+/// Where a container's data volume is mounted.
+pub const DATA_MOUNT: &str = "/data";
+
+/// What dockerd answers when `StorageOpt size` cannot work on its storage.
+const STORAGE_OPT_UNSUPPORTED: &str = "--storage-opt is supported only for";
+/// What dockerd answers when a GPU request finds no NVIDIA runtime.
+const NO_GPU_DRIVER: &str = "could not select device driver";
+
+/// The container to make, with exactly these limits.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    /// CPU limit in billionths of a CPU (`--cpus 2` = 2e9); 0: no limit.
+    pub nano_cpus: i64,
+    /// Memory limit in bytes (also the memory+swap limit); 0: no limit.
+    pub memory_bytes: i64,
+    /// Writable layer size (`StorageOpt size`), GB; 0: none asked.
+    pub disk_size_gb: i64,
+    /// A named volume created for the container and mounted at `/data`.
+    pub data_volume: Option<String>,
+    /// Specific GPU indices for `DeviceRequests` (driver nvidia, capability gpu).
+    pub gpu_device_ids: Vec<String>,
+}
+
+/// What became of the writable-layer size limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskQuota {
+    NotAsked,
+    Applied,
+    /// dockerd refused it (storage without quota support); the container was
+    /// made without it. The daemon's message.
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: String,
+    pub disk_quota: DiskQuota,
+}
+
+/// Why creation failed; nothing it made is left on the daemon (unless the
+/// cleanup itself failed, which `cleanup` says).
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("the image {image} is not on the node and pulling it failed: {source}")]
+    Pull { image: String, source: DockerError },
+    #[error(
+        "the node has no NVIDIA container runtime, so it cannot give GPUs to containers \
+         (dockerd: {0}); install the NVIDIA container toolkit on the node or pick another node"
+    )]
+    NoGpuRuntime(String),
+    #[error("{0}")]
+    Docker(DockerError),
+}
+
+/// Longest a single create/start/stop call may wait for dockerd's answer.
+const SLOW_CALL: Duration = Duration::from_secs(120);
+
+fn slow(d: &Docker) -> Docker {
+    d.clone().with_timeout(SLOW_CALL)
+}
+
+fn err(d: &Docker) -> impl Fn(bollard::errors::Error) -> DockerError {
+    let secs = d.timeout().as_secs();
+    move |e| DockerError::from_bollard(e, secs)
+}
+
+/// The reference to pull: the address with `:latest` when it names neither
+/// a tag nor a digest (an empty tag would make dockerd pull every tag).
+pub fn pull_reference(address: &str) -> String {
+    let last = address.rsplit('/').next().unwrap_or(address);
+    if address.contains('@') || last.contains(':') {
+        address.to_string()
+    } else {
+        format!("{address}:latest")
+    }
+}
+
+/// Pulls `image` unless the node has it; `progress` sees each step.
+pub async fn ensure_image(
+    d: &Docker,
+    image: &str,
+    progress: &mut (dyn FnMut(&PullProgress) + Send),
+) -> Result<(), DockerError> {
+    match d.inspect_image(image).await {
+        Ok(_) => return Ok(()),
+        Err(e) if api_status(&e) == Some(404) => {}
+        Err(e) => return Err(err(d)(e)),
+    }
+    let opts = CreateImageOptionsBuilder::new()
+        .from_image(&pull_reference(image))
+        .build();
+    let mut tracker = PullTracker::default();
+    let mut stream = d.create_image(Some(opts), None, None);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => progress(&tracker.update(&info)),
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(DockerError::Api(error));
+            }
+            Err(e) => return Err(err(d)(e)),
+        }
+    }
+    Ok(())
+}
+
+fn body(spec: &ContainerSpec, with_quota: bool) -> ContainerCreateBody {
+    let positive = |v: i64| (v > 0).then_some(v);
+    let storage_opt = (with_quota && spec.disk_size_gb > 0)
+        .then(|| HashMap::from([("size".to_string(), format!("{}G", spec.disk_size_gb))]));
+    let mounts = spec.data_volume.as_ref().map(|v| {
+        vec![Mount {
+            typ: Some(MountType::VOLUME),
+            source: Some(v.clone()),
+            target: Some(DATA_MOUNT.into()),
+            ..Default::default()
+        }]
+    });
+    let device_requests = (!spec.gpu_device_ids.is_empty()).then(|| {
+        vec![DeviceRequest {
+            driver: Some("nvidia".into()),
+            device_ids: Some(spec.gpu_device_ids.clone()),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        labels: Some(spec.labels.clone()),
+        // Like `docker run -dit`: a shell image stays up.
+        tty: Some(true),
+        open_stdin: Some(true),
+        host_config: Some(HostConfig {
+            nano_cpus: positive(spec.nano_cpus),
+            memory: positive(spec.memory_bytes),
+            memory_swap: positive(spec.memory_bytes),
+            storage_opt,
+            mounts,
+            device_requests,
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates the container, retrying without the disk quota when dockerd
+/// cannot enforce one.
+async fn create(d: &Docker, spec: &ContainerSpec) -> Result<Created, DockerError> {
+    let opts = || {
+        Some(
+            CreateContainerOptionsBuilder::new()
+                .name(&spec.name)
+                .build(),
+        )
+    };
+    let first = slow(d).create_container(opts(), body(spec, true)).await;
+    match first {
+        Ok(r) => Ok(Created {
+            id: r.id,
+            disk_quota: if spec.disk_size_gb > 0 {
+                DiskQuota::Applied
+            } else {
+                DiskQuota::NotAsked
+            },
+        }),
+        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            if message.contains(STORAGE_OPT_UNSUPPORTED) =>
+        {
+            let r = slow(d)
+                .create_container(opts(), body(spec, false))
+                .await
+                .map_err(err(d))?;
+            Ok(Created {
+                id: r.id,
+                disk_quota: DiskQuota::Unsupported(message.trim().to_string()),
+            })
+        }
+        Err(e) => Err(err(d)(e)),
+    }
+}
+
+/// Pulls the image if needed, creates the data volume and the container,
+/// starts it. On failure removes whatever it made.
+pub async fn create_and_start(
+    d: &Docker,
+    spec: &ContainerSpec,
+    progress: &mut (dyn FnMut(Step<'_>) + Send),
+) -> Result<Created, CreateError> {
+    progress(Step::Image);
+    ensure_image(d, &spec.image, &mut |p| progress(Step::Pull(p)))
+        .await
+        .map_err(|source| CreateError::Pull {
+            image: spec.image.clone(),
+            source,
+        })?;
+    if let Some(v) = &spec.data_volume {
+        progress(Step::Volume);
+        let req = VolumeCreateRequest {
+            name: Some(v.clone()),
+            labels: Some(spec.labels.clone()),
+            ..Default::default()
+        };
+        d.create_volume(req)
+            .await
+            .map_err(|e| CreateError::Docker(err(d)(e)))?;
+    }
+    progress(Step::Container);
+    let created = match create(d, spec).await {
+        Ok(c) => c,
+        Err(e) => {
+            cleanup(d, &spec.name, spec.data_volume.as_deref()).await;
+            return Err(CreateError::Docker(e));
+        }
+    };
+    progress(Step::Start);
+    if let Err(e) = slow(d).start_container(&created.id, None).await {
+        cleanup(d, &created.id, spec.data_volume.as_deref()).await;
+        let e = err(d)(e);
+        return Err(match &e {
+            DockerError::Api(m) if m.contains(NO_GPU_DRIVER) => {
+                CreateError::NoGpuRuntime(m.clone())
+            }
+            _ => CreateError::Docker(e),
+        });
+    }
+    Ok(created)
+}
+
+/// A step of [`create_and_start`], for progress display.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    Image,
+    Pull(&'a PullProgress),
+    Volume,
+    Container,
+    Start,
+}
+
+/// Best-effort removal after a failed creation; a failure is logged (the
+/// reconciler reports a container left behind).
+async fn cleanup(d: &Docker, container: &str, volume: Option<&str>) {
+    if let Err(e) = remove(d, container, volume).await {
+        log::error!("cleaning up {container} after a failed creation: {e}");
+    }
+}
+
+/// Removes the container (forcibly) and its volume; either being absent
+/// already is no error.
+pub async fn remove(d: &Docker, container: &str, volume: Option<&str>) -> Result<(), DockerError> {
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match slow(d).remove_container(container, Some(opts)).await {
+        Ok(()) => {}
+        Err(e) if api_status(&e) == Some(404) => {}
+        Err(e) => return Err(err(d)(e)),
+    }
+    if let Some(v) = volume {
+        match d.remove_volume(v, None::<RemoveVolumeOptions>).await {
+            Ok(()) => {}
+            Err(e) if api_status(&e) == Some(404) => {}
+            Err(e) => return Err(err(d)(e)),
+        }
+    }
+    Ok(())
+}
+
+pub async fn start(d: &Docker, id: &str) -> Result<(), DockerError> {
+    match slow(d).start_container(id, None).await {
+        // 304: already running.
+        Err(e) if api_status(&e) != Some(304) => Err(err(d)(e)),
+        _ => Ok(()),
+    }
+}
+
+pub async fn stop(d: &Docker, id: &str, grace_secs: i32) -> Result<(), DockerError> {
+    let opts = StopContainerOptionsBuilder::new().t(grace_secs).build();
+    match slow(d).stop_container(id, Some(opts)).await {
+        // 304: already stopped.
+        Err(e) if api_status(&e) != Some(304) => Err(err(d)(e)),
+        _ => Ok(()),
+    }
+}
+
+pub async fn restart(d: &Docker, id: &str, grace_secs: i32) -> Result<(), DockerError> {
+    let opts = RestartContainerOptionsBuilder::new().t(grace_secs).build();
+    slow(d)
+        .restart_container(id, Some(opts))
+        .await
+        .map_err(err(d))
+}
+
+/// The container's state (`running`, `exited`, ...), `None` when it does not
+/// exist.
+pub async fn state(d: &Docker, id: &str) -> Result<Option<String>, DockerError> {
+    match d.inspect_container(id, None).await {
+        Ok(c) => Ok(Some(
+            c.state
+                .and_then(|s| s.status)
+                .map_or_else(|| "unknown".to_string(), |s| s.to_string()),
+        )),
+        Err(e) if api_status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(err(d)(e)),
+    }
+}
+
+/// A container as listed, with its labels.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// Every container (running or not) carrying `label=value`.
+pub async fn list_labelled(
+    d: &Docker,
+    label: &str,
+    value: &str,
+) -> Result<Vec<Listed>, DockerError> {
+    let filters = HashMap::from([("label", vec![format!("{label}={value}")])]);
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = d.list_containers(Some(opts)).await.map_err(err(d))?;
+    Ok(list
+        .into_iter()
+        .map(|c| Listed {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .names
+                .and_then(|n| n.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+            state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            labels: c.labels.unwrap_or_default(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn pulls_name_a_tag() {
+        assert_eq!(pull_reference("busybox"), "busybox:latest");
+        assert_eq!(pull_reference("nvidia/cuda:12.4.0"), "nvidia/cuda:12.4.0");
+        assert_eq!(
+            pull_reference("127.0.0.1:5000/team/img"),
+            "127.0.0.1:5000/team/img:latest"
+        );
+        assert_eq!(pull_reference("r.io/x@sha256:ab"), "r.io/x@sha256:ab");
+    }
+
+    #[test]
+    fn the_body_carries_the_limits() {
+        let spec = ContainerSpec {
+            name: "n".into(),
+            image: "i".into(),
+            labels: HashMap::from([("k".into(), "v".into())]),
+            nano_cpus: 2_000_000_000,
+            memory_bytes: 1 << 30,
+            disk_size_gb: 50,
+            data_volume: Some("vol".into()),
+            gpu_device_ids: vec!["2".into(), "3".into()],
+        };
+        let b = body(&spec, true);
+        let h = b.host_config.clone().unwrap();
+        assert_eq!(
+            (h.nano_cpus, h.memory),
+            (Some(2_000_000_000), Some(1 << 30))
+        );
+        assert_eq!(h.storage_opt.unwrap()["size"], "50G");
+        let m = &h.mounts.unwrap()[0];
+        assert_eq!(
+            (m.source.as_deref(), m.target.as_deref()),
+            (Some("vol"), Some("/data"))
+        );
+        let g = &h.device_requests.unwrap()[0];
+        assert_eq!(
+            g.device_ids.as_deref(),
+            Some(&["2".to_string(), "3".to_string()][..])
+        );
+        assert_eq!(g.count, None, "device IDs, never a bare count");
+        assert_eq!(b.tty, Some(true));
+        assert!(
+            body(&spec, false)
+                .host_config
+                .unwrap()
+                .storage_opt
+                .is_none()
+        );
+        let none = ContainerSpec {
+            nano_cpus: 0,
+            memory_bytes: 0,
+            disk_size_gb: 0,
+            data_volume: None,
+            gpu_device_ids: vec![],
+            ..spec
+        };
+        let h = body(&none, true).host_config.unwrap();
+        assert!(h.nano_cpus.is_none() && h.memory.is_none() && h.storage_opt.is_none());
+        assert!(h.mounts.is_none() && h.device_requests.is_none());
+    }
+}

@@ -1,0 +1,484 @@
+//! Creating, deleting, starting, stopping and restarting instances.
+//! Capacity is checked and reserved (the instance row, GPU indices
+//! included) in one write transaction; the container is then made by a
+//! background job, and on any failure the container, its volume and the
+//! reservation are all removed. Every operation is audited.
+
+use std::collections::HashMap;
+
+use rusqlite::TransactionBehavior;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::placement::{self, NoRoom};
+use super::store::{self, Instance, NewInstance, Warning};
+use crate::app::App;
+use crate::audit::{self, Actor, Event, Outcome, Source};
+use crate::auth::CurrentUser;
+use crate::catalog::model::Spec;
+use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, Step};
+use crate::docker::{self, DockerError};
+use crate::error::{AppError, FieldError, FieldErrors};
+use crate::jobs::{JobHandle, Progress};
+use crate::validate::{int_field, optional_text, required_text};
+
+/// `POST /api/v1/instances` body. The owner comes from the session; any
+/// other key (a `user_id`, say) is ignored.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct CreateInput {
+    pub image_id: Option<Value>,
+    pub spec_id: Option<Value>,
+    pub node_id: Option<Value>,
+    pub name: Option<String>,
+    pub remark: Option<String>,
+}
+
+pub const LABEL_INSTALL: &str = "gpudock.install";
+pub const LABEL_INSTANCE: &str = "gpudock.instance";
+pub const LABEL_NODE: &str = "gpudock.node";
+pub const LABEL_USER: &str = "gpudock.user";
+
+const GIB: i64 = 1 << 30;
+
+pub fn container_name(install: &str, id: i64) -> String {
+    format!("gpudock-{install}-{id}")
+}
+
+pub fn volume_name(install: &str, id: i64) -> String {
+    format!("gpudock-{install}-{id}-data")
+}
+
+/// A daemon error for the user: unreachable when the node could not be
+/// talked to, a refusal otherwise.
+pub fn docker_error(e: DockerError) -> AppError {
+    match e {
+        DockerError::Api(m) => AppError::Docker(m),
+        other @ (DockerError::BadEndpoint(_)
+        | DockerError::BadPem { .. }
+        | DockerError::Tls(_)
+        | DockerError::Unreachable(_)
+        | DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
+    }
+}
+
+fn required_id(errors: &mut FieldErrors, field: &'static str, v: Option<&Value>) -> i64 {
+    let id = int_field(errors, field, v, 0, i64::MAX);
+    if id == 0 && !errors.contains_key(field) {
+        errors.insert(field, FieldError::new("err.required"));
+    }
+    id
+}
+
+pub(super) async fn audit_event(
+    app: &App,
+    actor: Actor,
+    src: &Source,
+    action: &'static str,
+    id: i64,
+    outcome: Outcome,
+    detail: Value,
+) -> Result<(), AppError> {
+    let src = src.clone();
+    app.db
+        .write(move |c| {
+            let e = Event::new(&actor, &src, action, "instance")
+                .id(id)
+                .outcome(outcome)
+                .detail(detail);
+            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
+        })
+        .await
+}
+
+/// A negotiated client for the node; unreachable is `Upstream`.
+pub async fn client(app: &App, node_id: i64) -> Result<bollard::Docker, AppError> {
+    let ep = crate::nodes::endpoint_of(app, node_id)
+        .await?
+        .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
+    let timeout = app.config.nodes.probe_timeout_secs;
+    let d = docker::connect(&ep, timeout).map_err(docker_error)?;
+    docker::negotiate(&d, timeout).await.map_err(docker_error)?;
+    Ok(d)
+}
+
+fn no_room(why: NoRoom) -> AppError {
+    let err = match why {
+        NoRoom::GpuModel => FieldError::new("err.gpu_model_mismatch"),
+        NoRoom::Short(what) => FieldError::with_detail("err.no_room", what),
+    };
+    AppError::Conflict(FieldErrors::from([("node_id", err)]))
+}
+
+/// A reservation: the row exists (status `creating`) and holds capacity.
+pub struct Reserved {
+    pub id: i64,
+    pub node_id: i64,
+    pub name: String,
+    pub image: String,
+    pub spec: Spec,
+    /// The node's GPU indices this instance holds.
+    pub gpus: Vec<i64>,
+}
+
+/// Validates the input and reserves capacity and GPU indices on the node in
+/// one write transaction: concurrent creates never place more than it holds.
+pub async fn reserve(
+    app: &App,
+    me: &CurrentUser,
+    input: CreateInput,
+) -> Result<Reserved, AppError> {
+    let mut e = FieldErrors::new();
+    let image_id = required_id(&mut e, "image_id", input.image_id.as_ref());
+    let spec_id = required_id(&mut e, "spec_id", input.spec_id.as_ref());
+    let node_id = required_id(&mut e, "node_id", input.node_id.as_ref());
+    let name = required_text(&mut e, "name", input.name.as_deref().unwrap_or(""), 64);
+    let remark = optional_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
+    if !e.is_empty() {
+        return Err(AppError::Validation(e));
+    }
+    let not_found_as = |field: &'static str, key: &'static str| {
+        move |err| match err {
+            AppError::NotFound => AppError::field(field, key),
+            other => other,
+        }
+    };
+    let image = crate::catalog::get_image(app, me, image_id)
+        .await
+        .map_err(not_found_as("image_id", "err.no_such_image"))?;
+    let spec = crate::catalog::get_spec(app, me, spec_id)
+        .await
+        .map_err(not_found_as("spec_id", "err.no_such_spec"))?;
+    let req = super::request_of(&spec);
+    let (uid, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
+    let (n, r) = (name.clone(), remark);
+    let (id, gpus) = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let unavailable = || {
+                AppError::Conflict(FieldErrors::from([(
+                    "node_id",
+                    FieldError::new("err.node_unavailable"),
+                )]))
+            };
+            let snap = store::snapshots(&tx, Some(node_id))?
+                .pop()
+                .ok_or_else(unavailable)?;
+            placement::fits(&req, &snap).map_err(no_room)?;
+            let used = store::used_gpus(&tx, node_id)?;
+            let gpus = placement::free_gpus(snap.total.gpus, &used, req.need.gpus)
+                .ok_or_else(|| no_room(NoRoom::Short("gpu_count")))?;
+            let new = NewInstance {
+                name: &n,
+                image_id,
+                spec_id,
+                node_id,
+                user_id: uid,
+                tenant_id: tenant,
+                gpu_indices: &gpus,
+                reserved: req.need,
+                remark: &r,
+            };
+            let id = store::insert(&tx, &new, crate::db::now())?;
+            tx.commit()?;
+            Ok::<_, AppError>((id, gpus))
+        })
+        .await?;
+    Ok(Reserved {
+        id,
+        node_id,
+        name,
+        image: image.address,
+        spec,
+        gpus,
+    })
+}
+
+/// Reserves, then makes the container in a background job. Bad input and a
+/// node without room fail here; the job's handle yields the running
+/// instance or why it failed (and nothing was left behind).
+pub async fn create(
+    app: &App,
+    me: &CurrentUser,
+    input: CreateInput,
+    src: &Source,
+) -> Result<(u64, JoinHandle<Result<Instance, AppError>>), AppError> {
+    let r = reserve(app, me, input).await?;
+    let (app2, actor, src) = (app.clone(), me.actor(), src.clone());
+    let first = Progress {
+        key: "instances.p_connect",
+        detail: String::new(),
+        percent: None,
+    };
+    Ok(app.jobs.spawn(
+        me.user.id.0,
+        first,
+        |i: &Instance| format!("/instances/{}", i.id),
+        move |job| provision(app2, actor, src, r, job),
+    ))
+}
+
+async fn provision(
+    app: App,
+    actor: Actor,
+    src: Source,
+    r: Reserved,
+    job: JobHandle,
+) -> Result<Instance, AppError> {
+    let detail = json!({"name": r.name, "node_id": r.node_id, "image": r.image,
+                        "spec_id": r.spec.id, "gpu_indices": r.gpus, "job": job.id()});
+    match make_container(&app, &actor, &r, &job).await {
+        Ok(inst) => {
+            let mut detail = detail;
+            detail["container_id"] = json!(inst.container_id);
+            detail["warnings"] = json!(inst.warnings);
+            audit_event(
+                &app,
+                actor,
+                &src,
+                "instance.create",
+                r.id,
+                Outcome::Success,
+                detail,
+            )
+            .await?;
+            Ok(inst)
+        }
+        Err(err) => {
+            // The container and volume are gone (create_and_start cleans up);
+            // the reservation goes too.
+            let id = r.id;
+            app.db
+                .write(move |c| store::delete(c, id).map_err(AppError::from))
+                .await?;
+            let mut detail = detail;
+            detail["error"] = json!(err.to_string());
+            audit_event(
+                &app,
+                actor,
+                &src,
+                "instance.create",
+                r.id,
+                Outcome::Failure,
+                detail,
+            )
+            .await?;
+            Err(err)
+        }
+    }
+}
+
+fn report(job: &JobHandle, step: Step<'_>) {
+    match step {
+        Step::Image => job.progress("instances.p_image", "", None),
+        Step::Pull(p) => job.progress(
+            "instances.p_pull",
+            format!("{} · {}/{}", p.status, p.layers_done, p.layers),
+            p.percent,
+        ),
+        Step::Volume => job.progress("instances.p_volume", "", None),
+        Step::Container => job.progress("instances.p_container", "", None),
+        Step::Start => job.progress("instances.p_start", "", None),
+    }
+}
+
+async fn make_container(
+    app: &App,
+    actor: &Actor,
+    r: &Reserved,
+    job: &JobHandle,
+) -> Result<Instance, AppError> {
+    let d = client(app, r.node_id).await?;
+    let install = app.install_id.to_string();
+    let labels = HashMap::from([
+        (LABEL_INSTALL.to_string(), install.clone()),
+        (LABEL_INSTANCE.to_string(), r.id.to_string()),
+        (LABEL_NODE.to_string(), r.node_id.to_string()),
+        (
+            LABEL_USER.to_string(),
+            actor.id.map(|u| u.0.to_string()).unwrap_or_default(),
+        ),
+    ]);
+    let cs = ContainerSpec {
+        name: container_name(&install, r.id),
+        image: r.image.clone(),
+        labels,
+        nano_cpus: r.spec.cpu_cores * 1_000_000_000,
+        memory_bytes: r.spec.memory_gb * GIB,
+        disk_size_gb: r.spec.system_disk_gb,
+        data_volume: Some(volume_name(&install, r.id)),
+        gpu_device_ids: r.gpus.iter().map(i64::to_string).collect(),
+    };
+    let created = containers::create_and_start(&d, &cs, &mut |s| report(job, s))
+        .await
+        .map_err(|e| match e {
+            CreateError::Docker(d) => docker_error(d),
+            other @ (CreateError::Pull { .. } | CreateError::NoGpuRuntime(_)) => {
+                AppError::Docker(other.to_string())
+            }
+        })?;
+    let status = containers::state(&d, &created.id)
+        .await
+        .map_err(docker_error)?
+        .unwrap_or_else(|| "missing".into());
+    let warnings = match &created.disk_quota {
+        DiskQuota::Unsupported(why) => vec![Warning {
+            code: "system_disk_not_enforced".into(),
+            detail: format!("{} GB: {why}", r.spec.system_disk_gb),
+        }],
+        DiskQuota::NotAsked | DiskQuota::Applied => vec![],
+    };
+    let (id, cid) = (r.id, created.id.clone());
+    app.db
+        .write(move |c| {
+            store::set_created(c, id, &cid, &status, &warnings, crate::db::now())?;
+            store::get(c, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)
+        })
+        .await
+}
+
+/// The instance if `me` may reach it (404 otherwise, never 403).
+pub async fn scoped(app: &App, me: &CurrentUser, id: i64) -> Result<Instance, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::get(c, scope, id).map_err(AppError::from))
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Audits a failed operation (the error added to `detail`) and gives back
+/// the error to return (or the audit's own failure).
+async fn failed(
+    app: &App,
+    me: &CurrentUser,
+    src: &Source,
+    action: &'static str,
+    id: i64,
+    mut detail: Value,
+    err: AppError,
+) -> AppError {
+    detail["error"] = json!(err.to_string());
+    match audit_event(app, me.actor(), src, action, id, Outcome::Failure, detail).await {
+        Ok(()) => err,
+        Err(audit) => audit,
+    }
+}
+
+fn creating() -> AppError {
+    AppError::Conflict(FieldErrors::from([(
+        "status",
+        FieldError::new("err.still_creating"),
+    )]))
+}
+
+/// Removes the container and its data volume, then the row. When the node
+/// cannot be reached the delete fails with the reason and the row stays.
+pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<(), AppError> {
+    let inst = scoped(app, me, id).await?;
+    if inst.status == "creating" {
+        return Err(creating());
+    }
+    let install = app.install_id.to_string();
+    let target = inst
+        .container_id
+        .clone()
+        .unwrap_or_else(|| container_name(&install, id));
+    let removed = async {
+        let d = client(app, inst.node_id).await?;
+        containers::remove(&d, &target, Some(&volume_name(&install, id)))
+            .await
+            .map_err(docker_error)
+    }
+    .await;
+    let detail =
+        json!({"name": inst.name, "node_id": inst.node_id, "container_id": inst.container_id});
+    if let Err(err) = removed {
+        return Err(failed(app, me, src, "instance.delete", id, detail, err).await);
+    }
+    let (actor, src) = (me.actor(), src.clone());
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            store::delete(&tx, id)?;
+            let e = Event::new(&actor, &src, "instance.delete", "instance")
+                .id(id)
+                .detail(detail);
+            audit::append(&tx, &e)?;
+            tx.commit().map_err(AppError::from)
+        })
+        .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Action::Start => "instance.start",
+            Action::Stop => "instance.stop",
+            Action::Restart => "instance.restart",
+        }
+    }
+}
+
+/// Start, stop or restart the container; the row takes the daemon's state.
+pub async fn act(
+    app: &App,
+    me: &CurrentUser,
+    id: i64,
+    action: Action,
+    src: &Source,
+) -> Result<Instance, AppError> {
+    let inst = scoped(app, me, id).await?;
+    if inst.status == "creating" {
+        return Err(creating());
+    }
+    let cid = inst
+        .container_id
+        .clone()
+        .ok_or_else(|| AppError::field("id", "err.no_container"))?;
+    let done = async {
+        let d = client(app, inst.node_id).await?;
+        let grace = i32::try_from(app.config.instances.stop_timeout_secs).unwrap_or(10);
+        match action {
+            Action::Start => containers::start(&d, &cid).await,
+            Action::Stop => containers::stop(&d, &cid, grace).await,
+            Action::Restart => containers::restart(&d, &cid, grace).await,
+        }
+        .map_err(docker_error)?;
+        containers::state(&d, &cid).await.map_err(docker_error)
+    }
+    .await;
+    let status = match done {
+        Ok(s) => s.unwrap_or_else(|| "missing".into()),
+        Err(err) => {
+            let detail = json!({"name": inst.name});
+            return Err(failed(app, me, src, action.audit_name(), id, detail, err).await);
+        }
+    };
+    let (st, c) = (status.clone(), cid.clone());
+    app.db
+        .write(move |conn| {
+            store::set_status(conn, id, &c, &st, crate::db::now()).map_err(AppError::from)
+        })
+        .await?;
+    let detail = json!({"name": inst.name, "status": status});
+    audit_event(
+        app,
+        me.actor(),
+        src,
+        action.audit_name(),
+        id,
+        Outcome::Success,
+        detail,
+    )
+    .await?;
+    scoped(app, me, id).await
+}

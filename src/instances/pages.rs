@@ -1,0 +1,440 @@
+//! Instance pages: the list (rows refresh themselves), the create wizard
+//! (image → spec → candidate nodes, htmx, no page reloads), creation
+//! progress, the instance page with its lifecycle buttons, live status and
+//! followed logs. Forms call the same operations as the API.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use super::placement::Candidate;
+use super::store::{self, Instance, Names, Orphan, Warning};
+use super::{Action, CreateInput};
+use crate::app::App;
+use crate::audit::Source;
+use crate::auth::Role;
+use crate::auth::pages::PageCtx;
+use crate::catalog::model::{Image, Spec};
+use crate::catalog::pages::FormValues;
+use crate::error::AppError;
+use crate::i18n::Tr;
+use crate::jobs::JobView;
+use crate::web::extract::ApiPath;
+use crate::web::render::{FormErrs, Layout, html, is_htmx, page_or_fragment};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/instances", get(list).post(create))
+        .route("/instances/new", get(wizard))
+        .route("/instances/{id}", get(show))
+        .route(
+            "/instances/{id}/start",
+            post(async |s, c, src, id| act(Action::Start, s, c, src, id).await),
+        )
+        .route(
+            "/instances/{id}/stop",
+            post(async |s, c, src, id| act(Action::Stop, s, c, src, id).await),
+        )
+        .route(
+            "/instances/{id}/restart",
+            post(async |s, c, src, id| act(Action::Restart, s, c, src, id).await),
+        )
+        .route("/instances/{id}/delete", post(remove))
+        .route("/jobs/{id}", get(job))
+}
+
+/// i18n key of a status (docker's states plus ours).
+pub fn status_key(status: &str) -> &'static str {
+    match status {
+        "creating" => "instances.s_creating",
+        "created" => "instances.s_created",
+        "running" => "instances.s_running",
+        "paused" => "instances.s_paused",
+        "restarting" => "instances.s_restarting",
+        "removing" => "instances.s_removing",
+        "exited" => "instances.s_exited",
+        "dead" => "instances.s_dead",
+        "missing" => "instances.s_missing",
+        _ => "instances.s_unknown",
+    }
+}
+
+/// The translated text of a warning, with the daemon's words.
+pub fn warning_text(tr: &Tr, w: &Warning) -> String {
+    let key = match w.code.as_str() {
+        "system_disk_not_enforced" => "instances.w_system_disk_not_enforced",
+        _ => "instances.w_other",
+    };
+    format!("{}: {}", tr.t(key), w.detail)
+}
+
+/// A container ID as docker shows it (12 characters).
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[derive(Template)]
+#[template(path = "instances/list.html")]
+struct ListPage {
+    l: Layout,
+    rows: Vec<(Instance, Names)>,
+    show_user: bool,
+    orphans: Vec<Orphan>,
+}
+
+#[derive(Template)]
+#[template(path = "instances/rows.html")]
+struct Rows {
+    l: Layout,
+    rows: Vec<(Instance, Names)>,
+    show_user: bool,
+}
+
+async fn named(
+    app: &App,
+    ctx: &PageCtx,
+    only: Option<i64>,
+) -> Result<Vec<(Instance, Names)>, AppError> {
+    let scope = ctx.me.scope();
+    app.db
+        .read(move |c| store::list_named(c, scope, only).map_err(AppError::from))
+        .await
+}
+
+async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+) -> Result<Response, AppError> {
+    let rows = named(&app, &ctx, None).await?;
+    let admin = ctx.me.user.role == Role::Admin;
+    let show_user = ctx.me.user.role != Role::CustomerMember;
+    let orphans = if admin {
+        super::orphans(&app, &ctx.me).await?
+    } else {
+        Vec::new()
+    };
+    let l = ctx.nav("instances").l;
+    let fragment = Rows {
+        l: l.clone(),
+        rows: rows.clone(),
+        show_user,
+    };
+    let full = ListPage {
+        l,
+        rows,
+        show_user,
+        orphans,
+    };
+    page_or_fragment(&headers, &full, &fragment)
+}
+
+#[derive(Template)]
+#[template(path = "instances/new.html")]
+struct WizardPage {
+    l: Layout,
+    images: Vec<Image>,
+    specs: Vec<Spec>,
+    form: FormValues,
+    errs: FormErrs,
+    /// The candidate nodes of the chosen spec (when the form comes back).
+    nodes: Vec<Candidate>,
+}
+
+#[derive(Template)]
+#[template(path = "instances/wizard.html")]
+struct WizardForm {
+    l: Layout,
+    images: Vec<Image>,
+    specs: Vec<Spec>,
+    form: FormValues,
+    errs: FormErrs,
+    nodes: Vec<Candidate>,
+}
+
+impl WizardForm {
+    fn spec_label(&self, s: &Spec) -> String {
+        spec_label(self.l.tr, s)
+    }
+}
+
+impl WizardPage {
+    fn spec_label(&self, s: &Spec) -> String {
+        spec_label(self.l.tr, s)
+    }
+}
+
+/// name · GPU model × count · CPU / memory / system disk / data disk.
+fn spec_label(tr: Tr, s: &Spec) -> String {
+    format!(
+        "{} · {} × {} · {} {} / {} GB / {} {} GB / {} {} GB",
+        s.name,
+        s.gpu_model,
+        s.gpu_count,
+        s.cpu_cores,
+        tr.t("instances.cores"),
+        s.memory_gb,
+        tr.t("instances.system_disk"),
+        s.system_disk_gb,
+        tr.t("instances.data_disk"),
+        s.data_disk_gb
+    )
+}
+
+async fn wizard_parts(
+    app: &App,
+    ctx: &PageCtx,
+    form: &FormValues,
+) -> Result<(Vec<Image>, Vec<Spec>, Vec<Candidate>), AppError> {
+    let images: Vec<Image> = crate::catalog::list_images(app, &ctx.me)
+        .await?
+        .into_iter()
+        .filter(|i| i.listed)
+        .collect();
+    let specs: Vec<Spec> = crate::catalog::list_specs(app, &ctx.me)
+        .await?
+        .into_iter()
+        .filter(|s| s.listed)
+        .collect();
+    let nodes = match form.v("spec_id").parse::<i64>() {
+        Ok(spec) => super::candidate_nodes(app, &ctx.me, spec)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    Ok((images, specs, nodes))
+}
+
+async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+    let form = FormValues::default();
+    let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+    html(&WizardPage {
+        l: ctx.nav("instances").l,
+        images,
+        specs,
+        form,
+        errs: FormErrs::default(),
+        nodes,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "instances/node_options.html")]
+struct NodeOptions {
+    tr: Tr,
+    nodes: Vec<Candidate>,
+    selected: String,
+}
+
+/// The wizard's node `<option>`s for a spec's candidates.
+pub fn node_options(tr: Tr, nodes: &[Candidate]) -> Result<Response, AppError> {
+    html(&NodeOptions {
+        tr,
+        nodes: nodes.to_vec(),
+        selected: String::new(),
+    })
+}
+
+fn input(f: &FormValues) -> CreateInput {
+    let num = |k: &str| Some(Value::String(f.v(k).to_string()));
+    CreateInput {
+        image_id: num("image_id"),
+        spec_id: num("spec_id"),
+        node_id: num("node_id"),
+        name: Some(f.v("name").to_string()),
+        remark: Some(f.v("remark").to_string()),
+    }
+}
+
+/// Reserves and starts the creation job; the wizard then shows its
+/// progress (htmx) or the browser goes to the progress page.
+async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    src: Source,
+    Form(f): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    let form = FormValues::from_map(f);
+    match super::create(&app, &ctx.me, input(&form), &src).await {
+        Ok((job, _task)) => {
+            if is_htmx(&headers) {
+                let view = app.jobs.get(job, ctx.me.user.id.0, false);
+                return job_fragment(&ctx, view, job);
+            }
+            Ok(Redirect::to(&format!("/jobs/{job}")).into_response())
+        }
+        Err(e) if e.fields().is_some() => {
+            let status = e.status();
+            let errs = FormErrs::of_error(&e, ctx.tr());
+            let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+            let l = ctx.nav("instances").l;
+            let mut r = if is_htmx(&headers) {
+                html(&WizardForm {
+                    l,
+                    images,
+                    specs,
+                    form,
+                    errs,
+                    nodes,
+                })?
+            } else {
+                html(&WizardPage {
+                    l,
+                    images,
+                    specs,
+                    form,
+                    errs,
+                    nodes,
+                })?
+            };
+            *r.status_mut() = status;
+            Ok(r)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "instances/job.html")]
+struct JobFragment {
+    l: Layout,
+    id: u64,
+    view: JobView,
+}
+
+/// Why a job failed, in the reader's language.
+pub fn job_error(tr: &Tr, view: &JobView) -> String {
+    let Some(Err(e)) = &view.outcome else {
+        return String::new();
+    };
+    let mut text = tr.t(e.message_key()).to_string();
+    for f in e.fields().into_iter().flat_map(|f| f.values()) {
+        text.push_str(": ");
+        text.push_str(&f.text(*tr));
+    }
+    match e {
+        AppError::Docker(d) | AppError::Upstream(d) => format!("{text}: {d}"),
+        _ => text,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "instances/job_page.html")]
+struct JobPage {
+    l: Layout,
+    id: u64,
+    view: JobView,
+}
+
+fn job_fragment(ctx: &PageCtx, view: Option<JobView>, id: u64) -> Result<Response, AppError> {
+    let view = view.ok_or(AppError::NotFound)?;
+    if let Some(Ok(href)) = &view.outcome {
+        return Ok(hx_redirect(href));
+    }
+    html(&JobFragment {
+        l: ctx.l.clone(),
+        id,
+        view,
+    })
+}
+
+/// Makes htmx navigate to `href`.
+fn hx_redirect(href: &str) -> Response {
+    let mut r = ().into_response();
+    if let Ok(v) = HeaderValue::from_str(href) {
+        r.headers_mut().insert("hx-redirect", v);
+    }
+    r
+}
+
+/// The progress of one of my jobs (admins: anyone's). While it runs htmx
+/// polls this; a success goes to the instance.
+async fn job(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Response, AppError> {
+    let admin = ctx.me.user.role == Role::Admin;
+    let view = app.jobs.get(id, ctx.me.user.id.0, admin);
+    if is_htmx(&headers) {
+        return job_fragment(&ctx, view, id);
+    }
+    let view = view.ok_or(AppError::NotFound)?;
+    if let Some(Ok(href)) = &view.outcome {
+        return Ok(Redirect::to(href).into_response());
+    }
+    html(&JobPage {
+        l: ctx.nav("instances").l,
+        id,
+        view,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "instances/show.html")]
+struct ShowPage {
+    l: Layout,
+    i: Instance,
+    n: Names,
+    show_user: bool,
+}
+
+#[derive(Template)]
+#[template(path = "instances/summary.html")]
+struct Summary {
+    l: Layout,
+    i: Instance,
+    n: Names,
+    show_user: bool,
+}
+
+async fn show(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let (i, n) = named(&app, &ctx, Some(id))
+        .await?
+        .pop()
+        .ok_or(AppError::NotFound)?;
+    let show_user = ctx.me.user.role != Role::CustomerMember;
+    let l = ctx.nav("instances").l;
+    let fragment = Summary {
+        l: l.clone(),
+        i: i.clone(),
+        n: n.clone(),
+        show_user,
+    };
+    page_or_fragment(&headers, &ShowPage { l, i, n, show_user }, &fragment)
+}
+
+async fn act(
+    action: Action,
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    super::act(&app, &ctx.me, id, action, &src).await?;
+    Ok(Redirect::to(&format!("/instances/{id}")).into_response())
+}
+
+async fn remove(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    super::delete(&app, &ctx.me, id, &src).await?;
+    Ok(Redirect::to("/instances").into_response())
+}

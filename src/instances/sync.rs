@@ -1,0 +1,308 @@
+//! Keeps every instance's status true without anyone refreshing: one task
+//! per node follows the daemon's container events (a container stopped with
+//! the docker CLI shows `exited` within a second) and reconciles the node's
+//! containers with the instances on connect and every
+//! `instances.reconcile_interval_secs`: a container removed behind gpudock's
+//! back shows as `missing`, a reservation left `creating` by a process that
+//! is gone is cleaned up, and a container labelled for an instance that does
+//! not exist is reported (logged, audited, listed for admins), never kept
+//! silently nor removed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::lifecycle::{
+    LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, client, container_name, volume_name,
+};
+use super::store::{self, Orphan, Tracked};
+use crate::app::App;
+use crate::audit::{self, Actor, Event, Outcome, Source};
+use crate::docker::containers::{self, Listed};
+use crate::docker::watch::{self, ContainerEvent};
+use crate::error::AppError;
+
+/// Runs until `cancel`: one follower per node.
+pub async fn run(app: App, cancel: CancellationToken) {
+    crate::nodes::health::per_node(app, cancel, "instance sync", follow).await;
+}
+
+/// Events that can change a container's state; exec, attach, resize and the
+/// like cannot.
+fn changes_state(action: &str) -> bool {
+    matches!(
+        action,
+        "create"
+            | "start"
+            | "restart"
+            | "die"
+            | "stop"
+            | "kill"
+            | "pause"
+            | "unpause"
+            | "oom"
+            | "destroy"
+    )
+}
+
+async fn follow(app: App, node: i64, cancel: CancellationToken) {
+    let retry = Duration::from_secs(app.config.nodes.health_interval_secs.clamp(1, 5));
+    let every = Duration::from_secs(app.config.instances.reconcile_interval_secs);
+    let mut reported_down = false;
+    loop {
+        let d = tokio::select! {
+            _ = cancel.cancelled() => return,
+            d = client(&app, node) => d,
+        };
+        let d = match d {
+            Ok(d) => d,
+            Err(AppError::NotFound) => return,
+            Err(e) => {
+                if !reported_down {
+                    log::info!("instance sync: node {node} not reachable yet: {e}");
+                    reported_down = true;
+                }
+                if sleep_or_cancel(&cancel, retry).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        reported_down = false;
+        let mut events = Box::pin(watch::container_events(&d, LABEL_INSTALL, &app.install_id));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    if let Err(e) = reconcile(&app, &d, node).await {
+                        log::warn!("instance sync: reconciling node {node} failed: {e}");
+                    }
+                }
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) if changes_state(&ev.action) => {
+                        if let Err(e) = on_event(&app, &d, &ev).await {
+                            log::warn!("instance sync: node {node}: {e}");
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        log::warn!("instance sync: node {node}: event stream failed: {e}");
+                        break;
+                    }
+                    None => {
+                        log::info!("instance sync: node {node}: event stream ended");
+                        break;
+                    }
+                },
+            }
+        }
+        if sleep_or_cancel(&cancel, retry).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps; true when cancelled meanwhile.
+async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// One event: the instance named by the container's label takes the
+/// container's state now (`missing` once it is destroyed).
+async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppError> {
+    let Some(id) = ev
+        .labels
+        .get(LABEL_INSTANCE)
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return Ok(());
+    };
+    let state = if ev.action == "destroy" {
+        None
+    } else {
+        containers::state(d, &ev.id)
+            .await
+            .map_err(super::lifecycle::docker_error)?
+    };
+    let status = state.unwrap_or_else(|| "missing".to_string());
+    set_status(app, id, &ev.id, &status, &format!("event {}", ev.action)).await
+}
+
+async fn set_status(
+    app: &App,
+    id: i64,
+    container: &str,
+    status: &str,
+    why: &str,
+) -> Result<(), AppError> {
+    let (c, s) = (container.to_string(), status.to_string());
+    let changed = app
+        .db
+        .write(move |conn| {
+            store::set_status(conn, id, &c, &s, crate::db::now()).map_err(AppError::from)
+        })
+        .await?;
+    if changed {
+        log::info!("instance {id}: status {status} ({why})");
+        if status == "missing" {
+            let detail = json!({"container_id": container, "why": why});
+            system_audit(
+                app,
+                Outcome::Success,
+                "instance.missing",
+                "instance",
+                id.to_string(),
+                detail,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn system_audit(
+    app: &App,
+    outcome: Outcome,
+    action: &'static str,
+    kind: &'static str,
+    id: String,
+    detail: serde_json::Value,
+) -> Result<(), AppError> {
+    app.db
+        .write(move |c| {
+            let (actor, src) = (Actor::system(), Source::local());
+            let e = Event::new(&actor, &src, action, kind)
+                .id(id)
+                .outcome(outcome)
+                .detail(detail);
+            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
+        })
+        .await
+}
+
+/// Compares the node's containers with its instances (see the module doc).
+pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError> {
+    let listed = containers::list_labelled(d, LABEL_INSTALL, &app.install_id)
+        .await
+        .map_err(super::lifecycle::docker_error)?;
+    let mine: Vec<Listed> = listed
+        .into_iter()
+        .filter(|c| c.labels.get(LABEL_NODE).map(String::as_str) == Some(&node.to_string()))
+        .collect();
+    let rows = app
+        .db
+        .read(move |c| store::on_node(c, node).map_err(AppError::from))
+        .await?;
+    let by_id: HashMap<&str, &Listed> = mine.iter().map(|c| (c.id.as_str(), c)).collect();
+    for row in &rows {
+        if row.status == "creating" {
+            if row.updated_at < app.started_at {
+                abandon(app, d, row).await?;
+            }
+            continue;
+        }
+        let Some(cid) = &row.container_id else {
+            continue;
+        };
+        let status = by_id
+            .get(cid.as_str())
+            .map_or("missing", |c| c.state.as_str());
+        set_status(app, row.id, cid, status, "reconcile").await?;
+    }
+    report_orphans(app, node, &mine, &rows).await
+}
+
+/// A reservation whose creating process is gone: whatever it made goes,
+/// then the row.
+async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
+    let install = app.install_id.to_string();
+    containers::remove(
+        d,
+        &container_name(&install, row.id),
+        Some(&volume_name(&install, row.id)),
+    )
+    .await
+    .map_err(super::lifecycle::docker_error)?;
+    let id = row.id;
+    app.db
+        .write(move |c| store::delete(c, id).map_err(AppError::from))
+        .await?;
+    log::warn!(
+        "instance {id} ({}): creation was interrupted by a restart; removed",
+        row.name
+    );
+    let detail =
+        json!({"name": row.name, "error": "interrupted: gpudock stopped while creating it"});
+    system_audit(
+        app,
+        Outcome::Failure,
+        "instance.create",
+        "instance",
+        id.to_string(),
+        detail,
+    )
+    .await
+}
+
+async fn report_orphans(
+    app: &App,
+    node: i64,
+    mine: &[Listed],
+    rows: &[Tracked],
+) -> Result<(), AppError> {
+    let now = crate::db::now();
+    let orphans: Vec<Orphan> = mine
+        .iter()
+        .filter(|c| {
+            let label = c
+                .labels
+                .get(LABEL_INSTANCE)
+                .and_then(|v| v.parse::<i64>().ok());
+            !rows.iter().any(|r| {
+                Some(r.id) == label
+                    && (r.container_id.as_deref() == Some(c.id.as_str()) || r.status == "creating")
+            })
+        })
+        .map(|c| Orphan {
+            node_id: node,
+            container_id: c.id.clone(),
+            name: c.name.clone(),
+            instance_label: c.labels.get(LABEL_INSTANCE).cloned().unwrap_or_default(),
+            state: c.state.clone(),
+            first_seen: now,
+            last_seen: now,
+        })
+        .collect();
+    let fresh = app
+        .db
+        .write(move |c| store::replace_orphans(c, node, &orphans, now).map_err(AppError::from))
+        .await?;
+    for o in fresh {
+        log::warn!(
+            "node {node}: container {} ({}) is labelled for instance {}, which does not exist here; \
+             it is kept and listed on the instances page",
+            o.name,
+            o.container_id,
+            o.instance_label
+        );
+        let detail = json!({"node_id": node, "name": o.name, "instance_label": o.instance_label, "state": o.state});
+        system_audit(
+            app,
+            Outcome::Success,
+            "instance.orphan_found",
+            "container",
+            o.container_id.clone(),
+            detail,
+        )
+        .await?;
+    }
+    Ok(())
+}
