@@ -342,3 +342,187 @@ async fn browser_login_forced_password_change_and_language_switch() {
     eprintln!("browser test took {:?}", started.elapsed());
     drop(driver);
 }
+
+/// Saves a screenshot when GPUDOCK_SCREENSHOTS names a folder (for looking
+/// at the pages; no assertion depends on it).
+async fn shot(c: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("GPUDOCK_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// A customer walks the create wizard in Chromium: image, then spec (the
+/// node list fills from the candidate-nodes API), node, name; the progress
+/// shows, the browser lands on the running instance with its logs followed;
+/// stop, then delete (confirmed in the browser's dialog).
+#[tokio::test]
+async fn browser_walks_the_instance_wizard() {
+    let d = common::dockerd::shared();
+    let driver = ChromeDriver::start();
+    let server = common::Server::start_with("[instances]\nstop_timeout_secs = 1\n");
+    let admin = server.admin().await;
+    let api = |path: &str| server.url(path);
+    let (s, img) = common::post(
+        &admin,
+        &api("/api/v1/images"),
+        json!({"name": "busybox", "address": common::dockerd::TEST_IMAGE}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{img}");
+    let (s, spec) = common::post(
+        &admin,
+        &api("/api/v1/specs"),
+        json!({"name": "small", "gpu_model": "RTX 4090", "gpu_count": 0, "cpu_cores": 1, "memory_gb": 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{spec}");
+    let (s, node) = common::post(
+        &admin,
+        &api("/api/v1/nodes"),
+        json!({"name": "lab-node", "public_ip": "127.0.0.1", "private_ip": "127.0.0.1",
+               "docker_endpoint": d.unix_url, "tls_enabled": false, "gpu_name": "RTX 4090",
+               "gpu_count": 2, "cpu_cores": 8, "memory_gb": 16}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{node}");
+    let node_id = node["id"].as_i64().unwrap();
+    common::post(
+        &admin,
+        &api(&format!("/api/v1/nodes/{node_id}/test")),
+        json!({}),
+    )
+    .await;
+    let t = common::make_tenant(&server, &admin, "WIZ").await;
+    common::make_user(
+        &server,
+        &admin,
+        "wiz",
+        "customer_member",
+        Some(t),
+        STRONG_PASSWORD,
+    )
+    .await;
+
+    let c = driver.connect().await;
+    c.goto(&server.url("/login")).await.unwrap();
+    fill(&c, "#username", "wiz").await;
+    fill(&c, "#password", STRONG_PASSWORD).await;
+    click(&c, "#login-submit").await;
+    poll("sign-in", || async {
+        let p = path_and_query(&c).await;
+        if p.starts_with("/login") {
+            Err(p)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    c.goto(&server.url("/instances")).await.unwrap();
+    click(&c, "#new-instance").await;
+    wait_for_path(&c, "/instances/new").await;
+
+    // Step 3 stays empty until a spec is chosen.
+    let nodes = find(&c, "#node_id").await;
+    assert_eq!(
+        nodes
+            .find_all(Locator::Css("option[value]:not([value=''])"))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    find(&c, "#image_id")
+        .await
+        .select_by_value(&img["id"].to_string())
+        .await
+        .unwrap();
+    find(&c, "#spec_id")
+        .await
+        .select_by_value(&spec["id"].to_string())
+        .await
+        .unwrap();
+    let option = format!("#node_id option[value='{node_id}']");
+    let label = find(&c, &option).await.text().await.unwrap();
+    assert!(
+        label.contains("lab-node") && label.contains("CPU 8"),
+        "{label}"
+    );
+    find(&c, "#node_id")
+        .await
+        .select_by_value(&node_id.to_string())
+        .await
+        .unwrap();
+    fill(&c, "#instance-name", "from-the-wizard").await;
+    shot(&c, "wizard").await;
+    click(&c, "#instance-create").await;
+
+    // The job's progress, then the instance page (htmx redirect).
+    let id = poll("the instance page", || async {
+        let p = path_and_query(&c).await;
+        p.strip_prefix("/instances/")
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or(p)
+    })
+    .await;
+    poll("status running", || async {
+        let st = find(&c, "#instance-status")
+            .await
+            .attr("data-status")
+            .await
+            .map_err(|e| e.to_string())?;
+        if st.as_deref() == Some("running") {
+            Ok(())
+        } else {
+            Err(format!("{st:?}"))
+        }
+    })
+    .await;
+    poll("the logs to stream in", || async {
+        let t = find(&c, "#logs")
+            .await
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        if t.contains("BusyBox") {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    })
+    .await;
+    shot(&c, "instance").await;
+
+    // The API agrees: the owner is the member, not whatever the form said.
+    let (s, i) = common::get(&admin, &api(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(
+        (s, i["name"].as_str(), i["status"].as_str()),
+        (StatusCode::OK, Some("from-the-wizard"), Some("running"))
+    );
+
+    click(&c, "#instance-stop").await;
+    poll("status exited", || async {
+        let st = find(&c, "#instance-status")
+            .await
+            .attr("data-status")
+            .await
+            .map_err(|e| e.to_string())?;
+        if st.as_deref() == Some("exited") {
+            Ok(())
+        } else {
+            Err(format!("{st:?}"))
+        }
+    })
+    .await;
+    click(&c, "#instance-delete").await;
+    poll("the confirm dialog", || async {
+        c.accept_alert().await.map_err(|e| e.to_string())
+    })
+    .await;
+    wait_for_path(&c, "/instances").await;
+    shot(&c, "instances").await;
+    let (s, _) = common::get(&admin, &api(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    c.close().await.unwrap();
+    drop(driver);
+}

@@ -1053,3 +1053,116 @@ async fn concurrent_reservations_get_distinct_gpu_indices() {
     got.sort();
     assert_eq!(got, vec![vec![0, 1, 2], vec![3, 4, 5]]);
 }
+
+/// A local registry (Debian's `docker-registry`) on 127.0.0.1, which the
+/// test daemon may use over plain HTTP (127.0.0.0/8 is insecure by default).
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = "/usr/bin/docker-registry";
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} not found: install docker-registry (see .ci/run)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_image_missing_on_the_node_is_pulled_first() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let reg = Registry::start();
+    // An image with a layer of its own (4 MiB of random bytes on the busybox
+    // one), pushed to the registry and then removed from the node.
+    let image = format!("{}/gpudock/pulled:{}", reg.addr, std::process::id());
+    let base = format!("pull-base-{}", std::process::id());
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{out:?}");
+    ok(lab.docker(&[
+        "run",
+        "--name",
+        &base,
+        dockerd::TEST_IMAGE,
+        "sh",
+        "-c",
+        "head -c 4194304 /dev/urandom > /payload",
+    ]));
+    ok(lab.docker(&["commit", &base, &image]));
+    ok(lab.docker(&["rm", &base]));
+    ok(lab.docker(&["push", &image]));
+    ok(lab.docker(&["rmi", &image]));
+    assert!(lab.inspect("image", &image).is_none());
+
+    let (s, b) = lab
+        .post(
+            "/api/v1/images",
+            json!({"name": "pulled", "address": image}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mut body = lab.create_body(lab.spec(small_spec("s")).await, "pulled");
+    body["image_id"] = b["id"].clone();
+    let (s, i) = lab.post("/api/v1/instances", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    assert_eq!(i["status"], "running");
+    assert!(
+        lab.inspect("image", &image).is_some(),
+        "the image was not pulled"
+    );
+    let (_, a) = lab
+        .get("/api/v1/audit?action=instance.create&outcome=success")
+        .await;
+    let pulled = &a[0]["detail"]["pulled"];
+    assert_eq!(pulled["layers"], 2, "{a}");
+    assert_eq!(pulled["layers_done"], 2, "{a}");
+    assert_eq!(pulled["percent"], 100, "{a}");
+    assert_eq!(lab.delete(&i["id"]).await, StatusCode::NO_CONTENT);
+    ok(lab.docker(&["rmi", &image]));
+}

@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::catalog::model::Spec;
-use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, Step};
+use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, PullProgress, Step};
 use crate::docker::{self, DockerError};
 use crate::error::{AppError, FieldError, FieldErrors};
 use crate::jobs::{JobHandle, Progress};
@@ -230,10 +230,11 @@ async fn provision(
     let detail = json!({"name": r.name, "node_id": r.node_id, "image": r.image,
                         "spec_id": r.spec.id, "gpu_indices": r.gpus, "job": job.id()});
     match make_container(&app, &actor, &r, &job).await {
-        Ok(inst) => {
+        Ok((inst, pulled)) => {
             let mut detail = detail;
             detail["container_id"] = json!(inst.container_id);
             detail["warnings"] = json!(inst.warnings);
+            detail["pulled"] = json!(pulled);
             audit_event(
                 &app,
                 actor,
@@ -289,7 +290,7 @@ async fn make_container(
     actor: &Actor,
     r: &Reserved,
     job: &JobHandle,
-) -> Result<Instance, AppError> {
+) -> Result<(Instance, Option<PullProgress>), AppError> {
     let d = client(app, r.node_id).await?;
     let install = app.install_id.to_string();
     let labels = HashMap::from([
@@ -311,14 +312,21 @@ async fn make_container(
         data_volume: Some(volume_name(&install, r.id)),
         gpu_device_ids: r.gpus.iter().map(i64::to_string).collect(),
     };
-    let created = containers::create_and_start(&d, &cs, &mut |s| report(job, s))
-        .await
-        .map_err(|e| match e {
-            CreateError::Docker(d) => docker_error(d),
-            other @ (CreateError::Pull { .. } | CreateError::NoGpuRuntime(_)) => {
-                AppError::Docker(other.to_string())
-            }
-        })?;
+    // The image's pull, when there was one (for the audit record).
+    let mut pulled: Option<PullProgress> = None;
+    let created = containers::create_and_start(&d, &cs, &mut |s| {
+        if let Step::Pull(p) = s {
+            pulled = Some(p.clone());
+        }
+        report(job, s);
+    })
+    .await
+    .map_err(|e| match e {
+        CreateError::Docker(d) => docker_error(d),
+        other @ (CreateError::Pull { .. } | CreateError::NoGpuRuntime(_)) => {
+            AppError::Docker(other.to_string())
+        }
+    })?;
     let status = containers::state(&d, &created.id)
         .await
         .map_err(docker_error)?
@@ -337,6 +345,7 @@ async fn make_container(
             store::get(c, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)
         })
         .await
+        .map(|inst| (inst, pulled))
 }
 
 /// The instance if `me` may reach it (404 otherwise, never 403).

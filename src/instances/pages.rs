@@ -429,12 +429,17 @@ async fn act(
     Ok(Redirect::to(&format!("/instances/{id}")).into_response())
 }
 
+/// Deletes after the browser's confirmation (htmx `hx-confirm`).
 async fn remove(
     State(app): State<App>,
+    headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     super::delete(&app, &ctx.me, id, &src).await?;
+    if is_htmx(&headers) {
+        return Ok(hx_redirect("/instances"));
+    }
     Ok(Redirect::to("/instances").into_response())
 }
