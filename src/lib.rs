@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod logging;
 pub mod nodes;
 pub mod secrets;
+pub mod sshkeys;
 #[cfg(test)]
 pub mod testutil;
 pub mod tls;
