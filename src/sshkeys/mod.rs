@@ -5,7 +5,9 @@
 //!
 //! The jumpbox uses `owner_of` and `touch`; the pages and the API use the rest.
 
+pub mod api;
 pub mod model;
+pub mod pages;
 pub mod store;
 
 use rusqlite::TransactionBehavior;

@@ -43,6 +43,8 @@ pub fn router(app: App) -> Router {
         .merge(crate::nodes::pages::routes())
         .merge(crate::instances::api::routes())
         .merge(crate::instances::pages::routes())
+        .merge(crate::sshkeys::api::routes())
+        .merge(crate::sshkeys::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

@@ -336,3 +336,27 @@ pub async fn make_tenant(srv: &Server, admin_client: &reqwest::Client, code: &st
     assert_eq!(s, StatusCode::CREATED, "{b}");
     b["id"].as_i64().unwrap()
 }
+
+/// The application opened in this process on `dir/data` (no server), and its
+/// bootstrap `admin` as the caller: for tests of library calls that no HTTP
+/// route reaches (the jumpbox's lookups, concurrency).
+pub async fn in_process_admin(dir: &Path) -> (gpudock::App, gpudock::auth::CurrentUser) {
+    let config = gpudock::Config {
+        data_dir: dir.join("data"),
+        ..gpudock::Config::default()
+    };
+    let app = gpudock::App::open(config).await.unwrap();
+    let user = app
+        .db
+        .read(|c| {
+            gpudock::auth::store::user_by_name(c, "admin").map_err(gpudock::db::DbError::from)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let me = gpudock::auth::CurrentUser {
+        user,
+        via: gpudock::auth::AuthVia::Session,
+    };
+    (app, me)
+}
