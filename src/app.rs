@@ -13,6 +13,7 @@ use crate::auth::store;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::jobs::Jobs;
+use crate::live::Live;
 use crate::secrets::{Sealer, SecretError};
 
 #[derive(Clone)]
@@ -24,6 +25,8 @@ pub struct App {
     pub cancel: CancellationToken,
     /// Long work that outlives its request (owned; shutdown waits for it).
     pub jobs: Jobs,
+    /// Live remote connections (terminals, SSH shells), to list and end.
+    pub live: Live,
     /// This installation's identity on shared Docker daemons (names, labels).
     pub install_id: Arc<str>,
     /// When this process opened the app (Unix seconds): work recorded as in
@@ -96,6 +99,7 @@ impl App {
             hasher: Arc::new(pool),
             cancel: CancellationToken::new(),
             jobs: Jobs::default(),
+            live: Live::default(),
             install_id: install_id.into(),
             started_at: crate::db::now(),
         };

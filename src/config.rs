@@ -20,6 +20,33 @@ pub struct Config {
     pub security: SecurityConfig,
     pub nodes: NodesConfig,
     pub instances: InstancesConfig,
+    pub sessions: SessionsConfig,
+}
+
+/// Remote sessions (web terminal and SSH jumpbox).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionsConfig {
+    /// A session with no byte either way for this long ends (idle_timeout).
+    pub idle_timeout_secs: u64,
+    /// A session ends after this long whatever happens; 0: no limit.
+    pub max_duration_secs: u64,
+    /// Sessions one user may hold at once; 0: no limit.
+    pub max_per_user: usize,
+    /// Record what users type too (output is always recorded). Off by
+    /// default: typed passwords would land in the recordings.
+    pub record_input: bool,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 1800,
+            max_duration_secs: 0,
+            max_per_user: 5,
+            record_input: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,6 +125,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             nodes: NodesConfig::default(),
             instances: InstancesConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }
@@ -234,6 +262,9 @@ impl Config {
         if !(1..=600).contains(&self.instances.stop_timeout_secs) {
             return invalid("instances.stop_timeout_secs", "must be between 1 and 600");
         }
+        if self.sessions.idle_timeout_secs == 0 {
+            return invalid("sessions.idle_timeout_secs", "must be at least 1");
+        }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
@@ -242,6 +273,11 @@ impl Config {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("gpudock.db")
+    }
+
+    /// Where session recordings (asciicast v2) are written.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
     }
 }
 

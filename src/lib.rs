@@ -16,10 +16,14 @@ pub mod fsutil;
 pub mod i18n;
 pub mod instances;
 pub mod jobs;
+pub mod jumpbox;
+pub mod live;
 pub mod logging;
 pub mod nodes;
 pub mod secrets;
+pub mod sessions;
 pub mod sshkeys;
+pub mod terminal;
 #[cfg(test)]
 pub mod testutil;
 pub mod tls;

@@ -526,3 +526,159 @@ async fn browser_walks_the_instance_wizard() {
     c.close().await.unwrap();
     drop(driver);
 }
+
+/// The web terminal in Chromium: a member opens it on their instance,
+/// types `echo hello-$RANDOM` and sees the output; the session is recorded
+/// (protocol web_terminal) and its recording holds what was shown. The
+/// WebSocket refuses a foreign or missing Origin and another user's
+/// instance.
+#[tokio::test]
+async fn browser_web_terminal_runs_commands_in_the_container() {
+    use common::lab::{FAST_STOP, Lab, small_spec};
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let t = common::make_tenant(&lab.srv, &lab.admin, "TRM").await;
+    let (_, member) = common::make_user(
+        &lab.srv,
+        &lab.admin,
+        "term",
+        "customer_member",
+        Some(t),
+        STRONG_PASSWORD,
+    )
+    .await;
+    let (s, i) = common::post(
+        &member,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "shell"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let id = i["id"].as_i64().unwrap();
+    let (s, other) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "admins"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+
+    // The WebSocket's own checks, before any browser.
+    let ws = |c: &reqwest::Client, inst: i64, origin: Option<String>| {
+        let mut r = c
+            .get(lab.srv.url(&format!("/instances/{inst}/terminal/ws")))
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        async move { r.send().await.unwrap().status() }
+    };
+    let own_origin = lab.srv.base.clone();
+    assert_eq!(
+        ws(&member, id, Some("https://evil.example".into())).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(ws(&member, id, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        ws(
+            &member,
+            other["id"].as_i64().unwrap(),
+            Some(own_origin.clone())
+        )
+        .await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ws(&lab.srv.client(), id, Some(own_origin.clone())).await,
+        StatusCode::SEE_OTHER
+    );
+
+    let driver = ChromeDriver::start();
+    let c = driver.connect().await;
+    c.goto(&lab.srv.url("/login")).await.unwrap();
+    fill(&c, "#username", "term").await;
+    fill(&c, "#password", STRONG_PASSWORD).await;
+    click(&c, "#login-submit").await;
+    poll("sign-in", || async {
+        let p = path_and_query(&c).await;
+        if p.starts_with("/login") {
+            Err(p)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    c.goto(&lab.srv.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
+    click(&c, "#open-terminal").await;
+    wait_for_path(&c, &format!("/instances/{id}/terminal")).await;
+    let rows = |c: &Client| {
+        let c = c.clone();
+        async move {
+            let v = c
+                .execute(
+                    "const r = document.querySelector('.xterm-rows'); return r ? r.innerText : '';",
+                    vec![],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<String, String>(v.as_str().unwrap_or("").to_string())
+        }
+    };
+    poll("the shell prompt", || async {
+        let t = rows(&c).await?;
+        if t.contains('#') { Ok(()) } else { Err(t) }
+    })
+    .await;
+    let input = find(&c, ".xterm-helper-textarea").await;
+    input.send_keys("echo hello-$RANDOM\n").await.unwrap();
+    let seen = poll("hello-<number> printed by the shell", || async {
+        let t = rows(&c).await?;
+        t.lines()
+            .map(str::trim)
+            .find(|l| {
+                l.strip_prefix("hello-")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .map(str::to_string)
+            .ok_or(t)
+    })
+    .await;
+    shot(&c, "terminal").await;
+    c.close().await.unwrap();
+    drop(driver);
+
+    // The session: recorded as web_terminal, ended when the page went away.
+    let deadline = Instant::now() + WAIT;
+    let rec = loop {
+        let (_, list) = lab.get("/api/v1/sessions?protocol=web_terminal").await;
+        if let Some(s) = list
+            .as_array()
+            .and_then(|l| l.first())
+            .filter(|s| s["ended_at"].is_i64())
+        {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ended web_terminal session: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (rec["username"].as_str(), rec["instance_name"].as_str()),
+        (Some("term"), Some("shell"))
+    );
+    let r = lab
+        .admin
+        .get(
+            lab.srv
+                .url(&format!("/api/v1/sessions/{}/recording", rec["id"])),
+        )
+        .send()
+        .await
+        .unwrap();
+    let cast = r.text().await.unwrap();
+    assert!(cast.contains(&seen), "the recording lacks {seen}");
+}

@@ -10,7 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::dockerd::{self, TestDaemon, docker_cli};
+use common::dockerd::{self, docker_cli};
+use common::lab::{FAST_STOP, Lab, small_spec};
 use common::{Server, code, get, make_tenant, make_user, patch, post, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -152,109 +153,6 @@ async fn candidate_nodes_are_listed_online_matching_and_with_room() {
     assert_eq!(code(&b), "validation_failed");
     let (s, _) = get(&admin, &url(hidden)).await;
     assert_eq!(s, StatusCode::OK);
-}
-
-/// busybox `sh` as PID 1 ignores SIGTERM: stops would wait the whole grace.
-const FAST_STOP: &str = "[instances]\nstop_timeout_secs = 1\n";
-
-/// A server, its admin, an image of the test busybox and a node on the
-/// shared test daemon with `cpu` cores (8 RTX 4090s on paper).
-struct Lab {
-    srv: Server,
-    admin: reqwest::Client,
-    d: &'static TestDaemon,
-    image: i64,
-    node: i64,
-}
-
-impl Lab {
-    async fn new(config: &str, cpu: i64) -> Lab {
-        let d = dockerd::shared();
-        let srv = Server::start_with(config);
-        let admin = srv.admin().await;
-        let (s, b) = post(
-            &admin,
-            &srv.url("/api/v1/images"),
-            json!({"name": "busybox", "address": dockerd::TEST_IMAGE}),
-        )
-        .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        let image = b["id"].as_i64().unwrap();
-        let (s, n) = post(
-            &admin,
-            &srv.url("/api/v1/nodes"),
-            json!({"name": "n1", "public_ip": "127.0.0.1", "private_ip": "127.0.0.1",
-                   "docker_endpoint": d.unix_url, "tls_enabled": false,
-                   "gpu_name": "NVIDIA GeForce RTX 4090", "gpu_count": 8, "cpu_cores": cpu,
-                   "memory_gb": 64, "system_disk_gb": 1000, "data_disk_gb": 1000}),
-        )
-        .await;
-        assert_eq!(s, StatusCode::CREATED, "{n}");
-        let node = n["id"].as_i64().unwrap();
-        let (s, t) = post(
-            &admin,
-            &srv.url(&format!("/api/v1/nodes/{node}/test")),
-            json!({}),
-        )
-        .await;
-        assert_eq!((s, &t["ok"]), (StatusCode::OK, &json!(true)), "{t}");
-        Lab {
-            srv,
-            admin,
-            d,
-            image,
-            node,
-        }
-    }
-
-    async fn spec(&self, body: Value) -> i64 {
-        let (s, b) = post(&self.admin, &self.srv.url("/api/v1/specs"), body).await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        b["id"].as_i64().unwrap()
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        get(&self.admin, &self.srv.url(path)).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        post(&self.admin, &self.srv.url(path), body).await
-    }
-
-    async fn delete(&self, id: &Value) -> StatusCode {
-        let url = self.srv.url(&format!("/api/v1/instances/{id}"));
-        send(&self.admin, "DELETE", &url, Some(json!({}))).await.0
-    }
-
-    /// How many audit records match `query` (e.g. `action=x&outcome=failure`).
-    async fn audited(&self, query: &str) -> usize {
-        let (s, a) = self.get(&format!("/api/v1/audit?{query}&limit=1000")).await;
-        assert_eq!(s, StatusCode::OK, "{a}");
-        a.as_array().unwrap().len()
-    }
-
-    fn create_body(&self, spec: i64, name: &str) -> Value {
-        json!({"image_id": self.image, "spec_id": spec, "node_id": self.node, "name": name})
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        docker_cli(self.d, args)
-    }
-
-    /// `docker inspect` of a container or volume as JSON (None: no such).
-    fn inspect(&self, kind: &str, name: &str) -> Option<Value> {
-        let out = self.docker(&[kind, "inspect", name]);
-        if !out.status.success() {
-            return None;
-        }
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        Some(v[0].clone())
-    }
-}
-
-fn small_spec(name: &str) -> Value {
-    json!({"name": name, "gpu_model": "RTX 4090", "gpu_count": 0, "cpu_cores": 1, "memory_gb": 1,
-           "system_disk_gb": 10, "data_disk_gb": 5})
 }
 
 /// Polls `GET /api/v1/instances/{id}` until its status is `want`; the time

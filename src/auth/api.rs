@@ -95,7 +95,7 @@ async fn password(
 async fn me(session: Session, me: CurrentUser) -> Result<impl IntoResponse, AppError> {
     let csrf = match me.via {
         AuthVia::Session => Some(csrf_token(&session).await?),
-        AuthVia::Token(_) => None,
+        AuthVia::Token(_) | AuthVia::Ssh => None,
     };
     Ok(Json(json!({
         "user": me.user,

@@ -25,6 +25,8 @@ use crate::error::AppError;
 pub enum AuthVia {
     Session,
     Token(i64),
+    /// Signed in on the SSH jumpbox (password or key); never on HTTP.
+    Ssh,
 }
 
 /// The signed-in caller, put in the request by `guard`.
@@ -187,17 +189,26 @@ fn bearer(headers: &HeaderMap) -> Option<Result<String, ()>> {
     )
 }
 
+/// For a WebSocket upgrade (a GET the CSRF check does not cover): the
+/// browser's Origin must be sent and be this host.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN) && origin_matches(headers, None)
+}
+
 /// Origin (when sent) must be this host.
 fn origin_ok(req: &Request) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
+    origin_matches(req.headers(), req.uri().authority().map(|a| a.to_string()))
+}
+
+fn origin_matches(headers: &HeaderMap, authority: Option<String>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = req
-        .headers()
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        .or(authority);
     let origin_host = origin.to_str().ok().and_then(|o| {
         o.split_once("://")
             .map(|(_, h)| h.trim_end_matches('/').to_string())

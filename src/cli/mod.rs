@@ -203,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// too) and is joined before the database is closed; the data-dir lock is
 /// released last.
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listen = config.listen;
+    let (listen, ssh_listen) = (config.listen, config.ssh_listen);
     crate::fsutil::ensure_private_dir(&config.data_dir)
         .with_context(|| format!("while creating {}", config.data_dir.display()))?;
     let lock = crate::datadir::lock(&config.data_dir)?;
@@ -217,7 +217,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let (cert, key) = crate::tls::ensure_pair(&app.config).context("while loading TLS")?;
         crate::tls::server_config(&cert, &key).context("while loading TLS")?;
     }
+    let ssh = tokio::net::TcpListener::bind(ssh_listen)
+        .await
+        .with_context(|| format!("while binding the jumpbox to {ssh_listen}"))?;
+    let host_key = crate::jumpbox::hostkey::load_or_create(&app.config.data_dir)
+        .context("while loading the jumpbox host key")?;
+    log::info!(
+        "jumpbox: ssh on {}",
+        ssh.local_addr().context("jumpbox address")?
+    );
     let (cancel, db, hasher) = (app.cancel.clone(), app.db.clone(), app.hasher.clone());
+    let jumpbox = tokio::spawn(crate::jumpbox::run(
+        app.clone(),
+        ssh,
+        host_key,
+        cancel.clone(),
+    ));
     let purge = tokio::spawn(crate::auth::session_store::purge_loop(
         crate::auth::session_store::SqliteStore::new(app.db.clone()),
         std::time::Duration::from_secs(600),
@@ -225,6 +240,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
+    let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let jobs = app.jobs.clone();
@@ -244,6 +260,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ("session purge", purge),
         ("node health", health),
         ("instance sync", sync),
+        ("remote sessions", sessions),
+        ("jumpbox", jumpbox),
         ("signal", signals),
     ] {
         if let Err(e) = task.await {

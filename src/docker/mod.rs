@@ -10,6 +10,7 @@
 
 pub mod containers;
 mod endpoint;
+pub mod exec;
 mod pem;
 mod pull;
 mod transport;

@@ -62,6 +62,19 @@ pub async fn candidate_nodes(
     Ok(placement::candidates(&req, &nodes))
 }
 
+/// The instances `me` reaches (all, or only `id`) with the names of their
+/// image, spec, node and user.
+pub async fn named(
+    app: &App,
+    me: &CurrentUser,
+    only: Option<i64>,
+) -> Result<Vec<(Instance, store::Names)>, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::list_named(c, scope, only).map_err(AppError::from))
+        .await
+}
+
 pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<Instance>, AppError> {
     let scope = me.scope();
     app.db

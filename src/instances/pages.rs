@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::placement::Candidate;
-use super::store::{self, Instance, Names, Orphan, Warning};
+use super::store::{Instance, Names, Orphan, Warning};
 use super::{Action, CreateInput};
 use crate::app::App;
 use crate::audit::Source;
@@ -97,23 +97,12 @@ struct Rows {
     show_user: bool,
 }
 
-async fn named(
-    app: &App,
-    ctx: &PageCtx,
-    only: Option<i64>,
-) -> Result<Vec<(Instance, Names)>, AppError> {
-    let scope = ctx.me.scope();
-    app.db
-        .read(move |c| store::list_named(c, scope, only).map_err(AppError::from))
-        .await
-}
-
 async fn list(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
 ) -> Result<Response, AppError> {
-    let rows = named(&app, &ctx, None).await?;
+    let rows = super::named(&app, &ctx.me, None).await?;
     let admin = ctx.me.user.role == Role::Admin;
     let show_user = ctx.me.user.role != Role::CustomerMember;
     let orphans = if admin {
@@ -386,6 +375,24 @@ struct ShowPage {
     i: Instance,
     n: Names,
     show_user: bool,
+    /// For the jumpbox command line shown on the page.
+    ssh_port: u16,
+    host: String,
+}
+
+/// The host name the browser used (without its port).
+pub fn request_host(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    if let Some(end) = host.find(']') {
+        return host[..=end].to_string();
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
+        _ => host.to_string(),
+    }
 }
 
 #[derive(Template)]
@@ -403,7 +410,7 @@ async fn show(
     ctx: PageCtx,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
-    let (i, n) = named(&app, &ctx, Some(id))
+    let (i, n) = super::named(&app, &ctx.me, Some(id))
         .await?
         .pop()
         .ok_or(AppError::NotFound)?;
@@ -415,7 +422,15 @@ async fn show(
         n: n.clone(),
         show_user,
     };
-    page_or_fragment(&headers, &ShowPage { l, i, n, show_user }, &fragment)
+    let full = ShowPage {
+        l,
+        i,
+        n,
+        show_user,
+        ssh_port: app.config.ssh_listen.port(),
+        host: request_host(&headers),
+    };
+    page_or_fragment(&headers, &full, &fragment)
 }
 
 async fn act(

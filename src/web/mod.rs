@@ -45,6 +45,9 @@ pub fn router(app: App) -> Router {
         .merge(crate::instances::pages::routes())
         .merge(crate::sshkeys::api::routes())
         .merge(crate::sshkeys::pages::routes())
+        .merge(crate::sessions::api::routes())
+        .merge(crate::sessions::pages::routes())
+        .merge(crate::terminal::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 pub mod dockerd;
+pub mod lab;
 
 pub const ADMIN_PASSWORD: &str = "Lantern-Orbit-Quartz-93!";
 
@@ -133,6 +134,15 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The jumpbox's port (from the server's log line `jumpbox: ssh on ADDR`).
+    pub fn ssh_port(&self) -> u16 {
+        let logs = self.logs();
+        logs.lines()
+            .find_map(|l| l.split("jumpbox: ssh on ").nth(1))
+            .and_then(|a| a.trim().rsplit(':').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no jumpbox address in the log:\n{logs}"))
     }
 
     pub fn logs(&self) -> String {

@@ -1,0 +1,485 @@
+//! One actor per SSH connection owns its state: who signed in (password
+//! with the web's lockout, or a registered key), the target named in the
+//! login (`alice+myinst`), the pty, and then the menu or the session. It
+//! ends when the session does; the connection goes with it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use russh::ChannelId;
+use russh::keys::PublicKey;
+use russh::server::Handle;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::Event;
+use super::menu::{self, Choice, Entry, LineEditor};
+use crate::app::App;
+use crate::audit::{self, Actor, Outcome, Source};
+use crate::auth::{AuthVia, CurrentUser, User};
+use crate::docker::exec::{self, ExecSpec, Output};
+use crate::error::AppError;
+use crate::instances::store::{Instance, Names};
+use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
+use crate::sessions::{OpenError, Opening, Protocol, Target};
+
+/// A connection that opens no session within this long is closed.
+const START_WITHIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+struct Pty {
+    term: String,
+    cols: u16,
+    rows: u16,
+}
+
+struct Conn {
+    app: App,
+    peer: Option<SocketAddr>,
+    user: Option<User>,
+    target: Option<String>,
+    channel: Option<(ChannelId, Handle)>,
+    pty: Option<Pty>,
+}
+
+fn size(v: u32) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX).max(1)
+}
+
+/// Runs the connection's dialogue until it ends (the caller then closes
+/// the connection).
+pub async fn run(
+    app: App,
+    mut rx: mpsc::Receiver<Event>,
+    peer: Option<SocketAddr>,
+    cancel: CancellationToken,
+) {
+    let mut c = Conn {
+        app,
+        peer,
+        user: None,
+        target: None,
+        channel: None,
+        pty: None,
+    };
+    let deadline = tokio::time::sleep(START_WITHIN);
+    tokio::pin!(deadline);
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = &mut deadline => return,
+            _ = cancel.cancelled() => return,
+        };
+        let Some(ev) = ev else { return };
+        match ev {
+            Event::Password {
+                login,
+                password,
+                reply,
+            } => {
+                let _ = reply.send(c.password(&login, &password).await);
+            }
+            Event::KeyOffered { key, reply } => {
+                let known = matches!(crate::sshkeys::owner_of(&c.app, &key).await, Ok(Some(_)));
+                let _ = reply.send(known);
+            }
+            Event::Key { login, key, reply } => {
+                let _ = reply.send(c.key(&login, &key).await);
+            }
+            Event::ChannelOpen {
+                channel,
+                handle,
+                reply,
+            } => {
+                let ok = c.user.is_some() && c.channel.is_none();
+                if ok {
+                    c.channel = Some((channel, handle));
+                }
+                let _ = reply.send(ok);
+            }
+            Event::Pty {
+                term, cols, rows, ..
+            } => {
+                c.pty = Some(Pty {
+                    term,
+                    cols: size(cols),
+                    rows: size(rows),
+                });
+            }
+            Event::WindowChange { cols, rows, .. } => {
+                if let Some(p) = c.pty.as_mut() {
+                    (p.cols, p.rows) = (size(cols), size(rows));
+                }
+            }
+            Event::Shell { .. } => return c.start(None, rx).await,
+            Event::Exec { command, .. } => return c.start(Some(command), rx).await,
+            Event::Data { .. } | Event::Eof { .. } | Event::Close { .. } => {}
+        }
+    }
+}
+
+impl Conn {
+    fn source(&self) -> Source {
+        Source {
+            ip: self
+                .peer
+                .map_or_else(|| "unknown".into(), |p| p.ip().to_string()),
+            user_agent: "ssh".into(),
+        }
+    }
+
+    /// The gpudock password, with the same check and lockout as the web.
+    async fn password(&mut self, login: &str, password: &str) -> bool {
+        let (name, target) = menu::split_login(login);
+        match crate::auth::service::login(&self.app, name, password, &self.source()).await {
+            Ok(user) => {
+                self.user = Some(user);
+                self.target = target.map(str::to_string);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A registered key, proven by the client, of the user named in the
+    /// login; the account must be usable (enabled, not locked).
+    async fn key(&mut self, login: &str, key: &PublicKey) -> bool {
+        let (name, target) = menu::split_login(login);
+        let found = async {
+            let Some((key_id, owner)) = crate::sshkeys::owner_of(&self.app, key).await? else {
+                return Ok::<_, AppError>(None);
+            };
+            let name = name.to_string();
+            let now = crate::db::now();
+            let user = self
+                .app
+                .db
+                .read(move |c| {
+                    let Some(u) = crate::auth::store::user_by_name(c, &name)? else {
+                        return Ok(None);
+                    };
+                    let usable = u.id == owner
+                        && u.enabled
+                        && !u.is_locked(now)
+                        && crate::auth::store::tenant_enabled_for(c, &u)?;
+                    Ok::<_, AppError>(usable.then_some(u))
+                })
+                .await?;
+            Ok(user.map(|u| (key_id, u)))
+        }
+        .await;
+        let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
+        let (actor, outcome) = match &found {
+            Ok(Some((_, u))) => (Actor::user(u), Outcome::Success),
+            Ok(None) | Err(_) => (Actor::anonymous(name), Outcome::Failure),
+        };
+        let detail = json!({"method": "publickey", "fingerprint": fingerprint});
+        if let Err(e) = audit_login(&self.app, actor, &self.source(), outcome, detail).await {
+            log::error!("jumpbox: auditing a key login: {e}");
+        }
+        match found {
+            Ok(Some((key_id, user))) => {
+                if let Err(e) = crate::sshkeys::touch(&self.app, key_id).await {
+                    log::warn!("jumpbox: key {key_id} last use: {e}");
+                }
+                self.user = Some(user);
+                self.target = target.map(str::to_string);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                log::error!("jumpbox: key login: {e}");
+                false
+            }
+        }
+    }
+
+    /// The shell (menu or direct target) or the command, run to its end.
+    async fn start(self, command: Option<String>, mut rx: mpsc::Receiver<Event>) {
+        let (Some(user), Some((channel, handle))) = (self.user.clone(), self.channel.clone())
+        else {
+            return;
+        };
+        let mut out = SshSink {
+            handle,
+            channel,
+            tty: self.pty.is_some(),
+        };
+        if user.must_change_password {
+            out.fail("your password must be changed first: sign in on the web page (请先在网页上修改密码)").await;
+            return;
+        }
+        let me = CurrentUser {
+            user: user.clone(),
+            via: AuthVia::Ssh,
+        };
+        let reachable = match running_instances(&self.app, &me).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.fail(&format!("gpudock: {e}")).await;
+                return;
+            }
+        };
+        let (picked, typed_ahead) = match (&self.target, &command) {
+            (Some(t), _) => match find(&reachable, t) {
+                Some(i) => (i, Vec::new()),
+                None => {
+                    let msg = format!(
+                        "no running instance named \"{t}\" that you can reach (没有可访问的运行中实例 \"{t}\")"
+                    );
+                    out.fail(&msg).await;
+                    return;
+                }
+            },
+            (None, Some(_)) => {
+                out.fail("name the instance to run a command in: ssh -p PORT user+instance@host 'command'").await;
+                return;
+            }
+            (None, None) => match self.menu(&reachable, &mut out, &mut rx).await {
+                Some(picked) => picked,
+                None => return,
+            },
+        };
+        let (inst, names) = reachable[picked].clone();
+        self.session(&me, inst, names, command, out, events(typed_ahead, rx))
+            .await;
+    }
+
+    /// The menu of the user's running instances; the index picked and what
+    /// was typed after the choice, or None (quit, nothing to pick, the
+    /// client left).
+    async fn menu(
+        &self,
+        reachable: &[(Instance, Names)],
+        out: &mut SshSink,
+        rx: &mut mpsc::Receiver<Event>,
+    ) -> Option<(usize, Vec<u8>)> {
+        if reachable.is_empty() {
+            out.fail("you have no running instances (您没有运行中的实例)")
+                .await;
+            return None;
+        }
+        let entries: Vec<Entry> = reachable
+            .iter()
+            .map(|(i, n)| Entry {
+                name: i.name.clone(),
+                container_id: i.container_id.clone().unwrap_or_default(),
+                node: n.node.clone(),
+            })
+            .collect();
+        let mut text = String::from("序号 实例名称-容器ID-算力节点\r\n");
+        for line in menu::menu_lines(&entries) {
+            text.push_str(&line);
+            text.push_str("\r\n");
+        }
+        const PROMPT: &str = "请输入序号，q 退出 (number, q to quit): ";
+        out.say(&format!("{text}{PROMPT}")).await;
+        let mut editor = LineEditor::default();
+        while let Some(ev) = rx.recv().await {
+            let data = match ev {
+                Event::Data { data, .. } => data,
+                Event::Eof { .. } | Event::Close { .. } => return None,
+                _ => continue,
+            };
+            let fed = editor.feed(&data);
+            if out.tty && !fed.echo.is_empty() {
+                out.raw(&fed.echo).await;
+            }
+            let Some(line) = fed.line else { continue };
+            match menu::choice(&line, entries.len()) {
+                Choice::Pick(i) => return Some((i, fed.rest)),
+                Choice::Quit => {
+                    out.finish(&Finish {
+                        reason: crate::sessions::EndReason::UserClose,
+                        exit_code: Some(0),
+                        message: None,
+                    })
+                    .await;
+                    return None;
+                }
+                Choice::Invalid => {
+                    out.say(&format!("无效的序号 (no such number)\r\n{PROMPT}"))
+                        .await
+                }
+            }
+        }
+        None
+    }
+
+    async fn session(
+        self,
+        me: &CurrentUser,
+        inst: Instance,
+        names: Names,
+        command: Option<String>,
+        mut out: SshSink,
+        events: impl Stream<Item = ClientEvent> + Unpin + Send,
+    ) {
+        let target = Target {
+            instance: inst,
+            node_name: names.node,
+        };
+        let pty = self.pty.clone();
+        let (size, term) = pty.as_ref().map_or(((80, 24), "dumb".to_string()), |p| {
+            ((p.cols, p.rows), p.term.clone())
+        });
+        let opening = Opening {
+            user: &me.user,
+            target: &target,
+            protocol: Protocol::Ssh,
+            source: self.source(),
+            command: command.as_deref().unwrap_or(""),
+            size,
+            term: &term,
+        };
+        let session = match crate::sessions::open(&self.app, opening).await {
+            Ok(s) => s,
+            Err(OpenError::TooMany(msg)) => return out.fail(&msg).await,
+            Err(OpenError::App(e)) => return out.fail(&format!("gpudock: {e}")).await,
+        };
+        let spec = ExecSpec {
+            argv: command
+                .as_deref()
+                .map_or_else(exec::shell_argv, exec::command_argv),
+            tty: pty.is_some(),
+            term: pty.map(|p| p.term),
+            size: Some(size),
+            tag: format!("{}-s{}", self.app.install_id, session.id),
+        };
+        let container = target.container().to_string();
+        bridge::run(&self.app, session, container, spec, events, out).await;
+    }
+}
+
+/// The events of the session's channel as the bridge wants them, after
+/// what was typed ahead at the menu.
+fn events(
+    typed_ahead: Vec<u8>,
+    mut rx: mpsc::Receiver<Event>,
+) -> impl Stream<Item = ClientEvent> + Unpin + Send {
+    let first = (!typed_ahead.is_empty()).then(|| ClientEvent::Input(typed_ahead.into()));
+    let rest = futures_util::stream::poll_fn(move |cx| {
+        loop {
+            return match rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(ev)) => match ev {
+                    Event::Data { data, .. } => {
+                        std::task::Poll::Ready(Some(ClientEvent::Input(data)))
+                    }
+                    Event::WindowChange { cols, rows, .. } => {
+                        std::task::Poll::Ready(Some(ClientEvent::Resize(size(cols), size(rows))))
+                    }
+                    Event::Eof { .. } => std::task::Poll::Ready(Some(ClientEvent::Eof)),
+                    Event::Close { .. } => std::task::Poll::Ready(Some(ClientEvent::Closed)),
+                    _ => continue,
+                },
+                std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            };
+        }
+    });
+    Box::pin(futures_util::stream::iter(first).chain(rest))
+}
+
+/// Running instances `me` reaches, by id.
+async fn running_instances(
+    app: &App,
+    me: &CurrentUser,
+) -> Result<Vec<(Instance, Names)>, AppError> {
+    Ok(crate::instances::named(app, me, None)
+        .await?
+        .into_iter()
+        .filter(|(i, _)| i.status == "running" && i.container_id.is_some())
+        .collect())
+}
+
+/// The instance a login names: by name (unique among those reached), or by id.
+fn find(reachable: &[(Instance, Names)], target: &str) -> Option<usize> {
+    let by_name: Vec<usize> = reachable
+        .iter()
+        .enumerate()
+        .filter(|(_, (i, _))| i.name == target)
+        .map(|(n, _)| n)
+        .collect();
+    match by_name.as_slice() {
+        [one] => Some(*one),
+        _ => reachable
+            .iter()
+            .position(|(i, _)| i.id.to_string() == target),
+    }
+}
+
+async fn audit_login(
+    app: &App,
+    actor: Actor,
+    src: &Source,
+    outcome: Outcome,
+    detail: serde_json::Value,
+) -> Result<(), AppError> {
+    let src = src.clone();
+    app.db
+        .write(move |c| {
+            let e = audit::Event::new(&actor, &src, "auth.login", "session")
+                .outcome(outcome)
+                .detail(detail);
+            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
+        })
+        .await
+}
+
+/// The session's SSH channel.
+struct SshSink {
+    handle: Handle,
+    channel: ChannelId,
+    tty: bool,
+}
+
+impl SshSink {
+    async fn raw(&self, bytes: &[u8]) {
+        let _ = self.handle.data(self.channel, bytes.to_vec()).await;
+    }
+
+    /// A line for the user (on a TTY lines need `\r\n`).
+    async fn say(&self, text: &str) {
+        self.raw(text.as_bytes()).await;
+    }
+
+    /// Says why nothing happens, and ends the channel with status 1.
+    async fn fail(&mut self, why: &str) {
+        self.finish(&Finish {
+            reason: crate::sessions::EndReason::Error,
+            exit_code: Some(1),
+            message: Some(why.to_string()),
+        })
+        .await;
+    }
+}
+
+impl ClientSink for SshSink {
+    async fn output(&mut self, out: Output) -> Result<(), ()> {
+        let r = match out {
+            Output::Stdout(b) => self.handle.data(self.channel, b).await,
+            Output::Stderr(b) => self.handle.extended_data(self.channel, 1, b).await,
+        };
+        r.map_err(|_| ())
+    }
+
+    async fn finish(&mut self, end: &Finish) {
+        if let Some(m) = &end.message {
+            let text = if self.tty {
+                format!("\r\n[gpudock] {m}\r\n")
+            } else {
+                format!("gpudock: {m}\n")
+            };
+            let _ = self
+                .handle
+                .extended_data(self.channel, 1, text.into_bytes())
+                .await;
+        }
+        let code = end.exit_code.unwrap_or(255).clamp(0, 255) as u32;
+        let _ = self.handle.exit_status_request(self.channel, code).await;
+        let _ = self.handle.eof(self.channel).await;
+        let _ = self.handle.close(self.channel).await;
+    }
+}

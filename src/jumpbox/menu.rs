@@ -1,0 +1,157 @@
+//! Pure pieces of the jumpbox dialogue: the login name (`alice+myinst`),
+//! the instance menu (`序号 实例名称-容器ID-算力节点`), the choice typed at
+//! it, and a line editor for a raw terminal.
+
+/// `alice+myinst` → (`alice`, Some(`myinst`)); `alice` → (`alice`, None).
+pub fn split_login(login: &str) -> (&str, Option<&str>) {
+    match login.split_once('+') {
+        Some((user, target)) if !target.is_empty() => (user, Some(target)),
+        Some((user, _)) => (user, None),
+        None => (login, None),
+    }
+}
+
+/// One menu entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub container_id: String,
+    pub node: String,
+}
+
+/// The menu lines, numbered from 1: `序号 实例名称-容器ID-算力节点` with the
+/// container ID shortened to 12 characters.
+pub fn menu_lines(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let short = e.container_id.get(..12).unwrap_or(&e.container_id);
+            format!("{} {}-{}-{}", i + 1, e.name, short, e.node)
+        })
+        .collect()
+}
+
+/// What a line typed at the menu means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Pick(usize),
+    Quit,
+    Invalid,
+}
+
+pub fn choice(line: &str, entries: usize) -> Choice {
+    let t = line.trim();
+    if t.eq_ignore_ascii_case("q")
+        || t.eq_ignore_ascii_case("quit")
+        || t.eq_ignore_ascii_case("exit")
+    {
+        return Choice::Quit;
+    }
+    match t.parse::<usize>() {
+        Ok(n) if (1..=entries).contains(&n) => Choice::Pick(n - 1),
+        _ => Choice::Invalid,
+    }
+}
+
+/// Collects one line from raw terminal input, giving back what to echo.
+#[derive(Debug, Default)]
+pub struct LineEditor {
+    line: String,
+}
+
+/// The result of feeding bytes to the editor.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Fed {
+    /// Bytes to send back so the user sees what they type.
+    pub echo: Vec<u8>,
+    /// A finished line (Enter), or `Some("q")` for Ctrl-C / Ctrl-D.
+    pub line: Option<String>,
+    /// What came after the line's end (typed ahead: input for the session).
+    pub rest: Vec<u8>,
+}
+
+impl LineEditor {
+    pub fn feed(&mut self, bytes: &[u8]) -> Fed {
+        let mut fed = Fed::default();
+        for (at, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\r' | b'\n' => {
+                    fed.echo.extend_from_slice(b"\r\n");
+                    fed.line = Some(std::mem::take(&mut self.line));
+                    // `\r\n` ends one line, not two.
+                    let skip = usize::from(b == b'\r' && bytes.get(at + 1) == Some(&b'\n'));
+                    fed.rest = bytes[at + 1 + skip..].to_vec();
+                    return fed;
+                }
+                0x03 | 0x04 => {
+                    fed.echo.extend_from_slice(b"\r\n");
+                    fed.line = Some("q".into());
+                    return fed;
+                }
+                0x7f | 0x08 if self.line.pop().is_some() => {
+                    fed.echo.extend_from_slice(b"\x08 \x08");
+                }
+                b if (b.is_ascii_graphic() || b == b' ') && self.line.len() < 64 => {
+                    self.line.push(b as char);
+                    fed.echo.push(b);
+                }
+                _ => {}
+            }
+        }
+        fed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_name_a_user_and_maybe_a_target() {
+        assert_eq!(split_login("alice+myinst"), ("alice", Some("myinst")));
+        assert_eq!(split_login("alice"), ("alice", None));
+        assert_eq!(split_login("alice+"), ("alice", None));
+        assert_eq!(split_login("alice+a+b"), ("alice", Some("a+b")));
+    }
+
+    #[test]
+    fn the_menu_has_the_documented_format() {
+        let e = vec![
+            Entry {
+                name: "train".into(),
+                container_id: "0123456789abcdef0123".into(),
+                node: "gpu-01".into(),
+            },
+            Entry {
+                name: "dev".into(),
+                container_id: "fedcba".into(),
+                node: "gpu-02".into(),
+            },
+        ];
+        assert_eq!(
+            menu_lines(&e),
+            ["1 train-0123456789ab-gpu-01", "2 dev-fedcba-gpu-02"]
+        );
+        assert_eq!(choice(" 2 ", 2), Choice::Pick(1));
+        assert_eq!(choice("3", 2), Choice::Invalid);
+        assert_eq!(choice("0", 2), Choice::Invalid);
+        assert_eq!(choice("q", 2), Choice::Quit);
+    }
+
+    #[test]
+    fn the_editor_echoes_edits_and_ends_lines() {
+        let mut ed = LineEditor::default();
+        let f = ed.feed(b"12\x7f3");
+        assert_eq!(f.echo, b"12\x08 \x083");
+        assert_eq!(f.line, None);
+        let f = ed.feed(b"\r");
+        assert_eq!(f.line.as_deref(), Some("13"));
+        let f = ed.feed(b"2\r\nhostname\n");
+        assert_eq!(
+            (f.line.as_deref(), f.rest.as_slice()),
+            (Some("2"), &b"hostname\n"[..])
+        );
+        assert_eq!(ed.feed(b"\x03").line.as_deref(), Some("q"));
+    }
+}

@@ -1,0 +1,465 @@
+//! Remote sessions (会话管理): every web-terminal and jumpbox connection to
+//! an instance is a session record, registered live (limits per user, kill
+//! with a reason), watched for idleness and maximum duration, recorded as
+//! asciicast, and audited when it opens and closes. The terminal and the
+//! jumpbox only adapt their transport to [`bridge::run`].
+
+pub mod api;
+pub mod bridge;
+pub mod model;
+pub mod pages;
+pub mod recording;
+pub mod store;
+
+use std::time::{Duration, Instant};
+
+use rusqlite::TransactionBehavior;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::audit::{self, Actor, Event, Outcome, Source};
+use crate::auth::User;
+use crate::error::AppError;
+use crate::instances::Instance;
+use crate::live::Registration;
+pub use model::{EndReason, Protocol};
+use recording::Recorder;
+pub use store::{Filter, SessionRecord};
+
+/// What a session connects to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub instance: Instance,
+    pub node_name: String,
+}
+
+impl Target {
+    pub fn container(&self) -> &str {
+        self.instance.container_id.as_deref().unwrap_or("")
+    }
+}
+
+/// Everything known when a connection asks for a session.
+pub struct Opening<'a> {
+    pub user: &'a User,
+    pub target: &'a Target,
+    pub protocol: Protocol,
+    pub source: Source,
+    /// The command of a command session; empty for a shell.
+    pub command: &'a str,
+    /// Terminal size and type (for the recording's header).
+    pub size: (u16, u16),
+    pub term: &'a str,
+}
+
+/// Why a session could not open.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The user holds `sessions.max_per_user` already; the text says so.
+    TooMany(String),
+    App(AppError),
+}
+
+impl From<AppError> for OpenError {
+    fn from(e: AppError) -> Self {
+        OpenError::App(e)
+    }
+}
+
+/// An open session. The transport calls `input`/`output`/`resize` as bytes
+/// pass, and `close` once, when it ends.
+pub struct Session {
+    pub id: i64,
+    node_id: i64,
+    app: App,
+    reg: Registration,
+    recorder: Option<Recorder>,
+    started: Instant,
+    actor: Actor,
+    source: Source,
+}
+
+static NEXT_PROVISIONAL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+
+/// Opens a session: checks the per-user limit, records it (and audits the
+/// opening) and starts its recording.
+pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
+    let max = app.config.sessions.max_per_user;
+    let user_id = o.user.id.0;
+    // Registered first under a provisional key, so that the limit check and
+    // taking the place are one step; the record's id replaces the key.
+    let provisional = NEXT_PROVISIONAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let mut reg = match app.live.register(provisional, user_id, max) {
+        Ok(r) => r,
+        Err(_) => {
+            let msg = model::too_many_message(max);
+            refused(app, o.user, &o.source, o.target, &msg).await?;
+            return Err(OpenError::TooMany(msg));
+        }
+    };
+    let (actor, src) = (Actor::user(o.user), o.source.clone());
+    let t = o.target;
+    let new = NewOwned {
+        user_id,
+        username: o.user.username.clone(),
+        tenant_id: o.user.tenant_id.map(|t| t.0),
+        instance_id: t.instance.id,
+        instance_name: t.instance.name.clone(),
+        node_id: t.instance.node_id,
+        node_name: t.node_name.clone(),
+        container_id: t.container().to_string(),
+        protocol: o.protocol.as_str(),
+        command: o.command.to_string(),
+        source_ip: o.source.ip.clone(),
+    };
+    let (a2, s2) = (actor.clone(), src.clone());
+    let id = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = store::insert(&tx, &new.borrowed(), crate::db::now())?;
+            let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
+                                "protocol": new.protocol, "command": new.command});
+            audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
+            tx.commit()?;
+            Ok::<_, AppError>(id)
+        })
+        .await?;
+    reg.rekey(id);
+    let title = format!(
+        "{} · {} · {}",
+        o.user.username,
+        t.instance.name,
+        o.protocol.as_str()
+    );
+    let dir = app.config.recordings_dir();
+    let file = format!("{id}.cast");
+    let recorder = match Recorder::create(
+        &dir,
+        &file,
+        o.size,
+        o.term,
+        &title,
+        app.config.sessions.record_input,
+    )
+    .await
+    {
+        Ok(r) => {
+            app.db
+                .write(move |c| store::set_recording(c, id, &file).map_err(AppError::from))
+                .await?;
+            Some(r)
+        }
+        Err(e) => {
+            log::error!(
+                "session {id}: cannot start its recording in {}: {e}",
+                dir.display()
+            );
+            None
+        }
+    };
+    Ok(Session {
+        id,
+        node_id: t.instance.node_id,
+        app: app.clone(),
+        reg,
+        recorder,
+        started: Instant::now(),
+        actor,
+        source: src,
+    })
+}
+
+/// The owned columns of a new record (moved to the database thread).
+struct NewOwned {
+    user_id: i64,
+    username: String,
+    tenant_id: Option<i64>,
+    instance_id: i64,
+    instance_name: String,
+    node_id: i64,
+    node_name: String,
+    container_id: String,
+    protocol: &'static str,
+    command: String,
+    source_ip: String,
+}
+
+impl NewOwned {
+    fn borrowed(&self) -> store::NewSession<'_> {
+        store::NewSession {
+            user_id: self.user_id,
+            username: &self.username,
+            tenant_id: self.tenant_id,
+            instance_id: self.instance_id,
+            instance_name: &self.instance_name,
+            node_id: self.node_id,
+            node_name: &self.node_name,
+            container_id: &self.container_id,
+            protocol: self.protocol,
+            command: &self.command,
+            source_ip: &self.source_ip,
+        }
+    }
+}
+
+/// Audits a session refused by a limit.
+async fn refused(
+    app: &App,
+    user: &User,
+    src: &Source,
+    t: &Target,
+    why: &str,
+) -> Result<(), AppError> {
+    let (actor, src) = (Actor::user(user), src.clone());
+    let detail = json!({"instance_id": t.instance.id, "instance": t.instance.name, "reason": "max_per_user", "message": why});
+    app.db
+        .write(move |c| {
+            let e = Event::new(&actor, &src, "session.open", "session")
+                .outcome(Outcome::Denied)
+                .detail(detail);
+            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
+        })
+        .await
+}
+
+impl Session {
+    pub fn input(&mut self, bytes: &[u8]) {
+        self.reg.activity().input(bytes.len());
+        if let Some(r) = self.recorder.as_mut() {
+            r.input(bytes);
+        }
+    }
+
+    pub fn output(&mut self, bytes: &[u8]) {
+        self.reg.activity().output(bytes.len());
+        if let Some(r) = self.recorder.as_mut() {
+            r.output(bytes);
+        }
+    }
+
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.resize(cols, rows);
+        }
+    }
+
+    /// Writes buffered recording when enough is buffered (`force`: always).
+    pub async fn flush(&mut self, force: bool) {
+        if let Some(r) = self.recorder.as_mut()
+            && (force || r.wants_flush())
+        {
+            r.flush().await;
+        }
+    }
+
+    /// Resolves when the session must end: an admin ended it, it was idle
+    /// too long, it reached the maximum duration, or the server stops.
+    /// Owned, so the session's loop can keep using the session meanwhile.
+    pub fn watchdog(
+        &self,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = EndReason> + Send + 'static {
+        let cfg = &self.app.config.sessions;
+        let idle = Duration::from_secs(cfg.idle_timeout_secs).as_millis() as i64;
+        let max = (cfg.max_duration_secs > 0).then(|| Duration::from_secs(cfg.max_duration_secs));
+        let (w, started) = (self.reg.watcher(), self.started);
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = w.stopped() => {
+                        return w.reason().and_then(EndReason::parse).unwrap_or(EndReason::AdminForce);
+                    }
+                    _ = shutdown.cancelled() => return EndReason::Error,
+                    _ = tick.tick() => {
+                        if w.activity().idle_ms() >= idle {
+                            return EndReason::IdleTimeout;
+                        }
+                        if max.is_some_and(|m| started.elapsed() >= m) {
+                            return EndReason::MaxDuration;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn node_id(&self) -> i64 {
+        self.node_id
+    }
+
+    /// What the user is told for `reason`, if anything.
+    pub fn message(&self, reason: EndReason) -> Option<String> {
+        let c = &self.app.config.sessions;
+        reason.message(c.idle_timeout_secs, c.max_duration_secs)
+    }
+
+    /// Ends the session: the record gets its end, reason and figures; the
+    /// close is audited; the recording is flushed.
+    pub async fn close(mut self, reason: EndReason, detail: &str) {
+        self.flush(true).await;
+        let a = self.reg.activity().clone();
+        let (id, actor, src) = (self.id, self.actor.clone(), self.source.clone());
+        let detail = detail.to_string();
+        let secs = self.started.elapsed().as_secs();
+        let done = self
+            .app
+            .db
+            .write(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let ending = store::Ending {
+                    status: reason.final_status(),
+                    reason: reason.as_str(),
+                    detail: &detail,
+                    last: a.last_secs(),
+                    bytes_in: a.bytes_in(),
+                    bytes_out: a.bytes_out(),
+                };
+                store::end(&tx, id, &ending, crate::db::now())?;
+                let d = json!({"reason": reason.as_str(), "detail": detail, "seconds": secs,
+                               "bytes_in": a.bytes_in(), "bytes_out": a.bytes_out()});
+                audit::append(
+                    &tx,
+                    &Event::new(&actor, &src, "session.close", "session")
+                        .id(id)
+                        .detail(d),
+                )?;
+                tx.commit().map_err(AppError::from)
+            })
+            .await;
+        if let Err(e) = done {
+            log::error!("session {id}: recording its end failed: {e}");
+        }
+        log::info!("session {id} ended: {}", reason.as_str());
+    }
+}
+
+/// Keeps the live figures of open sessions in their records (every 2 s),
+/// and at start closes the records a previous process left open.
+pub async fn run(app: App, cancel: CancellationToken) {
+    match app
+        .db
+        .write(|c| store::close_orphans(c, crate::db::now()).map_err(AppError::from))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => {
+            log::warn!("{n} session record(s) left open by a previous run closed (reason error)")
+        }
+        Err(e) => log::error!("closing session records left open: {e}"),
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let snap = app.live.snapshot();
+        if snap.is_empty() {
+            continue;
+        }
+        let now = crate::db::now();
+        let r = app
+            .db
+            .write(move |c| {
+                for s in snap.iter().filter(|s| s.id > 0) {
+                    let status = model::live_status(now - s.last_secs);
+                    store::touch(c, s.id, status, s.last_secs, s.bytes_in, s.bytes_out)?;
+                }
+                Ok::<_, AppError>(())
+            })
+            .await;
+        if let Err(e) = r {
+            log::warn!("updating live session figures: {e}");
+        }
+    }
+}
+
+/// Scoped list with filters.
+pub async fn list(
+    app: &App,
+    me: &crate::auth::CurrentUser,
+    f: Filter,
+) -> Result<Vec<SessionRecord>, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::list(c, scope, &f).map_err(AppError::from))
+        .await
+}
+
+pub async fn get(
+    app: &App,
+    me: &crate::auth::CurrentUser,
+    id: i64,
+) -> Result<SessionRecord, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::get(c, scope, id).map_err(AppError::from))
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Force-terminates a live session (admins): its client is disconnected
+/// within a second; the session's own loop records the end.
+pub async fn terminate(
+    app: &App,
+    me: &crate::auth::CurrentUser,
+    id: i64,
+    src: &Source,
+) -> Result<SessionRecord, AppError> {
+    if me.user.role != crate::auth::Role::Admin {
+        return Err(AppError::Forbidden);
+    }
+    let rec = get(app, me, id).await?;
+    let was_live = app.live.stop(id, EndReason::AdminForce.as_str());
+    let (actor, src) = (me.actor(), src.clone());
+    let detail = json!({"user": rec.username, "instance": rec.instance_name, "was_live": was_live});
+    app.db
+        .write(move |c| {
+            let e = Event::new(&actor, &src, "session.terminate", "session")
+                .id(id)
+                .outcome(if was_live {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                })
+                .detail(detail);
+            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
+        })
+        .await?;
+    if !was_live {
+        return Err(AppError::Conflict(crate::error::FieldErrors::from([(
+            "id",
+            crate::error::FieldError::new("err.session_not_live"),
+        )])));
+    }
+    // Wait (briefly) for the session's loop to record its end.
+    for _ in 0..40 {
+        if !app.live.is_live(id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    get(app, me, id).await
+}
+
+/// The recording of a session in scope: its file path.
+pub async fn recording_path(
+    app: &App,
+    me: &crate::auth::CurrentUser,
+    id: i64,
+) -> Result<std::path::PathBuf, AppError> {
+    let scope = me.scope();
+    let file = app
+        .db
+        .read(move |c| store::recording(c, scope, id).map_err(AppError::from))
+        .await?
+        .ok_or(AppError::NotFound)?;
+    // Names are ours (`<id>.cast`); refuse anything else.
+    if file.contains('/') || file.contains("..") {
+        return Err(AppError::NotFound);
+    }
+    Ok(app.config.recordings_dir().join(file))
+}

@@ -1,0 +1,168 @@
+//! Session pages: live sessions (refreshing themselves, with a terminate
+//! button for admins), the history with filters, and one session with the
+//! replay of its recording.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use super::{Filter, SessionRecord};
+use crate::app::App;
+use crate::audit::Source;
+use crate::auth::Role;
+use crate::auth::pages::PageCtx;
+use crate::error::AppError;
+use crate::web::extract::{ApiPath, ApiQuery};
+use crate::web::render::{Layout, html, is_htmx};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/sessions", get(list))
+        .route("/sessions/{id}", get(show))
+        .route("/sessions/{id}/terminate", post(terminate))
+}
+
+/// `1 h 2 min`, from seconds.
+pub fn duration(s: &SessionRecord) -> String {
+    let end = s.ended_at.unwrap_or_else(crate::db::now);
+    super::model::human((end - s.started_at).max(0) as u64)
+}
+
+/// `12.3 KiB`.
+pub fn bytes(n: &i64) -> String {
+    let n = *n as f64;
+    match n {
+        n if n >= 1_073_741_824.0 => format!("{:.1} GiB", n / 1_073_741_824.0),
+        n if n >= 1_048_576.0 => format!("{:.1} MiB", n / 1_048_576.0),
+        n if n >= 1024.0 => format!("{:.1} KiB", n / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+pub fn reason_key(r: &Option<String>) -> &'static str {
+    match r.as_deref() {
+        Some("user_close") => "sessions.r_user_close",
+        Some("idle_timeout") => "sessions.r_idle_timeout",
+        Some("admin_force") => "sessions.r_admin_force",
+        Some("max_duration") => "sessions.r_max_duration",
+        Some("error") => "sessions.r_error",
+        _ => "sessions.r_none",
+    }
+}
+
+pub fn status_key(s: &str) -> &'static str {
+    match s {
+        "active" => "sessions.s_active",
+        "idle" => "sessions.s_idle",
+        "closed" => "sessions.s_closed",
+        _ => "sessions.s_terminated",
+    }
+}
+
+pub fn protocol_key(p: &str) -> &'static str {
+    if p == "ssh" {
+        "sessions.p_ssh"
+    } else {
+        "sessions.p_web_terminal"
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sessions/list.html")]
+struct ListPage {
+    l: Layout,
+    live: Vec<SessionRecord>,
+    history: Vec<SessionRecord>,
+    f: Filter,
+    is_admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "sessions/live_rows.html")]
+struct LiveRows {
+    l: Layout,
+    live: Vec<SessionRecord>,
+    is_admin: bool,
+}
+
+impl ListPage {
+    fn fv(&self, v: &Option<String>) -> String {
+        v.clone().unwrap_or_default()
+    }
+}
+
+async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    ApiQuery(f): ApiQuery<Filter>,
+) -> Result<Response, AppError> {
+    let live_filter = Filter {
+        status: Some("live".into()),
+        limit: Some(1000),
+        ..Filter::default()
+    };
+    let live = super::list(&app, &ctx.me, live_filter).await?;
+    let is_admin = ctx.me.user.role == Role::Admin;
+    let history = if is_htmx(&headers) {
+        Vec::new()
+    } else {
+        super::list(&app, &ctx.me, f.clone()).await?
+    };
+    let l = ctx.nav("sessions").l;
+    if is_htmx(&headers) {
+        return html(&LiveRows { l, live, is_admin });
+    }
+    html(&ListPage {
+        l,
+        live,
+        history,
+        f,
+        is_admin,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "sessions/show.html")]
+struct ShowPage {
+    l: Layout,
+    s: SessionRecord,
+    is_admin: bool,
+}
+
+/// One session; its replay needs WebAssembly (the player's terminal), so
+/// this page alone allows compiling it.
+async fn show(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let s = super::get(&app, &ctx.me, id).await?;
+    let is_admin = ctx.me.user.role == Role::Admin;
+    let mut r = html(&ShowPage {
+        l: ctx.nav("sessions").l,
+        s,
+        is_admin,
+    })?;
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             script-src 'self' 'wasm-unsafe-eval'; frame-ancestors 'none'",
+        ),
+    );
+    Ok(r)
+}
+
+async fn terminate(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    super::terminate(&app, &ctx.me, id, &src).await?;
+    Ok(Redirect::to("/sessions").into_response())
+}

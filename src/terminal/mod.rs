@@ -1,0 +1,215 @@
+//! The web terminal: a page with xterm.js and a WebSocket bridged to a
+//! `docker exec` with a TTY in the instance's container (bash where the
+//! image has it, sh otherwise). The WebSocket checks the session cookie (the
+//! guard), the user's right to the instance (a scoped lookup: 404 for
+//! others') and the Origin header; each connection is a session (limits,
+//! recording, audit).
+//!
+//! Frames: binary both ways carry terminal bytes; the browser sends text
+//! `{"type":"resize","cols":C,"rows":R}`; the server ends with text
+//! `{"type":"end","reason":..,"message":..,"exit_code":..}` and a close.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit::Source;
+use crate::auth::CurrentUser;
+use crate::auth::pages::PageCtx;
+use crate::docker::exec::{self, ExecSpec, Output};
+use crate::error::{AppError, FieldError, FieldErrors};
+use crate::instances::store::{Instance, Names};
+use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
+use crate::sessions::{OpenError, Opening, Protocol, Target};
+use crate::web::extract::{ApiPath, ApiQuery};
+use crate::web::render::{Layout, html};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/instances/{id}/terminal", get(page))
+        .route("/instances/{id}/terminal/ws", get(ws))
+}
+
+#[derive(Template)]
+#[template(path = "terminal/terminal.html")]
+struct TerminalPage {
+    l: Layout,
+    i: Instance,
+    n: Names,
+}
+
+/// The instance if `me` reaches it and it has a running container.
+async fn running(app: &App, me: &CurrentUser, id: i64) -> Result<(Instance, Names), AppError> {
+    let (i, n) = crate::instances::named(app, me, Some(id))
+        .await?
+        .pop()
+        .ok_or(AppError::NotFound)?;
+    if i.status != "running" || i.container_id.is_none() {
+        return Err(AppError::Conflict(FieldErrors::from([(
+            "status",
+            FieldError::new("err.not_running"),
+        )])));
+    }
+    Ok((i, n))
+}
+
+/// xterm.js styles its rows inline, so this page allows inline styles.
+async fn page(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let (i, n) = running(&app, &ctx.me, id).await?;
+    let mut r = html(&TerminalPage {
+        l: ctx.nav("instances").l,
+        i,
+        n,
+    })?;
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             script-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    Ok(r)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Size {
+    cols: Option<u16>,
+    rows: Option<u16>,
+}
+
+async fn ws(
+    State(app): State<App>,
+    me: CurrentUser,
+    headers: HeaderMap,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(size): ApiQuery<Size>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    if !crate::auth::guard::same_origin(&headers) {
+        return Err(AppError::Csrf);
+    }
+    let (i, n) = running(&app, &me, id).await?;
+    let size = (
+        size.cols.unwrap_or(80).clamp(10, 1000),
+        size.rows.unwrap_or(24).clamp(5, 500),
+    );
+    Ok(upgrade.on_upgrade(move |socket| {
+        serve(
+            app,
+            me,
+            Target {
+                instance: i,
+                node_name: n.node,
+            },
+            src,
+            size,
+            socket,
+        )
+    }))
+}
+
+/// The control messages the browser sends as text.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Control {
+    Resize { cols: u16, rows: u16 },
+}
+
+fn event(msg: Result<Message, axum::Error>) -> Option<ClientEvent> {
+    match msg {
+        Ok(Message::Binary(b)) => Some(ClientEvent::Input(b)),
+        Ok(Message::Text(t)) => match serde_json::from_str::<Control>(t.as_str()) {
+            Ok(Control::Resize { cols, rows }) => {
+                Some(ClientEvent::Resize(cols.max(1), rows.max(1)))
+            }
+            Err(_) => None,
+        },
+        Ok(Message::Close(_)) | Err(_) => Some(ClientEvent::Closed),
+        Ok(Message::Ping(_) | Message::Pong(_)) => None,
+    }
+}
+
+struct WsSink(SplitSink<WebSocket, Message>);
+
+impl ClientSink for WsSink {
+    async fn output(&mut self, out: Output) -> Result<(), ()> {
+        let bytes = match out {
+            Output::Stdout(b) | Output::Stderr(b) => b,
+        };
+        self.0.send(Message::Binary(bytes)).await.map_err(|_| ())
+    }
+
+    async fn finish(&mut self, end: &Finish) {
+        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": end.message,
+                          "exit_code": end.exit_code})
+        .to_string();
+        let _ = self.0.send(Message::Text(text.into())).await;
+        let close = CloseFrame {
+            code: 1000,
+            reason: end.reason.as_str().into(),
+        };
+        let _ = self.0.send(Message::Close(Some(close))).await;
+    }
+}
+
+async fn serve(
+    app: App,
+    me: CurrentUser,
+    target: Target,
+    src: Source,
+    size: (u16, u16),
+    socket: WebSocket,
+) {
+    let (sink, stream) = socket.split();
+    let mut sink = WsSink(sink);
+    let opening = Opening {
+        user: &me.user,
+        target: &target,
+        protocol: Protocol::WebTerminal,
+        source: src,
+        command: "",
+        size,
+        term: "xterm-256color",
+    };
+    let session = match crate::sessions::open(&app, opening).await {
+        Ok(s) => s,
+        Err(e) => {
+            let message = match e {
+                OpenError::TooMany(m) => m,
+                OpenError::App(e) => e.to_string(),
+            };
+            let end = Finish {
+                reason: crate::sessions::EndReason::Error,
+                exit_code: None,
+                message: Some(message),
+            };
+            sink.finish(&end).await;
+            return;
+        }
+    };
+    let spec = ExecSpec {
+        argv: exec::shell_argv(),
+        tty: true,
+        term: Some("xterm-256color".into()),
+        size: Some(size),
+        tag: format!("{}-s{}", app.install_id, session.id),
+    };
+    let container = target.container().to_string();
+    let events = Box::pin(stream.filter_map(|m| std::future::ready(event(m))));
+    bridge::run(&app, session, container, spec, events, sink).await;
+}

@@ -1,0 +1,683 @@
+//! The SSH jumpbox with the real OpenSSH client (`ssh`, `sshpass`,
+//! `ssh-keygen`) against the real server and dockerd: password and key
+//! login, the lockout, the menu (exact format, only the user's instances),
+//! a shell in the chosen container, direct `user+instance` login, command
+//! mode with its exit status and separate stderr, another user's instance
+//! unreachable by name, no process left behind, the idle timeout, an
+//! admin's force-terminate, the per-user limit, recordings, the host key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::lab::{FAST_STOP, Lab, small_spec};
+use common::{Server, get, make_tenant, make_user, post};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+const ALICE_PW: &str = "Velvet-Canyon-Harbor-58!";
+const BOB_PW: &str = "Saffron-Glacier-Pilot-36!";
+const INSTALL: &str = "install openssh-client and sshpass (see .ci/run)";
+
+/// `ssh` (through `sshpass` when a password is given) to the jumpbox.
+fn ssh(
+    port: u16,
+    login: &str,
+    password: Option<&str>,
+    key: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Command {
+    let mut c = match password {
+        Some(pw) => {
+            let mut c = Command::new("sshpass");
+            c.args(["-p", pw, "ssh"]);
+            c
+        }
+        None => Command::new("ssh"),
+    };
+    c.args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args(["-o", "ConnectTimeout=10", "-o", "NumberOfPasswordPrompts=1"]);
+    match key {
+        Some(k) => {
+            c.args([
+                "-o",
+                "PreferredAuthentications=publickey",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+            ])
+            .arg(k);
+        }
+        None => {
+            c.args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+            ]);
+        }
+    }
+    c.args(extra).arg(format!("{login}@127.0.0.1"));
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `c`, writing `input` and then closing stdin (unless `keep_open`),
+/// with a deadline.
+async fn run(c: &mut Command, input: &str, within: Duration) -> Ran {
+    let mut child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ssh ({e}): {INSTALL}"));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(within, child.wait_with_output())
+        .await
+        .expect("ssh did not finish in time")
+        .unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// An interactive client: its output collected as it comes, and the
+/// terminal's cursor-position query (`ESC[6n`, which busybox's shell sends
+/// at its prompt) answered as a terminal would.
+struct Talk {
+    child: Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    answered: usize,
+}
+
+impl Talk {
+    async fn start(c: &mut Command) -> Talk {
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ssh ({e}): {INSTALL}"));
+        let stdin = child.stdin.take();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = out.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Talk {
+            child,
+            stdin,
+            out,
+            answered: 0,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    async fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(text.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Waits until the output holds `needle` (counting from `after`
+    /// occurrences of it), answering terminal queries meanwhile.
+    async fn expect(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.text();
+            let queries = text.matches("\x1b[6n").count();
+            while self.answered < queries {
+                self.send("\x1b[1;1R").await;
+                self.answered += 1;
+            }
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {within:?} in:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the client to end (stdin closed unless `keep_stdin`).
+    async fn finish(mut self, keep_stdin: bool, within: Duration) -> Ran {
+        if !keep_stdin {
+            self.stdin = None;
+        }
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the ssh client did not end in time")
+            .unwrap();
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = e.read_to_string(&mut stderr).await;
+        }
+        // Let the reader catch the last bytes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ran {
+            code: status.code(),
+            stdout: self.text(),
+            stderr,
+        }
+    }
+}
+
+/// A lab with tenant A: alice (instances alpha, beta), bob (bobinst).
+struct Jump {
+    lab: Lab,
+    port: u16,
+    alpha: Value,
+    beta: Value,
+    bobinst: Value,
+    alice: reqwest::Client,
+}
+
+async fn jump(config: &str) -> Jump {
+    let lab = Lab::new(&format!("{FAST_STOP}{config}"), 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let t = make_tenant(&lab.srv, &lab.admin, "JMP").await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(t),
+        ALICE_PW,
+    )
+    .await;
+    let (_, bob) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "bob",
+        "customer_member",
+        Some(t),
+        BOB_PW,
+    )
+    .await;
+    let mut made = Vec::new();
+    for (c, name) in [(&alice, "alpha"), (&alice, "beta"), (&bob, "bobinst")] {
+        let (s, i) = post(
+            c,
+            &lab.srv.url("/api/v1/instances"),
+            lab.create_body(spec, name),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        made.push(i);
+    }
+    let port = lab.srv.ssh_port();
+    let [alpha, beta, bobinst]: [Value; 3] = made.try_into().unwrap();
+    Jump {
+        lab,
+        port,
+        alpha,
+        beta,
+        bobinst,
+        alice,
+    }
+}
+
+fn short(i: &Value) -> String {
+    i["container_id"].as_str().unwrap()[..12].to_string()
+}
+
+async fn sessions(j: &Jump, query: &str) -> Vec<Value> {
+    let (s, b) = j.lab.get(&format!("/api/v1/sessions?{query}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b.as_array().unwrap().clone()
+}
+
+/// Polls until the newest session matching `query` has ended; that record.
+async fn ended_session(j: &Jump, query: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = sessions(j, query).await;
+        if let Some(s) = list.first()
+            && s["ended_at"].is_i64()
+        {
+            return s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ended session for {query}: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn menu_shell_direct_target_commands_and_scoping() {
+    let j = jump("").await;
+    let p = j.port;
+
+    // The menu lists exactly alice's running instances in the documented
+    // format; choosing one gives a shell in that container.
+    let mut t = Talk::start(&mut ssh(p, "alice", Some(ALICE_PW), None, &["-tt"])).await;
+    let menu = t.expect("q to quit): ", Duration::from_secs(30)).await;
+    let lines: Vec<&str> = menu.lines().map(str::trim).collect();
+    assert!(lines.contains(&"序号 实例名称-容器ID-算力节点"), "{menu}");
+    let want1 = format!("1 alpha-{}-n1", short(&j.alpha));
+    let want2 = format!("2 beta-{}-n1", short(&j.beta));
+    assert_eq!(&lines[1..3], [want1.as_str(), want2.as_str()], "{menu}");
+    assert!(
+        !menu.contains("bobinst"),
+        "another user's instance in the menu: {menu}"
+    );
+    t.send("7\r").await;
+    t.expect("no such number", Duration::from_secs(10)).await;
+    t.send("2\r").await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    t.send("hostname\r").await;
+    let out = t
+        .expect(&format!("{}\r\n", short(&j.beta)), Duration::from_secs(20))
+        .await;
+    assert!(!out.contains(&format!("{}\r\n", short(&j.alpha))), "{out}");
+    t.send("exit\r").await;
+    let r = t.finish(true, Duration::from_secs(20)).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+
+    // Direct target: no menu.
+    let mut t = Talk::start(&mut ssh(p, "alice+alpha", Some(ALICE_PW), None, &["-tt"])).await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    t.send("hostname\r").await;
+    let out = t
+        .expect(&format!("{}\r\n", short(&j.alpha)), Duration::from_secs(20))
+        .await;
+    assert!(!out.contains("序号"), "{out}");
+    t.send("exit 4\r").await;
+    let r = t.finish(true, Duration::from_secs(20)).await;
+    assert_eq!(
+        r.code,
+        Some(4),
+        "the shell's exit status comes back: {}",
+        r.stderr
+    );
+
+    // Command mode: stdout and stderr apart, the exit status comes back.
+    let r = run(
+        ssh(p, "alice+alpha", Some(ALICE_PW), None, &[])
+            .arg("echo to-out; echo to-err >&2; exit 3"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.code, Some(3), "{} / {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "to-out\n");
+    assert!(
+        r.stderr.contains("to-err") && !r.stdout.contains("to-err"),
+        "{}",
+        r.stderr
+    );
+    // stdin goes through too.
+    let r = run(
+        ssh(p, "alice+alpha", Some(ALICE_PW), None, &[]).arg("wc -c"),
+        "12345",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!((r.code, r.stdout.trim()), (Some(0), "5"));
+
+    // A member cannot reach another user's instance by name (nor by id).
+    for target in ["bobinst".to_string(), j.bobinst["id"].to_string()] {
+        let r = run(
+            ssh(p, &format!("alice+{target}"), Some(ALICE_PW), None, &[]).arg("hostname"),
+            "",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(
+            r.code,
+            Some(1),
+            "alice reached {target}: {} {}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("no running instance named"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stdout.contains(&short(&j.bobinst)));
+    }
+    // Wrong password: refused (exit 255), audited.
+    let r = run(
+        ssh(p, "alice", Some("Not-The-Password-1"), None, &[]).arg("true"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    assert!(j.lab.audited("action=auth.login&outcome=failure").await >= 1);
+
+    // Sessions were recorded as ssh sessions of alice, with their figures.
+    let list = sessions(&j, "protocol=ssh&username=alice").await;
+    assert!(list.len() >= 4, "{list:?}");
+    assert!(
+        list.iter()
+            .all(|s| s["ended_at"].is_i64() || s["status"] == "active"),
+        "{list:?}"
+    );
+    let cmd = list.iter().find(|s| s["command"] == "wc -c").unwrap();
+    assert_eq!(cmd["bytes_in"], 5);
+    assert_eq!(cmd["end_reason"], "user_close");
+    assert_eq!(cmd["instance_name"], "alpha");
+    assert_eq!(j.lab.audited("action=session.open").await, list.len());
+    // The owner's view (admin here) of the bob instance is untouched.
+    let _ = &j.alice;
+}
+
+#[tokio::test]
+async fn key_login_lockout_and_users_without_instances() {
+    let j = jump("[security]\nlockout_threshold = 3\n").await;
+    let p = j.port;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap_or_else(|e| panic!("ssh-keygen ({e}): {INSTALL}"));
+    assert!(out.status.success());
+    // Before the key is registered it opens nothing.
+    let r = run(
+        ssh(p, "alice+alpha", None, Some(&key), &["-o", "BatchMode=yes"]).arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.code, Some(255), "{}", r.stderr);
+    let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
+    let (s, b) = post(
+        &j.alice,
+        &j.lab.srv.url("/api/v1/ssh-keys"),
+        json!({"public_key": public}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let r = run(
+        ssh(p, "alice+alpha", None, Some(&key), &["-o", "BatchMode=yes"]).arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (Some(0), short(&j.alpha).as_str()),
+        "{}",
+        r.stderr
+    );
+    // The key is alice's: it does not open bob's account.
+    let r = run(
+        ssh(p, "bob+bobinst", None, Some(&key), &["-o", "BatchMode=yes"]).arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.code, Some(255), "{}", r.stdout);
+
+    // Three wrong passwords lock bob (same counter as the web); then even
+    // the right password is refused, on SSH and on the web.
+    for _ in 0..3 {
+        let r = run(
+            ssh(p, "bob", Some("Wrong-Password-77"), None, &[]).arg("true"),
+            "",
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(r.code, Some(255));
+    }
+    let r = run(
+        ssh(p, "bob+bobinst", Some(BOB_PW), None, &[]).arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.code, Some(255), "a locked user got in: {}", r.stdout);
+    let (_, s, _) = j.lab.srv.login("bob", BOB_PW).await;
+    assert_eq!(s, StatusCode::LOCKED);
+
+    // A user with no instance is told so and disconnected.
+    let t = make_tenant(&j.lab.srv, &j.lab.admin, "EMP").await;
+    make_user(
+        &j.lab.srv,
+        &j.lab.admin,
+        "dave",
+        "customer_member",
+        Some(t),
+        BOB_PW,
+    )
+    .await;
+    let r = run(
+        &mut ssh(p, "dave", Some(BOB_PW), None, &["-tt"]),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        r.stdout.contains("no running instances") || r.stderr.contains("no running instances"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    assert_ne!(r.code, Some(0));
+}
+
+/// Processes a session started in the container.
+fn ps(lab: &Lab, container: &str) -> String {
+    let out = lab.docker(&["exec", container, "ps"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn disconnects_leave_nothing_running_and_recordings_replay() {
+    let j = jump("").await;
+    let p = j.port;
+    let cid = j.alpha["container_id"].as_str().unwrap().to_string();
+    let mut t = Talk::start(&mut ssh(p, "alice+alpha", Some(ALICE_PW), None, &["-tt"])).await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    t.send("echo rec-7b1e; sleep 7771 & sleep 8881\r").await;
+    t.expect("rec-7b1e\r\n", Duration::from_secs(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ps(&j.lab, &cid).contains("sleep 8881") {
+        assert!(
+            Instant::now() < deadline,
+            "the session's commands never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let child = t.child;
+    drop(child); // the client goes away (killed)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = ps(&j.lab, &cid);
+        if !now.contains("sleep 7771") && !now.contains("sleep 8881") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "processes left behind:\n{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = ended_session(&j, "username=alice&protocol=ssh").await;
+    assert_eq!(s["end_reason"], "user_close", "{s}");
+    // The recording replays what was typed (echoed by the terminal).
+    let id = s["id"].as_i64().unwrap();
+    let r = j
+        .lab
+        .admin
+        .get(j.lab.srv.url(&format!("/api/v1/sessions/{id}/recording")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cast = r.text().await.unwrap();
+    let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(cast.contains("rec-7b1e"), "{cast}");
+    let page = common::text(&j.lab.admin, &j.lab.srv.url(&format!("/sessions/{id}"))).await;
+    assert!(
+        page.contains("asciinema-player.min.js")
+            && page.contains(&format!("/api/v1/sessions/{id}/recording"))
+    );
+    // A member may not replay (nor list) sessions.
+    let r = j
+        .alice
+        .get(j.lab.srv.url(&format!("/api/v1/sessions/{id}/recording")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(j.lab.audited("action=session.close").await >= 1);
+}
+
+#[tokio::test]
+async fn idle_sessions_end_with_the_reason_idle_timeout() {
+    let j = jump("[sessions]\nidle_timeout_secs = 3\n").await;
+    let started = Instant::now();
+    let t = Talk::start(&mut ssh(
+        j.port,
+        "alice+alpha",
+        Some(ALICE_PW),
+        None,
+        &["-tt"],
+    ))
+    .await;
+    let r = t.finish(true, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "ended after {took:?}: {} {}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("idle timeout"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let s = ended_session(&j, "username=alice").await;
+    assert_eq!(
+        (s["end_reason"].as_str(), s["status"].as_str()),
+        (Some("idle_timeout"), Some("terminated"))
+    );
+    eprintln!("idle session (3 s limit) ended after {took:?}");
+}
+
+#[tokio::test]
+async fn force_terminate_and_the_per_user_limit() {
+    let j = jump("[sessions]\nmax_per_user = 2\n").await;
+    let p = j.port;
+    let first = Talk::start(&mut ssh(p, "alice+alpha", Some(ALICE_PW), None, &["-tt"])).await;
+    let second = Talk::start(&mut ssh(p, "alice+beta", Some(ALICE_PW), None, &["-tt"])).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let live = loop {
+        let l = sessions(&j, "status=live").await;
+        if l.len() == 2 {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "sessions not live: {l:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A third is refused, saying which limit.
+    let r = run(
+        ssh(p, "alice+alpha", Some(ALICE_PW), None, &[]).arg("true"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("max_per_user"), "{}", r.stderr);
+    assert!(j.lab.audited("action=session.open&outcome=denied").await == 1);
+
+    // The admin terminates one: its client is gone within a second or so.
+    let id = live[0]["id"].as_i64().unwrap();
+    let asked = Instant::now();
+    let (s, b) = post(
+        &j.lab.admin,
+        &j.lab.srv.url(&format!("/api/v1/sessions/{id}/terminate")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["end_reason"].as_str(), b["status"].as_str()),
+        (Some("admin_force"), Some("terminated"))
+    );
+    let (victim, other) = if live[0]["instance_name"] == "beta" {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    let r = victim.finish(true, Duration::from_secs(5)).await;
+    let took = asked.elapsed();
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("terminated by an administrator"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    eprintln!("force-terminate: client disconnected {took:?} after the request");
+    // Members cannot terminate.
+    let (s, _) = post(
+        &j.alice,
+        &j.lab.srv.url(&format!("/api/v1/sessions/{id}/terminate")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    drop(other);
+}
+
+#[tokio::test]
+async fn the_host_key_is_stable_across_restarts() {
+    let srv = Server::start();
+    let scan = |port: u16| {
+        let out = std::process::Command::new("ssh-keyscan")
+            .args(["-p", &port.to_string(), "-t", "ed25519", "127.0.0.1"])
+            .output()
+            .unwrap_or_else(|e| panic!("ssh-keyscan ({e}): {INSTALL}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.contains("ssh-ed25519"))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+    };
+    let before = scan(srv.ssh_port()).expect("no ed25519 host key offered");
+    let srv = srv.restart("");
+    let after = scan(srv.ssh_port()).unwrap();
+    assert_eq!(before, after);
+    let (s, _) = get(&srv.client(), &srv.url("/healthz")).await;
+    assert_eq!(s, StatusCode::OK);
+}
