@@ -646,6 +646,45 @@ async fn browser_web_terminal_runs_commands_in_the_container() {
     })
     .await;
     shot(&c, "terminal").await;
+
+    // Resizing the browser resizes the container's TTY: `stty size`, asked
+    // with a numbered marker, before and after.
+    let stty = |c: &Client, n: u32| {
+        let c = c.clone();
+        async move {
+            let cmd = format!("echo SZ{n}-$(stty size)-END\n");
+            find(&c, ".xterm-helper-textarea")
+                .await
+                .send_keys(&cmd)
+                .await
+                .unwrap();
+            let tag = format!("SZ{n}-");
+            poll("stty's answer", || async {
+                let t = rows(&c).await?;
+                t.lines()
+                    .filter_map(|l| l.trim().strip_prefix(tag.as_str())?.strip_suffix("-END"))
+                    .find(|v| {
+                        v.split(' ').count() == 2
+                            && v.bytes().all(|b| b.is_ascii_digit() || b == b' ')
+                    })
+                    .map(str::to_string)
+                    .ok_or(t)
+            })
+            .await
+        }
+    };
+    let before = stty(&c, 0).await;
+    c.set_window_size(700, 500).await.unwrap();
+    let mut after = before.clone();
+    for n in 1..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = stty(&c, n).await;
+        if after != before {
+            break;
+        }
+    }
+    let cols = |s: &str| s.split(' ').nth(1).unwrap().parse::<u32>().unwrap();
+    assert!(cols(&after) < cols(&before), "{before} -> {after}");
     c.close().await.unwrap();
     drop(driver);
 

@@ -611,6 +611,15 @@ async fn force_terminate_and_the_per_user_limit() {
         assert!(Instant::now() < deadline, "sessions not live: {l:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The admin's live page lists them, each with a Terminate button.
+    let page = common::text(&j.lab.admin, &j.lab.srv.url("/sessions")).await;
+    for s in &live {
+        assert!(
+            page.contains(&format!("id=\"terminate-{}\"", s["id"])),
+            "{page}"
+        );
+    }
+
     // A third is refused, saying which limit.
     let r = run(
         ssh(p, "alice+alpha", Some(ALICE_PW), None, &[]).arg("true"),
@@ -624,25 +633,25 @@ async fn force_terminate_and_the_per_user_limit() {
 
     // The admin terminates one: its client is gone within a second or so.
     let id = live[0]["id"].as_i64().unwrap();
-    let asked = Instant::now();
-    let (s, b) = post(
-        &j.lab.admin,
-        &j.lab.srv.url(&format!("/api/v1/sessions/{id}/terminate")),
-        json!({}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(
-        (b["end_reason"].as_str(), b["status"].as_str()),
-        (Some("admin_force"), Some("terminated"))
-    );
     let (victim, other) = if live[0]["instance_name"] == "beta" {
         (second, first)
     } else {
         (first, second)
     };
+    let asked = Instant::now();
+    let (admin, url) = (
+        j.lab.admin.clone(),
+        j.lab.srv.url(&format!("/api/v1/sessions/{id}/terminate")),
+    );
+    let call = tokio::spawn(async move { post(&admin, &url, json!({})).await });
     let r = victim.finish(true, Duration::from_secs(5)).await;
     let took = asked.elapsed();
+    let (s, b) = call.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["end_reason"].as_str(), b["status"].as_str()),
+        (Some("admin_force"), Some("terminated"))
+    );
     assert!(
         format!("{}{}", r.stdout, r.stderr).contains("terminated by an administrator"),
         "{} {}",

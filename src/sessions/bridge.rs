@@ -94,10 +94,9 @@ pub async fn run<E, S>(
         Stop::Exited => exit_code(&d, &ex.id).await,
         Stop::Ended(_) | Stop::Failed(_) => None,
     };
-    // dockerd keeps an exec's processes when its connection closes.
-    if let Err(e) = exec::end_tagged(&d, &container, &spec.tag).await {
-        log::warn!("session {}: ending its processes failed: {e}", session.id);
-    }
+    // The client hears first (a terminated session is cut off at once),
+    // then what the session started in the container ends: dockerd keeps
+    // an exec's processes when its connection closes.
     let message = session
         .message(reason)
         .or_else(|| (!detail.is_empty()).then(|| detail.clone()));
@@ -107,6 +106,10 @@ pub async fn run<E, S>(
         message,
     })
     .await;
+    drop(sink);
+    if let Err(e) = exec::end_tagged(&d, &container, &spec.tag).await {
+        log::warn!("session {}: ending its processes failed: {e}", session.id);
+    }
     session.close(reason, &detail).await;
 }
 

@@ -136,6 +136,11 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// The server process's id (for memory figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The jumpbox's port (from the server's log line `jumpbox: ssh on ADDR`).
     pub fn ssh_port(&self) -> u16 {
         let logs = self.logs();

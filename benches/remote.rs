@@ -1,0 +1,295 @@
+//! Figures for remote access (printed, not asserted; `cargo bench --bench
+//! remote`, root, with the test packages of README):
+//! 1. throughput of `cat` of a 100 MB file inside the container, through
+//!    the jumpbox (command mode) and through the web terminal (a TTY over a
+//!    WebSocket over HTTPS), each against plain `docker exec` (without and
+//!    with a TTY) in the same run;
+//! 2. the server's memory with 100 idle jumpbox shell sessions open,
+//!    against the same server idle.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::lab::{FAST_STOP, Lab, small_spec};
+use common::{make_tenant, make_user, post};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const PW: &str = "Velvet-Canyon-Harbor-58!";
+const SIZE: u64 = 100 * 1024 * 1024;
+const RUNS: usize = 3;
+
+fn mb_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1_048_576.0 / d.as_secs_f64()
+}
+
+fn best(v: &[Duration]) -> Duration {
+    *v.iter().min().unwrap()
+}
+
+/// Runs `cmd` `RUNS` times with stdout counted; the times and the bytes.
+fn timed(mut make: impl FnMut() -> Command) -> (Vec<Duration>, u64) {
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let mut child = make()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        bytes = std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+        assert!(child.wait().unwrap().success());
+        times.push(started.elapsed());
+    }
+    (times, bytes)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn ssh(port: u16, login: &str) -> Command {
+    let mut c = Command::new("sshpass");
+    c.args(["-p", PW, "ssh", "-p", &port.to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .arg(format!("{login}@127.0.0.1"));
+    c
+}
+
+/// The session cookie of a fresh sign-in (read off Set-Cookie).
+async fn session_cookie(srv: &common::Server) -> String {
+    let c = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&srv.cert).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = c
+        .post(srv.url("/api/v1/auth/login"))
+        .json(&json!({"username": "alice", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+fn tls_to(srv: &common::Server) -> tokio_tungstenite::Connector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types_certs(&std::fs::read(&srv.cert).unwrap()) {
+        roots.add(cert).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_tungstenite::Connector::Rustls(Arc::new(config))
+}
+
+fn rustls_pki_types_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `cat` through the web terminal: sends the command, counts the bytes
+/// until the end marker (the TTY turns each `\n` into `\r\n`).
+async fn web_terminal(srv: &common::Server, id: i64, cookie: &str) -> (Duration, u64) {
+    let url = srv
+        .url(&format!("/instances/{id}/terminal/ws?cols=200&rows=50"))
+        .replacen("https://", "wss://", 1);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    req.headers_mut()
+        .insert("origin", srv.base.parse().unwrap());
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(tls_to(srv)))
+            .await
+            .unwrap();
+    // The shell is up once its prompt shows (answer busybox's cursor query).
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"# ") {
+        if let Some(Ok(Message::Binary(b))) = ws.next().await {
+            if b.windows(4).any(|w| w == b"\x1b[6n") {
+                ws.send(Message::Binary("\x1b[1;1R".into())).await.unwrap();
+            }
+            seen.extend_from_slice(&b);
+        }
+    }
+    let started = Instant::now();
+    ws.send(Message::Binary("cat /tmp/big; echo END-OF-CAT\r".into()))
+        .await
+        .unwrap();
+    let mut bytes = 0u64;
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                bytes += b.len() as u64;
+                tail.extend_from_slice(&b);
+                if tail.len() > 64 {
+                    tail.drain(..tail.len() - 64);
+                }
+                // The marker printed by echo (not the command line's echo).
+                if tail.windows(12).any(|w| w == b"END-OF-CAT\r\n") {
+                    break;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the terminal ended: {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    let _ = ws.close(None).await;
+    (took, bytes)
+}
+
+#[tokio::main]
+async fn main() {
+    let lab = Lab::new(&format!("{FAST_STOP}[sessions]\nmax_per_user = 0\n"), 64).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let t = make_tenant(&lab.srv, &lab.admin, "BEN").await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(t),
+        PW,
+    )
+    .await;
+    let (s, i) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "bench"),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 201, "{i}");
+    let (id, cid) = (
+        i["id"].as_i64().unwrap(),
+        i["container_id"].as_str().unwrap().to_string(),
+    );
+    // 100 MiB of text lines in the container.
+    let out = lab.docker(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        &format!("yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {SIZE} > /tmp/big"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let port = lab.srv.ssh_port();
+    let docker = |tty: bool| {
+        let mut c = Command::new("docker");
+        c.args(["-H", &lab.d.unix_url, "exec"]);
+        if tty {
+            c.arg("-t");
+        }
+        c.args([cid.as_str(), "cat", "/tmp/big"]);
+        c
+    };
+
+    let (plain, plain_bytes) = timed(|| docker(false));
+    let (jump, jump_bytes) = timed(|| {
+        let mut c = ssh(port, "alice+bench");
+        c.arg("cat /tmp/big");
+        c
+    });
+    assert_eq!((plain_bytes, jump_bytes), (SIZE, SIZE));
+    let (tty, tty_bytes) = timed(|| docker(true));
+    let cookie = session_cookie(&lab.srv).await;
+    let mut web = Vec::new();
+    let mut web_bytes = 0;
+    for _ in 0..RUNS {
+        let (d, b) = web_terminal(&lab.srv, id, &cookie).await;
+        web.push(d);
+        web_bytes = b;
+    }
+    println!("cat of a 100 MiB text file in the container (best of {RUNS}):");
+    println!(
+        "  docker exec (no TTY):          {:>7.1} MiB/s",
+        mb_s(plain_bytes, best(&plain))
+    );
+    println!(
+        "  jumpbox, ssh command mode:     {:>7.1} MiB/s   ratio to docker exec: {:.2}",
+        mb_s(jump_bytes, best(&jump)),
+        best(&plain).as_secs_f64() / best(&jump).as_secs_f64()
+    );
+    println!(
+        "  docker exec -t (TTY):          {:>7.1} MiB/s ({tty_bytes} bytes: \\n -> \\r\\n)",
+        mb_s(tty_bytes, best(&tty))
+    );
+    println!(
+        "  web terminal (TTY, WSS):       {:>7.1} MiB/s   ratio to docker exec: {:.2}, to docker exec -t: {:.2}",
+        mb_s(web_bytes, best(&web)),
+        best(&plain).as_secs_f64() / best(&web).as_secs_f64(),
+        best(&tty).as_secs_f64() / best(&web).as_secs_f64()
+    );
+
+    // Memory with 100 idle jumpbox sessions.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_kib(lab.srv.pid());
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let mut c = ssh(port, "alice+bench");
+        c.arg("-tt")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        clients.push(c.spawn().unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, live) = lab.get("/api/v1/sessions?status=live&limit=1000").await;
+        let n = live.as_array().unwrap().len();
+        if n >= 100 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {n} sessions opened");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let busy = rss_kib(lab.srv.pid());
+    println!("server RSS (VmRSS):");
+    println!("  idle, after the runs above:    {idle} KiB");
+    println!(
+        "  with 100 idle jumpbox shells:  {busy} KiB   ratio {:.2}, {:.0} KiB per session",
+        busy as f64 / idle as f64,
+        (busy.saturating_sub(idle)) as f64 / 100.0
+    );
+    for mut c in clients {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
