@@ -62,7 +62,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-fn ssh(port: u16, login: &str) -> Command {
+/// `ssh` to the jumpbox; `opts` go before the destination.
+fn ssh(port: u16, login: &str, opts: &[&str]) -> Command {
     let mut c = Command::new("sshpass");
     c.args(["-p", PW, "ssh", "-p", &port.to_string()])
         .args([
@@ -79,6 +80,7 @@ fn ssh(port: u16, login: &str) -> Command {
             "-o",
             "PubkeyAuthentication=no",
         ])
+        .args(opts)
         .arg(format!("{login}@127.0.0.1"));
     c
 }
@@ -137,20 +139,25 @@ async fn web_terminal(srv: &common::Server, id: i64, cookie: &str) -> (Duration,
         tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(tls_to(srv)))
             .await
             .unwrap();
-    // The shell is up once its prompt shows (answer busybox's cursor query).
+    // The shell is up once its prompt shows and its cursor query (busybox
+    // asks the terminal where the cursor is) is answered.
     let mut seen = Vec::new();
-    while !seen.ends_with(b"# ") {
-        if let Some(Ok(Message::Binary(b))) = ws.next().await {
-            if b.windows(4).any(|w| w == b"\x1b[6n") {
-                ws.send(Message::Binary("\x1b[1;1R".into())).await.unwrap();
-            }
-            seen.extend_from_slice(&b);
+    while !seen.windows(4).any(|w| w == b"\x1b[6n") {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => seen.extend_from_slice(&b),
+            Some(Ok(_)) => {}
+            other => panic!("the terminal ended before its prompt: {other:?}"),
         }
     }
+    ws.send(Message::Binary("\x1b[1;1R".into())).await.unwrap();
     let started = Instant::now();
-    ws.send(Message::Binary("cat /tmp/big; echo END-OF-CAT\r".into()))
-        .await
-        .unwrap();
+    // The marker as printed (`END-OF-2-CAT`) differs from the command line
+    // that the terminal echoes (`$((1+1))`).
+    ws.send(Message::Binary(
+        "cat /tmp/big; echo END-OF-$((1+1))-CAT\r".into(),
+    ))
+    .await
+    .unwrap();
     let mut bytes = 0u64;
     let mut tail: Vec<u8> = Vec::new();
     loop {
@@ -162,7 +169,7 @@ async fn web_terminal(srv: &common::Server, id: i64, cookie: &str) -> (Duration,
                     tail.drain(..tail.len() - 64);
                 }
                 // The marker printed by echo (not the command line's echo).
-                if tail.windows(12).any(|w| w == b"END-OF-CAT\r\n") {
+                if tail.windows(14).any(|w| w == b"END-OF-2-CAT\r\n") {
                     break;
                 }
             }
@@ -200,6 +207,7 @@ async fn main() {
         i["id"].as_i64().unwrap(),
         i["container_id"].as_str().unwrap().to_string(),
     );
+    let at_start = rss_kib(lab.srv.pid());
     // 100 MiB of text lines in the container.
     let out = lab.docker(&[
         "exec",
@@ -220,13 +228,21 @@ async fn main() {
         c
     };
 
+    eprintln!("measuring docker exec, the jumpbox, docker exec -t, the web terminal...");
     let (plain, plain_bytes) = timed(|| docker(false));
     let (jump, jump_bytes) = timed(|| {
-        let mut c = ssh(port, "alice+bench");
+        let mut c = ssh(port, "alice+bench", &[]);
         c.arg("cat /tmp/big");
         c
     });
-    assert_eq!((plain_bytes, jump_bytes), (SIZE, SIZE));
+    // The same with AES-GCM (hardware AES) instead of OpenSSH's first
+    // choice, chacha20-poly1305.
+    let (gcm, gcm_bytes) = timed(|| {
+        let mut c = ssh(port, "alice+bench", &["-c", "aes256-gcm@openssh.com"]);
+        c.arg("cat /tmp/big");
+        c
+    });
+    assert_eq!((plain_bytes, jump_bytes, gcm_bytes), (SIZE, SIZE, SIZE));
     let (tty, tty_bytes) = timed(|| docker(true));
     let cookie = session_cookie(&lab.srv).await;
     let mut web = Vec::new();
@@ -247,6 +263,11 @@ async fn main() {
         best(&plain).as_secs_f64() / best(&jump).as_secs_f64()
     );
     println!(
+        "  jumpbox, ssh -c aes256-gcm:    {:>7.1} MiB/s   ratio to docker exec: {:.2}",
+        mb_s(gcm_bytes, best(&gcm)),
+        best(&plain).as_secs_f64() / best(&gcm).as_secs_f64()
+    );
+    println!(
         "  docker exec -t (TTY):          {:>7.1} MiB/s ({tty_bytes} bytes: \\n -> \\r\\n)",
         mb_s(tty_bytes, best(&tty))
     );
@@ -262,9 +283,8 @@ async fn main() {
     let idle = rss_kib(lab.srv.pid());
     let mut clients = Vec::new();
     for _ in 0..100 {
-        let mut c = ssh(port, "alice+bench");
-        c.arg("-tt")
-            .stdin(Stdio::piped())
+        let mut c = ssh(port, "alice+bench", &["-tt"]);
+        c.stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         clients.push(c.spawn().unwrap());
@@ -282,6 +302,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let busy = rss_kib(lab.srv.pid());
     println!("server RSS (VmRSS):");
+    println!("  before the runs above:         {at_start} KiB");
     println!("  idle, after the runs above:    {idle} KiB");
     println!(
         "  with 100 idle jumpbox shells:  {busy} KiB   ratio {:.2}, {:.0} KiB per session",

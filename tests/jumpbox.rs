@@ -690,3 +690,48 @@ async fn the_host_key_is_stable_across_restarts() {
     let (s, _) = get(&srv.client(), &srv.url("/healthz")).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn sigterm_closes_open_sessions_before_the_database() {
+    let j = jump("").await;
+    let t = Talk::start(&mut ssh(
+        j.port,
+        "alice+alpha",
+        Some(ALICE_PW),
+        None,
+        &["-tt"],
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sessions(&j, "status=live").await.is_empty() {
+        assert!(Instant::now() < deadline, "the session never opened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Jump { lab, .. } = j;
+    let Lab { srv, .. } = lab;
+    let mut srv = srv;
+    srv.stop();
+    let r = t.finish(true, Duration::from_secs(15)).await;
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("shutting down"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let logs = srv.logs();
+    assert!(
+        logs.contains("stopped: database checkpointed and closed"),
+        "{logs}"
+    );
+    // Its record was closed by the stopping server, not swept at the next start.
+    let srv = srv.restart("");
+    let (c, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = get(&c, &srv.url("/api/v1/sessions")).await;
+    let rec = &list[0];
+    assert_eq!(
+        (rec["end_reason"].as_str(), rec["end_detail"].as_str()),
+        (Some("error"), Some("gpudock is shutting down")),
+        "{rec}"
+    );
+}
