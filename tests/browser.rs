@@ -343,6 +343,40 @@ async fn browser_login_forced_password_change_and_language_switch() {
     drop(driver);
 }
 
+/// Waits until the instance page's status badge says `want`.
+async fn wait_instance_status(c: &Client, want: &str) {
+    poll(&format!("status {want}"), || async {
+        let st = find(c, "#instance-status")
+            .await
+            .attr("data-status")
+            .await
+            .map_err(|e| e.to_string())?;
+        if st.as_deref() == Some(want) {
+            Ok(())
+        } else {
+            Err(format!("{st:?}"))
+        }
+    })
+    .await;
+}
+
+/// Signs in on the real login page and waits to be let in.
+async fn sign_in(c: &Client, server: &common::Server, user: &str, password: &str) {
+    c.goto(&server.url("/login")).await.unwrap();
+    fill(c, "#username", user).await;
+    fill(c, "#password", password).await;
+    click(c, "#login-submit").await;
+    poll("sign-in", || async {
+        let p = path_and_query(c).await;
+        if p.starts_with("/login") {
+            Err(p)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}
+
 /// Saves a screenshot when GPUDOCK_SCREENSHOTS names a folder (for looking
 /// at the pages; no assertion depends on it).
 async fn shot(c: &Client, name: &str) {
@@ -405,19 +439,7 @@ async fn browser_walks_the_instance_wizard() {
     .await;
 
     let c = driver.connect().await;
-    c.goto(&server.url("/login")).await.unwrap();
-    fill(&c, "#username", "wiz").await;
-    fill(&c, "#password", STRONG_PASSWORD).await;
-    click(&c, "#login-submit").await;
-    poll("sign-in", || async {
-        let p = path_and_query(&c).await;
-        if p.starts_with("/login") {
-            Err(p)
-        } else {
-            Ok(())
-        }
-    })
-    .await;
+    sign_in(&c, &server, "wiz", STRONG_PASSWORD).await;
     c.goto(&server.url("/instances")).await.unwrap();
     click(&c, "#new-instance").await;
     wait_for_path(&c, "/instances/new").await;
@@ -465,19 +487,7 @@ async fn browser_walks_the_instance_wizard() {
             .ok_or(p)
     })
     .await;
-    poll("status running", || async {
-        let st = find(&c, "#instance-status")
-            .await
-            .attr("data-status")
-            .await
-            .map_err(|e| e.to_string())?;
-        if st.as_deref() == Some("running") {
-            Ok(())
-        } else {
-            Err(format!("{st:?}"))
-        }
-    })
-    .await;
+    wait_instance_status(&c, "running").await;
     poll("the logs to stream in", || async {
         let t = find(&c, "#logs")
             .await
@@ -501,19 +511,7 @@ async fn browser_walks_the_instance_wizard() {
     );
 
     click(&c, "#instance-stop").await;
-    poll("status exited", || async {
-        let st = find(&c, "#instance-status")
-            .await
-            .attr("data-status")
-            .await
-            .map_err(|e| e.to_string())?;
-        if st.as_deref() == Some("exited") {
-            Ok(())
-        } else {
-            Err(format!("{st:?}"))
-        }
-    })
-    .await;
+    wait_instance_status(&c, "exited").await;
     click(&c, "#instance-delete").await;
     poll("the confirm dialog", || async {
         c.accept_alert().await.map_err(|e| e.to_string())
@@ -595,19 +593,7 @@ async fn browser_web_terminal_runs_commands_in_the_container() {
 
     let driver = ChromeDriver::start();
     let c = driver.connect().await;
-    c.goto(&lab.srv.url("/login")).await.unwrap();
-    fill(&c, "#username", "term").await;
-    fill(&c, "#password", STRONG_PASSWORD).await;
-    click(&c, "#login-submit").await;
-    poll("sign-in", || async {
-        let p = path_and_query(&c).await;
-        if p.starts_with("/login") {
-            Err(p)
-        } else {
-            Ok(())
-        }
-    })
-    .await;
+    sign_in(&c, &lab.srv, "term", STRONG_PASSWORD).await;
     c.goto(&lab.srv.url(&format!("/instances/{id}")))
         .await
         .unwrap();

@@ -855,28 +855,10 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reservations_get_distinct_gpu_indices() {
     use gpudock::audit::Source;
-    use gpudock::auth::{AuthVia, CurrentUser};
     use gpudock::instances::lifecycle::{self, CreateInput};
-    use gpudock::{App, Config};
 
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    let app = App::open(config).await.unwrap();
-    let user = app
-        .db
-        .read(|c| {
-            gpudock::auth::store::user_by_name(c, "admin").map_err(gpudock::db::DbError::from)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let me = CurrentUser {
-        user,
-        via: AuthVia::Session,
-    };
+    let (app, me) = common::in_process_admin(dir.path()).await;
     let src = Source::local();
     fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
         serde_json::from_value(v).unwrap()
