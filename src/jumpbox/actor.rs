@@ -223,13 +223,10 @@ impl Conn {
             }
         };
         let (picked, typed_ahead) = match (&self.target, &command) {
-            (Some(t), _) => match find(&reachable, t) {
-                Some(i) => (i, Vec::new()),
-                None => {
-                    let msg = format!(
-                        "no running instance named \"{t}\" that you can reach (没有可访问的运行中实例 \"{t}\")"
-                    );
-                    out.fail(&msg).await;
+            (Some(t), _) => match menu::find(&ids_and_names(&reachable), t) {
+                Ok(i) => (i, Vec::new()),
+                Err(why) => {
+                    out.fail(&why).await;
                     return;
                 }
             },
@@ -382,6 +379,13 @@ fn events(
     Box::pin(futures_util::stream::iter(first).chain(rest))
 }
 
+fn ids_and_names(reachable: &[(Instance, Names)]) -> Vec<(i64, &str)> {
+    reachable
+        .iter()
+        .map(|(i, _)| (i.id, i.name.as_str()))
+        .collect()
+}
+
 /// Running instances `me` reaches, by id.
 async fn running_instances(
     app: &App,
@@ -392,22 +396,6 @@ async fn running_instances(
         .into_iter()
         .filter(|(i, _)| i.status == "running" && i.container_id.is_some())
         .collect())
-}
-
-/// The instance a login names: by name (unique among those reached), or by id.
-fn find(reachable: &[(Instance, Names)], target: &str) -> Option<usize> {
-    let by_name: Vec<usize> = reachable
-        .iter()
-        .enumerate()
-        .filter(|(_, (i, _))| i.name == target)
-        .map(|(n, _)| n)
-        .collect();
-    match by_name.as_slice() {
-        [one] => Some(*one),
-        _ => reachable
-            .iter()
-            .position(|(i, _)| i.id.to_string() == target),
-    }
 }
 
 async fn audit_login(

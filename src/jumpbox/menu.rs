@@ -11,6 +11,28 @@ pub fn split_login(login: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The instance a login names among `(id, name)`s: by name when it is
+/// unique, else by id; otherwise what to tell the user.
+pub fn find(items: &[(i64, &str)], target: &str) -> Result<usize, String> {
+    let by_name: Vec<usize> = (0..items.len()).filter(|&n| items[n].1 == target).collect();
+    if let [one] = by_name.as_slice() {
+        return Ok(*one);
+    }
+    if let Some(n) = items.iter().position(|(id, _)| id.to_string() == target) {
+        return Ok(n);
+    }
+    if by_name.is_empty() {
+        return Err(format!(
+            "no running instance named \"{target}\" that you can reach (没有可访问的运行中实例 \"{target}\")"
+        ));
+    }
+    let ids: Vec<String> = by_name.iter().map(|&n| items[n].0.to_string()).collect();
+    Err(format!(
+        "several of your instances are named \"{target}\"; name one by its id: user+ID ({}) (多个实例同名，请使用实例 ID)",
+        ids.join(", ")
+    ))
+}
+
 /// One menu entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -113,6 +135,20 @@ mod tests {
         assert_eq!(split_login("alice"), ("alice", None));
         assert_eq!(split_login("alice+"), ("alice", None));
         assert_eq!(split_login("alice+a+b"), ("alice", Some("a+b")));
+    }
+
+    #[test]
+    fn targets_are_names_when_unique_else_ids() {
+        let items = [(3, "train"), (4, "dev"), (7, "dev")];
+        assert_eq!(find(&items, "train"), Ok(0));
+        assert_eq!(find(&items, "7"), Ok(2));
+        let e = find(&items, "dev").unwrap_err();
+        assert!(e.contains("several") && e.contains("4, 7"), "{e}");
+        assert!(
+            find(&items, "nope")
+                .unwrap_err()
+                .contains("no running instance named")
+        );
     }
 
     #[test]

@@ -364,11 +364,12 @@ pub async fn run(app: App, cancel: CancellationToken) {
         let r = app
             .db
             .write(move |c| {
+                let tx = c.transaction()?;
                 for s in snap.iter().filter(|s| s.id > 0) {
                     let status = model::live_status(now - s.last_secs);
-                    store::touch(c, s.id, status, s.last_secs, s.bytes_in, s.bytes_out)?;
+                    store::touch(&tx, s.id, status, s.last_secs, s.bytes_in, s.bytes_out)?;
                 }
-                Ok::<_, AppError>(())
+                tx.commit().map_err(AppError::from)
             })
             .await;
         if let Err(e) = r {
