@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 
 /// Counters of one connection, updated from its I/O loop without locks.
 #[derive(Debug, Default)]
@@ -106,24 +106,13 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn id(&self) -> i64 {
-        self.id
-    }
     pub fn activity(&self) -> &Arc<Activity> {
         &self.entry.activity
-    }
-    /// Resolves once someone ends this connection ([`Live::stop`]).
-    pub fn stopped(&self) -> WaitForCancellationFuture<'_> {
-        self.entry.stop.cancelled()
     }
     pub fn watcher(&self) -> Watcher {
         Watcher {
             entry: self.entry.clone(),
         }
-    }
-    /// Why it was ended, once it was.
-    pub fn reason(&self) -> Option<&'static str> {
-        self.entry.reason.get().copied()
     }
     /// Moves the registration to another id (a provisional key replaced by
     /// the record's id once it exists).
@@ -134,12 +123,6 @@ impl Registration {
             m.insert(id, e);
         }
         self.id = id;
-    }
-
-    /// Ends it from the inside (e.g. its own idle timer).
-    pub fn stop(&self, reason: &'static str) {
-        let _ = self.entry.reason.set(reason);
-        self.entry.stop.cancel();
     }
 }
 
@@ -193,24 +176,8 @@ impl Live {
         }
     }
 
-    /// Ends every live connection (shutdown).
-    pub fn stop_all(&self, reason: &'static str) {
-        let ids: Vec<i64> = self
-            .map
-            .lock()
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
-        for id in ids {
-            self.stop(id, reason);
-        }
-    }
-
     pub fn is_live(&self, id: i64) -> bool {
         self.map.lock().is_ok_and(|m| m.contains_key(&id))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.lock().map_or(true, |m| m.is_empty())
     }
 
     pub fn snapshot(&self) -> Vec<Snapshot> {
@@ -246,8 +213,9 @@ mod tests {
         let one = s.iter().find(|s| s.id == 1).unwrap();
         assert_eq!((one.bytes_in, one.bytes_out, one.owner), (5, 7, 7));
         assert!(live.stop(1, "admin_force"));
-        a.stopped().await;
-        assert_eq!(a.reason(), Some("admin_force"));
+        let w = a.watcher();
+        w.stopped().await;
+        assert_eq!(w.reason(), Some("admin_force"));
         assert!(!live.stop(99, "x"));
         drop(a);
         assert!(!live.is_live(1));

@@ -83,6 +83,26 @@ impl Outcome {
     }
 }
 
+/// Appends one event in a write of its own: for what changes nothing else
+/// in the database (a refusal, a failure, an observation). `event` builds
+/// the event from the actor and source it is given.
+pub async fn record<F>(
+    db: &crate::db::Db,
+    actor: Actor,
+    source: Source,
+    event: F,
+) -> Result<(), crate::db::DbError>
+where
+    F: for<'a> FnOnce(&'a Actor, &'a Source) -> Event<'a> + Send + 'static,
+{
+    db.write(move |c| {
+        append(c, &event(&actor, &source))
+            .map(|_| ())
+            .map_err(crate::db::DbError::from)
+    })
+    .await
+}
+
 /// One event to record. `detail` must never hold a secret.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {

@@ -93,13 +93,12 @@ async fn candidates(
     ApiQuery(q): ApiQuery<CandidateQuery>,
 ) -> Result<Response, AppError> {
     let htmx = is_htmx(&headers);
-    let Some(spec_id) = q.spec_id else {
-        if htmx {
-            return super::pages::node_options(Tr::new(Lang::from_headers(&headers)), &[]);
-        }
-        return Err(AppError::field("spec_id", "err.required"));
+    let found = match q.spec_id {
+        Some(spec_id) => super::candidate_nodes(&app, &me, spec_id).await?,
+        // The wizard's spec was unselected again: no nodes to offer.
+        None if htmx => Vec::new(),
+        None => return Err(AppError::field("spec_id", "err.required")),
     };
-    let found = super::candidate_nodes(&app, &me, spec_id).await?;
     if htmx {
         return super::pages::node_options(Tr::new(Lang::from_headers(&headers)), &found);
     }

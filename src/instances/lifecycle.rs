@@ -80,16 +80,14 @@ pub(super) async fn audit_event(
     outcome: Outcome,
     detail: Value,
 ) -> Result<(), AppError> {
-    let src = src.clone();
-    app.db
-        .write(move |c| {
-            let e = Event::new(&actor, &src, action, "instance")
-                .id(id)
-                .outcome(outcome)
-                .detail(detail);
-            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
-        })
-        .await
+    audit::record(&app.db, actor, src.clone(), move |a, s| {
+        Event::new(a, s, action, "instance")
+            .id(id)
+            .outcome(outcome)
+            .detail(detail)
+    })
+    .await
+    .map_err(AppError::from)
 }
 
 /// A negotiated client for the node; unreachable is `Upstream`.

@@ -103,26 +103,23 @@ async fn list(
     ctx: PageCtx,
 ) -> Result<Response, AppError> {
     let rows = super::named(&app, &ctx.me, None).await?;
-    let admin = ctx.me.user.role == Role::Admin;
     let show_user = ctx.me.user.role != Role::CustomerMember;
-    let orphans = if admin {
+    // The rows refresh themselves every few seconds: only they are rendered.
+    if is_htmx(&headers) {
+        let l = ctx.nav("instances").l;
+        return html(&Rows { l, rows, show_user });
+    }
+    let orphans = if ctx.me.user.role == Role::Admin {
         super::orphans(&app, &ctx.me).await?
     } else {
         Vec::new()
     };
-    let l = ctx.nav("instances").l;
-    let fragment = Rows {
-        l: l.clone(),
-        rows: rows.clone(),
-        show_user,
-    };
-    let full = ListPage {
-        l,
+    html(&ListPage {
+        l: ctx.nav("instances").l,
         rows,
         show_user,
         orphans,
-    };
-    page_or_fragment(&headers, &full, &fragment)
+    })
 }
 
 #[derive(Template)]

@@ -176,16 +176,14 @@ async fn system_audit(
     id: String,
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
-    app.db
-        .write(move |c| {
-            let (actor, src) = (Actor::system(), Source::local());
-            let e = Event::new(&actor, &src, action, kind)
-                .id(id)
-                .outcome(outcome)
-                .detail(detail);
-            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
-        })
-        .await
+    audit::record(&app.db, Actor::system(), Source::local(), move |a, s| {
+        Event::new(a, s, action, kind)
+            .id(id)
+            .outcome(outcome)
+            .detail(detail)
+    })
+    .await
+    .map_err(AppError::from)
 }
 
 /// Compares the node's containers with its instances (see the module doc).

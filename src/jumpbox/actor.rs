@@ -405,15 +405,13 @@ async fn audit_login(
     outcome: Outcome,
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
-    let src = src.clone();
-    app.db
-        .write(move |c| {
-            let e = audit::Event::new(&actor, &src, "auth.login", "session")
-                .outcome(outcome)
-                .detail(detail);
-            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
-        })
-        .await
+    audit::record(&app.db, actor, src.clone(), move |a, s| {
+        audit::Event::new(a, s, "auth.login", "session")
+            .outcome(outcome)
+            .detail(detail)
+    })
+    .await
+    .map_err(AppError::from)
 }
 
 /// The session's SSH channel.

@@ -212,16 +212,14 @@ async fn refused(
     t: &Target,
     why: &str,
 ) -> Result<(), AppError> {
-    let (actor, src) = (Actor::user(user), src.clone());
     let detail = json!({"instance_id": t.instance.id, "instance": t.instance.name, "reason": "max_per_user", "message": why});
-    app.db
-        .write(move |c| {
-            let e = Event::new(&actor, &src, "session.open", "session")
-                .outcome(Outcome::Denied)
-                .detail(detail);
-            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
-        })
-        .await
+    audit::record(&app.db, Actor::user(user), src.clone(), move |a, s| {
+        Event::new(a, s, "session.open", "session")
+            .outcome(Outcome::Denied)
+            .detail(detail)
+    })
+    .await
+    .map_err(AppError::from)
 }
 
 impl Session {
@@ -415,21 +413,19 @@ pub async fn terminate(
     }
     let rec = get(app, me, id).await?;
     let was_live = app.live.stop(id, EndReason::AdminForce.as_str());
-    let (actor, src) = (me.actor(), src.clone());
     let detail = json!({"user": rec.username, "instance": rec.instance_name, "was_live": was_live});
-    app.db
-        .write(move |c| {
-            let e = Event::new(&actor, &src, "session.terminate", "session")
-                .id(id)
-                .outcome(if was_live {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
-                })
-                .detail(detail);
-            audit::append(c, &e).map(|_| ()).map_err(AppError::from)
-        })
-        .await?;
+    let outcome = if was_live {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    audit::record(&app.db, me.actor(), src.clone(), move |a, s| {
+        Event::new(a, s, "session.terminate", "session")
+            .id(id)
+            .outcome(outcome)
+            .detail(detail)
+    })
+    .await?;
     if !was_live {
         return Err(AppError::Conflict(crate::error::FieldErrors::from([(
             "id",

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -142,19 +142,12 @@ async fn show(
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
     let is_admin = ctx.me.user.role == Role::Admin;
-    let mut r = html(&ShowPage {
+    let r = html(&ShowPage {
         l: ctx.nav("sessions").l,
         s,
         is_admin,
     })?;
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
-             script-src 'self' 'wasm-unsafe-eval'; frame-ancestors 'none'",
-        ),
-    );
-    Ok(r)
+    Ok(crate::web::with_csp(r, crate::web::Csp::InlineStylesWasm))
 }
 
 async fn terminate(

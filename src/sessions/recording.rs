@@ -98,10 +98,6 @@ impl Recorder {
         Ok(r)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn line(&mut self, v: &serde_json::Value) {
         if let Ok(text) = serde_json::to_vec(v) {
             self.buf.extend_from_slice(&text);

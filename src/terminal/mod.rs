@@ -13,7 +13,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::stream::SplitSink;
@@ -69,19 +69,12 @@ async fn page(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let (i, n) = running(&app, &ctx.me, id).await?;
-    let mut r = html(&TerminalPage {
+    let r = html(&TerminalPage {
         l: ctx.nav("instances").l,
         i,
         n,
     })?;
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
-             script-src 'self'; frame-ancestors 'none'",
-        ),
-    );
-    Ok(r)
+    Ok(crate::web::with_csp(r, crate::web::Csp::InlineStyles))
 }
 
 #[derive(Debug, Default, Deserialize)]

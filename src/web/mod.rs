@@ -63,6 +63,46 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The content security policies pages use. Every page gets `Strict`
+/// unless its handler chose a looser one with [`with_csp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csp {
+    /// Scripts, styles and everything else from this server only.
+    Strict,
+    /// Also inline styles (xterm.js and the recording player size their
+    /// rows with them).
+    InlineStyles,
+    /// Also compiling WebAssembly (the recording player's terminal).
+    InlineStylesWasm,
+}
+
+impl Csp {
+    pub fn policy(self) -> &'static str {
+        match self {
+            Csp::Strict => {
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+            }
+            Csp::InlineStyles => {
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
+                 frame-ancestors 'none'"
+            }
+            Csp::InlineStylesWasm => {
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+                 script-src 'self' 'wasm-unsafe-eval'; frame-ancestors 'none'"
+            }
+        }
+    }
+}
+
+/// Gives `resp` a looser policy than the default one.
+pub fn with_csp(mut resp: axum::response::Response, csp: Csp) -> axum::response::Response {
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp.policy()),
+    );
+    resp
+}
+
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
@@ -71,11 +111,7 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
     set(h, "referrer-policy", "same-origin");
-    set(
-        h,
-        "content-security-policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-    );
+    set(h, "content-security-policy", Csp::Strict.policy());
     set(h, "strict-transport-security", "max-age=31536000");
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
