@@ -134,6 +134,43 @@ async fn candidate_nodes_are_listed_online_matching_and_with_room() {
         (s, b["error"]["fields"]["spec_id"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("required"))
     );
+    let (s, b) = get(
+        &admin,
+        &srv.url("/api/v1/instances/candidate-nodes?spec_id=x"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["fields"]["spec_id"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("must be a whole number")
+        )
+    );
+    // The wizard, its spec choice cleared again: no nodes, no error.
+    let r = admin
+        .get(srv.url("/api/v1/instances/candidate-nodes?spec_id="))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let options = r.text().await.unwrap();
+    assert!(
+        options.contains("<option value=\"\">") && !options.contains("good"),
+        "{options}"
+    );
+    // The same with a spec: the node, as an option.
+    let r = admin
+        .get(url(fits))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    let options = r.text().await.unwrap();
+    assert!(
+        options.contains(&format!("<option value=\"{good}\"")),
+        "{options}"
+    );
 
     // Customers may ask, for listed specs only.
     let t = make_tenant(&srv, &admin, "INS").await;

@@ -93,7 +93,7 @@ async fn candidates(
     ApiQuery(q): ApiQuery<CandidateQuery>,
 ) -> Result<Response, AppError> {
     let htmx = is_htmx(&headers);
-    let found = match q.spec_id {
+    let found = match q.spec()? {
         Some(spec_id) => super::candidate_nodes(&app, &me, spec_id).await?,
         // The wizard's spec was unselected again: no nodes to offer.
         None if htmx => Vec::new(),

@@ -38,7 +38,22 @@ pub fn request_of(spec: &crate::catalog::model::Spec) -> Request {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CandidateQuery {
-    pub spec_id: Option<i64>,
+    /// Text, so that the wizard's empty choice (`spec_id=`) is "none yet"
+    /// rather than a malformed query.
+    pub spec_id: Option<String>,
+}
+
+impl CandidateQuery {
+    /// The spec asked for; `None` when empty; a field error when not a number.
+    pub fn spec(&self) -> Result<Option<i64>, AppError> {
+        match self.spec_id.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| AppError::field("spec_id", "err.not_integer")),
+        }
+    }
 }
 
 /// Listed, online nodes whose GPU model matches and whose free capacity
