@@ -32,6 +32,8 @@ pub struct App {
     /// When this process opened the app (Unix seconds): work recorded as in
     /// progress before it belongs to a process that is gone.
     pub started_at: i64,
+    /// Telemetry: collected series, live updates, this host's NVML.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +94,9 @@ impl App {
                 .map_err(StartError::from)
             })
             .await?;
+        let metrics = crate::metrics::Metrics::new(db.clone(), &config.metrics);
         let app = App {
+            metrics,
             config: Arc::new(config),
             db,
             sealer: Arc::new(sealer),

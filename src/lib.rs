@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod jumpbox;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod nodes;
 pub mod secrets;
 pub mod sessions;

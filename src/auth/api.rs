@@ -120,6 +120,8 @@ async fn list_tokens(
 struct TokenBody {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    scope: String,
 }
 
 async fn create_token(
@@ -128,7 +130,8 @@ async fn create_token(
     src: Source,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<impl IntoResponse, AppError> {
-    let (tok, secret) = service::create_token(&app, &me.user, &body.name, &src).await?;
+    let (tok, secret) =
+        service::create_token(&app, &me.user, &body.name, &body.scope, &src).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "token": secret, "api_token": tok })),

@@ -178,6 +178,78 @@ async fn resolve(
     Ok(found)
 }
 
+/// For routes outside the session guard that take a token of another scope
+/// (GET /metrics takes `metrics` tokens): whether `token` is a live token of
+/// `scope` whose owner may use the route now (enabled, not locked, tenant
+/// enabled, and the role holds the permission record).
+pub async fn scoped_token_allows(
+    app: &App,
+    token: &str,
+    scope: &'static str,
+    method: &'static str,
+    pattern: &'static str,
+) -> Result<bool, AppError> {
+    let (hash, now) = (token_hash(token), crate::db::now());
+    let found = app
+        .db
+        .read(move |c| {
+            let Some((tid, uid)) = store::find_scoped_token(c, &hash, scope)? else {
+                return Ok::<_, AppError>(None);
+            };
+            let Some(user) = store::get_user(c, Scope::All, uid)? else {
+                return Ok(None);
+            };
+            if !user.enabled || user.is_locked(now) || !store::tenant_enabled_for(c, &user)? {
+                return Ok(None);
+            }
+            let d = permissions::decide(c, user.role, method, pattern)?;
+            Ok((d == Decision::Allow).then_some(tid))
+        })
+        .await?;
+    let Some(tid) = found else { return Ok(false) };
+    app.db
+        .write(move |c| {
+            c.execute(
+                "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 \
+                 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+                rusqlite::params![tid, now],
+            )
+            .map_err(AppError::from)
+        })
+        .await?;
+    Ok(true)
+}
+
+/// Whether `me` (resolved when a long-lived connection opened) may still act
+/// as then: same role and tenant, enabled, not locked, tenant enabled, the
+/// session not ended elsewhere (epoch) and the token not revoked.
+pub async fn still_valid(app: &App, me: &CurrentUser) -> Result<bool, AppError> {
+    let (uid, via, was) = (me.user.id, me.via, me.user.clone());
+    let now = crate::db::now();
+    app.db
+        .read(move |c| {
+            let Some(u) = store::get_user(c, Scope::All, uid)? else {
+                return Ok(false);
+            };
+            let token_live = match via {
+                AuthVia::Token(id) => c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL)",
+                    [id],
+                    |r| r.get::<_, bool>(0),
+                )?,
+                AuthVia::Session | AuthVia::Ssh => true,
+            };
+            Ok(token_live
+                && u.enabled
+                && !u.is_locked(now)
+                && u.role == was.role
+                && u.tenant_id == was.tenant_id
+                && u.session_epoch == was.session_epoch
+                && store::tenant_enabled_for(c, &u)?)
+        })
+        .await
+}
+
 fn bearer(headers: &HeaderMap) -> Option<Result<String, ()>> {
     let v = headers.get(header::AUTHORIZATION)?;
     Some(

@@ -380,6 +380,7 @@ async fn account(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppEr
 #[serde(default)]
 struct TokenForm {
     name: String,
+    scope: String,
 }
 
 async fn token_create(
@@ -389,7 +390,7 @@ async fn token_create(
     Form(f): Form<TokenForm>,
 ) -> Result<Response, AppError> {
     let ctx = ctx.nav("account");
-    match service::create_token(&app, &ctx.me.user, &f.name, &src).await {
+    match service::create_token(&app, &ctx.me.user, &f.name, &f.scope, &src).await {
         Ok((_, secret)) => {
             let tokens = tokens_of(&app, &ctx.me.user).await?;
             html(&AccountPage {

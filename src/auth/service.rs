@@ -224,10 +224,16 @@ pub async fn create_token(
     app: &App,
     user: &User,
     name: &str,
+    scope: &str,
     src: &Source,
 ) -> Result<(ApiToken, String), AppError> {
     let mut errors = FieldErrors::new();
     let name = super::model::required_text(&mut errors, "name", name, 64);
+    let scope = if scope.is_empty() { "api" } else { scope };
+    if !store::TOKEN_SCOPES.contains(&scope) {
+        errors.insert("scope", crate::error::FieldError::new("err.token_scope"));
+    }
+    let scope = scope.to_string();
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
@@ -240,12 +246,12 @@ pub async fn create_token(
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = crate::db::now();
-            let id = store::insert_token(&tx, uid, &name, &hash, &prefix, now)?;
+            let id = store::insert_token(&tx, uid, &name, &hash, &prefix, &scope, now)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "token.create", "api_token")
                     .id(id)
-                    .detail(json!({ "name": name, "prefix": prefix })),
+                    .detail(json!({ "name": name, "prefix": prefix, "scope": scope })),
             )?;
             tx.commit()?;
             Ok::<_, AppError>(ApiToken {
@@ -255,6 +261,7 @@ pub async fn create_token(
                 created_at: now,
                 last_used_at: None,
                 revoked_at: None,
+                scope,
             })
         })
         .await?;

@@ -341,7 +341,12 @@ pub struct ApiToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `api` (every route the owner may use) or `metrics` (GET /metrics only).
+    pub scope: String,
 }
+
+/// Token scopes: `api` works on every route, `metrics` only on GET /metrics.
+pub const TOKEN_SCOPES: &[&str] = &["api", "metrics"];
 
 pub fn insert_token(
     conn: &Connection,
@@ -349,19 +354,20 @@ pub fn insert_token(
     name: &str,
     token_hash: &str,
     prefix: &str,
+    scope: &str,
     now: i64,
 ) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user.0, name, token_hash, prefix, now],
+        "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at, scope) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![user.0, name, token_hash, prefix, now, scope],
     )?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn list_tokens(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<ApiToken>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_tokens \
+        "SELECT id, name, prefix, created_at, last_used_at, revoked_at, scope FROM api_tokens \
          WHERE user_id = ?1 ORDER BY id DESC",
     )?;
     stmt.query_map([user.0], |r| {
@@ -372,6 +378,7 @@ pub fn list_tokens(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<ApiT
             created_at: r.get(3)?,
             last_used_at: r.get(4)?,
             revoked_at: r.get(5)?,
+            scope: r.get(6)?,
         })
     })?
     .collect()
@@ -386,11 +393,20 @@ pub fn revoke_token(conn: &Connection, user: UserId, id: i64, now: i64) -> rusql
     Ok(n == 1)
 }
 
-/// The live token with this hash: (token id, owner).
+/// The live `api`-scope token with this hash: (token id, owner).
 pub fn find_token(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<(i64, UserId)>> {
+    find_scoped_token(conn, token_hash, "api")
+}
+
+/// The live token of `scope` with this hash: (token id, owner).
+pub fn find_scoped_token(
+    conn: &Connection,
+    token_hash: &str,
+    scope: &str,
+) -> rusqlite::Result<Option<(i64, UserId)>> {
     conn.query_row(
-        "SELECT id, user_id FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
-        [token_hash],
+        "SELECT id, user_id FROM api_tokens WHERE token_hash = ?1 AND scope = ?2 AND revoked_at IS NULL",
+        params![token_hash, scope],
         |r| Ok((r.get(0)?, UserId(r.get(1)?))),
     )
     .optional()
@@ -588,7 +604,7 @@ mod tests {
         let conn = db::memory().unwrap();
         let a = user(&conn, "a", Role::Admin, None);
         let b = user(&conn, "b", Role::Admin, None);
-        let id = insert_token(&conn, a, "ci", "hash1", "gdk_abcd", 5).unwrap();
+        let id = insert_token(&conn, a, "ci", "hash1", "gdk_abcd", "api", 5).unwrap();
         assert_eq!(find_token(&conn, "hash1").unwrap(), Some((id, a)));
         assert!(!revoke_token(&conn, b, id, 6).unwrap());
         assert!(revoke_token(&conn, a, id, 6).unwrap());

@@ -1,5 +1,5 @@
 //! The command line and composition root: `serve`, `check`, `migrate`,
-//! `admin reset-password`, `audit verify`, `backup`, `restore`.
+//! `admin reset-password`, `audit verify`, `backup`, `restore`, `agent`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use crate::auth::store;
 use crate::config::Config;
 use crate::db::Db;
 
+mod agent;
 mod backup;
 
 #[derive(Parser)]
@@ -86,6 +87,9 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Serve this host's GPU (dcgm-exporter names, via NVML) and host
+    /// (node_exporter names) metrics over HTTPS for a gpudock appliance.
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -193,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             common,
         } => backup::restore(&load_config(&common)?, &from, force),
+        Command::Agent(args) => agent::run(args),
     }
 }
 
@@ -241,6 +246,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
+    let metrics = tokio::spawn(crate::metrics::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let jobs = app.jobs.clone();
@@ -261,6 +267,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ("node health", health),
         ("instance sync", sync),
         ("remote sessions", sessions),
+        ("metrics", metrics),
         ("jumpbox", jumpbox),
         ("signal", signals),
     ] {
@@ -305,7 +312,7 @@ fn notify_systemd(state: &[sd_notify::NotifyState<'_>], what: &str) {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

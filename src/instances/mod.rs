@@ -77,6 +77,16 @@ pub async fn candidate_nodes(
     Ok(placement::candidates(&req, &nodes))
 }
 
+/// Every instance placed on `node`, whoever owns it (per-node work such as
+/// metrics collection; never shown to a user as it is).
+pub async fn on_node(app: &App, node: i64) -> Result<Vec<Instance>, AppError> {
+    let all = app
+        .db
+        .read(|c| store::list(c, crate::auth::Scope::All).map_err(AppError::from))
+        .await?;
+    Ok(all.into_iter().filter(|i| i.node_id == node).collect())
+}
+
 /// The instances `me` reaches (all, or only `id`) with the names of their
 /// image, spec, node and user.
 pub async fn named(

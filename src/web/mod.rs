@@ -48,10 +48,15 @@ pub fn router(app: App) -> Router {
         .merge(crate::sessions::api::routes())
         .merge(crate::sessions::pages::routes())
         .merge(crate::terminal::routes())
+        .merge(crate::metrics::api::routes())
+        .merge(crate::metrics::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,
         ))
+        // Outside the session guard: it takes `metrics`-scope tokens and
+        // decides with the same permission records (see metrics::exporter).
+        .merge(crate::metrics::exporter::routes())
         .fallback(render::not_found)
         .layer(middleware::from_fn(render::error_pages))
         .layer(sessions)
