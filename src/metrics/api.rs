@@ -324,7 +324,8 @@ pub struct GpuRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeMetrics {
     pub node_id: i64,
-    pub sources: store::Sources,
+    /// Where the figures come from (URLs, the pinned agent certificate).
+    pub config: store::Sources,
     #[serde(flatten)]
     pub view: NodeView,
     pub gpu_rows: Vec<GpuRow>,
@@ -388,7 +389,7 @@ pub async fn node_metrics(app: &App, id: i64) -> Result<NodeMetrics, AppError> {
         .collect();
     Ok(NodeMetrics {
         node_id: id,
-        sources,
+        config: sources,
         view,
         gpu_rows,
         host,
