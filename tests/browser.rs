@@ -727,25 +727,40 @@ async fn browser_draws_a_node_chart_with_data_points() {
     assert_eq!(s, StatusCode::CREATED, "{n}");
     let id = n["id"].as_i64().unwrap();
     let url = server.url(&format!("/api/v1/nodes/{id}/metrics/sources"));
-    let (s, b) = common::send(&admin, "PUT", &url, Some(json!({"node_exporter_url": ne.url()}))).await;
+    let (s, b) = common::send(
+        &admin,
+        "PUT",
+        &url,
+        Some(json!({"node_exporter_url": ne.url()})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let series = server.url(&format!("/api/v1/metrics/series?target=node:{id}&metric=mem_used_bytes"));
+    let series = server.url(&format!(
+        "/api/v1/metrics/series?target=node:{id}&metric=mem_used_bytes"
+    ));
     poll("stored node_exporter samples", || async {
         let (_, b) = common::get(&admin, &series).await;
-        let n = b["values"].as_array().map_or(0, |v| v.iter().filter(|x| x.is_number()).count());
+        let n = b["values"]
+            .as_array()
+            .map_or(0, |v| v.iter().filter(|x| x.is_number()).count());
         if n >= 2 { Ok(()) } else { Err(b.to_string()) }
     })
     .await;
 
     let c = driver.connect().await;
     sign_in(&c, &server, "admin", common::ADMIN_PASSWORD).await;
-    c.goto(&server.url(&format!("/nodes/{id}/metrics"))).await.unwrap();
+    c.goto(&server.url(&format!("/nodes/{id}/metrics")))
+        .await
+        .unwrap();
     let points = |css: &'static str| {
         let c = c.clone();
         async move {
             let el = find(&c, css).await;
             let canvas = c
-                .execute(&format!("return document.querySelectorAll('{css} canvas').length;"), vec![])
+                .execute(
+                    &format!("return document.querySelectorAll('{css} canvas').length;"),
+                    vec![],
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let n: usize = el
@@ -754,16 +769,30 @@ async fn browser_draws_a_node_chart_with_data_points() {
                 .map_err(|e| e.to_string())?
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(0);
-            if canvas.as_u64().unwrap_or(0) > 0 && n > 0 { Ok(n) } else { Err(format!("{n} points, {canvas} canvas")) }
+            if canvas.as_u64().unwrap_or(0) > 0 && n > 0 {
+                Ok(n)
+            } else {
+                Err(format!("{n} points, {canvas} canvas"))
+            }
         }
     };
-    let first = poll("the memory chart drawn with data points", || points("#chart-host-mem")).await;
-    poll("the CPU chart drawn with data points", || points("#chart-host-cpu")).await;
+    let first = poll("the memory chart drawn with data points", || {
+        points("#chart-host-mem")
+    })
+    .await;
+    poll("the CPU chart drawn with data points", || {
+        points("#chart-host-cpu")
+    })
+    .await;
     shot(&c, "node-metrics").await;
     // Live updates (server-sent events) add points while the page is open.
     poll("a live point", || async {
         let n = points("#chart-host-mem").await?;
-        if n > first { Ok(()) } else { Err(format!("still {n}")) }
+        if n > first {
+            Ok(())
+        } else {
+            Err(format!("still {n}"))
+        }
     })
     .await;
     // The range buttons reload from the hourly tier (7 d): no error, a chart.

@@ -21,26 +21,13 @@ const FAST: &str = "[metrics]\ninterval_secs = 1\nflush_interval_secs = 1\nscrap
                     scrape_max_bytes = 1048576\n[nodes]\nhealth_interval_secs = 1\n";
 const DCGM: &str = include_str!("fixtures/dcgm-exporter-h100x8.prom");
 
-async fn poll<T>(what: &str, secs: u64, f: impl AsyncFnMut() -> Option<T>) -> T {
-    poll_or(what, secs, f, || String::new()).await
-}
-
-async fn poll_or<T>(
-    what: &str,
-    secs: u64,
-    mut f: impl AsyncFnMut() -> Option<T>,
-    why: impl Fn() -> String,
-) -> T {
+async fn poll<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} {}",
-            why()
-        );
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -42,6 +42,9 @@ enum AgentCommand {
         #[arg(long, env = "GPUDOCK_AGENT_TOKEN")]
         token: String,
     },
+    /// Read the GPUs (NVML) and the host once and print them as JSON (a
+    /// check on a new host; needs no enrolment).
+    Probe,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -52,6 +55,22 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             println!("certificate SHA-256: {fp}");
             println!("start it with: systemctl enable --now gpudock-agent");
             Ok(ExitCode::SUCCESS)
+        }
+        Some(AgentCommand::Probe) => {
+            let gpus = crate::metrics::nvml::Gpus::new();
+            let host = crate::metrics::host::read(&[&args.docker_root]);
+            let read = gpus.read();
+            gpus.stop();
+            let out = match &read {
+                Ok(list) => serde_json::json!({"gpus": list, "host": host}),
+                Err(why) => serde_json::json!({"gpus": [], "gpu_absent": why, "host": host}),
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(if read.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         None => {
             let listener = std::net::TcpListener::bind(args.listen)

@@ -152,7 +152,7 @@ pub async fn serve(
     .handle(handle)
     .serve(app.into_make_service_with_connect_info::<SocketAddr>())
     .await;
-    gpus.stop();
+    let _ = tokio::task::spawn_blocking(move || gpus.stop()).await;
     served.map_err(AgentError::Listen)
 }
 

@@ -72,7 +72,10 @@ pub async fn run(app: App, cancel: CancellationToken) {
     if let Err(e) = app.metrics.hub.flush().await {
         log::error!("metrics: the last flush failed: {e}");
     }
-    app.metrics.gpus.stop();
+    let gpus = app.metrics.gpus.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || gpus.stop()).await {
+        log::error!("metrics: stopping NVML failed: {e}");
+    }
 }
 
 /// Every `flush_interval_secs`: flush, roll up finished hours and days,

@@ -551,7 +551,9 @@ impl HostReading {
         if let (Some(p), Some(c)) = (prev.and_then(|p| p.cpu), self.cpu) {
             let (dt, di) = (c.total - p.total, c.idle - p.idle);
             if dt > 0.0 && di >= 0.0 {
-                out.push(("cpu_pct", (100.0 * (dt - di) / dt).clamp(0.0, 100.0)));
+                // Two decimals: plenty for a percentage, and far smaller stored.
+                let pct = (100.0 * (dt - di) / dt).clamp(0.0, 100.0);
+                out.push(("cpu_pct", (pct * 100.0).round() / 100.0));
             }
         }
         if let Some([a, b, c]) = self.load {

@@ -31,6 +31,7 @@ struct Shared {
     xids: Mutex<HashMap<u32, u64>>,
     xid_watch: AtomicBool,
     stop: AtomicBool,
+    watcher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// This host's NVML, opened on first use. Cheap to clone.
@@ -70,6 +71,7 @@ impl Gpus {
                 xids: Mutex::default(),
                 xid_watch: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
+                watcher: Mutex::new(None),
             }),
         }
     }
@@ -110,9 +112,14 @@ impl Gpus {
             .collect())
     }
 
-    /// Ends the XID thread (at shutdown).
+    /// Ends the XID thread and waits for it (at most ~1 s; blocking).
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = lock(&self.shared.watcher).take()
+            && h.join().is_err()
+        {
+            log::error!("NVML: the XID watcher panicked");
+        }
     }
 
     fn start_xid_watch(&self) {
@@ -120,8 +127,9 @@ impl Gpus {
         let spawned = std::thread::Builder::new()
             .name("nvml-xid".into())
             .spawn(move || watch_xids(&shared));
-        if let Err(e) = spawned {
-            log::warn!("NVML: cannot start the XID watcher: {e}");
+        match spawned {
+            Ok(h) => *lock(&self.shared.watcher) = Some(h),
+            Err(e) => log::warn!("NVML: cannot start the XID watcher: {e}"),
         }
     }
 }

@@ -314,7 +314,15 @@ struct OverviewFragment {
     o: Overview,
 }
 
-async fn overview(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+/// The dashboard's part (an htmx fragment); a plain visit goes to the dashboard.
+async fn overview(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+) -> Result<Response, AppError> {
+    if !crate::web::render::is_htmx(&headers) {
+        return Ok(Redirect::to("/").into_response());
+    }
     let o = super::api::overview(&app, &ctx.me).await?;
     html(&OverviewFragment { l: ctx.l, o })
 }
