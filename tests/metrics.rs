@@ -130,9 +130,11 @@ async fn exporters_are_stored_and_a_bad_exporter_delays_no_other_node() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     // Bad input names the field.
-    let (s, b) = sources(&srv, &admin, good, json!({"dcgm_url": "ftp://x"})).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert!(b["error"]["fields"]["dcgm_url"].is_string(), "{b}");
+    for bad in ["ftp://x", "https://10.0.0.1:9400", "not a url"] {
+        let (s, b) = sources(&srv, &admin, good, json!({"dcgm_url": bad})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {b}");
+        assert!(b["error"]["fields"]["dcgm_url"].is_string(), "{b}");
+    }
     let (s, b) = sources(
         &srv,
         &admin,

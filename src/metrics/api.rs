@@ -411,7 +411,9 @@ pub struct SourcesInput {
     pub node_exporter_url: Option<String>,
 }
 
-/// `""` or an `http(s)://host[:port][/path]` URL (`https://` only for agents).
+/// `""` or a `scheme://host[:port][/path]` URL: `https://` for agents (their
+/// certificate is pinned), `http://` for exporters (gpudock sends them no
+/// credential; an exporter behind TLS is not verified, so not offered).
 fn check_url(errs: &mut FieldErrors, field: &'static str, v: &str, https_only: bool) -> String {
     let v = v.trim();
     if v.is_empty() {
@@ -422,7 +424,7 @@ fn check_url(errs: &mut FieldErrors, field: &'static str, v: &str, https_only: b
         .ok()
         .filter(|u| u.host().is_some_and(|h| !h.is_empty()))
         .is_some_and(|u| match u.scheme_str() {
-            Some("https") => true,
+            Some("https") => https_only,
             Some("http") => !https_only,
             _ => false,
         });
