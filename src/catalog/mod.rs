@@ -4,6 +4,7 @@
 pub mod api;
 pub mod model;
 pub mod pages;
+mod reference;
 pub mod store;
 
 use rusqlite::TransactionBehavior;

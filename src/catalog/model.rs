@@ -1,8 +1,6 @@
 //! Images (镜像库) and product specs (产品规格): types, input validation and
 //! the exact money rule. Pure: no I/O.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -52,15 +50,9 @@ impl Spec {
 /// Checks an image reference against Docker's reference grammar
 /// (`[registry[:port]/]path[:tag][@digest]`, lower-case repository).
 pub fn check_image_reference(address: &str) -> Result<(), FieldError> {
-    let parsed = oci_spec::distribution::Reference::from_str(address)
-        .map_err(|e| FieldError::with_detail("err.image_reference", e.to_string()))?;
-    if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(FieldError::with_detail(
-            "err.image_reference",
-            "repository name must be lowercase",
-        ));
-    }
-    Ok(())
+    super::reference::parse(address)
+        .map(|_| ())
+        .map_err(|e| FieldError::with_detail("err.image_reference", e.to_string()))
 }
 
 /// A money amount with at most two decimals, as exact cents.
