@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::model::Scope;
+use crate::ids::Scope;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
@@ -130,8 +130,8 @@ pub fn count_since(conn: &Connection, scope: Scope, since: i64) -> rusqlite::Res
 mod tests {
     use super::*;
     use crate::audit::{Actor, Event, Outcome, Source, append};
-    use crate::auth::model::{TenantId, UserId};
     use crate::db;
+    use crate::ids::{TenantId, UserId};
 
     #[test]
     fn filters_and_scopes() {

@@ -4,17 +4,50 @@
 pub mod accounts;
 pub mod admin_pages;
 pub mod api;
+mod bootstrap;
 pub mod guard;
 pub mod model;
 pub mod pages;
-pub mod password;
+/// Password hashing is infrastructure (the app state owns the pool).
+pub use crate::hashing as password;
 pub mod permissions;
 pub mod service;
 pub mod session_store;
 pub mod store;
 
+pub use bootstrap::{
+    INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,
+};
 pub use guard::{AuthVia, CurrentUser};
 pub use model::{Role, Scope, TenantId, User, UserId};
+
+/// The cookie that carries the web session id.
+pub const SESSION_COOKIE: &str = "gpudock_session";
+
+/// The web-session layer (records in SQLite, a strict secure cookie that
+/// expires after `security.session_idle_minutes` idle), for the router.
+pub fn session_layer(
+    app: &crate::app::App,
+) -> tower_sessions::SessionManagerLayer<session_store::SqliteStore> {
+    use tower_sessions::cookie::SameSite;
+    let store = session_store::SqliteStore::new(app.db.clone());
+    let idle = time::Duration::minutes(i64::from(app.config.security.session_idle_minutes));
+    tower_sessions::SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_secure(true)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_expiry(tower_sessions::Expiry::OnInactivity(idle))
+}
+
+/// Deletes expired web sessions every `period` until `cancel`.
+pub async fn purge_sessions(
+    db: crate::db::Db,
+    period: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    session_store::purge_loop(session_store::SqliteStore::new(db), period, cancel).await;
+}
 
 /// Keys in the tower-sessions record.
 pub mod keys {

@@ -213,7 +213,7 @@ pub async fn change_password(
         .await?;
     if user.username == "admin" {
         // The bootstrap password is spent: remove its file.
-        let _ = std::fs::remove_file(app.initial_password_path());
+        let _ = std::fs::remove_file(super::initial_password_path(&app.config.data_dir));
     }
     Ok(epoch)
 }

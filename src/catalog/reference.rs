@@ -206,13 +206,23 @@ mod tests {
         let cases = [
             ("busybox", "docker.io", "library/busybox", None),
             ("test.com:tag", "docker.io", "library/test.com", Some("tag")),
-            ("test.com:5000", "docker.io", "library/test.com", Some("5000")),
+            (
+                "test.com:5000",
+                "docker.io",
+                "library/test.com",
+                Some("5000"),
+            ),
             ("test.com/repo:tag", "test.com", "repo", Some("tag")),
             ("test:5000/repo", "test:5000", "repo", None),
             ("test:5000/repo:tag", "test:5000", "repo", Some("tag")),
             ("localhost/a/b", "localhost", "a/b", None),
             ("index.docker.io/x", "docker.io", "library/x", None),
-            ("nvidia/cuda:12.4.0-devel", "docker.io", "nvidia/cuda", Some("12.4.0-devel")),
+            (
+                "nvidia/cuda:12.4.0-devel",
+                "docker.io",
+                "nvidia/cuda",
+                Some("12.4.0-devel"),
+            ),
         ];
         for (input, reg, repo, tag) in cases {
             let want = (s(reg), s(repo), tag.map(s), None);
@@ -273,7 +283,10 @@ mod tests {
             (format!("x@sha256:{}", "f".repeat(63)), DigestInvalidLength),
             (format!("x@md5:{}", "f".repeat(32)), DigestUnsupported),
             (format!("x@1sha:{}", "f".repeat(32)), ReferenceInvalidFormat),
-            (format!("x@sha256:{}g", "f".repeat(63)), ReferenceInvalidFormat),
+            (
+                format!("x@sha256:{}g", "f".repeat(63)),
+                ReferenceInvalidFormat,
+            ),
             (format!("x@{SHA}@{SHA}"), ReferenceInvalidFormat),
         ];
         for (bad, want) in cases {

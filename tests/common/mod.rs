@@ -361,6 +361,7 @@ pub async fn in_process_admin(dir: &Path) -> (gpudock::App, gpudock::auth::Curre
         ..gpudock::Config::default()
     };
     let app = gpudock::App::open(config).await.unwrap();
+    gpudock::auth::bootstrap_admin(&app).await.unwrap();
     let user = app
         .db
         .read(|c| {
