@@ -259,3 +259,16 @@ pub fn on_in_use(field: &'static str) -> impl FnOnce(rusqlite::Error) -> AppErro
         }
     }
 }
+
+/// A daemon error for the user: unreachable when the node could not be
+/// talked to, a refusal otherwise.
+pub fn docker_error(e: crate::docker::DockerError) -> AppError {
+    match e {
+        crate::docker::DockerError::Api(m) => AppError::Docker(m),
+        other @ (crate::docker::DockerError::BadEndpoint(_)
+        | crate::docker::DockerError::BadPem { .. }
+        | crate::docker::DockerError::Tls(_)
+        | crate::docker::DockerError::Unreachable(_)
+        | crate::docker::DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
+    }
+}

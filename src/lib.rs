@@ -19,6 +19,8 @@ pub mod ids;
 pub mod instances;
 pub mod jobs;
 pub mod jumpbox;
+#[cfg(test)]
+mod layering;
 pub mod live;
 pub mod logging;
 pub mod nodes;

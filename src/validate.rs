@@ -83,3 +83,12 @@ pub fn bool_field(v: Option<&Value>, default: bool) -> bool {
         _ => default,
     }
 }
+
+/// `Some(None)` for an explicit JSON null, `None` when the key is absent.
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}

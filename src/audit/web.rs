@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{AuditFilter, AuditRecord, query};
 use crate::app::App;
 use crate::auth::CurrentUser;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::web::extract::ApiQuery;
 use crate::web::render::{Layout, page_or_fragment};

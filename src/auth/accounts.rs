@@ -15,15 +15,7 @@ use super::store::{self, NewUser, TenantChange, UserChange};
 use crate::app::App;
 use crate::audit::{self, Event, Source};
 use crate::error::{AppError, FieldError, FieldErrors, on_unique};
-
-/// `Some(None)` for an explicit JSON null, `None` when the key is absent.
-pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
+use crate::validate::double_option;
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]

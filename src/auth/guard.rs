@@ -143,11 +143,7 @@ async fn resolve(
                 return Ok(None);
             };
             let stale = epoch.is_some_and(|e| e != user.session_epoch);
-            if stale
-                || !user.enabled
-                || user.is_locked(now)
-                || !store::tenant_enabled_for(c, &user)?
-            {
+            if stale || !super::usable(c, &user, now)? {
                 return Ok(None);
             }
             let decision = permissions::decide(c, user.role, &method, &pattern)?;

@@ -18,8 +18,33 @@ pub mod store;
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,
 };
-pub use guard::{AuthVia, CurrentUser};
+pub use guard::{AuthVia, CurrentUser, same_origin};
 pub use model::{Role, Scope, TenantId, User, UserId};
+pub use pages::PageCtx;
+pub use service::login;
+
+/// The one rule of a usable account, for every way in (web guard, API
+/// tokens, jumpbox): enabled, not locked at `now`, and its tenant enabled.
+pub fn usable(c: &rusqlite::Connection, u: &User, now: i64) -> rusqlite::Result<bool> {
+    Ok(u.enabled && !u.is_locked(now) && store::tenant_enabled_for(c, u)?)
+}
+
+/// The user named `name`, when their account is usable now.
+pub async fn usable_user_named(
+    app: &crate::app::App,
+    name: &str,
+) -> Result<Option<User>, crate::error::AppError> {
+    let name = name.to_string();
+    let now = crate::db::now();
+    app.db
+        .read(move |c| {
+            let Some(u) = store::user_by_name(c, &name)? else {
+                return Ok(None);
+            };
+            Ok(usable(c, &u, now)?.then_some(u))
+        })
+        .await
+}
 
 /// The cookie that carries the web session id.
 pub const SESSION_COOKIE: &str = "gpudock_session";

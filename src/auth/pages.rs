@@ -1,6 +1,6 @@
 //! Account pages: sign-in, sign-out, password change, my account and API
-//! tokens, the dashboard, and the language switch; plus `PageCtx`, what every
-//! signed-in page handler extracts.
+//! tokens, the dashboard, and the language switch; plus how pages find the
+//! signed-in user (`PageCtx`, the web's page context with our user).
 
 use askama::Template;
 use axum::Form;
@@ -21,6 +21,7 @@ use crate::audit::{self, AuditFilter, AuditRecord, Source};
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
 use crate::web::extract::ApiPath;
+use crate::web::page::{PageUser, Viewer};
 use crate::web::render::{FormErrs, Layout, form_error, html};
 
 pub fn routes() -> Router<App> {
@@ -39,25 +40,11 @@ pub fn routes() -> Router<App> {
         .merge(super::admin_pages::routes())
 }
 
-/// The signed-in user and the page layout, for every page handler.
-pub struct PageCtx {
-    pub me: CurrentUser,
-    pub l: Layout,
-}
+/// Page handlers' context with this capability's user.
+pub type PageCtx = crate::web::page::PageCtx<CurrentUser>;
 
-impl PageCtx {
-    pub fn tr(&self) -> Tr {
-        self.l.tr
-    }
-    pub fn nav(mut self, nav: &'static str) -> Self {
-        self.l.nav = nav;
-        self
-    }
-}
-
-impl FromRequestParts<App> for PageCtx {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
+impl PageUser for CurrentUser {
+    async fn from_page_request(parts: &mut Parts, app: &App) -> Result<(Self, Viewer), AppError> {
         let me = CurrentUser::from_request_parts(parts, app).await?;
         let session = Session::from_request_parts(parts, app)
             .await
@@ -67,20 +54,13 @@ impl FromRequestParts<App> for PageCtx {
             .db
             .read(move |c| permissions::allowed_pages(c, role).map_err(AppError::from))
             .await?;
-        let l = Layout {
-            tr: Tr::new(Lang::from_headers(&parts.headers)),
+        let viewer = Viewer {
             username: me.user.username.clone(),
             role_key: me.user.role.label_key(),
             csrf: csrf_token(&session).await?,
-            nav: "",
             allowed,
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
         };
-        Ok(PageCtx { me, l })
+        Ok((me, viewer))
     }
 }
 

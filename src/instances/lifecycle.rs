@@ -18,9 +18,9 @@ use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::catalog::model::Spec;
 use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, PullProgress, Step};
-use crate::docker::{self, DockerError};
-use crate::error::{AppError, FieldError, FieldErrors};
+use crate::error::{AppError, FieldError, FieldErrors, docker_error};
 use crate::jobs::{JobHandle, Progress};
+use crate::nodes::client;
 use crate::validate::{int_field, optional_text, required_text};
 
 /// `POST /api/v1/instances` body. The owner comes from the session; any
@@ -50,19 +50,6 @@ pub fn volume_name(install: &str, id: i64) -> String {
     format!("gpudock-{install}-{id}-data")
 }
 
-/// A daemon error for the user: unreachable when the node could not be
-/// talked to, a refusal otherwise.
-pub fn docker_error(e: DockerError) -> AppError {
-    match e {
-        DockerError::Api(m) => AppError::Docker(m),
-        other @ (DockerError::BadEndpoint(_)
-        | DockerError::BadPem { .. }
-        | DockerError::Tls(_)
-        | DockerError::Unreachable(_)
-        | DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
-    }
-}
-
 fn required_id(errors: &mut FieldErrors, field: &'static str, v: Option<&Value>) -> i64 {
     let id = int_field(errors, field, v, 0, i64::MAX);
     if id == 0 && !errors.contains_key(field) {
@@ -88,17 +75,6 @@ pub(super) async fn audit_event(
     })
     .await
     .map_err(AppError::from)
-}
-
-/// A negotiated client for the node; unreachable is `Upstream`.
-pub async fn client(app: &App, node_id: i64) -> Result<bollard::Docker, AppError> {
-    let ep = crate::nodes::endpoint_of(app, node_id)
-        .await?
-        .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
-    let timeout = app.config.nodes.probe_timeout_secs;
-    let d = docker::connect(&ep, timeout).map_err(docker_error)?;
-    docker::negotiate(&d, timeout).await.map_err(docker_error)?;
-    Ok(d)
 }
 
 fn no_room(why: NoRoom) -> AppError {

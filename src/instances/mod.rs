@@ -20,7 +20,7 @@ use crate::docker::{DockerError, watch};
 use crate::error::AppError;
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 use placement::{Candidate, Capacity, Request};
-pub use store::{Instance, Orphan};
+pub use store::{Instance, Names, Orphan};
 
 /// The request a spec makes of a node.
 pub fn request_of(spec: &crate::catalog::model::Spec) -> Request {
@@ -122,6 +122,6 @@ pub async fn logs(
     let cid = inst
         .container_id
         .ok_or_else(|| AppError::field("id", "err.no_container"))?;
-    let d = lifecycle::client(app, inst.node_id).await?;
+    let d = crate::nodes::client(app, inst.node_id).await?;
     Ok(watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)))
 }

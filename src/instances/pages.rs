@@ -19,14 +19,14 @@ use super::store::{Instance, Names, Orphan, Warning};
 use super::{Action, CreateInput};
 use crate::app::App;
 use crate::audit::Source;
+use crate::auth::PageCtx;
 use crate::auth::Role;
-use crate::auth::pages::PageCtx;
 use crate::catalog::model::{Image, Spec};
-use crate::catalog::pages::FormValues;
 use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::jobs::JobView;
 use crate::web::extract::ApiPath;
+use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, is_htmx, page_or_fragment};
 
 pub fn routes() -> Router<App> {

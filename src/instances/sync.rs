@@ -16,19 +16,18 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::lifecycle::{
-    LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, client, container_name, volume_name,
-};
+use super::lifecycle::{LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, container_name, volume_name};
 use super::store::{self, Orphan, Tracked};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::docker::containers::{self, Listed};
 use crate::docker::watch::{self, ContainerEvent};
 use crate::error::AppError;
+use crate::nodes::client;
 
 /// Runs until `cancel`: one follower per node.
 pub async fn run(app: App, cancel: CancellationToken) {
-    crate::nodes::health::per_node(app, cancel, "instance sync", follow).await;
+    crate::nodes::per_node(app, cancel, "instance sync", follow).await;
 }
 
 /// Events that can change a container's state; exec, attach, resize and the
@@ -130,7 +129,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     } else {
         containers::state(d, &ev.id)
             .await
-            .map_err(super::lifecycle::docker_error)?
+            .map_err(crate::error::docker_error)?
     };
     let status = state.unwrap_or_else(|| "missing".to_string());
     set_status(app, id, &ev.id, &status, &format!("event {}", ev.action)).await
@@ -190,7 +189,7 @@ async fn system_audit(
 pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError> {
     let listed = containers::list_labelled(d, LABEL_INSTALL, &app.install_id)
         .await
-        .map_err(super::lifecycle::docker_error)?;
+        .map_err(crate::error::docker_error)?;
     let mine: Vec<Listed> = listed
         .into_iter()
         .filter(|c| c.labels.get(LABEL_NODE).map(String::as_str) == Some(&node.to_string()))
@@ -228,7 +227,7 @@ async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
         Some(&volume_name(&install, row.id)),
     )
     .await
-    .map_err(super::lifecycle::docker_error)?;
+    .map_err(crate::error::docker_error)?;
     let id = row.id;
     app.db
         .write(move |c| store::delete(c, id).map_err(AppError::from))

@@ -21,7 +21,7 @@ use crate::audit::{self, Actor, Outcome, Source};
 use crate::auth::{AuthVia, CurrentUser, User};
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::AppError;
-use crate::instances::store::{Instance, Names};
+use crate::instances::{Instance, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
 
@@ -133,7 +133,7 @@ impl Conn {
     /// The gpudock password, with the same check and lockout as the web.
     async fn password(&mut self, login: &str, password: &str) -> bool {
         let (name, target) = menu::split_login(login);
-        match crate::auth::service::login(&self.app, name, password, &self.source()).await {
+        match crate::auth::login(&self.app, name, password, &self.source()).await {
             Ok(user) => {
                 self.user = Some(user);
                 self.target = target.map(str::to_string);
@@ -151,23 +151,8 @@ impl Conn {
             let Some((key_id, owner)) = crate::sshkeys::owner_of(&self.app, key).await? else {
                 return Ok::<_, AppError>(None);
             };
-            let name = name.to_string();
-            let now = crate::db::now();
-            let user = self
-                .app
-                .db
-                .read(move |c| {
-                    let Some(u) = crate::auth::store::user_by_name(c, &name)? else {
-                        return Ok(None);
-                    };
-                    let usable = u.id == owner
-                        && u.enabled
-                        && !u.is_locked(now)
-                        && crate::auth::store::tenant_enabled_for(c, &u)?;
-                    Ok::<_, AppError>(usable.then_some(u))
-                })
-                .await?;
-            Ok(user.map(|u| (key_id, u)))
+            let user = crate::auth::usable_user_named(&self.app, name).await?;
+            Ok::<_, AppError>(user.filter(|u| u.id == owner).map(|u| (key_id, u)))
         }
         .await;
         let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();

@@ -9,6 +9,8 @@ pub mod model;
 pub mod pages;
 pub mod store;
 
+pub use health::per_node;
+
 use std::time::Instant;
 
 use rusqlite::TransactionBehavior;
@@ -140,6 +142,19 @@ pub async fn endpoint_of(app: &App, id: i64) -> Result<Option<Endpoint>, AppErro
         url: row.endpoint,
         tls,
     }))
+}
+
+/// A negotiated client for the node; unreachable is `Upstream`.
+pub async fn client(app: &App, node_id: i64) -> Result<bollard::Docker, AppError> {
+    let ep = endpoint_of(app, node_id)
+        .await?
+        .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
+    let timeout = app.config.nodes.probe_timeout_secs;
+    let d = docker::connect(&ep, timeout).map_err(crate::error::docker_error)?;
+    docker::negotiate(&d, timeout)
+        .await
+        .map_err(crate::error::docker_error)?;
+    Ok(d)
 }
 
 /// Connects and probes within the configured timeout.

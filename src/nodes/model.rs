@@ -90,7 +90,7 @@ pub struct NodeInput {
     pub private_ip: Option<String>,
     pub ssh_port: Option<Value>,
     pub username: Option<String>,
-    #[serde(deserialize_with = "crate::auth::accounts::double_option")]
+    #[serde(deserialize_with = "crate::validate::double_option")]
     pub password: Option<Option<String>>,
     pub gpu_name: Option<String>,
     pub gpu_count: Option<Value>,
@@ -98,7 +98,7 @@ pub struct NodeInput {
     pub tls_enabled: Option<Value>,
     pub tls_ca_cert: Option<String>,
     pub tls_client_cert: Option<String>,
-    #[serde(deserialize_with = "crate::auth::accounts::double_option")]
+    #[serde(deserialize_with = "crate::validate::double_option")]
     pub tls_client_key: Option<Option<String>>,
     pub listed: Option<Value>,
     pub remark: Option<String>,

@@ -17,11 +17,11 @@ use super::TestResult;
 use super::model::{Node, NodeFields, NodeInput};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::pages::PageCtx;
-use crate::catalog::pages::FormValues;
+use crate::auth::PageCtx;
 use crate::docker::EngineReport;
 use crate::error::AppError;
 use crate::web::extract::ApiPath;
+use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html, page_or_fragment};
 
 pub fn routes() -> Router<App> {

@@ -115,7 +115,7 @@ pub async fn run<E, S>(
 
 async fn session_node(app: &App, s: &Session) -> Result<bollard::Docker, String> {
     let node = s.node_id();
-    crate::instances::lifecycle::client(app, node)
+    crate::nodes::client(app, node)
         .await
         .map_err(|e| format!("cannot reach the node: {e}"))
 }

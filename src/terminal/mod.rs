@@ -24,10 +24,10 @@ use serde_json::json;
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::{AppError, FieldError, FieldErrors};
-use crate::instances::store::{Instance, Names};
+use crate::instances::{Instance, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
 use crate::web::extract::{ApiPath, ApiQuery};
@@ -93,7 +93,7 @@ async fn ws(
     ApiQuery(size): ApiQuery<Size>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    if !crate::auth::guard::same_origin(&headers) {
+    if !crate::auth::same_origin(&headers) {
         return Err(AppError::Csrf);
     }
     let (i, n) = running(&app, &me, id).await?;

@@ -5,6 +5,8 @@
 
 pub mod assets;
 pub mod extract;
+pub mod form;
+pub mod page;
 pub mod render;
 
 use std::net::{SocketAddr, TcpListener};
