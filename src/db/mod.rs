@@ -187,6 +187,78 @@ pub fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Gives a fieldless enum its text form, one literal per variant, used alike
+/// in a TEXT column (`ToSql`/`FromSql`), in JSON (`Serialize`) and in logs
+/// (`Display`): `as_str`, `parse` and `ALL`. A text outside the set read
+/// from the database is an error, or the `else` variant when one is named
+/// (for values that come from outside, such as Docker's container states).
+#[macro_export]
+macro_rules! text_enum {
+    ($t:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        $crate::text_enum!(@common $t { $($v => $s),+ });
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $t::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {s:?}", stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+    };
+    ($t:ident else $fallback:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        $crate::text_enum!(@common $t { $($v => $s),+ });
+        impl $t {
+            /// The variant for `s`, or the fallback for a text outside the set.
+            pub fn parse_or_fallback(s: &str) -> Self {
+                $t::parse(s).unwrap_or($t::$fallback)
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                v.as_str().map($t::parse_or_fallback)
+            }
+        }
+    };
+    (@common $t:ident { $($v:ident => $s:literal),+ }) => {
+        impl $t {
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $s),+
+                }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($s => Some($t::$v),)+
+                    _ => None,
+                }
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

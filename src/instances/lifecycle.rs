@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use super::model::InstanceStatus;
 use super::placement::{self, NoRoom};
 use super::store::{self, Instance, NewInstance, Warning};
 use crate::app::App;
@@ -301,10 +302,10 @@ async fn make_container(
             AppError::Docker(other.to_string())
         }
     })?;
-    let status = containers::state(&d, &created.id)
+    let state = containers::state(&d, &created.id)
         .await
-        .map_err(docker_error)?
-        .unwrap_or_else(|| "missing".into());
+        .map_err(docker_error)?;
+    let status = InstanceStatus::of_container(state.as_deref());
     let warnings = match &created.disk_quota {
         DiskQuota::Unsupported(why) => vec![Warning {
             code: "system_disk_not_enforced".into(),
@@ -315,7 +316,7 @@ async fn make_container(
     let (id, cid) = (r.id, created.id.clone());
     app.db
         .write(move |c| {
-            store::set_created(c, id, &cid, &status, &warnings, crate::db::now())?;
+            store::set_created(c, id, &cid, status, &warnings, crate::db::now())?;
             store::get(c, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)
         })
         .await
@@ -360,7 +361,7 @@ fn creating() -> AppError {
 /// cannot be reached the delete fails with the reason and the row stays.
 pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<(), AppError> {
     let inst = scoped(app, me, id).await?;
-    if inst.status == "creating" {
+    if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
     let install = app.install_id.to_string();
@@ -420,7 +421,7 @@ pub async fn act(
     src: &Source,
 ) -> Result<Instance, AppError> {
     let inst = scoped(app, me, id).await?;
-    if inst.status == "creating" {
+    if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
     let cid = inst
@@ -440,16 +441,16 @@ pub async fn act(
     }
     .await;
     let status = match done {
-        Ok(s) => s.unwrap_or_else(|| "missing".into()),
+        Ok(s) => InstanceStatus::of_container(s.as_deref()),
         Err(err) => {
             let detail = json!({"name": inst.name});
             return Err(failed(app, me, src, action.audit_name(), id, detail, err).await);
         }
     };
-    let (st, c) = (status.clone(), cid.clone());
+    let c = cid.clone();
     app.db
         .write(move |conn| {
-            store::set_status(conn, id, &c, &st, crate::db::now()).map_err(AppError::from)
+            store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
     let detail = json!({"name": inst.name, "status": status});

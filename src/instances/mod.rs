@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod lifecycle;
+pub mod model;
 pub mod pages;
 pub mod placement;
 pub mod store;
@@ -19,6 +20,7 @@ use crate::auth::{CurrentUser, Role};
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
+pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Request};
 pub use store::{Instance, Names, Orphan};
 

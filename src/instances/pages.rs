@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
+use super::model::InstanceStatus;
 use super::placement::Candidate;
 use super::store::{Instance, Names, Orphan, Warning};
 use super::{Action, CreateInput};
@@ -51,19 +52,8 @@ pub fn routes() -> Router<App> {
 }
 
 /// i18n key of a status (docker's states plus ours).
-pub fn status_key(status: &str) -> &'static str {
-    match status {
-        "creating" => "instances.s_creating",
-        "created" => "instances.s_created",
-        "running" => "instances.s_running",
-        "paused" => "instances.s_paused",
-        "restarting" => "instances.s_restarting",
-        "removing" => "instances.s_removing",
-        "exited" => "instances.s_exited",
-        "dead" => "instances.s_dead",
-        "missing" => "instances.s_missing",
-        _ => "instances.s_unknown",
-    }
+pub fn status_key(status: &InstanceStatus) -> &'static str {
+    status.key()
 }
 
 /// The translated text of a warning, with the daemon's words.

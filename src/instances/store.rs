@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::model::InstanceStatus;
 use super::placement::{Capacity, NodeSnapshot};
 use crate::auth::Scope;
 
@@ -25,7 +26,7 @@ pub struct Instance {
     pub user_id: i64,
     pub tenant_id: Option<i64>,
     pub container_id: Option<String>,
-    pub status: String,
+    pub status: InstanceStatus,
     pub gpu_indices: Vec<i64>,
     #[serde(skip)]
     pub reserved: Capacity,
@@ -222,7 +223,7 @@ pub fn set_created(
     conn: &Connection,
     id: i64,
     container_id: &str,
-    status: &str,
+    status: InstanceStatus,
     warnings: &[Warning],
     now: i64,
 ) -> rusqlite::Result<()> {
@@ -245,7 +246,7 @@ pub fn set_status(
     conn: &Connection,
     id: i64,
     container_id: &str,
-    status: &str,
+    status: InstanceStatus,
     now: i64,
 ) -> rusqlite::Result<bool> {
     Ok(conn.execute(
@@ -260,7 +261,7 @@ pub struct Tracked {
     pub id: i64,
     pub name: String,
     pub container_id: Option<String>,
-    pub status: String,
+    pub status: InstanceStatus,
     pub updated_at: i64,
 }
 

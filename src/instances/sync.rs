@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle::{LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, container_name, volume_name};
+use super::model::InstanceStatus;
 use super::store::{self, Orphan, Tracked};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
@@ -131,27 +132,27 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
             .await
             .map_err(crate::error::docker_error)?
     };
-    let status = state.unwrap_or_else(|| "missing".to_string());
-    set_status(app, id, &ev.id, &status, &format!("event {}", ev.action)).await
+    let status = InstanceStatus::of_container(state.as_deref());
+    set_status(app, id, &ev.id, status, &format!("event {}", ev.action)).await
 }
 
 async fn set_status(
     app: &App,
     id: i64,
     container: &str,
-    status: &str,
+    status: InstanceStatus,
     why: &str,
 ) -> Result<(), AppError> {
-    let (c, s) = (container.to_string(), status.to_string());
+    let c = container.to_string();
     let changed = app
         .db
         .write(move |conn| {
-            store::set_status(conn, id, &c, &s, crate::db::now()).map_err(AppError::from)
+            store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
     if changed {
         log::info!("instance {id}: status {status} ({why})");
-        if status == "missing" {
+        if status == InstanceStatus::Missing {
             let detail = json!({"container_id": container, "why": why});
             system_audit(
                 app,
@@ -200,7 +201,7 @@ pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError>
         .await?;
     let by_id: HashMap<&str, &Listed> = mine.iter().map(|c| (c.id.as_str(), c)).collect();
     for row in &rows {
-        if row.status == "creating" {
+        if row.status == InstanceStatus::Creating {
             if row.updated_at < app.started_at {
                 abandon(app, d, row).await?;
             }
@@ -209,9 +210,8 @@ pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError>
         let Some(cid) = &row.container_id else {
             continue;
         };
-        let status = by_id
-            .get(cid.as_str())
-            .map_or("missing", |c| c.state.as_str());
+        let status =
+            InstanceStatus::of_container(by_id.get(cid.as_str()).map(|c| c.state.as_str()));
         set_status(app, row.id, cid, status, "reconcile").await?;
     }
     report_orphans(app, node, &mine, &rows).await
@@ -265,7 +265,8 @@ async fn report_orphans(
                 .and_then(|v| v.parse::<i64>().ok());
             !rows.iter().any(|r| {
                 Some(r.id) == label
-                    && (r.container_id.as_deref() == Some(c.id.as_str()) || r.status == "creating")
+                    && (r.container_id.as_deref() == Some(c.id.as_str())
+                        || r.status == InstanceStatus::Creating)
             })
         })
         .map(|c| Orphan {

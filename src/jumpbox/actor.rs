@@ -21,7 +21,7 @@ use crate::audit::{self, Actor, Outcome, Source};
 use crate::auth::{AuthVia, CurrentUser, User};
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::AppError;
-use crate::instances::{Instance, Names};
+use crate::instances::{Instance, InstanceStatus, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
 
@@ -379,7 +379,7 @@ async fn running_instances(
     Ok(crate::instances::named(app, me, None)
         .await?
         .into_iter()
-        .filter(|(i, _)| i.status == "running" && i.container_id.is_some())
+        .filter(|(i, _)| i.status == InstanceStatus::Running && i.container_id.is_some())
         .collect())
 }
 

@@ -10,30 +10,19 @@ use crate::docker::{EndpointKind, check_cert_pem, check_key_pem, parse_endpoint}
 use crate::error::{FieldError, FieldErrors};
 use crate::validate::{bool_field, int_field, optional_text, required_text};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// A node's reachability as the health loop last saw it (`nodes.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Unknown,
     Online,
     Unreachable,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Unknown => "unknown",
-            Status::Online => "online",
-            Status::Unreachable => "unreachable",
-        }
-    }
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "online" => Status::Online,
-            "unreachable" => Status::Unreachable,
-            _ => Status::Unknown,
-        }
-    }
-}
+crate::text_enum!(Status {
+    Unknown => "unknown",
+    Online => "online",
+    Unreachable => "unreachable",
+});
 
 /// A node as stored, minus the sealed values (only whether they exist).
 #[derive(Debug, Clone, Serialize)]

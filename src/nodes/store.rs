@@ -11,7 +11,6 @@ const COLS: &str = "id, name, region, cpu_cores, memory_gb, system_disk_gb, data
     created_at, updated_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Node> {
-    let status: String = r.get(21)?;
     let report: Option<String> = r.get(24)?;
     Ok(Node {
         id: r.get(0)?,
@@ -35,7 +34,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Node> {
         has_client_key: r.get(18)?,
         listed: r.get(19)?,
         remark: r.get(20)?,
-        status: Status::parse(&status),
+        status: r.get(21)?,
         last_seen_at: r.get(22)?,
         last_error: r.get(23)?,
         last_report: report.and_then(|s| serde_json::from_str(&s).ok()),
@@ -167,7 +166,7 @@ pub fn set_status(
         "UPDATE nodes SET status = ?2, last_error = ?3, \
          last_seen_at = CASE WHEN ?2 = 'online' THEN ?5 ELSE last_seen_at END, \
          last_report = COALESCE(?4, last_report) WHERE id = ?1",
-        params![id, status.as_str(), error, report, now],
+        params![id, status, error, report, now],
     )?;
     Ok(())
 }

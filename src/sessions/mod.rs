@@ -109,7 +109,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         node_id: t.instance.node_id,
         node_name: t.node_name.clone(),
         container_id: t.container().to_string(),
-        protocol: o.protocol.as_str(),
+        protocol: o.protocol,
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
     };
@@ -181,7 +181,7 @@ struct NewOwned {
     node_id: i64,
     node_name: String,
     container_id: String,
-    protocol: &'static str,
+    protocol: Protocol,
     command: String,
     source_ip: String,
 }
@@ -309,7 +309,7 @@ impl Session {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let ending = store::Ending {
                     status: reason.final_status(),
-                    reason: reason.as_str(),
+                    reason,
                     detail: &detail,
                     last: a.last_secs(),
                     bytes_in: a.bytes_in(),

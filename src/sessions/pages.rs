@@ -9,7 +9,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use super::{Filter, SessionRecord};
+use super::model::SessionStatus;
+use super::{EndReason, Filter, SessionRecord};
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
@@ -42,28 +43,30 @@ pub fn bytes(n: &i64) -> String {
     }
 }
 
-pub fn reason_key(r: &Option<String>) -> &'static str {
-    match r.as_deref() {
-        Some("user_close") => "sessions.r_user_close",
-        Some("idle_timeout") => "sessions.r_idle_timeout",
-        Some("admin_force") => "sessions.r_admin_force",
-        Some("max_duration") => "sessions.r_max_duration",
-        Some("error") => "sessions.r_error",
-        _ => "sessions.r_none",
+pub fn reason_key(r: &Option<EndReason>) -> &'static str {
+    match r {
+        Some(EndReason::UserClose) => "sessions.r_user_close",
+        Some(EndReason::IdleTimeout) => "sessions.r_idle_timeout",
+        Some(EndReason::AdminForce) => "sessions.r_admin_force",
+        Some(EndReason::MaxDuration) => "sessions.r_max_duration",
+        Some(EndReason::Error) => "sessions.r_error",
+        None => "sessions.r_none",
     }
 }
 
-pub fn status_key(s: &str) -> &'static str {
-    match s {
-        "active" => "sessions.s_active",
-        "idle" => "sessions.s_idle",
-        "closed" => "sessions.s_closed",
-        _ => "sessions.s_terminated",
+/// For a status or a filter's status text.
+pub fn status_key<S: AsRef<str> + ?Sized>(s: &S) -> &'static str {
+    match SessionStatus::parse(s.as_ref()) {
+        Some(SessionStatus::Active) => "sessions.s_active",
+        Some(SessionStatus::Idle) => "sessions.s_idle",
+        Some(SessionStatus::Closed) => "sessions.s_closed",
+        Some(SessionStatus::Terminated) | None => "sessions.s_terminated",
     }
 }
 
-pub fn protocol_key(p: &str) -> &'static str {
-    if p == "ssh" {
+/// For a protocol or a filter's protocol text.
+pub fn protocol_key<S: AsRef<str> + ?Sized>(p: &S) -> &'static str {
+    if p.as_ref() == "ssh" {
         "sessions.p_ssh"
     } else {
         "sessions.p_web_terminal"

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::model::{EndReason, Protocol, SessionStatus};
 use crate::auth::Scope;
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,14 +18,14 @@ pub struct SessionRecord {
     pub node_id: i64,
     pub node_name: String,
     pub container_id: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub command: String,
     pub source_ip: String,
-    pub status: String,
+    pub status: SessionStatus,
     pub started_at: i64,
     pub last_activity_at: i64,
     pub ended_at: Option<i64>,
-    pub end_reason: Option<String>,
+    pub end_reason: Option<EndReason>,
     pub end_detail: String,
     pub bytes_in: i64,
     pub bytes_out: i64,
@@ -70,7 +71,7 @@ pub struct NewSession<'a> {
     pub node_id: i64,
     pub node_name: &'a str,
     pub container_id: &'a str,
-    pub protocol: &'a str,
+    pub protocol: Protocol,
     pub command: &'a str,
     pub source_ip: &'a str,
 }
@@ -100,7 +101,7 @@ pub fn set_recording(conn: &Connection, id: i64, file: &str) -> rusqlite::Result
 pub fn touch(
     conn: &Connection,
     id: i64,
-    status: &str,
+    status: SessionStatus,
     last: i64,
     bytes_in: u64,
     bytes_out: u64,
@@ -114,8 +115,8 @@ pub fn touch(
 }
 
 pub struct Ending<'a> {
-    pub status: &'a str,
-    pub reason: &'a str,
+    pub status: SessionStatus,
+    pub reason: EndReason,
     pub detail: &'a str,
     pub last: i64,
     pub bytes_in: u64,

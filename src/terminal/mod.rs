@@ -27,7 +27,7 @@ use crate::auth::CurrentUser;
 use crate::auth::PageCtx;
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::{AppError, FieldError, FieldErrors};
-use crate::instances::{Instance, Names};
+use crate::instances::{Instance, InstanceStatus, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
 use crate::web::extract::{ApiPath, ApiQuery};
@@ -53,7 +53,7 @@ async fn running(app: &App, me: &CurrentUser, id: i64) -> Result<(Instance, Name
         .await?
         .pop()
         .ok_or(AppError::NotFound)?;
-    if i.status != "running" || i.container_id.is_none() {
+    if i.status != InstanceStatus::Running || i.container_id.is_none() {
         return Err(AppError::Conflict(FieldErrors::from([(
             "status",
             FieldError::new("err.not_running"),
