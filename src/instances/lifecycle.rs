@@ -20,6 +20,7 @@ use crate::auth::CurrentUser;
 use crate::catalog::model::Spec;
 use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, PullProgress, Step};
 use crate::error::{AppError, FieldError, FieldErrors, docker_error};
+use crate::ids::{InstanceId, NodeId};
 use crate::jobs::{JobHandle, Progress};
 use crate::nodes::client;
 use crate::validate::{int_field, optional_text, required_text};
@@ -43,11 +44,11 @@ pub const LABEL_USER: &str = "gpudock.user";
 
 const GIB: i64 = 1 << 30;
 
-pub fn container_name(install: &str, id: i64) -> String {
+pub fn container_name(install: &str, id: InstanceId) -> String {
     format!("gpudock-{install}-{id}")
 }
 
-pub fn volume_name(install: &str, id: i64) -> String {
+pub fn volume_name(install: &str, id: InstanceId) -> String {
     format!("gpudock-{install}-{id}-data")
 }
 
@@ -64,7 +65,7 @@ pub(super) async fn audit_event(
     actor: Actor,
     src: &Source,
     action: &'static str,
-    id: i64,
+    id: InstanceId,
     outcome: Outcome,
     detail: Value,
 ) -> Result<(), AppError> {
@@ -88,8 +89,8 @@ fn no_room(why: NoRoom) -> AppError {
 
 /// A reservation: the row exists (status `creating`) and holds capacity.
 pub struct Reserved {
-    pub id: i64,
-    pub node_id: i64,
+    pub id: InstanceId,
+    pub node_id: NodeId,
     pub name: String,
     pub image: String,
     pub spec: Spec,
@@ -107,7 +108,7 @@ pub async fn reserve(
     let mut e = FieldErrors::new();
     let image_id = required_id(&mut e, "image_id", input.image_id.as_ref());
     let spec_id = required_id(&mut e, "spec_id", input.spec_id.as_ref());
-    let node_id = required_id(&mut e, "node_id", input.node_id.as_ref());
+    let node_id = NodeId(required_id(&mut e, "node_id", input.node_id.as_ref()));
     let name = required_text(&mut e, "name", input.name.as_deref().unwrap_or(""), 64);
     let remark = optional_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
     if !e.is_empty() {
@@ -324,7 +325,7 @@ async fn make_container(
 }
 
 /// The instance if `me` may reach it (404 otherwise, never 403).
-pub async fn scoped(app: &App, me: &CurrentUser, id: i64) -> Result<Instance, AppError> {
+pub async fn scoped(app: &App, me: &CurrentUser, id: InstanceId) -> Result<Instance, AppError> {
     let scope = me.scope();
     app.db
         .read(move |c| store::get(c, scope, id).map_err(AppError::from))
@@ -339,7 +340,7 @@ async fn failed(
     me: &CurrentUser,
     src: &Source,
     action: &'static str,
-    id: i64,
+    id: InstanceId,
     mut detail: Value,
     err: AppError,
 ) -> AppError {
@@ -359,7 +360,12 @@ fn creating() -> AppError {
 
 /// Removes the container and its data volume, then the row. When the node
 /// cannot be reached the delete fails with the reason and the row stays.
-pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<(), AppError> {
+pub async fn delete(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+    src: &Source,
+) -> Result<(), AppError> {
     let inst = scoped(app, me, id).await?;
     if inst.status == InstanceStatus::Creating {
         return Err(creating());
@@ -416,7 +422,7 @@ impl Action {
 pub async fn act(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: InstanceId,
     action: Action,
     src: &Source,
 ) -> Result<Instance, AppError> {

@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::auth::{CurrentUser, Role};
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
+use crate::ids::InstanceId;
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Request};
@@ -84,7 +85,7 @@ pub async fn candidate_nodes(
 pub async fn named(
     app: &App,
     me: &CurrentUser,
-    only: Option<i64>,
+    only: Option<InstanceId>,
 ) -> Result<Vec<(Instance, store::Names)>, AppError> {
     let scope = me.scope();
     app.db
@@ -116,7 +117,7 @@ pub const MAX_TAIL: u32 = 10_000;
 pub async fn logs(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: InstanceId,
     follow: bool,
     tail: u32,
 ) -> Result<impl Stream<Item = Result<Bytes, DockerError>> + Send + use<>, AppError> {

@@ -25,6 +25,7 @@ use crate::auth::Role;
 use crate::catalog::model::{Image, Spec};
 use crate::error::AppError;
 use crate::i18n::Tr;
+use crate::ids::InstanceId;
 use crate::jobs::JobView;
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
@@ -395,7 +396,7 @@ async fn show(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let (i, n) = super::named(&app, &ctx.me, Some(id))
         .await?
@@ -425,7 +426,7 @@ async fn act(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     super::act(&app, &ctx.me, id, action, &src).await?;
     Ok(Redirect::to(&format!("/instances/{id}")).into_response())
@@ -437,7 +438,7 @@ async fn remove(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     super::delete(&app, &ctx.me, id, &src).await?;
     if is_htmx(&headers) {

@@ -24,6 +24,7 @@ use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::docker::containers::{self, Listed};
 use crate::docker::watch::{self, ContainerEvent};
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
 use crate::nodes::client;
 
 /// Runs until `cancel`: one follower per node.
@@ -49,7 +50,7 @@ fn changes_state(action: &str) -> bool {
     )
 }
 
-async fn follow(app: App, node: i64, cancel: CancellationToken) {
+async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
     let retry = Duration::from_secs(app.config.nodes.health_interval_secs.clamp(1, 5));
     let every = Duration::from_secs(app.config.instances.reconcile_interval_secs);
     let mut reported_down = false;
@@ -121,7 +122,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     let Some(id) = ev
         .labels
         .get(LABEL_INSTANCE)
-        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|v| v.parse::<i64>().ok().map(InstanceId))
     else {
         return Ok(());
     };
@@ -138,7 +139,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
 
 async fn set_status(
     app: &App,
-    id: i64,
+    id: InstanceId,
     container: &str,
     status: InstanceStatus,
     why: &str,
@@ -187,7 +188,7 @@ async fn system_audit(
 }
 
 /// Compares the node's containers with its instances (see the module doc).
-pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError> {
+pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppError> {
     let listed = containers::list_labelled(d, LABEL_INSTALL, &app.install_id)
         .await
         .map_err(crate::error::docker_error)?;
@@ -251,7 +252,7 @@ async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
 
 async fn report_orphans(
     app: &App,
-    node: i64,
+    node: NodeId,
     mine: &[Listed],
     rows: &[Tracked],
 ) -> Result<(), AppError> {
@@ -262,7 +263,7 @@ async fn report_orphans(
             let label = c
                 .labels
                 .get(LABEL_INSTANCE)
-                .and_then(|v| v.parse::<i64>().ok());
+                .and_then(|v| v.parse::<i64>().ok().map(InstanceId));
             !rows.iter().any(|r| {
                 Some(r.id) == label
                     && (r.container_id.as_deref() == Some(c.id.as_str())

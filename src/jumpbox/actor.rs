@@ -21,6 +21,7 @@ use crate::audit::{self, Actor, Outcome, Source};
 use crate::auth::{AuthVia, CurrentUser, User};
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::AppError;
+use crate::ids::InstanceId;
 use crate::instances::{Instance, InstanceStatus, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
@@ -364,7 +365,7 @@ fn events(
     Box::pin(futures_util::stream::iter(first).chain(rest))
 }
 
-fn ids_and_names(reachable: &[(Instance, Names)]) -> Vec<(i64, &str)> {
+fn ids_and_names(reachable: &[(Instance, Names)]) -> Vec<(InstanceId, &str)> {
     reachable
         .iter()
         .map(|(i, _)| (i.id, i.name.as_str()))

@@ -13,7 +13,7 @@ pub fn split_login(login: &str) -> (&str, Option<&str>) {
 
 /// The instance a login names among `(id, name)`s: by name when it is
 /// unique, else by id; otherwise what to tell the user.
-pub fn find(items: &[(i64, &str)], target: &str) -> Result<usize, String> {
+pub fn find<I: std::fmt::Display>(items: &[(I, &str)], target: &str) -> Result<usize, String> {
     let by_name: Vec<usize> = (0..items.len()).filter(|&n| items[n].1 == target).collect();
     if let [one] = by_name.as_slice() {
         return Ok(*one);

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::docker::{EndpointKind, check_cert_pem, check_key_pem, parse_endpoint};
 use crate::error::{FieldError, FieldErrors};
+use crate::ids::NodeId;
 use crate::validate::{bool_field, int_field, optional_text, required_text};
 
 /// A node's reachability as the health loop last saw it (`nodes.status`).
@@ -27,7 +28,7 @@ crate::text_enum!(Status {
 /// A node as stored, minus the sealed values (only whether they exist).
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
-    pub id: i64,
+    pub id: NodeId,
     pub name: String,
     pub region: String,
     pub cpu_cores: i64,

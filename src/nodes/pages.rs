@@ -20,6 +20,7 @@ use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::docker::EngineReport;
 use crate::error::AppError;
+use crate::ids::NodeId;
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html, page_or_fragment};
@@ -215,7 +216,7 @@ fn edit_page(
 async fn edit(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     let node = super::get(&app, id).await?;
     let form = values(&NodeFields::of(&node));
@@ -226,7 +227,7 @@ async fn save(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let form = FormValues::from_map(f);
@@ -244,7 +245,7 @@ async fn remove(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     super::delete(&app, &ctx.me, id, &src).await?;
     Ok(Redirect::to("/nodes").into_response())
@@ -255,7 +256,7 @@ async fn test(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     let result = super::test(&app, &ctx.me, id, &src).await?;
     let node = super::get(&app, id).await?;
@@ -272,7 +273,7 @@ async fn sync(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     super::sync(&app, &ctx.me, id, &src).await?;
     Ok(Redirect::to(&format!("/nodes/{id}")).into_response())

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::ids::SessionId;
 use crate::web::extract::{ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
@@ -34,7 +35,7 @@ async fn list(
 async fn show(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::get(&app, &me, id).await?))
 }
@@ -43,7 +44,7 @@ async fn terminate(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::terminate(&app, &me, id, &src).await?))
 }
@@ -52,7 +53,7 @@ async fn terminate(
 pub async fn recording(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     let path = super::recording_path(&app, &me, id).await?;
     let bytes = match tokio::fs::read(&path).await {

@@ -21,6 +21,7 @@ use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::User;
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId, SessionId};
 use crate::instances::Instance;
 use crate::live::Registration;
 pub use model::{EndReason, Protocol};
@@ -70,8 +71,8 @@ impl From<AppError> for OpenError {
 /// An open session. The transport calls `input`/`output`/`resize` as bytes
 /// pass, and `close` once, when it ends.
 pub struct Session {
-    pub id: i64,
-    node_id: i64,
+    pub id: SessionId,
+    node_id: NodeId,
     app: App,
     reg: Registration,
     recorder: Option<Recorder>,
@@ -126,7 +127,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
             Ok::<_, AppError>(id)
         })
         .await?;
-    reg.rekey(id);
+    reg.rekey(id.0);
     let title = format!(
         "{} · {} · {}",
         o.user.username,
@@ -176,9 +177,9 @@ struct NewOwned {
     user_id: i64,
     username: String,
     tenant_id: Option<i64>,
-    instance_id: i64,
+    instance_id: InstanceId,
     instance_name: String,
-    node_id: i64,
+    node_id: NodeId,
     node_name: String,
     container_id: String,
     protocol: Protocol,
@@ -284,7 +285,7 @@ impl Session {
         }
     }
 
-    pub fn node_id(&self) -> i64 {
+    pub fn node_id(&self) -> NodeId {
         self.node_id
     }
 
@@ -365,7 +366,14 @@ pub async fn run(app: App, cancel: CancellationToken) {
                 let tx = c.transaction()?;
                 for s in snap.iter().filter(|s| s.id > 0) {
                     let status = model::live_status(now - s.last_secs);
-                    store::touch(&tx, s.id, status, s.last_secs, s.bytes_in, s.bytes_out)?;
+                    store::touch(
+                        &tx,
+                        SessionId(s.id),
+                        status,
+                        s.last_secs,
+                        s.bytes_in,
+                        s.bytes_out,
+                    )?;
                 }
                 tx.commit().map_err(AppError::from)
             })
@@ -391,7 +399,7 @@ pub async fn list(
 pub async fn get(
     app: &App,
     me: &crate::auth::CurrentUser,
-    id: i64,
+    id: SessionId,
 ) -> Result<SessionRecord, AppError> {
     let scope = me.scope();
     app.db
@@ -405,14 +413,14 @@ pub async fn get(
 pub async fn terminate(
     app: &App,
     me: &crate::auth::CurrentUser,
-    id: i64,
+    id: SessionId,
     src: &Source,
 ) -> Result<SessionRecord, AppError> {
     if me.user.role != crate::auth::Role::Admin {
         return Err(AppError::Forbidden);
     }
     let rec = get(app, me, id).await?;
-    let was_live = app.live.stop(id, EndReason::AdminForce.as_str());
+    let was_live = app.live.stop(id.0, EndReason::AdminForce.as_str());
     let detail = json!({"user": rec.username, "instance": rec.instance_name, "was_live": was_live});
     let outcome = if was_live {
         Outcome::Success
@@ -434,7 +442,7 @@ pub async fn terminate(
     }
     // Wait (briefly) for the session's loop to record its end.
     for _ in 0..40 {
-        if !app.live.is_live(id) {
+        if !app.live.is_live(id.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -446,7 +454,7 @@ pub async fn terminate(
 pub async fn recording_path(
     app: &App,
     me: &crate::auth::CurrentUser,
-    id: i64,
+    id: SessionId,
 ) -> Result<std::path::PathBuf, AppError> {
     let scope = me.scope();
     let file = app

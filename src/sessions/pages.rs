@@ -16,6 +16,7 @@ use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::auth::Role;
 use crate::error::AppError;
+use crate::ids::SessionId;
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html, is_htmx};
 
@@ -141,7 +142,7 @@ struct ShowPage {
 async fn show(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
     let is_admin = ctx.me.user.role == Role::Admin;
@@ -157,7 +158,7 @@ async fn terminate(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     super::terminate(&app, &ctx.me, id, &src).await?;
     Ok(Redirect::to("/sessions").into_response())

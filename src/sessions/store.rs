@@ -6,16 +6,17 @@ use serde::Serialize;
 
 use super::model::{EndReason, Protocol, SessionStatus};
 use crate::auth::Scope;
+use crate::ids::{InstanceId, NodeId, SessionId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionRecord {
-    pub id: i64,
+    pub id: SessionId,
     pub user_id: i64,
     pub username: String,
     pub tenant_id: Option<i64>,
-    pub instance_id: i64,
+    pub instance_id: InstanceId,
     pub instance_name: String,
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub node_name: String,
     pub container_id: String,
     pub protocol: Protocol,
@@ -66,9 +67,9 @@ pub struct NewSession<'a> {
     pub user_id: i64,
     pub username: &'a str,
     pub tenant_id: Option<i64>,
-    pub instance_id: i64,
+    pub instance_id: InstanceId,
     pub instance_name: &'a str,
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub node_name: &'a str,
     pub container_id: &'a str,
     pub protocol: Protocol,
@@ -76,7 +77,7 @@ pub struct NewSession<'a> {
     pub source_ip: &'a str,
 }
 
-pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Result<i64> {
+pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Result<SessionId> {
     conn.execute(
         "INSERT INTO remote_sessions (user_id, username, tenant_id, instance_id, instance_name, node_id, node_name, \
          container_id, protocol, command, source_ip, status, started_at, last_activity_at) \
@@ -86,10 +87,10 @@ pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Resu
             s.container_id, s.protocol, s.command, s.source_ip, now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(SessionId(conn.last_insert_rowid()))
 }
 
-pub fn set_recording(conn: &Connection, id: i64, file: &str) -> rusqlite::Result<()> {
+pub fn set_recording(conn: &Connection, id: SessionId, file: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE remote_sessions SET recording = ?2 WHERE id = ?1",
         params![id, file],
@@ -100,7 +101,7 @@ pub fn set_recording(conn: &Connection, id: i64, file: &str) -> rusqlite::Result
 /// The live figures of a session still open.
 pub fn touch(
     conn: &Connection,
-    id: i64,
+    id: SessionId,
     status: SessionStatus,
     last: i64,
     bytes_in: u64,
@@ -123,7 +124,7 @@ pub struct Ending<'a> {
     pub bytes_out: u64,
 }
 
-pub fn end(conn: &Connection, id: i64, e: &Ending<'_>, now: i64) -> rusqlite::Result<()> {
+pub fn end(conn: &Connection, id: SessionId, e: &Ending<'_>, now: i64) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE remote_sessions SET status = ?2, end_reason = ?3, end_detail = ?4, last_activity_at = ?5, \
          bytes_in = ?6, bytes_out = ?7, ended_at = ?8 WHERE id = ?1",
@@ -192,7 +193,11 @@ pub fn list(conn: &Connection, scope: Scope, f: &Filter) -> rusqlite::Result<Vec
     .collect()
 }
 
-pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<SessionRecord>> {
+pub fn get(
+    conn: &Connection,
+    scope: Scope,
+    id: SessionId,
+) -> rusqlite::Result<Option<SessionRecord>> {
     let (t, u) = scope_filters(scope);
     conn.query_row(
         &format!(
@@ -205,7 +210,11 @@ pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<
 }
 
 /// The recording file of a session in scope.
-pub fn recording(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<String>> {
+pub fn recording(
+    conn: &Connection,
+    scope: Scope,
+    id: SessionId,
+) -> rusqlite::Result<Option<String>> {
     let (t, u) = scope_filters(scope);
     conn.query_row(
         "SELECT recording FROM remote_sessions WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)",

@@ -27,6 +27,7 @@ use crate::auth::CurrentUser;
 use crate::auth::PageCtx;
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::{AppError, FieldError, FieldErrors};
+use crate::ids::InstanceId;
 use crate::instances::{Instance, InstanceStatus, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
@@ -48,7 +49,11 @@ struct TerminalPage {
 }
 
 /// The instance if `me` reaches it and it has a running container.
-async fn running(app: &App, me: &CurrentUser, id: i64) -> Result<(Instance, Names), AppError> {
+async fn running(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+) -> Result<(Instance, Names), AppError> {
     let (i, n) = crate::instances::named(app, me, Some(id))
         .await?
         .pop()
@@ -66,7 +71,7 @@ async fn running(app: &App, me: &CurrentUser, id: i64) -> Result<(Instance, Name
 async fn page(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let (i, n) = running(&app, &ctx.me, id).await?;
     let r = html(&TerminalPage {
@@ -89,7 +94,7 @@ async fn ws(
     me: CurrentUser,
     headers: HeaderMap,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
     ApiQuery(size): ApiQuery<Size>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
