@@ -66,6 +66,9 @@ pub enum AppError {
     BadRequest(&'static str),
     #[error("server busy")]
     Busy,
+    /// The server is stopping; the work asked for was not done (or undone).
+    #[error("shutting down")]
+    ShuttingDown,
     /// A node's Docker daemon could not be reached; the text says why.
     #[error("node: {0}")]
     Upstream(String),
@@ -105,7 +108,7 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Busy | AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Upstream(_) | AppError::Docker(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,6 +127,7 @@ impl AppError {
             AppError::Validation(_) => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
             AppError::Busy => "busy",
+            AppError::ShuttingDown => "shutting_down",
             AppError::Upstream(_) => "node_unreachable",
             AppError::Docker(_) => "docker_error",
             AppError::Internal(_) => "internal",
@@ -144,6 +148,7 @@ impl AppError {
             AppError::Validation(_) => "err.validation",
             AppError::BadRequest(key) => key,
             AppError::Busy => "err.busy",
+            AppError::ShuttingDown => "err.shutting_down",
             AppError::Upstream(_) => "err.node_unreachable",
             AppError::Docker(_) => "err.docker",
             AppError::Internal(_) => "err.internal",
@@ -162,6 +167,7 @@ impl AppError {
             | AppError::NotFound
             | AppError::BadRequest(_)
             | AppError::Busy
+            | AppError::ShuttingDown
             | AppError::Upstream(_)
             | AppError::Docker(_)
             | AppError::Internal(_) => None,

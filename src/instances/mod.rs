@@ -12,7 +12,7 @@ pub mod store;
 pub mod sync;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
 use crate::app::App;
@@ -113,7 +113,8 @@ pub async fn orphans(app: &App, me: &CurrentUser) -> Result<Vec<Orphan>, AppErro
 /// The most lines of history a log request returns before following.
 pub const MAX_TAIL: u32 = 10_000;
 
-/// The instance's output: the last `tail` lines, then (with `follow`) live.
+/// The instance's output: the last `tail` lines, then (with `follow`) live
+/// until the server stops (an open follow never holds up a shutdown).
 pub async fn logs(
     app: &App,
     me: &CurrentUser,
@@ -126,5 +127,6 @@ pub async fn logs(
         .container_id
         .ok_or_else(|| AppError::field("id", "err.no_container"))?;
     let d = crate::nodes::client(app, inst.node_id).await?;
-    Ok(watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)))
+    let stop = app.cancel.clone().cancelled_owned();
+    Ok(watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)).take_until(stop))
 }

@@ -40,17 +40,28 @@ impl SessionStatus {
 pub enum EndReason {
     /// The user closed it (or the shell exited).
     UserClose,
+    /// The client went away without closing the session (killed, network
+    /// lost, no answer to keep-alives).
+    ClientLost,
+    /// The instance's node stopped answering (its Docker daemon died or
+    /// restarted) while the session ran.
+    NodeLost,
     IdleTimeout,
     AdminForce,
     MaxDuration,
+    /// The user lost the right to the session (disabled, role, tenant).
+    AccessRevoked,
     Error,
 }
 
 crate::text_enum!(EndReason {
     UserClose => "user_close",
+    ClientLost => "client_lost",
+    NodeLost => "node_lost",
     IdleTimeout => "idle_timeout",
     AdminForce => "admin_force",
     MaxDuration => "max_duration",
+    AccessRevoked => "access_revoked",
     Error => "error",
 });
 
@@ -58,10 +69,14 @@ impl EndReason {
     /// `terminated` when gpudock ended it, `closed` otherwise.
     pub fn final_status(self) -> SessionStatus {
         match self {
-            EndReason::IdleTimeout | EndReason::AdminForce | EndReason::MaxDuration => {
-                SessionStatus::Terminated
-            }
-            EndReason::UserClose | EndReason::Error => SessionStatus::Closed,
+            EndReason::IdleTimeout
+            | EndReason::AdminForce
+            | EndReason::MaxDuration
+            | EndReason::AccessRevoked => SessionStatus::Terminated,
+            EndReason::UserClose
+            | EndReason::ClientLost
+            | EndReason::NodeLost
+            | EndReason::Error => SessionStatus::Closed,
         }
     }
 
@@ -78,7 +93,13 @@ impl EndReason {
                 human(max_secs)
             )),
             EndReason::AdminForce => Some("session ended: terminated by an administrator".into()),
-            EndReason::UserClose | EndReason::Error => None,
+            EndReason::NodeLost => Some(
+                "session ended: the instance's node stopped answering (its Docker daemon is \
+                 unreachable); processes it left running are ended once it answers again"
+                    .into(),
+            ),
+            EndReason::AccessRevoked => Some("session ended: your access was revoked".into()),
+            EndReason::UserClose | EndReason::ClientLost | EndReason::Error => None,
         }
     }
 }
@@ -126,6 +147,9 @@ mod tests {
     fn reasons_round_trip_and_say_which_limit() {
         for r in [
             "user_close",
+            "client_lost",
+            "node_lost",
+            "access_revoked",
             "idle_timeout",
             "admin_force",
             "max_duration",
