@@ -4,7 +4,7 @@
 //! register their connections here; this knows nothing of what they carry.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,9 @@ struct Entry {
     activity: Arc<Activity>,
     stop: CancellationToken,
     reason: Arc<OnceLock<&'static str>>,
+    /// Ended for its user, still finishing (e.g. cleaning up after itself):
+    /// listed as live, no longer counted toward its owner's limit.
+    ending: Arc<AtomicBool>,
 }
 
 /// One live connection as the registry lists it.
@@ -114,6 +117,12 @@ impl Registration {
             entry: self.entry.clone(),
         }
     }
+    /// The connection has ended for its owner; it stays registered (live)
+    /// while it finishes, but no longer counts toward the owner's limit.
+    pub fn ending(&self) {
+        self.entry.ending.store(true, Ordering::Relaxed);
+    }
+
     /// Moves the registration to another id (a provisional key replaced by
     /// the record's id once it exists).
     pub fn rekey(&mut self, id: i64) {
@@ -144,7 +153,10 @@ impl Live {
         max_per_owner: usize,
     ) -> Result<Registration, AtLimit> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let held = m.values().filter(|e| e.owner == owner).count();
+        let held = m
+            .values()
+            .filter(|e| e.owner == owner && !e.ending.load(Ordering::Relaxed))
+            .count();
         if max_per_owner > 0 && held >= max_per_owner {
             return Err(AtLimit { held });
         }
@@ -153,6 +165,7 @@ impl Live {
             activity: Arc::new(Activity::default()),
             stop: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
+            ending: Arc::new(AtomicBool::new(false)),
         };
         entry.activity.touch();
         m.insert(id, entry.clone());
@@ -219,6 +232,13 @@ mod tests {
         assert!(!live.stop(99, "x"));
         drop(a);
         assert!(!live.is_live(1));
-        assert!(live.register(3, 7, 2).is_ok(), "room again after a drop");
+        let c = live.register(3, 7, 2).unwrap();
+        assert!(live.register(5, 7, 2).is_err());
+        c.ending();
+        assert!(live.is_live(3), "still live while it finishes");
+        assert!(
+            live.register(5, 7, 2).is_ok(),
+            "room again once one is ending"
+        );
     }
 }

@@ -329,7 +329,7 @@ impl Conn {
             tty: pty.is_some(),
             term: pty.map(|p| p.term),
             size: Some(size),
-            tag: format!("{}-s{}", self.app.install_id, session.id),
+            tag: session.tag().to_string(),
         };
         let container = target.container().to_string();
         bridge::run(&self.app, session, container, spec, events, out).await;

@@ -137,7 +137,8 @@ fn event(msg: Result<Message, axum::Error>) -> Option<ClientEvent> {
             }
             Err(_) => None,
         },
-        Ok(Message::Close(_)) | Err(_) => Some(ClientEvent::Closed),
+        Ok(Message::Close(_)) => Some(ClientEvent::Closed),
+        Err(_) => Some(ClientEvent::Lost),
         Ok(Message::Ping(_) | Message::Pong(_)) => None,
     }
 }
@@ -205,7 +206,7 @@ async fn serve(
         tty: true,
         term: Some("xterm-256color".into()),
         size: Some(size),
-        tag: format!("{}-s{}", app.install_id, session.id),
+        tag: session.tag().to_string(),
     };
     let container = target.container().to_string();
     let events = Box::pin(stream.filter_map(|m| std::future::ready(event(m))));
