@@ -27,7 +27,12 @@ pub struct Instance {
     pub user_id: i64,
     pub tenant_id: Option<i64>,
     pub container_id: Option<String>,
+    /// What users are shown (`unknown` while the node is unreachable).
     pub status: InstanceStatus,
+    /// What Docker last said, whether or not the node answers now: what a
+    /// connection to the instance tries (and fails clearly on a dead node).
+    #[serde(skip)]
+    pub last_known: InstanceStatus,
     pub gpu_indices: Vec<i64>,
     #[serde(skip)]
     pub reserved: Capacity,
@@ -89,6 +94,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         tenant_id: r.get(6)?,
         container_id: r.get(7)?,
         status: stored.seen(node.as_deref() == Some("unreachable")),
+        last_known: stored,
         gpu_indices: serde_json::from_str(&json(9)?).unwrap_or_default(),
         reserved: Capacity {
             gpus: r.get(10)?,

@@ -380,7 +380,7 @@ async fn running_instances(
     Ok(crate::instances::named(app, me, None)
         .await?
         .into_iter()
-        .filter(|(i, _)| i.status == InstanceStatus::Running && i.container_id.is_some())
+        .filter(|(i, _)| i.last_known == InstanceStatus::Running && i.container_id.is_some())
         .collect())
 }
 

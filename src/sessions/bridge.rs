@@ -163,10 +163,10 @@ async fn after_output(d: &bollard::Docker, id: &str, broken: Option<String>) -> 
             }
         }
     }
-    match broken {
-        Some(why) => Stop::Failed(why),
-        None => Stop::Exited(None),
-    }
+    // dockerd says it still runs: the connection to it broke.
+    Stop::Failed(
+        broken.unwrap_or_else(|| "the connection to the process closed while it ran".into()),
+    )
 }
 
 async fn pump<E, S>(

@@ -58,7 +58,7 @@ async fn running(
         .await?
         .pop()
         .ok_or(AppError::NotFound)?;
-    if i.status != InstanceStatus::Running || i.container_id.is_none() {
+    if i.last_known != InstanceStatus::Running || i.container_id.is_none() {
         return Err(AppError::Conflict(FieldErrors::from([(
             "status",
             FieldError::new("err.not_running"),

@@ -23,7 +23,11 @@ pub struct Lab {
 
 impl Lab {
     pub async fn new(config: &str, cpu: i64) -> Lab {
-        let d = dockerd::shared();
+        Lab::on(dockerd::shared(), config, cpu).await
+    }
+
+    /// A lab whose node is the daemon `d` (e.g. a restartable one).
+    pub async fn on(d: &'static TestDaemon, config: &str, cpu: i64) -> Lab {
         let srv = Server::start_with(config);
         let admin = srv.admin().await;
         let (s, b) = post(
