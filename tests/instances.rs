@@ -1186,13 +1186,13 @@ async fn a_leftover_data_volume_never_reaches_another_tenants_new_instance() {
     let (s, b) = post(&bob, &url, lab.create_body(spec, "b")).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let b_cid = b["container_id"].as_str().unwrap();
-    assert!(b["id"].as_i64().unwrap() > a_id, "id {a_id} came back: {b}");
-    assert_ne!(data_volume(&lab, b_cid), leftover);
     assert_eq!(
         sh_in(&lab, b_cid, "ls -A /data"),
         "",
         "bob's /data is not empty"
     );
+    assert_ne!(data_volume(&lab, b_cid), leftover);
+    assert!(b["id"].as_i64().unwrap() > a_id, "id {a_id} came back: {b}");
     // The leftover is not bob's to have, nor gpudock's to remove.
     assert!(lab.inspect("volume", &leftover).is_some());
     assert_eq!(lab.delete(&b["id"]).await, StatusCode::NO_CONTENT);

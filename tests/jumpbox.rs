@@ -969,7 +969,15 @@ async fn a_node_that_stalls_or_dies_and_comes_back() {
             tokio::spawn(async move { run(&mut c, "", Duration::from_secs(120)).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Every session is open and waits on the daemon; it stays stalled
+    // longer than any fixed 5 s answer.
+    until(
+        "all sessions wait on the stalled daemon",
+        Duration::from_secs(90),
+        async || sessions(&j, "status=live&limit=1000").await.len() == LOGINS,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     d.resume();
     for (i, r) in runs.into_iter().enumerate() {
         let r = r.await.unwrap();
@@ -989,9 +997,11 @@ async fn a_node_that_stalls_or_dies_and_comes_back() {
             c.spawn().unwrap()
         })
         .collect();
-    until("3 sessions' sleeps run", Duration::from_secs(30), async || {
-        (0..3).all(|n| host_runs(&format!("sleep 60{n}")))
-    })
+    until(
+        "3 sessions' sleeps run",
+        Duration::from_secs(30),
+        async || (0..3).all(|n| host_runs(&format!("sleep 60{n}"))),
+    )
     .await;
     d.pause();
     drop(holders);

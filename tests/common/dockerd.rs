@@ -128,9 +128,15 @@ impl TestDaemon {
         );
     }
 
-    /// Asks the watchdog to stop dockerd for good, without waiting.
+    /// Stops a restartable daemon for good (its containers too) and
+    /// removes its directory; waits for that.
     pub fn shut(&self) {
+        let _ = std::fs::write(self.dir.join("remove"), b"");
         let _ = std::fs::write(self.dir.join("stop"), b"");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops dockerd (a restartable daemon: see [`start_restartable`]) and
@@ -228,6 +234,19 @@ while kill -0 "$parent" 2>/dev/null && [ ! -e "$dir/stop" ]; do
   fi
   sleep 0.1
 done
+if [ -e "$dir/restartable" ]; then
+  # Live-restore would leave the containers running: kill them first (with
+  # dockerd started again if it is down).
+  dk() { docker -H "unix://$dir/docker.sock" "$@"; }
+  if ! kill -0 "$d" 2>/dev/null; then
+    "$@" >>"$dir/dockerd.log" 2>&1 </dev/null &
+    d=$!
+  fi
+  i=0
+  while ! dk version >/dev/null 2>&1 && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  ids=$(dk ps -q 2>/dev/null)
+  [ -z "$ids" ] || dk kill $ids >/dev/null 2>&1
+fi
 kill -TERM "$d" 2>/dev/null
 i=0
 while kill -0 "$d" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
@@ -239,7 +258,7 @@ wait "$d" 2>/dev/null
 for m in $(awk -v p="$dir/" 'index($2, p) == 1 || $2 == substr(p, 1, length(p) - 1) { print $2 }' /proc/mounts | sort -r); do
   umount -l "$m" 2>/dev/null
 done
-kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
+if [ -e "$dir/remove" ] || ! kill -0 "$parent" 2>/dev/null; then rm -rf "$dir"; fi
 "#;
 
 fn start(private: bool, restartable: bool) -> TestDaemon {
