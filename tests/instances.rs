@@ -1393,14 +1393,6 @@ async fn sigterm_cancels_a_long_create_and_ends_followed_logs() {
         .post("/api/v1/instances", lab.create_body(spec, "r"))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
-    let (port, asked) = common::silent_registry();
-    let (s, img) = lab
-        .post(
-            "/api/v1/images",
-            json!({"name": "slow", "address": format!("127.0.0.1:{port}/gpudock/slow:1")}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{img}");
     let mut follow = lab
         .admin
         .get(lab.srv.url(&format!(
@@ -1411,15 +1403,7 @@ async fn sigterm_cancels_a_long_create_and_ends_followed_logs() {
         .await
         .unwrap();
     assert_eq!(follow.status(), StatusCode::OK);
-    let mut body = lab.create_body(spec, "slow");
-    body["image_id"] = img["id"].clone();
-    let (c, url) = (lab.admin.clone(), lab.srv.url("/api/v1/instances"));
-    let create = tokio::spawn(async move { post(&c, &url, body).await });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !asked.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "the pull never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let create = lab.create_pulling_forever(spec, "slow").await;
     let (_, list) = lab.get("/api/v1/instances").await;
     assert!(
         list.as_array()

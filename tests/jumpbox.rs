@@ -290,6 +290,28 @@ fn host_runs(cmd: &str) -> bool {
         .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
 }
 
+/// A shell of alice's in alpha that has started `cmd` in the background,
+/// once it runs.
+async fn shell_running(j: &Jump, cmd: &str) -> Talk {
+    let mut t = Talk::start(&mut ssh(
+        j.port,
+        "alice+alpha",
+        Some(ALICE_PW),
+        None,
+        &["-tt"],
+    ))
+    .await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    t.send(&format!("{cmd} &\r")).await;
+    until(
+        &format!("{cmd} runs"),
+        Duration::from_secs(15),
+        async || host_runs(cmd),
+    )
+    .await;
+    t
+}
+
 /// Polls until `cond` holds; `what` names it in the failure.
 async fn until(what: &str, within: Duration, mut cond: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -811,43 +833,12 @@ async fn a_command_piped_into_a_tty_session_keeps_its_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_a_restart_sweeps_sessions_and_abandoned_creates() {
     let j = jump("").await;
-    let cid = j.alpha["container_id"].as_str().unwrap().to_string();
-    let mut t = Talk::start(&mut ssh(
-        j.port,
-        "alice+alpha",
-        Some(ALICE_PW),
-        None,
-        &["-tt"],
-    ))
-    .await;
-    t.expect("# ", Duration::from_secs(20)).await;
-    t.send("sleep 6661 &\r").await;
+    let t = shell_running(&j, "sleep 6661").await;
     let lab = &j.lab;
-    until(
-        "the session's sleep runs",
-        Duration::from_secs(15),
-        async || ps(lab, &cid).contains("sleep 6661"),
-    )
-    .await;
     let session = sessions(&j, "status=live").await[0]["id"].clone();
     // A create in flight, its image's pull never ending.
-    let (port, asked) = common::silent_registry();
-    let (s, img) = lab
-        .post(
-            "/api/v1/images",
-            json!({"name": "slow", "address": format!("127.0.0.1:{port}/gpudock/slow:1")}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{img}");
     let spec = j.alpha["spec_id"].as_i64().unwrap();
-    let mut body = lab.create_body(spec, "abandoned");
-    body["image_id"] = img["id"].clone();
-    let (c, url) = (lab.admin.clone(), lab.srv.url("/api/v1/instances"));
-    let _create = tokio::spawn(async move { post(&c, &url, body).await });
-    until("the pull started", Duration::from_secs(30), async || {
-        asked.load(std::sync::atomic::Ordering::SeqCst)
-    })
-    .await;
+    let _create = lab.create_pulling_forever(spec, "abandoned").await;
 
     let Jump { lab, .. } = j;
     let Lab { srv, d, node, .. } = lab;
@@ -1030,22 +1021,7 @@ async fn a_node_that_stalls_or_dies_and_comes_back() {
     );
 
     // The daemon dies under an open shell.
-    let mut t = Talk::start(&mut ssh(
-        j.port,
-        "alice+alpha",
-        Some(ALICE_PW),
-        None,
-        &["-tt"],
-    ))
-    .await;
-    t.expect("# ", Duration::from_secs(20)).await;
-    t.send("sleep 7777 &\r").await;
-    until(
-        "the shell's sleep runs",
-        Duration::from_secs(15),
-        async || host_runs("sleep 7777"),
-    )
-    .await;
+    let t = shell_running(&j, "sleep 7777").await;
     d.down();
     let r = t.finish(true, Duration::from_secs(30)).await;
     assert!(

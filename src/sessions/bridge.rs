@@ -96,7 +96,7 @@ pub async fn run<E, S>(
         Ok(x) => x,
         Err(e) => {
             let why = format!("cannot start a process in the container: {e}");
-            let sweep = super::sweep(&d, &container, &spec.tag);
+            let sweep = super::sweep(&d, &container, &spec.tag, super::sweep_budget(app));
             fail(session, &mut sink, why, sweep).await;
             return;
         }
@@ -121,7 +121,7 @@ pub async fn run<E, S>(
     })
     .await;
     drop(sink);
-    let sweep = super::sweep(&d, &container, &spec.tag);
+    let sweep = super::sweep(&d, &container, &spec.tag, super::sweep_budget(app));
     session.close(reason, &detail, sweep).await;
 }
 

@@ -193,22 +193,31 @@ fn exec_tag(install: &str, id: SessionId) -> String {
 }
 
 /// How long one sweep may take (it waits a second between SIGHUP and
-/// SIGKILL).
+/// SIGKILL); once the server is stopping, [`SWEEP_AT_SHUTDOWN`].
 const SWEEP_WITHIN: Duration = Duration::from_secs(20);
+/// How long a sweep may hold up a shutdown (the next start does the rest).
+const SWEEP_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
-/// Ends the processes tagged `tag` in `container`; whether that is done
-/// (also when nothing was left: the container gone or stopped).
-pub async fn sweep(d: &bollard::Docker, container: &str, tag: &str) -> bool {
-    match tokio::time::timeout(SWEEP_WITHIN, exec::end_tagged(d, container, tag)).await {
+/// How long a sweep may take now.
+pub fn sweep_budget(app: &App) -> Duration {
+    if app.cancel.is_cancelled() {
+        SWEEP_AT_SHUTDOWN
+    } else {
+        SWEEP_WITHIN
+    }
+}
+
+/// Ends the processes tagged `tag` in `container` within `within`; whether
+/// that is done (also when nothing was left: the container gone or stopped).
+pub async fn sweep(d: &bollard::Docker, container: &str, tag: &str, within: Duration) -> bool {
+    match tokio::time::timeout(within, exec::end_tagged(d, container, tag)).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             log::warn!("ending the processes tagged {tag} in {container} failed: {e}");
             false
         }
         Err(_) => {
-            log::warn!(
-                "ending the processes tagged {tag} in {container} took over {SWEEP_WITHIN:?}"
-            );
+            log::warn!("ending the processes tagged {tag} in {container} took over {within:?}");
             false
         }
     }
@@ -439,7 +448,7 @@ async fn sweep_node(app: &App, node: NodeId, list: &[store::Unswept], cancel: &C
         if cancel.is_cancelled() {
             return;
         }
-        if sweep(&d, &s.container_id, &s.exec_tag).await {
+        if sweep(&d, &s.container_id, &s.exec_tag, sweep_budget(app)).await {
             log::info!(
                 "session {}: processes left in {} ended",
                 s.id,
