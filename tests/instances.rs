@@ -1064,7 +1064,9 @@ async fn an_image_missing_on_the_node_is_pulled_first() {
         "-c",
         "head -c 4194304 /dev/urandom > /payload",
     ]));
-    ok(lab.docker(&["commit", &base, &image]));
+    // The committed image keeps a shell as its command (not the one-off
+    // `head` above, after which the container would exit and restart).
+    ok(lab.docker(&["commit", "--change", r#"CMD ["/bin/sh"]"#, &base, &image]));
     ok(lab.docker(&["rm", &base]));
     ok(lab.docker(&["push", &image]));
     ok(lab.docker(&["rmi", &image]));

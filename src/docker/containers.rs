@@ -64,6 +64,9 @@ pub enum DiskQuota {
 pub struct Created {
     pub id: String,
     pub disk_quota: DiskQuota,
+    /// Its state once started (`running`, or `exited` when it stopped at
+    /// once).
+    pub state: Option<String>,
 }
 
 /// Why creation failed; nothing it made is left on the daemon (unless the
@@ -218,6 +221,7 @@ async fn create_once(d: &Docker, spec: &ContainerSpec) -> Result<Created, bollar
             } else {
                 DiskQuota::NotAsked
             },
+            state: None,
         }),
         Err(bollard::errors::Error::DockerResponseServerError { message, .. })
             if message.contains(STORAGE_OPT_UNSUPPORTED) =>
@@ -226,6 +230,7 @@ async fn create_once(d: &Docker, spec: &ContainerSpec) -> Result<Created, bollar
             Ok(Created {
                 id: r.id,
                 disk_quota: DiskQuota::Unsupported(message.trim().to_string()),
+                state: None,
             })
         }
         Err(e) => Err(e),
@@ -281,7 +286,7 @@ struct Made {
 }
 
 /// Pulls the image if needed, creates the data volume and the container,
-/// starts it, unless `cancel` comes first. Names in use are refused; on
+/// starts it and reads its state, unless `cancel` comes first. Names in use are refused; on
 /// failure or cancellation, whatever this call made is removed.
 pub async fn create_and_start(
     d: &Docker,
@@ -331,7 +336,7 @@ async fn make(
     }
     progress(Step::Container);
     made.container = true;
-    let created = match or_cancel(cancel, create(d, spec)).await? {
+    let mut created = match or_cancel(cancel, create(d, spec)).await? {
         Ok(c) => c,
         Err(e @ CreateError::NameTaken { .. }) => {
             // Made by someone else meanwhile: not ours to remove.
@@ -350,6 +355,9 @@ async fn make(
             _ => CreateError::Docker(e),
         });
     }
+    created.state = or_cancel(cancel, state(d, &created.id))
+        .await?
+        .map_err(CreateError::Docker)?;
     Ok(created)
 }
 

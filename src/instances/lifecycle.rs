@@ -331,10 +331,7 @@ async fn make_container(
         | CreateError::NoGpuRuntime(_)
         | CreateError::NameTaken { .. }) => AppError::Docker(other.to_string()),
     })?;
-    let state = containers::state(&d, &created.id)
-        .await
-        .map_err(docker_error)?;
-    let status = InstanceStatus::of_container(state.as_deref());
+    let status = InstanceStatus::of_container(created.state.as_deref());
     let warnings = match &created.disk_quota {
         DiskQuota::Unsupported(why) => vec![Warning {
             code: "system_disk_not_enforced".into(),

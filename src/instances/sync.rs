@@ -96,13 +96,22 @@ async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {
-                    if let Err(e) = reconcile(&app, &d, node).await {
+                    // A slow daemon never holds up a stop.
+                    let r = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = reconcile(&app, &d, node) => r,
+                    };
+                    if let Err(e) = r {
                         log::warn!("instance sync: reconciling node {node} failed: {e}");
                     }
                 }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) if changes_state(&ev.action) => {
-                        if let Err(e) = on_event(&app, &d, &ev).await {
+                        let r = tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            r = on_event(&app, &d, &ev) => r,
+                        };
+                        if let Err(e) = r {
                             log::warn!("instance sync: node {node}: {e}");
                         }
                     }

@@ -78,7 +78,7 @@ pub async fn run<E, S>(
     E: Stream<Item = ClientEvent> + Unpin + Send,
     S: ClientSink,
 {
-    let node = session_node(app, &session).await;
+    let node = unless_stopping(app, session_node(app, &session)).await;
     let d = match node {
         Ok(d) => d,
         Err(e) => {
@@ -92,10 +92,14 @@ pub async fn run<E, S>(
         tag: session.tag().to_string(),
         ..spec
     };
-    let mut ex = match exec::start(&d, &container, &spec).await {
+    let started = unless_stopping(app, async {
+        exec::start(&d, &container, &spec)
+            .await
+            .map_err(|e| format!("cannot start a process in the container: {e}"))
+    });
+    let mut ex = match started.await {
         Ok(x) => x,
-        Err(e) => {
-            let why = format!("cannot start a process in the container: {e}");
+        Err(why) => {
             let sweep = super::sweep(&d, &container, &spec.tag, super::sweep_budget(app));
             fail(session, &mut sink, why, sweep).await;
             return;
@@ -125,6 +129,20 @@ pub async fn run<E, S>(
     session.close(reason, &detail, sweep).await;
 }
 
+/// What the server says when it stops a session (also its record's detail).
+const SHUTTING_DOWN: &str = "gpudock is shutting down";
+
+/// `work`, unless the server stops first (then its error is that).
+async fn unless_stopping<T>(
+    app: &App,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::select! {
+        _ = app.cancel.cancelled() => Err(SHUTTING_DOWN.to_string()),
+        r = work => r,
+    }
+}
+
 async fn session_node(app: &App, s: &Session) -> Result<bollard::Docker, String> {
     let node = s.node_id();
     crate::nodes::client(app, node)
@@ -145,6 +163,14 @@ async fn fail<S: ClientSink>(
     })
     .await;
     session.close(EndReason::Error, &why, sweep).await;
+}
+
+/// [`after_output`], unless the server stops first.
+async fn ended(app: &App, d: &bollard::Docker, id: &str, broken: Option<String>) -> Stop {
+    tokio::select! {
+        _ = app.cancel.cancelled() => Stop::Failed(SHUTTING_DOWN.into()),
+        stop = after_output(d, id, broken) => stop,
+    }
 }
 
 /// What became of the process once its output ended (`broken`: with an
@@ -191,7 +217,7 @@ where
         tokio::select! {
             r = &mut watchdog => return match r {
                 // The watchdog's only error is the server stopping.
-                EndReason::Error => Stop::Failed("gpudock is shutting down".into()),
+                EndReason::Error => Stop::Failed(SHUTTING_DOWN.into()),
                 other => Stop::Ended(other),
             },
             ev = events.next() => match ev {
@@ -229,9 +255,9 @@ where
                 }
                 Some(Err(e)) => {
                     let why = format!("the connection to the process failed: {e}");
-                    return after_output(d, &ex.id, Some(why)).await;
+                    return ended(app, d, &ex.id, Some(why)).await;
                 }
-                None => return after_output(d, &ex.id, None).await,
+                None => return ended(app, d, &ex.id, None).await,
             },
             _ = flush.tick() => session.flush(true).await,
         }

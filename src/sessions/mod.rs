@@ -426,7 +426,11 @@ async fn sweeper(app: App, node: NodeId, cancel: CancellationToken) {
             .read(move |c| store::unswept(c, node).map_err(AppError::from))
             .await;
         match pending {
-            Ok(list) => sweep_node(&app, node, &list, &cancel).await,
+            // A sweep cut short by the stop is done at the next start.
+            Ok(list) => tokio::select! {
+                _ = cancel.cancelled() => return,
+                () = sweep_node(&app, node, &list) => {}
+            },
             Err(e) => log::warn!("session sweeper: node {node}: {e}"),
         }
         tokio::select! {
@@ -436,7 +440,7 @@ async fn sweeper(app: App, node: NodeId, cancel: CancellationToken) {
     }
 }
 
-async fn sweep_node(app: &App, node: NodeId, list: &[store::Unswept], cancel: &CancellationToken) {
+async fn sweep_node(app: &App, node: NodeId, list: &[store::Unswept]) {
     let list: Vec<_> = list.iter().filter(|s| !app.live.is_live(s.id.0)).collect();
     if list.is_empty() {
         return;
@@ -445,10 +449,7 @@ async fn sweep_node(app: &App, node: NodeId, list: &[store::Unswept], cancel: &C
         return; // still down: next time
     };
     for s in list {
-        if cancel.is_cancelled() {
-            return;
-        }
-        if sweep(&d, &s.container_id, &s.exec_tag, sweep_budget(app)).await {
+        if sweep(&d, &s.container_id, &s.exec_tag, SWEEP_WITHIN).await {
             log::info!(
                 "session {}: processes left in {} ended",
                 s.id,
