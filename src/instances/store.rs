@@ -536,4 +536,19 @@ mod tests {
         used.sort();
         assert_eq!(used, [0, 1, 2, 3, 4]);
     }
+
+    /// Ids carried by containers (orphans after a restore) are skipped; the
+    /// sequence never goes back.
+    #[test]
+    fn the_id_sequence_moves_past_ids_seen_on_containers() {
+        let conn = db::memory().unwrap();
+        seed(&conn);
+        let first = add(&conn, 10, 1, &[]);
+        skip_ids_through(&conn, first.0 + 10).unwrap();
+        skip_ids_through(&conn, first.0 + 5).unwrap();
+        let next = add(&conn, 10, 1, &[]);
+        assert_eq!(next.0, first.0 + 11);
+        let got = get(&conn, Scope::All, next).unwrap().unwrap();
+        assert_eq!(got.objects.container, format!("c{next}"));
+    }
 }

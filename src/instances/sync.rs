@@ -56,6 +56,9 @@ fn changes_state(action: &str) -> bool {
     )
 }
 
+/// Orphans' labels above this do not move the id sequence.
+const MAX_SKIPPED_ID: i64 = 1 << 40;
+
 /// The longest wait between two tries to reach a node that is down.
 const RETRY_AT_MOST: Duration = Duration::from_secs(5);
 
@@ -321,9 +324,12 @@ async fn report_orphans(
             last_seen: now,
         })
         .collect();
+    // Ids plausible for this installation only: a label set by hand to a
+    // huge number must not exhaust the sequence.
     let highest = orphans
         .iter()
         .filter_map(|o| o.instance_label.parse::<i64>().ok())
+        .filter(|id| (1..MAX_SKIPPED_ID).contains(id))
         .max();
     let fresh = app
         .db
