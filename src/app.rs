@@ -30,6 +30,8 @@ pub struct App {
     /// When this process opened the app (Unix seconds): work recorded as in
     /// progress before it belongs to a process that is gone.
     pub started_at: i64,
+    /// Failed sign-ins per source address (web, API and SSH share it).
+    pub sign_ins: Arc<crate::ratelimit::SignInLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,7 @@ impl App {
                 .map_err(StartError::from)
             })
             .await?;
+        let sign_ins = Arc::new(crate::ratelimit::SignInLimiter::new(&config.security));
         let app = App {
             config: Arc::new(config),
             db,
@@ -98,6 +101,7 @@ impl App {
             live: Live::default(),
             install_id: install_id.into(),
             started_at: crate::db::now(),
+            sign_ins,
         };
         Ok(app)
     }

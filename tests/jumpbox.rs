@@ -468,7 +468,11 @@ async fn key_login_lockout_and_users_without_instances() {
     .await;
     assert_eq!(r.code, Some(255), "a locked user got in: {}", r.stdout);
     let (_, s, _) = j.lab.srv.login("bob", BOB_PW).await;
-    assert_eq!(s, StatusCode::LOCKED);
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "locked, answered like a wrong password"
+    );
 
     // A user with no instance is told so and disconnected.
     let t = make_tenant(&j.lab.srv, &j.lab.admin, "EMP").await;
@@ -546,6 +550,36 @@ async fn disconnects_leave_nothing_running_and_recordings_replay() {
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
     assert!(cast.contains("rec-7b1e"), "{cast}");
+    // The download streams: its first bytes arrive while the file is still
+    // being written (a FIFO here), so no recording is ever held in memory.
+    let path = j.lab.srv.data_dir().join(format!("recordings/{id}.cast"));
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(b"{\"version\": 2, \"width\": 80, \"height\": 24}\n")
+            .unwrap();
+        f.flush().unwrap();
+        let _ = wait.recv_timeout(Duration::from_secs(30));
+    });
+    let url = j.lab.srv.url(&format!("/api/v1/sessions/{id}/recording"));
+    let (mut r, first) = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut r = j.lab.admin.get(url).send().await.unwrap();
+        let first = r.chunk().await.unwrap().unwrap();
+        (r, first)
+    })
+    .await
+    .expect("nothing came while the recording was still being written");
+    assert!(first.starts_with(b"{\"version\": 2"), "{first:?}");
+    done.send(()).unwrap();
+    writer.join().unwrap();
+    while r.chunk().await.unwrap().is_some() {}
     let page = common::text(&j.lab.admin, &j.lab.srv.url(&format!("/sessions/{id}"))).await;
     assert!(
         page.contains("asciinema-player.min.js")
@@ -734,4 +768,122 @@ async fn sigterm_closes_open_sessions_before_the_database() {
         (Some("error"), Some("gpudock is shutting down")),
         "{rec}"
     );
+}
+
+/// Whatever gpudock prints on a terminal shows control characters escaped:
+/// a name written before names were checked cannot clear the screen or draw
+/// a fake prompt (OpenSSH itself refuses such characters in a login name,
+/// so the login's own text is covered by `escape`'s unit tests). A node's endpoint is told to who
+/// may see nodes only; others get a reference to the log.
+#[tokio::test]
+async fn terminal_text_is_escaped_and_node_details_stay_with_admins() {
+    let j = jump("").await;
+    let p = j.port;
+    // An instance name holding escape sequences (as the database may hold
+    // from before): the menu shows it escaped.
+    let db = rusqlite::Connection::open(j.lab.srv.data_dir().join("gpudock.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let evil = "evil\u{1b}[2J\u{1b}[Hroot@gpu:~# \u{7}";
+    db.execute(
+        "UPDATE instances SET name = ?1 WHERE id = ?2",
+        rusqlite::params![evil, j.alpha["id"].as_i64().unwrap()],
+    )
+    .unwrap();
+    let mut t = Talk::start(&mut ssh(p, "alice", Some(ALICE_PW), None, &["-tt"])).await;
+    let menu = t.expect("q to quit): ", Duration::from_secs(30)).await;
+    assert!(
+        menu.contains("1 evil\\x1b[2J\\x1b[Hroot@gpu:~# \\x07-"),
+        "{menu:?}"
+    );
+    assert!(
+        !menu.contains('\u{1b}') && !menu.contains('\u{7}'),
+        "{menu:?}"
+    );
+    t.send("q\r").await;
+    t.finish(true, Duration::from_secs(20)).await;
+
+    // The node's daemon becomes unreachable (its endpoint now names a port
+    // nobody listens on): alice is told so without the endpoint, the admin
+    // with it, on SSH and over HTTP.
+    let node = j.lab.node;
+    let (s, b) = common::patch(
+        &j.lab.admin,
+        &j.lab.srv.url(&format!("/api/v1/nodes/{node}")),
+        json!({"docker_endpoint": "tcp://127.0.0.1:1", "tls_enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let beta = j.beta["id"].as_i64().unwrap();
+    let r = run(
+        ssh(p, &format!("alice+{beta}"), Some(ALICE_PW), None, &[]).arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("cannot reach the node"), "{}", r.stderr);
+    assert!(r.stderr.contains("ref "), "{}", r.stderr);
+    assert!(!r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
+    eprintln!("a customer is told: {}", r.stderr.trim());
+    let r = run(
+        ssh(
+            p,
+            &format!("admin+{beta}"),
+            Some(common::ADMIN_PASSWORD),
+            None,
+            &[],
+        )
+        .arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
+    let logs = format!("/api/v1/instances/{beta}/logs");
+    let (s, b) = get(&j.alice, &j.lab.srv.url(&logs)).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    let text = b.to_string();
+    assert!(
+        !text.contains("127.0.0.1:1") && text.contains("ref "),
+        "{b}"
+    );
+    let reference = b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .rsplit("ref ")
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        j.lab
+            .srv
+            .logs()
+            .lines()
+            .any(|l| l.contains(&reference) && l.contains("127.0.0.1:1")),
+        "the log holds the detail under {reference}"
+    );
+    let (s, b) = j.lab.get(&logs).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(b.to_string().contains("127.0.0.1:1"), "{b}");
+}
+
+/// The per-address sign-in limit covers SSH: once the address used up its
+/// failures (here on the API), even the right password is refused.
+#[tokio::test]
+async fn ssh_sign_ins_share_the_per_address_limit() {
+    let srv = Server::start_with("[security]\nsign_in_burst = 2\nsign_in_per_minute = 1\n");
+    srv.admin().await;
+    let p = srv.ssh_port();
+    let admin = || ssh(p, "admin", Some(common::ADMIN_PASSWORD), None, &[]);
+    // Signed in: told there is nothing to run a command in (exit 1).
+    let r = run(admin().arg("true"), "", Duration::from_secs(30)).await;
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    for _ in 0..2 {
+        let (_, s, _) = srv.login("admin", "wrong").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let r = run(admin().arg("true"), "", Duration::from_secs(30)).await;
+    assert_eq!(r.code, Some(255), "signed in past the limit: {}", r.stderr);
+    let (_, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
 }

@@ -61,6 +61,28 @@ fn fail_if(errors: FieldErrors) -> Result<(), AppError> {
     }
 }
 
+/// Names kept for the system: refused like a name in use, so that a refusal
+/// does not even prove that an account exists.
+const RESERVED_USERNAMES: &[&str] = &["root", "gpudock", "daemon", "nobody", "sshd", "system"];
+
+/// Usernames are unique across tenants (they are SSH login names too), so
+/// one in use elsewhere must be refused; the answer says only that this
+/// name cannot be had, never where it is used.
+fn username_unavailable() -> AppError {
+    AppError::Conflict(FieldErrors::from([(
+        "username",
+        FieldError::new("err.username_unavailable"),
+    )]))
+}
+
+fn username_taken(e: rusqlite::Error) -> AppError {
+    if crate::db::is_unique_violation(&e) {
+        username_unavailable()
+    } else {
+        AppError::from(e)
+    }
+}
+
 /// Owners may only hand out customer roles, inside their own tenant.
 fn check_assignable(by: &User, role: Role, tenant: Option<TenantId>, errors: &mut FieldErrors) {
     if by.role == Role::Admin {
@@ -88,6 +110,8 @@ pub async fn create_user(
     let username = input.username.trim().to_string();
     if let Err(e) = check_username(&username) {
         errors.insert("username", e);
+    } else if RESERVED_USERNAMES.contains(&username.as_str()) {
+        return Err(username_unavailable());
     }
     let display_name = optional_text(&mut errors, "display_name", &input.display_name, 100);
     let role = parse_role(&mut errors, &input.role);
@@ -135,8 +159,7 @@ pub async fn create_user(
                 password_hash: &hash,
                 must_change_password: true,
             };
-            let id =
-                store::insert_user(&tx, &new, crate::db::now()).map_err(on_unique("username"))?;
+            let id = store::insert_user(&tx, &new, crate::db::now()).map_err(username_taken)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "user.create", "user").id(id.0).detail(json!({
@@ -268,7 +291,7 @@ pub async fn create_tenant(
     {
         errors.insert("company_code", e);
     }
-    let remark = optional_text(&mut errors, "remark", &input.remark, 500);
+    let remark = crate::validate::multiline_text(&mut errors, "remark", &input.remark, 500);
     fail_if(errors)?;
     let (actor, src) = (by.actor(), src.clone());
     app.db
@@ -312,7 +335,7 @@ pub async fn update_tenant(
         remark: patch
             .remark
             .as_deref()
-            .map(|r| optional_text(&mut errors, "remark", r, 500)),
+            .map(|r| crate::validate::multiline_text(&mut errors, "remark", r, 500)),
         enabled: patch.enabled,
     };
     fail_if(errors)?;

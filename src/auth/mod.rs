@@ -6,6 +6,7 @@ pub mod admin_pages;
 pub mod api;
 mod bootstrap;
 pub mod guard;
+mod login_csrf;
 pub mod model;
 pub mod pages;
 /// Password hashing is infrastructure (the app state owns the pool).
@@ -43,6 +44,19 @@ pub async fn usable_user_named(
             };
             Ok(usable(c, &u, now)?.then_some(u))
         })
+        .await
+}
+
+/// Whether `user` may see nodes' details (endpoints, daemons' words) in
+/// error messages: the one rule for every transport (HTTP answers, SSH and
+/// WebSocket sessions).
+pub async fn sees_node_details(
+    app: &crate::app::App,
+    user: &User,
+) -> Result<bool, crate::error::AppError> {
+    let role = user.role;
+    app.db
+        .read(move |c| permissions::sees_node_details(c, role).map_err(Into::into))
         .await
 }
 

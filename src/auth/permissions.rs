@@ -93,6 +93,37 @@ pub fn decide(
     })
 }
 
+/// The methods route `pattern` answers (its records and its public
+/// methods; HEAD with GET), for the `Allow` of a 405.
+pub fn methods_of(conn: &Connection, pattern: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT method FROM permissions WHERE path_pattern = ?1")?;
+    let mut methods: Vec<String> = stmt
+        .query_map([pattern], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    methods.extend(
+        PUBLIC_ROUTES
+            .iter()
+            .filter(|(_, p)| *p == pattern)
+            .map(|(m, _)| m.to_string()),
+    );
+    if methods.iter().any(|m| m == "GET") {
+        methods.push("HEAD".into());
+    }
+    methods.sort();
+    methods.dedup();
+    Ok(methods)
+}
+
+/// The record that decides who may see a node's details (its Docker
+/// endpoint, its daemon's words) in error messages: the nodes page's. Pages
+/// ask it through their layout (`l.can("/nodes")`), everything else here.
+pub const NODE_DETAIL_RECORD: (&str, &str) = ("GET", "/nodes");
+
+pub fn sees_node_details(conn: &Connection, role: Role) -> rusqlite::Result<bool> {
+    let (method, pattern) = NODE_DETAIL_RECORD;
+    Ok(decide(conn, role, method, pattern)? == Decision::Allow)
+}
+
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Permission>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, p.method, p.path_pattern, p.grp, p.description, p.description_zh, p.fixed, \
@@ -176,6 +207,17 @@ mod tests {
             Decision::Allow
         );
         assert_eq!(d(Role::Admin, "GET", "/api/v1/nothing"), Decision::NoRecord);
+        assert_eq!(
+            methods_of(&conn, "/api/v1/tenants/{id}").unwrap(),
+            ["GET", "HEAD", "PATCH"]
+        );
+        assert_eq!(
+            methods_of(&conn, "/login").unwrap(),
+            ["GET", "HEAD", "POST"]
+        );
+        assert!(methods_of(&conn, "/api/v1/nothing").unwrap().is_empty());
+        assert!(sees_node_details(&conn, Role::Admin).unwrap());
+        assert!(!sees_node_details(&conn, Role::CustomerOwner).unwrap());
     }
 
     /// Every route registered in the sources is public or has a record, so a

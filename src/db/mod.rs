@@ -21,6 +21,11 @@ pub enum DbError {
     Join(String),
     #[error("database lock poisoned")]
     Poisoned,
+    #[error("database file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Cheap to clone; all clones share the writer and the reader pool.
@@ -55,9 +60,48 @@ pub fn memory() -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// The side files SQLite keeps beside a database in WAL mode (and the
+/// rollback journal of a migration).
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Makes the database at `path` private (0600), creating it so if absent:
+/// it holds password hashes, sessions and sealed secrets. SQLite creates
+/// its side files with the database file's mode; those an older version
+/// left readable are tightened too.
+fn make_private(path: &Path) -> Result<(), DbError> {
+    let io = |p: &Path| {
+        let path = p.to_owned();
+        move |source| DbError::File { path, source }
+    };
+    match crate::fsutil::create_private(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(path)(e)),
+    }
+    #[cfg(unix)]
+    for suffix in std::iter::once("").chain(SIDE_FILES) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let p = PathBuf::from(name);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io(&p))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    Ok(())
+}
+
 impl Db {
-    /// Opens (creating) the database file and migrates it to the latest schema.
+    /// Opens (creating, private) the database file and migrates it to the
+    /// latest schema.
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        make_private(path)?;
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrate(&mut writer)?;

@@ -82,9 +82,8 @@ pub async fn run(
             } => {
                 let _ = reply.send(c.password(&login, &password).await);
             }
-            Event::KeyOffered { key, reply } => {
-                let known = matches!(crate::sshkeys::owner_of(&c.app, &key).await, Ok(Some(_)));
-                let _ = reply.send(known);
+            Event::KeyOffered { login, key, reply } => {
+                let _ = reply.send(c.key_known(&login, &key).await);
             }
             Event::Key { login, key, reply } => {
                 let _ = reply.send(c.key(&login, &key).await);
@@ -144,12 +143,30 @@ impl Conn {
         }
     }
 
+    /// Whether the user named in the login registered `key` (an offer, not
+    /// yet proven). A failed lookup refuses, and is logged.
+    async fn key_known(&self, login: &str, key: &PublicKey) -> bool {
+        let (name, _) = menu::split_login(login);
+        match crate::sshkeys::find(&self.app, name, key).await {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                log::error!("jumpbox: looking up an offered key: {e}");
+                false
+            }
+        }
+    }
+
     /// A registered key, proven by the client, of the user named in the
-    /// login; the account must be usable (enabled, not locked).
+    /// login; the account must be usable (enabled, not locked), and the
+    /// address within its sign-in limit (a failure counts toward it).
     async fn key(&mut self, login: &str, key: &PublicKey) -> bool {
         let (name, target) = menu::split_login(login);
+        let ip = self.source().ip;
+        if self.app.sign_ins.check(&ip).is_err() {
+            return false;
+        }
         let found = async {
-            let Some((key_id, owner)) = crate::sshkeys::owner_of(&self.app, key).await? else {
+            let Some((key_id, owner)) = crate::sshkeys::find(&self.app, name, key).await? else {
                 return Ok::<_, AppError>(None);
             };
             let user = crate::auth::usable_user_named(&self.app, name).await?;
@@ -174,7 +191,10 @@ impl Conn {
                 self.target = target.map(str::to_string);
                 true
             }
-            Ok(None) => false,
+            Ok(None) => {
+                self.app.sign_ins.failed(&ip);
+                false
+            }
             Err(e) => {
                 log::error!("jumpbox: key login: {e}");
                 false
@@ -204,7 +224,7 @@ impl Conn {
         let reachable = match running_instances(&self.app, &me).await {
             Ok(r) => r,
             Err(e) => {
-                out.fail(&format!("gpudock: {e}")).await;
+                out.fail(&e.user_text(false)).await;
                 return;
             }
         };
@@ -320,7 +340,7 @@ impl Conn {
         let session = match crate::sessions::open(&self.app, opening).await {
             Ok(s) => s,
             Err(OpenError::TooMany(msg)) => return out.fail(&msg).await,
-            Err(OpenError::App(e)) => return out.fail(&format!("gpudock: {e}")).await,
+            Err(OpenError::App(e)) => return out.fail(&e.user_text(false)).await,
         };
         let spec = ExecSpec {
             argv: command
@@ -439,6 +459,8 @@ impl ClientSink for SshSink {
 
     async fn finish(&mut self, end: &Finish) {
         if let Some(m) = &end.message {
+            // Messages quote names and daemons: shown, never run.
+            let m = crate::escape::for_terminal(m);
             let text = if self.tty {
                 format!("\r\n[gpudock] {m}\r\n")
             } else {

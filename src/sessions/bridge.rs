@@ -64,23 +64,23 @@ pub async fn run<E, S>(
     E: Stream<Item = ClientEvent> + Unpin + Send,
     S: ClientSink,
 {
-    let node = session_node(app, &session).await;
-    let d = match node {
+    let d = match crate::nodes::client(app, session.node_id()).await {
         Ok(d) => d,
         Err(e) => {
-            fail(session, &mut sink, e).await;
+            let why = format!("cannot reach the node: {}", session.tell(&e));
+            fail(session, &mut sink, why).await;
             return;
         }
     };
     let mut ex = match exec::start(&d, &container, &spec).await {
         Ok(x) => x,
         Err(e) => {
-            fail(
-                session,
-                &mut sink,
-                format!("cannot start a process in the container: {e}"),
-            )
-            .await;
+            let e = crate::error::docker_error(e);
+            let why = format!(
+                "cannot start a process in the container: {}",
+                session.tell(&e)
+            );
+            fail(session, &mut sink, why).await;
             return;
         }
     };
@@ -111,13 +111,6 @@ pub async fn run<E, S>(
         log::warn!("session {}: ending its processes failed: {e}", session.id);
     }
     session.close(reason, &detail).await;
-}
-
-async fn session_node(app: &App, s: &Session) -> Result<bollard::Docker, String> {
-    let node = s.node_id();
-    crate::nodes::client(app, node)
-        .await
-        .map_err(|e| format!("cannot reach the node: {e}"))
 }
 
 async fn fail<S: ClientSink>(session: Session, sink: &mut S, why: String) {

@@ -79,6 +79,8 @@ pub struct Session {
     started: Instant,
     actor: Actor,
     source: Source,
+    /// The user may see nodes' details in what they are told.
+    node_detail: bool,
 }
 
 static NEXT_PROVISIONAL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
@@ -100,6 +102,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         }
     };
     let (actor, src) = (Actor::user(o.user), o.source.clone());
+    let node_detail = crate::auth::sees_node_details(app, o.user).await?;
     let t = o.target;
     let new = NewOwned {
         user_id,
@@ -169,6 +172,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         started: Instant::now(),
         actor,
         source: src,
+        node_detail,
     })
 }
 
@@ -287,6 +291,12 @@ impl Session {
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// `e` as the line the session's user is told (a node's detail only for
+    /// who may see nodes; what is held back is logged under a reference).
+    pub fn tell(&self, e: &AppError) -> String {
+        e.user_text(self.node_detail)
     }
 
     /// What the user is told for `reason`, if anything.

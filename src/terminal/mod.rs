@@ -153,7 +153,9 @@ impl ClientSink for WsSink {
     }
 
     async fn finish(&mut self, end: &Finish) {
-        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": end.message,
+        // The page writes the message into the terminal: shown, never run.
+        let message = end.message.as_deref().map(crate::escape::for_terminal);
+        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": message,
                           "exit_code": end.exit_code})
         .to_string();
         let _ = self.0.send(Message::Text(text.into())).await;
@@ -189,7 +191,7 @@ async fn serve(
         Err(e) => {
             let message = match e {
                 OpenError::TooMany(m) => m,
-                OpenError::App(e) => e.to_string(),
+                OpenError::App(e) => e.user_text(false),
             };
             let end = Finish {
                 reason: crate::sessions::EndReason::Error,
