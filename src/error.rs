@@ -390,3 +390,61 @@ pub fn docker_error(e: crate::docker::DockerError) -> AppError {
         | crate::docker::DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(resp: Response) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt
+            .block_on(axum::body::to_bytes(resp.into_body(), 1 << 16))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn clients_without_pages_get_a_reference_never_the_detail() {
+        let e = AppError::internal("database: disk I/O error at /var/lib/gpudock/gpudock.db");
+        let text = e.user_text(true);
+        assert!(text.starts_with("internal error"), "{text}");
+        assert!(
+            text.contains("ref ") && !text.contains("disk I/O"),
+            "{text}"
+        );
+        assert!(!text.contains("internal:"), "{text}");
+
+        let e = AppError::Upstream("connection refused to 10.0.0.7:2376".into());
+        let hidden = e.user_text(false);
+        assert!(
+            hidden.contains("ref ") && !hidden.contains("10.0.0.7"),
+            "{hidden}"
+        );
+        assert!(e.user_text(true).contains("10.0.0.7:2376"));
+        assert!(
+            e.text(Tr::english(), false)
+                .starts_with("cannot reach the node")
+        );
+    }
+
+    #[test]
+    fn node_details_are_taken_out_of_answers_for_those_who_may_not_see_them() {
+        let e = AppError::Docker("dockerd refused the request: 500: tcp://10.0.0.7:2376".into());
+        let shown = body(e.clone().into_response());
+        assert!(shown.contains("10.0.0.7"), "{shown}");
+        let hidden = hide_node_detail(e.into_response());
+        assert_eq!(hidden.status(), StatusCode::BAD_GATEWAY);
+        let info = hidden.extensions().get::<ErrorInfo>().cloned().unwrap();
+        assert!(!info.node_detail);
+        let text = body(hidden);
+        assert!(
+            !text.contains("10.0.0.7") && text.contains("ref "),
+            "{text}"
+        );
+        // Other answers pass unchanged.
+        let nf = hide_node_detail(AppError::NotFound.into_response());
+        assert_eq!(nf.status(), StatusCode::NOT_FOUND);
+    }
+}

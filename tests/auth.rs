@@ -1196,3 +1196,33 @@ async fn usernames_of_other_tenants_are_refused_without_saying_so() {
         "this username is not available; choose another"
     );
 }
+
+#[tokio::test]
+async fn a_failed_removal_of_the_spent_initial_password_is_logged() {
+    let srv = Server::start();
+    let initial = srv.initial_password();
+    // Something the server cannot remove stands where the file was.
+    let path = srv.data_dir().join("initial-admin-password");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("keep"), "x").unwrap();
+    let (c, s, _) = srv.login("admin", &initial).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = post(
+        &c,
+        &srv.url("/api/v1/auth/password"),
+        json!({"current_password": initial, "new_password": ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !srv.logs().contains("cannot remove") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was silent:\n{}",
+            srv.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(srv.logs().contains("initial-admin-password"));
+}

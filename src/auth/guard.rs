@@ -394,15 +394,15 @@ async fn guard_inner(
         }
         return Ok(Step::Answer(unauthenticated(&path, &method)));
     };
-    if caller.user.must_change_password
-        && !permissions::allowed_before_password_change(method.as_str(), &pattern)
-    {
-        return Err(AppError::PasswordChangeRequired);
-    }
     if caller.decision == Decision::NoRecord
         && let Some(e) = wrong_method(app, &method, &pattern).await?
     {
         return Err(e);
+    }
+    if caller.user.must_change_password
+        && !permissions::allowed_before_password_change(method.as_str(), &pattern)
+    {
+        return Err(AppError::PasswordChangeRequired);
     }
     if mutating && caller.via == AuthVia::Session {
         let taken = std::mem::take(req);
