@@ -854,14 +854,21 @@ async fn terminal_text_is_escaped_and_node_details_stay_with_admins() {
         .next()
         .unwrap()
         .to_string();
-    assert!(
-        j.lab
-            .srv
-            .logs()
-            .lines()
-            .any(|l| l.contains(&reference) && l.contains("127.0.0.1:1")),
-        "the log holds the detail under {reference}"
-    );
+    // The server's log (read from its stderr as it comes) holds the detail.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !j
+        .lab
+        .srv
+        .logs()
+        .lines()
+        .any(|l| l.contains(&reference) && l.contains("127.0.0.1:1"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the log holds no detail under {reference}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (s, b) = j.lab.get(&logs).await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
     assert!(b.to_string().contains("127.0.0.1:1"), "{b}");
