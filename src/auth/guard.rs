@@ -146,7 +146,11 @@ async fn resolve(
             if stale || !super::usable(c, &user, now)? {
                 return Ok(None);
             }
-            let decision = permissions::decide(c, user.role, &method, &pattern)?;
+            let action = super::Action::Route {
+                method: &method,
+                pattern: &pattern,
+            };
+            let decision = super::allowed(c, &user, action)?;
             Ok(Some(Caller {
                 user,
                 via,
