@@ -1226,3 +1226,147 @@ async fn a_failed_removal_of_the_spent_initial_password_is_logged() {
     }
     assert!(srv.logs().contains("initial-admin-password"));
 }
+
+/// A bearer token of `c`'s user, and whether it still works.
+async fn token_of(srv: &Server, c: &reqwest::Client) -> String {
+    let (s, b) = post(c, &srv.url("/api/v1/tokens"), json!({"name": "script"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["token"].as_str().unwrap().to_string()
+}
+
+async fn token_works(srv: &Server, token: &str) -> bool {
+    let r = srv
+        .client()
+        .get(srv.url("/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    match r.status() {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => false,
+        s => panic!("unexpected {s}"),
+    }
+}
+
+/// API tokens and passwords: the user's own change keeps their tokens
+/// unless they ask to revoke them; a reset by an admin or an owner (or
+/// `gpudock admin reset-password`) revokes them all, gives a temporary
+/// password and ends the user's sessions. Nobody resets their own password,
+/// and an owner resets only their tenant's users.
+#[tokio::test]
+async fn password_changes_and_resets_decide_the_fate_of_tokens() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let t = make_tenant(&srv, &admin, "TOK").await;
+    let other = make_tenant(&srv, &admin, "OTH").await;
+    let pw = "Harbor-Juniper-Vessel-28";
+    let (_, owner) = make_user(&srv, &admin, "olive", "customer_owner", Some(t), pw).await;
+    let (mid, member) = make_user(&srv, &admin, "milo", "customer_member", Some(t), pw).await;
+    let (xid, _) = make_user(&srv, &admin, "xena", "customer_member", Some(other), pw).await;
+
+    // Own change, tokens kept (the default), then own change revoking them.
+    let tok = token_of(&srv, &member).await;
+    let pw2 = "Lantern-Pebble-Orchid-64";
+    let (s, b) = post(
+        &member,
+        &srv.url("/api/v1/auth/password"),
+        json!({"current_password": pw, "new_password": pw2}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(token_works(&srv, &tok).await, "kept unless asked");
+    let pw3 = "Quiver-Marble-Tundra-19";
+    let (s, b) = post(
+        &member,
+        &srv.url("/api/v1/auth/password"),
+        json!({"current_password": pw2, "new_password": pw3, "revoke_tokens": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(!token_works(&srv, &tok).await, "revoked on request");
+
+    // The owner resets the member: a temporary password, tokens revoked,
+    // the member's sessions ended.
+    let tok = token_of(&srv, &member).await;
+    let url = srv.url(&format!("/api/v1/users/{mid}/reset-password"));
+    let (s, b) = post(&owner, &url, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let temp = b["temporary_password"].as_str().unwrap().to_string();
+    assert_eq!(b["user"]["must_change_password"], true, "{b}");
+    assert!(!token_works(&srv, &tok).await, "a reset revokes tokens");
+    let (s, _) = get(&member, &srv.url("/api/v1/me")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a reset ends sessions");
+    let (_, s, _) = srv.login("milo", pw3).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old password is gone");
+    let (c, s, b) = srv.login("milo", &temp).await;
+    assert_eq!(
+        (s, &b["must_change_password"]),
+        (StatusCode::OK, &json!(true))
+    );
+    let (s, b) = get(&c, &srv.url("/api/v1/users")).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "password_change_required")
+    );
+    let (_, audit) = get(&admin, &srv.url("/api/v1/audit?action=user.reset_password")).await;
+    assert_eq!(audit[0]["detail"]["tokens_revoked"], 1, "{audit}");
+    assert!(!audit.to_string().contains(&temp), "{audit}");
+
+    // Not one's own (that is a password change); not another tenant's user.
+    let me = get(&owner, &srv.url("/api/v1/me")).await.1["user"]["id"].clone();
+    let (s, b) = post(
+        &owner,
+        &srv.url(&format!("/api/v1/users/{me}/reset-password")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, _) = post(
+        &owner,
+        &srv.url(&format!("/api/v1/users/{xid}/reset-password")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The pages: a reset button on another user's page (not one's own),
+    // the temporary password shown once; the password form offers to
+    // revoke one's tokens.
+    let page = common::text(&admin, &srv.url(&format!("/users/{mid}"))).await;
+    assert!(page.contains("id=\"user-reset-password\""), "{page}");
+    let own = common::text(&admin, &srv.url("/users/1")).await;
+    assert!(!own.contains("id=\"user-reset-password\""), "{own}");
+    let (_, me) = get(&admin, &srv.url("/api/v1/me")).await;
+    let csrf = me["csrf_token"].as_str().unwrap().to_string();
+    let r = admin
+        .post(srv.url(&format!("/users/{mid}/reset-password")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let shown = page
+        .split("id=\"temp-password\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or_else(|| panic!("no temporary password shown: {page}"));
+    let (_, s, _) = srv.login("milo", shown).await;
+    assert_eq!(s, StatusCode::OK, "the shown password signs in");
+    let form = common::text(&admin, &srv.url("/account/password")).await;
+    assert!(form.contains("name=\"revoke_tokens\""), "{form}");
+
+    // The operator's reset from the command line revokes tokens too.
+    let tok = token_of(&srv, &owner).await;
+    let out = srv.cli(&["admin", "reset-password", "olive"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !token_works(&srv, &tok).await,
+        "the CLI reset revokes tokens"
+    );
+}

@@ -148,7 +148,11 @@ async fn resolve(
             if stale || !super::usable(c, &user, now)? {
                 return Ok(None);
             }
-            let decision = permissions::decide(c, user.role, &method, &pattern)?;
+            let action = super::Action::Route {
+                method: &method,
+                pattern: &pattern,
+            };
+            let decision = super::allowed(c, &user, action)?;
             let node_detail = permissions::sees_node_details(c, user.role)?;
             Ok(Some(Caller {
                 user,

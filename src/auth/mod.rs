@@ -1,6 +1,7 @@
 //! Accounts, tenants, roles, sign-in, sessions, API tokens and permissions.
 //! Other capabilities use `CurrentUser`, `Scope` and `guard` from here.
 
+pub mod access;
 pub mod accounts;
 pub mod admin_pages;
 pub mod api;
@@ -16,6 +17,9 @@ pub mod service;
 pub mod session_store;
 pub mod store;
 
+pub use access::{
+    Access, Action, allowed, check, current, end_live_access, end_stale_access, holder, holds,
+};
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,
 };

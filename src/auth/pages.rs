@@ -284,6 +284,8 @@ struct PasswordForm {
     current_password: String,
     new_password: String,
     confirm_password: String,
+    /// The checkbox "also revoke my API tokens".
+    revoke_tokens: Option<String>,
 }
 
 async fn password_submit(
@@ -302,6 +304,7 @@ async fn password_submit(
             &ctx.me.user,
             &f.current_password,
             &f.new_password,
+            f.revoke_tokens.is_some(),
             &src,
         )
         .await

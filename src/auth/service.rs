@@ -181,12 +181,16 @@ pub async fn logout(
 }
 
 /// Changes the caller's own password after checking the current one. Ends the
-/// user's other sessions; returns the new session epoch.
+/// user's other sessions and everything they hold live (terminals, shells,
+/// followed logs); with `revoke_tokens` also revokes their API tokens (the
+/// user chooses: a change after a leak wants it, a routine change may keep
+/// scripts working). Returns the new session epoch.
 pub async fn change_password(
     app: &App,
     user: &User,
     current: &str,
     new: &str,
+    revoke_tokens: bool,
     src: &Source,
 ) -> Result<i64, AppError> {
     let id = user.id;
@@ -238,15 +242,24 @@ pub async fn change_password(
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let epoch = store::set_password(&tx, id, &hash, false, crate::db::now())?;
+            let now = crate::db::now();
+            let epoch = store::set_password(&tx, id, &hash, false, now)?;
+            let tokens = if revoke_tokens {
+                store::revoke_all_tokens(&tx, id, now)?
+            } else {
+                0
+            };
             audit::append(
                 &tx,
-                &Event::new(&actor, &src, "auth.password_change", "user").id(id.0),
+                &Event::new(&actor, &src, "auth.password_change", "user")
+                    .id(id.0)
+                    .detail(json!({ "tokens_revoked": tokens })),
             )?;
             tx.commit()?;
             Ok::<_, AppError>(epoch)
         })
         .await?;
+    super::end_live_access(app, &[id]);
     if user.username == "admin" {
         // The bootstrap password is spent: remove its file.
         let path = super::initial_password_path(&app.config.data_dir);

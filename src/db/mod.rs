@@ -222,6 +222,16 @@ pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Whether `e` is a schema trigger's `RAISE(ABORT, 'raised')` (a rule the
+/// schema keeps, such as an instance's tenant being its user's).
+pub fn is_raised(e: &rusqlite::Error, raised: &str) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER && m == raised
+    )
+}
+
 /// Whether `e` is a FOREIGN KEY violation (a row still in use).
 pub fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
     matches!(

@@ -59,7 +59,21 @@ pub struct Opening<'a> {
 pub enum OpenError {
     /// The user holds `sessions.max_per_user` already; the text says so.
     TooMany(String),
+    /// The user's account changed since they signed in (disabled, password,
+    /// role or tenant changed): nothing opens.
+    Revoked,
     App(AppError),
+}
+
+impl OpenError {
+    /// What the client is told (never internal details).
+    pub fn message(&self) -> String {
+        match self {
+            OpenError::TooMany(m) => m.clone(),
+            OpenError::Revoked => model::ACCESS_REVOKED_MESSAGE.into(),
+            OpenError::App(e) => e.user_text(false),
+        }
+    }
 }
 
 impl From<AppError> for OpenError {
@@ -83,17 +97,17 @@ pub struct Session {
     node_detail: bool,
 }
 
-static NEXT_PROVISIONAL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
-
 /// Opens a session: checks the per-user limit, records it (and audits the
-/// opening) and starts its recording.
+/// opening) and starts its recording. The user must still be the account
+/// that signed in ([`crate::auth::current`]), checked with the record's
+/// insert after the live registration: a revocation either finds the
+/// registration and ends it, or comes first and refuses the opening.
 pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
     let max = app.config.sessions.max_per_user;
     let user_id = o.user.id.0;
     // Registered first under a provisional key, so that the limit check and
     // taking the place are one step; the record's id replaces the key.
-    let provisional = NEXT_PROVISIONAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let mut reg = match app.live.register(provisional, user_id, max) {
+    let mut reg = match app.live.register(crate::auth::holder(o.user), max) {
         Ok(r) => r,
         Err(_) => {
             let msg = model::too_many_message(max);
@@ -117,19 +131,24 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
     };
-    let (a2, s2) = (actor.clone(), src.clone());
+    let (a2, s2, user) = (actor.clone(), src.clone(), o.user.clone());
     let id = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = store::insert(&tx, &new.borrowed(), crate::db::now())?;
+            let now = crate::db::now();
+            if !crate::auth::current(&tx, &user, now)? {
+                return Ok(None);
+            }
+            let id = store::insert(&tx, &new.borrowed(), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
                                 "protocol": new.protocol, "command": new.command});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
-            Ok::<_, AppError>(id)
+            Ok::<_, AppError>(Some(id))
         })
-        .await?;
+        .await?
+        .ok_or(OpenError::Revoked)?;
     reg.rekey(id.0);
     let title = format!(
         "{} · {} · {}",
@@ -346,7 +365,8 @@ impl Session {
 }
 
 /// Keeps the live figures of open sessions in their records (every 2 s),
-/// and at start closes the records a previous process left open.
+/// ends what users hold under an access generation gone stale, and at
+/// start closes the records a previous process left open.
 pub async fn run(app: App, cancel: CancellationToken) {
     match app
         .db
@@ -364,6 +384,12 @@ pub async fn run(app: App, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        // Backstop of the revocations made here (which end at once): an
+        // account changed by another process (`gpudock admin
+        // reset-password`) loses what it holds live within a tick.
+        if let Err(e) = crate::auth::end_stale_access(&app).await {
+            log::warn!("checking live access: {e}");
         }
         let snap = app.live.snapshot();
         if snap.is_empty() {
@@ -418,7 +444,8 @@ pub async fn get(
         .ok_or(AppError::NotFound)
 }
 
-/// Force-terminates a live session (admins): its client is disconnected
+/// Force-terminates a live session in the caller's scope (whoever holds
+/// the terminate permission: admins by default): its client is disconnected
 /// within a second; the session's own loop records the end.
 pub async fn terminate(
     app: &App,
@@ -426,9 +453,6 @@ pub async fn terminate(
     id: SessionId,
     src: &Source,
 ) -> Result<SessionRecord, AppError> {
-    if me.user.role != crate::auth::Role::Admin {
-        return Err(AppError::Forbidden);
-    }
     let rec = get(app, me, id).await?;
     let was_live = app.live.stop(id.0, EndReason::AdminForce.as_str());
     let detail = json!({"user": rec.username, "instance": rec.instance_name, "was_live": was_live});

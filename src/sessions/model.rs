@@ -43,6 +43,9 @@ pub enum EndReason {
     IdleTimeout,
     AdminForce,
     MaxDuration,
+    /// The user's access changed (disabled, their tenant disabled, their
+    /// password, role or tenant changed): see [`crate::live::ACCESS_REVOKED`].
+    AccessRevoked,
     Error,
 }
 
@@ -51,6 +54,7 @@ crate::text_enum!(EndReason {
     IdleTimeout => "idle_timeout",
     AdminForce => "admin_force",
     MaxDuration => "max_duration",
+    AccessRevoked => "access_revoked",
     Error => "error",
 });
 
@@ -58,9 +62,10 @@ impl EndReason {
     /// `terminated` when gpudock ended it, `closed` otherwise.
     pub fn final_status(self) -> SessionStatus {
         match self {
-            EndReason::IdleTimeout | EndReason::AdminForce | EndReason::MaxDuration => {
-                SessionStatus::Terminated
-            }
+            EndReason::IdleTimeout
+            | EndReason::AdminForce
+            | EndReason::MaxDuration
+            | EndReason::AccessRevoked => SessionStatus::Terminated,
             EndReason::UserClose | EndReason::Error => SessionStatus::Closed,
         }
     }
@@ -78,10 +83,15 @@ impl EndReason {
                 human(max_secs)
             )),
             EndReason::AdminForce => Some("session ended: terminated by an administrator".into()),
+            EndReason::AccessRevoked => Some(ACCESS_REVOKED_MESSAGE.into()),
             EndReason::UserClose | EndReason::Error => None,
         }
     }
 }
+
+/// What a user whose access changed is told, wherever they were connected.
+pub const ACCESS_REVOKED_MESSAGE: &str =
+    "session ended: access revoked (your account was changed; 账号权限已变更，会话已结束)";
 
 /// `90` → `1 min 30 s`, `1800` → `30 min`.
 pub fn human(secs: u64) -> String {
@@ -129,6 +139,7 @@ mod tests {
             "idle_timeout",
             "admin_force",
             "max_duration",
+            "access_revoked",
             "error",
         ] {
             assert_eq!(EndReason::parse(r).map(EndReason::as_str), Some(r));
