@@ -32,6 +32,8 @@ pub struct App {
     /// that is gone. A counter, so a restart within the same second as a
     /// crash cannot tie with it.
     pub generation: i64,
+    /// Failed sign-ins per source address (web, API and SSH share it).
+    pub sign_ins: Arc<crate::ratelimit::SignInLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,7 @@ impl App {
             })
             .await?;
         let cancel = CancellationToken::new();
+        let sign_ins = Arc::new(crate::ratelimit::SignInLimiter::new(&config.security));
         let app = App {
             config: Arc::new(config),
             db,
@@ -111,6 +114,7 @@ impl App {
             live: Live::default(),
             install_id: install_id.into(),
             generation,
+            sign_ins,
         };
         Ok(app)
     }

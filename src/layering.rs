@@ -7,8 +7,26 @@ use std::path::{Path, PathBuf};
 
 /// Shared plumbing: may use only each other.
 const INFRASTRUCTURE: &[&str] = &[
-    "app", "audit", "config", "datadir", "db", "docker", "error", "fsutil", "hashing", "i18n",
-    "ids", "jobs", "live", "logging", "secrets", "tls", "validate", "web",
+    "app",
+    "audit",
+    "config",
+    "datadir",
+    "db",
+    "docker",
+    "error",
+    "escape",
+    "fsutil",
+    "hashing",
+    "i18n",
+    "ids",
+    "jobs",
+    "live",
+    "logging",
+    "ratelimit",
+    "secrets",
+    "tls",
+    "validate",
+    "web",
 ];
 
 /// Features: use infrastructure and each other's `mod.rs` API.

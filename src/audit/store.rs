@@ -51,8 +51,10 @@ pub fn query(
     scope: Scope,
     f: &AuditFilter,
     limit: u32,
-    offset: u32,
+    offset: u64,
 ) -> rusqlite::Result<Vec<AuditRecord>> {
+    // SQLite counts in i64; an offset past that is past every record.
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
     let (tenant, actor_id) = match scope {
         Scope::All => (None, None),
         Scope::Tenant(t) => (Some(t.0), None),

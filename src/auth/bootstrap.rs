@@ -91,13 +91,18 @@ pub fn reset_password_offline(
     let Some(user) = store::user_by_name(&tx, username)? else {
         return Ok(false);
     };
-    store::set_password(&tx, user.id, hash, true, crate::db::now())?;
+    let now = crate::db::now();
+    store::set_password(&tx, user.id, hash, true, now)?;
+    // A reset revokes the account's API tokens too (see `accounts::reset_password`);
+    // a running server ends the user's live sessions within seconds
+    // (`auth::end_stale_access`).
+    let tokens = store::revoke_all_tokens(&tx, user.id, now)?;
     let (actor, src) = (Actor::cli(), Source::local());
     audit::append(
         &tx,
         &Event::new(&actor, &src, "admin.reset_password", "user")
             .id(user.id.0)
-            .detail(serde_json::json!({"username": username})),
+            .detail(serde_json::json!({"username": username, "tokens_revoked": tokens})),
     )?;
     tx.commit()?;
     Ok(true)

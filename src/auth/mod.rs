@@ -1,11 +1,13 @@
 //! Accounts, tenants, roles, sign-in, sessions, API tokens and permissions.
 //! Other capabilities use `CurrentUser`, `Scope` and `guard` from here.
 
+pub mod access;
 pub mod accounts;
 pub mod admin_pages;
 pub mod api;
 mod bootstrap;
 pub mod guard;
+mod login_csrf;
 pub mod model;
 pub mod pages;
 /// Password hashing is infrastructure (the app state owns the pool).
@@ -15,6 +17,9 @@ pub mod service;
 pub mod session_store;
 pub mod store;
 
+pub use access::{
+    Access, Action, allowed, check, current, end_live_access, end_stale_access, holder, holds,
+};
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,
 };
@@ -43,6 +48,19 @@ pub async fn usable_user_named(
             };
             Ok(usable(c, &u, now)?.then_some(u))
         })
+        .await
+}
+
+/// Whether `user` may see nodes' details (endpoints, daemons' words) in
+/// error messages: the one rule for every transport (HTTP answers, SSH and
+/// WebSocket sessions).
+pub async fn sees_node_details(
+    app: &crate::app::App,
+    user: &User,
+) -> Result<bool, crate::error::AppError> {
+    let role = user.role;
+    app.db
+        .read(move |c| permissions::sees_node_details(c, role).map_err(Into::into))
         .await
 }
 

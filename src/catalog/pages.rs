@@ -15,7 +15,6 @@ use super::store::Table;
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
-use crate::auth::Role;
 use crate::error::AppError;
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
@@ -177,7 +176,7 @@ fn spec_input(f: &FormValues) -> SpecInput {
 struct ImagesPage {
     l: Layout,
     images: Vec<Image>,
-    is_admin: bool,
+    can_manage: bool,
     action: String,
     editing: bool,
     form: FormValues,
@@ -189,7 +188,7 @@ struct ImagesPage {
 struct SpecsPage {
     l: Layout,
     specs: Vec<Spec>,
-    is_admin: bool,
+    can_manage: bool,
     action: String,
     editing: bool,
     form: FormValues,
@@ -204,7 +203,8 @@ async fn list_page(
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let is_admin = ctx.me.user.role == Role::Admin;
+    // The create form and the listed column: for whoever may create here.
+    let can_manage = ctx.l.can(&format!("POST /{}", kind.path()));
     let action = format!("/{}", kind.path());
     match kind {
         Kind::Images => {
@@ -212,7 +212,7 @@ async fn list_page(
             html(&ImagesPage {
                 l: ctx.nav(kind.path()).l,
                 images,
-                is_admin,
+                can_manage,
                 action,
                 editing: false,
                 form,
@@ -224,7 +224,7 @@ async fn list_page(
             html(&SpecsPage {
                 l: ctx.nav(kind.path()).l,
                 specs,
-                is_admin,
+                can_manage,
                 action,
                 editing: false,
                 form,

@@ -248,7 +248,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
-    let jobs = app.jobs.clone();
+    let (jobs, live) = (app.jobs.clone(), app.live.clone());
     let served = crate::server::serve(app, listener, async move { stop.cancelled().await });
     notify_systemd(
         &[
@@ -278,6 +278,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         if let Err(e) = task.await {
             log::error!("{name} task failed: {e}");
         }
+    }
+    // Web terminals (their WebSocket tasks) end their sessions: the client
+    // told, the processes swept, the record closed, all before the
+    // database closes.
+    if !live.join(std::time::Duration::from_secs(10)).await {
+        log::error!("some web-terminal sessions did not end within 10 s of shutdown");
     }
     tokio::task::spawn_blocking(move || hasher.shutdown())
         .await

@@ -21,6 +21,11 @@ pub enum DbError {
     Join(String),
     #[error("database lock poisoned")]
     Poisoned,
+    #[error("database file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Cheap to clone; all clones share the writer and the reader pool.
@@ -93,9 +98,48 @@ pub fn memory() -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// The side files SQLite keeps beside a database in WAL mode (and the
+/// rollback journal of a migration).
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Makes the database at `path` private (0600), creating it so if absent:
+/// it holds password hashes, sessions and sealed secrets. SQLite creates
+/// its side files with the database file's mode; those an older version
+/// left readable are tightened too.
+fn make_private(path: &Path) -> Result<(), DbError> {
+    let io = |p: &Path| {
+        let path = p.to_owned();
+        move |source| DbError::File { path, source }
+    };
+    match crate::fsutil::create_private(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(path)(e)),
+    }
+    #[cfg(unix)]
+    for suffix in std::iter::once("").chain(SIDE_FILES) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let p = PathBuf::from(name);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io(&p))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    Ok(())
+}
+
 impl Db {
-    /// Opens (creating) the database file and migrates it to the latest schema.
+    /// Opens (creating, private) the database file and migrates it to the
+    /// latest schema.
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        make_private(path)?;
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrate(&mut writer)?;
@@ -213,6 +257,16 @@ pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
         e,
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// Whether `e` is a schema trigger's `RAISE(ABORT, 'raised')` (a rule the
+/// schema keeps, such as an instance's tenant being its user's).
+pub fn is_raised(e: &rusqlite::Error, raised: &str) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER && m == raised
     )
 }
 
@@ -336,16 +390,17 @@ mod tests {
             .unwrap()
     }
 
-    /// V9 rebuilds the tables with AUTOINCREMENT: rows (and what cascades
-    /// from them) survive, keys and indexes are as before, and a deleted
-    /// highest id never comes back.
+    /// V12 rebuilds the tables with AUTOINCREMENT: rows (and what cascades
+    /// from them) survive, keys, indexes and triggers are as before, and a
+    /// deleted highest id never comes back.
     #[test]
     fn ids_are_never_reused_and_the_rebuild_keeps_rows_keys_and_indexes() {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "foreign_keys", "ON").unwrap();
-        migrate_to(&mut c, refinery::Target::Version(8)).unwrap();
+        migrate_to(&mut c, refinery::Target::Version(11)).unwrap();
         let keys_before: Vec<_> = NEVER_REUSED.iter().map(|t| foreign_keys(&c, t)).collect();
         let indexes_before = schema_of(&c, "index");
+        let triggers_before = schema_of(&c, "trigger");
         c.execute_batch(
             "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0);
              INSERT INTO users (id, username, role, tenant_id, password_hash, created_at, updated_at)
@@ -396,6 +451,15 @@ mod tests {
         for i in &indexes_before {
             assert!(indexes_after.contains(i), "index lost or changed: {i}");
         }
+        assert_eq!(schema_of(&c, "trigger"), triggers_before);
+        assert!(
+            c.execute(
+                "UPDATE users SET tenant_id = NULL, role = 'admin' WHERE id = 2",
+                []
+            )
+            .is_err(),
+            "V11's rule still holds: a user with instances keeps their tenant"
+        );
         // Names and tags of the rows from before are the ones used then.
         let install: String = c
             .query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
@@ -433,9 +497,9 @@ mod tests {
         // The highest id deleted is not given again.
         c.execute("DELETE FROM instances WHERE id = 1", []).unwrap();
         c.execute(
-            "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, status, gpu_count, cpu_cores, \
-             memory_gb, system_disk_gb, data_disk_gb, created_at, updated_at) \
-             VALUES ('y', 1, 1, 1, 2, 'creating', 0, 1, 1, 0, 0, 0, 0)",
+            "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_count, \
+             cpu_cores, memory_gb, system_disk_gb, data_disk_gb, created_at, updated_at) \
+             VALUES ('y', 1, 1, 1, 2, 1, 'creating', 0, 1, 1, 0, 0, 0, 0)",
             [],
         )
         .unwrap();

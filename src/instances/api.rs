@@ -126,7 +126,12 @@ async fn logs(
     ApiPath(id): ApiPath<InstanceId>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Response, AppError> {
-    let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    let mut e = crate::error::FieldErrors::new();
+    let follow = q.follow.map(serde_json::Value::String);
+    let follow = crate::validate::bool_field(&mut e, "follow", follow.as_ref(), false);
+    if !e.is_empty() {
+        return Err(AppError::Validation(e));
+    }
     let stream = super::logs(&app, &me, id, follow, q.tail.unwrap_or(200)).await?;
     Ok((
         [

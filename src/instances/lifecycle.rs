@@ -24,7 +24,7 @@ use crate::error::{AppError, FieldError, FieldErrors, docker_error};
 use crate::ids::{InstanceId, NodeId};
 use crate::jobs::{JobHandle, Progress};
 use crate::nodes::client;
-use crate::validate::{int_field, optional_text, required_text};
+use crate::validate::{int_field, multiline_text, required_text};
 
 /// `POST /api/v1/instances` body. The owner comes from the session; any
 /// other key (a `user_id`, say) is ignored.
@@ -119,7 +119,7 @@ pub async fn reserve(
     let spec_id = required_id(&mut e, "spec_id", input.spec_id.as_ref());
     let node_id = NodeId(required_id(&mut e, "node_id", input.node_id.as_ref()));
     let name = required_text(&mut e, "name", input.name.as_deref().unwrap_or(""), 64);
-    let remark = optional_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
+    let remark = multiline_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
     if !e.is_empty() {
         return Err(AppError::Validation(e));
     }

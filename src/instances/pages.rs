@@ -100,10 +100,11 @@ async fn list(
         let l = ctx.nav("instances").l;
         return html(&Rows { l, rows, show_user });
     }
-    let orphans = if ctx.me.user.role == Role::Admin {
-        super::orphans(&app, &ctx.me).await?
-    } else {
-        Vec::new()
+    // Shown to whoever holds the orphan report (admins).
+    let orphans = match super::orphans(&app, &ctx.me).await {
+        Ok(o) => o,
+        Err(AppError::Forbidden) => Vec::new(),
+        Err(e) => return Err(e),
     };
     html(&ListPage {
         l: ctx.nav("instances").l,
@@ -287,20 +288,13 @@ struct JobFragment {
     view: JobView,
 }
 
-/// Why a job failed, in the reader's language.
-pub fn job_error(tr: &Tr, view: &JobView) -> String {
+/// Why a job failed, in the reader's language; a node's detail only for
+/// who may see nodes (`l.can("/nodes")`, the nodes page's record).
+pub fn job_error(l: &Layout, view: &JobView) -> String {
     let Some(Err(e)) = &view.outcome else {
         return String::new();
     };
-    let mut text = tr.t(e.message_key()).to_string();
-    for f in e.fields().into_iter().flat_map(|f| f.values()) {
-        text.push_str(": ");
-        text.push_str(&f.text(*tr));
-    }
-    match e {
-        AppError::Docker(d) | AppError::Upstream(d) => format!("{text}: {d}"),
-        _ => text,
-    }
+    e.text(l.tr, l.can("/nodes"))
 }
 
 #[derive(Template)]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::docker::{EndpointKind, check_cert_pem, check_key_pem, parse_endpoint};
 use crate::error::{FieldError, FieldErrors};
 use crate::ids::NodeId;
-use crate::validate::{bool_field, int_field, optional_text, required_text};
+use crate::validate::{bool_field, int_field, multiline_text, optional_text, required_text};
 
 /// A node's reachability as the health loop last saw it (`nodes.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,13 +281,18 @@ pub fn validate(
             &t(&input.docker_endpoint, base.docker_endpoint),
             255,
         ),
-        tls_enabled: bool_field(input.tls_enabled.as_ref(), base.tls_enabled),
+        tls_enabled: bool_field(
+            &mut e,
+            "tls_enabled",
+            input.tls_enabled.as_ref(),
+            base.tls_enabled,
+        ),
         tls_ca_cert: t(&input.tls_ca_cert, base.tls_ca_cert).trim().to_string(),
         tls_client_cert: t(&input.tls_client_cert, base.tls_client_cert)
             .trim()
             .to_string(),
-        listed: bool_field(input.listed.as_ref(), base.listed),
-        remark: optional_text(&mut e, "remark", &t(&input.remark, base.remark), 500),
+        listed: bool_field(&mut e, "listed", input.listed.as_ref(), base.listed),
+        remark: multiline_text(&mut e, "remark", &t(&input.remark, base.remark), 500),
         name,
     };
     let client_key = SecretChange::of(&input.tls_client_key);

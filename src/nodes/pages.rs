@@ -86,11 +86,11 @@ fn input(f: &FormValues) -> NodeInput {
         gpu_name: text("gpu_name"),
         gpu_count: num("gpu_count"),
         docker_endpoint: text("docker_endpoint"),
-        tls_enabled: Some(Value::Bool(f.checked("tls_enabled"))),
+        tls_enabled: f.bool_value("tls_enabled"),
         tls_ca_cert: text("tls_ca_cert"),
         tls_client_cert: text("tls_client_cert"),
         tls_client_key: secret("tls_client_key", "clear_tls_client_key"),
-        listed: Some(Value::Bool(f.checked("listed"))),
+        listed: f.bool_value("listed"),
         remark: text("remark"),
     }
 }

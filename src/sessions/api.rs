@@ -49,15 +49,17 @@ async fn terminate(
     Ok(Json(super::terminate(&app, &me, id, &src).await?))
 }
 
-/// The recording as `application/x-asciicast` (what asciinema players read).
+/// The recording as `application/x-asciicast` (what asciinema players read),
+/// streamed from its file: a long session's recording is never held in
+/// memory whole.
 pub async fn recording(
     State(app): State<App>,
     me: CurrentUser,
     ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     let path = super::recording_path(&app, &me, id).await?;
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AppError::NotFound),
         Err(e) => {
             return Err(AppError::internal(format!(
@@ -66,12 +68,13 @@ pub async fn recording(
             )));
         }
     };
+    let stream = tokio_util::io::ReaderStream::new(file);
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-asciicast"),
             (header::CONTENT_DISPOSITION, "inline"),
         ],
-        bytes,
+        axum::body::Body::from_stream(stream),
     )
         .into_response())
 }

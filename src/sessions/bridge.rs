@@ -78,12 +78,16 @@ pub async fn run<E, S>(
     E: Stream<Item = ClientEvent> + Unpin + Send,
     S: ClientSink,
 {
-    let node = unless_stopping(app, session_node(app, &session)).await;
-    let d = match node {
+    let node = unless_stopping(app, async {
+        crate::nodes::client(app, session.node_id())
+            .await
+            .map_err(|e| format!("cannot reach the node: {}", session.tell(&e)))
+    });
+    let d = match node.await {
         Ok(d) => d,
-        Err(e) => {
+        Err(why) => {
             // Nothing was started: nothing to sweep.
-            fail(session, &mut sink, e, async { true }).await;
+            fail(session, &mut sink, why, async { true }).await;
             return;
         }
     };
@@ -93,9 +97,13 @@ pub async fn run<E, S>(
         ..spec
     };
     let started = unless_stopping(app, async {
-        exec::start(&d, &container, &spec)
-            .await
-            .map_err(|e| format!("cannot start a process in the container: {e}"))
+        exec::start(&d, &container, &spec).await.map_err(|e| {
+            let e = crate::error::docker_error(e);
+            format!(
+                "cannot start a process in the container: {}",
+                session.tell(&e)
+            )
+        })
     });
     let mut ex = match started.await {
         Ok(x) => x,
@@ -118,11 +126,14 @@ pub async fn run<E, S>(
     let message = session
         .message(reason)
         .or_else(|| (reason == EndReason::Error).then(|| detail.clone()));
-    sink.finish(&Finish {
-        reason,
-        exit_code,
-        message,
-    })
+    finish(
+        &mut sink,
+        &Finish {
+            reason,
+            exit_code,
+            message,
+        },
+    )
     .await;
     drop(sink);
     let sweep = super::sweep(&d, &container, &spec.tag, super::sweep_budget(app));
@@ -143,48 +154,73 @@ async fn unless_stopping<T>(
     }
 }
 
-async fn session_node(app: &App, s: &Session) -> Result<bollard::Docker, String> {
-    let node = s.node_id();
-    crate::nodes::client(app, node)
-        .await
-        .map_err(|e| format!("cannot reach the node: {e}"))
-}
-
 async fn fail<S: ClientSink>(
     session: Session,
     sink: &mut S,
     why: String,
     sweep: impl Future<Output = bool>,
 ) {
-    sink.finish(&Finish {
-        reason: EndReason::Error,
-        exit_code: None,
-        message: Some(why.clone()),
-    })
+    finish(
+        sink,
+        &Finish {
+            reason: EndReason::Error,
+            exit_code: None,
+            message: Some(why.clone()),
+        },
+    )
     .await;
     session.close(EndReason::Error, &why, sweep).await;
 }
 
+/// How long telling a client the end may take: one that does not read
+/// (its window full) is left behind rather than holding the session's
+/// clean-up, or shutdown.
+pub const FINISH_WITHIN: Duration = Duration::from_secs(2);
+
+/// Tells the client how the session ended, within [`FINISH_WITHIN`].
+pub async fn finish<S: ClientSink>(sink: &mut S, end: &Finish) {
+    if tokio::time::timeout(FINISH_WITHIN, sink.finish(end))
+        .await
+        .is_err()
+    {
+        log::debug!("a client did not take the end of its session in time");
+    }
+}
+
 /// [`after_output`], unless the server stops first.
-async fn ended(app: &App, d: &bollard::Docker, id: &str, broken: Option<String>) -> Stop {
+async fn ended(
+    app: &App,
+    session: &Session,
+    d: &bollard::Docker,
+    id: &str,
+    broken: Option<crate::docker::DockerError>,
+) -> Stop {
     tokio::select! {
         _ = app.cancel.cancelled() => Stop::Failed(SHUTTING_DOWN.into()),
-        stop = after_output(d, id, broken) => stop,
+        stop = after_output(session, d, id, broken) => stop,
     }
 }
 
 /// What became of the process once its output ended (`broken`: with an
 /// error): it exited (dockerd may need a moment to say with which code),
-/// or its node is gone, or something else broke the connection.
-async fn after_output(d: &bollard::Docker, id: &str, broken: Option<String>) -> Stop {
+/// or its node is gone, or something else broke the connection. Texts are
+/// as its user may read them (`Session::tell`).
+async fn after_output(
+    session: &Session,
+    d: &bollard::Docker,
+    id: &str,
+    broken: Option<crate::docker::DockerError>,
+) -> Stop {
+    let tell = |e: crate::docker::DockerError| session.tell(&crate::error::docker_error(e));
+    let broken = broken.map(|e| format!("the connection to the process failed: {}", tell(e)));
     for _ in 0..20 {
         match exec::exit_code(d, id).await {
             Ok(Some(c)) => return Stop::Exited(Some(c)),
             Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(e) if e.is_unreachable() => return Stop::NodeLost(e.to_string()),
+            Err(e) if e.is_unreachable() => return Stop::NodeLost(tell(e)),
             Err(e) => {
                 return Stop::Failed(broken.unwrap_or_else(|| {
-                    format!("the process ended and dockerd cannot say how: {e}")
+                    format!("the process ended and dockerd cannot say how: {}", tell(e))
                 }));
             }
         }
@@ -193,6 +229,15 @@ async fn after_output(d: &bollard::Docker, id: &str, broken: Option<String>) -> 
     Stop::Failed(
         broken.unwrap_or_else(|| "the connection to the process closed while it ran".into()),
     )
+}
+
+/// The loop's stop for the watchdog's reason.
+fn stopped(r: EndReason) -> Stop {
+    match r {
+        // The watchdog's only error is the server stopping.
+        EndReason::Error => Stop::Failed(SHUTTING_DOWN.into()),
+        other => Stop::Ended(other),
+    }
 }
 
 async fn pump<E, S>(
@@ -215,16 +260,16 @@ where
     tokio::pin!(watchdog);
     loop {
         tokio::select! {
-            r = &mut watchdog => return match r {
-                // The watchdog's only error is the server stopping.
-                EndReason::Error => Stop::Failed(SHUTTING_DOWN.into()),
-                other => Stop::Ended(other),
-            },
+            r = &mut watchdog => return stopped(r),
             ev = events.next() => match ev {
                 Some(ClientEvent::Input(b)) => {
                     session.input(&b);
-                    if let Err(e) = ex.input.write_all(&b).await {
-                        return Stop::Failed(format!("writing to the process failed: {e}"));
+                    // A process that does not read its input blocks this.
+                    tokio::select! {
+                        w = ex.input.write_all(&b) => if let Err(e) = w {
+                            return Stop::Failed(format!("writing to the process failed: {e}"));
+                        },
+                        r = &mut watchdog => return stopped(r),
                     }
                 }
                 Some(ClientEvent::Resize(cols, rows)) => {
@@ -249,15 +294,17 @@ where
                 Some(Ok(o)) => {
                     session.output(o.bytes());
                     session.flush(false).await;
-                    if sink.output(o).await.is_err() {
-                        return Stop::Ended(EndReason::ClientLost);
+                    // A client that stops reading blocks this send: the
+                    // session's end (admin, revocation, shutdown) still wins.
+                    tokio::select! {
+                        sent = sink.output(o) => if sent.is_err() {
+                            return Stop::Ended(EndReason::ClientLost);
+                        },
+                        r = &mut watchdog => return stopped(r),
                     }
                 }
-                Some(Err(e)) => {
-                    let why = format!("the connection to the process failed: {e}");
-                    return ended(app, d, &ex.id, Some(why)).await;
-                }
-                None => return ended(app, d, &ex.id, None).await,
+                Some(Err(e)) => return ended(app, session, d, &ex.id, Some(e)).await,
+                None => return ended(app, session, d, &ex.id, None).await,
             },
             _ = flush.tick() => session.flush(true).await,
         }

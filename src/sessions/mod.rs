@@ -68,7 +68,21 @@ pub struct Opening<'a> {
 pub enum OpenError {
     /// The user holds `sessions.max_per_user` already; the text says so.
     TooMany(String),
+    /// The user's account changed since they signed in (disabled, password,
+    /// role or tenant changed): nothing opens.
+    Revoked,
     App(AppError),
+}
+
+impl OpenError {
+    /// What the client is told (never internal details).
+    pub fn message(&self) -> String {
+        match self {
+            OpenError::TooMany(m) => m.clone(),
+            OpenError::Revoked => model::ACCESS_REVOKED_MESSAGE.into(),
+            OpenError::App(e) => e.user_text(false),
+        }
+    }
 }
 
 impl From<AppError> for OpenError {
@@ -90,19 +104,21 @@ pub struct Session {
     started: Instant,
     actor: Actor,
     source: Source,
+    /// The user may see nodes' details in what they are told.
+    node_detail: bool,
 }
 
-static NEXT_PROVISIONAL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
-
 /// Opens a session: checks the per-user limit, records it (and audits the
-/// opening) and starts its recording.
+/// opening) and starts its recording. The user must still be the account
+/// that signed in ([`crate::auth::current`]), checked with the record's
+/// insert after the live registration: a revocation either finds the
+/// registration and ends it, or comes first and refuses the opening.
 pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
     let max = app.config.sessions.max_per_user;
     let user_id = o.user.id.0;
     // Registered first under a provisional key, so that the limit check and
     // taking the place are one step; the record's id replaces the key.
-    let provisional = NEXT_PROVISIONAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let mut reg = match app.live.register(provisional, user_id, max) {
+    let mut reg = match app.live.register(crate::auth::holder(o.user), max) {
         Ok(r) => r,
         Err(_) => {
             let msg = model::too_many_message(max);
@@ -111,6 +127,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         }
     };
     let (actor, src) = (Actor::user(o.user), o.source.clone());
+    let node_detail = crate::auth::sees_node_details(app, o.user).await?;
     let t = o.target;
     let new = NewOwned {
         user_id,
@@ -125,19 +142,29 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
     };
-    let (a2, s2, install) = (actor.clone(), src.clone(), app.install_id.clone());
+    let (a2, s2, user, install) = (
+        actor.clone(),
+        src.clone(),
+        o.user.clone(),
+        app.install_id.clone(),
+    );
     let (id, tag) = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (id, tag) = store::insert(&tx, &new.borrowed(), |id| exec_tag(&install, id), crate::db::now())?;
+            let now = crate::db::now();
+            if !crate::auth::current(&tx, &user, now)? {
+                return Ok(None);
+            }
+            let (id, tag) = store::insert(&tx, &new.borrowed(), |id| exec_tag(&install, id), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
                                 "protocol": new.protocol, "command": new.command});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
-            Ok::<_, AppError>((id, tag))
+            Ok::<_, AppError>(Some((id, tag)))
         })
-        .await?;
+        .await?
+        .ok_or(OpenError::Revoked)?;
     reg.rekey(id.0);
     let title = format!(
         "{} · {} · {}",
@@ -181,6 +208,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         started: Instant::now(),
         actor,
         source: src,
+        node_detail,
     })
 }
 
@@ -345,6 +373,12 @@ impl Session {
         &self.tag
     }
 
+    /// `e` as the line the session's user is told (a node's detail only for
+    /// who may see nodes; what is held back is logged under a reference).
+    pub fn tell(&self, e: &AppError) -> String {
+        e.user_text(self.node_detail)
+    }
+
     /// What the user is told for `reason`, if anything.
     pub fn message(&self, reason: EndReason) -> Option<String> {
         let c = &self.app.config.sessions;
@@ -461,8 +495,9 @@ async fn sweep_node(app: &App, node: NodeId, list: &[store::Unswept]) {
 }
 
 /// Keeps the live figures of open sessions in their records (every 2 s),
-/// at start closes the records a previous process left open, and runs the
-/// per-node sweepers (see [`sweeper`]).
+/// ends what users hold under an access generation gone stale, at start
+/// closes the records a previous process left open, and runs the per-node
+/// sweepers (see [`sweeper`]).
 pub async fn run(app: App, cancel: CancellationToken) {
     match app
         .db
@@ -487,13 +522,20 @@ pub async fn run(app: App, cancel: CancellationToken) {
     }
 }
 
-/// Writes the live figures of open sessions every 2 s until `cancel`.
+/// Writes the live figures of open sessions every 2 s until `cancel`, and
+/// ends what users hold under an access generation gone stale.
 async fn figures(app: &App, cancel: &CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
+        }
+        // Backstop of the revocations made here (which end at once): an
+        // account changed by another process (`gpudock admin
+        // reset-password`) loses what it holds live within a tick.
+        if let Err(e) = crate::auth::end_stale_access(app).await {
+            log::warn!("checking live access: {e}");
         }
         let snap = app.live.snapshot();
         if snap.is_empty() {
@@ -548,7 +590,8 @@ pub async fn get(
         .ok_or(AppError::NotFound)
 }
 
-/// Force-terminates a live session (admins): its client is disconnected
+/// Force-terminates a live session in the caller's scope (whoever holds
+/// the terminate permission: admins by default): its client is disconnected
 /// within a second; the session's own loop records the end.
 pub async fn terminate(
     app: &App,
@@ -556,9 +599,6 @@ pub async fn terminate(
     id: SessionId,
     src: &Source,
 ) -> Result<SessionRecord, AppError> {
-    if me.user.role != crate::auth::Role::Admin {
-        return Err(AppError::Forbidden);
-    }
     let rec = get(app, me, id).await?;
     let was_live = app.live.stop(id.0, EndReason::AdminForce.as_str());
     let detail = json!({"user": rec.username, "instance": rec.instance_name, "was_live": was_live});

@@ -49,7 +49,8 @@ pub enum EndReason {
     IdleTimeout,
     AdminForce,
     MaxDuration,
-    /// The user lost the right to the session (disabled, role, tenant).
+    /// The user's access changed (disabled, their tenant disabled, their
+    /// password, role or tenant changed): see [`crate::live::ACCESS_REVOKED`].
     AccessRevoked,
     Error,
 }
@@ -98,11 +99,15 @@ impl EndReason {
                  unreachable); processes it left running are ended once it answers again"
                     .into(),
             ),
-            EndReason::AccessRevoked => Some("session ended: your access was revoked".into()),
+            EndReason::AccessRevoked => Some(ACCESS_REVOKED_MESSAGE.into()),
             EndReason::UserClose | EndReason::ClientLost | EndReason::Error => None,
         }
     }
 }
+
+/// What a user whose access changed is told, wherever they were connected.
+pub const ACCESS_REVOKED_MESSAGE: &str =
+    "session ended: access revoked (your account was changed; 账号权限已变更，会话已结束)";
 
 /// `90` → `1 min 30 s`, `1800` → `30 min`.
 pub fn human(secs: u64) -> String {
@@ -153,6 +158,7 @@ mod tests {
             "idle_timeout",
             "admin_force",
             "max_duration",
+            "access_revoked",
             "error",
         ] {
             assert_eq!(EndReason::parse(r).map(EndReason::as_str), Some(r));

@@ -1,5 +1,5 @@
 //! Session pages: live sessions (refreshing themselves, with a terminate
-//! button for admins), the history with filters, and one session with the
+//! button for roles that hold its permission), the history with filters, and one session with the
 //! replay of its recording.
 
 use askama::Template;
@@ -14,7 +14,6 @@ use super::{EndReason, Filter, SessionRecord};
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
-use crate::auth::Role;
 use crate::error::AppError;
 use crate::ids::SessionId;
 use crate::web::extract::{ApiPath, ApiQuery};
@@ -84,7 +83,7 @@ struct ListPage {
     live: Vec<SessionRecord>,
     history: Vec<SessionRecord>,
     f: Filter,
-    is_admin: bool,
+    can_terminate: bool,
 }
 
 #[derive(Template)]
@@ -92,7 +91,7 @@ struct ListPage {
 struct LiveRows {
     l: Layout,
     live: Vec<SessionRecord>,
-    is_admin: bool,
+    can_terminate: bool,
 }
 
 impl ListPage {
@@ -113,7 +112,7 @@ async fn list(
         ..Filter::default()
     };
     let live = super::list(&app, &ctx.me, live_filter).await?;
-    let is_admin = ctx.me.user.role == Role::Admin;
+    let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
     let history = if is_htmx(&headers) {
         Vec::new()
     } else {
@@ -121,14 +120,18 @@ async fn list(
     };
     let l = ctx.nav("sessions").l;
     if is_htmx(&headers) {
-        return html(&LiveRows { l, live, is_admin });
+        return html(&LiveRows {
+            l,
+            live,
+            can_terminate,
+        });
     }
     html(&ListPage {
         l,
         live,
         history,
         f,
-        is_admin,
+        can_terminate,
     })
 }
 
@@ -137,7 +140,7 @@ async fn list(
 struct ShowPage {
     l: Layout,
     s: SessionRecord,
-    is_admin: bool,
+    can_terminate: bool,
 }
 
 /// One session; its replay needs WebAssembly (the player's terminal), so
@@ -148,11 +151,11 @@ async fn show(
     ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
-    let is_admin = ctx.me.user.role == Role::Admin;
+    let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
     let r = html(&ShowPage {
         l: ctx.nav("sessions").l,
         s,
-        is_admin,
+        can_terminate,
     })?;
     Ok(crate::web::with_csp(r, crate::web::Csp::InlineStylesWasm))
 }

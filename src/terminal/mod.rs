@@ -3,7 +3,7 @@
 //! image has it, sh otherwise). The WebSocket checks the session cookie (the
 //! guard), the user's right to the instance (a scoped lookup: 404 for
 //! others') and the Origin header; each connection is a session (limits,
-//! recording, audit).
+//! recording, audit) served by a task that shutdown joins.
 //!
 //! Frames: binary both ways carry terminal bytes; the browser sends text
 //! `{"type":"resize","cols":C,"rows":R}`; the server ends with text
@@ -106,18 +106,17 @@ async fn ws(
         size.cols.unwrap_or(80).clamp(10, 1000),
         size.rows.unwrap_or(24).clamp(5, 500),
     );
-    Ok(upgrade.on_upgrade(move |socket| {
-        serve(
-            app,
-            me,
-            Target {
-                instance: i,
-                node_name: n.node,
-            },
-            src,
-            size,
-            socket,
-        )
+    // The connection's task is owned like a jumpbox connection's: counted
+    // from now (before the upgrade completes) until it has ended, so that
+    // shutdown waits for its clean-up before the database closes.
+    let tracked = app.live.track();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let target = Target {
+            instance: i,
+            node_name: n.node,
+        };
+        serve(app, me, target, src, size, socket).await;
+        drop(tracked);
     }))
 }
 
@@ -154,7 +153,9 @@ impl ClientSink for WsSink {
     }
 
     async fn finish(&mut self, end: &Finish) {
-        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": end.message,
+        // The page writes the message into the terminal: shown, never run.
+        let message = end.message.as_deref().map(crate::escape::for_terminal);
+        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": message,
                           "exit_code": end.exit_code})
         .to_string();
         let _ = self.0.send(Message::Text(text.into())).await;
@@ -188,16 +189,16 @@ async fn serve(
     let session = match crate::sessions::open(&app, opening).await {
         Ok(s) => s,
         Err(e) => {
-            let message = match e {
-                OpenError::TooMany(m) => m,
-                OpenError::App(e) => e.to_string(),
+            let reason = match e {
+                OpenError::Revoked => crate::sessions::EndReason::AccessRevoked,
+                OpenError::TooMany(_) | OpenError::App(_) => crate::sessions::EndReason::Error,
             };
             let end = Finish {
-                reason: crate::sessions::EndReason::Error,
+                reason,
                 exit_code: None,
-                message: Some(message),
+                message: Some(e.message()),
             };
-            sink.finish(&end).await;
+            bridge::finish(&mut sink, &end).await;
             return;
         }
     };

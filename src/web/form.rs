@@ -14,9 +14,9 @@ impl FormValues {
     pub fn v(&self, key: &str) -> &str {
         self.0.get(key).map(String::as_str).unwrap_or("")
     }
-    /// A checkbox: ticked when it came as `1`, `on` or `true`.
+    /// A checkbox: ticked when it came as a true word (`1`, `on`, ...).
     pub fn checked(&self, key: &str) -> bool {
-        matches!(self.v(key), "1" | "on" | "true")
+        crate::validate::parse_bool(self.v(key)) == Some(true)
     }
     /// The value as the text field of an input struct.
     pub fn text(&self, key: &str) -> Option<String> {
@@ -26,9 +26,14 @@ impl FormValues {
     pub fn value(&self, key: &str) -> Option<Value> {
         Some(Value::String(self.v(key).to_string()))
     }
-    /// A checkbox as a JSON boolean.
+    /// A checkbox for the validators: unticked (absent or empty) is false,
+    /// a ticked one's value goes as sent, so that a value that is no
+    /// boolean is refused like in JSON.
     pub fn bool_value(&self, key: &str) -> Option<Value> {
-        Some(Value::Bool(self.checked(key)))
+        Some(match self.v(key) {
+            "" => Value::Bool(false),
+            sent => Value::String(sent.to_string()),
+        })
     }
     pub fn from_map(map: HashMap<String, String>) -> Self {
         Self(map)

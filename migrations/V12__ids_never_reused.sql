@@ -2,9 +2,10 @@
 -- insert unless the table is AUTOINCREMENT, and these ids name Docker
 -- objects, appear in URLs and in the audit trail. Each table is rebuilt
 -- with AUTOINCREMENT (same columns, in the same order: `SELECT *` fails
--- loudly should they ever differ), its indexes made again. `db::migrate`
--- runs migrations with foreign-key enforcement off and checks every key
--- afterwards, as SQLite's table-rebuild procedure asks.
+-- loudly should they ever differ), its indexes and triggers made again
+-- (ssh_keys is AUTOINCREMENT since V9). `db::migrate` runs migrations with
+-- foreign-key enforcement off and checks every key afterwards, as
+-- SQLite's table-rebuild procedure asks.
 --
 -- Besides:
 -- * instances carry the names of their container and data volume (a
@@ -12,6 +13,11 @@
 --   restore) and the generation of the process that reserved them;
 -- * remote sessions carry the tag of their processes and when those were
 --   swept from the container; end reasons say what really happened.
+
+-- V11's triggers name tables rebuilt here (a rename checks every trigger):
+-- they are made again at the end.
+DROP TRIGGER users_tenant_move_keeps_instances;
+DROP TRIGGER instances_tenant_is_users;
 
 -- tenants
 CREATE TABLE tenants_new (
@@ -177,26 +183,7 @@ UPDATE instances SET
 ALTER TABLE instances ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 
--- ssh_keys
-CREATE TABLE ssh_keys_new (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    name         TEXT NOT NULL,
-    -- the OpenSSH key type, e.g. ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa
-    algorithm    TEXT NOT NULL,
-    -- canonical OpenSSH form "type base64", without the comment
-    public_key   TEXT NOT NULL,
-    -- "SHA256:..." exactly as `ssh-keygen -l -E sha256` prints it
-    fingerprint  TEXT NOT NULL UNIQUE,
-    created_at   INTEGER NOT NULL,
-    last_used_at INTEGER
-);
-INSERT INTO ssh_keys_new SELECT * FROM ssh_keys;
-DROP TABLE ssh_keys;
-ALTER TABLE ssh_keys_new RENAME TO ssh_keys;
-CREATE INDEX ssh_keys_user ON ssh_keys(user_id);
-
--- remote_sessions (also: the true end reasons)
+-- remote_sessions (also: the true end reasons; as in V11 otherwise)
 CREATE TABLE remote_sessions_new (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id          INTEGER NOT NULL REFERENCES users(id),
@@ -240,3 +227,18 @@ UPDATE remote_sessions SET
     exec_tag = (SELECT value FROM meta WHERE key = 'install_id') || '-s' || id,
     swept_at = ended_at;
 CREATE INDEX remote_sessions_unswept ON remote_sessions(node_id) WHERE swept_at IS NULL;
+
+-- V11's triggers, as they were.
+CREATE TRIGGER users_tenant_move_keeps_instances
+BEFORE UPDATE OF tenant_id ON users
+WHEN NEW.tenant_id IS NOT OLD.tenant_id
+ AND EXISTS (SELECT 1 FROM instances WHERE user_id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'user_has_instances');
+END;
+CREATE TRIGGER instances_tenant_is_users
+BEFORE INSERT ON instances
+WHEN NEW.tenant_id IS NOT (SELECT tenant_id FROM users WHERE id = NEW.user_id)
+BEGIN
+    SELECT RAISE(ABORT, 'instance_tenant_mismatch');
+END;
