@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 
 use gpudock::db::Db;
+use gpudock::ids::{InstanceId, NodeId};
 use gpudock::metrics::hub::Hub;
 use gpudock::metrics::model::{GpuReading, HostReading, Sample, Target};
 use gpudock::metrics::rollup::{self, HOUR, Retention};
@@ -147,7 +148,7 @@ impl Sim {
             let text = w.exposition();
             let parsed = prom::parse(&text).unwrap();
             let host = prom::host_from_node_exporter(&parsed, ts as f64).unwrap();
-            let node = n as i64 + 1;
+            let node = NodeId(n as i64 + 1);
             out.extend(host.samples(self.prev_host[n].as_ref(), node, ts, Some("/"), Some("/")));
             self.prev_host[n] = Some(host);
             for g in prom::gpus_from_dcgm(&parsed) {
@@ -171,8 +172,8 @@ impl Sim {
                 oom_killed: false,
             };
             let t = Target::Instance {
-                node: i as i64 % NODES + 1,
-                instance: i as i64 + 1,
+                node: NodeId(i as i64 % NODES + 1),
+                instance: InstanceId(i as i64 + 1),
             };
             out.extend(docker_stats::samples(
                 self.prev_stats[i].as_ref(),
@@ -369,9 +370,16 @@ async fn main() {
         tx.commit().unwrap();
     }
     let reader = rusqlite::Connection::open(&path).unwrap();
-    let sid = store::find_series(&reader, &Target::Gpu { node: 7, gpu: 3 }, "util_pct")
-        .unwrap()
-        .unwrap();
+    let sid = store::find_series(
+        &reader,
+        &Target::Gpu {
+            node: NodeId(7),
+            gpu: 3,
+        },
+        "util_pct",
+    )
+    .unwrap()
+    .unwrap();
     let now = T0 + 25 * HOUR;
     let mut q24 = Vec::new();
     let mut pts = 0;

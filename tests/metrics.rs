@@ -540,8 +540,8 @@ async fn docker_stats_of_a_half_cpu_container_and_scoped_instance_series() {
         .unwrap();
     assert_eq!(facts.cpu_limit, Some(0.5));
     let t = gpudock::metrics::model::Target::Instance {
-        node: 1,
-        instance: 1,
+        node: gpudock::ids::NodeId(1),
+        instance: gpudock::ids::InstanceId(1),
     };
     let s = docker_stats::samples(Some(&a), &b, &facts, t, 0);
     let v = |m: &str| s.iter().find(|x| x.metric == m).map(|x| x.value).unwrap();

@@ -117,6 +117,8 @@ struct Caller {
     user: User,
     via: AuthVia,
     decision: Decision,
+    /// May see nodes' details in error messages.
+    node_detail: bool,
 }
 
 /// Resolves the caller and the route decision in one database read.
@@ -132,9 +134,13 @@ async fn resolve(
         .db
         .read(move |c| {
             let (uid, via, epoch) = match (bearer, session_uid) {
+                // A token serves only the routes of its scope (a `metrics`
+                // token is no caller anywhere else).
                 (Some(tok), _) => match store::find_token(c, &token_hash(&tok))? {
-                    Some((tid, uid)) => (uid, AuthVia::Token(tid), None),
-                    None => return Ok::<_, AppError>(None),
+                    Some((tid, uid, scope)) if scope.admits(&method, &pattern) => {
+                        (uid, AuthVia::Token(tid), None)
+                    }
+                    _ => return Ok::<_, AppError>(None),
                 },
                 (None, Some((uid, epoch))) => (UserId(uid), AuthVia::Session, Some(epoch)),
                 (None, None) => return Ok(None),
@@ -143,18 +149,20 @@ async fn resolve(
                 return Ok(None);
             };
             let stale = epoch.is_some_and(|e| e != user.session_epoch);
-            if stale
-                || !user.enabled
-                || user.is_locked(now)
-                || !store::tenant_enabled_for(c, &user)?
-            {
+            if stale || !super::usable(c, &user, now)? {
                 return Ok(None);
             }
-            let decision = permissions::decide(c, user.role, &method, &pattern)?;
+            let action = super::Action::Route {
+                method: &method,
+                pattern: &pattern,
+            };
+            let decision = super::allowed(c, &user, action)?;
+            let node_detail = permissions::sees_node_details(c, user.role)?;
             Ok(Some(Caller {
                 user,
                 via,
                 decision,
+                node_detail,
             }))
         })
         .await?;
@@ -163,89 +171,22 @@ async fn resolve(
         ..
     }) = &found
     {
-        let id = *id;
-        app.db
-            .write(move |c| {
-                c.execute(
-                    "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 \
-                     AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
-                    rusqlite::params![id, now],
-                )
-                .map_err(AppError::from)
-            })
-            .await?;
+        token_used(app, *id, now).await?;
     }
     Ok(found)
 }
 
-/// For routes outside the session guard that take a token of another scope
-/// (GET /metrics takes `metrics` tokens): whether `token` is a live token of
-/// `scope` whose owner may use the route now (enabled, not locked, tenant
-/// enabled, and the role holds the permission record).
-pub async fn scoped_token_allows(
-    app: &App,
-    token: &str,
-    scope: &'static str,
-    method: &'static str,
-    pattern: &'static str,
-) -> Result<bool, AppError> {
-    let (hash, now) = (token_hash(token), crate::db::now());
-    let found = app
-        .db
-        .read(move |c| {
-            let Some((tid, uid)) = store::find_scoped_token(c, &hash, scope)? else {
-                return Ok::<_, AppError>(None);
-            };
-            let Some(user) = store::get_user(c, Scope::All, uid)? else {
-                return Ok(None);
-            };
-            if !user.enabled || user.is_locked(now) || !store::tenant_enabled_for(c, &user)? {
-                return Ok(None);
-            }
-            let d = permissions::decide(c, user.role, method, pattern)?;
-            Ok((d == Decision::Allow).then_some(tid))
-        })
-        .await?;
-    let Some(tid) = found else { return Ok(false) };
+/// Notes that token `id` was used at `now` (at most once a minute).
+pub(super) async fn token_used(app: &App, id: i64, now: i64) -> Result<(), AppError> {
     app.db
         .write(move |c| {
             c.execute(
                 "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 \
                  AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
-                rusqlite::params![tid, now],
+                rusqlite::params![id, now],
             )
+            .map(drop)
             .map_err(AppError::from)
-        })
-        .await?;
-    Ok(true)
-}
-
-/// Whether `me` (resolved when a long-lived connection opened) may still act
-/// as then: same role and tenant, enabled, not locked, tenant enabled, the
-/// session not ended elsewhere (epoch) and the token not revoked.
-pub async fn still_valid(app: &App, me: &CurrentUser) -> Result<bool, AppError> {
-    let (uid, via, was) = (me.user.id, me.via, me.user.clone());
-    let now = crate::db::now();
-    app.db
-        .read(move |c| {
-            let Some(u) = store::get_user(c, Scope::All, uid)? else {
-                return Ok(false);
-            };
-            let token_live = match via {
-                AuthVia::Token(id) => c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL)",
-                    [id],
-                    |r| r.get::<_, bool>(0),
-                )?,
-                AuthVia::Session | AuthVia::Ssh => true,
-            };
-            Ok(token_live
-                && u.enabled
-                && !u.is_locked(now)
-                && u.role == was.role
-                && u.tenant_id == was.tenant_id
-                && u.session_epoch == was.session_epoch
-                && store::tenant_enabled_for(c, &u)?)
         })
         .await
 }
@@ -288,16 +229,40 @@ fn origin_matches(headers: &HeaderMap, authority: Option<String>) -> bool {
     matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(&o))
 }
 
-fn tokens_match(a: &str, b: &str) -> bool {
+pub(super) fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Where the expected CSRF token is: the signed-in session's record, or
+/// (before sign-in, when there is no session) the signed sign-in cookie.
+enum Expected<'a> {
+    Session(&'a Session),
+    LoginCookie(&'a App),
+}
+
+impl Expected<'_> {
+    async fn matches(&self, headers: &HeaderMap, sent: &str) -> Result<bool, AppError> {
+        match self {
+            Expected::Session(session) => {
+                let expected = session
+                    .get::<String>(keys::CSRF)
+                    .await
+                    .map_err(AppError::internal)?
+                    .unwrap_or_default();
+                Ok(tokens_match(&expected, sent))
+            }
+            Expected::LoginCookie(app) => Ok(super::login_csrf::check(app, headers, sent)),
+        }
+    }
+}
+
 /// Checks the CSRF token of a state-changing request authenticated by the
-/// session cookie: the `X-CSRF-Token` header, or the `csrf_token` form field.
-/// JSON API calls are exempt from the token (a cross-site JSON request cannot
-/// be sent without a CORS preflight, which gpudock never grants) but not from
-/// the Origin check. Returns the request with its body intact.
-async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError> {
+/// session cookie (or of the sign-in form): the `X-CSRF-Token` header, or the
+/// `csrf_token` form field. JSON API calls are exempt from the token (a
+/// cross-site JSON request cannot be sent without a CORS preflight, which
+/// gpudock never grants) but not from the Origin check. Returns the request
+/// with its body intact.
+async fn check_csrf(expected: Expected<'_>, req: Request) -> Result<Request, AppError> {
     if !origin_ok(&req) {
         return Err(AppError::Csrf);
     }
@@ -310,17 +275,12 @@ async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError
     if is_api(req.uri().path()) && content_type.starts_with("application/json") {
         return Ok(req);
     }
-    let expected = session
-        .get::<String>(keys::CSRF)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or_default();
     if let Some(h) = req
         .headers()
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
     {
-        return if tokens_match(&expected, h) {
+        return if expected.matches(req.headers(), h).await? {
             Ok(req)
         } else {
             Err(AppError::Csrf)
@@ -337,7 +297,7 @@ async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError
         .find(|(k, _)| k == "csrf_token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    if !tokens_match(&expected, &sent) {
+    if !expected.matches(&parts.headers, &sent).await? {
         return Err(AppError::Csrf);
     }
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -351,6 +311,15 @@ fn unauthenticated(path: &str, method: &Method) -> Response {
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
 
+/// What the guard decided for a request.
+enum Step {
+    /// Answer without calling the handler.
+    Answer(Response),
+    /// Call the handler; `node_detail`: whether its answer may show a
+    /// node's detail (see [`crate::error::hide_node_detail`]).
+    Pass { node_detail: bool },
+}
+
 pub async fn guard(
     State(app): State<App>,
     session: Session,
@@ -359,10 +328,30 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     match guard_inner(&app, &session, matched, &mut req).await {
-        Ok(Some(early)) => early,
-        Ok(None) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Ok(Step::Answer(early)) => early,
+        Ok(Step::Pass { node_detail: true }) => next.run(req).await,
+        Ok(Step::Pass { node_detail: false }) => {
+            crate::error::hide_node_detail(next.run(req).await)
+        }
+        Err(e) => crate::error::hide_node_detail(e.into_response()),
     }
+}
+
+/// A request with a method its route does not have: 405 naming the methods
+/// it has (records or public). None when the route has the method, or has
+/// none at all (a gap in the matrix, denied elsewhere).
+async fn wrong_method(
+    app: &App,
+    method: &Method,
+    pattern: &str,
+) -> Result<Option<AppError>, AppError> {
+    let p = pattern.to_string();
+    let methods = app
+        .db
+        .read(move |c| permissions::methods_of(c, &p).map_err(AppError::from))
+        .await?;
+    let has = methods.iter().any(|m| m == method.as_str());
+    Ok((!has && !methods.is_empty()).then_some(AppError::MethodNotAllowed(methods)))
 }
 
 async fn guard_inner(
@@ -370,7 +359,7 @@ async fn guard_inner(
     session: &Session,
     matched: Option<MatchedPath>,
     req: &mut Request,
-) -> Result<Option<Response>, AppError> {
+) -> Result<Step, AppError> {
     let pattern = matched.map(|m| m.as_str().to_string()).unwrap_or_default();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -383,9 +372,9 @@ async fn guard_inner(
     if permissions::is_public(public_method, &pattern) {
         if mutating && !is_api(&path) {
             let taken = std::mem::take(req);
-            *req = check_csrf(session, taken).await?;
+            *req = check_csrf(Expected::LoginCookie(app), taken).await?;
         }
-        return Ok(None);
+        return Ok(Step::Pass { node_detail: false });
     }
     let session_uid = match (
         session
@@ -413,8 +402,16 @@ async fn guard_inner(
     };
     let Some(caller) = resolve(app, bearer, session_uid, perm_method, pattern.clone()).await?
     else {
-        return Ok(Some(unauthenticated(&path, &method)));
+        if let Some(e) = wrong_method(app, &method, &pattern).await? {
+            return Err(e);
+        }
+        return Ok(Step::Answer(unauthenticated(&path, &method)));
     };
+    if caller.decision == Decision::NoRecord
+        && let Some(e) = wrong_method(app, &method, &pattern).await?
+    {
+        return Err(e);
+    }
     if caller.user.must_change_password
         && !permissions::allowed_before_password_change(method.as_str(), &pattern)
     {
@@ -422,7 +419,7 @@ async fn guard_inner(
     }
     if mutating && caller.via == AuthVia::Session {
         let taken = std::mem::take(req);
-        *req = check_csrf(session, taken).await?;
+        *req = check_csrf(Expected::Session(session), taken).await?;
     }
     match caller.decision {
         Decision::Allow => {}
@@ -454,5 +451,7 @@ async fn guard_inner(
         user: caller.user,
         via: caller.via,
     });
-    Ok(None)
+    Ok(Step::Pass {
+        node_detail: caller.node_detail,
+    })
 }

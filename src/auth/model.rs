@@ -6,13 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::FieldError;
 pub use crate::validate::{optional_text, required_text};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(pub i64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TenantId(pub i64);
+pub use crate::hashing::random_password;
+pub use crate::ids::{Scope, TenantId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,15 +43,6 @@ impl Role {
     }
 }
 
-/// What rows a signed-in user may see: the tenant-scoping rule every store query
-/// takes as a parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Tenant(TenantId),
-    User(UserId, Option<TenantId>),
-}
-
 impl Scope {
     pub fn of(user: &User) -> Self {
         match (user.role, user.tenant_id) {
@@ -66,6 +52,37 @@ impl Scope {
             (Role::CustomerOwner, None) | (Role::CustomerMember, _) => {
                 Scope::User(user.id, user.tenant_id)
             }
+        }
+    }
+}
+
+crate::text_enum!(TokenScope {
+    Api => "api",
+    Metrics => "metrics",
+});
+
+/// What an API token may be used for: `api`, every route its owner may use
+/// except the Prometheus scrape; `metrics`, the Prometheus scrape alone
+/// (`GET /metrics`), so a token kept in a Prometheus server's configuration
+/// reaches nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    Api,
+    Metrics,
+}
+
+/// The one route of the `metrics` scope.
+pub const SCRAPE_ROUTE: (&str, &str) = ("GET", "/metrics");
+
+impl TokenScope {
+    /// Whether a token of this scope is accepted for the route `method
+    /// pattern` (HEAD as GET).
+    pub fn admits(self, method: &str, pattern: &str) -> bool {
+        let method = if method == "HEAD" { "GET" } else { method };
+        let scrape = (method, pattern) == SCRAPE_ROUTE;
+        match self {
+            TokenScope::Api => !scrape,
+            TokenScope::Metrics => scrape,
         }
     }
 }
@@ -86,6 +103,17 @@ pub struct User {
     pub session_epoch: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// The audit trail's actor for a user (the audit core knows no accounts).
+impl crate::audit::Actor {
+    pub fn user(u: &User) -> Self {
+        Self {
+            id: Some(u.id),
+            name: u.username.clone(),
+            tenant: u.tenant_id,
+        }
+    }
 }
 
 impl User {
@@ -182,17 +210,6 @@ pub fn check_password_strength(
         "err.password_weak",
         reasons.join(" "),
     ))
-}
-
-/// A random password of 20 characters from a 56-symbol alphabet without
-/// look-alikes (~116 bits).
-pub fn random_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    (0..20)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Creating, deleting, starting, stopping and restarting instances.
-//! Capacity is checked and reserved (the instance row, GPU indices
-//! included) in one write transaction; the container is then made by a
-//! background job, and on any failure the container, its volume and the
-//! reservation are all removed. Every operation is audited.
+//! Capacity is checked and reserved (the instance row, GPU indices and the
+//! names of its container and volume included) in one write transaction;
+//! the container is then made by a background job, and on any failure (or
+//! when the server stops meanwhile) what that job made and the reservation
+//! are removed, nothing else. Every operation is audited.
 
 use std::collections::HashMap;
 
@@ -11,17 +12,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use super::model::InstanceStatus;
 use super::placement::{self, NoRoom};
-use super::store::{self, Instance, NewInstance, Warning};
+use super::store::{self, Instance, NewInstance, ObjectNames, Warning};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::catalog::model::Spec;
 use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, PullProgress, Step};
-use crate::docker::{self, DockerError};
-use crate::error::{AppError, FieldError, FieldErrors};
+use crate::error::{AppError, FieldError, FieldErrors, docker_error};
+use crate::ids::{InstanceId, NodeId};
 use crate::jobs::{JobHandle, Progress};
-use crate::validate::{int_field, optional_text, required_text};
+use crate::nodes::client;
+use crate::validate::{int_field, multiline_text, required_text};
 
 /// `POST /api/v1/instances` body. The owner comes from the session; any
 /// other key (a `user_id`, say) is ignored.
@@ -42,24 +45,18 @@ pub const LABEL_USER: &str = "gpudock.user";
 
 const GIB: i64 = 1 << 30;
 
-pub fn container_name(install: &str, id: i64) -> String {
-    format!("gpudock-{install}-{id}")
-}
-
-pub fn volume_name(install: &str, id: i64) -> String {
-    format!("gpudock-{install}-{id}-data")
-}
-
-/// A daemon error for the user: unreachable when the node could not be
-/// talked to, a refusal otherwise.
-pub fn docker_error(e: DockerError) -> AppError {
-    match e {
-        DockerError::Api(m) => AppError::Docker(m),
-        other @ (DockerError::BadEndpoint(_)
-        | DockerError::BadPem { .. }
-        | DockerError::Tls(_)
-        | DockerError::Unreachable(_)
-        | DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
+/// The names of a new instance's container and data volume:
+/// `gpudock-<install>-<id>-<random>` (and `…-data`). The id keeps them
+/// readable; the random part keeps them unique even when an id comes back
+/// (a restore of an older backup rewinds the id sequence), so a new
+/// instance never meets an old one's container or data. Decided once, at
+/// reservation, and stored in the row.
+pub fn object_names(install: &str, id: InstanceId) -> ObjectNames {
+    let nonce: u32 = rand::random();
+    let container = format!("gpudock-{install}-{id}-{nonce:08x}");
+    ObjectNames {
+        volume: format!("{container}-data"),
+        container,
     }
 }
 
@@ -76,7 +73,7 @@ pub(super) async fn audit_event(
     actor: Actor,
     src: &Source,
     action: &'static str,
-    id: i64,
+    id: InstanceId,
     outcome: Outcome,
     detail: Value,
 ) -> Result<(), AppError> {
@@ -90,17 +87,6 @@ pub(super) async fn audit_event(
     .map_err(AppError::from)
 }
 
-/// A negotiated client for the node; unreachable is `Upstream`.
-pub async fn client(app: &App, node_id: i64) -> Result<bollard::Docker, AppError> {
-    let ep = crate::nodes::endpoint_of(app, node_id)
-        .await?
-        .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
-    let timeout = app.config.nodes.probe_timeout_secs;
-    let d = docker::connect(&ep, timeout).map_err(docker_error)?;
-    docker::negotiate(&d, timeout).await.map_err(docker_error)?;
-    Ok(d)
-}
-
 fn no_room(why: NoRoom) -> AppError {
     let err = match why {
         NoRoom::GpuModel => FieldError::new("err.gpu_model_mismatch"),
@@ -111,13 +97,14 @@ fn no_room(why: NoRoom) -> AppError {
 
 /// A reservation: the row exists (status `creating`) and holds capacity.
 pub struct Reserved {
-    pub id: i64,
-    pub node_id: i64,
+    pub id: InstanceId,
+    pub node_id: NodeId,
     pub name: String,
     pub image: String,
     pub spec: Spec,
     /// The node's GPU indices this instance holds.
     pub gpus: Vec<i64>,
+    pub objects: ObjectNames,
 }
 
 /// Validates the input and reserves capacity and GPU indices on the node in
@@ -130,9 +117,9 @@ pub async fn reserve(
     let mut e = FieldErrors::new();
     let image_id = required_id(&mut e, "image_id", input.image_id.as_ref());
     let spec_id = required_id(&mut e, "spec_id", input.spec_id.as_ref());
-    let node_id = required_id(&mut e, "node_id", input.node_id.as_ref());
+    let node_id = NodeId(required_id(&mut e, "node_id", input.node_id.as_ref()));
     let name = required_text(&mut e, "name", input.name.as_deref().unwrap_or(""), 64);
-    let remark = optional_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
+    let remark = multiline_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
     if !e.is_empty() {
         return Err(AppError::Validation(e));
     }
@@ -151,7 +138,8 @@ pub async fn reserve(
     let req = super::request_of(&spec);
     let (uid, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
     let (n, r) = (name.clone(), remark);
-    let (id, gpus) = app
+    let (install, generation) = (app.install_id.clone(), app.generation);
+    let (id, gpus, objects) = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -178,10 +166,20 @@ pub async fn reserve(
                 gpu_indices: &gpus,
                 reserved: req.need,
                 remark: &r,
+                generation,
             };
-            let id = store::insert(&tx, &new, crate::db::now())?;
+            let mut objects = ObjectNames::default();
+            let id = store::insert(
+                &tx,
+                &new,
+                |id| {
+                    objects = object_names(&install, id);
+                    objects.clone()
+                },
+                crate::db::now(),
+            )?;
             tx.commit()?;
-            Ok::<_, AppError>((id, gpus))
+            Ok::<_, AppError>((id, gpus, objects))
         })
         .await?;
     Ok(Reserved {
@@ -191,6 +189,7 @@ pub async fn reserve(
         image: image.address,
         spec,
         gpus,
+        objects,
     })
 }
 
@@ -246,14 +245,17 @@ async fn provision(
             Ok(inst)
         }
         Err(err) => {
-            // The container and volume are gone (create_and_start cleans up);
+            // What this creation made is gone (create_and_start undoes it);
             // the reservation goes too.
             let id = r.id;
             app.db
                 .write(move |c| store::delete(c, id).map_err(AppError::from))
                 .await?;
             let mut detail = detail;
-            detail["error"] = json!(err.to_string());
+            detail["error"] = json!(match &err {
+                AppError::ShuttingDown => "interrupted: gpudock is shutting down".to_string(),
+                other => other.to_string(),
+            });
             audit_event(
                 &app,
                 actor,
@@ -289,7 +291,10 @@ async fn make_container(
     r: &Reserved,
     job: &JobHandle,
 ) -> Result<(Instance, Option<PullProgress>), AppError> {
-    let d = client(app, r.node_id).await?;
+    let d = tokio::select! {
+        _ = job.cancelled() => return Err(AppError::ShuttingDown),
+        d = client(app, r.node_id) => d?,
+    };
     let install = app.install_id.to_string();
     let labels = HashMap::from([
         (LABEL_INSTALL.to_string(), install.clone()),
@@ -301,18 +306,18 @@ async fn make_container(
         ),
     ]);
     let cs = ContainerSpec {
-        name: container_name(&install, r.id),
+        name: r.objects.container.clone(),
         image: r.image.clone(),
         labels,
         nano_cpus: r.spec.cpu_cores * 1_000_000_000,
         memory_bytes: r.spec.memory_gb * GIB,
         disk_size_gb: r.spec.system_disk_gb,
-        data_volume: Some(volume_name(&install, r.id)),
+        data_volume: Some(r.objects.volume.clone()),
         gpu_device_ids: r.gpus.iter().map(i64::to_string).collect(),
     };
     // The image's pull, when there was one (for the audit record).
     let mut pulled: Option<PullProgress> = None;
-    let created = containers::create_and_start(&d, &cs, &mut |s| {
+    let created = containers::create_and_start(&d, &cs, job.cancel_token(), &mut |s| {
         if let Step::Pull(p) = s {
             pulled = Some(p.clone());
         }
@@ -321,14 +326,12 @@ async fn make_container(
     .await
     .map_err(|e| match e {
         CreateError::Docker(d) => docker_error(d),
-        other @ (CreateError::Pull { .. } | CreateError::NoGpuRuntime(_)) => {
-            AppError::Docker(other.to_string())
-        }
+        CreateError::Cancelled => AppError::ShuttingDown,
+        other @ (CreateError::Pull { .. }
+        | CreateError::NoGpuRuntime(_)
+        | CreateError::NameTaken { .. }) => AppError::Docker(other.to_string()),
     })?;
-    let status = containers::state(&d, &created.id)
-        .await
-        .map_err(docker_error)?
-        .unwrap_or_else(|| "missing".into());
+    let status = InstanceStatus::of_container(created.state.as_deref());
     let warnings = match &created.disk_quota {
         DiskQuota::Unsupported(why) => vec![Warning {
             code: "system_disk_not_enforced".into(),
@@ -339,7 +342,7 @@ async fn make_container(
     let (id, cid) = (r.id, created.id.clone());
     app.db
         .write(move |c| {
-            store::set_created(c, id, &cid, &status, &warnings, crate::db::now())?;
+            store::set_created(c, id, &cid, status, &warnings, crate::db::now())?;
             store::get(c, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)
         })
         .await
@@ -347,7 +350,7 @@ async fn make_container(
 }
 
 /// The instance if `me` may reach it (404 otherwise, never 403).
-pub async fn scoped(app: &App, me: &CurrentUser, id: i64) -> Result<Instance, AppError> {
+pub async fn scoped(app: &App, me: &CurrentUser, id: InstanceId) -> Result<Instance, AppError> {
     let scope = me.scope();
     app.db
         .read(move |c| store::get(c, scope, id).map_err(AppError::from))
@@ -362,7 +365,7 @@ async fn failed(
     me: &CurrentUser,
     src: &Source,
     action: &'static str,
-    id: i64,
+    id: InstanceId,
     mut detail: Value,
     err: AppError,
 ) -> AppError {
@@ -382,19 +385,23 @@ fn creating() -> AppError {
 
 /// Removes the container and its data volume, then the row. When the node
 /// cannot be reached the delete fails with the reason and the row stays.
-pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<(), AppError> {
+pub async fn delete(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+    src: &Source,
+) -> Result<(), AppError> {
     let inst = scoped(app, me, id).await?;
-    if inst.status == "creating" {
+    if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
-    let install = app.install_id.to_string();
     let target = inst
         .container_id
         .clone()
-        .unwrap_or_else(|| container_name(&install, id));
+        .unwrap_or_else(|| inst.objects.container.clone());
     let removed = async {
         let d = client(app, inst.node_id).await?;
-        containers::remove(&d, &target, Some(&volume_name(&install, id)))
+        containers::remove(&d, &target, Some(&inst.objects.volume))
             .await
             .map_err(docker_error)
     }
@@ -439,12 +446,12 @@ impl Action {
 pub async fn act(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: InstanceId,
     action: Action,
     src: &Source,
 ) -> Result<Instance, AppError> {
     let inst = scoped(app, me, id).await?;
-    if inst.status == "creating" {
+    if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
     let cid = inst
@@ -464,16 +471,16 @@ pub async fn act(
     }
     .await;
     let status = match done {
-        Ok(s) => s.unwrap_or_else(|| "missing".into()),
+        Ok(s) => InstanceStatus::of_container(s.as_deref()),
         Err(err) => {
             let detail = json!({"name": inst.name});
             return Err(failed(app, me, src, action.audit_name(), id, detail, err).await);
         }
     };
-    let (st, c) = (status.clone(), cid.clone());
+    let c = cid.clone();
     app.db
         .write(move |conn| {
-            store::set_status(conn, id, &c, &st, crate::db::now()).map_err(AppError::from)
+            store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
     let detail = json!({"name": inst.name, "status": status});

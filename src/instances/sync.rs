@@ -4,9 +4,15 @@
 //! containers with the instances on connect and every
 //! `instances.reconcile_interval_secs`: a container removed behind gpudock's
 //! back shows as `missing`, a reservation left `creating` by a process that
-//! is gone is cleaned up, and a container labelled for an instance that does
-//! not exist is reported (logged, audited, listed for admins), never kept
-//! silently nor removed.
+//! is gone (an older generation) is cleaned up, and a container labelled for
+//! an instance that does not exist is reported (logged, audited, listed for
+//! admins), never kept silently nor removed; the id sequence moves past its
+//! label so that no new instance takes that id.
+//!
+//! The follower is also the first to notice a daemon that dies or comes
+//! back (its event stream breaks, a connection succeeds again): it has the
+//! node probed at once, so the node's status (and with it what its
+//! instances show) follows within a second or so.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,19 +22,20 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::lifecycle::{
-    LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, client, container_name, volume_name,
-};
+use super::lifecycle::{LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE};
+use super::model::InstanceStatus;
 use super::store::{self, Orphan, Tracked};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::docker::containers::{self, Listed};
 use crate::docker::watch::{self, ContainerEvent};
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
+use crate::nodes::client;
 
 /// Runs until `cancel`: one follower per node.
 pub async fn run(app: App, cancel: CancellationToken) {
-    crate::nodes::health::per_node(app, cancel, "instance sync", follow).await;
+    crate::nodes::per_node(app, cancel, "instance sync", follow).await;
 }
 
 /// Events that can change a container's state; exec, attach, resize and the
@@ -49,10 +56,18 @@ fn changes_state(action: &str) -> bool {
     )
 }
 
-async fn follow(app: App, node: i64, cancel: CancellationToken) {
-    let retry = Duration::from_secs(app.config.nodes.health_interval_secs.clamp(1, 5));
+/// Orphans' labels above this do not move the id sequence.
+const MAX_SKIPPED_ID: i64 = 1 << 40;
+
+/// The longest wait between two tries to reach a node that is down.
+const RETRY_AT_MOST: Duration = Duration::from_secs(5);
+
+async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
     let every = Duration::from_secs(app.config.instances.reconcile_interval_secs);
-    let mut reported_down = false;
+    let mut retry = Duration::from_millis(500);
+    // Whether the daemon was lost (or never reached) since the last
+    // connection: it is probed as soon as it answers again.
+    let mut lost = false;
     loop {
         let d = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -62,30 +77,44 @@ async fn follow(app: App, node: i64, cancel: CancellationToken) {
             Ok(d) => d,
             Err(AppError::NotFound) => return,
             Err(e) => {
-                if !reported_down {
+                if !lost {
                     log::info!("instance sync: node {node} not reachable yet: {e}");
-                    reported_down = true;
+                    lost = true;
                 }
                 if sleep_or_cancel(&cancel, retry).await {
                     return;
                 }
+                retry = (retry * 2).min(RETRY_AT_MOST);
                 continue;
             }
         };
-        reported_down = false;
+        if lost {
+            // Back: the node's status follows now, not at the next probe.
+            probe_now(&app, node).await;
+        }
+        retry = Duration::from_millis(500);
         let mut events = Box::pin(watch::container_events(&d, LABEL_INSTALL, &app.install_id));
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {
-                    if let Err(e) = reconcile(&app, &d, node).await {
+                    // A slow daemon never holds up a stop.
+                    let r = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = reconcile(&app, &d, node) => r,
+                    };
+                    if let Err(e) = r {
                         log::warn!("instance sync: reconciling node {node} failed: {e}");
                     }
                 }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) if changes_state(&ev.action) => {
-                        if let Err(e) = on_event(&app, &d, &ev).await {
+                        let r = tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            r = on_event(&app, &d, &ev) => r,
+                        };
+                        if let Err(e) = r {
                             log::warn!("instance sync: node {node}: {e}");
                         }
                     }
@@ -101,9 +130,22 @@ async fn follow(app: App, node: i64, cancel: CancellationToken) {
                 },
             }
         }
+        // The daemon may be gone: its status (and its instances') says so
+        // now rather than at the next health probe.
+        probe_now(&app, node).await;
+        lost = true;
         if sleep_or_cancel(&cancel, retry).await {
             return;
         }
+    }
+}
+
+/// Probes the node and records its status (see `nodes::check`).
+async fn probe_now(app: &App, node: NodeId) {
+    match crate::nodes::check(app, node).await {
+        Ok(Ok(_)) => log::info!("instance sync: node {node} answers"),
+        Ok(Err(why)) => log::warn!("instance sync: node {node} is unreachable: {why}"),
+        Err(e) => log::warn!("instance sync: probing node {node}: {e}"),
     }
 }
 
@@ -121,7 +163,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     let Some(id) = ev
         .labels
         .get(LABEL_INSTANCE)
-        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|v| v.parse::<i64>().ok().map(InstanceId))
     else {
         return Ok(());
     };
@@ -130,29 +172,29 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     } else {
         containers::state(d, &ev.id)
             .await
-            .map_err(super::lifecycle::docker_error)?
+            .map_err(crate::error::docker_error)?
     };
-    let status = state.unwrap_or_else(|| "missing".to_string());
-    set_status(app, id, &ev.id, &status, &format!("event {}", ev.action)).await
+    let status = InstanceStatus::of_container(state.as_deref());
+    set_status(app, id, &ev.id, status, &format!("event {}", ev.action)).await
 }
 
 async fn set_status(
     app: &App,
-    id: i64,
+    id: InstanceId,
     container: &str,
-    status: &str,
+    status: InstanceStatus,
     why: &str,
 ) -> Result<(), AppError> {
-    let (c, s) = (container.to_string(), status.to_string());
+    let c = container.to_string();
     let changed = app
         .db
         .write(move |conn| {
-            store::set_status(conn, id, &c, &s, crate::db::now()).map_err(AppError::from)
+            store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
     if changed {
         log::info!("instance {id}: status {status} ({why})");
-        if status == "missing" {
+        if status == InstanceStatus::Missing {
             let detail = json!({"container_id": container, "why": why});
             system_audit(
                 app,
@@ -187,10 +229,10 @@ async fn system_audit(
 }
 
 /// Compares the node's containers with its instances (see the module doc).
-pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError> {
+pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppError> {
     let listed = containers::list_labelled(d, LABEL_INSTALL, &app.install_id)
         .await
-        .map_err(super::lifecycle::docker_error)?;
+        .map_err(crate::error::docker_error)?;
     let mine: Vec<Listed> = listed
         .into_iter()
         .filter(|c| c.labels.get(LABEL_NODE).map(String::as_str) == Some(&node.to_string()))
@@ -201,8 +243,8 @@ pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError>
         .await?;
     let by_id: HashMap<&str, &Listed> = mine.iter().map(|c| (c.id.as_str(), c)).collect();
     for row in &rows {
-        if row.status == "creating" {
-            if row.updated_at < app.started_at {
+        if row.status == InstanceStatus::Creating {
+            if abandoned(row, app.generation) {
                 abandon(app, d, row).await?;
             }
             continue;
@@ -210,25 +252,27 @@ pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError>
         let Some(cid) = &row.container_id else {
             continue;
         };
-        let status = by_id
-            .get(cid.as_str())
-            .map_or("missing", |c| c.state.as_str());
+        let status =
+            InstanceStatus::of_container(by_id.get(cid.as_str()).map(|c| c.state.as_str()));
         set_status(app, row.id, cid, status, "reconcile").await?;
     }
     report_orphans(app, node, &mine, &rows).await
 }
 
-/// A reservation whose creating process is gone: whatever it made goes,
-/// then the row.
+/// Whether a row is a reservation whose creating process is gone: one that
+/// an older generation (a previous start) made. Within this process a
+/// `creating` row always has its job (which cleans up after itself).
+pub fn abandoned(row: &Tracked, generation: i64) -> bool {
+    row.status == InstanceStatus::Creating && row.generation < generation
+}
+
+/// A reservation whose creating process is gone: whatever it made goes
+/// (its objects' names are its own, see `lifecycle::object_names`), then the
+/// row.
 async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
-    let install = app.install_id.to_string();
-    containers::remove(
-        d,
-        &container_name(&install, row.id),
-        Some(&volume_name(&install, row.id)),
-    )
-    .await
-    .map_err(super::lifecycle::docker_error)?;
+    containers::remove(d, &row.objects.container, Some(&row.objects.volume))
+        .await
+        .map_err(crate::error::docker_error)?;
     let id = row.id;
     app.db
         .write(move |c| store::delete(c, id).map_err(AppError::from))
@@ -252,7 +296,7 @@ async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
 
 async fn report_orphans(
     app: &App,
-    node: i64,
+    node: NodeId,
     mine: &[Listed],
     rows: &[Tracked],
 ) -> Result<(), AppError> {
@@ -263,10 +307,11 @@ async fn report_orphans(
             let label = c
                 .labels
                 .get(LABEL_INSTANCE)
-                .and_then(|v| v.parse::<i64>().ok());
+                .and_then(|v| v.parse::<i64>().ok().map(InstanceId));
             !rows.iter().any(|r| {
                 Some(r.id) == label
-                    && (r.container_id.as_deref() == Some(c.id.as_str()) || r.status == "creating")
+                    && (r.container_id.as_deref() == Some(c.id.as_str())
+                        || r.status == InstanceStatus::Creating)
             })
         })
         .map(|c| Orphan {
@@ -279,9 +324,21 @@ async fn report_orphans(
             last_seen: now,
         })
         .collect();
+    // Ids plausible for this installation only: a label set by hand to a
+    // huge number must not exhaust the sequence.
+    let highest = orphans
+        .iter()
+        .filter_map(|o| o.instance_label.parse::<i64>().ok())
+        .filter(|id| (1..MAX_SKIPPED_ID).contains(id))
+        .max();
     let fresh = app
         .db
-        .write(move |c| store::replace_orphans(c, node, &orphans, now).map_err(AppError::from))
+        .write(move |c| {
+            if let Some(seen) = highest {
+                store::skip_ids_through(c, seen)?;
+            }
+            store::replace_orphans(c, node, &orphans, now).map_err(AppError::from)
+        })
         .await?;
     for o in fresh {
         log::warn!(
@@ -303,4 +360,30 @@ async fn report_orphans(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instances::store::ObjectNames;
+
+    fn row(status: InstanceStatus, generation: i64) -> Tracked {
+        Tracked {
+            id: InstanceId(1),
+            name: "x".into(),
+            container_id: None,
+            status,
+            objects: ObjectNames::default(),
+            generation,
+        }
+    }
+
+    /// A restart in the same second as a crash: only the generation says
+    /// whose a reservation is.
+    #[test]
+    fn reservations_of_an_older_generation_are_abandoned_whatever_the_clock() {
+        assert!(abandoned(&row(InstanceStatus::Creating, 6), 7));
+        assert!(!abandoned(&row(InstanceStatus::Creating, 7), 7));
+        assert!(!abandoned(&row(InstanceStatus::Running, 6), 7));
+    }
 }

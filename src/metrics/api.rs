@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,8 @@ use crate::app::App;
 use crate::audit::{self, Event as AuditEvent, Source};
 use crate::auth::{CurrentUser, Scope};
 use crate::error::{AppError, FieldError, FieldErrors};
-use crate::web::extract::{ApiJson, ApiPath};
+use crate::ids::{InstanceId, NodeId};
+use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -40,7 +41,7 @@ pub fn routes() -> Router<App> {
 async fn series(
     State(app): State<App>,
     me: CurrentUser,
-    Query(q): Query<SeriesQuery>,
+    ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> Result<Response, AppError> {
     let a = super::series(&app, &me, &q).await?;
     if q.format.as_deref() != Some("csv") {
@@ -93,10 +94,17 @@ struct LiveState {
     refs: Vec<TargetRef>,
     targets: Vec<(Target, i64, String)>,
     rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<super::model::Sample>>>,
-    recheck: tokio::time::Instant,
+    rescope: tokio::time::Instant,
+    /// The stream's registration with the live registry: revoking the
+    /// user's access (or shutdown of the registry's holder) ends it at once.
+    hold: crate::live::Registration,
+    ended: bool,
 }
 
-const RECHECK: Duration = Duration::from_secs(30);
+/// How often the targets are looked up again: what a customer reaches
+/// changes (an instance deleted, its GPUs given to another tenant) without
+/// their access being revoked.
+const RESCOPE: Duration = Duration::from_secs(30);
 
 async fn resolve_all(
     app: &App,
@@ -113,12 +121,17 @@ async fn resolve_all(
 
 /// New samples of the asked targets as they are collected (event
 /// `samples`), a comment every 15 s as heartbeat. The stream ends at
-/// shutdown, and when the caller loses access (checked every 30 s).
+/// shutdown, when a target is no longer the caller's (looked up every
+/// 30 s), and at once when the caller's access is revoked (held in the
+/// live registry like a followed log), then with a last event `end` whose
+/// data says why (`{"reason":"access_revoked"}`).
 async fn live(
     State(app): State<App>,
     me: CurrentUser,
-    Query(q): Query<LiveQuery>,
+    ApiQuery(q): ApiQuery<LiveQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    // Held from before the lookups: a revocation from now on ends the stream.
+    let hold = app.live.hold(crate::auth::holder(&me.user));
     let refs: Option<Vec<TargetRef>> = q
         .target
         .as_deref()
@@ -134,7 +147,9 @@ async fn live(
         me,
         refs,
         targets,
-        recheck: tokio::time::Instant::now() + RECHECK,
+        rescope: tokio::time::Instant::now() + RESCOPE,
+        hold,
+        ended: false,
     };
     let stream = futures_util::stream::unfold(st, next_event);
     Ok(Sse::new(stream).keep_alive(
@@ -145,16 +160,23 @@ async fn live(
 }
 
 async fn next_event(mut st: LiveState) -> Option<(Result<Event, Infallible>, LiveState)> {
+    if st.ended {
+        return None;
+    }
+    let watcher = st.hold.watcher();
     loop {
         tokio::select! {
+            biased;
             _ = st.app.cancel.cancelled() => return None,
-            _ = tokio::time::sleep_until(st.recheck) => {
-                let ok = crate::auth::guard::still_valid(&st.app, &st.me).await.unwrap_or(false);
-                if !ok {
-                    return None;
-                }
+            _ = watcher.stopped() => {
+                st.ended = true;
+                let reason = watcher.reason().unwrap_or(crate::live::ACCESS_REVOKED);
+                let ev = Event::default().event("end").json_data(json!({ "reason": reason })).ok()?;
+                return Some((Ok(ev), st));
+            }
+            _ = tokio::time::sleep_until(st.rescope) => {
                 st.targets = resolve_all(&st.app, &st.me, &st.refs).await.ok()?;
-                st.recheck = tokio::time::Instant::now() + RECHECK;
+                st.rescope = tokio::time::Instant::now() + RESCOPE;
             }
             r = st.rx.recv() => match r {
                 Ok(batch) => {
@@ -193,7 +215,7 @@ pub struct Overview {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Busy {
-    pub instance_id: i64,
+    pub instance_id: InstanceId,
     pub name: String,
     pub gpu_util_pct: Option<f64>,
     pub cpu_pct: Option<f64>,
@@ -207,12 +229,12 @@ pub async fn overview(app: &App, me: &CurrentUser) -> Result<Overview, AppError>
     let now = crate::db::now();
     let fresh = |l: &Latest| l.ts >= now - 3 * c.interval_secs as i64;
     let value = |t: Target, m: &'static str| latest.get(&(t, m)).filter(|l| fresh(l)).copied();
-    let held: Vec<(i64, i64)> = instances
+    let held: Vec<(NodeId, i64)> = instances
         .iter()
         .flat_map(|i| i.gpu_indices.iter().map(move |g| (i.node_id, *g)))
         .collect();
     let mut o = Overview::default();
-    let gpus: Vec<(i64, i64)> = if admin {
+    let gpus: Vec<(NodeId, i64)> = if admin {
         let nodes = crate::nodes::list(app).await?;
         o.nodes_online = Some(
             nodes
@@ -316,14 +338,14 @@ pub struct GpuRow {
     pub temp_c: Option<f64>,
     pub power_w: Option<f64>,
     /// The instance holding it (by placement), if any.
-    pub instance_id: Option<i64>,
+    pub instance_id: Option<InstanceId>,
     pub instance_name: Option<String>,
     pub processes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeMetrics {
-    pub node_id: i64,
+    pub node_id: NodeId,
     /// Where the figures come from (URLs, the pinned agent certificate).
     pub config: store::Sources,
     #[serde(flatten)]
@@ -333,7 +355,7 @@ pub struct NodeMetrics {
     pub host: BTreeMap<&'static str, f64>,
 }
 
-pub async fn node_metrics(app: &App, id: i64) -> Result<NodeMetrics, AppError> {
+pub async fn node_metrics(app: &App, id: NodeId) -> Result<NodeMetrics, AppError> {
     crate::nodes::get(app, id).await?;
     let sources = app
         .db
@@ -398,7 +420,7 @@ pub async fn node_metrics(app: &App, id: i64) -> Result<NodeMetrics, AppError> {
 
 async fn node_json(
     State(app): State<App>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(node_metrics(&app, id).await?))
 }
@@ -442,7 +464,7 @@ fn check_url(errs: &mut FieldErrors, field: &'static str, v: &str, https_only: b
 pub async fn save_sources(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: NodeId,
     input: SourcesInput,
     src: &Source,
 ) -> Result<store::Sources, AppError> {
@@ -481,7 +503,7 @@ async fn set_sources(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     ApiJson(input): ApiJson<SourcesInput>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(save_sources(&app, &me, id, input, &src).await?))
@@ -507,7 +529,7 @@ pub struct Enrolment {
 pub async fn start_enrolment(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: NodeId,
     input: EnrollInput,
     src: &Source,
 ) -> Result<Enrolment, AppError> {
@@ -569,7 +591,7 @@ async fn enroll(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     ApiJson(input): ApiJson<EnrollInput>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok((

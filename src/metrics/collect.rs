@@ -20,6 +20,8 @@ use super::{prom, store};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Source};
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
+use crate::instances::InstanceStatus;
 
 /// What a node's task remembers between two rounds.
 #[derive(Default)]
@@ -32,10 +34,10 @@ struct NodeState {
 }
 
 pub async fn run(app: App, cancel: CancellationToken) {
-    crate::nodes::health::per_node(app, cancel, "metrics", node_loop).await;
+    crate::nodes::per_node(app, cancel, "metrics", node_loop).await;
 }
 
-async fn node_loop(app: App, node: i64, cancel: CancellationToken) {
+async fn node_loop(app: App, node: NodeId, cancel: CancellationToken) {
     let every = Duration::from_secs(app.config.metrics.interval_secs);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -73,7 +75,7 @@ struct Readings {
     gpus: Option<Result<Vec<GpuReading>, String>>,
 }
 
-async fn round(app: &App, node: i64, st: &mut NodeState) -> Result<(), AppError> {
+async fn round(app: &App, node: NodeId, st: &mut NodeState) -> Result<(), AppError> {
     let n = crate::nodes::get(app, node).await?;
     let sources = app
         .db
@@ -124,7 +126,7 @@ async fn round(app: &App, node: i64, st: &mut NodeState) -> Result<(), AppError>
 
 fn outcome<T, E: std::fmt::Display>(
     hub: &super::Hub,
-    node: i64,
+    node: NodeId,
     source: &'static str,
     r: Result<T, E>,
 ) -> Option<T> {
@@ -143,7 +145,7 @@ fn outcome<T, E: std::fmt::Display>(
 
 async fn host_and_gpus(
     app: &App,
-    node: i64,
+    node: NodeId,
     s: &store::Sources,
     local: bool,
     st: &NodeState,
@@ -243,7 +245,7 @@ fn agent_token(app: &App, s: &store::Sources) -> Result<String, String> {
 
 async fn agent_round(
     app: &App,
-    node: i64,
+    node: NodeId,
     s: &store::Sources,
     lim: Limits,
 ) -> Result<Readings, String> {
@@ -271,7 +273,7 @@ async fn agent_round(
 /// certificate and a fresh nonce); pins that certificate when it does.
 async fn enrol(
     app: &App,
-    node: i64,
+    node: NodeId,
     s: &store::Sources,
     token: &str,
     lim: Limits,
@@ -328,10 +330,10 @@ async fn enrol(
 }
 
 /// Docker stats of the node's running instances (all at once, each bounded).
-async fn instances_round(app: &App, node: i64, st: &mut NodeState, now: i64) -> Vec<Sample> {
+async fn instances_round(app: &App, node: NodeId, st: &mut NodeState, now: i64) -> Vec<Sample> {
     let hub = &app.metrics.hub;
     if st.docker.is_none() {
-        match crate::instances::lifecycle::client(app, node).await {
+        match crate::nodes::client(app, node).await {
             Ok(d) => {
                 if st.docker_root.is_none() {
                     st.docker_root = d.info().await.ok().and_then(|i| i.docker_root_dir);
@@ -354,9 +356,9 @@ async fn instances_round(app: &App, node: i64, st: &mut NodeState, now: i64) -> 
             return Vec::new();
         }
     };
-    let running: Vec<(i64, String)> = list
+    let running: Vec<(InstanceId, String)> = list
         .into_iter()
-        .filter(|i| i.status == "running")
+        .filter(|i| i.status == InstanceStatus::Running)
         .filter_map(|i| Some((i.id, i.container_id?)))
         .collect();
     let timeout = limits(app).timeout;

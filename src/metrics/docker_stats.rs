@@ -202,6 +202,7 @@ pub async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{InstanceId, NodeId};
 
     fn r(at: f64, cpu_ns: u64, system_ns: u64) -> StatsReading {
         StatsReading {
@@ -226,8 +227,8 @@ mod tests {
             ..Default::default()
         };
         let t = Target::Instance {
-            node: 1,
-            instance: 2,
+            node: NodeId(1),
+            instance: InstanceId(2),
         };
         let s = samples(Some(&a), &b, &facts, t, 10);
         let v = |m: &str| s.iter().find(|x| x.metric == m).map(|x| x.value);

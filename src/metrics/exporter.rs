@@ -21,6 +21,7 @@ use super::expose::{self, Exposition, labels, set};
 use super::model::{METRICS, Target};
 use crate::app::App;
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
 
 pub fn routes() -> Router<App> {
     Router::new().route("/metrics", get(scrape))
@@ -55,15 +56,7 @@ async fn scrape(
         else {
             return unauthorized();
         };
-        match crate::auth::guard::scoped_token_allows(
-            &app,
-            token.trim(),
-            "metrics",
-            "GET",
-            "/metrics",
-        )
-        .await
-        {
+        match crate::auth::scrape_allowed(&app, token.trim()).await {
             Ok(true) => {}
             Ok(false) => return unauthorized(),
             Err(e) => return e.into_response(),
@@ -85,18 +78,17 @@ async fn scrape(
 /// Names for labels, read in one go.
 #[derive(Default)]
 struct Names {
-    nodes: HashMap<i64, (String, String)>,
+    nodes: HashMap<NodeId, (String, String)>,
     /// instance id -> (name, status, tenant code, node, gpus)
-    instances: HashMap<i64, (String, String, String, i64, Vec<i64>)>,
-    uuids: HashMap<(i64, i64), String>,
-    sessions_live: i64,
+    instances: HashMap<InstanceId, (String, String, String, NodeId, Vec<i64>)>,
+    uuids: HashMap<(NodeId, i64), String>,
 }
 
 fn names(c: &Connection) -> rusqlite::Result<Names> {
     let mut n = Names::default();
     let mut st = c.prepare("SELECT id, name, status FROM nodes")?;
     for r in st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
-        let (id, name, status): (i64, String, String) = r?;
+        let (id, name, status): (NodeId, String, String) = r?;
         n.nodes.insert(id, (name, status));
     }
     let mut st = c.prepare(
@@ -113,18 +105,20 @@ fn names(c: &Connection) -> rusqlite::Result<Names> {
             r.get::<_, String>(5)?,
         ))
     })? {
-        let (id, name, status, tenant, node, gpus): (i64, String, String, String, i64, String) = r?;
+        let (id, name, status, tenant, node, gpus): (
+            InstanceId,
+            String,
+            String,
+            String,
+            NodeId,
+            String,
+        ) = r?;
         let gpus = serde_json::from_str(&gpus).unwrap_or_default();
         n.instances.insert(id, (name, status, tenant, node, gpus));
     }
     for g in super::store::gpus(c, None)? {
         n.uuids.insert((g.node_id, g.gpu), g.uuid);
     }
-    n.sessions_live = c.query_row(
-        "SELECT count(*) FROM remote_sessions WHERE status IN ('active', 'idle')",
-        [],
-        |r| r.get(0),
-    )?;
     Ok(n)
 }
 
@@ -162,7 +156,7 @@ async fn exposition(app: &App) -> Result<String, AppError> {
             "Live remote sessions (web terminal and SSH)",
         ),
         Vec::new(),
-        n.sessions_live as f64,
+        app.live.snapshot().len() as f64,
     );
     set(
         &x.gauge("gpudock_jobs_running", "Background jobs running"),
@@ -205,7 +199,7 @@ fn series(x: &mut Exposition, app: &App, n: &Names) {
     for m in METRICS {
         fams.insert((m.kind, m.name), x.gauge(m.prom, m.help));
     }
-    let node_name = |id: i64| {
+    let node_name = |id: NodeId| {
         n.nodes
             .get(&id)
             .map_or_else(|| id.to_string(), |(name, _)| name.clone())
@@ -217,9 +211,10 @@ fn series(x: &mut Exposition, app: &App, n: &Names) {
         let lbl = match *target {
             Target::Node { node } => labels(&[("node", &node_name(node))]),
             Target::Gpu { node, gpu } => {
-                let holder = n.instances.values().find(|(_, st, _, nd, gpus)| {
-                    *nd == node && gpus.contains(&gpu) && st != "deleted"
-                });
+                let holder = n
+                    .instances
+                    .values()
+                    .find(|(_, _, _, nd, gpus)| *nd == node && gpus.contains(&gpu));
                 let (iname, tenant) = holder.map_or((String::new(), String::new()), |h| {
                     (h.0.clone(), h.2.clone())
                 });

@@ -161,6 +161,7 @@ pub fn read(paths: &[&str]) -> HostReading {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::NodeId;
 
     #[test]
     fn reads_this_host() {
@@ -174,7 +175,7 @@ mod tests {
         assert!(super::super::model::filesystem_of(&a.filesystems, &tmp).is_some());
         std::thread::sleep(std::time::Duration::from_millis(50));
         let b = read(&[&tmp]);
-        let s = b.samples(Some(&a), 1, 0, Some(&tmp), None);
+        let s = b.samples(Some(&a), NodeId(1), 0, Some(&tmp), None);
         assert!(s.iter().any(|s| s.metric == "cpu_pct"), "{s:?}");
         assert!(s.iter().any(|s| s.metric == "disk_docker_total_bytes"));
     }

@@ -14,6 +14,7 @@ use super::model::{GpuReading, Sample, Target};
 use super::rollup::{HOUR, floor};
 use super::store::{self, StoreError};
 use crate::db::{Db, DbError};
+use crate::ids::NodeId;
 
 /// A source of a node's figures: `nvml`, `host`, `agent`, `dcgm`,
 /// `node_exporter`, `docker`.
@@ -67,7 +68,7 @@ struct Inner {
     idle_below: f64,
     buf: Mutex<Buffer>,
     latest: Mutex<HashMap<(Target, &'static str), Latest>>,
-    nodes: Mutex<HashMap<i64, NodeView>>,
+    nodes: Mutex<HashMap<NodeId, NodeView>>,
     tx: broadcast::Sender<Arc<Vec<Sample>>>,
 }
 
@@ -307,7 +308,7 @@ impl Hub {
     }
 
     /// What is known of `node` now.
-    pub fn node(&self, node: i64) -> NodeView {
+    pub fn node(&self, node: NodeId) -> NodeView {
         lock(&self.inner.nodes)
             .get(&node)
             .cloned()
@@ -317,7 +318,7 @@ impl Hub {
     /// Records how `source` of `node` went at `now`.
     pub fn source_result(
         &self,
-        node: i64,
+        node: NodeId,
         source: &'static str,
         now: i64,
         result: Result<(), String>,
@@ -343,13 +344,13 @@ impl Hub {
     }
 
     /// Forgets a source no longer configured.
-    pub fn drop_source(&self, node: i64, source: &'static str) {
+    pub fn drop_source(&self, node: NodeId, source: &'static str) {
         if let Some(n) = lock(&self.inner.nodes).get_mut(&node) {
             n.sources.remove(source);
         }
     }
 
-    pub fn set_gpus(&self, node: i64, now: i64, gpus: Result<Vec<GpuReading>, String>) {
+    pub fn set_gpus(&self, node: NodeId, now: i64, gpus: Result<Vec<GpuReading>, String>) {
         let mut nodes = lock(&self.inner.nodes);
         let n = nodes.entry(node).or_default();
         n.at = Some(now);
@@ -365,7 +366,7 @@ impl Hub {
         }
     }
 
-    pub fn forget_node(&self, node: i64) {
+    pub fn forget_node(&self, node: NodeId) {
         lock(&self.inner.nodes).remove(&node);
         lock(&self.inner.latest).retain(|(t, _), _| t.node() != node);
     }
@@ -384,7 +385,10 @@ mod tests {
 
     fn s(ts: i64, v: f64) -> Sample {
         Sample {
-            target: Target::Gpu { node: 1, gpu: 0 },
+            target: Target::Gpu {
+                node: NodeId(1),
+                gpu: 0,
+            },
             metric: "util_pct",
             ts,
             value: v,
@@ -414,8 +418,15 @@ mod tests {
         );
         let id = db
             .read(|c| {
-                store::find_series(c, &Target::Gpu { node: 1, gpu: 0 }, "util_pct")
-                    .map_err(DbError::from)
+                store::find_series(
+                    c,
+                    &Target::Gpu {
+                        node: NodeId(1),
+                        gpu: 0,
+                    },
+                    "util_pct",
+                )
+                .map_err(DbError::from)
             })
             .await
             .unwrap()
@@ -428,14 +439,26 @@ mod tests {
         assert_eq!(v[10..], [2.0, 50.0]);
         // Utilisation low for a while, then busy: low_since tracks it.
         let l = hub
-            .latest_of(Target::Gpu { node: 1, gpu: 0 }, "util_pct")
+            .latest_of(
+                Target::Gpu {
+                    node: NodeId(1),
+                    gpu: 0,
+                },
+                "util_pct",
+            )
             .unwrap();
         assert_eq!((l.value, l.low_since), (50.0, None));
         hub.record(vec![s(t0 + HOUR + 15, 1.0), s(t0 + HOUR + 30, 2.0)])
             .await
             .unwrap();
         let l = hub
-            .latest_of(Target::Gpu { node: 1, gpu: 0 }, "util_pct")
+            .latest_of(
+                Target::Gpu {
+                    node: NodeId(1),
+                    gpu: 0,
+                },
+                "util_pct",
+            )
             .unwrap();
         assert_eq!(l.low_since, Some(t0 + HOUR + 15));
         // A restart within the hour continues the stored block.

@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::auth::{CurrentUser, Scope};
 use crate::db::Db;
 use crate::error::AppError;
+use crate::ids::NodeId;
 pub use hub::Hub;
 use model::{Kind, Target, TargetRef};
 use rollup::{Agg, HOUR, Points, Retention, Tier};
@@ -113,7 +114,7 @@ pub async fn maintain_once(app: &App, now: i64) -> Result<(), AppError> {
 /// The window in which a customer may see GPU `gpu` of `node`: from the
 /// creation of the newest instance in their scope that holds it. `None`:
 /// not theirs.
-pub fn gpu_window(held: &[(i64, Vec<i64>, i64)], node: i64, gpu: i64) -> Option<i64> {
+pub fn gpu_window(held: &[(NodeId, Vec<i64>, i64)], node: NodeId, gpu: i64) -> Option<i64> {
     held.iter()
         .filter(|(n, gpus, _)| *n == node && gpus.contains(&gpu))
         .map(|(_, _, created)| *created)
@@ -134,7 +135,7 @@ pub async fn resolve(app: &App, me: &CurrentUser, t: TargetRef) -> Result<(Targe
         }
         TargetRef::Node(_) => Err(AppError::NotFound),
         TargetRef::Gpu(n, g) => {
-            let held: Vec<(i64, Vec<i64>, i64)> = crate::instances::list(app, me)
+            let held: Vec<(NodeId, Vec<i64>, i64)> = crate::instances::list(app, me)
                 .await?
                 .into_iter()
                 .map(|i| (i.node_id, i.gpu_indices, i.created_at))
@@ -297,7 +298,7 @@ async fn points(
 /// are recorded for `node`; `None` when no source reports GPUs.
 pub async fn gpu_inventory(
     app: &App,
-    node: Option<i64>,
+    node: Option<NodeId>,
     local: bool,
 ) -> Option<(String, i64, Vec<String>)> {
     let sources = match node {
@@ -363,11 +364,12 @@ mod tests {
 
     #[test]
     fn customers_see_a_gpu_only_while_their_instance_holds_it() {
-        let held = vec![(1, vec![0, 1], 100), (1, vec![3], 50), (2, vec![0], 10)];
-        assert_eq!(gpu_window(&held, 1, 1), Some(100));
-        assert_eq!(gpu_window(&held, 1, 3), Some(50));
-        assert_eq!(gpu_window(&held, 2, 0), Some(10));
-        assert_eq!(gpu_window(&held, 1, 2), None, "another tenant's GPU");
-        assert_eq!(gpu_window(&held, 3, 0), None);
+        let (n1, n2) = (NodeId(1), NodeId(2));
+        let held = vec![(n1, vec![0, 1], 100), (n1, vec![3], 50), (n2, vec![0], 10)];
+        assert_eq!(gpu_window(&held, n1, 1), Some(100));
+        assert_eq!(gpu_window(&held, n1, 3), Some(50));
+        assert_eq!(gpu_window(&held, n2, 0), Some(10));
+        assert_eq!(gpu_window(&held, n1, 2), None, "another tenant's GPU");
+        assert_eq!(gpu_window(&held, NodeId(3), 0), None);
     }
 }

@@ -6,16 +6,18 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::ids::{InstanceId, NodeId};
+
 /// What a series describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// The host of node `node`.
-    Node { node: i64 },
+    Node { node: NodeId },
     /// GPU `gpu` (NVML / DCGM index) of node `node`.
-    Gpu { node: i64, gpu: i64 },
+    Gpu { node: NodeId, gpu: i64 },
     /// The container of instance `instance` on node `node`.
-    Instance { node: i64, instance: i64 },
+    Instance { node: NodeId, instance: InstanceId },
 }
 
 impl Target {
@@ -26,7 +28,7 @@ impl Target {
             Target::Instance { .. } => Kind::Instance,
         }
     }
-    pub fn node(&self) -> i64 {
+    pub fn node(&self) -> NodeId {
         match *self {
             Target::Node { node } | Target::Gpu { node, .. } | Target::Instance { node, .. } => {
                 node
@@ -34,14 +36,14 @@ impl Target {
         }
     }
     /// (node, gpu, instance) as stored: gpu -1 and instance 0 when absent.
-    pub fn columns(&self) -> (i64, i64, i64) {
+    pub fn columns(&self) -> (NodeId, i64, InstanceId) {
         match *self {
-            Target::Node { node } => (node, -1, 0),
-            Target::Gpu { node, gpu } => (node, gpu, 0),
+            Target::Node { node } => (node, -1, InstanceId(0)),
+            Target::Gpu { node, gpu } => (node, gpu, InstanceId(0)),
             Target::Instance { node, instance } => (node, -1, instance),
         }
     }
-    pub fn from_columns(kind: &str, node: i64, gpu: i64, instance: i64) -> Option<Self> {
+    pub fn from_columns(kind: &str, node: NodeId, gpu: i64, instance: InstanceId) -> Option<Self> {
         match kind {
             "node" => Some(Target::Node { node }),
             "gpu" => Some(Target::Gpu { node, gpu }),
@@ -55,9 +57,9 @@ impl Target {
 /// `instance:5`. An instance's node is looked up, so it is not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetRef {
-    Node(i64),
-    Gpu(i64, i64),
-    Instance(i64),
+    Node(NodeId),
+    Gpu(NodeId, i64),
+    Instance(InstanceId),
 }
 
 impl TargetRef {
@@ -66,9 +68,9 @@ impl TargetRef {
         let kind = parts.next()?;
         let mut num = || -> Option<i64> { parts.next()?.parse().ok().filter(|n| *n >= 0) };
         let r = match kind {
-            "node" => TargetRef::Node(num()?),
-            "gpu" => TargetRef::Gpu(num()?, num()?),
-            "instance" => TargetRef::Instance(num()?),
+            "node" => TargetRef::Node(NodeId(num()?)),
+            "gpu" => TargetRef::Gpu(NodeId(num()?), num()?),
+            "instance" => TargetRef::Instance(InstanceId(num()?)),
             _ => return None,
         };
         parts.next().is_none().then_some(r)
@@ -437,7 +439,7 @@ pub struct GpuProcess {
 
 impl GpuReading {
     /// The samples of this reading (absent figures are gaps).
-    pub fn samples(&self, node: i64, ts: i64) -> Vec<Sample> {
+    pub fn samples(&self, node: NodeId, ts: i64) -> Vec<Sample> {
         let target = Target::Gpu {
             node,
             gpu: self.index,
@@ -542,7 +544,7 @@ impl HostReading {
     pub fn samples(
         &self,
         prev: Option<&HostReading>,
-        node: i64,
+        node: NodeId,
         ts: i64,
         docker_root: Option<&str>,
         data_dir: Option<&str>,
@@ -615,11 +617,14 @@ mod tests {
 
     #[test]
     fn target_refs_parse_strictly() {
-        assert_eq!(TargetRef::parse("node:3"), Some(TargetRef::Node(3)));
-        assert_eq!(TargetRef::parse("gpu:3:7"), Some(TargetRef::Gpu(3, 7)));
+        assert_eq!(TargetRef::parse("node:3"), Some(TargetRef::Node(NodeId(3))));
+        assert_eq!(
+            TargetRef::parse("gpu:3:7"),
+            Some(TargetRef::Gpu(NodeId(3), 7))
+        );
         assert_eq!(
             TargetRef::parse("instance:12"),
-            Some(TargetRef::Instance(12))
+            Some(TargetRef::Instance(InstanceId(12)))
         );
         for bad in [
             "",
@@ -633,7 +638,7 @@ mod tests {
         ] {
             assert_eq!(TargetRef::parse(bad), None, "{bad}");
         }
-        assert_eq!(TargetRef::Gpu(1, 2).to_string(), "gpu:1:2");
+        assert_eq!(TargetRef::Gpu(NodeId(1), 2).to_string(), "gpu:1:2");
     }
 
     #[test]
@@ -693,7 +698,13 @@ mod tests {
     #[test]
     fn host_rates_need_a_previous_reading_and_pick_filesystems_by_path() {
         let a = host(100.0, 1000.0, 800.0, 10_000.0);
-        let first = a.samples(None, 1, 100, Some("/var/lib/docker"), Some("/srv/gpudock"));
+        let first = a.samples(
+            None,
+            NodeId(1),
+            100,
+            Some("/var/lib/docker"),
+            Some("/srv/gpudock"),
+        );
         assert!(
             first
                 .iter()
@@ -702,7 +713,7 @@ mod tests {
         let b = host(110.0, 1020.0, 805.0, 30_000.0);
         let s = b.samples(
             Some(&a),
-            1,
+            NodeId(1),
             110,
             Some("/var/lib/docker/overlay2"),
             Some("/srv/gpudock"),
@@ -716,7 +727,7 @@ mod tests {
         assert_eq!(v("disk_data_total_bytes"), Some(1000.0), "/srv is on /");
         // A counter that went backwards (reboot) gives no rate, not a negative one.
         let c = host(120.0, 10.0, 5.0, 5.0);
-        let s = c.samples(Some(&b), 1, 120, None, None);
+        let s = c.samples(Some(&b), NodeId(1), 120, None, None);
         assert!(
             s.iter()
                 .all(|x| x.metric != "cpu_pct" && x.metric != "net_rx_bps")

@@ -15,10 +15,12 @@ use axum::{Form, Router};
 use super::api::{EnrollInput, Enrolment, NodeMetrics, Overview, SourcesInput};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
 use crate::nodes::model::Node;
 use crate::web::extract::ApiPath;
+use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, page_or_fragment};
 
 pub fn routes() -> Router<App> {
@@ -97,7 +99,7 @@ struct NodePage {
     errs: FormErrs,
 }
 
-fn node_charts(l: &Layout, node: i64, m: &NodeMetrics) -> Vec<Chart> {
+fn node_charts(l: &Layout, node: NodeId, m: &NodeMetrics) -> Vec<Chart> {
     let host = vec![(format!("node:{node}"), l.t("metrics.host").to_string())];
     let gpus: Vec<(String, String)> = m
         .gpu_rows
@@ -158,7 +160,7 @@ fn node_charts(l: &Layout, node: i64, m: &NodeMetrics) -> Vec<Chart> {
 async fn render_node(
     app: &App,
     ctx: PageCtx,
-    id: i64,
+    id: NodeId,
     enrolment: Option<Enrolment>,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
@@ -179,7 +181,7 @@ async fn render_node(
 async fn node_page(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     render_node(&app, ctx, id, None, FormErrs::default()).await
 }
@@ -188,13 +190,14 @@ async fn sources(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
+    let f = FormValues::from_map(f);
     let input = SourcesInput {
-        agent_url: f.get("agent_url").cloned(),
-        dcgm_url: f.get("dcgm_url").cloned(),
-        node_exporter_url: f.get("node_exporter_url").cloned(),
+        agent_url: f.text("agent_url"),
+        dcgm_url: f.text("dcgm_url"),
+        node_exporter_url: f.text("node_exporter_url"),
     };
     match super::api::save_sources(&app, &ctx.me, id, input, &src).await {
         Ok(_) => Ok(Redirect::to(&format!("/nodes/{id}/metrics")).into_response()),
@@ -212,11 +215,12 @@ async fn enroll(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
+    let f = FormValues::from_map(f);
     let input = EnrollInput {
-        agent_url: f.get("agent_url").cloned(),
+        agent_url: f.text("agent_url"),
     };
     match super::api::start_enrolment(&app, &ctx.me, id, input, &src).await {
         Ok(e) => render_node(&app, ctx, id, Some(e), FormErrs::default()).await,
@@ -234,7 +238,7 @@ async fn enroll(
 #[template(path = "metrics/instance.html")]
 struct InstancePage {
     l: Layout,
-    id: i64,
+    id: InstanceId,
     name: String,
     charts: Vec<Chart>,
 }
@@ -250,7 +254,7 @@ async fn instance(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let i = crate::instances::get(&app, &ctx.me, id).await?;
     let l = ctx.nav("instances").l;

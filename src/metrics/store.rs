@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::codec;
 use super::model::{Kind, Target};
 use super::rollup::{Agg, DAY, HOUR, Retention};
+use crate::ids::{InstanceId, NodeId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,9 +74,9 @@ pub fn all_series(conn: &Connection) -> rusqlite::Result<Vec<(i64, Target, Strin
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
+            r.get::<_, NodeId>(2)?,
             r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
+            r.get::<_, InstanceId>(4)?,
             r.get::<_, String>(5)?,
         ))
     })?;
@@ -254,7 +255,7 @@ pub fn retention(conn: &Connection, now: i64, r: &Retention) -> rusqlite::Result
 /// A GPU last seen on a node.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KnownGpu {
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub gpu: i64,
     pub uuid: String,
     pub name: String,
@@ -264,7 +265,7 @@ pub struct KnownGpu {
 /// Records the GPUs a node reports now (those it no longer reports go).
 pub fn set_gpus(
     conn: &Connection,
-    node: i64,
+    node: NodeId,
     gpus: &[(i64, String, String)],
     now: i64,
 ) -> rusqlite::Result<()> {
@@ -279,7 +280,7 @@ pub fn set_gpus(
     tx.commit()
 }
 
-pub fn gpus(conn: &Connection, node: Option<i64>) -> rusqlite::Result<Vec<KnownGpu>> {
+pub fn gpus(conn: &Connection, node: Option<NodeId>) -> rusqlite::Result<Vec<KnownGpu>> {
     let mut stmt = conn.prepare_cached(
         "SELECT node_id, gpu, uuid, name, seen_at FROM metrics_gpus \
          WHERE ?1 IS NULL OR node_id = ?1 ORDER BY node_id, gpu",
@@ -315,7 +316,7 @@ impl Sources {
     }
 }
 
-pub fn sources(conn: &Connection, node: i64) -> rusqlite::Result<Sources> {
+pub fn sources(conn: &Connection, node: NodeId) -> rusqlite::Result<Sources> {
     conn.query_row(
         "SELECT agent_url, agent_token_sealed, agent_fingerprint, agent_enrolled_at, dcgm_url, node_exporter_url \
          FROM metrics_sources WHERE node_id = ?1",
@@ -337,7 +338,7 @@ pub fn sources(conn: &Connection, node: i64) -> rusqlite::Result<Sources> {
 
 /// Sets the exporter URLs and the agent URL (an agent URL change keeps the
 /// token and the pinned certificate: the same agent moved).
-pub fn set_urls(conn: &Connection, node: i64, s: &Sources, now: i64) -> rusqlite::Result<()> {
+pub fn set_urls(conn: &Connection, node: NodeId, s: &Sources, now: i64) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO metrics_sources (node_id, agent_url, dcgm_url, node_exporter_url, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (node_id) DO UPDATE SET agent_url = ?2, dcgm_url = ?3, \
@@ -350,7 +351,7 @@ pub fn set_urls(conn: &Connection, node: i64, s: &Sources, now: i64) -> rusqlite
 /// A new enrolment: a fresh sealed token, no pinned certificate yet.
 pub fn start_enrolment(
     conn: &Connection,
-    node: i64,
+    node: NodeId,
     url: &str,
     sealed: &[u8],
     now: i64,
@@ -368,7 +369,7 @@ pub fn start_enrolment(
 /// enrolment changed meanwhile (another token was issued).
 pub fn pin_agent(
     conn: &Connection,
-    node: i64,
+    node: NodeId,
     sealed: &[u8],
     fingerprint: &str,
     now: i64,
@@ -423,7 +424,10 @@ mod tests {
     fn rollups_gaps_and_retention_follow_an_injected_clock() {
         let conn = crate::db::memory().unwrap();
         let t0 = 20_000 * DAY; // a UTC midnight
-        let gpu = Target::Gpu { node: 1, gpu: 0 };
+        let gpu = Target::Gpu {
+            node: NodeId(1),
+            gpu: 0,
+        };
         let s = series_id(&conn, &gpu, "util_pct", t0).unwrap();
         assert_eq!(series_id(&conn, &gpu, "util_pct", t0 + 5).unwrap(), s);
         // 30 hours of samples, with hours 3 and 4 missing (the agent was down).
@@ -485,8 +489,8 @@ mod tests {
     fn blocks_rewrite_in_place_and_reopen() {
         let conn = crate::db::memory().unwrap();
         let t = Target::Instance {
-            node: 2,
-            instance: 9,
+            node: NodeId(2),
+            instance: InstanceId(9),
         };
         let s = series_id(&conn, &t, "cpu_pct", 0).unwrap();
         put_block(&conn, s, 3600, &[3600, 3615], &[1.0, 2.0]).unwrap();
