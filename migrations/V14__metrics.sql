@@ -1,9 +1,13 @@
 -- Metrics (监控): GPU, host and instance telemetry in three tiers.
+-- Runs after V12's AUTOINCREMENT rebuild of tenants, users, api_tokens,
+-- nodes and instances (it references and alters the rebuilt tables).
 -- A series is one metric of one target (a node's host, one GPU of a node, an
 -- instance's container). No foreign keys to nodes or instances: history
--- outlives what it describes, and retention removes it.
+-- outlives what it describes, and retention removes it. Series ids are
+-- never given again (AUTOINCREMENT): retention removes empty series, and
+-- an id must not come back naming another one.
 CREATE TABLE metrics_series (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     kind        TEXT NOT NULL CHECK (kind IN ('node', 'gpu', 'instance')),
     node_id     INTEGER NOT NULL,
     -- the GPU index for kind 'gpu', -1 otherwise
@@ -74,26 +78,29 @@ CREATE TABLE metrics_sources (
     updated_at          INTEGER NOT NULL
 );
 
--- API tokens get a scope: `api` (every route the owner may use) or `metrics`
--- (only the Prometheus endpoint GET /metrics; refused everywhere else).
+-- API tokens get a scope: `api` (every route the owner may use but the
+-- Prometheus scrape) or `metrics` (only GET /metrics; refused everywhere
+-- else). Added after V12's rebuild of api_tokens (which copies `SELECT *`).
 ALTER TABLE api_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'api' CHECK (scope IN ('api', 'metrics'));
 
-INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed) VALUES
- ('GET',  '/api/v1/metrics/series',               'metrics', 'Metric history of a node, GPU or instance (scoped; CSV export)', '查询节点、GPU 或实例的监控历史（按范围限定；可导出 CSV）', 0),
- ('GET',  '/api/v1/metrics/live',                 'metrics', 'Live metric updates (server-sent events)', '监控实时推送（SSE）', 0),
- ('GET',  '/api/v1/metrics/overview',             'metrics', 'Monitoring overview (scoped)',            '全局监控概览（按范围限定）', 0),
- ('GET',  '/api/v1/nodes/{id}/metrics',           'metrics', 'A node''s metric sources, GPUs and latest figures', '节点监控来源、GPU 与最新数值', 0),
- ('PUT',  '/api/v1/nodes/{id}/metrics/sources',   'metrics', 'Set a node''s agent and exporter URLs',   '设置节点的 Agent 与 Exporter 地址', 0),
- ('POST', '/api/v1/nodes/{id}/metrics/enroll',    'metrics', 'Enroll a gpudock agent (one-time command)', '注册 gpudock Agent（一次性命令）', 0),
- ('GET',  '/metrics',                             'metrics', 'Prometheus scrape (token with the metrics scope)', 'Prometheus 抓取（metrics 范围的令牌）', 0),
- ('GET',  '/metrics/overview',                    'pages',   'Monitoring overview (dashboard part)',    '全局概览（仪表盘部分）', 0),
- ('GET',  '/nodes/{id}/metrics',                  'pages',   'Node monitoring page',                    '节点监控页面', 0),
- ('POST', '/nodes/{id}/metrics/sources',          'pages',   'Set a node''s metric sources (form)',     '设置节点监控来源（表单）', 0),
- ('POST', '/nodes/{id}/metrics/enroll',           'pages',   'Enroll a gpudock agent (form)',           '注册 gpudock Agent（表单）', 0),
- ('GET',  '/instances/{id}/metrics',              'pages',   'Instance monitoring (charts)',            '实例监控（图表）', 0);
+-- Node totals, sources, enrolment and the Prometheus scrape (every
+-- tenant's series) are admin-only records (V11): held by admins alone and
+-- never grantable to another role.
+INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed, admin_only) VALUES
+ ('GET',  '/api/v1/metrics/series',               'metrics', 'Metric history of a node, GPU or instance (scoped; CSV export)', '查询节点、GPU 或实例的监控历史（按范围限定；可导出 CSV）', 0, 0),
+ ('GET',  '/api/v1/metrics/live',                 'metrics', 'Live metric updates (server-sent events)', '监控实时推送（SSE）', 0, 0),
+ ('GET',  '/api/v1/metrics/overview',             'metrics', 'Monitoring overview (scoped)',            '全局监控概览（按范围限定）', 0, 0),
+ ('GET',  '/api/v1/nodes/{id}/metrics',           'metrics', 'A node''s metric sources, GPUs and latest figures', '节点监控来源、GPU 与最新数值', 0, 1),
+ ('PUT',  '/api/v1/nodes/{id}/metrics/sources',   'metrics', 'Set a node''s agent and exporter URLs',   '设置节点的 Agent 与 Exporter 地址', 0, 1),
+ ('POST', '/api/v1/nodes/{id}/metrics/enroll',    'metrics', 'Enroll a gpudock agent (one-time command)', '注册 gpudock Agent（一次性命令）', 0, 1),
+ ('GET',  '/metrics',                             'metrics', 'Prometheus scrape (token with the metrics scope)', 'Prometheus 抓取（metrics 范围的令牌）', 0, 1),
+ ('GET',  '/metrics/overview',                    'pages',   'Monitoring overview (dashboard part)',    '全局概览（仪表盘部分）', 0, 0),
+ ('GET',  '/nodes/{id}/metrics',                  'pages',   'Node monitoring page',                    '节点监控页面', 0, 1),
+ ('POST', '/nodes/{id}/metrics/sources',          'pages',   'Set a node''s metric sources (form)',     '设置节点监控来源（表单）', 0, 1),
+ ('POST', '/nodes/{id}/metrics/enroll',           'pages',   'Enroll a gpudock agent (form)',           '注册 gpudock Agent（表单）', 0, 1),
+ ('GET',  '/instances/{id}/metrics',              'pages',   'Instance monitoring (charts)',            '实例监控（图表）', 0, 0);
 
--- Everyone sees the metrics of what they reach (scoped in the queries);
--- node totals, sources, enrolment and the Prometheus scrape are for admins.
+-- Everyone sees the metrics of what they reach (scoped in the queries).
 INSERT OR IGNORE INTO role_permissions (role, permission_id)
 SELECT r.role, p.id FROM permissions p, (SELECT 'customer_owner' AS role UNION ALL SELECT 'customer_member') r
 WHERE (p.method, p.path_pattern) IN (VALUES ('GET', '/api/v1/metrics/series'), ('GET', '/api/v1/metrics/live'),

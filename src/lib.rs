@@ -25,6 +25,7 @@ mod layering;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod nodes;
 pub mod ratelimit;
 pub mod secrets;

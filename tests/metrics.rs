@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::exporters::{self, Answer, Proc, fake_exporter, free_port, wait_port};
 use common::lab::{Lab, small_spec};
-use common::{Server, get, make_tenant, make_user, post, send};
+use common::{Server, get, make_tenant, make_user, patch, post, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -559,7 +559,7 @@ async fn docker_stats_of_a_half_cpu_container_and_scoped_instance_series() {
     let srv = &lab.srv;
     let ta = make_tenant(srv, &lab.admin, "MT-A").await;
     let tb = make_tenant(srv, &lab.admin, "MT-B").await;
-    let (_, ma) = make_user(
+    let (ma_id, ma) = make_user(
         srv,
         &lab.admin,
         "ma",
@@ -634,6 +634,37 @@ async fn docker_stats_of_a_half_cpu_container_and_scoped_instance_series() {
     .await
     .unwrap();
     assert!(got.contains(&format!("\"target\":\"{target}\"")), "{got}");
+    // Taking the member's access away (an admin disables them) ends the
+    // open stream at once, with a last event saying why.
+    let asked = Instant::now();
+    let (s, b) = patch(
+        &lab.admin,
+        &srv.url(&format!("/api/v1/users/{ma_id}")),
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        buf
+    })
+    .await
+    .expect("the live stream goes on after the revocation");
+    let took = asked.elapsed();
+    assert!(
+        rest.contains("event: end") && rest.contains("\"reason\":\"access_revoked\""),
+        "{rest}"
+    );
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
+    let (s, _) = get(
+        &ma,
+        &srv.url(&format!("/api/v1/metrics/live?target={target}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "and cannot open another");
     assert_eq!(lab.delete(&json!(iid)).await, StatusCode::NO_CONTENT);
 }
 
@@ -660,6 +691,32 @@ async fn prometheus_scrapes_metrics_with_a_metrics_token() {
     )
     .await;
     assert!(b["error"]["fields"]["scope"].is_string(), "{s} {b}");
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/tokens"),
+        json!({"name": "x", "scope": "metrics", "admin": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields: {b}");
+    // A metrics token is for who may read /metrics: not a tenant's owner.
+    let tenant = make_tenant(&srv, &admin, "PROM-T").await;
+    let (_, owner) = make_user(
+        &srv,
+        &admin,
+        "promowner",
+        "customer_owner",
+        Some(tenant),
+        "Amber-Lantern-Quarry-71!",
+    )
+    .await;
+    let (s, b) = post(
+        &owner,
+        &srv.url("/api/v1/tokens"),
+        json!({"name": "x", "scope": "metrics"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["scope"].is_string(), "{b}");
 
     let anon = srv.client();
     let url = srv.url("/metrics");

@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
@@ -20,6 +19,7 @@ use super::store;
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::error::AppError;
+pub use crate::hashing::{random_token, token_hash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthVia {
@@ -79,21 +79,8 @@ pub fn source_of(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>) ->
     }
 }
 
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
-}
-
-/// A fresh random token (CSRF, API): 32 bytes, URL-safe base64.
-pub fn random_token() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut buf = [0u8; 32];
-    rand::rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// The session's CSRF token, created on first use.

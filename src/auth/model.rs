@@ -236,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn a_token_serves_the_routes_of_its_scope_only() {
+        for (m, p) in [("GET", "/api/v1/me"), ("POST", "/api/v1/instances")] {
+            assert!(TokenScope::Api.admits(m, p));
+            assert!(!TokenScope::Metrics.admits(m, p));
+        }
+        for m in ["GET", "HEAD"] {
+            assert!(TokenScope::Metrics.admits(m, "/metrics"));
+            assert!(
+                !TokenScope::Api.admits(m, "/metrics"),
+                "the scrape takes metrics tokens"
+            );
+        }
+        assert!(!TokenScope::Metrics.admits("POST", "/metrics"));
+        assert!(!TokenScope::Metrics.admits("GET", "/api/v1/metrics/series"));
+        assert_eq!(TokenScope::parse("metrics"), Some(TokenScope::Metrics));
+        assert_eq!(TokenScope::parse("root"), None);
+    }
+
+    #[test]
     fn company_codes() {
         assert!(check_company_code("ACME-01").is_ok());
         assert!(check_company_code("a").is_err());

@@ -305,6 +305,13 @@ mod tests {
             ("POST", "/api/v1/tenants"),
             ("POST", "/api/v1/images"),
             ("PATCH", "/api/v1/specs/{id}"),
+            ("GET", "/metrics"),
+            ("GET", "/api/v1/nodes/{id}/metrics"),
+            ("PUT", "/api/v1/nodes/{id}/metrics/sources"),
+            ("POST", "/api/v1/nodes/{id}/metrics/enroll"),
+            ("GET", "/nodes/{id}/metrics"),
+            ("POST", "/nodes/{id}/metrics/sources"),
+            ("POST", "/nodes/{id}/metrics/enroll"),
         ] {
             let id: i64 = conn
                 .query_row(

@@ -275,6 +275,18 @@ pub async fn change_password(
     Ok(epoch)
 }
 
+/// Whether `user`'s role holds the Prometheus scrape's record (a `metrics`
+/// token of anyone else would open nothing).
+async fn holds_scrape(app: &App, user: &User) -> Result<bool, AppError> {
+    let user = user.clone();
+    let (method, pattern) = super::model::SCRAPE_ROUTE;
+    app.db
+        .read(move |c| {
+            super::holds(c, &user, super::Action::Route { method, pattern }).map_err(Into::into)
+        })
+        .await
+}
+
 /// Creates an API token for `user`; the clear token is returned once and only
 /// its SHA-256 is stored.
 pub async fn create_token(
@@ -295,6 +307,12 @@ pub async fn create_token(
             TokenScope::Api
         }
     };
+    if scope == TokenScope::Metrics && !holds_scrape(app, user).await? {
+        errors.insert(
+            "scope",
+            crate::error::FieldError::new("err.token_scope_not_held"),
+        );
+    }
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }

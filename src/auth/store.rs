@@ -654,6 +654,11 @@ mod tests {
         let m = insert_token(&conn, a, "ci2", "hash2", "gdk_efgh", scrape, 5).unwrap();
         assert_eq!(find_token(&conn, "hash2").unwrap(), Some((m, a, scrape)));
         insert_token(&conn, b, "ci3", "hash3", "gdk_ijkl", api, 5).unwrap();
+        assert!(
+            conn.execute("UPDATE api_tokens SET scope = 'root' WHERE id = ?1", [m])
+                .is_err(),
+            "the schema knows the scopes"
+        );
         assert_eq!(revoke_all_tokens(&conn, a, 6).unwrap(), 2);
         assert_eq!(find_token(&conn, "hash1").unwrap(), None);
         assert_eq!(find_token(&conn, "hash3").unwrap().map(|t| t.1), Some(b));

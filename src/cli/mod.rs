@@ -251,7 +251,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
-    let metrics = tokio::spawn(crate::metrics::run(app.clone(), cancel.clone()));
+    let metrics = tokio::spawn(crate::monitor::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let (jobs, live) = (app.jobs.clone(), app.live.clone());

@@ -85,7 +85,7 @@ pub fn enroll(data_dir: &Path, token: &str) -> Result<String, AgentError> {
     }
     crate::fsutil::ensure_private_dir(data_dir).map_err(io_err(data_dir))?;
     let path = data_dir.join(TOKEN_FILE);
-    let hash = crate::auth::guard::token_hash(token);
+    let hash = crate::hashing::token_hash(token);
     crate::fsutil::write_private(&path, format!("{hash}\n").as_bytes()).map_err(io_err(&path))?;
     certificate_fingerprint(data_dir)
 }
@@ -164,7 +164,7 @@ fn authorized(headers: &HeaderMap, want_hash: &str) -> bool {
     else {
         return false;
     };
-    let got = crate::auth::guard::token_hash(tok.trim());
+    let got = crate::hashing::token_hash(tok.trim());
     !want_hash.is_empty() && bool::from(got.as_bytes().ct_eq(want_hash.as_bytes()))
 }
 

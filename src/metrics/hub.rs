@@ -370,6 +370,22 @@ impl Hub {
         lock(&self.inner.nodes).remove(&node);
         lock(&self.inner.latest).retain(|(t, _), _| t.node() != node);
     }
+
+    /// Forgets the ids of series removed by retention (and their written
+    /// blocks): a later sample of the same target makes a new series
+    /// instead of writing under an id that names nothing.
+    pub fn forget_series(&self, ids: &[i64]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut buf = lock(&self.inner.buf);
+        buf.ids.retain(|_, id| !ids.contains(id));
+        for id in ids {
+            if buf.open.get(id).is_some_and(|b| b.ts.len() == b.flushed) {
+                buf.open.remove(id);
+            }
+        }
+    }
 }
 
 fn store_err(e: StoreError) -> DbError {

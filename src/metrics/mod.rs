@@ -1,44 +1,32 @@
-//! Metrics (监控): GPU, host and instance telemetry. Collectors (this host's
-//! /proc and NVML, `gpudock agent`s, dcgm-exporter and node_exporter, Docker
-//! stats) feed the [`Hub`]; raw samples are kept in hour blocks compressed
-//! with pco, rolled up hourly and daily (min / max / avg / count), and
-//! removed after each tier's retention. Queries pick the tier by range and
-//! are scoped like everything else: customers see their instances and the
-//! GPUs assigned to them, never a node's totals (404 as elsewhere).
-//!
-//! Shared by `serve` and `gpudock agent` (which uses only the collectors
-//! and the exposition).
+//! Metrics engine (infrastructure): what is measured ([`model`]), the
+//! collectors (this host's /proc and NVML, Docker stats, dcgm-exporter and
+//! node_exporter text, `gpudock agent` scrapes), and the storage of series:
+//! the [`Hub`] keeps the open hour in memory and pushes live samples, raw
+//! samples are kept in hour blocks compressed with pco, rolled up hourly
+//! and daily (min / max / avg / count), and removed after each tier's
+//! retention. It knows no users, nodes or instances as capabilities define
+//! them: the `monitor` capability decides what is collected from where and
+//! who may see it. Shared by `serve` and `gpudock agent` (which uses only
+//! the collectors and the exposition).
 
 pub mod agent;
-pub mod api;
 pub mod codec;
-pub mod collect;
 pub mod docker_stats;
-pub mod exporter;
 pub mod expose;
 pub mod host;
 pub mod hub;
 pub mod model;
 pub mod nvml;
-pub mod pages;
 pub mod prom;
 pub mod rollup;
 pub mod scrape;
 pub mod store;
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
-
-use crate::app::App;
-use crate::auth::{CurrentUser, Scope};
 use crate::db::Db;
 use crate::error::AppError;
-use crate::ids::NodeId;
 pub use hub::Hub;
-use model::{Kind, Target, TargetRef};
-use rollup::{Agg, HOUR, Points, Retention, Tier};
+use model::Target;
+use rollup::{Agg, Points, Retention, Tier};
 
 /// The metrics part of the app state.
 #[derive(Clone)]
@@ -46,330 +34,88 @@ pub struct Metrics {
     pub hub: Hub,
     /// This host's NVML (opened on first use).
     pub gpus: nvml::Gpus,
+    db: Db,
 }
 
 impl Metrics {
     pub fn new(db: Db, config: &crate::config::MetricsConfig) -> Self {
         Metrics {
-            hub: Hub::new(db, config.idle_util_percent),
+            hub: Hub::new(db.clone(), config.idle_util_percent),
             gpus: nvml::Gpus::new(),
+            db,
         }
     }
-}
 
-/// Collection and maintenance until `cancel`; the open hour is written at
-/// the end.
-pub async fn run(app: App, cancel: CancellationToken) {
-    match app.metrics.hub.reopen(crate::db::now()).await {
-        Ok(n) if n > 0 => log::info!("metrics: continuing {n} series of the current hour"),
-        Ok(_) => {}
-        Err(e) => log::warn!("metrics: reopening the current hour failed: {e}"),
-    }
-    let collectors = tokio::spawn(collect::run(app.clone(), cancel.clone()));
-    maintain(&app, &cancel).await;
-    if let Err(e) = collectors.await {
-        log::error!("metrics collectors failed: {e}");
-    }
-    if let Err(e) = app.metrics.hub.flush().await {
-        log::error!("metrics: the last flush failed: {e}");
-    }
-    let gpus = app.metrics.gpus.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || gpus.stop()).await {
-        log::error!("metrics: stopping NVML failed: {e}");
-    }
-}
-
-/// Every `flush_interval_secs`: flush, roll up finished hours and days,
-/// apply retention.
-async fn maintain(app: &App, cancel: &CancellationToken) {
-    let every = Duration::from_secs(app.config.metrics.flush_interval_secs);
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = maintain_once(app, crate::db::now()).await {
-            log::warn!("metrics maintenance: {e}");
-        }
-    }
-}
-
-/// One maintenance pass at `now` (the clock is the caller's).
-pub async fn maintain_once(app: &App, now: i64) -> Result<(), AppError> {
-    app.metrics.hub.flush().await?;
-    let r = Retention::of(&app.config.metrics);
-    app.db
-        .write(move |c| {
-            let tx = c.transaction()?;
-            store::rollup(&tx, now)?;
-            store::retention(&tx, now, &r)?;
-            tx.commit()?;
-            Ok::<_, AppError>(())
-        })
-        .await
-}
-
-/// The window in which a customer may see GPU `gpu` of `node`: from the
-/// creation of the newest instance in their scope that holds it. `None`:
-/// not theirs.
-pub fn gpu_window(held: &[(NodeId, Vec<i64>, i64)], node: NodeId, gpu: i64) -> Option<i64> {
-    held.iter()
-        .filter(|(n, gpus, _)| *n == node && gpus.contains(&gpu))
-        .map(|(_, _, created)| *created)
-        .max()
-}
-
-/// A target `me` may see, and since when.
-pub async fn resolve(app: &App, me: &CurrentUser, t: TargetRef) -> Result<(Target, i64), AppError> {
-    let admin = matches!(me.scope(), Scope::All);
-    match t {
-        TargetRef::Node(n) if admin => {
-            crate::nodes::get(app, n).await?;
-            Ok((Target::Node { node: n }, i64::MIN))
-        }
-        TargetRef::Gpu(n, g) if admin => {
-            crate::nodes::get(app, n).await?;
-            Ok((Target::Gpu { node: n, gpu: g }, i64::MIN))
-        }
-        TargetRef::Node(_) => Err(AppError::NotFound),
-        TargetRef::Gpu(n, g) => {
-            let held: Vec<(NodeId, Vec<i64>, i64)> = crate::instances::list(app, me)
-                .await?
-                .into_iter()
-                .map(|i| (i.node_id, i.gpu_indices, i.created_at))
-                .collect();
-            let since = gpu_window(&held, n, g).ok_or(AppError::NotFound)?;
-            Ok((Target::Gpu { node: n, gpu: g }, since))
-        }
-        TargetRef::Instance(i) => {
-            let inst = crate::instances::get(app, me, i).await?;
-            Ok((
-                Target::Instance {
-                    node: inst.node_id,
-                    instance: i,
-                },
-                i64::MIN,
-            ))
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct SeriesQuery {
-    pub target: Option<String>,
-    pub metric: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub step: Option<String>,
-    pub format: Option<String>,
-}
-
-fn int_param(v: &Option<String>, field: &'static str) -> Result<Option<i64>, AppError> {
-    match v.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| AppError::field(field, "err.not_integer")),
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SeriesAnswer {
-    pub target: String,
-    pub metric: String,
-    pub unit: &'static str,
-    pub tier: Tier,
-    pub step: i64,
-    pub since: i64,
-    pub until: i64,
-    #[serde(flatten)]
-    pub points: Points,
-}
-
-/// The history of one metric of one target, from the tier the range calls for.
-pub async fn series(
-    app: &App,
-    me: &CurrentUser,
-    q: &SeriesQuery,
-) -> Result<SeriesAnswer, AppError> {
-    let tref = q
-        .target
-        .as_deref()
-        .and_then(TargetRef::parse)
-        .ok_or_else(|| AppError::field("target", "err.metrics_target"))?;
-    let kind = match tref {
-        TargetRef::Node(_) => Kind::Node,
-        TargetRef::Gpu(..) => Kind::Gpu,
-        TargetRef::Instance(_) => Kind::Instance,
-    };
-    let metric = q
-        .metric
-        .as_deref()
-        .and_then(|m| model::metric(kind, m))
-        .ok_or_else(|| AppError::field("metric", "err.metrics_metric"))?;
-    let now = crate::db::now();
-    let until = int_param(&q.until, "until")?.unwrap_or(now);
-    let since = int_param(&q.since, "since")?.unwrap_or(until - HOUR);
-    if since >= until {
-        return Err(AppError::field("since", "err.since_after_until"));
-    }
-    if until - since > 800 * rollup::DAY {
-        return Err(AppError::field("since", "err.range_too_long"));
-    }
-    let asked = int_param(&q.step, "step")?.filter(|s| *s > 0);
-    let (target, not_before) = resolve(app, me, tref).await?;
-    let r = Retention::of(&app.config.metrics);
-    let tier = rollup::choose_tier(now, since, until, &r);
-    let step = rollup::choose_step(tier, asked, since, until, r.interval);
-    let from = since.max(not_before);
-    let points = if from > until {
-        rollup::bucket_raw(&[], &[], since, until, step)
-    } else {
-        points(app, target, metric.name, tier, from, until, step, since).await?
-    };
-    Ok(SeriesAnswer {
-        target: tref.to_string(),
-        metric: metric.name.to_string(),
-        unit: metric.unit,
-        tier,
-        step,
-        since,
-        until,
-        points,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn points(
-    app: &App,
-    target: Target,
-    metric: &'static str,
-    tier: Tier,
-    from: i64,
-    until: i64,
-    step: i64,
-    since: i64,
-) -> Result<Points, AppError> {
-    let id = app
-        .db
-        .read(move |c| store::find_series(c, &target, metric).map_err(AppError::from))
-        .await?;
-    let Some(id) = id else {
-        return Ok(rollup::bucket_raw(&[], &[], since, until, step));
-    };
-    let open = app.metrics.hub.open_samples(id, from, until);
-    match tier {
-        Tier::Raw => {
-            let (mut ts, mut vals) = app
-                .db
-                .read(move |c| store::raw_range(c, id, from, until).map_err(AppError::from))
-                .await?;
-            if let Some((start, ots, ovals)) = open {
-                let keep = ts.iter().take_while(|t| **t < start).count();
-                ts.truncate(keep);
-                vals.truncate(keep);
-                ts.extend(ots);
-                vals.extend(ovals);
-            }
-            Ok(rollup::bucket_raw(&ts, &vals, since, until, step))
-        }
-        Tier::Hourly | Tier::Daily => {
-            let daily = tier == Tier::Daily;
-            let mut rows = app
-                .db
-                .read(move |c| {
-                    store::rollup_range(c, daily, id, from, until).map_err(AppError::from)
-                })
-                .await?;
-            if let (false, Some((start, _, ovals))) = (daily, open) {
-                rows.retain(|r| r.ts < start);
-                rows.extend(Agg::of(start, &ovals));
-            }
-            Ok(rollup::bucket_rollups(&rows, since, until, step))
-        }
-    }
-}
-
-/// GPU model, count and UUIDs of a node for Sync hardware: from NVML for
-/// this host, else from its agent or dcgm-exporter (scraped now). The UUIDs
-/// are recorded for `node`; `None` when no source reports GPUs.
-pub async fn gpu_inventory(
-    app: &App,
-    node: Option<NodeId>,
-    local: bool,
-) -> Option<(String, i64, Vec<String>)> {
-    let sources = match node {
-        Some(n) => app
+    /// One maintenance pass at `now` (the clock is the caller's): flush the
+    /// open hour, roll up finished hours and days, apply retention. Series
+    /// that retention removed are forgotten by the hub too (a later sample
+    /// makes them again).
+    pub async fn maintain(&self, now: i64, r: Retention) -> Result<(), AppError> {
+        self.hub.flush().await?;
+        let (_, gone) = self
             .db
-            .read(move |c| store::sources(c, n).map_err(AppError::from))
-            .await
-            .ok()?,
-        None => store::Sources::default(),
-    };
-    let lim = collect::limits(app);
-    let gpus: Vec<model::GpuReading> =
-        if sources.has_agent() && !sources.agent_fingerprint.is_empty() {
-            let sealed = sources.agent_token_sealed.as_ref()?;
-            let token = String::from_utf8(app.sealer.unseal(sealed).ok()?.expose().clone()).ok()?;
-            let url = format!("{}/metrics", sources.agent_url.trim_end_matches('/'));
-            let f = scrape::get(&url, Some(&token), Some(&sources.agent_fingerprint), lim)
-                .await
-                .ok()?;
-            prom::gpus_from_dcgm(&prom::parse(&f.body).ok()?)
-        } else if !sources.dcgm_url.is_empty() {
-            let url = format!(
-                "{}/metrics",
-                sources
-                    .dcgm_url
-                    .trim_end_matches("/metrics")
-                    .trim_end_matches('/')
-            );
-            let f = scrape::get(&url, None, None, lim).await.ok()?;
-            prom::gpus_from_dcgm(&prom::parse(&f.body).ok()?)
-        } else if local {
-            let g = app.metrics.gpus.clone();
-            tokio::task::spawn_blocking(move || g.read())
-                .await
-                .ok()?
-                .ok()?
-        } else {
-            return None;
+            .write(move |c| {
+                let tx = c.transaction()?;
+                store::rollup(&tx, now)?;
+                let removed = store::retention(&tx, now, &r)?;
+                tx.commit()?;
+                Ok::<_, AppError>(removed)
+            })
+            .await?;
+        self.hub.forget_series(&gone);
+        Ok(())
+    }
+
+    /// Points of (`target`, `metric`) from `tier` in `[from, until]`, in
+    /// buckets of `step` from `since` (buckets before `from` are gaps).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn points(
+        &self,
+        target: Target,
+        metric: &'static str,
+        tier: Tier,
+        since: i64,
+        from: i64,
+        until: i64,
+        step: i64,
+    ) -> Result<Points, AppError> {
+        let id = self
+            .db
+            .read(move |c| store::find_series(c, &target, metric).map_err(AppError::from))
+            .await?;
+        let Some(id) = id.filter(|_| from <= until) else {
+            return Ok(rollup::bucket_raw(&[], &[], since, until, step));
         };
-    let first = gpus.first()?;
-    let name = first.name.clone();
-    let inv: Vec<(i64, String, String)> = gpus
-        .iter()
-        .map(|g| (g.index, g.uuid.clone(), g.name.clone()))
-        .collect();
-    let uuids = gpus.iter().map(|g| g.uuid.clone()).collect();
-    let now = crate::db::now();
-    if let Some(node) = node {
-        let written = app
-            .db
-            .write(move |c| store::set_gpus(c, node, &inv, now).map_err(AppError::from))
-            .await;
-        if let Err(e) = written {
-            log::warn!("metrics: recording the GPUs of node {node}: {e}");
+        let open = self.hub.open_samples(id, from, until);
+        match tier {
+            Tier::Raw => {
+                let (mut ts, mut vals) = self
+                    .db
+                    .read(move |c| store::raw_range(c, id, from, until).map_err(AppError::from))
+                    .await?;
+                if let Some((start, ots, ovals)) = open {
+                    let keep = ts.iter().take_while(|t| **t < start).count();
+                    ts.truncate(keep);
+                    vals.truncate(keep);
+                    ts.extend(ots);
+                    vals.extend(ovals);
+                }
+                Ok(rollup::bucket_raw(&ts, &vals, since, until, step))
+            }
+            Tier::Hourly | Tier::Daily => {
+                let daily = tier == Tier::Daily;
+                let mut rows = self
+                    .db
+                    .read(move |c| {
+                        store::rollup_range(c, daily, id, from, until).map_err(AppError::from)
+                    })
+                    .await?;
+                if let (false, Some((start, _, ovals))) = (daily, open) {
+                    rows.retain(|r| r.ts < start);
+                    rows.extend(Agg::of(start, &ovals));
+                }
+                Ok(rollup::bucket_rollups(&rows, since, until, step))
+            }
         }
-    }
-    Some((name, gpus.len() as i64, uuids))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn customers_see_a_gpu_only_while_their_instance_holds_it() {
-        let (n1, n2) = (NodeId(1), NodeId(2));
-        let held = vec![(n1, vec![0, 1], 100), (n1, vec![3], 50), (n2, vec![0], 10)];
-        assert_eq!(gpu_window(&held, n1, 1), Some(100));
-        assert_eq!(gpu_window(&held, n1, 3), Some(50));
-        assert_eq!(gpu_window(&held, n2, 0), Some(10));
-        assert_eq!(gpu_window(&held, n1, 2), None, "another tenant's GPU");
-        assert_eq!(gpu_window(&held, NodeId(3), 0), None);
     }
 }

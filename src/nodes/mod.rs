@@ -257,14 +257,14 @@ const GIB: i64 = 1 << 30;
 
 /// Sync hardware: CPU and memory from the daemon; GPU model, count and
 /// UUIDs from NVML when the node is this host (a unix socket), else from its
-/// gpudock agent or dcgm-exporter (see `metrics::gpu_inventory`).
+/// gpudock agent or dcgm-exporter (see `monitor::gpu_inventory`).
 pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Result<Node, AppError> {
     let report = match check(app, id).await? {
         Ok(r) => r,
         Err(why) => return Err(AppError::Upstream(why)),
     };
     let local = get(app, id).await?.docker_endpoint.starts_with("unix://");
-    let inventory = crate::metrics::gpu_inventory(app, Some(id), local).await;
+    let inventory = crate::monitor::gpu_inventory(app, Some(id), local).await;
     let uuids = inventory.as_ref().map(|g| g.2.clone());
     let gpus = inventory.map(|(name, count, _)| (name, count));
     let memory_gb = (report.memory_bytes + GIB / 2) / GIB;
@@ -321,7 +321,7 @@ pub async fn register_local(app: &App, me: &CurrentUser, src: &Source) -> Result
     )
     .await
     .map_err(|e| AppError::Upstream(e.to_string()))?;
-    let gpus = crate::metrics::gpu_inventory(app, None, true)
+    let gpus = crate::monitor::gpu_inventory(app, None, true)
         .await
         .map(|(name, count, _)| (name, count));
     let input = NodeInput {

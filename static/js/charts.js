@@ -91,6 +91,11 @@
         var pts = JSON.parse(ev.data);
         figs.forEach(function (fig) { append(fig, pts); });
       });
+      // The server's last word (access revoked): no reconnecting.
+      source.addEventListener("end", function () {
+        if (source) { source.close(); source = null; }
+        if (state) state.textContent = group.dataset.liveEnded;
+      });
       source.onerror = function () {
         if (source && source.readyState === EventSource.CLOSED && state) state.textContent = group.dataset.liveEnded;
       };

@@ -18,14 +18,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::hub::{Latest, NodeView};
-use super::model::{Target, TargetRef};
-use super::{SeriesQuery, store};
+use super::{Format, SeriesQuery, store};
 use crate::app::App;
 use crate::audit::{self, Event as AuditEvent, Source};
 use crate::auth::{CurrentUser, Scope};
 use crate::error::{AppError, FieldError, FieldErrors};
 use crate::ids::{InstanceId, NodeId};
+use crate::metrics::hub::{Latest, NodeView};
+use crate::metrics::model::{Sample, Target, TargetRef};
 use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
@@ -43,8 +43,9 @@ async fn series(
     me: CurrentUser,
     ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> Result<Response, AppError> {
+    let format = q.format()?;
     let a = super::series(&app, &me, &q).await?;
-    if q.format.as_deref() != Some("csv") {
+    if format == Format::Json {
         return Ok(Json(a).into_response());
     }
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -93,7 +94,7 @@ struct LiveState {
     me: CurrentUser,
     refs: Vec<TargetRef>,
     targets: Vec<(Target, i64, String)>,
-    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<super::model::Sample>>>,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Sample>>>,
     rescope: tokio::time::Instant,
     /// The stream's registration with the live registry: revoking the
     /// user's access (or shutdown of the registry's holder) ends it at once.
@@ -437,9 +438,9 @@ pub struct SourcesInput {
 /// certificate is pinned), `http://` for exporters (gpudock sends them no
 /// credential; an exporter behind TLS is not verified, so not offered).
 fn check_url(errs: &mut FieldErrors, field: &'static str, v: &str, https_only: bool) -> String {
-    let v = v.trim();
-    if v.is_empty() {
-        return String::new();
+    let v = crate::validate::optional_text(errs, field, v, 2048);
+    if v.is_empty() || errs.contains_key(field) {
+        return v;
     }
     let ok = v
         .parse::<axum::http::Uri>()
@@ -538,7 +539,7 @@ pub async fn start_enrolment(
     let default = format!(
         "https://{}:{}",
         bracket(&node.private_ip),
-        super::agent::DEFAULT_PORT
+        crate::metrics::agent::DEFAULT_PORT
     );
     let url = match input
         .agent_url

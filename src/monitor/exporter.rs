@@ -17,11 +17,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rusqlite::Connection;
 
-use super::expose::{self, Exposition, labels, set};
-use super::model::{METRICS, Target};
 use crate::app::App;
 use crate::error::AppError;
 use crate::ids::{InstanceId, NodeId};
+use crate::metrics::expose::{self, Exposition, labels, set};
+use crate::metrics::model::{METRICS, Target};
 
 pub fn routes() -> Router<App> {
     Router::new().route("/metrics", get(scrape))

@@ -89,7 +89,7 @@ pub fn age(ts: &Option<i64>) -> String {
 }
 
 #[derive(Template)]
-#[template(path = "metrics/node.html")]
+#[template(path = "monitor/node.html")]
 struct NodePage {
     l: Layout,
     node: Node,
@@ -235,7 +235,7 @@ async fn enroll(
 }
 
 #[derive(Template)]
-#[template(path = "metrics/instance.html")]
+#[template(path = "monitor/instance.html")]
 struct InstancePage {
     l: Layout,
     id: InstanceId,
@@ -244,7 +244,7 @@ struct InstancePage {
 }
 
 #[derive(Template)]
-#[template(path = "metrics/instance_charts.html")]
+#[template(path = "monitor/instance_charts.html")]
 struct InstanceFragment {
     l: Layout,
     charts: Vec<Chart>,
@@ -312,7 +312,7 @@ async fn instance(
 }
 
 #[derive(Template)]
-#[template(path = "metrics/overview.html")]
+#[template(path = "monitor/overview.html")]
 struct OverviewFragment {
     l: Layout,
     o: Overview,

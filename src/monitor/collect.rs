@@ -13,15 +13,16 @@ use futures_util::future::join_all;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::docker_stats::{self, StatsReading};
-use super::model::{GpuReading, HostReading, Sample, Target};
-use super::scrape::{self, Limits};
-use super::{prom, store};
+use super::store;
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Source};
 use crate::error::AppError;
 use crate::ids::{InstanceId, NodeId};
 use crate::instances::InstanceStatus;
+use crate::metrics::docker_stats::{self, StatsReading};
+use crate::metrics::model::{GpuReading, HostReading, Sample, Target};
+use crate::metrics::scrape::{self, Limits};
+use crate::metrics::{Hub, host, prom};
 
 /// What a node's task remembers between two rounds.
 #[derive(Default)]
@@ -125,7 +126,7 @@ async fn round(app: &App, node: NodeId, st: &mut NodeState) -> Result<(), AppErr
 }
 
 fn outcome<T, E: std::fmt::Display>(
-    hub: &super::Hub,
+    hub: &Hub,
     node: NodeId,
     source: &'static str,
     r: Result<T, E>,
@@ -186,7 +187,7 @@ async fn host_and_gpus(
             .clone()
             .unwrap_or_else(|| "/var/lib/docker".into());
         let data = app.config.data_dir.to_string_lossy().into_owned();
-        let r = tokio::task::spawn_blocking(move || super::host::read(&[&root, &data])).await;
+        let r = tokio::task::spawn_blocking(move || host::read(&[&root, &data])).await;
         out.host = outcome(hub, node, "host", r);
     }
     if !s.dcgm_url.is_empty() {
