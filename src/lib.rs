@@ -22,6 +22,7 @@ pub mod logging;
 pub mod nodes;
 pub mod secrets;
 pub mod sessions;
+pub mod sshclient;
 pub mod sshkeys;
 pub mod terminal;
 #[cfg(test)]
