@@ -72,8 +72,56 @@ pub enum AppError {
     /// A node's Docker daemon refused an operation; the text says why.
     #[error("docker: {0}")]
     Docker(String),
+    /// Work on a node over SSH failed; `kind` says how (the classes an
+    /// admin acts on), `detail` what the node or the network said.
+    #[error("{kind:?}: {detail}")]
+    Remote { kind: RemoteFailure, detail: String },
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// How work on a remote host failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteFailure {
+    /// The host could not be reached (refused, no route, timeout).
+    Network,
+    /// The host refused the credentials, has none set, or its host key changed.
+    HostAuth,
+    /// The host refused to create (or change) the account.
+    UserCreation,
+    /// The credentials work but lack the rights the work needs.
+    PermissionDenied,
+}
+
+impl RemoteFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteFailure::Network => "network",
+            RemoteFailure::HostAuth => "host_auth",
+            RemoteFailure::UserCreation => "user_creation",
+            RemoteFailure::PermissionDenied => "permission_denied",
+        }
+    }
+    /// The i18n key naming the class.
+    pub fn message_key(self) -> &'static str {
+        match self {
+            RemoteFailure::Network => "err.remote.network",
+            RemoteFailure::HostAuth => "err.remote.host_auth",
+            RemoteFailure::UserCreation => "err.remote.user_creation",
+            RemoteFailure::PermissionDenied => "err.remote.permission_denied",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RemoteFailure::Network,
+            RemoteFailure::HostAuth,
+            RemoteFailure::UserCreation,
+            RemoteFailure::PermissionDenied,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// What a rendered error carries for the page layer (set as a response extension).
@@ -106,7 +154,9 @@ impl AppError {
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Upstream(_) | AppError::Docker(_) => StatusCode::BAD_GATEWAY,
+            AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +176,12 @@ impl AppError {
             AppError::Busy => "busy",
             AppError::Upstream(_) => "node_unreachable",
             AppError::Docker(_) => "docker_error",
+            AppError::Remote { kind, .. } => match kind {
+                RemoteFailure::Network => "network_error",
+                RemoteFailure::HostAuth => "host_auth_failed",
+                RemoteFailure::UserCreation => "user_creation_failed",
+                RemoteFailure::PermissionDenied => "permission_denied",
+            },
             AppError::Internal(_) => "internal",
         }
     }
@@ -146,6 +202,7 @@ impl AppError {
             AppError::Busy => "err.busy",
             AppError::Upstream(_) => "err.node_unreachable",
             AppError::Docker(_) => "err.docker",
+            AppError::Remote { kind, .. } => kind.message_key(),
             AppError::Internal(_) => "err.internal",
         }
     }
@@ -164,6 +221,7 @@ impl AppError {
             | AppError::Busy
             | AppError::Upstream(_)
             | AppError::Docker(_)
+            | AppError::Remote { .. }
             | AppError::Internal(_) => None,
         }
     }
@@ -192,7 +250,9 @@ impl IntoResponse for AppError {
             .fields()
             .map(|f| f.iter().map(|(k, v)| (*k, v.text(en))).collect());
         let message = match &self {
-            AppError::Upstream(why) | AppError::Docker(why) => {
+            AppError::Upstream(why)
+            | AppError::Docker(why)
+            | AppError::Remote { detail: why, .. } => {
                 format!("{}: {why}", en.t(self.message_key()))
             }
             _ => en.t(self.message_key()).to_string(),
@@ -206,7 +266,9 @@ impl IntoResponse for AppError {
         };
         let mut resp = (self.status(), Json(body)).into_response();
         let detail = match &self {
-            AppError::Upstream(why) | AppError::Docker(why) => Some(why.clone()),
+            AppError::Upstream(why)
+            | AppError::Docker(why)
+            | AppError::Remote { detail: why, .. } => Some(why.clone()),
             _ => None,
         };
         resp.extensions_mut().insert(ErrorInfo {

@@ -15,6 +15,7 @@ use super::store::{self, NewUser, TenantChange, UserChange};
 use crate::app::App;
 use crate::audit::{self, Event, Source};
 use crate::error::{AppError, FieldError, FieldErrors, on_unique};
+use crate::validate::{email_field, phone_field};
 
 /// `Some(None)` for an explicit JSON null, `None` when the key is absent.
 pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -34,6 +35,8 @@ pub struct UserInput {
     pub tenant_id: Option<i64>,
     /// Empty: a random temporary password is generated and returned once.
     pub password: Option<String>,
+    pub email: String,
+    pub phone: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -44,6 +47,18 @@ pub struct UserPatch {
     #[serde(deserialize_with = "double_option")]
     pub tenant_id: Option<Option<i64>>,
     pub enabled: Option<bool>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A UNIQUE violation on users: the e-mail index, else the username.
+fn on_user_unique(e: rusqlite::Error) -> AppError {
+    let field = if e.to_string().contains("users_email") {
+        "email"
+    } else {
+        "username"
+    };
+    on_unique(field)(e)
 }
 
 fn parse_role(errors: &mut FieldErrors, s: &str) -> Option<Role> {
@@ -98,6 +113,8 @@ pub async fn create_user(
         errors.insert("username", e);
     }
     let display_name = optional_text(&mut errors, "display_name", &input.display_name, 100);
+    let email = email_field(&mut errors, "email", &input.email);
+    let phone = phone_field(&mut errors, "phone", &input.phone);
     let role = parse_role(&mut errors, &input.role);
     let tenant = match (input.tenant_id, by.user.role) {
         (Some(t), _) => Some(TenantId(t)),
@@ -143,8 +160,14 @@ pub async fn create_user(
                 password_hash: &hash,
                 must_change_password: true,
             };
-            let id =
-                store::insert_user(&tx, &new, crate::db::now()).map_err(on_unique("username"))?;
+            let now = crate::db::now();
+            let id = store::insert_user(&tx, &new, now).map_err(on_unique("username"))?;
+            let contact = UserChange {
+                email: Some(email),
+                phone: Some(phone),
+                ..Default::default()
+            };
+            store::update_user(&tx, id, &contact, now).map_err(on_user_unique)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "user.create", "user").id(id.0).detail(json!({
@@ -176,12 +199,22 @@ pub async fn update_user(
         .role
         .as_deref()
         .and_then(|r| parse_role(&mut errors, r));
+    let email = patch
+        .email
+        .as_deref()
+        .map(|e| email_field(&mut errors, "email", e));
+    let phone = patch
+        .phone
+        .as_deref()
+        .map(|p| phone_field(&mut errors, "phone", p));
     fail_if(errors)?;
     let change = UserChange {
         display_name,
         role,
         tenant_id: patch.tenant_id.map(|t| t.map(TenantId)),
         enabled: patch.enabled,
+        email,
+        phone,
     };
     let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
     app.db
@@ -189,7 +222,7 @@ pub async fn update_user(
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let target = store::get_user(&tx, scope, id)?.ok_or(AppError::NotFound)?;
             check_user_change(&tx, &caller, scope, &target, &change)?;
-            store::update_user(&tx, id, &change, crate::db::now())?;
+            store::update_user(&tx, id, &change, crate::db::now()).map_err(on_user_unique)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "user.update", "user")
@@ -200,6 +233,8 @@ pub async fn update_user(
                         "role": change.role.map(Role::as_str),
                         "tenant_id": change.tenant_id.map(|t| t.map(|t| t.0)),
                         "enabled": change.enabled,
+                        "email": change.email,
+                        "phone": change.phone,
                     })),
             )?;
             let user = store::get_user(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
@@ -251,6 +286,9 @@ pub struct TenantInput {
     pub name: String,
     pub company_code: String,
     pub remark: String,
+    pub contact_person: String,
+    pub contact_email: String,
+    pub contact_phone: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -260,6 +298,9 @@ pub struct TenantPatch {
     pub company_code: Option<String>,
     pub remark: Option<String>,
     pub enabled: Option<bool>,
+    pub contact_person: Option<String>,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
 }
 
 pub async fn create_tenant(
@@ -277,18 +318,40 @@ pub async fn create_tenant(
         errors.insert("company_code", e);
     }
     let remark = optional_text(&mut errors, "remark", &input.remark, 500);
+    let contact = TenantChange {
+        contact_person: Some(optional_text(
+            &mut errors,
+            "contact_person",
+            &input.contact_person,
+            100,
+        )),
+        contact_email: Some(email_field(
+            &mut errors,
+            "contact_email",
+            &input.contact_email,
+        )),
+        contact_phone: Some(phone_field(
+            &mut errors,
+            "contact_phone",
+            &input.contact_phone,
+        )),
+        ..Default::default()
+    };
     fail_if(errors)?;
     let (actor, src) = (by.actor(), src.clone());
     app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = store::insert_tenant(&tx, &name, &code, &remark, crate::db::now())
+            let now = crate::db::now();
+            let id = store::insert_tenant(&tx, &name, &code, &remark, now)
                 .map_err(on_unique("company_code"))?;
+            store::update_tenant(&tx, id, &contact, now)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "tenant.create", "tenant")
                     .id(id.0)
-                    .detail(json!({ "name": name, "company_code": code })),
+                    .detail(json!({ "name": name, "company_code": code,
+                        "contact_person": contact.contact_person })),
             )?;
             let t = store::get_tenant(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
@@ -322,6 +385,18 @@ pub async fn update_tenant(
             .as_deref()
             .map(|r| optional_text(&mut errors, "remark", r, 500)),
         enabled: patch.enabled,
+        contact_person: patch
+            .contact_person
+            .as_deref()
+            .map(|p| optional_text(&mut errors, "contact_person", p, 100)),
+        contact_email: patch
+            .contact_email
+            .as_deref()
+            .map(|e| email_field(&mut errors, "contact_email", e)),
+        contact_phone: patch
+            .contact_phone
+            .as_deref()
+            .map(|p| phone_field(&mut errors, "contact_phone", p)),
     };
     fail_if(errors)?;
     let (scope, actor, src) = (by.scope(), by.actor(), src.clone());
@@ -337,7 +412,9 @@ pub async fn update_tenant(
                     .id(id.0)
                     .detail(json!({
                         "name": change.name, "company_code": change.company_code,
-                        "remark": change.remark, "enabled": change.enabled
+                        "remark": change.remark, "enabled": change.enabled,
+                        "contact_person": change.contact_person, "contact_email": change.contact_email,
+                        "contact_phone": change.contact_phone
                     })),
             )?;
             let t = store::get_tenant(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;

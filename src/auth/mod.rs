@@ -9,6 +9,7 @@ pub mod model;
 pub mod pages;
 pub mod password;
 pub mod permissions;
+pub mod reset;
 pub mod service;
 pub mod session_store;
 pub mod store;

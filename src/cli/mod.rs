@@ -241,6 +241,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
+    let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let jobs = app.jobs.clone();
@@ -261,6 +262,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ("node health", health),
         ("instance sync", sync),
         ("remote sessions", sessions),
+        ("account openings", openings),
         ("jumpbox", jumpbox),
         ("signal", signals),
     ] {

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod extract;
+pub mod public;
 pub mod render;
 
 use std::net::{SocketAddr, TcpListener};
@@ -41,6 +42,7 @@ pub fn router(app: App) -> Router {
         .merge(crate::catalog::pages::routes())
         .merge(crate::nodes::api::routes())
         .merge(crate::nodes::pages::routes())
+        .merge(crate::nodes::ssh_web::routes())
         .merge(crate::instances::api::routes())
         .merge(crate::instances::pages::routes())
         .merge(crate::sshkeys::api::routes())
@@ -48,6 +50,10 @@ pub fn router(app: App) -> Router {
         .merge(crate::sessions::api::routes())
         .merge(crate::sessions::pages::routes())
         .merge(crate::terminal::routes())
+        .merge(crate::auth::reset::routes())
+        .merge(crate::accounts::api::routes())
+        .merge(crate::accounts::pages::routes())
+        .merge(crate::delivery::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

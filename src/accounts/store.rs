@@ -1,0 +1,532 @@
+//! SQL for account-opening requests and cloud users. Every read that
+//! serves a signed-in user takes a `Scope`: members reach their own rows,
+//! owners their tenant's, admins all — in the query itself.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Serialize, Serializer};
+
+use super::model::{CloudUserStatus, NewRequest, RequestStatus, Step};
+use crate::auth::Scope;
+
+/// (tenant filter, user filter) for `(?1 IS NULL OR tenant_id = ?1) AND
+/// (?2 IS NULL OR <owner> = ?2)`.
+fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
+    match scope {
+        Scope::All => (None, None),
+        Scope::Tenant(t) => (Some(t.0), None),
+        Scope::User(u, _) => (None, Some(u.0)),
+    }
+}
+
+fn bad_value(col: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown {what}").into(),
+    )
+}
+
+/// A sealed value in JSON: `"<sealed>"` when there is one, else null.
+fn sealed_marker<S: Serializer>(has: &bool, s: S) -> Result<S::Ok, S::Error> {
+    if *has {
+        s.serialize_str("<sealed>")
+    } else {
+        s.serialize_none()
+    }
+}
+
+fn split_groups(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// An account-opening request (AccountOpeningRequest).
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    pub id: i64,
+    /// The applicant's user id, and name.
+    pub applicant: i64,
+    pub applicant_name: String,
+    pub tenant_id: Option<i64>,
+    pub contact_email: String,
+    pub contact_phone: String,
+    pub username: String,
+    pub user_fullname: String,
+    pub user_email: String,
+    pub user_description: String,
+    /// The node's id (`None` once the node is deleted), and name.
+    pub target_host: Option<i64>,
+    pub target_host_name: String,
+    pub is_admin: bool,
+    pub groups: Vec<String>,
+    pub status: RequestStatus,
+    pub approved_by: Option<i64>,
+    pub approved_by_name: Option<String>,
+    pub approval_date: Option<i64>,
+    pub approval_notes: String,
+    pub processed_by: Option<i64>,
+    pub cloud_user_id: Option<i64>,
+    #[serde(serialize_with = "sealed_marker")]
+    pub cloud_user_password: bool,
+    pub result_kind: String,
+    pub result_message: String,
+    pub steps: Vec<Step>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const REQ_COLS: &str = "r.id, r.applicant_id, a.username, r.tenant_id, r.contact_email, r.contact_phone, \
+    r.username, r.user_fullname, r.user_email, r.user_description, r.node_id, r.node_name, r.is_admin, \
+    r.groups, r.status, r.approved_by, ap.username, r.approval_date, r.approval_notes, r.processed_by, \
+    r.cloud_user_id, r.cloud_user_password IS NOT NULL, r.result_kind, r.result_message, r.steps, \
+    r.created_at, r.updated_at";
+
+const REQ_FROM: &str = "account_opening_requests r JOIN users a ON a.id = r.applicant_id \
+    LEFT JOIN users ap ON ap.id = r.approved_by";
+
+fn request_row(r: &Row<'_>) -> rusqlite::Result<Request> {
+    let status: String = r.get(14)?;
+    let steps: String = r.get(24)?;
+    Ok(Request {
+        id: r.get(0)?,
+        applicant: r.get(1)?,
+        applicant_name: r.get(2)?,
+        tenant_id: r.get(3)?,
+        contact_email: r.get(4)?,
+        contact_phone: r.get(5)?,
+        username: r.get(6)?,
+        user_fullname: r.get(7)?,
+        user_email: r.get(8)?,
+        user_description: r.get(9)?,
+        target_host: r.get(10)?,
+        target_host_name: r.get(11)?,
+        is_admin: r.get(12)?,
+        groups: split_groups(&r.get::<_, String>(13)?),
+        status: RequestStatus::parse(&status).ok_or_else(|| bad_value(14, "status"))?,
+        approved_by: r.get(15)?,
+        approved_by_name: r.get(16)?,
+        approval_date: r.get(17)?,
+        approval_notes: r.get(18)?,
+        processed_by: r.get(19)?,
+        cloud_user_id: r.get(20)?,
+        cloud_user_password: r.get(21)?,
+        result_kind: r.get(22)?,
+        result_message: r.get(23)?,
+        steps: serde_json::from_str(&steps).unwrap_or_default(),
+        created_at: r.get(25)?,
+        updated_at: r.get(26)?,
+    })
+}
+
+pub fn insert_request(
+    conn: &Connection,
+    applicant: i64,
+    tenant: Option<i64>,
+    node_name: &str,
+    r: &NewRequest,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO account_opening_requests (applicant_id, tenant_id, contact_email, contact_phone, username, \
+         user_fullname, user_email, user_description, node_id, node_name, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        params![
+            applicant, tenant, r.contact_email, r.contact_phone, r.username, r.user_fullname, r.user_email,
+            r.user_description, r.target_host, node_name, now
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn get_request(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<Request>> {
+    let (t, u) = filters(scope);
+    conn.query_row(
+        &format!(
+            "SELECT {REQ_COLS} FROM {REQ_FROM} WHERE r.id = ?3 AND (?1 IS NULL OR r.tenant_id = ?1) \
+             AND (?2 IS NULL OR r.applicant_id = ?2)"
+        ),
+        params![t, u, id],
+        request_row,
+    )
+    .optional()
+}
+
+pub fn list_requests(
+    conn: &Connection,
+    scope: Scope,
+    status: Option<RequestStatus>,
+) -> rusqlite::Result<Vec<Request>> {
+    let (t, u) = filters(scope);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REQ_COLS} FROM {REQ_FROM} WHERE (?1 IS NULL OR r.tenant_id = ?1) \
+         AND (?2 IS NULL OR r.applicant_id = ?2) AND (?3 IS NULL OR r.status = ?3) ORDER BY r.id DESC LIMIT 1000"
+    ))?;
+    stmt.query_map(
+        params![t, u, status.map(RequestStatus::as_str)],
+        request_row,
+    )?
+    .collect()
+}
+
+/// Whether `username` on `node` is taken by an open request or a cloud
+/// user that is not deleted (`except` a request id).
+pub fn name_taken(
+    conn: &Connection,
+    node: i64,
+    username: &str,
+    except: Option<i64>,
+) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM account_opening_requests WHERE node_id = ?1 AND username = ?2 \
+           AND status IN ('pending', 'approved', 'processing') AND id IS NOT ?3) \
+         OR EXISTS (SELECT 1 FROM cloud_users WHERE node_id = ?1 AND username = ?2 AND status <> 'deleted')",
+        params![node, username, except],
+        |r| r.get(0),
+    )
+}
+
+/// Records a review of a pending request; false when it is not pending.
+pub fn review(
+    conn: &Connection,
+    id: i64,
+    to: RequestStatus,
+    by: i64,
+    notes: &str,
+    admin_and_groups: Option<(bool, &[String])>,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (set, admin, groups) = match admin_and_groups {
+        Some((a, g)) => (true, a, g.join(",")),
+        None => (false, false, String::new()),
+    };
+    let n = conn.execute(
+        "UPDATE account_opening_requests SET status = ?2, approved_by = ?3, approval_date = ?5, \
+         approval_notes = ?4, is_admin = CASE WHEN ?6 THEN ?7 ELSE is_admin END, \
+         groups = CASE WHEN ?6 THEN ?8 ELSE groups END, updated_at = ?5 \
+         WHERE id = ?1 AND status = 'pending'",
+        params![id, to.as_str(), by, notes, now, set, admin, groups],
+    )?;
+    Ok(n == 1)
+}
+
+/// Moves an approved (or failed) request to processing; false otherwise.
+pub fn start_processing(
+    conn: &Connection,
+    id: i64,
+    by: i64,
+    steps: &[Step],
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let steps = serde_json::to_string(steps).unwrap_or_else(|_| "[]".into());
+    let n = conn.execute(
+        "UPDATE account_opening_requests SET status = 'processing', processed_by = ?2, steps = ?3, \
+         result_kind = '', result_message = '', updated_at = ?4 \
+         WHERE id = ?1 AND status IN ('approved', 'failed')",
+        params![id, by, steps, now],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn set_steps(conn: &Connection, id: i64, steps: &[Step], now: i64) -> rusqlite::Result<()> {
+    let steps = serde_json::to_string(steps).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "UPDATE account_opening_requests SET steps = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, steps, now],
+    )?;
+    Ok(())
+}
+
+/// Ends processing as failed with its class and message.
+pub fn fail(
+    conn: &Connection,
+    id: i64,
+    kind: &str,
+    message: &str,
+    steps: &[Step],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let steps = serde_json::to_string(steps).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "UPDATE account_opening_requests SET status = 'failed', result_kind = ?2, result_message = ?3, \
+         steps = ?4, updated_at = ?5 WHERE id = ?1",
+        params![id, kind, message, steps, now],
+    )?;
+    Ok(())
+}
+
+/// Ends processing as completed, pointing at the new cloud user.
+pub fn complete(
+    conn: &Connection,
+    id: i64,
+    cloud_user: i64,
+    sealed: &[u8],
+    message: &str,
+    steps: &[Step],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let steps = serde_json::to_string(steps).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "UPDATE account_opening_requests SET status = 'completed', cloud_user_id = ?2, \
+         cloud_user_password = ?3, result_kind = '', result_message = ?4, steps = ?5, updated_at = ?6 \
+         WHERE id = ?1",
+        params![id, cloud_user, sealed, message, steps, now],
+    )?;
+    Ok(())
+}
+
+/// Pending requests created before `before` become expired; returns them.
+pub fn expire_pending(
+    conn: &Connection,
+    before: i64,
+    now: i64,
+) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE account_opening_requests SET status = 'expired', updated_at = ?2 \
+         WHERE status = 'pending' AND created_at < ?1 RETURNING id, username",
+    )?;
+    stmt.query_map(params![before, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Deletes requests that expired before `before` (no cloud user points at
+/// an expired request); returns how many.
+pub fn purge_expired(conn: &Connection, before: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM account_opening_requests WHERE status = 'expired' AND updated_at < ?1",
+        [before],
+    )
+}
+
+/// Requests left in processing by a process that is gone (it started
+/// before `started_at`): failed as interrupted. Returns their ids.
+pub fn interrupt_stale(
+    conn: &Connection,
+    started_at: i64,
+    message: &str,
+) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE account_opening_requests SET status = 'failed', result_kind = 'interrupted', \
+         result_message = ?2, updated_at = ?1 WHERE status = 'processing' AND updated_at < ?1 RETURNING id",
+    )?;
+    stmt.query_map(params![started_at, message], |r| r.get(0))?
+        .collect()
+}
+
+// ---- cloud users ----
+
+/// An OS account gpudock created on a node (CloudComputerUser).
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudUser {
+    pub id: i64,
+    pub username: String,
+    pub fullname: String,
+    pub email: String,
+    pub description: String,
+    /// The node's id (`None` once deleted), and name.
+    pub host: Option<i64>,
+    pub host_name: String,
+    pub status: CloudUserStatus,
+    pub is_admin: bool,
+    pub groups: Vec<String>,
+    pub created_from_request: Option<i64>,
+    /// The applicant it was opened for.
+    pub owner_id: Option<i64>,
+    pub tenant_id: Option<i64>,
+    #[serde(skip)]
+    pub reveal_owner: bool,
+    #[serde(skip)]
+    pub reveal_admin_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const CU_COLS: &str = "id, username, fullname, email, description, node_id, node_name, status, is_admin, groups, \
+    created_from_request, owner_id, tenant_id, reveal_owner, reveal_admin_id, created_at, updated_at";
+
+fn cloud_row(r: &Row<'_>) -> rusqlite::Result<CloudUser> {
+    let status: String = r.get(7)?;
+    Ok(CloudUser {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        fullname: r.get(2)?,
+        email: r.get(3)?,
+        description: r.get(4)?,
+        host: r.get(5)?,
+        host_name: r.get(6)?,
+        status: CloudUserStatus::parse(&status).ok_or_else(|| bad_value(7, "status"))?,
+        is_admin: r.get(8)?,
+        groups: split_groups(&r.get::<_, String>(9)?),
+        created_from_request: r.get(10)?,
+        owner_id: r.get(11)?,
+        tenant_id: r.get(12)?,
+        reveal_owner: r.get(13)?,
+        reveal_admin_id: r.get(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+    })
+}
+
+/// Creates the cloud user of a completed request: the applicant and the
+/// admin who processed it may each see the password once.
+pub fn insert_cloud_user(
+    conn: &Connection,
+    req: &Request,
+    sealed: &[u8],
+    processor: i64,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO cloud_users (node_id, node_name, username, fullname, email, description, is_admin, groups, \
+         created_from_request, owner_id, tenant_id, password_sealed, reveal_owner, reveal_admin_id, created_at, \
+         updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14, ?14)",
+        params![
+            req.target_host, req.target_host_name, req.username, req.user_fullname, req.user_email,
+            req.user_description, req.is_admin, req.groups.join(","), req.id, req.applicant, req.tenant_id,
+            sealed, processor, now
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn get_cloud_user(
+    conn: &Connection,
+    scope: Scope,
+    id: i64,
+) -> rusqlite::Result<Option<CloudUser>> {
+    let (t, u) = filters(scope);
+    conn.query_row(
+        &format!(
+            "SELECT {CU_COLS} FROM cloud_users WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) \
+             AND (?2 IS NULL OR owner_id = ?2)"
+        ),
+        params![t, u, id],
+        cloud_row,
+    )
+    .optional()
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CloudFilter {
+    pub node: Option<i64>,
+    pub status: Option<CloudUserStatus>,
+}
+
+pub fn list_cloud_users(
+    conn: &Connection,
+    scope: Scope,
+    f: CloudFilter,
+) -> rusqlite::Result<Vec<CloudUser>> {
+    let (t, u) = filters(scope);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CU_COLS} FROM cloud_users WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR owner_id = ?2) \
+         AND (?3 IS NULL OR node_id = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id DESC LIMIT 1000"
+    ))?;
+    stmt.query_map(
+        params![t, u, f.node, f.status.map(CloudUserStatus::as_str)],
+        cloud_row,
+    )?
+    .collect()
+}
+
+pub fn set_cloud_status(
+    conn: &Connection,
+    id: i64,
+    status: CloudUserStatus,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE cloud_users SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, status.as_str(), now],
+    )?;
+    Ok(())
+}
+
+/// A new password: the owner may see it once (the admin who reset it saw it).
+pub fn set_cloud_password(
+    conn: &Connection,
+    id: i64,
+    sealed: &[u8],
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE cloud_users SET password_sealed = ?2, reveal_owner = owner_id IS NOT NULL, \
+         reveal_admin_id = NULL, updated_at = ?3 WHERE id = ?1",
+        params![id, sealed, now],
+    )?;
+    Ok(())
+}
+
+/// Takes `viewer`'s one look at the password: clears their reveal and
+/// returns the sealed password, or `None` when they have none pending.
+pub fn take_reveal(conn: &Connection, id: i64, viewer: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    let n = conn.execute(
+        "UPDATE cloud_users SET \
+           reveal_owner = CASE WHEN owner_id = ?2 THEN 0 ELSE reveal_owner END, \
+           reveal_admin_id = CASE WHEN reveal_admin_id = ?2 THEN NULL ELSE reveal_admin_id END \
+         WHERE id = ?1 AND password_sealed IS NOT NULL AND status <> 'deleted' \
+           AND ((owner_id = ?2 AND reveal_owner) OR reveal_admin_id = ?2)",
+        params![id, viewer],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT password_sealed FROM cloud_users WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+}
+
+// ---- dashboard ----
+
+/// Requests per status and cloud users per status, in `scope`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counts {
+    pub requests: Vec<(RequestStatus, i64)>,
+    pub cloud_users: Vec<(CloudUserStatus, i64)>,
+}
+
+impl Counts {
+    pub fn request(&self, s: &RequestStatus) -> i64 {
+        self.requests
+            .iter()
+            .find(|(x, _)| x == s)
+            .map_or(0, |(_, n)| *n)
+    }
+    pub fn cloud(&self, s: &CloudUserStatus) -> i64 {
+        self.cloud_users
+            .iter()
+            .find(|(x, _)| x == s)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+pub fn counts(conn: &Connection, scope: Scope) -> rusqlite::Result<Counts> {
+    let (t, u) = filters(scope);
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, COUNT(*) FROM account_opening_requests WHERE (?1 IS NULL OR tenant_id = ?1) \
+         AND (?2 IS NULL OR applicant_id = ?2) GROUP BY status",
+    )?;
+    let requests = stmt
+        .query_map(params![t, u], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, i64)>>>()?
+        .into_iter()
+        .filter_map(|(s, n)| RequestStatus::parse(&s).map(|s| (s, n)))
+        .collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT status, COUNT(*) FROM cloud_users WHERE (?1 IS NULL OR tenant_id = ?1) \
+         AND (?2 IS NULL OR owner_id = ?2) GROUP BY status",
+    )?;
+    let cloud_users = stmt
+        .query_map(params![t, u], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, i64)>>>()?
+        .into_iter()
+        .filter_map(|(s, n)| CloudUserStatus::parse(&s).map(|s| (s, n)))
+        .collect();
+    Ok(Counts {
+        requests,
+        cloud_users,
+    })
+}
