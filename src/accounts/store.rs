@@ -530,3 +530,256 @@ pub fn counts(conn: &Connection, scope: Scope) -> rusqlite::Result<Counts> {
         cloud_users,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::accounts::model::initial_steps;
+    use crate::auth::model::{Role, TenantId, UserId};
+    use crate::auth::store as users;
+    use crate::db;
+
+    fn user(conn: &Connection, name: &str, role: Role, tenant: Option<TenantId>) -> UserId {
+        users::insert_user(
+            conn,
+            &users::NewUser {
+                username: name,
+                display_name: "",
+                role,
+                tenant_id: tenant,
+                password_hash: "h",
+                must_change_password: false,
+            },
+            1,
+        )
+        .unwrap()
+    }
+
+    fn node(conn: &Connection, name: &str) -> i64 {
+        let mut f = crate::nodes::model::NodeFields::empty();
+        f.name = name.into();
+        f.public_ip = "10.0.0.1".into();
+        f.private_ip = "10.0.0.1".into();
+        let keep = crate::nodes::store::Sealed::Keep;
+        crate::nodes::store::insert(conn, &f, &keep, &keep, 1).unwrap()
+    }
+
+    fn apply(
+        conn: &Connection,
+        who: UserId,
+        tenant: Option<TenantId>,
+        node: i64,
+        name: &str,
+        at: i64,
+    ) -> i64 {
+        let r = NewRequest {
+            contact_email: String::new(),
+            contact_phone: String::new(),
+            username: name.into(),
+            user_fullname: String::new(),
+            user_email: String::new(),
+            user_description: String::new(),
+            target_host: node,
+        };
+        insert_request(conn, who.0, tenant.map(|t| t.0), "n", &r, at).unwrap()
+    }
+
+    #[test]
+    fn requests_and_cloud_users_are_scoped_in_the_query() {
+        let conn = db::memory().unwrap();
+        let (ta, tb) = (
+            users::insert_tenant(&conn, "A", "A1", "", 1).unwrap(),
+            users::insert_tenant(&conn, "B", "B1", "", 1).unwrap(),
+        );
+        let admin = user(&conn, "root1", Role::Admin, None);
+        let a1 = user(&conn, "a1", Role::CustomerMember, Some(ta));
+        let a2 = user(&conn, "a2", Role::CustomerMember, Some(ta));
+        let b1 = user(&conn, "b1", Role::CustomerMember, Some(tb));
+        let n = node(&conn, "n1");
+        let r1 = apply(&conn, a1, Some(ta), n, "u1", 10);
+        let r2 = apply(&conn, a2, Some(ta), n, "u2", 10);
+        let r3 = apply(&conn, b1, Some(tb), n, "u3", 10);
+        let ids = |s| {
+            list_requests(&conn, s, None)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Scope::All), [r3, r2, r1]);
+        assert_eq!(ids(Scope::Tenant(ta)), [r2, r1]);
+        assert_eq!(ids(Scope::User(a1, Some(ta))), [r1]);
+        assert!(
+            get_request(&conn, Scope::User(a1, Some(ta)), r2)
+                .unwrap()
+                .is_none()
+        );
+        assert!(get_request(&conn, Scope::Tenant(tb), r1).unwrap().is_none());
+        assert_eq!(
+            get_request(&conn, Scope::All, r1)
+                .unwrap()
+                .unwrap()
+                .applicant_name,
+            "a1"
+        );
+
+        // A completed one makes a cloud user owned by the applicant.
+        assert!(review(&conn, r1, RequestStatus::Approved, admin.0, "ok", None, 11).unwrap());
+        assert!(start_processing(&conn, r1, admin.0, &initial_steps(), 12).unwrap());
+        let req = get_request(&conn, Scope::All, r1).unwrap().unwrap();
+        let cu = insert_cloud_user(&conn, &req, b"sealed", admin.0, 13).unwrap();
+        complete(&conn, r1, cu, b"sealed", "done", &req.steps, 13).unwrap();
+        let f = CloudFilter::default();
+        assert_eq!(
+            list_cloud_users(&conn, Scope::Tenant(ta), f).unwrap().len(),
+            1
+        );
+        assert!(
+            list_cloud_users(&conn, Scope::Tenant(tb), f)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            get_cloud_user(&conn, Scope::User(a2, Some(ta)), cu)
+                .unwrap()
+                .is_none()
+        );
+        let c = counts(&conn, Scope::Tenant(ta)).unwrap();
+        assert_eq!(
+            (
+                c.request(&RequestStatus::Completed),
+                c.request(&RequestStatus::Pending)
+            ),
+            (1, 1)
+        );
+        assert_eq!(c.cloud(&CloudUserStatus::Active), 1);
+        assert_eq!(
+            counts(&conn, Scope::User(b1, Some(tb)))
+                .unwrap()
+                .cloud(&CloudUserStatus::Active),
+            0
+        );
+    }
+
+    #[test]
+    fn names_are_held_per_node_and_states_move_only_forward() {
+        let conn = db::memory().unwrap();
+        let (admin, a) = (
+            user(&conn, "root1", Role::Admin, None),
+            user(&conn, "a", Role::Admin, None),
+        );
+        let (n1, n2) = (node(&conn, "n1"), node(&conn, "n2"));
+        let r = apply(&conn, a, None, n1, "alice", 10);
+        assert!(name_taken(&conn, n1, "alice", None).unwrap());
+        assert!(!name_taken(&conn, n1, "alice", Some(r)).unwrap());
+        assert!(!name_taken(&conn, n2, "alice", None).unwrap());
+        // Not approved: cannot start; reviewed once only.
+        assert!(!start_processing(&conn, r, admin.0, &[], 11).unwrap());
+        assert!(review(&conn, r, RequestStatus::Rejected, admin.0, "no", None, 11).unwrap());
+        assert!(!review(&conn, r, RequestStatus::Approved, admin.0, "", None, 12).unwrap());
+        assert!(
+            !name_taken(&conn, n1, "alice", None).unwrap(),
+            "a rejected request frees the name"
+        );
+        let r2 = apply(&conn, a, None, n1, "alice", 20);
+        let g = vec!["docker".to_string()];
+        assert!(
+            review(
+                &conn,
+                r2,
+                RequestStatus::Approved,
+                admin.0,
+                "",
+                Some((true, &g)),
+                21
+            )
+            .unwrap()
+        );
+        let got = get_request(&conn, Scope::All, r2).unwrap().unwrap();
+        assert!(got.is_admin && got.groups == g && got.approved_by == Some(admin.0));
+        assert!(start_processing(&conn, r2, admin.0, &initial_steps(), 22).unwrap());
+        assert!(
+            !start_processing(&conn, r2, admin.0, &initial_steps(), 22).unwrap(),
+            "one job at a time"
+        );
+        fail(&conn, r2, "network", "down", &[], 23).unwrap();
+        assert!(
+            start_processing(&conn, r2, admin.0, &initial_steps(), 24).unwrap(),
+            "a failed one is retried"
+        );
+    }
+
+    #[test]
+    fn old_pending_requests_expire_and_are_purged_and_stale_processing_fails() {
+        let conn = db::memory().unwrap();
+        let (admin, a) = (
+            user(&conn, "root1", Role::Admin, None),
+            user(&conn, "a", Role::Admin, None),
+        );
+        let n = node(&conn, "n1");
+        let old = apply(&conn, a, None, n, "old", 100);
+        let fresh = apply(&conn, a, None, n, "fresh", 1000);
+        let busy = apply(&conn, a, None, n, "busy", 100);
+        review(&conn, busy, RequestStatus::Approved, admin.0, "", None, 100).unwrap();
+        start_processing(&conn, busy, admin.0, &initial_steps(), 150).unwrap();
+        assert_eq!(
+            expire_pending(&conn, 500, 2000).unwrap(),
+            [(old, "old".to_string())]
+        );
+        let status = |id| {
+            get_request(&conn, Scope::All, id)
+                .unwrap()
+                .map(|r| r.status)
+        };
+        assert_eq!(status(old), Some(RequestStatus::Expired));
+        assert_eq!(status(fresh), Some(RequestStatus::Pending));
+        assert_eq!(purge_expired(&conn, 1999).unwrap(), 0, "expired at 2000");
+        assert_eq!(purge_expired(&conn, 2001).unwrap(), 1);
+        assert_eq!(status(old), None);
+        assert_eq!(interrupt_stale(&conn, 149, "x").unwrap(), Vec::<i64>::new());
+        assert_eq!(interrupt_stale(&conn, 151, "x").unwrap(), [busy]);
+        let b = get_request(&conn, Scope::All, busy).unwrap().unwrap();
+        assert_eq!(
+            (b.status, b.result_kind.as_str()),
+            (RequestStatus::Failed, "interrupted")
+        );
+    }
+
+    #[test]
+    fn a_password_is_revealed_once_to_each_of_its_two_viewers() {
+        let conn = db::memory().unwrap();
+        let admin = user(&conn, "root1", Role::Admin, None);
+        let a = user(&conn, "a", Role::Admin, None);
+        let other = user(&conn, "o", Role::Admin, None);
+        let n = node(&conn, "n1");
+        let r = apply(&conn, a, None, n, "alice", 10);
+        let req = get_request(&conn, Scope::All, r).unwrap().unwrap();
+        let cu = insert_cloud_user(&conn, &req, b"s1", admin.0, 11).unwrap();
+        assert!(take_reveal(&conn, cu, other.0).unwrap().is_none());
+        assert_eq!(
+            take_reveal(&conn, cu, a.0).unwrap().as_deref(),
+            Some(&b"s1"[..])
+        );
+        assert!(take_reveal(&conn, cu, a.0).unwrap().is_none());
+        assert_eq!(
+            take_reveal(&conn, cu, admin.0).unwrap().as_deref(),
+            Some(&b"s1"[..])
+        );
+        assert!(take_reveal(&conn, cu, admin.0).unwrap().is_none());
+        // A reset: the owner may look once more, the admin who reset saw it.
+        set_cloud_password(&conn, cu, b"s2", 12).unwrap();
+        assert!(take_reveal(&conn, cu, admin.0).unwrap().is_none());
+        assert_eq!(
+            take_reveal(&conn, cu, a.0).unwrap().as_deref(),
+            Some(&b"s2"[..])
+        );
+        set_cloud_status(&conn, cu, CloudUserStatus::Deleted, 13).unwrap();
+        set_cloud_password(&conn, cu, b"s3", 14).unwrap();
+        assert!(
+            take_reveal(&conn, cu, a.0).unwrap().is_none(),
+            "never for a deleted account"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -194,8 +194,57 @@ impl Drop for SshNode {
 /// Runs the real OpenSSH client with `sshpass`: `command` as `user` with
 /// `password`; host keys are not remembered (each test node is new).
 pub fn ssh(port: u16, user: &str, password: &str, command: &str) -> Output {
-    Command::new("sshpass")
-        .arg("-e")
+    ssh_command(port, user, password, command)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run sshpass/ssh ({e}): {INSTALL}"))
+}
+
+/// `ssh` left running (stdout piped), e.g. an open session.
+pub fn ssh_spawn(port: u16, user: &str, password: &str, command: &str) -> Child {
+    ssh_command(port, user, password, command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run sshpass/ssh ({e}): {INSTALL}"))
+}
+
+/// Reads the child's stdout until a line equal to `line` (bounded: the
+/// session's own end stops the read).
+pub fn wait_for_line(child: &mut Child, line: &str) {
+    let out = child.stdout.as_mut().unwrap();
+    let mut seen = String::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap_or(0) == 1 {
+        if byte[0] == b'\n' {
+            if seen == line {
+                return;
+            }
+            seen.clear();
+        } else {
+            seen.push(char::from(byte[0]));
+        }
+    }
+    panic!("the session ended before printing {line:?}");
+}
+
+/// Whether the child exits within `limit` (killed otherwise).
+pub fn exits_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+fn ssh_command(port: u16, user: &str, password: &str, command: &str) -> Command {
+    let mut c = Command::new("sshpass");
+    c.arg("-e")
         .env("SSHPASS", password)
         .args([
             "ssh",
@@ -215,9 +264,8 @@ pub fn ssh(port: u16, user: &str, password: &str, command: &str) -> Output {
         ])
         .arg(port.to_string())
         .arg(format!("{user}@127.0.0.1"))
-        .arg(command)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run sshpass/ssh ({e}): {INSTALL}"))
+        .arg(command);
+    c
 }
 
 // ---- the image ----
