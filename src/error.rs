@@ -207,6 +207,23 @@ impl AppError {
         }
     }
 
+    /// The whole message for a user in `tr`'s language: the error's own,
+    /// each field's, and what the node or daemon said.
+    pub fn user_text(&self, tr: &Tr) -> String {
+        let mut text = tr.t(self.message_key()).to_string();
+        for f in self.fields().into_iter().flat_map(|f| f.values()) {
+            text.push_str(": ");
+            text.push_str(&f.text(*tr));
+        }
+        if let AppError::Upstream(d) | AppError::Docker(d) | AppError::Remote { detail: d, .. } =
+            self
+        {
+            text.push_str(": ");
+            text.push_str(d);
+        }
+        text
+    }
+
     pub fn fields(&self) -> Option<&FieldErrors> {
         match self {
             AppError::Conflict(f) | AppError::Validation(f) => Some(f),

@@ -112,6 +112,17 @@ async fn process(srv: &Server, admin: &reqwest::Client, id: i64) -> (StatusCode,
     .await
 }
 
+/// POST /api/v1/cloud-users/{cu}/{action} as `admin`.
+async fn cloud(
+    srv: &Server,
+    admin: &reqwest::Client,
+    cu: i64,
+    action: &str,
+) -> (StatusCode, Value) {
+    let url = srv.url(&format!("/api/v1/cloud-users/{cu}/{action}"));
+    post(admin, &url, json!({})).await
+}
+
 /// Signs in over the real OpenSSH client and returns who it is (None: refused).
 fn ssh_whoami(port: u16, user: &str, pw: &str) -> Option<String> {
     let out = ssh(port, user, pw, "id -un");
@@ -232,12 +243,7 @@ async fn an_account_is_opened_used_disabled_reset_and_deleted() {
     // recorded); enable: back.
     let mut open = common::sshd::ssh_spawn(node.port, "alice", &password, "echo in; sleep 120");
     common::sshd::wait_for_line(&mut open, "in");
-    let (s, u) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/cloud-users/{cu}/disable")),
-        json!({}),
-    )
-    .await;
+    let (s, u) = cloud(&srv, &admin, cu, "disable").await;
     assert_eq!(
         (s, u["status"].as_str()),
         (StatusCode::OK, Some("disabled")),
@@ -248,19 +254,9 @@ async fn an_account_is_opened_used_disabled_reset_and_deleted() {
         "the open session survived"
     );
     assert_eq!(ssh_whoami(node.port, "alice", &password), None);
-    let (s, b) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/cloud-users/{cu}/disable")),
-        json!({}),
-    )
-    .await;
+    let (s, b) = cloud(&srv, &admin, cu, "disable").await;
     assert_eq!(s, StatusCode::CONFLICT, "already disabled: {b}");
-    let (s, u) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/cloud-users/{cu}/enable")),
-        json!({}),
-    )
-    .await;
+    let (s, u) = cloud(&srv, &admin, cu, "enable").await;
     assert_eq!(
         (s, u["status"].as_str()),
         (StatusCode::OK, Some("active")),
@@ -272,12 +268,7 @@ async fn an_account_is_opened_used_disabled_reset_and_deleted() {
     );
 
     // Reset: the new password works, the old one no longer.
-    let (s, b) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/cloud-users/{cu}/reset-password")),
-        json!({}),
-    )
-    .await;
+    let (s, b) = cloud(&srv, &admin, cu, "reset-password").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let new = b["password"].as_str().unwrap().to_string();
     assert_ne!(new, password);
@@ -308,12 +299,7 @@ async fn an_account_is_opened_used_disabled_reset_and_deleted() {
         "home removed"
     );
     assert_eq!(ssh_whoami(node.port, "alice", &new), None);
-    let (s, _) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/cloud-users/{cu}/enable")),
-        json!({}),
-    )
-    .await;
+    let (s, _) = cloud(&srv, &admin, cu, "enable").await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // Audited, and no password anywhere in the audit trail or the log.
@@ -876,4 +862,88 @@ async fn connection_summaries_name_the_public_host() {
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(lab.delete(&json!(id)).await, StatusCode::NO_CONTENT);
+}
+
+/// With `process_on_approval`, approving opens the account at once; the
+/// node page's SSH section shows the pinned key.
+#[tokio::test]
+async fn approval_opens_the_account_when_configured() {
+    let node = SshNode::start();
+    let srv = Server::start_with("[accounts]\nprocess_on_approval = true\n");
+    let admin = srv.admin().await;
+    let n = add_node(&srv, &admin, "auto", node.port, "root", &node.root_password).await;
+    let id = apply(&srv, &admin, n, "auto1").await["id"]
+        .as_i64()
+        .unwrap();
+    let (s, r) = post(
+        &admin,
+        &srv.url(&format!("/api/v1/account-openings/{id}/approve")),
+        json!({"is_admin": true, "groups": "users"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let (_, r) = get(&admin, &srv.url(&format!("/api/v1/account-openings/{id}"))).await;
+        if r["status"] != "processing" && r["status"] != "approved" {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(r["status"], "completed", "{r}");
+    let groups = node.sh("id -nG auto1");
+    let groups = String::from_utf8_lossy(&groups.stdout);
+    assert!(
+        groups.contains("sudo") && groups.contains("users"),
+        "{groups}"
+    );
+    let (_, k) = get(&admin, &srv.url(&format!("/api/v1/nodes/{n}/ssh-host-key"))).await;
+    let fp = k["host_key"]["fingerprint"].as_str().unwrap();
+    let section = admin
+        .get(srv.url(&format!("/nodes/{n}/ssh")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(section.contains(fp), "{section}");
+}
+
+/// Pending requests expire after `pending_expiry_days` and are deleted
+/// `expired_retention_days` later, audited as the system.
+#[tokio::test]
+async fn pending_requests_expire_then_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, me) = common::in_process_admin(dir.path()).await;
+    let src = gpudock::audit::Source::local();
+    let input = gpudock::nodes::model::NodeInput {
+        name: Some("n".into()),
+        public_ip: Some("10.0.0.1".into()),
+        private_ip: Some("10.0.0.1".into()),
+        ..Default::default()
+    };
+    let node = gpudock::nodes::save(&app, &me, None, input, &src)
+        .await
+        .unwrap();
+    let input = gpudock::accounts::RequestInput {
+        username: "late".into(),
+        target_host: Some(json!(node.id)),
+        ..Default::default()
+    };
+    let r = gpudock::accounts::submit(&app, &me, input, &src)
+        .await
+        .unwrap();
+    let now = gpudock::db::now();
+    let sweep = |at| gpudock::accounts::sweep::sweep(&app, at);
+    assert_eq!(sweep(now + 13 * 86_400).await.unwrap(), (0, 0));
+    assert_eq!(sweep(now + 15 * 86_400).await.unwrap(), (1, 0));
+    let got = gpudock::accounts::get(&app, &me, r.id).await.unwrap();
+    assert_eq!(got.status, gpudock::accounts::RequestStatus::Expired);
+    // Expired on day 15: kept for 30 days after that.
+    assert_eq!(sweep(now + 44 * 86_400).await.unwrap(), (0, 0));
+    assert_eq!(sweep(now + 46 * 86_400).await.unwrap(), (0, 1));
+    assert!(gpudock::accounts::get(&app, &me, r.id).await.is_err());
 }

@@ -18,7 +18,6 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::pages::PageCtx;
 use crate::error::AppError;
-use crate::i18n::Tr;
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html};
 
@@ -101,20 +100,6 @@ async fn list(
     page(&app, ctx, q, Flash::default(), Vec::new()).await
 }
 
-/// The message of an error in `tr`'s language, with the node's words.
-fn error_text(tr: &Tr, e: &AppError) -> String {
-    let mut text = tr.t(e.message_key()).to_string();
-    for f in e.fields().into_iter().flat_map(|f| f.values()) {
-        text.push_str(": ");
-        text.push_str(&f.text(*tr));
-    }
-    if let AppError::Remote { detail, .. } = e {
-        text.push_str(": ");
-        text.push_str(detail);
-    }
-    text
-}
-
 /// The page again after an action on user `id`: its message, or the error
 /// (a database failure goes to the error page).
 async fn after<T>(
@@ -132,7 +117,7 @@ async fn after<T>(
             fill(v, &mut flash);
         }
         Err(e @ AppError::Internal(_)) => return Err(e),
-        Err(e) => flash.error = error_text(&tr, &e),
+        Err(e) => flash.error = e.user_text(&tr),
     }
     page(app, ctx, Filter::default(), flash, Vec::new()).await
 }
@@ -197,7 +182,7 @@ async fn batch(
                 Ok(r) => r,
                 Err(e @ AppError::Internal(_)) => return Err(e),
                 Err(e) => {
-                    flash.error = error_text(&tr, &e);
+                    flash.error = e.user_text(&tr);
                     Vec::new()
                 }
             }

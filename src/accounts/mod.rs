@@ -212,25 +212,10 @@ impl BatchItem {
                 id,
                 ok: false,
                 error: Some(e.code()),
-                message: Some(batch_message(e)),
+                message: Some(e.user_text(&crate::i18n::Tr::english())),
             },
         }
     }
-}
-
-/// An error as one line of English for a batch answer.
-fn batch_message(e: &AppError) -> String {
-    let en = crate::i18n::Tr::english();
-    let mut text = en.t(e.message_key()).to_string();
-    for f in e.fields().into_iter().flat_map(|f| f.values()) {
-        text.push_str(": ");
-        text.push_str(&f.text(en));
-    }
-    if let AppError::Remote { detail, .. } = e {
-        text.push_str(": ");
-        text.push_str(detail);
-    }
-    text
 }
 
 /// Reviews several requests the same way (批量审核); each is its own

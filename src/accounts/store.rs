@@ -503,31 +503,44 @@ impl Counts {
     }
 }
 
-pub fn counts(conn: &Connection, scope: Scope) -> rusqlite::Result<Counts> {
+/// `(status, count)` of `table` in `scope` (`owner` names its user column).
+fn count_by<S>(
+    conn: &Connection,
+    scope: Scope,
+    table: &str,
+    owner: &str,
+    parse: fn(&str) -> Option<S>,
+) -> rusqlite::Result<Vec<(S, i64)>> {
     let (t, u) = filters(scope);
-    let mut stmt = conn.prepare_cached(
-        "SELECT status, COUNT(*) FROM account_opening_requests WHERE (?1 IS NULL OR tenant_id = ?1) \
-         AND (?2 IS NULL OR applicant_id = ?2) GROUP BY status",
-    )?;
-    let requests = stmt
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT status, COUNT(*) FROM {table} WHERE (?1 IS NULL OR tenant_id = ?1) \
+         AND (?2 IS NULL OR {owner} = ?2) GROUP BY status"
+    ))?;
+    let rows = stmt
         .query_map(params![t, u], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(String, i64)>>>()?
+        .collect::<rusqlite::Result<Vec<(String, i64)>>>()?;
+    Ok(rows
         .into_iter()
-        .filter_map(|(s, n)| RequestStatus::parse(&s).map(|s| (s, n)))
-        .collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT status, COUNT(*) FROM cloud_users WHERE (?1 IS NULL OR tenant_id = ?1) \
-         AND (?2 IS NULL OR owner_id = ?2) GROUP BY status",
-    )?;
-    let cloud_users = stmt
-        .query_map(params![t, u], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(String, i64)>>>()?
-        .into_iter()
-        .filter_map(|(s, n)| CloudUserStatus::parse(&s).map(|s| (s, n)))
-        .collect();
+        .filter_map(|(s, n)| parse(&s).map(|s| (s, n)))
+        .collect())
+}
+
+pub fn counts(conn: &Connection, scope: Scope) -> rusqlite::Result<Counts> {
     Ok(Counts {
-        requests,
-        cloud_users,
+        requests: count_by(
+            conn,
+            scope,
+            "account_opening_requests",
+            "applicant_id",
+            RequestStatus::parse,
+        )?,
+        cloud_users: count_by(
+            conn,
+            scope,
+            "cloud_users",
+            "owner_id",
+            CloudUserStatus::parse,
+        )?,
     })
 }
 

@@ -298,17 +298,9 @@ struct JobFragment {
 
 /// Why a job failed, in the reader's language.
 pub fn job_error(tr: &Tr, view: &JobView) -> String {
-    let Some(Err(e)) = &view.outcome else {
-        return String::new();
-    };
-    let mut text = tr.t(e.message_key()).to_string();
-    for f in e.fields().into_iter().flat_map(|f| f.values()) {
-        text.push_str(": ");
-        text.push_str(&f.text(*tr));
-    }
-    match e {
-        AppError::Docker(d) | AppError::Upstream(d) => format!("{text}: {d}"),
-        _ => text,
+    match &view.outcome {
+        Some(Err(e)) => e.user_text(tr),
+        _ => String::new(),
     }
 }
 

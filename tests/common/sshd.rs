@@ -14,13 +14,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::dockerd::{self, TestDaemon, docker_cli};
+use super::dockerd::{self, TestDaemon, docker_cli, free_port, set_mode};
 
 pub const SSHD_IMAGE: &str = "gpudock-test/sshd:latest";
 const INSTALL: &str = "install openssh-server openssh-client procps (see .ci/run)";
@@ -62,14 +62,6 @@ pub fn image() -> &'static TestDaemon {
         panic!("the sshd test image could not be built: {e}");
     }
     d
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn random_password(tag: &str) -> String {
@@ -317,35 +309,7 @@ fn build_image(d: &TestDaemon) {
     }
     install_busybox(&root);
     write_config(&root);
-    let tar = d.dir().join("sshd-rootfs.tar");
-    let st = Command::new("tar")
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success(), "tar failed");
-    let out = docker_cli(
-        d,
-        &[
-            "import",
-            "--change",
-            r#"CMD ["/bin/sh"]"#,
-            "--change",
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            &tar.to_string_lossy(),
-            SSHD_IMAGE,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "docker import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::remove_file(&tar);
+    dockerd::import_rootfs(d, &root, SSHD_IMAGE);
 }
 
 /// pam_unix and friends from this host's PAM module folder.
@@ -453,9 +417,4 @@ fn write_config(root: &Path) {
         "ListenAddress 127.0.0.1\nPermitRootLogin yes\nPasswordAuthentication yes\n\
          KbdInteractiveAuthentication no\nUsePAM no\nPrintMotd no\n",
     );
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
