@@ -82,7 +82,14 @@ pub async fn submit(
     input: RequestInput,
     src: &Source,
 ) -> Result<Request, AppError> {
-    let new = model::validate_request(&input).map_err(AppError::Validation)?;
+    let mut new = model::validate_request(&input).map_err(AppError::Validation)?;
+    // The applicant's own contacts unless others are given.
+    if new.contact_email.is_empty() {
+        new.contact_email = me.user.email.clone();
+    }
+    if new.contact_phone.is_empty() {
+        new.contact_phone = me.user.phone.clone();
+    }
     let node = node_choices(app, me)
         .await?
         .into_iter()
@@ -183,8 +190,12 @@ pub async fn review(
             })
             .await?;
     if approve && app.config.accounts.process_on_approval {
-        process(app, me, id, src).await?;
-        return get(app, me, id).await;
+        // The approval stands even when the opening cannot start (the
+        // request then waits, approved, for an admin to process it).
+        match process(app, me, id, src).await {
+            Ok(_) => return get(app, me, id).await,
+            Err(e) => log::warn!("account opening {id}: processing on approval: {e}"),
+        }
     }
     Ok(r)
 }
