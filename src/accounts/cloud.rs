@@ -52,7 +52,7 @@ async fn audit_failure(
     e: AppError,
 ) -> AppError {
     let detail = json!({"username": u.username, "node": u.host_name, "error": e.code(),
-        "message": match &e { AppError::Remote { detail, .. } => detail.clone(), other => other.to_string() }});
+        "message": provision::e_detail(&e)});
     let id = u.id;
     if let Err(err) = audit::record(&app.db, actor.clone(), src.clone(), move |a, s| {
         Event::new(a, s, action, "cloud_user")
@@ -112,10 +112,7 @@ async fn act_on(
     if u.status != from {
         return Err(conflict("status", "err.cloudusers.wrong_status"));
     }
-    let audit_action = match action {
-        CloudAction::Disable => "cloud_user.disable",
-        CloudAction::Enable => "cloud_user.enable",
-    };
+    let audit_action = action.audit_action();
     let done = match action {
         CloudAction::Disable => {
             run_cmd(
@@ -170,7 +167,7 @@ pub async fn act(
     let actor = me.actor();
     let (ns, prefix) = match open_admin(app, node, &actor, src).await {
         Ok(x) => x,
-        Err(e) => return Err(audit_failure(app, &actor, src, "cloud_user.status", &u, e).await),
+        Err(e) => return Err(audit_failure(app, &actor, src, action.audit_action(), &u, e).await),
     };
     let r = act_on(app, &ns, prefix, &u, action, &actor, src).await;
     ns.session.close().await;
@@ -325,7 +322,7 @@ pub async fn batch(
             Err(e) => {
                 for u in group {
                     let e =
-                        audit_failure(app, &actor, src, "cloud_user.status", u, e.clone()).await;
+                        audit_failure(app, &actor, src, action.audit_action(), u, e.clone()).await;
                     out.push(BatchItem::of::<()>(u.id, &Err(e)));
                 }
             }

@@ -138,7 +138,14 @@ impl CloudAction {
             CloudAction::Enable => "enable",
         }
     }
-    /// The status the user ends in, and the one it must have now.
+    /// The audit action of doing it.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            CloudAction::Disable => "cloud_user.disable",
+            CloudAction::Enable => "cloud_user.enable",
+        }
+    }
+    /// The status the user must have now, and the one it ends in.
     pub fn transition(self) -> (CloudUserStatus, CloudUserStatus) {
         match self {
             CloudAction::Disable => (CloudUserStatus::Active, CloudUserStatus::Disabled),

@@ -304,10 +304,16 @@ pub async fn run(
     Err(e)
 }
 
-fn e_detail(e: &AppError) -> String {
+/// What the request records about `e`: the node's words, or a message
+/// for a user; an internal error's text goes to the log only.
+pub fn e_detail(e: &AppError) -> String {
     match e {
         AppError::Remote { detail, .. } => detail.clone(),
-        other => other.to_string(),
+        AppError::Internal(why) => {
+            log::error!("account opening: {why}");
+            "an internal error occurred (see the server log)".into()
+        }
+        other => other.user_text(&crate::i18n::Tr::english()),
     }
 }
 
