@@ -839,6 +839,10 @@ async fn browser_opens_an_account_on_a_node() {
             && summary.contains(&password),
         "{summary}"
     );
+    // No public host configured: the address the browser used (HTTP/2's
+    // :authority here).
+    let link = format!("{}/operations/account-openings/{id}/", server.base);
+    assert!(summary.contains(&link), "{summary}");
     click(&c, "#copy-summary").await;
     let copied = poll("the copy button's answer", || async {
         find(&c, "#copy-summary")
