@@ -260,7 +260,7 @@ async fn main() {
     );
     let cancel = app.cancel.clone();
     let stop = cancel.clone();
-    let served = tokio::spawn(gpudock::web::serve(app.clone(), listener, async move {
+    let served = tokio::spawn(gpudock::server::serve(app.clone(), listener, async move {
         stop.cancelled().await
     }));
     let c = common::client_trusting(&srv.cert);

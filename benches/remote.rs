@@ -12,13 +12,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::lab::{FAST_STOP, Lab, small_spec};
 use common::{make_tenant, make_user, post};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -85,46 +83,6 @@ fn ssh(port: u16, login: &str, opts: &[&str]) -> Command {
     c
 }
 
-/// The session cookie of a fresh sign-in (read off Set-Cookie).
-async fn session_cookie(srv: &common::Server) -> String {
-    let c = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&srv.cert).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap();
-    let r = c
-        .post(srv.url("/api/v1/auth/login"))
-        .json(&json!({"username": "alice", "password": PW}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_string()
-}
-
-fn tls_to(srv: &common::Server) -> tokio_tungstenite::Connector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types_certs(&std::fs::read(&srv.cert).unwrap()) {
-        roots.add(cert).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_tungstenite::Connector::Rustls(Arc::new(config))
-}
-
-fn rustls_pki_types_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
-        .map(Result::unwrap)
-        .collect()
-}
-
 /// `cat` through the web terminal: sends the command, counts the bytes
 /// until the end marker (the TTY turns each `\n` into `\r\n`).
 async fn web_terminal(srv: &common::Server, id: i64, cookie: &str) -> (Duration, u64) {
@@ -135,10 +93,14 @@ async fn web_terminal(srv: &common::Server, id: i64, cookie: &str) -> (Duration,
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     req.headers_mut()
         .insert("origin", srv.base.parse().unwrap());
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(tls_to(srv)))
-            .await
-            .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(common::ws::tls_to(srv)),
+    )
+    .await
+    .unwrap();
     // The shell is up once its prompt shows and its cursor query (busybox
     // asks the terminal where the cursor is) is answered.
     let mut seen = Vec::new();
@@ -244,7 +206,7 @@ async fn main() {
     });
     assert_eq!((plain_bytes, jump_bytes, gcm_bytes), (SIZE, SIZE, SIZE));
     let (tty, tty_bytes) = timed(|| docker(true));
-    let cookie = session_cookie(&lab.srv).await;
+    let cookie = common::ws::session_cookie(&lab.srv, "alice", PW).await;
     let mut web = Vec::new();
     let mut web_bytes = 0;
     for _ in 0..RUNS {

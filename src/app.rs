@@ -1,17 +1,15 @@
 //! Application state shared by every handler and background task, and the
-//! start-up sequence that builds it (data dir, database, identity, first admin).
+//! start-up sequence that builds it (data dir, database, identity). The first
+//! admin is created by `auth::bootstrap_admin`, called by the composition root.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{self, Actor, Event, Source};
-use crate::auth::model::{Role, random_password};
-use crate::auth::password::{HashPool, Hasher};
-use crate::auth::store;
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::hashing::{HashPool, Hasher};
 use crate::jobs::Jobs;
 use crate::live::Live;
 use crate::secrets::{Sealer, SecretError};
@@ -32,6 +30,8 @@ pub struct App {
     /// When this process opened the app (Unix seconds): work recorded as in
     /// progress before it belongs to a process that is gone.
     pub started_at: i64,
+    /// Failed sign-ins per source address (web, API and SSH share it).
+    pub sign_ins: Arc<crate::ratelimit::SignInLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +59,6 @@ impl From<rusqlite::Error> for StartError {
         StartError::Db(DbError::from(e))
     }
 }
-
-pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
 impl App {
     /// Opens everything under `config.data_dir`, creating it on first start.
@@ -92,6 +90,7 @@ impl App {
                 .map_err(StartError::from)
             })
             .await?;
+        let sign_ins = Arc::new(crate::ratelimit::SignInLimiter::new(&config.security));
         let app = App {
             config: Arc::new(config),
             db,
@@ -102,71 +101,9 @@ impl App {
             live: Live::default(),
             install_id: install_id.into(),
             started_at: crate::db::now(),
+            sign_ins,
         };
-        app.bootstrap_admin().await?;
         Ok(app)
-    }
-
-    pub fn initial_password_path(&self) -> PathBuf {
-        self.config.data_dir.join(INITIAL_PASSWORD_FILE)
-    }
-
-    /// On a database without users: creates `admin` with a random password that
-    /// must be changed, writes it to a 0600 file and logs it once.
-    async fn bootstrap_admin(&self) -> Result<(), StartError> {
-        let has_users: bool = self
-            .db
-            .read(|c| {
-                c.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))
-                    .map_err(StartError::from)
-            })
-            .await?;
-        if has_users {
-            return Ok(());
-        }
-        let password = random_password();
-        let pw = password.clone();
-        let hash = self
-            .hasher
-            .run(move |h| h.hash(&pw))
-            .await
-            .map_err(|e| StartError::Hasher(e.to_string()))?
-            .map_err(|e| StartError::Hasher(e.to_string()))?;
-        let path = self.initial_password_path();
-        crate::fsutil::write_private(&path, format!("{password}\n").as_bytes()).map_err(
-            |source| StartError::Write {
-                path: path.clone(),
-                source,
-            },
-        )?;
-        self.db
-            .write(move |conn| {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let user = store::NewUser {
-                    username: "admin",
-                    display_name: "Administrator",
-                    role: Role::Admin,
-                    tenant_id: None,
-                    password_hash: &hash,
-                    must_change_password: true,
-                };
-                let id = store::insert_user(&tx, &user, crate::db::now())?;
-                let (actor, src) = (Actor::system(), Source::local());
-                audit::append(
-                    &tx,
-                    &Event::new(&actor, &src, "user.create", "user")
-                        .id(id.0)
-                        .detail(serde_json::json!({"username": "admin", "role": "admin", "initial": true})),
-                )?;
-                tx.commit().map_err(StartError::from)
-            })
-            .await?;
-        log::warn!(
-            "created the first user 'admin' with a temporary password (also in {}, mode 0600): {password} \
-             -- it must be changed at first sign-in",
-            path.display()
-        );
-        Ok(())
     }
 
     /// Runs password hashing work on the hashing pool, off the async threads.
@@ -176,8 +113,8 @@ impl App {
         F: FnOnce(&Hasher) -> T + Send + 'static,
     {
         self.hasher.run(f).await.map_err(|e| match e {
-            crate::auth::password::PoolError::Busy => crate::error::AppError::Busy,
-            crate::auth::password::PoolError::Stopped => crate::error::AppError::internal(e),
+            crate::hashing::PoolError::Busy => crate::error::AppError::Busy,
+            crate::hashing::PoolError::Stopped => crate::error::AppError::internal(e),
         })
     }
 }

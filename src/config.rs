@@ -150,6 +150,11 @@ pub struct SecurityConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+    /// Failed sign-ins one source address may make in a row (web, API and
+    /// SSH together) before it must wait; 0 turns the limit off.
+    pub sign_in_burst: u32,
+    /// How many more it may make per minute after that.
+    pub sign_in_per_minute: u32,
 }
 
 impl Default for Config {
@@ -190,6 +195,8 @@ impl Default for SecurityConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            sign_in_burst: 20,
+            sign_in_per_minute: 10,
         }
     }
 }

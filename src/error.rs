@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -46,10 +46,13 @@ pub type FieldErrors = BTreeMap<&'static str, FieldError>;
 pub enum AppError {
     #[error("not signed in")]
     Unauthenticated,
+    /// Wrong name or password, an unknown or disabled account, a locked one:
+    /// one answer, so that none of them can be told apart from outside.
     #[error("wrong username or password")]
     InvalidCredentials,
-    #[error("account locked")]
-    Locked,
+    /// Too many failed sign-ins from one address; retry after that many seconds.
+    #[error("too many sign-in attempts; retry in {0} s")]
+    TooManyAttempts(u64),
     #[error("password change required")]
     PasswordChangeRequired,
     #[error("forbidden")]
@@ -58,22 +61,30 @@ pub enum AppError {
     Csrf,
     #[error("not found")]
     NotFound,
+    /// The route exists, not with this method; the methods it has.
+    #[error("method not allowed")]
+    MethodNotAllowed(Vec<String>),
     #[error("conflict: {0:?}")]
     Conflict(FieldErrors),
     #[error("validation failed: {0:?}")]
     Validation(FieldErrors),
+    /// A JSON body named fields the endpoint does not have.
+    #[error("unknown fields: {0:?}")]
+    UnknownFields(Vec<String>),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error("server busy")]
     Busy,
-    /// A node's Docker daemon could not be reached; the text says why.
+    /// A node's Docker daemon could not be reached; the text says why (it
+    /// names the node's endpoint: shown only to who may see nodes).
     #[error("node: {0}")]
     Upstream(String),
     /// A node's Docker daemon refused an operation; the text says why.
     #[error("docker: {0}")]
     Docker(String),
     /// Work on a node over SSH failed; `kind` says how (the classes an
-    /// admin acts on), `detail` what the node or the network said.
+    /// admin acts on), `detail` what the node or the network said (a node's
+    /// detail, like a daemon's: shown only to who may see nodes).
     #[error("{kind:?}: {detail}")]
     Remote { kind: RemoteFailure, detail: String },
     #[error("internal: {0}")]
@@ -129,8 +140,20 @@ impl RemoteFailure {
 pub struct ErrorInfo {
     pub code: &'static str,
     pub message_key: &'static str,
-    /// Untranslated detail shown after the message (e.g. a daemon's error).
+    /// Untranslated detail shown after the message (a daemon's error, or
+    /// the reference of what only the log holds).
     pub detail: Option<String>,
+    /// The detail is a node's (see [`hide_node_detail`]).
+    pub node_detail: bool,
+}
+
+/// Logs `detail` under a fresh reference and returns the reference, which
+/// the user is shown instead of the detail (so that an admin can find it).
+pub fn incident(level: log::Level, detail: &dyn std::fmt::Display) -> String {
+    use rand::Rng;
+    let reference = format!("{:08x}", rand::rng().random::<u32>());
+    log::log!(level, "error {reference}: {detail}");
+    reference
 }
 
 impl AppError {
@@ -145,13 +168,16 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthenticated | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            AppError::Locked => StatusCode::LOCKED,
+            AppError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::PasswordChangeRequired | AppError::Forbidden | AppError::Csrf => {
                 StatusCode::FORBIDDEN
             }
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Validation(_) | AppError::UnknownFields(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. } => {
@@ -165,13 +191,14 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "unauthenticated",
             AppError::InvalidCredentials => "invalid_credentials",
-            AppError::Locked => "account_locked",
+            AppError::TooManyAttempts(_) => "too_many_attempts",
             AppError::PasswordChangeRequired => "password_change_required",
             AppError::Forbidden => "forbidden",
             AppError::Csrf => "csrf_failed",
             AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed(_) => "method_not_allowed",
             AppError::Conflict(_) => "conflict",
-            AppError::Validation(_) => "validation_failed",
+            AppError::Validation(_) | AppError::UnknownFields(_) => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
             AppError::Busy => "busy",
             AppError::Upstream(_) => "node_unreachable",
@@ -191,13 +218,14 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "err.unauthenticated",
             AppError::InvalidCredentials => "err.invalid_credentials",
-            AppError::Locked => "err.locked",
+            AppError::TooManyAttempts(_) => "err.too_many_attempts",
             AppError::PasswordChangeRequired => "err.password_change_required",
             AppError::Forbidden => "err.forbidden",
             AppError::Csrf => "err.csrf",
             AppError::NotFound => "err.not_found",
+            AppError::MethodNotAllowed(_) => "err.method_not_allowed",
             AppError::Conflict(_) => "err.conflict",
-            AppError::Validation(_) => "err.validation",
+            AppError::Validation(_) | AppError::UnknownFields(_) => "err.validation",
             AppError::BadRequest(key) => key,
             AppError::Busy => "err.busy",
             AppError::Upstream(_) => "err.node_unreachable",
@@ -207,33 +235,18 @@ impl AppError {
         }
     }
 
-    /// The whole message for a user in `tr`'s language: the error's own,
-    /// each field's, and what the node or daemon said.
-    pub fn user_text(&self, tr: &Tr) -> String {
-        let mut text = tr.t(self.message_key()).to_string();
-        for f in self.fields().into_iter().flat_map(|f| f.values()) {
-            text.push_str(": ");
-            text.push_str(&f.text(*tr));
-        }
-        if let AppError::Upstream(d) | AppError::Docker(d) | AppError::Remote { detail: d, .. } =
-            self
-        {
-            text.push_str(": ");
-            text.push_str(d);
-        }
-        text
-    }
-
     pub fn fields(&self) -> Option<&FieldErrors> {
         match self {
             AppError::Conflict(f) | AppError::Validation(f) => Some(f),
             AppError::Unauthenticated
             | AppError::InvalidCredentials
-            | AppError::Locked
+            | AppError::TooManyAttempts(_)
             | AppError::PasswordChangeRequired
             | AppError::Forbidden
             | AppError::Csrf
             | AppError::NotFound
+            | AppError::MethodNotAllowed(_)
+            | AppError::UnknownFields(_)
             | AppError::BadRequest(_)
             | AppError::Busy
             | AppError::Upstream(_)
@@ -241,6 +254,83 @@ impl AppError {
             | AppError::Remote { .. }
             | AppError::Internal(_) => None,
         }
+    }
+
+    /// The fields named in the answer, with their messages in `tr`'s language.
+    fn field_texts(&self, tr: Tr) -> Option<BTreeMap<String, String>> {
+        if let AppError::UnknownFields(names) = self {
+            let text = tr.t("err.unknown_field");
+            return Some(
+                names
+                    .iter()
+                    .map(|n| (n.clone(), text.to_string()))
+                    .collect(),
+            );
+        }
+        self.fields()
+            .map(|f| f.iter().map(|(k, v)| (k.to_string(), v.text(tr))).collect())
+    }
+
+    /// What follows the message: a daemon's text (only when `node_detail`),
+    /// or the reference under which the log holds what the user may not see.
+    fn shown_detail(&self, node_detail: bool) -> Option<String> {
+        match self {
+            AppError::Upstream(why)
+            | AppError::Docker(why)
+            | AppError::Remote { detail: why, .. }
+                if node_detail =>
+            {
+                Some(why.clone())
+            }
+            AppError::Upstream(why)
+            | AppError::Docker(why)
+            | AppError::Remote { detail: why, .. } => Some(format!(
+                "ref {}",
+                incident(log::Level::Warn, &format_args!("node: {why}"))
+            )),
+            AppError::Internal(why) => Some(format!(
+                "ref {}",
+                incident(log::Level::Error, &format_args!("internal: {why}"))
+            )),
+            _ => None,
+        }
+    }
+
+    /// The error as one line in `tr`'s language for a page that shows it as
+    /// text (a background job's outcome): message, fields, then a node's
+    /// detail when `node_detail`, else the reference of what was left out.
+    pub fn text(&self, tr: Tr, node_detail: bool) -> String {
+        self.compose(tr.t(self.message_key()).to_string(), tr, node_detail)
+    }
+
+    /// The error as one line for a client that gets no page (an SSH
+    /// channel, a WebSocket), in English and Chinese: never an internal
+    /// detail, a node's only when `node_detail`. What is left out goes to
+    /// the log under the reference the line names.
+    pub fn user_text(&self, node_detail: bool) -> String {
+        let key = self.message_key();
+        let zh = Tr::new(crate::i18n::Lang::ZhCn);
+        let both = format!("{} ({})", Tr::english().t(key), zh.t(key));
+        self.compose(both, Tr::english(), node_detail)
+    }
+
+    /// Whether the error carries a node's detail (its endpoint, its
+    /// daemon's or sshd's words).
+    pub fn is_node_error(&self) -> bool {
+        matches!(
+            self,
+            AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. }
+        )
+    }
+
+    fn compose(&self, mut text: String, tr: Tr, node_detail: bool) -> String {
+        for (field, why) in self.field_texts(tr).unwrap_or_default() {
+            text.push_str(&format!("; {field}: {why}"));
+        }
+        if let Some(d) = self.shown_detail(node_detail) {
+            text.push_str(&format!(": {d}"));
+        }
+        text
     }
 }
 
@@ -254,46 +344,71 @@ struct BodyInner<'a> {
     code: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    fields: Option<BTreeMap<&'a str, String>>,
+    fields: Option<BTreeMap<String, String>>,
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        if let AppError::Internal(detail) = &self {
-            log::error!("internal error: {detail}");
-        }
+impl AppError {
+    /// The answer; `node_detail`: whether a node's text may be in it.
+    fn respond(&self, node_detail: bool) -> Response {
         let en = Tr::english();
-        let fields = self
-            .fields()
-            .map(|f| f.iter().map(|(k, v)| (*k, v.text(en))).collect());
-        let message = match &self {
-            AppError::Upstream(why)
-            | AppError::Docker(why)
-            | AppError::Remote { detail: why, .. } => {
-                format!("{}: {why}", en.t(self.message_key()))
-            }
-            _ => en.t(self.message_key()).to_string(),
+        let detail = self.shown_detail(node_detail);
+        let message = match &detail {
+            Some(d) => format!("{}: {d}", en.t(self.message_key())),
+            None => en.t(self.message_key()).to_string(),
         };
         let body = Body {
             error: BodyInner {
                 code: self.code(),
                 message: &message,
-                fields,
+                fields: self.field_texts(en),
             },
         };
         let mut resp = (self.status(), Json(body)).into_response();
-        let detail = match &self {
-            AppError::Upstream(why)
-            | AppError::Docker(why)
-            | AppError::Remote { detail: why, .. } => Some(why.clone()),
-            _ => None,
-        };
+        let headers = resp.headers_mut();
+        match self {
+            AppError::MethodNotAllowed(methods) => {
+                if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
+                    headers.insert(header::ALLOW, v);
+                }
+            }
+            AppError::TooManyAttempts(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            _ => {}
+        }
+        let node = node_detail && self.is_node_error();
         resp.extensions_mut().insert(ErrorInfo {
             code: self.code(),
             message_key: self.message_key(),
             detail,
+            node_detail: node,
         });
+        if node {
+            resp.extensions_mut().insert(self.clone());
+        }
         resp
+    }
+}
+
+/// Answers with the node's detail; the auth guard takes it out again for
+/// callers who may not see nodes ([`hide_node_detail`]).
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.respond(true)
+    }
+}
+
+/// `resp` without a node's detail: a node error's answer is made again
+/// with the detail in the log and a reference in its place. Callers who
+/// may not see nodes (their endpoints, their daemons' words) get this.
+pub fn hide_node_detail(resp: Response) -> Response {
+    let shown = resp
+        .extensions()
+        .get::<ErrorInfo>()
+        .is_some_and(|i| i.node_detail);
+    match resp.extensions().get::<AppError>() {
+        Some(err) if shown => err.respond(false),
+        _ => resp,
     }
 }
 
@@ -336,5 +451,76 @@ pub fn on_in_use(field: &'static str) -> impl FnOnce(rusqlite::Error) -> AppErro
         } else {
             AppError::from(e)
         }
+    }
+}
+
+/// A daemon error for the user: unreachable when the node could not be
+/// talked to, a refusal otherwise.
+pub fn docker_error(e: crate::docker::DockerError) -> AppError {
+    match e {
+        crate::docker::DockerError::Api(m) => AppError::Docker(m),
+        other @ (crate::docker::DockerError::BadEndpoint(_)
+        | crate::docker::DockerError::BadPem { .. }
+        | crate::docker::DockerError::Tls(_)
+        | crate::docker::DockerError::Unreachable(_)
+        | crate::docker::DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(resp: Response) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt
+            .block_on(axum::body::to_bytes(resp.into_body(), 1 << 16))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn clients_without_pages_get_a_reference_never_the_detail() {
+        let e = AppError::internal("database: disk I/O error at /var/lib/gpudock/gpudock.db");
+        let text = e.user_text(true);
+        assert!(text.starts_with("internal error"), "{text}");
+        assert!(
+            text.contains("ref ") && !text.contains("disk I/O"),
+            "{text}"
+        );
+        assert!(!text.contains("internal:"), "{text}");
+
+        let e = AppError::Upstream("connection refused to 10.0.0.7:2376".into());
+        let hidden = e.user_text(false);
+        assert!(
+            hidden.contains("ref ") && !hidden.contains("10.0.0.7"),
+            "{hidden}"
+        );
+        assert!(e.user_text(true).contains("10.0.0.7:2376"));
+        assert!(
+            e.text(Tr::english(), false)
+                .starts_with("cannot reach the node")
+        );
+    }
+
+    #[test]
+    fn node_details_are_taken_out_of_answers_for_those_who_may_not_see_them() {
+        let e = AppError::Docker("dockerd refused the request: 500: tcp://10.0.0.7:2376".into());
+        let shown = body(e.clone().into_response());
+        assert!(shown.contains("10.0.0.7"), "{shown}");
+        let hidden = hide_node_detail(e.into_response());
+        assert_eq!(hidden.status(), StatusCode::BAD_GATEWAY);
+        let info = hidden.extensions().get::<ErrorInfo>().cloned().unwrap();
+        assert!(!info.node_detail);
+        let text = body(hidden);
+        assert!(
+            !text.contains("10.0.0.7") && text.contains("ref "),
+            "{text}"
+        );
+        // Other answers pass unchanged.
+        let nf = hide_node_detail(AppError::NotFound.into_response());
+        assert_eq!(nf.status(), StatusCode::NOT_FOUND);
     }
 }

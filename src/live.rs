@@ -1,13 +1,25 @@
 //! Live connections (a web terminal, an SSH shell): who holds each, how many
 //! bytes went through, when something last happened, and a way to end one
-//! with a reason that the connection's own loop observes. Capabilities
-//! register their connections here; this knows nothing of what they carry.
+//! with a reason that the connection's own loop observes. Beside these
+//! listed sessions, a user may *hold* other live things bound to their
+//! access (a followed log, a jumpbox connection at its menu): unlisted and
+//! not counted, but ended with the sessions when the user's access is
+//! revoked. The tasks serving connections that no other owner joins (a
+//! WebSocket body) are tracked here, and shutdown waits for them.
+//! Capabilities register here; this knows nothing of what they carry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+/// The reason everything a user holds ends with when their access changes
+/// (disabled, their tenant disabled, password, role or tenant changed).
+pub const ACCESS_REVOKED: &str = "access_revoked";
 
 /// Counters of one connection, updated from its I/O loop without locks.
 #[derive(Debug, Default)]
@@ -53,6 +65,11 @@ impl Activity {
 #[derive(Clone)]
 struct Entry {
     owner: i64,
+    /// The owner's access generation when it was granted (their session
+    /// epoch): a later one means the grant is gone.
+    epoch: i64,
+    /// A session (listed, counted against the per-owner limit) or a hold.
+    listed: bool,
     activity: Arc<Activity>,
     stop: CancellationToken,
     reason: Arc<OnceLock<&'static str>>,
@@ -68,9 +85,20 @@ pub struct Snapshot {
     pub last_secs: i64,
 }
 
+/// Who holds something live, and since which access generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub owner: i64,
+    pub epoch: i64,
+}
+
 #[derive(Clone, Default)]
 pub struct Live {
     map: Arc<Mutex<HashMap<i64, Entry>>>,
+    /// Keys of registrations without a record id yet (negative, so they
+    /// never meet a record's id).
+    next_key: Arc<AtomicI64>,
+    tasks: TaskTracker,
 }
 
 /// The owner already holds the most connections allowed.
@@ -135,54 +163,128 @@ impl Drop for Registration {
 }
 
 impl Live {
-    /// Registers connection `id` for `owner` unless the owner already holds
-    /// `max_per_owner` (0: no limit); the count and the insert are atomic.
-    pub fn register(
-        &self,
-        id: i64,
-        owner: i64,
-        max_per_owner: usize,
-    ) -> Result<Registration, AtLimit> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let held = m.values().filter(|e| e.owner == owner).count();
-        if max_per_owner > 0 && held >= max_per_owner {
-            return Err(AtLimit { held });
-        }
+    fn key(&self) -> i64 {
+        -1 - self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, m: &mut HashMap<i64, Entry>, holder: Holder, listed: bool) -> Registration {
         let entry = Entry {
-            owner,
+            owner: holder.owner,
+            epoch: holder.epoch,
+            listed,
             activity: Arc::new(Activity::default()),
             stop: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
         };
         entry.activity.touch();
+        let id = self.key();
         m.insert(id, entry.clone());
-        Ok(Registration {
+        Registration {
             id,
             live: self.clone(),
             entry,
+        }
+    }
+
+    /// Registers a session of `holder` under a provisional key (see
+    /// [`Registration::rekey`]) unless the owner already holds
+    /// `max_per_owner` sessions (0: no limit); the count and the insert are
+    /// atomic.
+    pub fn register(&self, holder: Holder, max_per_owner: usize) -> Result<Registration, AtLimit> {
+        let mut m = self.lock();
+        let held = m
+            .values()
+            .filter(|e| e.listed && e.owner == holder.owner)
+            .count();
+        if max_per_owner > 0 && held >= max_per_owner {
+            return Err(AtLimit { held });
+        }
+        Ok(self.insert(&mut m, holder, true))
+    }
+
+    /// Something live bound to `holder`'s access that is not a session: not
+    /// listed, not counted, ended by [`Live::stop_owner`] like a session.
+    pub fn hold(&self, holder: Holder) -> Registration {
+        let mut m = self.lock();
+        self.insert(&mut m, holder, false)
+    }
+
+    /// Ends everything `owner` holds (sessions and holds) with `reason`;
+    /// how many.
+    pub fn stop_owner(&self, owner: i64, reason: &'static str) -> usize {
+        self.stop_where(reason, |_, e| e.owner == owner)
+    }
+
+    fn stop_where(&self, reason: &'static str, pick: impl Fn(i64, &Entry) -> bool) -> usize {
+        let entries: Vec<Entry> = self
+            .lock()
+            .iter()
+            .filter(|(id, e)| pick(**id, e))
+            .map(|(_, e)| e.clone())
+            .collect();
+        for e in &entries {
+            let _ = e.reason.set(reason);
+            e.stop.cancel();
+        }
+        entries.len()
+    }
+
+    /// Every distinct holder of something live.
+    pub fn holders(&self) -> Vec<Holder> {
+        let mut v: Vec<Holder> = self
+            .lock()
+            .values()
+            .map(|e| Holder {
+                owner: e.owner,
+                epoch: e.epoch,
+            })
+            .collect();
+        v.sort_by_key(|h| (h.owner, h.epoch));
+        v.dedup();
+        v
+    }
+
+    /// Ends what `holder.owner` holds under `holder.epoch` (an access
+    /// generation found out of date); how many.
+    pub fn stop_generation(&self, holder: Holder, reason: &'static str) -> usize {
+        self.stop_where(reason, |_, e| {
+            e.owner == holder.owner && e.epoch == holder.epoch
         })
+    }
+
+    /// Counts a connection's task from now until the token is dropped:
+    /// taken before the task exists (a WebSocket's upgrade), moved into it.
+    pub fn track(&self) -> TaskTrackerToken {
+        self.tasks.token()
+    }
+
+    /// Waits, at most `within`, for the tracked tasks to end (they observe
+    /// shutdown themselves); false when some were still running.
+    pub async fn join(&self, within: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_ok()
     }
 
     /// Ends connection `id` with `reason`; false when it is not live.
     pub fn stop(&self, id: i64, reason: &'static str) -> bool {
-        let entry = self.map.lock().ok().and_then(|m| m.get(&id).cloned());
-        match entry {
-            Some(e) => {
-                let _ = e.reason.set(reason);
-                e.stop.cancel();
-                true
-            }
-            None => false,
-        }
+        self.stop_where(reason, |k, _| k == id) > 0
     }
 
     pub fn is_live(&self, id: i64) -> bool {
         self.map.lock().is_ok_and(|m| m.contains_key(&id))
     }
 
+    /// The sessions (holds are not listed).
     pub fn snapshot(&self) -> Vec<Snapshot> {
-        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.lock();
         m.iter()
+            .filter(|(_, e)| e.listed)
             .map(|(id, e)| Snapshot {
                 id: *id,
                 owner: e.owner,
@@ -200,13 +302,18 @@ mod tests {
 
     use super::*;
 
+    fn h(owner: i64) -> Holder {
+        Holder { owner, epoch: 0 }
+    }
+
     #[tokio::test]
     async fn limits_per_owner_stop_with_a_reason_and_drop_unregisters() {
         let live = Live::default();
-        let a = live.register(1, 7, 2).unwrap();
-        let _b = live.register(2, 7, 2).unwrap();
-        assert_eq!(live.register(3, 7, 2).err(), Some(AtLimit { held: 2 }));
-        let _c = live.register(4, 8, 2).unwrap();
+        let mut a = live.register(h(7), 2).unwrap();
+        a.rekey(1);
+        let _b = live.register(h(7), 2).unwrap();
+        assert_eq!(live.register(h(7), 2).err(), Some(AtLimit { held: 2 }));
+        let _c = live.register(h(8), 2).unwrap();
         a.activity().input(5);
         a.activity().output(7);
         let s = live.snapshot();
@@ -219,6 +326,41 @@ mod tests {
         assert!(!live.stop(99, "x"));
         drop(a);
         assert!(!live.is_live(1));
-        assert!(live.register(3, 7, 2).is_ok(), "room again after a drop");
+        assert!(live.register(h(7), 2).is_ok(), "room again after a drop");
+    }
+
+    #[tokio::test]
+    async fn holds_are_unlisted_uncounted_and_end_with_the_owner() {
+        let live = Live::default();
+        let held = live.hold(Holder { owner: 7, epoch: 3 });
+        let s1 = live.register(h(7), 1).unwrap();
+        let other = live.register(h(8), 1).unwrap();
+        assert_eq!(live.snapshot().len(), 2, "the hold is not listed");
+        assert_eq!(live.holders(), [h(7), Holder { owner: 7, epoch: 3 }, h(8)]);
+        assert_eq!(live.stop_generation(Holder { owner: 7, epoch: 3 }, "x"), 1);
+        held.watcher().stopped().await;
+        assert_eq!(live.stop_owner(7, ACCESS_REVOKED), 2);
+        s1.watcher().stopped().await;
+        assert_eq!(s1.watcher().reason(), Some(ACCESS_REVOKED));
+        assert_eq!(
+            other.watcher().reason(),
+            None,
+            "another owner's is untouched"
+        );
+    }
+
+    #[tokio::test]
+    async fn tracked_tasks_are_joined_within_a_deadline() {
+        let live = Live::default();
+        let token = live.track();
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(token);
+        });
+        assert!(live.join(Duration::from_secs(5)).await);
+        t.await.unwrap();
+        let stuck = live.track();
+        assert!(!live.join(Duration::from_millis(50)).await);
+        drop(stuck);
     }
 }

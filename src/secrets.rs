@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
+use hmac::Mac;
 use rusqlite::{Connection, OptionalExtension, params};
 
 const CANARY_KEY: &str = "age_canary";
@@ -173,6 +174,33 @@ impl Sealer {
             .map_err(|e| SecretError::Seal(e.to_string()))
     }
 
+    /// An HMAC-SHA256 of `message` under a key derived from the identity
+    /// for `purpose` alone: tokens the server hands out and must recognise
+    /// later (across restarts) without storing them.
+    pub fn sign(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
+        self.mac(purpose, message).finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `tag` is [`Sealer::sign`]'s for `purpose` and `message`
+    /// (compared in constant time).
+    pub fn verify(&self, purpose: &str, message: &[u8], tag: &[u8]) -> bool {
+        self.mac(purpose, message).verify_slice(tag).is_ok()
+    }
+
+    fn mac(&self, purpose: &str, message: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use sha2::Digest;
+        // SHA-512's 64 bytes are exactly HMAC-SHA256's key block.
+        let key = sha2::Sha512::new()
+            .chain_update(b"gpudock derived key\0")
+            .chain_update(purpose.as_bytes())
+            .chain_update(b"\0")
+            .chain_update(self.identity.to_string().expose_secret().as_bytes())
+            .finalize();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new(&key);
+        mac.update(message);
+        mac
+    }
+
     pub fn unseal(&self, sealed: &[u8]) -> Result<Secret<Vec<u8>>, SecretError> {
         match age::decrypt(&self.identity, sealed) {
             Ok(plain) => Ok(Secret::new(plain)),
@@ -194,6 +222,17 @@ fn canary(conn: &Connection) -> Result<Option<Vec<u8>>, SecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_are_per_purpose_and_identity() {
+        let (a, b) = (Sealer::ephemeral(), Sealer::ephemeral());
+        let tag = a.sign("csrf", b"m");
+        assert!(a.verify("csrf", b"m", &tag));
+        assert!(!a.verify("csrf", b"n", &tag));
+        assert!(!a.verify("other", b"m", &tag));
+        assert!(!b.verify("csrf", b"m", &tag));
+        assert!(!a.verify("csrf", b"m", &tag[..16]));
+    }
 
     #[test]
     fn secret_debug_and_display_hide_the_value() {

@@ -433,6 +433,48 @@ async fn failures_are_classified_and_leave_nothing_behind() {
             .contains("cannot connect"),
         "{r}"
     );
+    // A customer's own failed request names the class, not the node's words.
+    let (s, n) = patch(
+        &admin,
+        &srv.url(&format!("/api/v1/nodes/{gone}")),
+        json!({"listed": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+    let t = make_tenant(&srv, &admin, "FAIL").await;
+    let (_, member) = make_user(&srv, &admin, "fmem", "customer_member", Some(t), PW_M).await;
+    let mine = apply(&srv, &member, gone, "frank").await["id"]
+        .as_i64()
+        .unwrap();
+    approve(&srv, &admin, mine).await;
+    assert_eq!(process(&srv, &admin, mine).await.0, StatusCode::BAD_GATEWAY);
+    let url = srv.url(&format!("/api/v1/account-openings/{mine}"));
+    let (_, seen) = get(&member, &url).await;
+    assert_eq!(
+        (
+            seen["result_kind"].as_str(),
+            seen["result_message"].as_str()
+        ),
+        (Some("network"), Some("")),
+        "{seen}"
+    );
+    assert!(
+        seen["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["detail"] == ""),
+        "{seen}"
+    );
+    assert!(!seen.to_string().contains("127.0.0.1"), "{seen}");
+    let (_, full) = get(&admin, &url).await;
+    assert!(
+        full["result_message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{full}"
+    );
 
     // The username exists on the node already: refused, and that user is untouched.
     let n = add_node(&srv, &admin, "ok", node.port, "root", &node.root_password).await;
@@ -756,9 +798,11 @@ async fn delivery_desk_contacts_email_sign_in_and_password_resets() {
     let me = get(&owner, &srv.url("/api/v1/me")).await.1["user"]["id"]
         .as_i64()
         .unwrap();
+    let (s, b) = post(&owner, &reset(me), json!({})).await;
     assert_eq!(
-        post(&owner, &reset(me), json!({})).await.0,
-        StatusCode::CONFLICT
+        (s, b["error"]["fields"]["id"].is_string()),
+        (StatusCode::UNPROCESSABLE_ENTITY, true),
+        "not one's own: {b}"
     );
     let other = make_tenant(&srv, &admin, "OTHER").await;
     let (stranger, _) = make_user(
@@ -795,7 +839,8 @@ async fn delivery_desk_contacts_email_sign_in_and_password_resets() {
         .await
         .unwrap();
     assert!(page.contains("id=\"temp-password\""), "{page}");
-    assert!(audit_has(&srv, &admin, "user.password_reset", "success").await);
+    assert!(page.contains("id=\"reset-done\""), "{page}");
+    assert!(audit_has(&srv, &admin, "user.reset_password", "success").await);
 }
 
 /// What gpudock shows as its address: the configured public host (web

@@ -109,24 +109,67 @@ async fn lockout_after_five_failures_applies_whatever_the_password() {
     let pw = "Granite-Sparrow-Lattice-41";
     make_user(&srv, &admin, "carol", "customer_member", Some(t), pw).await;
 
-    for i in 1..=4 {
+    // The fifth failure locks, answered like the four before it.
+    for i in 1..=5 {
         let (_, s, b) = srv.login("carol", "wrong-password").await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "attempt {i}");
         assert_eq!(code(&b), "invalid_credentials");
     }
-    let (_, s, b) = srv.login("carol", "wrong-password").await;
-    assert_eq!(s, StatusCode::LOCKED, "the fifth failure locks");
-    assert_eq!(code(&b), "account_locked");
-    // Locked: the right password gets the same answer as a wrong one.
+    // Locked: the right password, a wrong one and an unknown name all get
+    // the very same answer (nobody learns from outside that carol exists or
+    // is locked).
     let (_, s1, b1) = srv.login("carol", pw).await;
     let (_, s2, b2) = srv.login("carol", "still-wrong").await;
-    assert_eq!((s1, s2), (StatusCode::LOCKED, StatusCode::LOCKED));
-    assert_eq!(b1, b2);
-
-    // Unknown users look like wrong passwords.
-    let (_, s, b) = srv.login("nobody", "x").await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-    assert_eq!(code(&b), "invalid_credentials");
+    let (_, s3, b3) = srv.login("nobody", "x").await;
+    assert_eq!(
+        (s1, s2, s3),
+        (
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED
+        )
+    );
+    assert_eq!((&b1, &b1), (&b2, &b3));
+    assert_eq!(code(&b1), "invalid_credentials");
+    // The sign-in page answers alike too.
+    let page = |name: &'static str, pw: &'static str| {
+        let srv = &srv;
+        async move {
+            let c = srv.client();
+            let token = login_token(srv, &c).await;
+            let r = c
+                .post(srv.url("/login"))
+                .header("accept-language", "en")
+                .form(&[("username", name), ("password", pw), ("csrf_token", &token)])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let html = r.text().await.unwrap();
+            let error = html
+                .split("id=\"login-error\">")
+                .nth(1)
+                .unwrap_or("")
+                .split('<')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            (status, error)
+        }
+    };
+    let locked = page("carol", "Granite-Sparrow-Lattice-41").await;
+    assert_eq!(locked.0, StatusCode::UNAUTHORIZED);
+    assert!(!locked.1.is_empty());
+    assert_eq!(locked, page("nobody", "whatever").await);
+    // Admins see the lock.
+    let (_, users) = get(&admin, &srv.url("/api/v1/users")).await;
+    let carol = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "carol")
+        .unwrap();
+    assert!(carol["locked_until"].is_i64(), "{carol}");
 
     let (s, recs) = get(&admin, &srv.url("/api/v1/audit?actor=carol&action=auth.")).await;
     assert_eq!(s, StatusCode::OK);
@@ -135,7 +178,10 @@ async fn lockout_after_five_failures_applies_whatever_the_password() {
         .iter()
         .filter(|r| r["action"] == "auth.login" && r["outcome"] == "failure")
         .count();
-    assert_eq!(failures, 7, "5 wrong + 2 while locked");
+    assert_eq!(
+        failures, 8,
+        "5 wrong + 3 while locked (API twice, the page once)"
+    );
     let lock = recs
         .iter()
         .find(|r| r["action"] == "auth.lock")
@@ -172,9 +218,9 @@ async fn lockout_threshold_is_configurable() {
     let (_, s, _) = srv.login("admin", "bad").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (_, s, _) = srv.login("admin", "bad").await;
-    assert_eq!(s, StatusCode::LOCKED);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (_, s, _) = srv.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(s, StatusCode::LOCKED);
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "locked after two");
 }
 
 #[tokio::test]
@@ -580,19 +626,13 @@ async fn audit_export_and_page_forms_keep_input() {
     assert_eq!(b.as_array().unwrap().len(), 0);
 
     // A bad form re-renders with the field error and what was typed.
-    let (_, me) = get(&admin, &srv.url("/api/v1/me")).await;
-    let token = me["csrf_token"].as_str().unwrap();
-    let r = admin
-        .post(srv.url("/tenants"))
-        .header("accept-language", "en")
-        .form(&[
-            ("name", "Typed Name"),
-            ("company_code", "EXP"),
-            ("csrf_token", token),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = form_post(
+        &srv,
+        &admin,
+        "/tenants",
+        &[("name", "Typed Name"), ("company_code", "EXP")],
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let html = r.text().await.unwrap();
     assert!(html.contains("value=\"Typed Name\""));
@@ -657,4 +697,676 @@ async fn language_switch_sets_a_cookie_and_stays_on_site() {
     assert!(html.contains("<html lang=\"zh-CN\">") && html.contains("登录"));
     let r = c.get(srv.url("/lang/fr")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// Posts the form `fields` to `path` as the signed-in `c`, with its CSRF
+/// token, asking for English.
+async fn form_post(
+    srv: &Server,
+    c: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (_, me) = get(c, &srv.url("/api/v1/me")).await;
+    let token = me["csrf_token"].as_str().unwrap().to_string();
+    let mut form = fields.to_vec();
+    form.push(("csrf_token", &token));
+    c.post(srv.url(path))
+        .header("accept-language", "en")
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Opens the sign-in page on `c` (which keeps its cookie) and returns the
+/// form's CSRF token.
+async fn login_token(srv: &Server, c: &reqwest::Client) -> String {
+    let html = common::text(c, &srv.url("/login")).await;
+    html.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no token in the sign-in page: {html}"))
+        .to_string()
+}
+
+/// Rows of `table` in the server's database (read beside the running server).
+fn rows(srv: &Server, sql: &str) -> Vec<String> {
+    let c = rusqlite::Connection::open(srv.data_dir().join("gpudock.db")).unwrap();
+    let mut stmt = c.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redirect_targets_stay_on_site_and_never_fail() {
+    let srv = Server::start();
+    let c = srv.client();
+    // Browsers drop tabs and line breaks from a Location: `/\t/host` would
+    // be `//host`, another site. Control characters answered 500 before.
+    for (next, want) in [
+        ("/%09/evil.example", "/"),
+        ("/%0a/evil.example", "/"),
+        ("/%0d%0a/evil.example", "/"),
+        ("/%5C/evil.example", "/"),
+        ("/.//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/%0a", "/"),
+        ("/%0d%0a", "/"),
+        ("/%7f", "/%7F"),
+        ("/%00", "/"),
+        ("/users%3Fx%3D1", "/users?x=1"),
+    ] {
+        let r = c
+            .get(srv.url(&format!("/lang/en?next={next}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(r.headers()["location"], want, "{next}");
+    }
+    // The sign-in form's `next` is parsed the same way.
+    srv.admin().await;
+    for (next, want) in [("/\t/evil.example", "/"), ("/users", "/users")] {
+        let c = srv.client();
+        let token = login_token(&srv, &c).await;
+        let r = c
+            .post(srv.url("/login"))
+            .form(&[
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("csrf_token", &token),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(r.headers()["location"], want, "{next:?}");
+    }
+}
+
+#[tokio::test]
+async fn visitors_leave_no_session_rows_and_the_sign_in_form_keeps_csrf() {
+    let srv = Server::start();
+    srv.admin().await;
+    let before = rows(&srv, "SELECT id FROM sessions").len();
+    for _ in 0..30 {
+        let r = srv.client().get(srv.url("/login")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // A failed sign-in on the page stores nothing either.
+    let c = srv.client();
+    let token = login_token(&srv, &c).await;
+    let r = c
+        .post(srv.url("/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", "nope"),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(rows(&srv, "SELECT id FROM sessions").len(), before);
+
+    // The form still needs its token: without the cookie that goes with it,
+    // or with another token, the post is refused.
+    let form = |token: &str| {
+        vec![
+            ("username", "admin".to_string()),
+            ("password", ADMIN_PASSWORD.to_string()),
+            ("csrf_token", token.to_string()),
+        ]
+    };
+    let stranger = srv.client();
+    let r = stranger
+        .post(srv.url("/login"))
+        .form(&form(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "token without its cookie"
+    );
+    let c = srv.client();
+    let mine = login_token(&srv, &c).await;
+    for forged in [token.as_str(), "", "1.abc.def"] {
+        let r = c
+            .post(srv.url("/login"))
+            .form(&form(forged))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{forged:?}");
+    }
+    let r = c
+        .post(srv.url("/login"))
+        .form(&form(&mine))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("gpudock_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    let (s, _) = get(&c, &srv.url("/api/v1/me")).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Stored: one more row, under a hash, never the cookie's id.
+    let ids = rows(&srv, "SELECT id FROM sessions");
+    assert_eq!(ids.len(), before + 1);
+    assert!(
+        ids.iter().all(|id| id.len() == 64 && *id != cookie),
+        "{ids:?}"
+    );
+    for f in ["gpudock.db", "gpudock.db-wal", "gpudock.db-shm"] {
+        let bytes = std::fs::read(srv.data_dir().join(f)).unwrap();
+        assert!(
+            !bytes.windows(cookie.len()).any(|w| w == cookie.as_bytes()),
+            "the session id in clear in {f}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(srv.data_dir().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn database_files_made_readable_before_are_made_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = Server::start();
+    srv.admin().await;
+    let dir = srv.data_dir();
+    let files = ["gpudock.db", "gpudock.db-wal", "gpudock.db-shm"];
+    for f in files {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let srv = srv.restart("");
+    let (_, s, _) = srv.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    for f in files {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_answer_405_without_an_error_in_the_log() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    for (c, m, path, allow) in [
+        (&admin, "PUT", "/api/v1/users", "GET, HEAD, POST"),
+        (&admin, "DELETE", "/api/v1/tenants/1", "GET, HEAD, PATCH"),
+        (&admin, "PUT", "/users/1", "GET, HEAD, POST"),
+        (&srv.client(), "DELETE", "/login", "GET, HEAD, POST"),
+        (&srv.client(), "POST", "/healthz", "GET, HEAD"),
+        (&srv.client(), "PATCH", "/api/v1/users", "GET, HEAD, POST"),
+    ] {
+        let r = c
+            .request(
+                reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
+                srv.url(path),
+            )
+            .header("x-csrf-token", "x")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{m} {path}");
+        if path.starts_with("/api/") {
+            let b: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(code(&b), "method_not_allowed");
+        }
+    }
+    assert!(!srv.logs().contains("ERROR"), "{}", srv.logs());
+}
+
+#[tokio::test]
+async fn bodies_refuse_unknown_fields_bad_booleans_and_control_characters() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let t = make_tenant(&srv, &admin, "BODY").await;
+    let url = srv.url(&format!("/api/v1/tenants/{t}"));
+    // A misspelt field is refused by name; nothing changes.
+    let (s, b) = common::patch(&admin, &url, json!({"nmae": "New", "remark": "x"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(code(&b), "validation_failed");
+    assert!(b["error"]["fields"]["nmae"].is_string(), "{b}");
+    let (_, now) = get(&admin, &url).await;
+    assert_eq!(
+        (now["name"].as_str(), now["remark"].as_str()),
+        (Some("Tenant BODY"), Some(""))
+    );
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/users"),
+        json!({"username": "zed", "role": "admin", "is_admin": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["is_admin"].is_string(), "{b}");
+
+    // Booleans: a value that is no boolean is an error, not false.
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/images"),
+        json!({"name": "i", "address": "busybox", "listed": "maybe"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["error"]["fields"]["listed"]
+            .as_str()
+            .unwrap()
+            .contains("true or false"),
+        "{b}"
+    );
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/nodes"),
+        json!({"name": "n", "public_ip": "127.0.0.1", "private_ip": "127.0.0.1",
+               "docker_endpoint": "tcp://127.0.0.1:2376", "tls_enabled": "enabled"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["tls_enabled"].is_string(), "{b}");
+    let (_, nodes) = get(&admin, &srv.url("/api/v1/nodes")).await;
+    assert_eq!(nodes.as_array().unwrap().len(), 0, "no node made");
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/images"),
+        json!({"name": "i", "address": "busybox", "listed": "no"}),
+    )
+    .await;
+    assert_eq!(
+        (s, &b["listed"]),
+        (StatusCode::CREATED, &json!(false)),
+        "{b}"
+    );
+    // Forms too.
+    let r = form_post(
+        &srv,
+        &admin,
+        "/images",
+        &[("name", "j"), ("address", "busybox"), ("listed", "maybe")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("must be true or false"));
+
+    // Control characters in names (they would drive a terminal that shows
+    // them) are refused wherever a name is taken.
+    for (path, body) in [
+        (
+            "/api/v1/tenants",
+            json!({"name": "Evil\u{1b}[2J", "company_code": "EVL"}),
+        ),
+        (
+            "/api/v1/images",
+            json!({"name": "bell\u{7}", "address": "busybox"}),
+        ),
+        ("/api/v1/tokens", json!({"name": "a\nb"})),
+        (
+            "/api/v1/instances",
+            json!({"name": "x\u{1b}]0;pwned\u{7}", "image_id": 1, "spec_id": 1, "node_id": 1}),
+        ),
+    ] {
+        let (s, b) = post(&admin, &srv.url(path), body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {b}");
+        assert!(
+            b["error"]["fields"]["name"]
+                .as_str()
+                .unwrap()
+                .contains("control characters"),
+            "{path}: {b}"
+        );
+    }
+    // A remark may hold line breaks.
+    let (s, b) = common::patch(&admin, &url, json!({"remark": "line 1\nline 2"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+#[tokio::test]
+async fn audit_exports_neutralise_formulas_and_paging_cannot_overflow() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let evil = "=HYPERLINK(\"http://evil.example/\",\"click\")";
+    for name in [evil, "+1+1", "-2", "@SUM(A1)", "\tx"] {
+        let (_, s, _) = srv.login(name, "x").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let csv = admin
+        .get(srv.url("/api/v1/audit?format=csv&action=auth.login&outcome=failure"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut actors = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        for cell in rec.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula cell: {cell:?} in {csv}"
+            );
+        }
+        actors.push(rec[3].to_string());
+    }
+    assert!(actors.contains(&format!("'{evil}")), "{actors:?}");
+
+    for path in [
+        "/audit?page=4294967295",
+        "/audit?page=4294967294",
+        "/api/v1/audit?offset=18446744073709551615",
+        "/api/v1/audit?limit=4294967295",
+    ] {
+        let r = admin.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let r = admin.get(srv.url("/audit?page=-1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_counts_toward_the_lockout_and_is_audited() {
+    let srv = Server::start_with("[security]\nlockout_threshold = 3\n");
+    let admin = srv.admin().await;
+    let t = make_tenant(&srv, &admin, "PWC").await;
+    let pw = "Granite-Sparrow-Lattice-41";
+    let (id, erin) = make_user(&srv, &admin, "erin", "customer_member", Some(t), pw).await;
+    for _ in 0..3 {
+        let (s, b) = post(
+            &erin,
+            &srv.url("/api/v1/auth/password"),
+            json!({"current_password": "guess", "new_password": "Another-Strong-Pass-99"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert!(b["error"]["fields"]["current_password"].is_string());
+    }
+    // Locked: the session that guessed ends, and signing in fails.
+    let (s, _) = get(&erin, &srv.url("/api/v1/me")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (_, s, _) = srv.login("erin", pw).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (_, recs) = get(
+        &admin,
+        &srv.url("/api/v1/audit?actor=erin&action=auth.password_change&outcome=failure"),
+    )
+    .await;
+    let recs = recs.as_array().unwrap();
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert!(
+        recs.iter()
+            .all(|r| r["detail"]["reason"] == "wrong_current_password")
+    );
+    let (_, lock) = get(&admin, &srv.url("/api/v1/audit?action=auth.lock")).await;
+    assert_eq!(lock[0]["resource_id"], id.to_string(), "{lock}");
+}
+
+#[tokio::test]
+async fn sign_ins_are_limited_per_address() {
+    let srv = Server::start_with("[security]\nsign_in_burst = 3\nsign_in_per_minute = 1\n");
+    srv.admin().await;
+    for _ in 0..3 {
+        let (_, s, _) = srv.login("nobody", "guess").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    // The address is out of attempts: even the right password waits.
+    let c = srv.client();
+    let r = c
+        .post(srv.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(code(&b), "too_many_attempts");
+    // The sign-in page too.
+    let token = login_token(&srv, &c).await;
+    let r = c
+        .post(srv.url("/login"))
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn usernames_of_other_tenants_are_refused_without_saying_so() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let (ta, tb) = (
+        make_tenant(&srv, &admin, "UA").await,
+        make_tenant(&srv, &admin, "UB").await,
+    );
+    let pw = "Granite-Sparrow-Lattice-41";
+    let (_, owner) = make_user(&srv, &admin, "ownera", "customer_owner", Some(ta), pw).await;
+    make_user(&srv, &admin, "elsewhere", "customer_member", Some(tb), pw).await;
+    make_user(&srv, &admin, "mine", "customer_member", Some(ta), pw).await;
+    let mut answers = Vec::new();
+    for name in ["elsewhere", "mine", "root"] {
+        let (s, b) = post(
+            &owner,
+            &srv.url("/api/v1/users"),
+            json!({"username": name, "role": "customer_member"}),
+        )
+        .await;
+        answers.push((s, b["error"]["fields"]["username"].clone()));
+    }
+    assert_eq!(answers[0].0, StatusCode::CONFLICT, "{answers:?}");
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(
+        answers[0].1,
+        "this username is not available; choose another"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_removal_of_the_spent_initial_password_is_logged() {
+    let srv = Server::start();
+    let initial = srv.initial_password();
+    // Something the server cannot remove stands where the file was.
+    let path = srv.data_dir().join("initial-admin-password");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("keep"), "x").unwrap();
+    let (c, s, _) = srv.login("admin", &initial).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = post(
+        &c,
+        &srv.url("/api/v1/auth/password"),
+        json!({"current_password": initial, "new_password": ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !srv.logs().contains("cannot remove") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was silent:\n{}",
+            srv.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(srv.logs().contains("initial-admin-password"));
+}
+
+/// A bearer token of `c`'s user, and whether it still works.
+async fn token_of(srv: &Server, c: &reqwest::Client) -> String {
+    let (s, b) = post(c, &srv.url("/api/v1/tokens"), json!({"name": "script"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["token"].as_str().unwrap().to_string()
+}
+
+async fn token_works(srv: &Server, token: &str) -> bool {
+    let r = srv
+        .client()
+        .get(srv.url("/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    match r.status() {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => false,
+        s => panic!("unexpected {s}"),
+    }
+}
+
+/// API tokens and passwords: the user's own change keeps their tokens
+/// unless they ask to revoke them; a reset by an admin or an owner (or
+/// `gpudock admin reset-password`) revokes them all, gives a temporary
+/// password and ends the user's sessions. Nobody resets their own password,
+/// and an owner resets only their tenant's users.
+#[tokio::test]
+async fn password_changes_and_resets_decide_the_fate_of_tokens() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let t = make_tenant(&srv, &admin, "TOK").await;
+    let other = make_tenant(&srv, &admin, "OTH").await;
+    let pw = "Harbor-Juniper-Vessel-28";
+    let (_, owner) = make_user(&srv, &admin, "olive", "customer_owner", Some(t), pw).await;
+    let (mid, member) = make_user(&srv, &admin, "milo", "customer_member", Some(t), pw).await;
+    let (xid, _) = make_user(&srv, &admin, "xena", "customer_member", Some(other), pw).await;
+
+    // Own change, tokens kept (the default), then own change revoking them.
+    let tok = token_of(&srv, &member).await;
+    let pw2 = "Lantern-Pebble-Orchid-64";
+    let (s, b) = post(
+        &member,
+        &srv.url("/api/v1/auth/password"),
+        json!({"current_password": pw, "new_password": pw2}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(token_works(&srv, &tok).await, "kept unless asked");
+    let pw3 = "Quiver-Marble-Tundra-19";
+    let (s, b) = post(
+        &member,
+        &srv.url("/api/v1/auth/password"),
+        json!({"current_password": pw2, "new_password": pw3, "revoke_tokens": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert!(!token_works(&srv, &tok).await, "revoked on request");
+
+    // The owner resets the member: a temporary password, tokens revoked,
+    // the member's sessions ended.
+    let tok = token_of(&srv, &member).await;
+    let url = srv.url(&format!("/api/v1/users/{mid}/reset-password"));
+    let (s, b) = post(&owner, &url, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let temp = b["temporary_password"].as_str().unwrap().to_string();
+    assert_eq!(b["user"]["must_change_password"], true, "{b}");
+    assert!(!token_works(&srv, &tok).await, "a reset revokes tokens");
+    let (s, _) = get(&member, &srv.url("/api/v1/me")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a reset ends sessions");
+    let (_, s, _) = srv.login("milo", pw3).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old password is gone");
+    let (c, s, b) = srv.login("milo", &temp).await;
+    assert_eq!(
+        (s, &b["must_change_password"]),
+        (StatusCode::OK, &json!(true))
+    );
+    let (s, b) = get(&c, &srv.url("/api/v1/users")).await;
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::FORBIDDEN, "password_change_required")
+    );
+    let (_, audit) = get(&admin, &srv.url("/api/v1/audit?action=user.reset_password")).await;
+    assert_eq!(audit[0]["detail"]["tokens_revoked"], 1, "{audit}");
+    assert!(!audit.to_string().contains(&temp), "{audit}");
+
+    // Not one's own (that is a password change); not another tenant's user.
+    let me = get(&owner, &srv.url("/api/v1/me")).await.1["user"]["id"].clone();
+    let (s, b) = post(
+        &owner,
+        &srv.url(&format!("/api/v1/users/{me}/reset-password")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (s, _) = post(
+        &owner,
+        &srv.url(&format!("/api/v1/users/{xid}/reset-password")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // The pages: a reset button on another user's page (not one's own),
+    // the temporary password shown once; the password form offers to
+    // revoke one's tokens.
+    let page = common::text(&admin, &srv.url(&format!("/users/{mid}"))).await;
+    assert!(page.contains("id=\"user-reset-password\""), "{page}");
+    let own = common::text(&admin, &srv.url("/users/1")).await;
+    assert!(!own.contains("id=\"user-reset-password\""), "{own}");
+    let (_, me) = get(&admin, &srv.url("/api/v1/me")).await;
+    let csrf = me["csrf_token"].as_str().unwrap().to_string();
+    let r = admin
+        .post(srv.url(&format!("/users/{mid}/reset-password")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let shown = page
+        .split("id=\"temp-password\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or_else(|| panic!("no temporary password shown: {page}"));
+    let (_, s, _) = srv.login("milo", shown).await;
+    assert_eq!(s, StatusCode::OK, "the shown password signs in");
+    let form = common::text(&admin, &srv.url("/account/password")).await;
+    assert!(form.contains("name=\"revoke_tokens\""), "{form}");
+
+    // The operator's reset from the command line revokes tokens too.
+    let tok = token_of(&srv, &owner).await;
+    let out = srv.cli(&["admin", "reset-password", "olive"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !token_works(&srv, &tok).await,
+        "the CLI reset revokes tokens"
+    );
 }

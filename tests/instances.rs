@@ -225,6 +225,11 @@ async fn create_runs_a_container_with_exactly_the_specs_limits_and_a_data_volume
     let mut body = lab.create_body(spec, "alpha");
     body["user_id"] = json!(999);
     body["remark"] = json!("first one");
+    // The owner is not the body's to say: a user_id is refused by name.
+    let (s, i) = lab.post("/api/v1/instances", body.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{i}");
+    assert!(i["error"]["fields"]["user_id"].is_string(), "{i}");
+    body.as_object_mut().unwrap().remove("user_id");
     let (s, i) = lab.post("/api/v1/instances", body).await;
     assert_eq!(s, StatusCode::CREATED, "{i}");
     let (_, me) = lab.get("/api/v1/me").await;
@@ -801,9 +806,12 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
     )
     .await;
 
-    // A member creates; a user_id in the body changes nothing.
+    // A member creates; a user_id in the body is refused, not obeyed.
     let mut body = lab.create_body(spec, "mine");
     body["user_id"] = json!(1);
+    let (s, x) = post(&ma1, &srv.url("/api/v1/instances"), body.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{x}");
+    body.as_object_mut().unwrap().remove("user_id");
     let (s, x) = post(&ma1, &srv.url("/api/v1/instances"), body).await;
     assert_eq!(s, StatusCode::CREATED, "{x}");
     assert_eq!(

@@ -840,3 +840,105 @@ async fn tenants_are_isolated_in_every_scoped_query() {
     let (_, b) = oa.get(&srv, "/api/v1/audit?action=permission.grant").await;
     assert_eq!(b, json!([]), "oa sees admin's grants: {b}");
 }
+
+/// No escalation through the matrix: admin-only records (the matrix itself,
+/// nodes, the orphan report, creating tenants, managing the shared catalog)
+/// cannot be granted to any other role, so an owner can never be handed
+/// the matrix and grant themselves admin routes; a grant row for one (made
+/// before this rule, or by hand in the database) gives nothing; and other
+/// tenants' users stay out of an owner's reach with any grant.
+#[tokio::test]
+async fn the_matrix_cannot_hand_out_what_belongs_to_admins() {
+    let srv = Server::start();
+    let (admin, oa, _ma, _ta) = setup_a(&srv).await;
+    let (s, all) = admin.get(&srv, "/api/v1/permissions").await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let admin_only: Vec<(i64, String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["admin_only"] == true)
+        .map(|p| {
+            (
+                p["id"].as_i64().unwrap(),
+                p["method"].as_str().unwrap().to_string(),
+                p["path_pattern"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let named: BTreeSet<(String, String)> = admin_only
+        .iter()
+        .map(|(_, m, p)| (m.clone(), p.clone()))
+        .collect();
+    for (m, p) in [
+        ("PUT", "/api/v1/permissions/{role}/{id}"),
+        ("DELETE", "/api/v1/permissions/{role}/{id}"),
+        ("GET", "/api/v1/permissions"),
+        ("POST", "/permissions/{role}/{id}"),
+        ("POST", "/api/v1/nodes"),
+        ("GET", "/api/v1/nodes"),
+        ("GET", "/api/v1/instances/orphans"),
+        ("POST", "/api/v1/tenants"),
+        ("POST", "/api/v1/images"),
+    ] {
+        assert!(
+            named.contains(&(m.to_string(), p.to_string())),
+            "{m} {p} is not admin-only"
+        );
+    }
+    // Not even an admin can grant them, to either customer role.
+    for (id, m, p) in &admin_only {
+        for role in ["customer_owner", "customer_member"] {
+            let path = format!("/api/v1/permissions/{role}/{id}");
+            let (s, b) = admin.req(&srv, "PUT", &path, None).await;
+            assert_field_error(s, &b, "permission", &format!("grant {m} {p} to {role}"));
+        }
+    }
+
+    // A grant row written straight into the database gives nothing either.
+    let id_of = |m: &str, p: &str| {
+        admin_only
+            .iter()
+            .find(|(_, mm, pp)| mm == m && pp == p)
+            .unwrap()
+            .0
+    };
+    let (matrix, nodes) = (
+        id_of("PUT", "/api/v1/permissions/{role}/{id}"),
+        id_of("POST", "/api/v1/nodes"),
+    );
+    {
+        let conn = rusqlite::Connection::open(srv.data_dir().join("gpudock.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        for id in [matrix, nodes, id_of("GET", "/api/v1/nodes")] {
+            conn.execute(
+                "INSERT OR IGNORE INTO role_permissions (role, permission_id) VALUES ('customer_owner', ?1)",
+                [id],
+            )
+            .unwrap();
+        }
+    }
+    let (s, b) = oa
+        .req(
+            &srv,
+            "PUT",
+            &format!("/api/v1/permissions/customer_owner/{nodes}"),
+            None,
+        )
+        .await;
+    assert_forbidden(s, &b, "owner grants itself nodes");
+    let (s, b) = oa.get(&srv, "/api/v1/nodes").await;
+    assert_forbidden(s, &b, "owner lists nodes");
+    let (s, b) = oa
+        .req(&srv, "POST", "/api/v1/nodes", Some(json!({"name": "evil"})))
+        .await;
+    assert_forbidden(s, &b, "owner creates a node");
+    let after = permissions(&srv, &admin).await;
+    for p in after.iter().filter(|p| p.id == matrix || p.id == nodes) {
+        assert!(!p.owner && !p.member, "{p:?}");
+    }
+    // The nodes page is not in the owner's navigation.
+    let page = common::text(&oa.client, &srv.url("/")).await;
+    assert!(!page.contains("href=\"/nodes\""), "{page}");
+}

@@ -12,8 +12,10 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::dockerd::{TestDaemon, docker_cli};
 use common::lab::{FAST_STOP, Lab, small_spec};
-use common::{Server, get, make_tenant, make_user, post};
+use common::ws::{Term, session_cookie};
+use common::{Server, code, get, make_tenant, make_user, patch, post, send};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -468,7 +470,11 @@ async fn key_login_lockout_and_users_without_instances() {
     .await;
     assert_eq!(r.code, Some(255), "a locked user got in: {}", r.stdout);
     let (_, s, _) = j.lab.srv.login("bob", BOB_PW).await;
-    assert_eq!(s, StatusCode::LOCKED);
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "locked, answered like a wrong password"
+    );
 
     // A user with no instance is told so and disconnected.
     let t = make_tenant(&j.lab.srv, &j.lab.admin, "EMP").await;
@@ -497,9 +503,31 @@ async fn key_login_lockout_and_users_without_instances() {
 }
 
 /// Processes a session started in the container.
-fn ps(lab: &Lab, container: &str) -> String {
-    let out = lab.docker(&["exec", container, "ps"]);
+fn ps(d: &TestDaemon, container: &str) -> String {
+    let out = docker_cli(d, &["exec", container, "ps"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `ps` in the container shows none of `gone` (10 s).
+async fn wait_gone(d: &TestDaemon, container: &str, gone: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = ps(d, container);
+        if !gone.iter().any(|g| now.contains(g)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind:\n{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `ps` in the container shows `running` (15 s).
+async fn wait_running(d: &TestDaemon, container: &str, running: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ps(d, container).contains(running) {
+        assert!(Instant::now() < deadline, "{running} never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -511,25 +539,10 @@ async fn disconnects_leave_nothing_running_and_recordings_replay() {
     t.expect("# ", Duration::from_secs(20)).await;
     t.send("echo rec-7b1e; sleep 7771 & sleep 8881\r").await;
     t.expect("rec-7b1e\r\n", Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !ps(&j.lab, &cid).contains("sleep 8881") {
-        assert!(
-            Instant::now() < deadline,
-            "the session's commands never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_running(j.lab.d, &cid, "sleep 8881").await;
     let child = t.child;
     drop(child); // the client goes away (killed)
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = ps(&j.lab, &cid);
-        if !now.contains("sleep 7771") && !now.contains("sleep 8881") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "processes left behind:\n{now}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_gone(j.lab.d, &cid, &["sleep 7771", "sleep 8881"]).await;
     let s = ended_session(&j, "username=alice&protocol=ssh").await;
     assert_eq!(s["end_reason"], "user_close", "{s}");
     // The recording replays what was typed (echoed by the terminal).
@@ -546,6 +559,36 @@ async fn disconnects_leave_nothing_running_and_recordings_replay() {
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
     assert!(cast.contains("rec-7b1e"), "{cast}");
+    // The download streams: its first bytes arrive while the file is still
+    // being written (a FIFO here), so no recording is ever held in memory.
+    let path = j.lab.srv.data_dir().join(format!("recordings/{id}.cast"));
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(b"{\"version\": 2, \"width\": 80, \"height\": 24}\n")
+            .unwrap();
+        f.flush().unwrap();
+        let _ = wait.recv_timeout(Duration::from_secs(30));
+    });
+    let url = j.lab.srv.url(&format!("/api/v1/sessions/{id}/recording"));
+    let (mut r, first) = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut r = j.lab.admin.get(url).send().await.unwrap();
+        let first = r.chunk().await.unwrap().unwrap();
+        (r, first)
+    })
+    .await
+    .expect("nothing came while the recording was still being written");
+    assert!(first.starts_with(b"{\"version\": 2"), "{first:?}");
+    done.send(()).unwrap();
+    writer.join().unwrap();
+    while r.chunk().await.unwrap().is_some() {}
     let page = common::text(&j.lab.admin, &j.lab.srv.url(&format!("/sessions/{id}"))).await;
     assert!(
         page.contains("asciinema-player.min.js")
@@ -594,6 +637,27 @@ async fn idle_sessions_end_with_the_reason_idle_timeout() {
         (Some("idle_timeout"), Some("terminated"))
     );
     eprintln!("idle session (3 s limit) ended after {took:?}");
+
+    // A user who sits at the menu obeys the same idle timeout (typing
+    // restarts its clock).
+    let mut t = Talk::start(&mut ssh(j.port, "alice", Some(ALICE_PW), None, &["-tt"])).await;
+    t.expect("q to quit): ", Duration::from_secs(20)).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    t.send("9").await;
+    let r = t.finish(true, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4),
+        "the menu ended after {took:?}"
+    );
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("idle timeout"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    eprintln!("idle menu (3 s limit, a key after 2 s) ended after {took:?}");
 }
 
 #[tokio::test]
@@ -734,4 +798,643 @@ async fn sigterm_closes_open_sessions_before_the_database() {
         (Some("error"), Some("gpudock is shutting down")),
         "{rec}"
     );
+}
+
+/// Whatever gpudock prints on a terminal shows control characters escaped:
+/// a name written before names were checked cannot clear the screen or draw
+/// a fake prompt (OpenSSH itself refuses such characters in a login name,
+/// so the login's own text is covered by `escape`'s unit tests). A node's endpoint is told to who
+/// may see nodes only; others get a reference to the log.
+#[tokio::test]
+async fn terminal_text_is_escaped_and_node_details_stay_with_admins() {
+    let j = jump("").await;
+    let p = j.port;
+    // An instance name holding escape sequences (as the database may hold
+    // from before): the menu shows it escaped.
+    let db = rusqlite::Connection::open(j.lab.srv.data_dir().join("gpudock.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let evil = "evil\u{1b}[2J\u{1b}[Hroot@gpu:~# \u{7}";
+    db.execute(
+        "UPDATE instances SET name = ?1 WHERE id = ?2",
+        rusqlite::params![evil, j.alpha["id"].as_i64().unwrap()],
+    )
+    .unwrap();
+    let mut t = Talk::start(&mut ssh(p, "alice", Some(ALICE_PW), None, &["-tt"])).await;
+    let menu = t.expect("q to quit): ", Duration::from_secs(30)).await;
+    assert!(
+        menu.contains("1 evil\\x1b[2J\\x1b[Hroot@gpu:~# \\x07-"),
+        "{menu:?}"
+    );
+    assert!(
+        !menu.contains('\u{1b}') && !menu.contains('\u{7}'),
+        "{menu:?}"
+    );
+    t.send("q\r").await;
+    t.finish(true, Duration::from_secs(20)).await;
+
+    // The node's daemon becomes unreachable (its endpoint now names a port
+    // nobody listens on): alice is told so without the endpoint, the admin
+    // with it, on SSH and over HTTP.
+    let node = j.lab.node;
+    let (s, b) = common::patch(
+        &j.lab.admin,
+        &j.lab.srv.url(&format!("/api/v1/nodes/{node}")),
+        json!({"docker_endpoint": "tcp://127.0.0.1:1", "tls_enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let beta = j.beta["id"].as_i64().unwrap();
+    let r = run(
+        ssh(p, &format!("alice+{beta}"), Some(ALICE_PW), None, &[]).arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("cannot reach the node"), "{}", r.stderr);
+    assert!(r.stderr.contains("ref "), "{}", r.stderr);
+    assert!(!r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
+    eprintln!("a customer is told: {}", r.stderr.trim());
+    let r = run(
+        ssh(
+            p,
+            &format!("admin+{beta}"),
+            Some(common::ADMIN_PASSWORD),
+            None,
+            &[],
+        )
+        .arg("hostname"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
+    let logs = format!("/api/v1/instances/{beta}/logs");
+    let (s, b) = get(&j.alice, &j.lab.srv.url(&logs)).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    let text = b.to_string();
+    assert!(
+        !text.contains("127.0.0.1:1") && text.contains("ref "),
+        "{b}"
+    );
+    let reference = b["error"]["message"]
+        .as_str()
+        .unwrap()
+        .rsplit("ref ")
+        .next()
+        .unwrap()
+        .to_string();
+    // The server's log (read from its stderr as it comes) holds the detail.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !j
+        .lab
+        .srv
+        .logs()
+        .lines()
+        .any(|l| l.contains(&reference) && l.contains("127.0.0.1:1"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the log holds no detail under {reference}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, b) = j.lab.get(&logs).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(b.to_string().contains("127.0.0.1:1"), "{b}");
+}
+
+/// The per-address sign-in limit covers SSH: once the address used up its
+/// failures (here on the API), even the right password is refused.
+#[tokio::test]
+async fn ssh_sign_ins_share_the_per_address_limit() {
+    let srv = Server::start_with("[security]\nsign_in_burst = 2\nsign_in_per_minute = 1\n");
+    srv.admin().await;
+    let p = srv.ssh_port();
+    let admin = || ssh(p, "admin", Some(common::ADMIN_PASSWORD), None, &[]);
+    // Signed in: told there is nothing to run a command in (exit 1).
+    let r = run(admin().arg("true"), "", Duration::from_secs(30)).await;
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    for _ in 0..2 {
+        let (_, s, _) = srv.login("admin", "wrong").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let r = run(admin().arg("true"), "", Duration::from_secs(30)).await;
+    assert_eq!(r.code, Some(255), "signed in past the limit: {}", r.stderr);
+    let (_, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// The web terminal's WebSocket upgrade as a browser sends it; the status.
+async fn ws_status(srv: &Server, c: &reqwest::Client, inst: &Value) -> StatusCode {
+    c.get(srv.url(&format!("/instances/{}/terminal/ws", inst["id"])))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("origin", srv.base.clone())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The record of a route in the permission matrix.
+async fn perm_id(lab: &Lab, method: &str, path: &str) -> i64 {
+    let (s, all) = lab.get("/api/v1/permissions").await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["method"] == method && p["path_pattern"] == path)
+        .unwrap_or_else(|| panic!("no record {method} {path}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// One permission record decides shells on the web and on the jumpbox: with
+/// the terminal permission revoked for members, `ssh member+inst 'cmd'`
+/// and the menu are refused (and audited) like the web terminal. And no
+/// role is hard-coded beside the matrix: an owner granted the terminate
+/// permission terminates their tenant's sessions.
+#[tokio::test]
+async fn the_jumpbox_and_the_web_obey_the_same_permission_records() {
+    let j = jump("").await;
+    let (p, lab) = (j.port, &j.lab);
+    let shell = perm_id(lab, "GET", "/instances/{id}/terminal/ws").await;
+    let url = format!("/api/v1/permissions/customer_member/{shell}");
+    let (s, b) = send(&lab.admin, "DELETE", &lab.srv.url(&url), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    assert_eq!(
+        ws_status(&lab.srv, &j.alice, &j.alpha).await,
+        StatusCode::FORBIDDEN
+    );
+    let r = run(
+        ssh(p, "alice+alpha", Some(ALICE_PW), None, &[]).arg("echo ran-$((40+2))"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.code, Some(1), "{} / {}", r.stdout, r.stderr);
+    assert!(
+        !r.stdout.contains("ran-42"),
+        "the command ran: {}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
+    let r = run(
+        &mut ssh(p, "alice", Some(ALICE_PW), None, &["-tt"]),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("permission denied") && !all.contains("序号"),
+        "{all}"
+    );
+    let (_, denied) = lab
+        .get("/api/v1/audit?action=permission.denied&limit=100")
+        .await;
+    assert!(
+        denied
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["resource_id"] == "shell"),
+        "{denied}"
+    );
+    // Granted again: both work again.
+    let (s, b) = send(&lab.admin, "PUT", &lab.srv.url(&url), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let r = run(
+        ssh(p, "alice+alpha", Some(ALICE_PW), None, &[]).arg("echo ran-$((40+2))"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (Some(0), "ran-42"),
+        "{}",
+        r.stderr
+    );
+
+    // Terminating follows the matrix too (scoped to the owner's tenant).
+    let (_, me) = get(&j.alice, &lab.srv.url("/api/v1/me")).await;
+    let tenant = me["user"]["tenant_id"].as_i64().unwrap();
+    let (_, olga) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "olga",
+        "customer_owner",
+        Some(tenant),
+        BOB_PW,
+    )
+    .await;
+    let mut t = Talk::start(&mut ssh(p, "alice+alpha", Some(ALICE_PW), None, &["-tt"])).await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    let live = sessions(&j, "status=live").await;
+    let sid = live[0]["id"].as_i64().unwrap();
+    let kill = lab.srv.url(&format!("/api/v1/sessions/{sid}/terminate"));
+    let (s, _) = post(&olga, &kill, json!({})).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "owners lack the record by default"
+    );
+    let term = perm_id(lab, "POST", "/api/v1/sessions/{id}/terminate").await;
+    let grant = lab
+        .srv
+        .url(&format!("/api/v1/permissions/customer_owner/{term}"));
+    let (s, b) = send(&lab.admin, "PUT", &grant, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = post(&olga, &kill, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["end_reason"], "admin_force", "{b}");
+    t.finish(true, Duration::from_secs(10)).await;
+    // Another tenant's session stays out of reach.
+    let t2 = make_tenant(&lab.srv, &lab.admin, "OTHER").await;
+    let (_, oscar) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "oscar",
+        "customer_owner",
+        Some(t2),
+        BOB_PW,
+    )
+    .await;
+    let (s, _) = post(&oscar, &kill, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// What a user holds live on an instance: an SSH shell, a web terminal and
+/// a followed log, the two shells each with a process running.
+struct Held {
+    ssh: Talk,
+    term: Term,
+    logs: tokio::task::JoinHandle<String>,
+    container: String,
+    marks: [String; 2],
+}
+
+async fn hold_all(
+    lab: &Lab,
+    port: u16,
+    user: &str,
+    pw: &str,
+    web: &reqwest::Client,
+    inst: &Value,
+    n: u32,
+) -> Held {
+    let id = inst["id"].as_i64().unwrap();
+    let container = inst["container_id"].as_str().unwrap().to_string();
+    let marks = [
+        format!("sleep {}", 7000 + 2 * n),
+        format!("sleep {}", 7001 + 2 * n),
+    ];
+    let mut ssh = Talk::start(&mut ssh(
+        port,
+        &format!("{user}+{id}"),
+        Some(pw),
+        None,
+        &["-tt"],
+    ))
+    .await;
+    ssh.expect("# ", Duration::from_secs(20)).await;
+    ssh.send(&format!("{} & echo ssh-$((1+{n}))\r", marks[0]))
+        .await;
+    ssh.expect(&format!("ssh-{}\r\n", n + 1), Duration::from_secs(20))
+        .await;
+    let cookie = session_cookie(&lab.srv, user, pw).await;
+    let mut term = Term::open(&lab.srv, &cookie, id, 80, 24).await;
+    term.expect("# ", Duration::from_secs(20)).await;
+    term.send(&format!("{} & echo web-$((1+{n}))\r", marks[1]))
+        .await;
+    term.expect(&format!("web-{}\r\n", n + 1), Duration::from_secs(20))
+        .await;
+    let r = web
+        .get(
+            lab.srv
+                .url(&format!("/api/v1/instances/{id}/logs?follow=1&tail=1")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let logs = tokio::spawn(async move {
+        let mut r = r;
+        let mut text = String::new();
+        while let Ok(Some(c)) = r.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&c));
+        }
+        text
+    });
+    for m in &marks {
+        wait_running(lab.d, &container, m).await;
+    }
+    Held {
+        ssh,
+        term,
+        logs,
+        container,
+        marks,
+    }
+}
+
+/// Everything in `held` ended at once with `access_revoked`, each client
+/// told why, the processes swept, the records closed with that reason.
+async fn assert_revoked(j: &Jump, held: Held, user: &str, sessions_had: usize, what: &str) {
+    let asked = Instant::now();
+    let Held {
+        ssh,
+        mut term,
+        logs,
+        container,
+        marks,
+    } = held;
+    let r = ssh.finish(true, Duration::from_secs(10)).await;
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains("access revoked"),
+        "{what}: ssh was told: {said}"
+    );
+    let end = term.ended(Duration::from_secs(10)).await;
+    assert_eq!(end["reason"], "access_revoked", "{what}: {end}");
+    assert!(
+        end["message"].as_str().unwrap().contains("access revoked"),
+        "{end}"
+    );
+    let text = tokio::time::timeout(Duration::from_secs(10), logs)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the followed log goes on"))
+        .unwrap();
+    assert!(
+        text.contains("access revoked"),
+        "{what}: log stream: {text}"
+    );
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{what}: ended after {took:?}"
+    );
+    let marks: Vec<&str> = marks.iter().map(String::as_str).collect();
+    wait_gone(j.lab.d, &container, &marks).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = sessions(j, &format!("username={user}")).await;
+        let open: Vec<_> = list.iter().filter(|s| !s["ended_at"].is_i64()).collect();
+        if open.is_empty() {
+            assert_eq!(list.len(), sessions_had, "{what}: {list:?}");
+            for s in &list {
+                assert_eq!(
+                    (s["end_reason"].as_str(), s["status"].as_str()),
+                    (Some("access_revoked"), Some("terminated")),
+                    "{what}: {s}"
+                );
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{what}: still open: {open:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{what}: everything ended {took:?} after the change");
+}
+
+/// Each change that takes access away ends at once everything the user
+/// holds live (SSH shell, web terminal, followed log): disabling them,
+/// disabling their tenant, a password reset by an admin, their own password
+/// change, a role change, a move to another tenant. A user who has
+/// instances cannot be moved (their instances stay with their tenant).
+#[tokio::test]
+async fn revoking_access_ends_everything_the_user_holds_live() {
+    let j = jump("").await;
+    let (p, lab) = (j.port, &j.lab);
+    let spec = lab.spec(small_spec("r")).await;
+    let (_, me) = get(&j.alice, &lab.srv.url("/api/v1/me")).await;
+    let t1 = me["user"]["tenant_id"].as_i64().unwrap();
+    let t2 = make_tenant(&lab.srv, &lab.admin, "REV2").await;
+    let t3 = make_tenant(&lab.srv, &lab.admin, "REV3").await;
+    let mut users = Vec::new();
+    for (name, role, t) in [
+        ("ann", "customer_member", t1),
+        ("cal", "customer_member", t1),
+        ("eve", "customer_member", t1),
+        ("dan", "customer_member", t2),
+    ] {
+        let (id, c) = make_user(&lab.srv, &lab.admin, name, role, Some(t), BOB_PW).await;
+        let (s, i) = post(
+            &c,
+            &lab.srv.url("/api/v1/instances"),
+            lab.create_body(spec, name),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        users.push((id, c, i));
+    }
+    let [
+        (ann, ann_c, ann_i),
+        (cal, cal_c, cal_i),
+        (eve, eve_c, eve_i),
+        (_, dan_c, dan_i),
+    ]: [_; 4] = users.try_into().unwrap();
+    let (olga, olga_c) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "olga",
+        "customer_owner",
+        Some(t1),
+        BOB_PW,
+    )
+    .await;
+    let user = |id: i64| lab.srv.url(&format!("/api/v1/users/{id}"));
+
+    // A move: refused for a user who has instances (nothing changes) ...
+    let (s, b) = patch(&lab.admin, &user(ann), json!({"tenant_id": t3})).await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "conflict"), "{b}");
+    assert!(b["error"]["fields"]["tenant_id"].is_string(), "{b}");
+    let (_, a) = get(&lab.admin, &user(ann)).await;
+    assert_eq!(a["tenant_id"], t1, "{a}");
+    // ... and for an owner without instances of their own, it ends what
+    // they held in their old tenant's instances.
+    let held = hold_all(lab, p, "olga", BOB_PW, &olga_c, &ann_i, 1).await;
+    let (s, b) = patch(&lab.admin, &user(olga), json!({"tenant_id": t3})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_revoked(&j, held, "olga", 2, "moved to another tenant").await;
+    let (s, _) = get(
+        &olga_c,
+        &lab.srv.url(&format!("/api/v1/instances/{}", ann_i["id"])),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the moved owner's web session ended"
+    );
+
+    let held = hold_all(lab, p, "ann", BOB_PW, &ann_c, &ann_i, 2).await;
+    let (s, b) = patch(&lab.admin, &user(ann), json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_revoked(&j, held, "ann", 2, "user disabled").await;
+
+    let held = hold_all(lab, p, "cal", BOB_PW, &cal_c, &cal_i, 3).await;
+    let (s, b) = patch(&lab.admin, &user(cal), json!({"role": "customer_owner"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_revoked(&j, held, "cal", 2, "role changed").await;
+
+    let held = hold_all(lab, p, "dan", BOB_PW, &dan_c, &dan_i, 4).await;
+    let url = lab.srv.url(&format!("/api/v1/tenants/{t2}"));
+    let (s, b) = patch(&lab.admin, &url, json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_revoked(&j, held, "dan", 2, "tenant disabled").await;
+
+    let held = hold_all(lab, p, "eve", BOB_PW, &eve_c, &eve_i, 5).await;
+    let (s, b) = post(
+        &eve_c,
+        &lab.srv.url("/api/v1/auth/password"),
+        json!({"current_password": BOB_PW, "new_password": ALICE_PW}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    assert_revoked(&j, held, "eve", 2, "own password changed").await;
+
+    let held = hold_all(lab, p, "eve", ALICE_PW, &eve_c, &eve_i, 6).await;
+    let url = lab.srv.url(&format!("/api/v1/users/{eve}/reset-password"));
+    let (s, b) = post(&lab.admin, &url, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_revoked(&j, held, "eve", 4, "password reset by an admin").await;
+
+    // A change that takes nothing away ends nothing.
+    let mut t = Talk::start(&mut ssh(p, "alice+alpha", Some(ALICE_PW), None, &["-tt"])).await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    let alice_id = me["user"]["id"].as_i64().unwrap();
+    let (s, b) = patch(
+        &lab.admin,
+        &user(alice_id),
+        json!({"display_name": "Alice A.", "role": "customer_member", "enabled": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    t.send("echo still-$((20+1))\r").await;
+    t.expect("still-21\r\n", Duration::from_secs(10)).await;
+    // A reset by the operator's command (another process) ends it within
+    // the live-figures tick (2 s).
+    let asked = Instant::now();
+    let out = lab.srv.cli(&["admin", "reset-password", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = t.finish(true, Duration::from_secs(10)).await;
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(said.contains("access revoked"), "{said}");
+    eprintln!(
+        "reset from the command line: the shell ended {:?} later",
+        asked.elapsed()
+    );
+}
+
+/// SIGTERM with a web terminal open (three times over, a user at the
+/// jumpbox menu the last time): the browser is told, what the terminal
+/// started is swept from the container, the record is closed and
+/// `session.close` audited before the database closes; nobody at the menu
+/// holds the shutdown up.
+#[tokio::test]
+async fn sigterm_ends_web_terminals_and_menus_before_the_database() {
+    let j = jump("").await;
+    let (id, cid) = (
+        j.alpha["id"].as_i64().unwrap(),
+        j.alpha["container_id"].as_str().unwrap().to_string(),
+    );
+    let Jump { lab, .. } = j;
+    let Lab { srv, d, .. } = lab;
+    let mut srv = srv;
+    for round in 0..3u32 {
+        let cookie = session_cookie(&srv, "alice", ALICE_PW).await;
+        let mut term = Term::open(&srv, &cookie, id, 80, 24).await;
+        term.expect("# ", Duration::from_secs(20)).await;
+        let mark = format!("sleep {}", 9990 + round);
+        term.send(&format!("{mark} & echo up-$((1+{round}))\r"))
+            .await;
+        term.expect(&format!("up-{}\r\n", round + 1), Duration::from_secs(20))
+            .await;
+        wait_running(d, &cid, &mark).await;
+        let menu = if round == 2 {
+            let mut t = Talk::start(&mut ssh(
+                srv.ssh_port(),
+                "alice",
+                Some(ALICE_PW),
+                None,
+                &["-tt"],
+            ))
+            .await;
+            t.expect("q to quit): ", Duration::from_secs(20)).await;
+            Some(t)
+        } else {
+            None
+        };
+
+        let asked = Instant::now();
+        srv.stop();
+        let took = asked.elapsed();
+        let end = term.ended(Duration::from_secs(5)).await;
+        assert_eq!(end["reason"], "error", "{end}");
+        assert!(
+            end["message"].as_str().unwrap().contains("shutting down"),
+            "{end}"
+        );
+        wait_gone(d, &cid, &[mark.as_str()]).await;
+        let logs = srv.logs();
+        let closed = logs
+            .find(" ended: error")
+            .unwrap_or_else(|| panic!("{logs}"));
+        let db_closed = logs
+            .find("stopped: database checkpointed and closed")
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(
+            closed < db_closed,
+            "the record closed after the database:\n{logs}"
+        );
+        assert!(
+            took < Duration::from_secs(8),
+            "round {round}: the server took {took:?} to stop"
+        );
+        if let Some(t) = menu {
+            let r = t.finish(true, Duration::from_secs(5)).await;
+            assert!(
+                format!("{}{}", r.stdout, r.stderr).contains("shutting down"),
+                "{} {}",
+                r.stdout,
+                r.stderr
+            );
+        }
+        eprintln!("round {round}: stopped {took:?} after SIGTERM");
+
+        srv = srv.restart("");
+        let (c, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, list) = get(&c, &srv.url("/api/v1/sessions?protocol=web_terminal")).await;
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), round as usize + 1, "{list:?}");
+        for rec in list {
+            assert_eq!(
+                (rec["end_reason"].as_str(), rec["end_detail"].as_str()),
+                (Some("error"), Some("gpudock is shutting down")),
+                "{rec}"
+            );
+        }
+        let (_, closes) = get(&c, &srv.url("/api/v1/audit?action=session.close&limit=100")).await;
+        assert_eq!(
+            closes.as_array().unwrap().len(),
+            round as usize + 1,
+            "{closes}"
+        );
+        assert!(
+            !srv.logs().contains("left open by a previous run"),
+            "{}",
+            srv.logs()
+        );
+    }
 }

@@ -252,17 +252,18 @@ async fn the_api_takes_good_keys_and_says_what_is_wrong_with_bad_ones() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b["error"]["fields"]["name"].is_string(), "{b}");
 
-    // Duplicates: the same key material under another comment, by its owner
-    // or anyone else, is a conflict on `public_key`.
+    // Duplicates: the same key material under another comment, by its owner,
+    // is a conflict on `public_key` (other users' keys: see the end).
     let recommented = format!("{} another-comment", ed.bare());
-    for (who, c) in [("alice", &alice), ("bob", &bob), ("admin", &admin)] {
-        let (s, b) = c
-            .add(&srv, json!({"name": "dup", "public_key": recommented}))
-            .await;
-        let msg = assert_key_error(s, &b, StatusCode::CONFLICT, who);
-        assert_eq!(code(&b), "conflict", "{b}");
-        assert!(msg.contains("registered already"), "{msg}");
-    }
+    let (s, b) = alice
+        .add(&srv, json!({"name": "dup", "public_key": recommented}))
+        .await;
+    let msg = assert_key_error(s, &b, StatusCode::CONFLICT, "alice");
+    assert_eq!(code(&b), "conflict", "{b}");
+    assert!(
+        msg.contains("you have registered this key already"),
+        "{msg}"
+    );
 
     // Lists are per user (admins included); a given name is kept.
     assert_eq!(alice.list(&srv).await.len(), good.len());
@@ -324,6 +325,17 @@ async fn the_api_takes_good_keys_and_says_what_is_wrong_with_bad_ones() {
     assert_eq!(rows.len(), 1, "{b}");
     assert_eq!(rows[0]["detail"]["fingerprint"], ed.fingerprint.as_str());
     assert_eq!(rows[0]["resource_id"], ids[0].to_string());
+
+    // Keys are per user: adding a key another user holds is no conflict,
+    // so nobody learns from an answer what keys other accounts have.
+    let (_, alices_key, _) = &good[1];
+    let recommented = format!("{} bobs-copy", alices_key.bare());
+    for (who, c) in [("bob", &bob), ("admin", &admin)] {
+        let (s, b) = c.add(&srv, json!({"public_key": recommented})).await;
+        assert_eq!(s, StatusCode::CREATED, "{who}: {b}");
+        assert_eq!(b["fingerprint"], alices_key.fingerprint.as_str());
+    }
+    assert_eq!(alice.list(&srv).await.len(), good.len() - 1);
 }
 
 #[tokio::test]
@@ -394,8 +406,9 @@ async fn the_page_adds_keeps_typed_text_on_error_and_deletes() {
     );
     let id = alice.list(&srv).await[0]["id"].as_i64().unwrap();
 
-    // The same key again, from another user: 409 with the message.
-    let (s, html) = bob
+    // The same key again, from its owner: 409 with the message and what
+    // was typed.
+    let (s, html) = alice
         .form(
             &srv,
             "/account/ssh-keys",
@@ -403,7 +416,10 @@ async fn the_page_adds_keeps_typed_text_on_error_and_deletes() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    assert!(html.contains("this key is registered already"), "{html}");
+    assert!(
+        html.contains("you have registered this key already"),
+        "{html}"
+    );
     assert!(html.contains("value=\"mine\""), "{html}");
 
     // Bob cannot delete it; alice can.
@@ -418,7 +434,8 @@ async fn the_page_adds_keeps_typed_text_on_error_and_deletes() {
     assert!(html.contains("No SSH public keys yet."), "{html}");
 }
 
-/// The jumpbox's lookup: by key material (any comment), then `touch`.
+/// The jumpbox's lookup: by the login's user and key material (any
+/// comment), then `touch`.
 #[tokio::test]
 async fn the_jumpbox_finds_the_owner_by_key_and_records_use() {
     use gpudock::audit::Source;
@@ -438,11 +455,12 @@ async fn the_jumpbox_finds_the_owner_by_key_and_records_use() {
     assert_eq!(saved.fingerprint, key.fingerprint);
 
     let offered = PublicKey::from_openssh(&format!("{} other-comment", key.bare())).unwrap();
-    let found = sshkeys::owner_of(&app, &offered).await.unwrap();
+    let found = sshkeys::find(&app, "admin", &offered).await.unwrap();
     assert_eq!(found, Some((saved.id, me.user.id)));
+    assert_eq!(sshkeys::find(&app, "bob", &offered).await.unwrap(), None);
     let stranger = keygen(dir.path(), "other", "x", &["-t", "ed25519"]);
     let stranger = PublicKey::from_openssh(&stranger.line).unwrap();
-    assert_eq!(sshkeys::owner_of(&app, &stranger).await.unwrap(), None);
+    assert_eq!(sshkeys::find(&app, "admin", &stranger).await.unwrap(), None);
 
     sshkeys::touch(&app, saved.id).await.unwrap();
     let listed = sshkeys::list(&app, &me).await.unwrap();
@@ -450,6 +468,6 @@ async fn the_jumpbox_finds_the_owner_by_key_and_records_use() {
     sshkeys::delete(&app, &me, saved.id, &Source::local())
         .await
         .unwrap();
-    assert_eq!(sshkeys::owner_of(&app, &offered).await.unwrap(), None);
+    assert_eq!(sshkeys::find(&app, "admin", &offered).await.unwrap(), None);
     sshkeys::touch(&app, saved.id).await.unwrap();
 }

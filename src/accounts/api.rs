@@ -16,7 +16,8 @@ use super::store::CloudFilter;
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
-use crate::error::AppError;
+use crate::error::{AppError, FieldErrors};
+use crate::ids::{CloudUserId, NodeId, OpeningId};
 use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
@@ -98,7 +99,7 @@ async fn create(
 async fn show(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::get(&app, &me, id).await?))
 }
@@ -108,7 +109,7 @@ async fn review(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
     ApiJson(input): ApiJson<ReviewInput>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
@@ -119,11 +120,12 @@ async fn review(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct BatchReview {
-    ids: Vec<i64>,
+    ids: Vec<OpeningId>,
     /// `approve` or `reject`
     action: String,
-    #[serde(flatten)]
-    review: ReviewInput,
+    approval_notes: String,
+    is_admin: Option<serde_json::Value>,
+    groups: Option<String>,
 }
 
 async fn batch(
@@ -137,15 +139,33 @@ async fn batch(
         "reject" => false,
         _ => return Err(AppError::field("action", "err.accounts.batch_action")),
     };
-    let items = super::batch_review(&app, &me, &b.ids, approve, b.review, &src).await?;
+    let review = ReviewInput {
+        approval_notes: b.approval_notes,
+        is_admin: b.is_admin,
+        groups: b.groups,
+    };
+    let items = super::batch_review(&app, &me, &b.ids, approve, review, &src).await?;
     Ok(Json(json!({ "results": items })))
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct ProcessQuery {
-    /// `0`: answer at once (202) instead of waiting for the job.
+    /// false (`0`): answer at once (202) instead of waiting for the job.
     wait: Option<String>,
+}
+
+/// A boolean query parameter (`validate::bool_field`'s words), `default`
+/// when absent.
+fn query_bool(field: &'static str, v: Option<String>, default: bool) -> Result<bool, AppError> {
+    let mut e = FieldErrors::new();
+    let v = v.map(serde_json::Value::String);
+    let b = crate::validate::bool_field(&mut e, field, v.as_ref(), default);
+    if e.is_empty() {
+        Ok(b)
+    } else {
+        Err(AppError::Validation(e))
+    }
 }
 
 /// Opens the account. By default waits for the job: the completed request
@@ -155,11 +175,12 @@ async fn process(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
     ApiQuery(q): ApiQuery<ProcessQuery>,
 ) -> Result<axum::response::Response, AppError> {
+    let wait = query_bool("wait", q.wait, true)?;
     let (job, task) = super::process(&app, &me, id, &src).await?;
-    if q.wait.as_deref() == Some("0") {
+    if !wait {
         let r = super::get(&app, &me, id).await?;
         return Ok((
             StatusCode::ACCEPTED,
@@ -177,7 +198,7 @@ async fn reveal(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
 ) -> Result<impl IntoResponse, AppError> {
     let password = super::reveal(&app, &me, id, &src).await?;
     Ok(Json(json!({ "password": password.expose() })))
@@ -189,7 +210,7 @@ async fn cloud_list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse, AppError> {
     let f = CloudFilter {
-        node: parse_opt(&q.node, "node", |s| s.parse().ok())?,
+        node: parse_opt(&q.node, "node", |s| s.parse().ok().map(NodeId))?,
         status: parse_opt(&q.status, "status", CloudUserStatus::parse)?,
     };
     Ok(Json(super::cloud::list(&app, &me, f).await?))
@@ -198,7 +219,7 @@ async fn cloud_list(
 async fn cloud_show(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::cloud::get(&app, &me, id).await?))
 }
@@ -208,7 +229,7 @@ async fn cloud_act(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::cloud::act(&app, &me, id, action, &src).await?))
 }
@@ -217,7 +238,7 @@ async fn cloud_reset(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
 ) -> Result<impl IntoResponse, AppError> {
     let (u, password) = super::cloud::reset_password(&app, &me, id, &src).await?;
     Ok(Json(
@@ -228,7 +249,7 @@ async fn cloud_reset(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DeleteQuery {
-    /// `1`: remove the home directory too (`userdel -r`).
+    /// true (`1`): remove the home directory too (`userdel -r`).
     remove_home: Option<String>,
 }
 
@@ -236,10 +257,10 @@ async fn cloud_delete(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<impl IntoResponse, AppError> {
-    let remove_home = matches!(q.remove_home.as_deref(), Some("1" | "true"));
+    let remove_home = query_bool("remove_home", q.remove_home, false)?;
     Ok(Json(
         super::cloud::delete(&app, &me, id, remove_home, &src).await?,
     ))
@@ -248,7 +269,7 @@ async fn cloud_delete(
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct CloudBatch {
-    ids: Vec<i64>,
+    ids: Vec<CloudUserId>,
     /// `disable` or `enable`
     action: String,
 }

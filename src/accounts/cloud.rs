@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::ids::{CloudUserId, NodeId, Scope};
 use crate::nodes::ssh::NodeSession;
 use crate::secrets::Secret;
 
@@ -25,7 +26,7 @@ pub async fn list(app: &App, me: &CurrentUser, f: CloudFilter) -> Result<Vec<Clo
         .await
 }
 
-pub async fn get(app: &App, me: &CurrentUser, id: i64) -> Result<CloudUser, AppError> {
+pub async fn get(app: &App, me: &CurrentUser, id: CloudUserId) -> Result<CloudUser, AppError> {
     let scope = me.scope();
     app.db
         .read(move |c| store::get_cloud_user(c, scope, id).map_err(AppError::from))
@@ -34,7 +35,7 @@ pub async fn get(app: &App, me: &CurrentUser, id: i64) -> Result<CloudUser, AppE
 }
 
 /// A user that still exists, and its node.
-fn live(u: &CloudUser) -> Result<i64, AppError> {
+fn live(u: &CloudUser) -> Result<NodeId, AppError> {
     if u.status == CloudUserStatus::Deleted {
         return Err(conflict("status", "err.cloudusers.deleted"));
     }
@@ -90,8 +91,7 @@ async fn save_status(
                     .id(id)
                     .detail(detail),
             )?;
-            let u = store::get_cloud_user(&tx, crate::auth::Scope::All, id)?
-                .ok_or(AppError::NotFound)?;
+            let u = store::get_cloud_user(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
             Ok(u)
         })
@@ -155,7 +155,7 @@ async fn act_on(
 pub async fn act(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: CloudUserId,
     action: CloudAction,
     src: &Source,
 ) -> Result<CloudUser, AppError> {
@@ -179,7 +179,7 @@ pub async fn act(
 pub async fn reset_password(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: CloudUserId,
     src: &Source,
 ) -> Result<(CloudUser, Secret<String>), AppError> {
     let u = get(app, me, id).await?;
@@ -217,8 +217,7 @@ pub async fn reset_password(
                     .id(cid)
                     .detail(detail),
             )?;
-            let u = store::get_cloud_user(&tx, crate::auth::Scope::All, cid)?
-                .ok_or(AppError::NotFound)?;
+            let u = store::get_cloud_user(&tx, Scope::All, cid)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
             Ok::<_, AppError>(u)
         })
@@ -232,7 +231,7 @@ pub async fn reset_password(
 pub async fn delete(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: CloudUserId,
     remove_home: bool,
     src: &Source,
 ) -> Result<CloudUser, AppError> {
@@ -282,7 +281,7 @@ pub async fn delete(
 pub async fn batch(
     app: &App,
     me: &CurrentUser,
-    ids: &[i64],
+    ids: &[CloudUserId],
     action: CloudAction,
     src: &Source,
 ) -> Result<Vec<BatchItem>, AppError> {
@@ -298,7 +297,7 @@ pub async fn batch(
             .and_then(|u| live(&u).map(|n| (n, u)))
         {
             Ok(x) => users.push(x),
-            Err(e) => out.push(BatchItem::of::<()>(id, &Err(e))),
+            Err(e) => out.push(BatchItem::of::<()>(id.0, &Err(e))),
         }
     }
     users.sort_by_key(|(n, u)| (*n, u.id));
@@ -315,7 +314,7 @@ pub async fn batch(
             Ok((ns, prefix)) => {
                 for u in group {
                     let r = act_on(app, &ns, prefix, u, action, &actor, src).await;
-                    out.push(BatchItem::of(u.id, &r));
+                    out.push(BatchItem::of(u.id.0, &r));
                 }
                 ns.session.close().await;
             }
@@ -323,7 +322,7 @@ pub async fn batch(
                 for u in group {
                     let e =
                         audit_failure(app, &actor, src, action.audit_action(), u, e.clone()).await;
-                    out.push(BatchItem::of::<()>(u.id, &Err(e)));
+                    out.push(BatchItem::of::<()>(u.id.0, &Err(e)));
                 }
             }
         }

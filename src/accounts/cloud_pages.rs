@@ -16,8 +16,9 @@ use super::store::{CloudFilter, CloudUser};
 use super::{BatchItem, NodeChoice};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::ids::{CloudUserId, NodeId};
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html};
 
@@ -75,7 +76,7 @@ async fn page(
     results: Vec<BatchItem>,
 ) -> Result<Response, AppError> {
     let f = CloudFilter {
-        node: q.node.trim().parse().ok(),
+        node: q.node.trim().parse().ok().map(NodeId),
         status: CloudUserStatus::parse(q.status.trim()),
     };
     let rows = super::cloud::list(app, &ctx.me, f).await?;
@@ -117,7 +118,7 @@ async fn after<T>(
             fill(v, &mut flash);
         }
         Err(e @ AppError::Internal(_)) => return Err(e),
-        Err(e) => flash.error = e.user_text(&tr),
+        Err(e) => flash.error = e.text(tr, true),
     }
     page(app, ctx, Filter::default(), flash, Vec::new()).await
 }
@@ -127,7 +128,7 @@ async fn act(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
 ) -> Result<Response, AppError> {
     let r = super::cloud::act(&app, &ctx.me, id, action, &src).await;
     let key = match action {
@@ -141,7 +142,7 @@ async fn reset(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
 ) -> Result<Response, AppError> {
     let r = super::cloud::reset_password(&app, &ctx.me, id, &src).await;
     after(&app, ctx, r, "cloudusers.reset_ok", |(u, p), f| {
@@ -155,12 +156,19 @@ async fn delete(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<CloudUserId>,
     body: Bytes,
 ) -> Result<Response, AppError> {
     let pairs = form_pairs(&body);
-    let remove_home = matches!(form_value(&pairs, "remove_home"), "1" | "on");
-    let r = super::cloud::delete(&app, &ctx.me, id, remove_home, &src).await;
+    let r = match form_value(&pairs, "remove_home") {
+        "" => Ok(false),
+        v => crate::validate::parse_bool(v)
+            .ok_or_else(|| AppError::field("remove_home", "err.not_boolean")),
+    };
+    let r = match r {
+        Ok(remove_home) => super::cloud::delete(&app, &ctx.me, id, remove_home, &src).await,
+        Err(e) => Err(e),
+    };
     after(&app, ctx, r, "cloudusers.deleted_ok", |u, f| {
         f.username = u.username
     })
@@ -178,11 +186,13 @@ async fn batch(
     let mut flash = Flash::default();
     let results = match CloudAction::parse(form_value(&pairs, "action")) {
         Some(action) => {
-            match super::cloud::batch(&app, &ctx.me, &form_ids(&pairs), action, &src).await {
+            match super::cloud::batch(&app, &ctx.me, &form_ids(&pairs, CloudUserId), action, &src)
+                .await
+            {
                 Ok(r) => r,
                 Err(e @ AppError::Internal(_)) => return Err(e),
                 Err(e) => {
-                    flash.error = e.user_text(&tr);
+                    flash.error = e.text(tr, true);
                     Vec::new()
                 }
             }

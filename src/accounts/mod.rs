@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::audit::{self, Event, Source};
 use crate::auth::{CurrentUser, Role};
 use crate::error::{AppError, FieldError, FieldErrors};
+use crate::ids::{NodeId, OpeningId, Scope};
 use crate::jobs::Progress;
 use crate::secrets::Secret;
 pub use model::{CloudAction, CloudUserStatus, RequestInput, RequestStatus, ReviewInput};
@@ -58,7 +59,7 @@ pub fn failure_hint(kind: &str) -> &'static str {
 /// A node one may apply for: (id, name). Customers see listed nodes only.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeChoice {
-    pub id: i64,
+    pub id: NodeId,
     pub name: String,
 }
 
@@ -95,7 +96,7 @@ pub async fn submit(
         .into_iter()
         .find(|n| n.id == new.target_host)
         .ok_or_else(|| AppError::field("target_host", "err.accounts.no_such_node"))?;
-    let (applicant, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
+    let (applicant, tenant) = (me.user.id, me.user.tenant_id);
     let (actor, src) = (me.actor(), src.clone());
     app.db
         .write(move |c| {
@@ -111,12 +112,41 @@ pub async fn submit(
                     .id(id)
                     .detail(json!({"username": new.username, "node": node.name})),
             )?;
-            let r =
-                store::get_request(&tx, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)?;
+            let r = store::get_request(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
             Ok(r)
         })
         .await
+}
+
+impl Request {
+    /// The request as one who may not see nodes' details gets it: the
+    /// node's words (a failure's message, what each step met) left out;
+    /// the failure's class stays.
+    pub fn without_node_details(mut self) -> Self {
+        if !self.result_kind.is_empty() {
+            self.result_message.clear();
+        }
+        for s in &mut self.steps {
+            s.detail.clear();
+        }
+        self
+    }
+}
+
+/// `rows` as `me` may see them (see [`Request::without_node_details`]).
+async fn as_seen_by(
+    app: &App,
+    me: &CurrentUser,
+    rows: Vec<Request>,
+) -> Result<Vec<Request>, AppError> {
+    if crate::auth::sees_node_details(app, &me.user).await? {
+        return Ok(rows);
+    }
+    Ok(rows
+        .into_iter()
+        .map(Request::without_node_details)
+        .collect())
 }
 
 pub async fn list(
@@ -125,16 +155,23 @@ pub async fn list(
     status: Option<RequestStatus>,
 ) -> Result<Vec<Request>, AppError> {
     let scope = me.scope();
-    app.db
+    let rows = app
+        .db
         .read(move |c| store::list_requests(c, scope, status).map_err(AppError::from))
-        .await
+        .await?;
+    as_seen_by(app, me, rows).await
 }
 
-pub async fn get(app: &App, me: &CurrentUser, id: i64) -> Result<Request, AppError> {
+pub async fn get(app: &App, me: &CurrentUser, id: OpeningId) -> Result<Request, AppError> {
     let scope = me.scope();
-    app.db
+    let r = app
+        .db
         .read(move |c| store::get_request(c, scope, id).map_err(AppError::from))
         .await?
+        .ok_or(AppError::NotFound)?;
+    as_seen_by(app, me, vec![r])
+        .await?
+        .pop()
         .ok_or(AppError::NotFound)
 }
 
@@ -144,23 +181,17 @@ pub async fn get(app: &App, me: &CurrentUser, id: i64) -> Result<Request, AppErr
 pub async fn review(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: OpeningId,
     approve: bool,
     input: ReviewInput,
     src: &Source,
 ) -> Result<Request, AppError> {
-    let mut errors = FieldErrors::new();
-    let notes =
-        crate::validate::optional_text(&mut errors, "approval_notes", &input.approval_notes, 500);
-    let groups = input
-        .groups
-        .as_deref()
-        .map(|g| model::parse_groups(&mut errors, g));
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
-    let (scope, by, actor, src2) = (me.scope(), me.user.id.0, me.actor(), src.clone());
-    let is_admin = input.is_admin;
+    let model::Review {
+        notes,
+        is_admin,
+        groups,
+    } = model::validate_review(&input).map_err(AppError::Validation)?;
+    let (scope, by, actor, src2) = (me.scope(), me.user.id, me.actor(), src.clone());
     let r =
         app.db
             .write(move |c| {
@@ -223,7 +254,7 @@ impl BatchItem {
                 id,
                 ok: false,
                 error: Some(e.code()),
-                message: Some(e.user_text(&crate::i18n::Tr::english())),
+                message: Some(e.text(crate::i18n::Tr::english(), true)),
             },
         }
     }
@@ -234,7 +265,7 @@ impl BatchItem {
 pub async fn batch_review(
     app: &App,
     me: &CurrentUser,
-    ids: &[i64],
+    ids: &[OpeningId],
     approve: bool,
     input: ReviewInput,
     src: &Source,
@@ -242,10 +273,11 @@ pub async fn batch_review(
     if ids.is_empty() {
         return Err(AppError::field("ids", "err.required"));
     }
+    model::validate_review(&input).map_err(AppError::Validation)?;
     let mut out = Vec::new();
     for &id in ids.iter().take(500) {
         let r = review(app, me, id, approve, input.clone(), src).await;
-        out.push(BatchItem::of(id, &r));
+        out.push(BatchItem::of(id.0, &r));
     }
     Ok(out)
 }
@@ -256,10 +288,10 @@ pub async fn batch_review(
 pub async fn process(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: OpeningId,
     src: &Source,
-) -> Result<(u64, JoinHandle<Result<i64, AppError>>), AppError> {
-    let (scope, by, actor, src2) = (me.scope(), me.user.id.0, me.actor(), src.clone());
+) -> Result<(u64, JoinHandle<Result<OpeningId, AppError>>), AppError> {
+    let (scope, by, actor, src2) = (me.scope(), me.user.id, me.actor(), src.clone());
     let req = app
         .db
         .write(move |c| {
@@ -282,8 +314,7 @@ pub async fn process(
                     .id(id)
                     .detail(json!({"username": r.username, "node": r.target_host_name})),
             )?;
-            let r =
-                store::get_request(&tx, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)?;
+            let r = store::get_request(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
             Ok::<_, AppError>(r)
         })
@@ -297,7 +328,7 @@ pub async fn process(
     Ok(app.jobs.spawn(
         me.user.id.0,
         first,
-        |id: &i64| format!("/operations/account-openings/{id}/"),
+        |id: &OpeningId| format!("/operations/account-openings/{id}/"),
         move |job| provision::run(app2, req, actor, src, job),
     ))
 }
@@ -307,12 +338,12 @@ pub async fn process(
 pub async fn reveal(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: OpeningId,
     src: &Source,
 ) -> Result<Secret<String>, AppError> {
     let (scope, viewer, actor, src, sealer) = (
         me.scope(),
-        me.user.id.0,
+        me.user.id,
         me.actor(),
         src.clone(),
         app.sealer.clone(),
@@ -351,12 +382,10 @@ pub async fn can_reveal(app: &App, me: &CurrentUser, r: &Request) -> Result<bool
     let Some(cu) = r.cloud_user_id else {
         return Ok(false);
     };
-    let viewer = me.user.id.0;
+    let viewer = me.user.id;
     let u = app
         .db
-        .read(move |c| {
-            store::get_cloud_user(c, crate::auth::Scope::All, cu).map_err(AppError::from)
-        })
+        .read(move |c| store::get_cloud_user(c, Scope::All, cu).map_err(AppError::from))
         .await?;
     Ok(u.is_some_and(|u| {
         u.status != CloudUserStatus::Deleted

@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{FieldError, FieldErrors};
-use crate::validate::{email_field, optional_text, phone_field};
+use crate::ids::NodeId;
+use crate::validate::{email_field, multiline_text, optional_text, phone_field};
 
 /// pending (待审核) → approved (已批准) | rejected (已拒绝) → processing
 /// (处理中) → completed (已完成) | failed (失败); pending too long → expired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// (`account_opening_requests.status`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestStatus {
     Pending,
     Approved,
@@ -22,33 +23,17 @@ pub enum RequestStatus {
     Expired,
 }
 
+crate::text_enum!(RequestStatus {
+    Pending => "pending",
+    Approved => "approved",
+    Rejected => "rejected",
+    Processing => "processing",
+    Completed => "completed",
+    Failed => "failed",
+    Expired => "expired",
+});
+
 impl RequestStatus {
-    pub const ALL: [RequestStatus; 7] = [
-        RequestStatus::Pending,
-        RequestStatus::Approved,
-        RequestStatus::Rejected,
-        RequestStatus::Processing,
-        RequestStatus::Completed,
-        RequestStatus::Failed,
-        RequestStatus::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestStatus::Pending => "pending",
-            RequestStatus::Approved => "approved",
-            RequestStatus::Rejected => "rejected",
-            RequestStatus::Processing => "processing",
-            RequestStatus::Completed => "completed",
-            RequestStatus::Failed => "failed",
-            RequestStatus::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
     pub fn label_key(self) -> &'static str {
         match self {
             RequestStatus::Pending => "accounts.s_pending",
@@ -80,33 +65,21 @@ impl RequestStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// `cloud_users.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloudUserStatus {
     Active,
     Disabled,
     Deleted,
 }
 
+crate::text_enum!(CloudUserStatus {
+    Active => "active",
+    Disabled => "disabled",
+    Deleted => "deleted",
+});
+
 impl CloudUserStatus {
-    pub const ALL: [CloudUserStatus; 3] = [
-        CloudUserStatus::Active,
-        CloudUserStatus::Disabled,
-        CloudUserStatus::Deleted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloudUserStatus::Active => "active",
-            CloudUserStatus::Disabled => "disabled",
-            CloudUserStatus::Deleted => "deleted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
     pub fn label_key(self) -> &'static str {
         match self {
             CloudUserStatus::Active => "cloudusers.s_active",
@@ -306,10 +279,11 @@ pub fn parse_groups(errors: &mut FieldErrors, text: &str) -> Vec<String> {
 }
 
 /// The full name goes into the account's comment (GECOS) field, where
-/// `:` `,` `=` and control characters break the passwd format.
+/// `:` `,` `=` `\` break the passwd format (control characters are refused
+/// like in every name).
 fn check_fullname(errors: &mut FieldErrors, value: &str) -> String {
     let v = optional_text(errors, "user_fullname", value, 64);
-    if v.chars().any(|c| c.is_control() || ":,=\\".contains(c)) {
+    if !errors.contains_key("user_fullname") && v.chars().any(|c| ":,=\\".contains(c)) {
         errors.insert(
             "user_fullname",
             FieldError::new("err.accounts.fullname_format"),
@@ -341,7 +315,7 @@ pub struct NewRequest {
     pub user_fullname: String,
     pub user_email: String,
     pub user_description: String,
-    pub target_host: i64,
+    pub target_host: NodeId,
 }
 
 pub fn validate_request(input: &RequestInput) -> Result<NewRequest, FieldErrors> {
@@ -365,14 +339,14 @@ pub fn validate_request(input: &RequestInput) -> Result<NewRequest, FieldErrors>
         contact_phone: phone_field(&mut errors, "contact_phone", &input.contact_phone),
         user_fullname: check_fullname(&mut errors, &input.user_fullname),
         user_email: email_field(&mut errors, "user_email", &input.user_email),
-        user_description: optional_text(
+        user_description: multiline_text(
             &mut errors,
             "user_description",
             &input.user_description,
             500,
         ),
         username,
-        target_host: target_host.unwrap_or_default(),
+        target_host: NodeId(target_host.unwrap_or_default()),
     };
     if errors.is_empty() {
         Ok(out)
@@ -386,10 +360,47 @@ pub fn validate_request(input: &RequestInput) -> Result<NewRequest, FieldErrors>
 #[serde(default)]
 pub struct ReviewInput {
     pub approval_notes: String,
-    /// Approvals only: give the account administrator (sudo) rights.
-    pub is_admin: Option<bool>,
+    /// Approvals only: give the account administrator (sudo) rights (a
+    /// boolean, checked by `validate::bool_field`).
+    pub is_admin: Option<Value>,
     /// Approvals only: supplementary groups, e.g. "docker, video".
     pub groups: Option<String>,
+}
+
+/// A checked review: notes, and for an approval what it changes (`None`:
+/// keep what the request has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub notes: String,
+    pub is_admin: Option<bool>,
+    pub groups: Option<Vec<String>>,
+}
+
+pub fn validate_review(input: &ReviewInput) -> Result<Review, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let notes = optional_text(&mut errors, "approval_notes", &input.approval_notes, 500);
+    let is_admin = match &input.is_admin {
+        None | Some(Value::Null) => None,
+        v => Some(crate::validate::bool_field(
+            &mut errors,
+            "is_admin",
+            v.as_ref(),
+            false,
+        )),
+    };
+    let groups = input
+        .groups
+        .as_deref()
+        .map(|g| parse_groups(&mut errors, g));
+    if errors.is_empty() {
+        Ok(Review {
+            notes,
+            is_admin,
+            groups,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// A password for an OS account: four groups of five from an alphabet
@@ -481,7 +492,7 @@ mod tests {
             ..Default::default()
         };
         let v = validate_request(&input).unwrap();
-        assert_eq!((v.username.as_str(), v.target_host), ("alice", 3));
+        assert_eq!((v.username.as_str(), v.target_host), ("alice", NodeId(3)));
         let bad = RequestInput {
             username: "Root".into(),
             user_fullname: "a:b".into(),
@@ -509,7 +520,7 @@ mod tests {
         assert!(!Pending.can_process() && !Completed.can_process() && !Processing.can_process());
         assert!(Processing.is_open() && !Rejected.is_open() && !Expired.is_open());
         for s in RequestStatus::ALL {
-            assert_eq!(RequestStatus::parse(s.as_str()), Some(s));
+            assert_eq!(RequestStatus::parse(s.as_str()), Some(*s));
         }
         assert_eq!(
             CloudAction::Disable.transition(),
@@ -527,5 +538,60 @@ mod tests {
             assert!(p.chars().any(|c| c.is_ascii_uppercase()));
         }
         assert_ne!(os_password(), os_password());
+    }
+
+    #[test]
+    fn reviews_take_strict_booleans_and_plain_notes() {
+        let ok = validate_review(&ReviewInput {
+            approval_notes: " fine ".into(),
+            is_admin: Some(json!("on")),
+            groups: Some("docker".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            ok,
+            Review {
+                notes: "fine".into(),
+                is_admin: Some(true),
+                groups: Some(vec!["docker".into()]),
+            }
+        );
+        assert_eq!(
+            validate_review(&ReviewInput::default()).unwrap().is_admin,
+            None,
+            "absent: keep what the request has"
+        );
+        let e = validate_review(&ReviewInput {
+            approval_notes: "ok\x1b[2J".into(),
+            is_admin: Some(json!("maybe")),
+            groups: None,
+        })
+        .unwrap_err();
+        assert_eq!(e["approval_notes"].key, "err.control_char");
+        assert_eq!(e["is_admin"].key, "err.not_boolean");
+    }
+
+    #[test]
+    fn application_texts_refuse_control_characters() {
+        let e = validate_request(&RequestInput {
+            username: "alice".into(),
+            user_fullname: "Alice\u{202e}".into(),
+            user_description: "line one\nline two\x07".into(),
+            contact_phone: "138\x1b0013".into(),
+            target_host: Some(json!(1)),
+            ..Default::default()
+        })
+        .unwrap_err();
+        for f in ["user_fullname", "user_description", "contact_phone"] {
+            assert_eq!(e[f].key, "err.control_char", "{f}");
+        }
+        let v = validate_request(&RequestInput {
+            username: "alice".into(),
+            user_description: "line one\nline two".into(),
+            target_host: Some(json!(1)),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(v.user_description, "line one\nline two");
     }
 }

@@ -21,11 +21,11 @@ use super::store::{CloudUser, Request};
 use super::{BatchItem, NodeChoice};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::Role;
-use crate::auth::pages::PageCtx;
-use crate::catalog::pages::FormValues;
+use crate::auth::{PageCtx, Role};
 use crate::error::AppError;
+use crate::ids::{NodeId, OpeningId};
 use crate::web::extract::{ApiPath, ApiQuery};
+use crate::web::form::FormValues;
 use crate::web::public::PublicOrigin;
 use crate::web::render::{FormErrs, Layout, form_error, html, is_htmx};
 
@@ -57,11 +57,12 @@ pub fn form_pairs(body: &Bytes) -> Vec<(String, String)> {
 }
 
 /// The `ids` of a batch form (checked rows).
-pub fn form_ids(pairs: &[(String, String)]) -> Vec<i64> {
+pub fn form_ids<T>(pairs: &[(String, String)], id: fn(i64) -> T) -> Vec<T> {
     pairs
         .iter()
         .filter(|(k, _)| k == "ids")
-        .filter_map(|(_, v)| v.trim().parse().ok())
+        .filter_map(|(_, v)| v.trim().parse::<i64>().ok())
+        .map(id)
         .collect()
 }
 
@@ -128,12 +129,20 @@ async fn batch(
         approval_notes: form_value(&pairs, "approval_notes").to_string(),
         ..Default::default()
     };
-    let results =
-        match super::batch_review(&app, &ctx.me, &form_ids(&pairs), approve, input, &src).await {
-            Ok(r) => r,
-            Err(e) if e.fields().is_some() => Vec::new(),
-            Err(e) => return Err(e),
-        };
+    let results = match super::batch_review(
+        &app,
+        &ctx.me,
+        &form_ids(&pairs, OpeningId),
+        approve,
+        input,
+        &src,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) if e.fields().is_some() => Vec::new(),
+        Err(e) => return Err(e),
+    };
     list_page(&app, ctx, String::new(), results).await
 }
 
@@ -147,7 +156,7 @@ struct CreatePage {
 }
 
 impl CreatePage {
-    fn is_node(&self, id: &i64) -> bool {
+    fn is_node(&self, id: &NodeId) -> bool {
         self.form.v("target_host") == id.to_string()
     }
 }
@@ -268,7 +277,7 @@ async fn detail(
     app: &App,
     ctx: &PageCtx,
     origin: &PublicOrigin,
-    id: i64,
+    id: OpeningId,
     password: Option<crate::secrets::Secret<String>>,
     errs: FormErrs,
 ) -> Result<Detail, AppError> {
@@ -300,7 +309,7 @@ async fn show(
     headers: HeaderMap,
     ctx: PageCtx,
     origin: PublicOrigin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
 ) -> Result<Response, AppError> {
     let d = detail(&app, &ctx, &origin, id, None, FormErrs::default()).await?;
     let l = ctx.nav("accounts").l;
@@ -316,7 +325,7 @@ async fn show_errors(
     app: &App,
     ctx: PageCtx,
     origin: &PublicOrigin,
-    id: i64,
+    id: OpeningId,
     e: AppError,
 ) -> Result<Response, AppError> {
     if e.fields().is_none() {
@@ -340,7 +349,7 @@ async fn show_errors(
     Ok(r)
 }
 
-fn back(id: i64) -> Response {
+fn back(id: OpeningId) -> Response {
     Redirect::to(&format!("/operations/account-openings/{id}/")).into_response()
 }
 
@@ -350,13 +359,13 @@ async fn review(
     ctx: PageCtx,
     src: Source,
     origin: PublicOrigin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let form = FormValues::from_map(f);
     let input = ReviewInput {
         approval_notes: form.v("approval_notes").into(),
-        is_admin: approve.then(|| form.checked("is_admin")),
+        is_admin: approve.then(|| form.bool_value("is_admin")).flatten(),
         groups: approve.then(|| form.v("groups").to_string()),
     };
     match super::review(&app, &ctx.me, id, approve, input, &src).await {
@@ -370,7 +379,7 @@ async fn process(
     ctx: PageCtx,
     src: Source,
     origin: PublicOrigin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
 ) -> Result<Response, AppError> {
     match super::process(&app, &ctx.me, id, &src).await {
         Ok(_) => Ok(back(id)),
@@ -384,7 +393,7 @@ async fn reveal(
     ctx: PageCtx,
     src: Source,
     origin: PublicOrigin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<OpeningId>,
 ) -> Result<Response, AppError> {
     match super::reveal(&app, &ctx.me, id, &src).await {
         Ok(p) => {

@@ -14,6 +14,7 @@ use super::store::{self, Request};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::error::{AppError, RemoteFailure};
+use crate::ids::{NodeId, OpeningId};
 use crate::jobs::JobHandle;
 use crate::nodes::ssh::{self as node_ssh, NodeSession};
 use crate::secrets::Secret;
@@ -139,7 +140,7 @@ async fn prefix_of(ns: &NodeSession) -> Result<&'static str, AppError> {
 /// Signs in to the node as its admin user and finds how to get root.
 pub async fn open_admin(
     app: &App,
-    node: i64,
+    node: NodeId,
     actor: &Actor,
     src: &Source,
 ) -> Result<(NodeSession, &'static str), AppError> {
@@ -194,7 +195,7 @@ pub async fn set_password(
 /// Signs in as `username` with `password` and checks who it is.
 pub async fn verify_login(
     app: &App,
-    node: i64,
+    node: NodeId,
     username: &str,
     password: &Secret<String>,
 ) -> Result<(), AppError> {
@@ -225,7 +226,7 @@ pub async fn verify_login(
 /// The steps of one request, written through to its record as they change.
 struct Tracker {
     app: App,
-    id: i64,
+    id: OpeningId,
     steps: Vec<Step>,
     job: JobHandle,
 }
@@ -284,7 +285,7 @@ pub async fn run(
     actor: Actor,
     src: Source,
     job: JobHandle,
-) -> Result<i64, AppError> {
+) -> Result<OpeningId, AppError> {
     let mut t = Tracker {
         app: app.clone(),
         id: req.id,
@@ -304,16 +305,13 @@ pub async fn run(
     Err(e)
 }
 
-/// What the request records about `e`: the node's words, or a message
-/// for a user; an internal error's text goes to the log only.
+/// What the request (and its audit record) keeps about `e`: the node's
+/// words, or the error's message; an internal error's text goes to the log
+/// only, under the reference the message names.
 pub fn e_detail(e: &AppError) -> String {
     match e {
         AppError::Remote { detail, .. } => detail.clone(),
-        AppError::Internal(why) => {
-            log::error!("account opening: {why}");
-            "an internal error occurred (see the server log)".into()
-        }
-        other => other.user_text(&crate::i18n::Tr::english()),
+        other => other.text(crate::i18n::Tr::english(), true),
     }
 }
 
@@ -435,7 +433,7 @@ async fn record(
     src: &Source,
     t: &mut Tracker,
     done: Opened,
-) -> Result<i64, AppError> {
+) -> Result<OpeningId, AppError> {
     t.set("record", StepState::Running, String::new()).await;
     let sealed = match app.sealer.seal(done.password.expose().as_bytes()) {
         Ok(s) => s,
@@ -445,12 +443,7 @@ async fn record(
     if let Some(s) = steps.iter_mut().find(|s| s.step == "record") {
         s.state = StepState::Done;
     }
-    let (r, a, sr, processor) = (
-        req.clone(),
-        actor.clone(),
-        src.clone(),
-        actor.id.map_or(0, |u| u.0),
-    );
+    let (r, a, sr, processor) = (req.clone(), actor.clone(), src.clone(), actor.id);
     let message = format!("{} created on {}", req.username, req.target_host_name);
     let written = app
         .db
@@ -484,7 +477,7 @@ async fn record_failed(
     t: &mut Tracker,
     done: Opened,
     e: AppError,
-) -> Result<i64, AppError> {
+) -> Result<OpeningId, AppError> {
     log::error!("account opening {}: recording the result: {e}", req.id);
     let prefix = prefix_of(&done.ns).await.unwrap_or("");
     let mut message = "the account could not be recorded (see the server log)".to_string();

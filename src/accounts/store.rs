@@ -6,24 +6,16 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Serialize, Serializer};
 
 use super::model::{CloudUserStatus, NewRequest, RequestStatus, Step};
-use crate::auth::Scope;
+use crate::ids::{CloudUserId, NodeId, OpeningId, Scope, TenantId, UserId};
 
 /// (tenant filter, user filter) for `(?1 IS NULL OR tenant_id = ?1) AND
 /// (?2 IS NULL OR <owner> = ?2)`.
-fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
+fn filters(scope: Scope) -> (Option<TenantId>, Option<UserId>) {
     match scope {
         Scope::All => (None, None),
-        Scope::Tenant(t) => (Some(t.0), None),
-        Scope::User(u, _) => (None, Some(u.0)),
+        Scope::Tenant(t) => (Some(t), None),
+        Scope::User(u, _) => (None, Some(u)),
     }
-}
-
-fn bad_value(col: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        format!("unknown {what}").into(),
-    )
 }
 
 /// A sealed value in JSON: `"<sealed>"` when there is one, else null.
@@ -45,11 +37,11 @@ fn split_groups(s: &str) -> Vec<String> {
 /// An account-opening request (AccountOpeningRequest).
 #[derive(Debug, Clone, Serialize)]
 pub struct Request {
-    pub id: i64,
+    pub id: OpeningId,
     /// The applicant's user id, and name.
-    pub applicant: i64,
+    pub applicant: UserId,
     pub applicant_name: String,
-    pub tenant_id: Option<i64>,
+    pub tenant_id: Option<TenantId>,
     pub contact_email: String,
     pub contact_phone: String,
     pub username: String,
@@ -57,17 +49,17 @@ pub struct Request {
     pub user_email: String,
     pub user_description: String,
     /// The node's id (`None` once the node is deleted), and name.
-    pub target_host: Option<i64>,
+    pub target_host: Option<NodeId>,
     pub target_host_name: String,
     pub is_admin: bool,
     pub groups: Vec<String>,
     pub status: RequestStatus,
-    pub approved_by: Option<i64>,
+    pub approved_by: Option<UserId>,
     pub approved_by_name: Option<String>,
     pub approval_date: Option<i64>,
     pub approval_notes: String,
-    pub processed_by: Option<i64>,
-    pub cloud_user_id: Option<i64>,
+    pub processed_by: Option<UserId>,
+    pub cloud_user_id: Option<CloudUserId>,
     #[serde(serialize_with = "sealed_marker")]
     pub cloud_user_password: bool,
     pub result_kind: String,
@@ -87,7 +79,6 @@ const REQ_FROM: &str = "account_opening_requests r JOIN users a ON a.id = r.appl
     LEFT JOIN users ap ON ap.id = r.approved_by";
 
 fn request_row(r: &Row<'_>) -> rusqlite::Result<Request> {
-    let status: String = r.get(14)?;
     let steps: String = r.get(24)?;
     Ok(Request {
         id: r.get(0)?,
@@ -104,7 +95,7 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<Request> {
         target_host_name: r.get(11)?,
         is_admin: r.get(12)?,
         groups: split_groups(&r.get::<_, String>(13)?),
-        status: RequestStatus::parse(&status).ok_or_else(|| bad_value(14, "status"))?,
+        status: r.get(14)?,
         approved_by: r.get(15)?,
         approved_by_name: r.get(16)?,
         approval_date: r.get(17)?,
@@ -122,12 +113,12 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<Request> {
 
 pub fn insert_request(
     conn: &Connection,
-    applicant: i64,
-    tenant: Option<i64>,
+    applicant: UserId,
+    tenant: Option<TenantId>,
     node_name: &str,
     r: &NewRequest,
     now: i64,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<OpeningId> {
     conn.execute(
         "INSERT INTO account_opening_requests (applicant_id, tenant_id, contact_email, contact_phone, username, \
          user_fullname, user_email, user_description, node_id, node_name, created_at, updated_at) \
@@ -137,10 +128,14 @@ pub fn insert_request(
             r.user_description, r.target_host, node_name, now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(OpeningId(conn.last_insert_rowid()))
 }
 
-pub fn get_request(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<Request>> {
+pub fn get_request(
+    conn: &Connection,
+    scope: Scope,
+    id: OpeningId,
+) -> rusqlite::Result<Option<Request>> {
     let (t, u) = filters(scope);
     conn.query_row(
         &format!(
@@ -163,20 +158,17 @@ pub fn list_requests(
         "SELECT {REQ_COLS} FROM {REQ_FROM} WHERE (?1 IS NULL OR r.tenant_id = ?1) \
          AND (?2 IS NULL OR r.applicant_id = ?2) AND (?3 IS NULL OR r.status = ?3) ORDER BY r.id DESC LIMIT 1000"
     ))?;
-    stmt.query_map(
-        params![t, u, status.map(RequestStatus::as_str)],
-        request_row,
-    )?
-    .collect()
+    stmt.query_map(params![t, u, status], request_row)?
+        .collect()
 }
 
 /// Whether `username` on `node` is taken by an open request or a cloud
 /// user that is not deleted (`except` a request id).
 pub fn name_taken(
     conn: &Connection,
-    node: i64,
+    node: NodeId,
     username: &str,
-    except: Option<i64>,
+    except: Option<OpeningId>,
 ) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM account_opening_requests WHERE node_id = ?1 AND username = ?2 \
@@ -190,9 +182,9 @@ pub fn name_taken(
 /// Records a review of a pending request; false when it is not pending.
 pub fn review(
     conn: &Connection,
-    id: i64,
+    id: OpeningId,
     to: RequestStatus,
-    by: i64,
+    by: UserId,
     notes: &str,
     admin_and_groups: Option<(bool, &[String])>,
     now: i64,
@@ -206,7 +198,7 @@ pub fn review(
          approval_notes = ?4, is_admin = CASE WHEN ?6 THEN ?7 ELSE is_admin END, \
          groups = CASE WHEN ?6 THEN ?8 ELSE groups END, updated_at = ?5 \
          WHERE id = ?1 AND status = 'pending'",
-        params![id, to.as_str(), by, notes, now, set, admin, groups],
+        params![id, to, by, notes, now, set, admin, groups],
     )?;
     Ok(n == 1)
 }
@@ -214,8 +206,8 @@ pub fn review(
 /// Moves an approved (or failed) request to processing; false otherwise.
 pub fn start_processing(
     conn: &Connection,
-    id: i64,
-    by: i64,
+    id: OpeningId,
+    by: UserId,
     steps: &[Step],
     now: i64,
 ) -> rusqlite::Result<bool> {
@@ -229,7 +221,12 @@ pub fn start_processing(
     Ok(n == 1)
 }
 
-pub fn set_steps(conn: &Connection, id: i64, steps: &[Step], now: i64) -> rusqlite::Result<()> {
+pub fn set_steps(
+    conn: &Connection,
+    id: OpeningId,
+    steps: &[Step],
+    now: i64,
+) -> rusqlite::Result<()> {
     let steps = serde_json::to_string(steps).unwrap_or_else(|_| "[]".into());
     conn.execute(
         "UPDATE account_opening_requests SET steps = ?2, updated_at = ?3 WHERE id = ?1",
@@ -241,7 +238,7 @@ pub fn set_steps(conn: &Connection, id: i64, steps: &[Step], now: i64) -> rusqli
 /// Ends processing as failed with its class and message.
 pub fn fail(
     conn: &Connection,
-    id: i64,
+    id: OpeningId,
     kind: &str,
     message: &str,
     steps: &[Step],
@@ -259,8 +256,8 @@ pub fn fail(
 /// Ends processing as completed, pointing at the new cloud user.
 pub fn complete(
     conn: &Connection,
-    id: i64,
-    cloud_user: i64,
+    id: OpeningId,
+    cloud_user: CloudUserId,
     sealed: &[u8],
     message: &str,
     steps: &[Step],
@@ -281,7 +278,7 @@ pub fn expire_pending(
     conn: &Connection,
     before: i64,
     now: i64,
-) -> rusqlite::Result<Vec<(i64, String)>> {
+) -> rusqlite::Result<Vec<(OpeningId, String)>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE account_opening_requests SET status = 'expired', updated_at = ?2 \
          WHERE status = 'pending' AND created_at < ?1 RETURNING id, username",
@@ -305,7 +302,7 @@ pub fn interrupt_stale(
     conn: &Connection,
     started_at: i64,
     message: &str,
-) -> rusqlite::Result<Vec<i64>> {
+) -> rusqlite::Result<Vec<OpeningId>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE account_opening_requests SET status = 'failed', result_kind = 'interrupted', \
          result_message = ?2, updated_at = ?1 WHERE status = 'processing' AND updated_at < ?1 RETURNING id",
@@ -319,25 +316,25 @@ pub fn interrupt_stale(
 /// An OS account gpudock created on a node (CloudComputerUser).
 #[derive(Debug, Clone, Serialize)]
 pub struct CloudUser {
-    pub id: i64,
+    pub id: CloudUserId,
     pub username: String,
     pub fullname: String,
     pub email: String,
     pub description: String,
     /// The node's id (`None` once deleted), and name.
-    pub host: Option<i64>,
+    pub host: Option<NodeId>,
     pub host_name: String,
     pub status: CloudUserStatus,
     pub is_admin: bool,
     pub groups: Vec<String>,
-    pub created_from_request: Option<i64>,
+    pub created_from_request: Option<OpeningId>,
     /// The applicant it was opened for.
-    pub owner_id: Option<i64>,
-    pub tenant_id: Option<i64>,
+    pub owner_id: Option<UserId>,
+    pub tenant_id: Option<TenantId>,
     #[serde(skip)]
     pub reveal_owner: bool,
     #[serde(skip)]
-    pub reveal_admin_id: Option<i64>,
+    pub reveal_admin_id: Option<UserId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -346,7 +343,6 @@ const CU_COLS: &str = "id, username, fullname, email, description, node_id, node
     created_from_request, owner_id, tenant_id, reveal_owner, reveal_admin_id, created_at, updated_at";
 
 fn cloud_row(r: &Row<'_>) -> rusqlite::Result<CloudUser> {
-    let status: String = r.get(7)?;
     Ok(CloudUser {
         id: r.get(0)?,
         username: r.get(1)?,
@@ -355,7 +351,7 @@ fn cloud_row(r: &Row<'_>) -> rusqlite::Result<CloudUser> {
         description: r.get(4)?,
         host: r.get(5)?,
         host_name: r.get(6)?,
-        status: CloudUserStatus::parse(&status).ok_or_else(|| bad_value(7, "status"))?,
+        status: r.get(7)?,
         is_admin: r.get(8)?,
         groups: split_groups(&r.get::<_, String>(9)?),
         created_from_request: r.get(10)?,
@@ -374,9 +370,9 @@ pub fn insert_cloud_user(
     conn: &Connection,
     req: &Request,
     sealed: &[u8],
-    processor: i64,
+    processor: Option<UserId>,
     now: i64,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<CloudUserId> {
     conn.execute(
         "INSERT INTO cloud_users (node_id, node_name, username, fullname, email, description, is_admin, groups, \
          created_from_request, owner_id, tenant_id, password_sealed, reveal_owner, reveal_admin_id, created_at, \
@@ -387,13 +383,13 @@ pub fn insert_cloud_user(
             sealed, processor, now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(CloudUserId(conn.last_insert_rowid()))
 }
 
 pub fn get_cloud_user(
     conn: &Connection,
     scope: Scope,
-    id: i64,
+    id: CloudUserId,
 ) -> rusqlite::Result<Option<CloudUser>> {
     let (t, u) = filters(scope);
     conn.query_row(
@@ -409,7 +405,7 @@ pub fn get_cloud_user(
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CloudFilter {
-    pub node: Option<i64>,
+    pub node: Option<NodeId>,
     pub status: Option<CloudUserStatus>,
 }
 
@@ -423,22 +419,19 @@ pub fn list_cloud_users(
         "SELECT {CU_COLS} FROM cloud_users WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR owner_id = ?2) \
          AND (?3 IS NULL OR node_id = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id DESC LIMIT 1000"
     ))?;
-    stmt.query_map(
-        params![t, u, f.node, f.status.map(CloudUserStatus::as_str)],
-        cloud_row,
-    )?
-    .collect()
+    stmt.query_map(params![t, u, f.node, f.status], cloud_row)?
+        .collect()
 }
 
 pub fn set_cloud_status(
     conn: &Connection,
-    id: i64,
+    id: CloudUserId,
     status: CloudUserStatus,
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE cloud_users SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, status.as_str(), now],
+        params![id, status, now],
     )?;
     Ok(())
 }
@@ -446,7 +439,7 @@ pub fn set_cloud_status(
 /// A new password: the owner may see it once (the admin who reset it saw it).
 pub fn set_cloud_password(
     conn: &Connection,
-    id: i64,
+    id: CloudUserId,
     sealed: &[u8],
     now: i64,
 ) -> rusqlite::Result<()> {
@@ -460,7 +453,11 @@ pub fn set_cloud_password(
 
 /// Takes `viewer`'s one look at the password: clears their reveal and
 /// returns the sealed password, or `None` when they have none pending.
-pub fn take_reveal(conn: &Connection, id: i64, viewer: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+pub fn take_reveal(
+    conn: &Connection,
+    id: CloudUserId,
+    viewer: UserId,
+) -> rusqlite::Result<Option<Vec<u8>>> {
     let n = conn.execute(
         "UPDATE cloud_users SET \
            reveal_owner = CASE WHEN owner_id = ?2 THEN 0 ELSE reveal_owner END, \
@@ -504,43 +501,25 @@ impl Counts {
 }
 
 /// `(status, count)` of `table` in `scope` (`owner` names its user column).
-fn count_by<S>(
+fn count_by<S: rusqlite::types::FromSql>(
     conn: &Connection,
     scope: Scope,
     table: &str,
     owner: &str,
-    parse: fn(&str) -> Option<S>,
 ) -> rusqlite::Result<Vec<(S, i64)>> {
     let (t, u) = filters(scope);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT status, COUNT(*) FROM {table} WHERE (?1 IS NULL OR tenant_id = ?1) \
          AND (?2 IS NULL OR {owner} = ?2) GROUP BY status"
     ))?;
-    let rows = stmt
-        .query_map(params![t, u], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(String, i64)>>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(s, n)| parse(&s).map(|s| (s, n)))
-        .collect())
+    stmt.query_map(params![t, u], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
 }
 
 pub fn counts(conn: &Connection, scope: Scope) -> rusqlite::Result<Counts> {
     Ok(Counts {
-        requests: count_by(
-            conn,
-            scope,
-            "account_opening_requests",
-            "applicant_id",
-            RequestStatus::parse,
-        )?,
-        cloud_users: count_by(
-            conn,
-            scope,
-            "cloud_users",
-            "owner_id",
-            CloudUserStatus::parse,
-        )?,
+        requests: count_by(conn, scope, "account_opening_requests", "applicant_id")?,
+        cloud_users: count_by(conn, scope, "cloud_users", "owner_id")?,
     })
 }
 
@@ -550,43 +529,48 @@ mod tests {
 
     use super::*;
     use crate::accounts::model::initial_steps;
-    use crate::auth::model::{Role, TenantId, UserId};
-    use crate::auth::store as users;
+    use crate::auth::model::Role;
     use crate::db;
 
     fn user(conn: &Connection, name: &str, role: Role, tenant: Option<TenantId>) -> UserId {
-        users::insert_user(
-            conn,
-            &users::NewUser {
-                username: name,
-                display_name: "",
-                role,
-                tenant_id: tenant,
-                password_hash: "h",
-                must_change_password: false,
-            },
-            1,
+        conn.query_row(
+            "INSERT INTO users (username, role, tenant_id, password_hash, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'h', 1, 1) RETURNING id",
+            params![name, role.as_str(), tenant],
+            |r| r.get(0),
         )
         .unwrap()
     }
 
-    fn node(conn: &Connection, name: &str) -> i64 {
-        let mut f = crate::nodes::model::NodeFields::empty();
-        f.name = name.into();
-        f.public_ip = "10.0.0.1".into();
-        f.private_ip = "10.0.0.1".into();
-        let keep = crate::nodes::store::Sealed::Keep;
-        crate::nodes::store::insert(conn, &f, &keep, &keep, 1).unwrap()
+    fn tenant(conn: &Connection, name: &str) -> TenantId {
+        conn.query_row(
+            "INSERT INTO tenants (name, company_code, created_at, updated_at) \
+             VALUES (?1, ?1, 1, 1) RETURNING id",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    fn node(conn: &Connection, name: &str) -> NodeId {
+        conn.query_row(
+            "INSERT INTO nodes (name, public_ip, private_ip, gpu_name, gpu_count, cpu_cores, memory_gb, \
+             status, created_at, updated_at) \
+             VALUES (?1, '10.0.0.1', '10.0.0.1', 'RTX 4090', 8, 16, 64, 'online', 1, 1) RETURNING id",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 
     fn apply(
         conn: &Connection,
         who: UserId,
         tenant: Option<TenantId>,
-        node: i64,
+        node: NodeId,
         name: &str,
         at: i64,
-    ) -> i64 {
+    ) -> OpeningId {
         let r = NewRequest {
             contact_email: String::new(),
             contact_phone: String::new(),
@@ -596,16 +580,13 @@ mod tests {
             user_description: String::new(),
             target_host: node,
         };
-        insert_request(conn, who.0, tenant.map(|t| t.0), "n", &r, at).unwrap()
+        insert_request(conn, who, tenant, "n", &r, at).unwrap()
     }
 
     #[test]
     fn requests_and_cloud_users_are_scoped_in_the_query() {
         let conn = db::memory().unwrap();
-        let (ta, tb) = (
-            users::insert_tenant(&conn, "A", "A1", "", 1).unwrap(),
-            users::insert_tenant(&conn, "B", "B1", "", 1).unwrap(),
-        );
+        let (ta, tb) = (tenant(&conn, "A1"), tenant(&conn, "B1"));
         let admin = user(&conn, "root1", Role::Admin, None);
         let a1 = user(&conn, "a1", Role::CustomerMember, Some(ta));
         let a2 = user(&conn, "a2", Role::CustomerMember, Some(ta));
@@ -639,10 +620,10 @@ mod tests {
         );
 
         // A completed one makes a cloud user owned by the applicant.
-        assert!(review(&conn, r1, RequestStatus::Approved, admin.0, "ok", None, 11).unwrap());
-        assert!(start_processing(&conn, r1, admin.0, &initial_steps(), 12).unwrap());
+        assert!(review(&conn, r1, RequestStatus::Approved, admin, "ok", None, 11).unwrap());
+        assert!(start_processing(&conn, r1, admin, &initial_steps(), 12).unwrap());
         let req = get_request(&conn, Scope::All, r1).unwrap().unwrap();
-        let cu = insert_cloud_user(&conn, &req, b"sealed", admin.0, 13).unwrap();
+        let cu = insert_cloud_user(&conn, &req, b"sealed", Some(admin), 13).unwrap();
         complete(&conn, r1, cu, b"sealed", "done", &req.steps, 13).unwrap();
         let f = CloudFilter::default();
         assert_eq!(
@@ -689,9 +670,9 @@ mod tests {
         assert!(!name_taken(&conn, n1, "alice", Some(r)).unwrap());
         assert!(!name_taken(&conn, n2, "alice", None).unwrap());
         // Not approved: cannot start; reviewed once only.
-        assert!(!start_processing(&conn, r, admin.0, &[], 11).unwrap());
-        assert!(review(&conn, r, RequestStatus::Rejected, admin.0, "no", None, 11).unwrap());
-        assert!(!review(&conn, r, RequestStatus::Approved, admin.0, "", None, 12).unwrap());
+        assert!(!start_processing(&conn, r, admin, &[], 11).unwrap());
+        assert!(review(&conn, r, RequestStatus::Rejected, admin, "no", None, 11).unwrap());
+        assert!(!review(&conn, r, RequestStatus::Approved, admin, "", None, 12).unwrap());
         assert!(
             !name_taken(&conn, n1, "alice", None).unwrap(),
             "a rejected request frees the name"
@@ -703,7 +684,7 @@ mod tests {
                 &conn,
                 r2,
                 RequestStatus::Approved,
-                admin.0,
+                admin,
                 "",
                 Some((true, &g)),
                 21
@@ -711,15 +692,15 @@ mod tests {
             .unwrap()
         );
         let got = get_request(&conn, Scope::All, r2).unwrap().unwrap();
-        assert!(got.is_admin && got.groups == g && got.approved_by == Some(admin.0));
-        assert!(start_processing(&conn, r2, admin.0, &initial_steps(), 22).unwrap());
+        assert!(got.is_admin && got.groups == g && got.approved_by == Some(admin));
+        assert!(start_processing(&conn, r2, admin, &initial_steps(), 22).unwrap());
         assert!(
-            !start_processing(&conn, r2, admin.0, &initial_steps(), 22).unwrap(),
+            !start_processing(&conn, r2, admin, &initial_steps(), 22).unwrap(),
             "one job at a time"
         );
         fail(&conn, r2, "network", "down", &[], 23).unwrap();
         assert!(
-            start_processing(&conn, r2, admin.0, &initial_steps(), 24).unwrap(),
+            start_processing(&conn, r2, admin, &initial_steps(), 24).unwrap(),
             "a failed one is retried"
         );
     }
@@ -735,8 +716,8 @@ mod tests {
         let old = apply(&conn, a, None, n, "old", 100);
         let fresh = apply(&conn, a, None, n, "fresh", 1000);
         let busy = apply(&conn, a, None, n, "busy", 100);
-        review(&conn, busy, RequestStatus::Approved, admin.0, "", None, 100).unwrap();
-        start_processing(&conn, busy, admin.0, &initial_steps(), 150).unwrap();
+        review(&conn, busy, RequestStatus::Approved, admin, "", None, 100).unwrap();
+        start_processing(&conn, busy, admin, &initial_steps(), 150).unwrap();
         assert_eq!(
             expire_pending(&conn, 500, 2000).unwrap(),
             [(old, "old".to_string())]
@@ -751,7 +732,10 @@ mod tests {
         assert_eq!(purge_expired(&conn, 1999).unwrap(), 0, "expired at 2000");
         assert_eq!(purge_expired(&conn, 2001).unwrap(), 1);
         assert_eq!(status(old), None);
-        assert_eq!(interrupt_stale(&conn, 149, "x").unwrap(), Vec::<i64>::new());
+        assert_eq!(
+            interrupt_stale(&conn, 149, "x").unwrap(),
+            Vec::<OpeningId>::new()
+        );
         assert_eq!(interrupt_stale(&conn, 151, "x").unwrap(), [busy]);
         let b = get_request(&conn, Scope::All, busy).unwrap().unwrap();
         assert_eq!(
@@ -769,30 +753,74 @@ mod tests {
         let n = node(&conn, "n1");
         let r = apply(&conn, a, None, n, "alice", 10);
         let req = get_request(&conn, Scope::All, r).unwrap().unwrap();
-        let cu = insert_cloud_user(&conn, &req, b"s1", admin.0, 11).unwrap();
-        assert!(take_reveal(&conn, cu, other.0).unwrap().is_none());
+        let cu = insert_cloud_user(&conn, &req, b"s1", Some(admin), 11).unwrap();
+        assert!(take_reveal(&conn, cu, other).unwrap().is_none());
         assert_eq!(
-            take_reveal(&conn, cu, a.0).unwrap().as_deref(),
+            take_reveal(&conn, cu, a).unwrap().as_deref(),
             Some(&b"s1"[..])
         );
-        assert!(take_reveal(&conn, cu, a.0).unwrap().is_none());
+        assert!(take_reveal(&conn, cu, a).unwrap().is_none());
         assert_eq!(
-            take_reveal(&conn, cu, admin.0).unwrap().as_deref(),
+            take_reveal(&conn, cu, admin).unwrap().as_deref(),
             Some(&b"s1"[..])
         );
-        assert!(take_reveal(&conn, cu, admin.0).unwrap().is_none());
+        assert!(take_reveal(&conn, cu, admin).unwrap().is_none());
         // A reset: the owner may look once more, the admin who reset saw it.
         set_cloud_password(&conn, cu, b"s2", 12).unwrap();
-        assert!(take_reveal(&conn, cu, admin.0).unwrap().is_none());
+        assert!(take_reveal(&conn, cu, admin).unwrap().is_none());
         assert_eq!(
-            take_reveal(&conn, cu, a.0).unwrap().as_deref(),
+            take_reveal(&conn, cu, a).unwrap().as_deref(),
             Some(&b"s2"[..])
         );
         set_cloud_status(&conn, cu, CloudUserStatus::Deleted, 13).unwrap();
         set_cloud_password(&conn, cu, b"s3", 14).unwrap();
         assert!(
-            take_reveal(&conn, cu, a.0).unwrap().is_none(),
+            take_reveal(&conn, cu, a).unwrap().is_none(),
             "never for a deleted account"
+        );
+    }
+
+    /// The status enums' texts are exactly the values the schema allows.
+    #[test]
+    fn status_texts_match_the_schema() {
+        let conn = db::memory().unwrap();
+        let allowed = |table: &str| {
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let at = sql.find("status IN").unwrap();
+            let list = &sql[sql[at..].find('(').unwrap() + at + 1..];
+            let mut v: Vec<String> = list[..list.find(')').unwrap()]
+                .split(',')
+                .map(|x| x.trim().trim_matches('\'').to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let texts = |all: Vec<&str>| {
+            let mut v: Vec<String> = all.into_iter().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            allowed("account_opening_requests"),
+            texts(RequestStatus::ALL.iter().map(|s| s.as_str()).collect())
+        );
+        assert_eq!(
+            allowed("cloud_users"),
+            texts(CloudUserStatus::ALL.iter().map(|s| s.as_str()).collect())
+        );
+        let back: RequestStatus = conn
+            .query_row("SELECT ?1", [RequestStatus::Expired], |r| r.get(0))
+            .unwrap();
+        assert_eq!(back, RequestStatus::Expired);
+        assert_eq!(
+            serde_json::to_value(CloudUserStatus::Disabled).unwrap(),
+            "disabled"
         );
     }
 }

@@ -11,7 +11,7 @@ pub use store::{AuditFilter, AuditRecord, count_since, query};
 
 use serde::Serialize;
 
-use crate::auth::model::{TenantId, User, UserId};
+use crate::ids::{TenantId, UserId};
 
 /// Who did it.
 #[derive(Debug, Clone, Serialize)]
@@ -22,14 +22,6 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub fn user(u: &User) -> Self {
-        Self {
-            id: Some(u.id),
-            name: u.username.clone(),
-            tenant: u.tenant_id,
-        }
-    }
-
     /// Someone not (yet) identified, e.g. a failed login for `name`.
     pub fn anonymous(name: &str) -> Self {
         Self {

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::model::Scope;
+use crate::ids::Scope;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
@@ -51,8 +51,10 @@ pub fn query(
     scope: Scope,
     f: &AuditFilter,
     limit: u32,
-    offset: u32,
+    offset: u64,
 ) -> rusqlite::Result<Vec<AuditRecord>> {
+    // SQLite counts in i64; an offset past that is past every record.
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
     let (tenant, actor_id) = match scope {
         Scope::All => (None, None),
         Scope::Tenant(t) => (Some(t.0), None),
@@ -130,8 +132,8 @@ pub fn count_since(conn: &Connection, scope: Scope, since: i64) -> rusqlite::Res
 mod tests {
     use super::*;
     use crate::audit::{Actor, Event, Outcome, Source, append};
-    use crate::auth::model::{TenantId, UserId};
     use crate::db;
+    use crate::ids::{TenantId, UserId};
 
     #[test]
     fn filters_and_scopes() {

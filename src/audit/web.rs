@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{AuditFilter, AuditRecord, query};
 use crate::app::App;
 use crate::auth::CurrentUser;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::web::extract::ApiQuery;
 use crate::web::render::{Layout, page_or_fragment};
@@ -41,7 +41,7 @@ pub struct AuditQuery {
     /// `csv` or `json` downloads the matching records (up to 100,000).
     pub format: String,
     pub limit: Option<u32>,
-    pub offset: Option<u32>,
+    pub offset: Option<u64>,
 }
 
 impl AuditQuery {
@@ -139,7 +139,8 @@ pub fn to_csv(rows: &[AuditRecord]) -> Result<Vec<u8>, AppError> {
                     .ok()
             })
             .unwrap_or_default();
-        w.write_record([
+        let detail = r.detail.to_string();
+        let cells = [
             r.id.to_string(),
             time,
             r.actor_id.map(|v| v.to_string()).unwrap_or_default(),
@@ -151,9 +152,15 @@ pub fn to_csv(rows: &[AuditRecord]) -> Result<Vec<u8>, AppError> {
             r.resource_type.clone(),
             r.resource_id.clone().unwrap_or_default(),
             r.outcome.clone(),
-            r.detail.to_string(),
+            detail,
             r.hash.clone(),
-        ])
+        ];
+        // Failed sign-ins record whatever name was typed: never a formula.
+        w.write_record(
+            cells
+                .iter()
+                .map(|c| crate::escape::csv_cell(c).into_owned()),
+        )
         .map_err(AppError::internal)?;
     }
     w.into_inner().map_err(AppError::internal)
@@ -202,7 +209,8 @@ impl PageQuery {
             until,
             format: String::new(),
             limit: Some(PAGE_SIZE + 1),
-            offset: Some(self.page * PAGE_SIZE),
+            // u32 pages of 50 fit a u64 offset: no overflow whatever is asked.
+            offset: Some(u64::from(self.page) * u64::from(PAGE_SIZE)),
         })
     }
 
@@ -277,7 +285,7 @@ async fn page(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, AppError> {
     let ctx = ctx.nav("audit");
     let (mut records, export_qs, error) = match q.to_api() {
@@ -290,7 +298,7 @@ async fn page(
     };
     let has_more = records.len() > PAGE_SIZE as usize;
     records.truncate(PAGE_SIZE as usize);
-    let (page_qs, next_page) = (q.page_qs(), q.page + 1);
+    let (page_qs, next_page) = (q.page_qs(), q.page.saturating_add(1));
     let rows = AuditRows {
         l: ctx.l.clone(),
         records: records.clone(),

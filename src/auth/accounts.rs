@@ -15,16 +15,7 @@ use super::store::{self, NewUser, TenantChange, UserChange};
 use crate::app::App;
 use crate::audit::{self, Event, Source};
 use crate::error::{AppError, FieldError, FieldErrors, on_unique};
-use crate::validate::{email_field, phone_field};
-
-/// `Some(None)` for an explicit JSON null, `None` when the key is absent.
-pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
+use crate::validate::{double_option, email_field, phone_field};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
@@ -51,14 +42,14 @@ pub struct UserPatch {
     pub phone: Option<String>,
 }
 
-/// A UNIQUE violation on users: the e-mail index, else the username.
+/// A UNIQUE violation on users: the e-mail index, else the username (which
+/// answers like a reserved name, see [`username_taken`]).
 fn on_user_unique(e: rusqlite::Error) -> AppError {
-    let field = if e.to_string().contains("users_email") {
-        "email"
+    if e.to_string().contains("users_email") {
+        on_unique("email")(e)
     } else {
-        "username"
-    };
-    on_unique(field)(e)
+        username_taken(e)
+    }
 }
 
 fn parse_role(errors: &mut FieldErrors, s: &str) -> Option<Role> {
@@ -81,6 +72,28 @@ fn fail_if(errors: FieldErrors) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::Validation(errors))
+    }
+}
+
+/// Names kept for the system: refused like a name in use, so that a refusal
+/// does not even prove that an account exists.
+const RESERVED_USERNAMES: &[&str] = &["root", "gpudock", "daemon", "nobody", "sshd", "system"];
+
+/// Usernames are unique across tenants (they are SSH login names too), so
+/// one in use elsewhere must be refused; the answer says only that this
+/// name cannot be had, never where it is used.
+fn username_unavailable() -> AppError {
+    AppError::Conflict(FieldErrors::from([(
+        "username",
+        FieldError::new("err.username_unavailable"),
+    )]))
+}
+
+fn username_taken(e: rusqlite::Error) -> AppError {
+    if crate::db::is_unique_violation(&e) {
+        username_unavailable()
+    } else {
+        AppError::from(e)
     }
 }
 
@@ -111,6 +124,8 @@ pub async fn create_user(
     let username = input.username.trim().to_string();
     if let Err(e) = check_username(&username) {
         errors.insert("username", e);
+    } else if RESERVED_USERNAMES.contains(&username.as_str()) {
+        return Err(username_unavailable());
     }
     let display_name = optional_text(&mut errors, "display_name", &input.display_name, 100);
     let email = email_field(&mut errors, "email", &input.email);
@@ -161,13 +176,13 @@ pub async fn create_user(
                 must_change_password: true,
             };
             let now = crate::db::now();
-            let id = store::insert_user(&tx, &new, now).map_err(on_unique("username"))?;
+            let id = store::insert_user(&tx, &new, now).map_err(on_user_unique)?;
             let contact = UserChange {
                 email: Some(email),
                 phone: Some(phone),
                 ..Default::default()
             };
-            store::update_user(&tx, id, &contact, now).map_err(on_user_unique)?;
+            store::update_user(&tx, id, &contact, false, now).map_err(on_user_unique)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "user.create", "user").id(id.0).detail(json!({
@@ -217,12 +232,23 @@ pub async fn update_user(
         phone,
     };
     let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
-    app.db
+    let (user, revoked) = app
+        .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let target = store::get_user(&tx, scope, id)?.ok_or(AppError::NotFound)?;
             check_user_change(&tx, &caller, scope, &target, &change)?;
-            store::update_user(&tx, id, &change, crate::db::now()).map_err(on_user_unique)?;
+            let revokes = revokes_access(&target, &change);
+            store::update_user(&tx, id, &change, revokes, crate::db::now()).map_err(|e| {
+                if crate::db::is_raised(&e, "user_has_instances") {
+                    AppError::Conflict(FieldErrors::from([(
+                        "tenant_id",
+                        FieldError::new("err.user_has_instances"),
+                    )]))
+                } else {
+                    on_user_unique(e)
+                }
+            })?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "user.update", "user")
@@ -235,13 +261,27 @@ pub async fn update_user(
                         "enabled": change.enabled,
                         "email": change.email,
                         "phone": change.phone,
+                        "access_revoked": revokes,
                     })),
             )?;
             let user = store::get_user(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
-            Ok(user)
+            Ok::<_, AppError>((user, revokes))
         })
-        .await
+        .await?;
+    if revoked {
+        super::end_live_access(app, &[id]);
+    }
+    Ok(user)
+}
+
+/// Whether `change` takes access away from `target`: disabling them, or
+/// changing their role or tenant (what they reach changes). Their sessions
+/// then end everywhere; a change of display name, or enabling, ends none.
+fn revokes_access(target: &User, change: &UserChange) -> bool {
+    change.role.is_some_and(|r| r != target.role)
+        || change.tenant_id.is_some_and(|t| t != target.tenant_id)
+        || (change.enabled == Some(false) && target.enabled)
 }
 
 fn check_user_change(
@@ -254,10 +294,7 @@ fn check_user_change(
     let mut errors = FieldErrors::new();
     let role = change.role.unwrap_or(target.role);
     let tenant = change.tenant_id.unwrap_or(target.tenant_id);
-    let touches_access = change.role.is_some_and(|r| r != target.role)
-        || change.tenant_id.is_some_and(|t| t != target.tenant_id)
-        || change.enabled == Some(false);
-    if target.id == caller.id && touches_access {
+    if target.id == caller.id && (revokes_access(target, change) || change.enabled == Some(false)) {
         errors.insert("role", FieldError::new("err.cannot_change_self"));
     }
     check_assignable(caller, role, tenant, &mut errors);
@@ -278,6 +315,69 @@ fn check_user_change(
         )])));
     }
     Ok(())
+}
+
+/// Resets another user's password to a temporary one (returned once, to
+/// whoever reset it: the API answer or the user's page), to be changed at
+/// their next sign-in (交付). Like every loss of the old password it ends
+/// their sessions everywhere, and it revokes their API tokens: whoever had
+/// the account's secrets has none left. Admins reset anyone else, owners
+/// their tenant's members (see [`may_reset`]); nobody resets their own
+/// (that is a password change).
+pub async fn reset_password(
+    app: &App,
+    by: &CurrentUser,
+    id: UserId,
+    src: &Source,
+) -> Result<(User, String), AppError> {
+    if id == by.user.id {
+        return Err(AppError::field("id", "err.reset_own_password"));
+    }
+    let password = random_password();
+    let pw = password.clone();
+    let hash = app
+        .blocking(move |h| h.hash(&pw))
+        .await?
+        .map_err(AppError::internal)?;
+    let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
+    let user = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let target = store::get_user(&tx, scope, id)?.ok_or(AppError::NotFound)?;
+            if !may_reset(&caller, &target) {
+                return Err(AppError::Forbidden);
+            }
+            let now = crate::db::now();
+            store::set_password(&tx, id, &hash, true, now)?;
+            let tokens = store::revoke_all_tokens(&tx, id, now)?;
+            audit::append(
+                &tx,
+                &Event::new(&actor, &src, "user.reset_password", "user")
+                    .id(id.0)
+                    .detail(json!({
+                        "username": target.username,
+                        "tokens_revoked": tokens,
+                        "must_change_password": true,
+                    })),
+            )?;
+            let user = store::get_user(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
+            tx.commit()?;
+            Ok(user)
+        })
+        .await?;
+    super::end_live_access(app, &[id]);
+    Ok((user, password))
+}
+
+/// Whose password `caller` may reset (besides the guard's record and the
+/// caller's scope): one they could assign their role and tenant to, and, for
+/// a customer, only a member: an owner taking over another owner's account
+/// by a reset would act in that owner's name.
+fn may_reset(caller: &User, target: &User) -> bool {
+    let mut errors = FieldErrors::new();
+    check_assignable(caller, target.role, target.tenant_id, &mut errors);
+    errors.is_empty() && (caller.role == Role::Admin || target.role == Role::CustomerMember)
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -317,7 +417,7 @@ pub async fn create_tenant(
     {
         errors.insert("company_code", e);
     }
-    let remark = optional_text(&mut errors, "remark", &input.remark, 500);
+    let remark = crate::validate::multiline_text(&mut errors, "remark", &input.remark, 500);
     let contact = TenantChange {
         contact_person: Some(optional_text(
             &mut errors,
@@ -383,7 +483,7 @@ pub async fn update_tenant(
         remark: patch
             .remark
             .as_deref()
-            .map(|r| optional_text(&mut errors, "remark", r, 500)),
+            .map(|r| crate::validate::multiline_text(&mut errors, "remark", r, 500)),
         enabled: patch.enabled,
         contact_person: patch
             .contact_person
@@ -400,12 +500,22 @@ pub async fn update_tenant(
     };
     fail_if(errors)?;
     let (scope, actor, src) = (by.scope(), by.actor(), src.clone());
-    app.db
+    let (tenant, revoked) = app
+        .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            store::get_tenant(&tx, scope, id)?.ok_or(AppError::NotFound)?;
+            let before = store::get_tenant(&tx, scope, id)?.ok_or(AppError::NotFound)?;
             store::update_tenant(&tx, id, &change, crate::db::now())
                 .map_err(on_unique("company_code"))?;
+            // Disabling a tenant revokes the access of each of its users.
+            let revoked: Vec<UserId> = if before.enabled && change.enabled == Some(false) {
+                store::list_users(&tx, Scope::Tenant(id))?
+                    .into_iter()
+                    .map(|u| u.id)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "tenant.update", "tenant")
@@ -414,14 +524,17 @@ pub async fn update_tenant(
                         "name": change.name, "company_code": change.company_code,
                         "remark": change.remark, "enabled": change.enabled,
                         "contact_person": change.contact_person, "contact_email": change.contact_email,
-                        "contact_phone": change.contact_phone
+                        "contact_phone": change.contact_phone,
+                        "access_revoked_users": revoked.len(),
                     })),
             )?;
             let t = store::get_tenant(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
-            Ok(t)
+            Ok::<_, AppError>((t, revoked))
         })
-        .await
+        .await?;
+    super::end_live_access(app, &revoked);
+    Ok(tenant)
 }
 
 /// Grants or revokes one record for a customer role.
@@ -437,13 +550,18 @@ pub async fn set_grant(
         Some(r @ (Role::CustomerOwner | Role::CustomerMember)) => r,
         _ => return Err(AppError::field("role", "err.role_not_grantable")),
     };
-    let (actor, src) = (by.actor(), src.clone());
+    let (caller, actor, src) = (by.user.clone(), by.actor(), src.clone());
     app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let p = permissions::get(&tx, id)?.ok_or(AppError::NotFound)?;
-            if p.fixed {
-                return Err(AppError::field("permission", "err.permission_fixed"));
+            let held = super::Action::Route {
+                method: &p.method,
+                pattern: &p.path_pattern,
+            };
+            let holds = super::allowed(&tx, &caller, held)? == permissions::Decision::Allow;
+            if let Err(key) = permissions::may_change(caller.role, holds, &p, role) {
+                return Err(AppError::field("permission", key));
             }
             if permissions::set_grant(&tx, role, id, granted)? {
                 let action = if granted {
@@ -465,4 +583,44 @@ pub async fn set_grant(
             Ok(p)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64, role: Role, tenant: Option<i64>) -> User {
+        User {
+            id: UserId(id),
+            username: format!("u{id}"),
+            display_name: String::new(),
+            role,
+            tenant_id: tenant.map(TenantId),
+            enabled: true,
+            must_change_password: false,
+            failed_logins: 0,
+            locked_until: None,
+            session_epoch: 0,
+            created_at: 0,
+            updated_at: 0,
+            email: String::new(),
+            phone: String::new(),
+        }
+    }
+
+    #[test]
+    fn admins_reset_anyone_owners_their_members() {
+        let admin = user(1, Role::Admin, None);
+        let owner = user(2, Role::CustomerOwner, Some(7));
+        let member = user(3, Role::CustomerMember, Some(7));
+        let stranger = user(4, Role::CustomerMember, Some(8));
+        let other_owner = user(5, Role::CustomerOwner, Some(7));
+        assert!(may_reset(&admin, &owner));
+        assert!(may_reset(&admin, &user(6, Role::Admin, None)));
+        assert!(may_reset(&owner, &member));
+        assert!(!may_reset(&owner, &stranger), "another tenant's member");
+        assert!(!may_reset(&owner, &other_owner), "another owner");
+        assert!(!may_reset(&owner, &admin));
+        assert!(!may_reset(&member, &owner));
+    }
 }

@@ -26,6 +26,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/users", get(users).post(user_create))
         .route("/users/{id}", get(user_edit).post(user_save))
+        .route("/users/{id}/reset-password", post(user_reset))
         .route("/tenants", get(tenants).post(tenant_create))
         .route("/tenants/{id}", get(tenant_edit).post(tenant_save))
         .route("/permissions", get(matrix))
@@ -211,6 +212,24 @@ struct UserEditPage {
     is_admin: bool,
     form: UserFormView,
     errs: FormErrs,
+    /// Editing oneself: no reset (that is a password change).
+    is_self: bool,
+    /// The temporary password of a reset just done (shown once).
+    temp_password: String,
+}
+
+impl UserFormView {
+    fn of(user: &User) -> Self {
+        Self {
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            role: user.role.as_str().into(),
+            tenant_id: user.tenant_id.map(|t| t.0),
+            enabled: user.enabled,
+            email: user.email.clone(),
+            phone: user.phone.clone(),
+        }
+    }
 }
 
 async fn load_user(app: &App, ctx: &PageCtx, id: i64) -> Result<(User, Vec<Tenant>), AppError> {
@@ -229,25 +248,39 @@ async fn user_edit(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let (user, tenants) = load_user(&app, &ctx, id).await?;
-    let form = UserFormView {
-        username: user.username.clone(),
-        display_name: user.display_name.clone(),
-        role: user.role.as_str().into(),
-        tenant_id: user.tenant_id.map(|t| t.0),
-        enabled: user.enabled,
-        email: user.email.clone(),
-        phone: user.phone.clone(),
-    };
+    edit_page(ctx, user, tenants, String::new())
+}
+
+fn edit_page(
+    ctx: PageCtx,
+    user: User,
+    tenants: Vec<Tenant>,
+    temp_password: String,
+) -> Result<Response, AppError> {
     let me = ctx.me.user.clone();
     html(&UserEditPage {
         l: ctx.nav("users").l,
+        form: UserFormView::of(&user),
+        is_self: user.id == me.id,
         user,
         tenants,
         roles: assignable_roles(&me),
         is_admin: me.role == Role::Admin,
-        form,
         errs: FormErrs::default(),
+        temp_password,
     })
+}
+
+/// Resets the user's password; the page shows the temporary one once.
+async fn user_reset(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let (_, temp) = accounts::reset_password(&app, &ctx.me, UserId(id), &src).await?;
+    let (user, tenants) = load_user(&app, &ctx, id).await?;
+    edit_page(ctx, user, tenants, temp)
 }
 
 async fn user_save(
@@ -285,6 +318,8 @@ async fn user_save(
                         is_admin,
                         form,
                         errs,
+                        is_self: id == me.id.0,
+                        temp_password: String::new(),
                     })
                 },
                 tr,

@@ -30,6 +30,7 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{id}", get(get_user).patch(update_user))
+        .route("/api/v1/users/{id}/reset-password", post(reset_password))
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/api/v1/tenants/{id}", get(get_tenant).patch(update_tenant))
         .route("/api/v1/permissions", get(list_permissions))
@@ -69,6 +70,9 @@ async fn logout(
 struct PasswordBody {
     current_password: String,
     new_password: String,
+    /// Also revoke every API token of mine (default: keep them).
+    #[serde(default)]
+    revoke_tokens: bool,
 }
 
 async fn password(
@@ -83,6 +87,7 @@ async fn password(
         &me.user,
         &body.current_password,
         &body.new_password,
+        body.revoke_tokens,
         &src,
     )
     .await?;
@@ -193,6 +198,20 @@ async fn update_user(
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(
         accounts::update_user(&app, &me, UserId(id), patch, &src).await?,
+    ))
+}
+
+/// A temporary password for the user (shown once); their sessions end and
+/// their API tokens are revoked.
+async fn reset_password(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    let (user, password) = accounts::reset_password(&app, &me, UserId(id), &src).await?;
+    Ok(Json(
+        json!({ "user": user, "temporary_password": password }),
     ))
 }
 

@@ -117,6 +117,8 @@ struct Caller {
     user: User,
     via: AuthVia,
     decision: Decision,
+    /// May see nodes' details in error messages.
+    node_detail: bool,
 }
 
 /// Resolves the caller and the route decision in one database read.
@@ -143,18 +145,20 @@ async fn resolve(
                 return Ok(None);
             };
             let stale = epoch.is_some_and(|e| e != user.session_epoch);
-            if stale
-                || !user.enabled
-                || user.is_locked(now)
-                || !store::tenant_enabled_for(c, &user)?
-            {
+            if stale || !super::usable(c, &user, now)? {
                 return Ok(None);
             }
-            let decision = permissions::decide(c, user.role, &method, &pattern)?;
+            let action = super::Action::Route {
+                method: &method,
+                pattern: &pattern,
+            };
+            let decision = super::allowed(c, &user, action)?;
+            let node_detail = permissions::sees_node_details(c, user.role)?;
             Ok(Some(Caller {
                 user,
                 via,
                 decision,
+                node_detail,
             }))
         })
         .await?;
@@ -216,16 +220,40 @@ fn origin_matches(headers: &HeaderMap, authority: Option<String>) -> bool {
     matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(&o))
 }
 
-fn tokens_match(a: &str, b: &str) -> bool {
+pub(super) fn tokens_match(a: &str, b: &str) -> bool {
     !a.is_empty() && a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Where the expected CSRF token is: the signed-in session's record, or
+/// (before sign-in, when there is no session) the signed sign-in cookie.
+enum Expected<'a> {
+    Session(&'a Session),
+    LoginCookie(&'a App),
+}
+
+impl Expected<'_> {
+    async fn matches(&self, headers: &HeaderMap, sent: &str) -> Result<bool, AppError> {
+        match self {
+            Expected::Session(session) => {
+                let expected = session
+                    .get::<String>(keys::CSRF)
+                    .await
+                    .map_err(AppError::internal)?
+                    .unwrap_or_default();
+                Ok(tokens_match(&expected, sent))
+            }
+            Expected::LoginCookie(app) => Ok(super::login_csrf::check(app, headers, sent)),
+        }
+    }
+}
+
 /// Checks the CSRF token of a state-changing request authenticated by the
-/// session cookie: the `X-CSRF-Token` header, or the `csrf_token` form field.
-/// JSON API calls are exempt from the token (a cross-site JSON request cannot
-/// be sent without a CORS preflight, which gpudock never grants) but not from
-/// the Origin check. Returns the request with its body intact.
-async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError> {
+/// session cookie (or of the sign-in form): the `X-CSRF-Token` header, or the
+/// `csrf_token` form field. JSON API calls are exempt from the token (a
+/// cross-site JSON request cannot be sent without a CORS preflight, which
+/// gpudock never grants) but not from the Origin check. Returns the request
+/// with its body intact.
+async fn check_csrf(expected: Expected<'_>, req: Request) -> Result<Request, AppError> {
     if !origin_ok(&req) {
         return Err(AppError::Csrf);
     }
@@ -238,17 +266,12 @@ async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError
     if is_api(req.uri().path()) && content_type.starts_with("application/json") {
         return Ok(req);
     }
-    let expected = session
-        .get::<String>(keys::CSRF)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or_default();
     if let Some(h) = req
         .headers()
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
     {
-        return if tokens_match(&expected, h) {
+        return if expected.matches(req.headers(), h).await? {
             Ok(req)
         } else {
             Err(AppError::Csrf)
@@ -265,7 +288,7 @@ async fn check_csrf(session: &Session, req: Request) -> Result<Request, AppError
         .find(|(k, _)| k == "csrf_token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    if !tokens_match(&expected, &sent) {
+    if !expected.matches(&parts.headers, &sent).await? {
         return Err(AppError::Csrf);
     }
     Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -279,6 +302,15 @@ fn unauthenticated(path: &str, method: &Method) -> Response {
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
 
+/// What the guard decided for a request.
+enum Step {
+    /// Answer without calling the handler.
+    Answer(Response),
+    /// Call the handler; `node_detail`: whether its answer may show a
+    /// node's detail (see [`crate::error::hide_node_detail`]).
+    Pass { node_detail: bool },
+}
+
 pub async fn guard(
     State(app): State<App>,
     session: Session,
@@ -287,10 +319,30 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     match guard_inner(&app, &session, matched, &mut req).await {
-        Ok(Some(early)) => early,
-        Ok(None) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Ok(Step::Answer(early)) => early,
+        Ok(Step::Pass { node_detail: true }) => next.run(req).await,
+        Ok(Step::Pass { node_detail: false }) => {
+            crate::error::hide_node_detail(next.run(req).await)
+        }
+        Err(e) => crate::error::hide_node_detail(e.into_response()),
     }
+}
+
+/// A request with a method its route does not have: 405 naming the methods
+/// it has (records or public). None when the route has the method, or has
+/// none at all (a gap in the matrix, denied elsewhere).
+async fn wrong_method(
+    app: &App,
+    method: &Method,
+    pattern: &str,
+) -> Result<Option<AppError>, AppError> {
+    let p = pattern.to_string();
+    let methods = app
+        .db
+        .read(move |c| permissions::methods_of(c, &p).map_err(AppError::from))
+        .await?;
+    let has = methods.iter().any(|m| m == method.as_str());
+    Ok((!has && !methods.is_empty()).then_some(AppError::MethodNotAllowed(methods)))
 }
 
 async fn guard_inner(
@@ -298,7 +350,7 @@ async fn guard_inner(
     session: &Session,
     matched: Option<MatchedPath>,
     req: &mut Request,
-) -> Result<Option<Response>, AppError> {
+) -> Result<Step, AppError> {
     let pattern = matched.map(|m| m.as_str().to_string()).unwrap_or_default();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -311,9 +363,9 @@ async fn guard_inner(
     if permissions::is_public(public_method, &pattern) {
         if mutating && !is_api(&path) {
             let taken = std::mem::take(req);
-            *req = check_csrf(session, taken).await?;
+            *req = check_csrf(Expected::LoginCookie(app), taken).await?;
         }
-        return Ok(None);
+        return Ok(Step::Pass { node_detail: false });
     }
     let session_uid = match (
         session
@@ -341,8 +393,16 @@ async fn guard_inner(
     };
     let Some(caller) = resolve(app, bearer, session_uid, perm_method, pattern.clone()).await?
     else {
-        return Ok(Some(unauthenticated(&path, &method)));
+        if let Some(e) = wrong_method(app, &method, &pattern).await? {
+            return Err(e);
+        }
+        return Ok(Step::Answer(unauthenticated(&path, &method)));
     };
+    if caller.decision == Decision::NoRecord
+        && let Some(e) = wrong_method(app, &method, &pattern).await?
+    {
+        return Err(e);
+    }
     if caller.user.must_change_password
         && !permissions::allowed_before_password_change(method.as_str(), &pattern)
     {
@@ -350,7 +410,7 @@ async fn guard_inner(
     }
     if mutating && caller.via == AuthVia::Session {
         let taken = std::mem::take(req);
-        *req = check_csrf(session, taken).await?;
+        *req = check_csrf(Expected::Session(session), taken).await?;
     }
     match caller.decision {
         Decision::Allow => {}
@@ -382,5 +442,7 @@ async fn guard_inner(
         user: caller.user,
         via: caller.via,
     });
-    Ok(None)
+    Ok(Step::Pass {
+        node_detail: caller.node_detail,
+    })
 }

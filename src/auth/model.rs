@@ -6,13 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::FieldError;
 pub use crate::validate::{optional_text, required_text};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(pub i64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TenantId(pub i64);
+pub use crate::hashing::random_password;
+pub use crate::ids::{Scope, TenantId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,15 +43,6 @@ impl Role {
     }
 }
 
-/// What rows a signed-in user may see: the tenant-scoping rule every store query
-/// takes as a parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    Tenant(TenantId),
-    User(UserId, Option<TenantId>),
-}
-
 impl Scope {
     pub fn of(user: &User) -> Self {
         match (user.role, user.tenant_id) {
@@ -89,6 +75,17 @@ pub struct User {
     /// Contact e-mail, also a sign-in name (unique when set).
     pub email: String,
     pub phone: String,
+}
+
+/// The audit trail's actor for a user (the audit core knows no accounts).
+impl crate::audit::Actor {
+    pub fn user(u: &User) -> Self {
+        Self {
+            id: Some(u.id),
+            name: u.username.clone(),
+            tenant: u.tenant_id,
+        }
+    }
 }
 
 impl User {
@@ -188,17 +185,6 @@ pub fn check_password_strength(
         "err.password_weak",
         reasons.join(" "),
     ))
-}
-
-/// A random password of 20 characters from a 56-symbol alphabet without
-/// look-alikes (~116 bits).
-pub fn random_password() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
-    let mut rng = rand::rng();
-    (0..20)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 #[cfg(test)]

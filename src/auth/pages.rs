@@ -1,12 +1,12 @@
 //! Account pages: sign-in, sign-out, password change, my account and API
-//! tokens, the dashboard, and the language switch; plus `PageCtx`, what every
-//! signed-in page handler extracts.
+//! tokens, the dashboard, and the language switch; plus how pages find the
+//! signed-in user (`PageCtx`, the web's page context with our user).
 
 use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -20,7 +20,8 @@ use crate::app::App;
 use crate::audit::{self, AuditFilter, AuditRecord, Source};
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
-use crate::web::extract::ApiPath;
+use crate::web::extract::{ApiPath, ApiQuery};
+use crate::web::page::{PageUser, Viewer};
 use crate::web::render::{FormErrs, Layout, form_error, html};
 
 pub fn routes() -> Router<App> {
@@ -39,25 +40,11 @@ pub fn routes() -> Router<App> {
         .merge(super::admin_pages::routes())
 }
 
-/// The signed-in user and the page layout, for every page handler.
-pub struct PageCtx {
-    pub me: CurrentUser,
-    pub l: Layout,
-}
+/// Page handlers' context with this capability's user.
+pub type PageCtx = crate::web::page::PageCtx<CurrentUser>;
 
-impl PageCtx {
-    pub fn tr(&self) -> Tr {
-        self.l.tr
-    }
-    pub fn nav(mut self, nav: &'static str) -> Self {
-        self.l.nav = nav;
-        self
-    }
-}
-
-impl FromRequestParts<App> for PageCtx {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
+impl PageUser for CurrentUser {
+    async fn from_page_request(parts: &mut Parts, app: &App) -> Result<(Self, Viewer), AppError> {
         let me = CurrentUser::from_request_parts(parts, app).await?;
         let session = Session::from_request_parts(parts, app)
             .await
@@ -67,48 +54,50 @@ impl FromRequestParts<App> for PageCtx {
             .db
             .read(move |c| permissions::allowed_pages(c, role).map_err(AppError::from))
             .await?;
-        let l = Layout {
-            tr: Tr::new(Lang::from_headers(&parts.headers)),
+        let viewer = Viewer {
             username: me.user.username.clone(),
             role_key: me.user.role.label_key(),
             csrf: csrf_token(&session).await?,
-            nav: "",
             allowed,
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string(),
         };
-        Ok(PageCtx { me, l })
+        Ok((me, viewer))
     }
 }
 
-/// The layout for pages shown before sign-in; `path` is where the language
-/// switch returns to.
-async fn anonymous_layout(
+/// The sign-in page (with `error` after a failed attempt). Its CSRF token
+/// comes with a signed cookie, not a session: nothing is stored for
+/// visitors who have not signed in.
+fn login_form(
+    app: &App,
     headers: &HeaderMap,
-    session: &Session,
-    path: String,
-) -> Result<Layout, AppError> {
-    Ok(Layout {
-        tr: Tr::new(Lang::from_headers(headers)),
+    error_key: Option<&'static str>,
+    username: String,
+    next: String,
+) -> Result<Response, AppError> {
+    let (csrf, cookie) = super::login_csrf::issue(app);
+    let tr = Tr::new(Lang::from_headers(headers));
+    let l = Layout {
+        tr,
         username: String::new(),
         role_key: "",
-        csrf: csrf_token(session).await?,
+        csrf,
         nav: "",
         allowed: Vec::new(),
-        path,
-    })
+        path: login_path(&next),
+    };
+    let mut resp = html(&LoginPage {
+        l,
+        error: error_key.map(|k| tr.t(k).to_string()).unwrap_or_default(),
+        username,
+        next,
+    })?;
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(resp)
 }
 
-/// Only same-site absolute paths are followed after sign-in.
-fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
-    }
+/// Where `next` may send the browser after sign-in: a path of this site.
+fn safe_next(next: &str) -> String {
+    crate::web::redirect::local_path(next)
 }
 
 fn login_path(next: &str) -> String {
@@ -135,9 +124,10 @@ struct LoginQuery {
 }
 
 async fn login_page(
+    State(app): State<App>,
     headers: HeaderMap,
     session: Session,
-    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+    ApiQuery(q): ApiQuery<LoginQuery>,
 ) -> Result<Response, AppError> {
     if session
         .get::<i64>(keys::USER_ID)
@@ -147,12 +137,7 @@ async fn login_page(
     {
         return Ok(Redirect::to("/").into_response());
     }
-    html(&LoginPage {
-        l: anonymous_layout(&headers, &session, login_path(&q.next)).await?,
-        error: String::new(),
-        username: String::new(),
-        next: q.next,
-    })
+    login_form(&app, &headers, None, String::new(), q.next)
 }
 
 #[derive(Deserialize, Default)]
@@ -174,22 +159,19 @@ async fn login_submit(
         Ok(user) => {
             service::start_session(&session, &user, user.session_epoch).await?;
             let to = if user.must_change_password {
-                "/account/password"
+                "/account/password".to_string()
             } else {
                 safe_next(&f.next)
             };
-            Ok(Redirect::to(to).into_response())
+            Ok(Redirect::to(&to).into_response())
         }
-        Err(e @ (AppError::InvalidCredentials | AppError::Locked)) => {
-            let l = anonymous_layout(&headers, &session, login_path(&f.next)).await?;
-            let error = l.tr.t(e.message_key()).to_string();
-            let mut resp = html(&LoginPage {
-                l,
-                error,
-                username: f.username,
-                next: f.next,
-            })?;
+        Err(e @ (AppError::InvalidCredentials | AppError::TooManyAttempts(_))) => {
+            let mut resp = login_form(&app, &headers, Some(e.message_key()), f.username, f.next)?;
             *resp.status_mut() = e.status();
+            if let AppError::TooManyAttempts(secs) = e {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             Ok(resp)
         }
         Err(e) => Err(e),
@@ -215,14 +197,14 @@ struct LangQuery {
 /// Stores the language choice in a cookie (a browser preference, not server data).
 async fn set_lang(
     ApiPath(code): ApiPath<String>,
-    axum::extract::Query(q): axum::extract::Query<LangQuery>,
+    ApiQuery(q): ApiQuery<LangQuery>,
 ) -> Result<Response, AppError> {
     let lang = Lang::parse(&code).ok_or(AppError::NotFound)?;
     let cookie = format!(
         "lang={}; Path=/; Max-Age=31536000; SameSite=Lax; Secure",
         lang.code()
     );
-    let mut resp = Redirect::to(safe_next(&q.next)).into_response();
+    let mut resp = Redirect::to(&safe_next(&q.next)).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
         cookie.parse().map_err(AppError::internal)?,
@@ -306,6 +288,8 @@ struct PasswordForm {
     current_password: String,
     new_password: String,
     confirm_password: String,
+    /// The checkbox "also revoke my API tokens".
+    revoke_tokens: Option<String>,
 }
 
 async fn password_submit(
@@ -324,6 +308,7 @@ async fn password_submit(
             &ctx.me.user,
             &f.current_password,
             &f.new_password,
+            f.revoke_tokens.is_some(),
             &src,
         )
         .await
@@ -437,20 +422,6 @@ async fn token_revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_local_paths_are_followed() {
-        assert_eq!(safe_next("/users?x=1"), "/users?x=1");
-        for bad in [
-            "https://evil.example/",
-            "//evil.example",
-            "/\\evil.example",
-            "",
-            "users",
-        ] {
-            assert_eq!(safe_next(bad), "/", "{bad}");
-        }
-    }
 
     #[test]
     fn the_language_switch_returns_to_the_login_target() {

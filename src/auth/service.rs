@@ -13,9 +13,29 @@ use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::error::{AppError, FieldErrors};
 
-/// Checks credentials with lockout. Every failure and every lock is audited
-/// with the source IP; a locked account answers `Locked` whatever the password.
+/// Checks credentials with lockout and the per-address limit (web, API and
+/// SSH all sign in here). Every failure and every lock is audited with the
+/// source IP. An unknown name, a wrong password, a disabled or a locked
+/// account get the same answer after the same work (a password check), so
+/// none can be told from another; the audit says which it was. An address
+/// past its limit gets `TooManyAttempts` before any password is checked.
 pub async fn login(
+    app: &App,
+    username: &str,
+    password: &str,
+    src: &Source,
+) -> Result<User, AppError> {
+    app.sign_ins
+        .check(&src.ip)
+        .map_err(AppError::TooManyAttempts)?;
+    let result = check_credentials(app, username, password, src).await;
+    if matches!(result, Err(AppError::InvalidCredentials)) {
+        app.sign_ins.failed(&src.ip);
+    }
+    result
+}
+
+async fn check_credentials(
     app: &App,
     username: &str,
     password: &str,
@@ -35,14 +55,15 @@ pub async fn login(
         return Err(AppError::InvalidCredentials);
     };
     let actor = Actor::user(&row.user);
-    if row.user.is_locked(now) {
-        audit_failure(app, actor, src, "locked").await?;
-        return Err(AppError::Locked);
-    }
     let (pw, hash) = (password.to_string(), row.password_hash.clone());
     let ok = app.blocking(move |h| h.verify(&pw, &hash)).await?;
+    if row.user.is_locked(now) {
+        audit_failure(app, actor, src, "locked").await?;
+        return Err(AppError::InvalidCredentials);
+    }
     if !ok {
-        return Err(record_failure(app, &row.user, src).await?);
+        record_failure(app, &row.user, src, "auth.login", "wrong_password").await?;
+        return Err(AppError::InvalidCredentials);
     }
     if !row.user.enabled || !row.tenant_enabled {
         audit_failure(app, actor, src, "disabled").await?;
@@ -81,23 +102,34 @@ async fn audit_failure(
         .await
 }
 
-/// Counts a wrong password; returns the error to answer with (`Locked` when this
-/// failure reached the threshold).
-async fn record_failure(app: &App, user: &User, src: &Source) -> Result<AppError, AppError> {
+/// Counts a wrong password toward the account's lockout, audited as a
+/// failed `action` for `reason` (and the lock, when this failure reached the
+/// threshold).
+async fn record_failure(
+    app: &App,
+    user: &User,
+    src: &Source,
+    action: &'static str,
+    reason: &'static str,
+) -> Result<(), AppError> {
     let sec = &app.config.security;
     let (threshold, lock_secs) = (sec.lockout_threshold, i64::from(sec.lockout_minutes) * 60);
     let (id, actor, src) = (user.id, Actor::user(user), src.clone());
-    let locked = app
-        .db
+    let resource = if action == "auth.login" {
+        "session"
+    } else {
+        "user"
+    };
+    app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let locked =
                 store::record_login_failure(&tx, id, crate::db::now(), threshold, lock_secs)?;
             audit::append(
                 &tx,
-                &Event::new(&actor, &src, "auth.login", "session")
+                &Event::new(&actor, &src, action, resource)
                     .outcome(Outcome::Failure)
-                    .detail(json!({ "reason": "wrong_password" })),
+                    .detail(json!({ "reason": reason })),
             )?;
             if locked {
                 audit::append(
@@ -107,15 +139,9 @@ async fn record_failure(app: &App, user: &User, src: &Source) -> Result<AppError
                         .detail(json!({ "failures": threshold, "minutes": lock_secs / 60 })),
                 )?;
             }
-            tx.commit()?;
-            Ok::<_, AppError>(locked)
+            tx.commit().map_err(AppError::from)
         })
-        .await?;
-    Ok(if locked {
-        AppError::Locked
-    } else {
-        AppError::InvalidCredentials
-    })
+        .await
 }
 
 /// Binds the browser session to `user` under a new session id (no fixation).
@@ -155,12 +181,16 @@ pub async fn logout(
 }
 
 /// Changes the caller's own password after checking the current one. Ends the
-/// user's other sessions; returns the new session epoch.
+/// user's other sessions and everything they hold live (terminals, shells,
+/// followed logs); with `revoke_tokens` also revokes their API tokens (the
+/// user chooses: a change after a leak wants it, a routine change may keep
+/// scripts working). Returns the new session epoch.
 pub async fn change_password(
     app: &App,
     user: &User,
     current: &str,
     new: &str,
+    revoke_tokens: bool,
     src: &Source,
 ) -> Result<i64, AppError> {
     let id = user.id;
@@ -171,6 +201,16 @@ pub async fn change_password(
     let stored = stored.ok_or(AppError::NotFound)?;
     let (cur, s) = (current.to_string(), stored);
     if !app.blocking(move |h| h.verify(&cur, &s)).await? {
+        // A guess at the password like a failed sign-in: it counts toward
+        // the lockout (which then ends this session too) and is audited.
+        record_failure(
+            app,
+            user,
+            src,
+            "auth.password_change",
+            "wrong_current_password",
+        )
+        .await?;
         return Err(AppError::field(
             "current_password",
             "err.current_password_wrong",
@@ -202,18 +242,35 @@ pub async fn change_password(
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let epoch = store::set_password(&tx, id, &hash, false, crate::db::now())?;
+            let now = crate::db::now();
+            let epoch = store::set_password(&tx, id, &hash, false, now)?;
+            let tokens = if revoke_tokens {
+                store::revoke_all_tokens(&tx, id, now)?
+            } else {
+                0
+            };
             audit::append(
                 &tx,
-                &Event::new(&actor, &src, "auth.password_change", "user").id(id.0),
+                &Event::new(&actor, &src, "auth.password_change", "user")
+                    .id(id.0)
+                    .detail(json!({ "tokens_revoked": tokens })),
             )?;
             tx.commit()?;
             Ok::<_, AppError>(epoch)
         })
         .await?;
+    super::end_live_access(app, &[id]);
     if user.username == "admin" {
         // The bootstrap password is spent: remove its file.
-        let _ = std::fs::remove_file(app.initial_password_path());
+        let path = super::initial_password_path(&app.config.data_dir);
+        match std::fs::remove_file(&path) {
+            Ok(()) => log::info!("removed {} (the initial password is spent)", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::error!(
+                "cannot remove {} (it holds the spent initial admin password; delete it by hand): {e}",
+                path.display()
+            ),
+        }
     }
     Ok(epoch)
 }

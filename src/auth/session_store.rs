@@ -1,5 +1,7 @@
 //! A tower-sessions store on our SQLite: records as JSON, work on blocking
 //! threads through `Db`, expired rows purged by an owned background task.
+//! A record's key is the SHA-256 of the session id, never the id the
+//! cookie carries: a copy of the database signs nobody in.
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -40,6 +42,11 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The stored key of session `id`.
+fn key(id: &Id) -> String {
+    super::guard::token_hash(&id.to_string())
+}
+
 fn encode(record: &Record) -> Result<String, StoreError> {
     serde_json::to_string(&record.data)
         .map_err(|e| StoreError(session_store::Error::Encode(e.to_string())))
@@ -57,7 +64,7 @@ impl SessionStore for SqliteStore {
                 loop {
                     let n = conn.execute(
                         "INSERT OR IGNORE INTO sessions (id, data, expiry_date) VALUES (?1, ?2, ?3)",
-                        params![rec.id.to_string(), data, rec.expiry_date.unix_timestamp()],
+                        params![key(&rec.id), data, rec.expiry_date.unix_timestamp()],
                     )?;
                     if n == 1 {
                         return Ok::<_, StoreError>(rec.id);
@@ -83,7 +90,7 @@ impl SessionStore for SqliteStore {
                 conn.execute(
                     "INSERT INTO sessions (id, data, expiry_date) VALUES (?1, ?2, ?3) \
                      ON CONFLICT(id) DO UPDATE SET data = excluded.data, expiry_date = excluded.expiry_date",
-                    params![rec.id.to_string(), data, rec.expiry_date.unix_timestamp()],
+                    params![key(&rec.id), data, rec.expiry_date.unix_timestamp()],
                 )?;
                 Ok::<_, StoreError>(())
             })
@@ -98,7 +105,7 @@ impl SessionStore for SqliteStore {
                 let row: Option<(String, i64)> = conn
                     .query_row(
                         "SELECT data, expiry_date FROM sessions WHERE id = ?1 AND expiry_date > ?2",
-                        params![id.to_string(), crate::db::now()],
+                        params![key(&id), crate::db::now()],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
@@ -123,7 +130,7 @@ impl SessionStore for SqliteStore {
         let id = *id;
         self.db
             .write(move |conn| {
-                conn.execute("DELETE FROM sessions WHERE id = ?1", [id.to_string()])?;
+                conn.execute("DELETE FROM sessions WHERE id = ?1", [key(&id)])?;
                 Ok::<_, StoreError>(())
             })
             .await
@@ -182,6 +189,13 @@ mod tests {
         store.create(&mut rec).await.unwrap();
         let loaded = store.load(&rec.id).await.unwrap().unwrap();
         assert_eq!(loaded.data["uid"], 7);
+        let stored: String = store
+            .db
+            .read(|c| Ok::<_, DbError>(c.query_row("SELECT id FROM sessions", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_ne!(stored, rec.id.to_string(), "never the id itself");
+        assert_eq!(stored, key(&rec.id));
         store.delete(&rec.id).await.unwrap();
         assert!(store.load(&rec.id).await.unwrap().is_none());
 

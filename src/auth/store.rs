@@ -158,16 +158,15 @@ pub struct UserChange {
     pub phone: Option<String>,
 }
 
-/// Applies `change`; disabling a user or changing its role or tenant ends its
-/// sessions (session_epoch + 1).
+/// Applies `change`; with `ends_sessions` (the change revokes access: see
+/// `accounts`) the user's sessions end (session_epoch + 1).
 pub fn update_user(
     conn: &Connection,
     id: UserId,
     change: &UserChange,
+    ends_sessions: bool,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let ends_sessions =
-        change.enabled == Some(false) || change.role.is_some() || change.tenant_id.is_some();
     conn.execute(
         "UPDATE users SET display_name = COALESCE(?2, display_name), role = COALESCE(?3, role), \
          tenant_id = CASE WHEN ?4 THEN ?5 ELSE tenant_id END, enabled = COALESCE(?6, enabled), \
@@ -415,6 +414,14 @@ pub fn revoke_token(conn: &Connection, user: UserId, id: i64, now: i64) -> rusql
     Ok(n == 1)
 }
 
+/// Revokes every live token of `user`; how many.
+pub fn revoke_all_tokens(conn: &Connection, user: UserId, now: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![user.0, now],
+    )
+}
+
 /// The live token with this hash: (token id, owner).
 pub fn find_token(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<(i64, UserId)>> {
     conn.query_row(
@@ -604,12 +611,58 @@ mod tests {
                 enabled: Some(false),
                 ..Default::default()
             },
+            true,
             3,
         )
         .unwrap();
         let u = get_user(&conn, Scope::All, id).unwrap().unwrap();
         assert_eq!(u.session_epoch, 2);
         assert!(!u.enabled);
+    }
+
+    /// The schema keeps an instance in its user's tenant: a user with
+    /// instances cannot move, and no instance is made for another tenant.
+    #[test]
+    fn a_user_with_instances_keeps_their_tenant() {
+        let conn = db::memory().unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0), (2, 'B', 'B', 0, 0);
+             INSERT INTO users (id, username, role, tenant_id, password_hash, created_at, updated_at) VALUES
+               (10, 'a1', 'customer_member', 1, 'h', 0, 0), (11, 'a2', 'customer_member', 1, 'h', 0, 0);
+             INSERT INTO images (id, name, address, created_at, updated_at) VALUES (1, 'i', 'busybox', 0, 0);
+             INSERT INTO specs (id, name, gpu_model, gpu_count, cpu_cores, memory_gb, created_at, updated_at) VALUES (1, 's', 'RTX 4090', 0, 1, 1, 0, 0);
+             INSERT INTO nodes (id, name, public_ip, private_ip, gpu_name, gpu_count, cpu_cores, memory_gb, status, created_at, updated_at)
+               VALUES (1, 'n1', '1.1.1.1', '1.1.1.1', 'RTX 4090', 8, 16, 64, 'online', 0, 0);",
+        )
+        .unwrap();
+        let add = |user: i64, tenant: i64| {
+            conn.execute(
+                "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, gpu_count, cpu_cores, \
+                 memory_gb, system_disk_gb, data_disk_gb, created_at, updated_at) VALUES ('x', 1, 1, 1, ?1, ?2, 0, 1, 1, 0, 0, 0, 0)",
+                [user, tenant],
+            )
+        };
+        add(10, 1).unwrap();
+        let e = add(10, 2).unwrap_err();
+        assert!(db::is_raised(&e, "instance_tenant_mismatch"), "{e}");
+        let move_to = |id: i64, t: i64| {
+            let change = UserChange {
+                tenant_id: Some(Some(TenantId(t))),
+                ..Default::default()
+            };
+            update_user(&conn, UserId(id), &change, true, 5)
+        };
+        let e = move_to(10, 2).unwrap_err();
+        assert!(db::is_raised(&e, "user_has_instances"), "{e}");
+        // Other changes of that user, and moving a user without instances, pass.
+        let rename = UserChange {
+            display_name: Some("A One".into()),
+            ..Default::default()
+        };
+        update_user(&conn, UserId(10), &rename, false, 5).unwrap();
+        move_to(11, 2).unwrap();
+        conn.execute("DELETE FROM instances", []).unwrap();
+        move_to(10, 2).unwrap();
     }
 
     #[test]
@@ -619,6 +672,12 @@ mod tests {
         let b = user(&conn, "b", Role::Admin, None);
         let id = insert_token(&conn, a, "ci", "hash1", "gdk_abcd", 5).unwrap();
         assert_eq!(find_token(&conn, "hash1").unwrap(), Some((id, a)));
+        insert_token(&conn, a, "ci2", "hash2", "gdk_efgh", 5).unwrap();
+        insert_token(&conn, b, "ci3", "hash3", "gdk_ijkl", 5).unwrap();
+        assert_eq!(revoke_all_tokens(&conn, a, 6).unwrap(), 2);
+        assert_eq!(find_token(&conn, "hash1").unwrap(), None);
+        assert_eq!(find_token(&conn, "hash3").unwrap().map(|t| t.1), Some(b));
+        let id = insert_token(&conn, a, "ci", "hash1b", "gdk_abcd", 7).unwrap();
         assert!(!revoke_token(&conn, b, id, 6).unwrap());
         assert!(revoke_token(&conn, a, id, 6).unwrap());
         assert!(find_token(&conn, "hash1").unwrap().is_none());

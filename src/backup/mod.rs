@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use restore::{Restored, restore};
 
-use crate::app::INITIAL_PASSWORD_FILE;
+use crate::auth::INITIAL_PASSWORD_FILE;
 use crate::datadir::LockError;
 use crate::secrets::{Sealer, SecretError};
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod model;
 pub mod pages;
+mod reference;
 pub mod store;
 
 use rusqlite::TransactionBehavior;
@@ -11,27 +12,43 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::audit::{self, Event, Source};
-use crate::auth::{CurrentUser, Role};
+use crate::auth::CurrentUser;
 use crate::error::AppError;
 use model::{Image, ImageFields, ImageInput, Spec, SpecFields, SpecInput};
 use store::Table;
 
-/// Customers see listed entries only (enforced in every query).
-pub fn listed_only(me: &CurrentUser) -> bool {
-    me.user.role != Role::Admin
+const IMAGES: &str = "/api/v1/images";
+const SPECS: &str = "/api/v1/specs";
+
+/// Whether `me` sees listed entries only (enforced in every query): those
+/// who may not manage the catalog, as the permission matrix says (its
+/// management is admin-only).
+/// `create` is the route that creates entries of the kind read.
+pub fn listed_only(
+    c: &rusqlite::Connection,
+    me: &CurrentUser,
+    create: &'static str,
+) -> rusqlite::Result<bool> {
+    let manage = crate::auth::Action::Route {
+        method: "POST",
+        pattern: create,
+    };
+    Ok(!crate::auth::holds(c, &me.user, manage)?)
 }
 
 pub async fn list_images(app: &App, me: &CurrentUser) -> Result<Vec<Image>, AppError> {
-    let lo = listed_only(me);
+    let me = me.clone();
     app.db
-        .read(move |c| store::list_images(c, lo).map_err(AppError::from))
+        .read(move |c| store::list_images(c, listed_only(c, &me, IMAGES)?).map_err(AppError::from))
         .await
 }
 
 pub async fn get_image(app: &App, me: &CurrentUser, id: i64) -> Result<Image, AppError> {
-    let lo = listed_only(me);
+    let me = me.clone();
     app.db
-        .read(move |c| store::get_image(c, id, lo).map_err(AppError::from))
+        .read(move |c| {
+            store::get_image(c, id, listed_only(c, &me, IMAGES)?).map_err(AppError::from)
+        })
         .await?
         .ok_or(AppError::NotFound)
 }
@@ -68,16 +85,16 @@ pub async fn save_image(
 }
 
 pub async fn list_specs(app: &App, me: &CurrentUser) -> Result<Vec<Spec>, AppError> {
-    let lo = listed_only(me);
+    let me = me.clone();
     app.db
-        .read(move |c| store::list_specs(c, lo).map_err(AppError::from))
+        .read(move |c| store::list_specs(c, listed_only(c, &me, SPECS)?).map_err(AppError::from))
         .await
 }
 
 pub async fn get_spec(app: &App, me: &CurrentUser, id: i64) -> Result<Spec, AppError> {
-    let lo = listed_only(me);
+    let me = me.clone();
     app.db
-        .read(move |c| store::get_spec(c, id, lo).map_err(AppError::from))
+        .read(move |c| store::get_spec(c, id, listed_only(c, &me, SPECS)?).map_err(AppError::from))
         .await?
         .ok_or(AppError::NotFound)
 }

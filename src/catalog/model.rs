@@ -1,13 +1,11 @@
 //! Images (镜像库) and product specs (产品规格): types, input validation and
 //! the exact money rule. Pure: no I/O.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{FieldError, FieldErrors};
-use crate::validate::{bool_field, int_field, optional_text, required_text};
+use crate::validate::{bool_field, int_field, multiline_text, optional_text, required_text};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Image {
@@ -52,15 +50,9 @@ impl Spec {
 /// Checks an image reference against Docker's reference grammar
 /// (`[registry[:port]/]path[:tag][@digest]`, lower-case repository).
 pub fn check_image_reference(address: &str) -> Result<(), FieldError> {
-    let parsed = oci_spec::distribution::Reference::from_str(address)
-        .map_err(|e| FieldError::with_detail("err.image_reference", e.to_string()))?;
-    if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(FieldError::with_detail(
-            "err.image_reference",
-            "repository name must be lowercase",
-        ));
-    }
-    Ok(())
+    super::reference::parse(address)
+        .map(|_| ())
+        .map_err(|e| FieldError::with_detail("err.image_reference", e.to_string()))
 }
 
 /// A money amount with at most two decimals, as exact cents.
@@ -169,15 +161,15 @@ impl ImageFields {
         let out = Self {
             name,
             address,
-            description: optional_text(
+            description: multiline_text(
                 &mut e,
                 "description",
                 &pick(&input.description, base.description),
                 2000,
             ),
             source: optional_text(&mut e, "source", &pick(&input.source, base.source), 255),
-            listed: bool_field(input.listed.as_ref(), base.listed),
-            remark: optional_text(&mut e, "remark", &pick(&input.remark, base.remark), 500),
+            listed: bool_field(&mut e, "listed", input.listed.as_ref(), base.listed),
+            remark: multiline_text(&mut e, "remark", &pick(&input.remark, base.remark), 500),
         };
         if e.is_empty() { Ok(out) } else { Err(e) }
     }
@@ -297,8 +289,8 @@ impl SpecFields {
                 MAX_DISK_GB,
             ),
             price_cents: price_field(&mut e, i.price_per_hour.as_ref(), base.price_cents),
-            listed: bool_field(i.listed.as_ref(), base.listed),
-            remark: optional_text(
+            listed: bool_field(&mut e, "listed", i.listed.as_ref(), base.listed),
+            remark: multiline_text(
                 &mut e,
                 "remark",
                 &i.remark.clone().unwrap_or(base.remark),

@@ -9,16 +9,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde_json::Value;
 
 use super::model::{Image, ImageFields, ImageInput, Spec, SpecFields, SpecInput};
 use super::store::Table;
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::Role;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::web::extract::ApiPath;
+use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html};
 
 pub fn routes() -> Router<App> {
@@ -120,39 +119,6 @@ impl Kind {
     }
 }
 
-/// What a form shows: the submitted strings, or an entity's current values.
-#[derive(Debug, Default, Clone)]
-pub struct FormValues(HashMap<String, String>);
-
-impl FormValues {
-    pub fn v(&self, key: &str) -> &str {
-        self.0.get(key).map(String::as_str).unwrap_or("")
-    }
-    pub fn checked(&self, key: &str) -> bool {
-        matches!(self.v(key), "1" | "on" | "true")
-    }
-    fn text(&self, key: &str) -> Option<String> {
-        Some(self.v(key).to_string())
-    }
-    fn value(&self, key: &str) -> Option<Value> {
-        Some(Value::String(self.v(key).to_string()))
-    }
-    fn listed(&self) -> Option<Value> {
-        Some(Value::Bool(self.checked("listed")))
-    }
-    pub fn from_map(map: HashMap<String, String>) -> Self {
-        Self(map)
-    }
-    fn from_pairs(pairs: &[(&str, String)]) -> Self {
-        Self(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        )
-    }
-}
-
 fn image_values(f: &ImageFields) -> FormValues {
     FormValues::from_pairs(&[
         ("name", f.name.clone()),
@@ -170,7 +136,7 @@ fn image_input(f: &FormValues) -> ImageInput {
         address: f.text("address"),
         description: f.text("description"),
         source: f.text("source"),
-        listed: f.listed(),
+        listed: f.bool_value("listed"),
         remark: f.text("remark"),
     }
 }
@@ -200,7 +166,7 @@ fn spec_input(f: &FormValues) -> SpecInput {
         system_disk_gb: f.value("system_disk_gb"),
         data_disk_gb: f.value("data_disk_gb"),
         price_per_hour: f.value("price_per_hour"),
-        listed: f.listed(),
+        listed: f.bool_value("listed"),
         remark: f.text("remark"),
     }
 }
@@ -210,7 +176,7 @@ fn spec_input(f: &FormValues) -> SpecInput {
 struct ImagesPage {
     l: Layout,
     images: Vec<Image>,
-    is_admin: bool,
+    can_manage: bool,
     action: String,
     editing: bool,
     form: FormValues,
@@ -222,7 +188,7 @@ struct ImagesPage {
 struct SpecsPage {
     l: Layout,
     specs: Vec<Spec>,
-    is_admin: bool,
+    can_manage: bool,
     action: String,
     editing: bool,
     form: FormValues,
@@ -237,7 +203,8 @@ async fn list_page(
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let is_admin = ctx.me.user.role == Role::Admin;
+    // The create form and the listed column: for whoever may create here.
+    let can_manage = ctx.l.can(&format!("POST /{}", kind.path()));
     let action = format!("/{}", kind.path());
     match kind {
         Kind::Images => {
@@ -245,7 +212,7 @@ async fn list_page(
             html(&ImagesPage {
                 l: ctx.nav(kind.path()).l,
                 images,
-                is_admin,
+                can_manage,
                 action,
                 editing: false,
                 form,
@@ -257,7 +224,7 @@ async fn list_page(
             html(&SpecsPage {
                 l: ctx.nav(kind.path()).l,
                 specs,
-                is_admin,
+                can_manage,
                 action,
                 editing: false,
                 form,
@@ -279,7 +246,7 @@ async fn create(
     src: Source,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    let form = FormValues(f);
+    let form = FormValues::from_map(f);
     match kind.save(&app, &ctx, None, &form, &src).await {
         Ok(()) => Ok(Redirect::to(&format!("/{}", kind.path())).into_response()),
         Err(e) if e.fields().is_some() => {
@@ -336,7 +303,7 @@ async fn save(
     ApiPath(id): ApiPath<i64>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    let form = FormValues(f);
+    let form = FormValues::from_map(f);
     match kind.save(&app, &ctx, Some(id), &form, &src).await {
         Ok(()) => Ok(Redirect::to(&format!("/{}", kind.path())).into_response()),
         Err(e) => {

@@ -9,10 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
-use crate::audit::{self, Actor, Event, Source};
-use crate::auth::model::random_password;
-use crate::auth::password::Hasher;
-use crate::auth::store;
+use crate::audit;
 use crate::config::Config;
 use crate::db::Db;
 
@@ -220,6 +217,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let app = App::open(config)
         .await
         .context("while opening the data directory")?;
+    crate::auth::bootstrap_admin(&app)
+        .await
+        .context("while creating the first admin")?;
     if app.config.tls.enabled {
         let (cert, key) = crate::tls::ensure_pair(&app.config).context("while loading TLS")?;
         crate::tls::server_config(&cert, &key).context("while loading TLS")?;
@@ -237,8 +237,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         host_key,
         cancel.clone(),
     ));
-    let purge = tokio::spawn(crate::auth::session_store::purge_loop(
-        crate::auth::session_store::SqliteStore::new(app.db.clone()),
+    let purge = tokio::spawn(crate::auth::purge_sessions(
+        app.db.clone(),
         std::time::Duration::from_secs(600),
         cancel.clone(),
     ));
@@ -248,8 +248,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
-    let jobs = app.jobs.clone();
-    let served = crate::web::serve(app, listener, async move { stop.cancelled().await });
+    let (jobs, live) = (app.jobs.clone(), app.live.clone());
+    let served = crate::server::serve(app, listener, async move { stop.cancelled().await });
     notify_systemd(
         &[
             sd_notify::NotifyState::Ready,
@@ -273,6 +273,12 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         if let Err(e) = task.await {
             log::error!("{name} task failed: {e}");
         }
+    }
+    // Web terminals (their WebSocket tasks) end their sessions: the client
+    // told, the processes swept, the record closed, all before the
+    // database closes.
+    if !live.join(std::time::Duration::from_secs(10)).await {
+        log::error!("some web-terminal sessions did not end within 10 s of shutdown");
     }
     tokio::task::spawn_blocking(move || hasher.shutdown())
         .await
@@ -342,28 +348,14 @@ fn open_existing(config: &Config) -> anyhow::Result<Db> {
 
 fn reset_password(config: &Config, username: &str) -> anyhow::Result<ExitCode> {
     let db = open_existing(config)?;
-    let password = random_password();
-    let hash = Hasher::new(&config.security)
+    let password = crate::hashing::random_password();
+    let hash = crate::hashing::Hasher::new(&config.security)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .hash(&password)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let name = username.to_string();
-    let found = runtime()?.block_on(db.write(move |c| {
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let Some(user) = store::user_by_name(&tx, &name)? else {
-            return Ok::<_, crate::db::DbError>(false);
-        };
-        store::set_password(&tx, user.id, &hash, true, crate::db::now())?;
-        let (actor, src) = (Actor::cli(), Source::local());
-        audit::append(
-            &tx,
-            &Event::new(&actor, &src, "admin.reset_password", "user")
-                .id(user.id.0)
-                .detail(serde_json::json!({"username": name})),
-        )?;
-        tx.commit()?;
-        Ok(true)
-    }))?;
+    let found = runtime()?
+        .block_on(db.write(move |c| crate::auth::reset_password_offline(c, &name, &hash)))?;
     if !found {
         eprintln!("error: no user named {username}");
         return Ok(ExitCode::from(1));

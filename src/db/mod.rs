@@ -21,6 +21,11 @@ pub enum DbError {
     Join(String),
     #[error("database lock poisoned")]
     Poisoned,
+    #[error("database file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Cheap to clone; all clones share the writer and the reader pool.
@@ -55,9 +60,48 @@ pub fn memory() -> Result<Connection, DbError> {
     Ok(conn)
 }
 
+/// The side files SQLite keeps beside a database in WAL mode (and the
+/// rollback journal of a migration).
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Makes the database at `path` private (0600), creating it so if absent:
+/// it holds password hashes, sessions and sealed secrets. SQLite creates
+/// its side files with the database file's mode; those an older version
+/// left readable are tightened too.
+fn make_private(path: &Path) -> Result<(), DbError> {
+    let io = |p: &Path| {
+        let path = p.to_owned();
+        move |source| DbError::File { path, source }
+    };
+    match crate::fsutil::create_private(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(path)(e)),
+    }
+    #[cfg(unix)]
+    for suffix in std::iter::once("").chain(SIDE_FILES) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let p = PathBuf::from(name);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io(&p))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+    }
+    Ok(())
+}
+
 impl Db {
-    /// Opens (creating) the database file and migrates it to the latest schema.
+    /// Opens (creating, private) the database file and migrates it to the
+    /// latest schema.
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        make_private(path)?;
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrate(&mut writer)?;
@@ -178,6 +222,16 @@ pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// Whether `e` is a schema trigger's `RAISE(ABORT, 'raised')` (a rule the
+/// schema keeps, such as an instance's tenant being its user's).
+pub fn is_raised(e: &rusqlite::Error, raised: &str) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, Some(m))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_TRIGGER && m == raised
+    )
+}
+
 /// Whether `e` is a FOREIGN KEY violation (a row still in use).
 pub fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
     matches!(
@@ -185,6 +239,78 @@ pub fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
     )
+}
+
+/// Gives a fieldless enum its text form, one literal per variant, used alike
+/// in a TEXT column (`ToSql`/`FromSql`), in JSON (`Serialize`) and in logs
+/// (`Display`): `as_str`, `parse` and `ALL`. A text outside the set read
+/// from the database is an error, or the `else` variant when one is named
+/// (for values that come from outside, such as Docker's container states).
+#[macro_export]
+macro_rules! text_enum {
+    ($t:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        $crate::text_enum!(@common $t { $($v => $s),+ });
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $t::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} {s:?}", stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+    };
+    ($t:ident else $fallback:ident { $($v:ident => $s:literal),+ $(,)? }) => {
+        $crate::text_enum!(@common $t { $($v => $s),+ });
+        impl $t {
+            /// The variant for `s`, or the fallback for a text outside the set.
+            pub fn parse_or_fallback(s: &str) -> Self {
+                $t::parse(s).unwrap_or($t::$fallback)
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                v.as_str().map($t::parse_or_fallback)
+            }
+        }
+    };
+    (@common $t:ident { $($v:ident => $s:literal),+ }) => {
+        impl $t {
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $s),+
+                }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($s => Some($t::$v),)+
+                    _ => None,
+                }
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+    };
 }
 
 #[cfg(test)]

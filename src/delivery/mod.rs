@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::i18n::Tr;
+use crate::ids::InstanceId;
 use crate::secrets::Secret;
 use crate::web::extract::ApiPath;
 use crate::web::public::PublicOrigin;
@@ -44,7 +45,7 @@ impl Summary {
 /// How to reach an instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceConnection {
-    pub instance_id: i64,
+    pub instance_id: InstanceId,
     pub instance: String,
     /// The instance's page.
     pub web_url: String,
@@ -79,7 +80,7 @@ impl InstanceConnection {
 pub async fn instance(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: InstanceId,
     origin: &PublicOrigin,
 ) -> Result<InstanceConnection, AppError> {
     let (i, n) = crate::instances::named(app, me, Some(id))
@@ -108,7 +109,7 @@ async fn instance_api(
     State(app): State<App>,
     me: CurrentUser,
     origin: PublicOrigin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<impl IntoResponse, AppError> {
     let c = instance(&app, &me, id, &origin).await?;
     let text = c.summary().text(&Tr::english());

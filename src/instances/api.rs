@@ -17,6 +17,7 @@ use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
+use crate::ids::InstanceId;
 use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::web::render::is_htmx;
 
@@ -48,7 +49,7 @@ async fn list(State(app): State<App>, me: CurrentUser) -> Result<impl IntoRespon
 async fn show(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::get(&app, &me, id).await?))
 }
@@ -68,7 +69,7 @@ async fn remove(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<StatusCode, AppError> {
     super::delete(&app, &me, id, &src).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -79,7 +80,7 @@ async fn act(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::act(&app, &me, id, action, &src).await?))
 }
@@ -122,10 +123,15 @@ struct LogsQuery {
 async fn logs(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Response, AppError> {
-    let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    let mut e = crate::error::FieldErrors::new();
+    let follow = q.follow.map(serde_json::Value::String);
+    let follow = crate::validate::bool_field(&mut e, "follow", follow.as_ref(), false);
+    if !e.is_empty() {
+        return Err(AppError::Validation(e));
+    }
     let stream = super::logs(&app, &me, id, follow, q.tail.unwrap_or(200)).await?;
     Ok((
         [

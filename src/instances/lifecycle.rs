@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use super::model::InstanceStatus;
 use super::placement::{self, NoRoom};
 use super::store::{self, Instance, NewInstance, Warning};
 use crate::app::App;
@@ -18,10 +19,11 @@ use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::catalog::model::Spec;
 use crate::docker::containers::{self, ContainerSpec, CreateError, DiskQuota, PullProgress, Step};
-use crate::docker::{self, DockerError};
-use crate::error::{AppError, FieldError, FieldErrors};
+use crate::error::{AppError, FieldError, FieldErrors, docker_error};
+use crate::ids::{InstanceId, NodeId};
 use crate::jobs::{JobHandle, Progress};
-use crate::validate::{int_field, optional_text, required_text};
+use crate::nodes::client;
+use crate::validate::{int_field, multiline_text, required_text};
 
 /// `POST /api/v1/instances` body. The owner comes from the session; any
 /// other key (a `user_id`, say) is ignored.
@@ -42,25 +44,12 @@ pub const LABEL_USER: &str = "gpudock.user";
 
 const GIB: i64 = 1 << 30;
 
-pub fn container_name(install: &str, id: i64) -> String {
+pub fn container_name(install: &str, id: InstanceId) -> String {
     format!("gpudock-{install}-{id}")
 }
 
-pub fn volume_name(install: &str, id: i64) -> String {
+pub fn volume_name(install: &str, id: InstanceId) -> String {
     format!("gpudock-{install}-{id}-data")
-}
-
-/// A daemon error for the user: unreachable when the node could not be
-/// talked to, a refusal otherwise.
-pub fn docker_error(e: DockerError) -> AppError {
-    match e {
-        DockerError::Api(m) => AppError::Docker(m),
-        other @ (DockerError::BadEndpoint(_)
-        | DockerError::BadPem { .. }
-        | DockerError::Tls(_)
-        | DockerError::Unreachable(_)
-        | DockerError::Timeout(_)) => AppError::Upstream(other.to_string()),
-    }
 }
 
 fn required_id(errors: &mut FieldErrors, field: &'static str, v: Option<&Value>) -> i64 {
@@ -76,7 +65,7 @@ pub(super) async fn audit_event(
     actor: Actor,
     src: &Source,
     action: &'static str,
-    id: i64,
+    id: InstanceId,
     outcome: Outcome,
     detail: Value,
 ) -> Result<(), AppError> {
@@ -90,17 +79,6 @@ pub(super) async fn audit_event(
     .map_err(AppError::from)
 }
 
-/// A negotiated client for the node; unreachable is `Upstream`.
-pub async fn client(app: &App, node_id: i64) -> Result<bollard::Docker, AppError> {
-    let ep = crate::nodes::endpoint_of(app, node_id)
-        .await?
-        .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
-    let timeout = app.config.nodes.probe_timeout_secs;
-    let d = docker::connect(&ep, timeout).map_err(docker_error)?;
-    docker::negotiate(&d, timeout).await.map_err(docker_error)?;
-    Ok(d)
-}
-
 fn no_room(why: NoRoom) -> AppError {
     let err = match why {
         NoRoom::GpuModel => FieldError::new("err.gpu_model_mismatch"),
@@ -111,8 +89,8 @@ fn no_room(why: NoRoom) -> AppError {
 
 /// A reservation: the row exists (status `creating`) and holds capacity.
 pub struct Reserved {
-    pub id: i64,
-    pub node_id: i64,
+    pub id: InstanceId,
+    pub node_id: NodeId,
     pub name: String,
     pub image: String,
     pub spec: Spec,
@@ -130,9 +108,9 @@ pub async fn reserve(
     let mut e = FieldErrors::new();
     let image_id = required_id(&mut e, "image_id", input.image_id.as_ref());
     let spec_id = required_id(&mut e, "spec_id", input.spec_id.as_ref());
-    let node_id = required_id(&mut e, "node_id", input.node_id.as_ref());
+    let node_id = NodeId(required_id(&mut e, "node_id", input.node_id.as_ref()));
     let name = required_text(&mut e, "name", input.name.as_deref().unwrap_or(""), 64);
-    let remark = optional_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
+    let remark = multiline_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
     if !e.is_empty() {
         return Err(AppError::Validation(e));
     }
@@ -325,10 +303,10 @@ async fn make_container(
             AppError::Docker(other.to_string())
         }
     })?;
-    let status = containers::state(&d, &created.id)
+    let state = containers::state(&d, &created.id)
         .await
-        .map_err(docker_error)?
-        .unwrap_or_else(|| "missing".into());
+        .map_err(docker_error)?;
+    let status = InstanceStatus::of_container(state.as_deref());
     let warnings = match &created.disk_quota {
         DiskQuota::Unsupported(why) => vec![Warning {
             code: "system_disk_not_enforced".into(),
@@ -339,7 +317,7 @@ async fn make_container(
     let (id, cid) = (r.id, created.id.clone());
     app.db
         .write(move |c| {
-            store::set_created(c, id, &cid, &status, &warnings, crate::db::now())?;
+            store::set_created(c, id, &cid, status, &warnings, crate::db::now())?;
             store::get(c, crate::auth::Scope::All, id)?.ok_or(AppError::NotFound)
         })
         .await
@@ -347,7 +325,7 @@ async fn make_container(
 }
 
 /// The instance if `me` may reach it (404 otherwise, never 403).
-pub async fn scoped(app: &App, me: &CurrentUser, id: i64) -> Result<Instance, AppError> {
+pub async fn scoped(app: &App, me: &CurrentUser, id: InstanceId) -> Result<Instance, AppError> {
     let scope = me.scope();
     app.db
         .read(move |c| store::get(c, scope, id).map_err(AppError::from))
@@ -362,7 +340,7 @@ async fn failed(
     me: &CurrentUser,
     src: &Source,
     action: &'static str,
-    id: i64,
+    id: InstanceId,
     mut detail: Value,
     err: AppError,
 ) -> AppError {
@@ -382,9 +360,14 @@ fn creating() -> AppError {
 
 /// Removes the container and its data volume, then the row. When the node
 /// cannot be reached the delete fails with the reason and the row stays.
-pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<(), AppError> {
+pub async fn delete(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+    src: &Source,
+) -> Result<(), AppError> {
     let inst = scoped(app, me, id).await?;
-    if inst.status == "creating" {
+    if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
     let install = app.install_id.to_string();
@@ -439,12 +422,12 @@ impl Action {
 pub async fn act(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: InstanceId,
     action: Action,
     src: &Source,
 ) -> Result<Instance, AppError> {
     let inst = scoped(app, me, id).await?;
-    if inst.status == "creating" {
+    if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
     let cid = inst
@@ -464,16 +447,16 @@ pub async fn act(
     }
     .await;
     let status = match done {
-        Ok(s) => s.unwrap_or_else(|| "missing".into()),
+        Ok(s) => InstanceStatus::of_container(s.as_deref()),
         Err(err) => {
             let detail = json!({"name": inst.name});
             return Err(failed(app, me, src, action.audit_name(), id, detail, err).await);
         }
     };
-    let (st, c) = (status.clone(), cid.clone());
+    let c = cid.clone();
     app.db
         .write(move |conn| {
-            store::set_status(conn, id, &c, &st, crate::db::now()).map_err(AppError::from)
+            store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
     let detail = json!({"name": inst.name, "status": status});

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod lifecycle;
+pub mod model;
 pub mod pages;
 pub mod placement;
 pub mod store;
@@ -15,12 +16,14 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::auth::{CurrentUser, Role};
+use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
+use crate::ids::InstanceId;
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
+pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Request};
-pub use store::{Instance, Orphan};
+pub use store::{Instance, Names, Orphan};
 
 /// The request a spec makes of a node.
 pub fn request_of(spec: &crate::catalog::model::Spec) -> Request {
@@ -82,7 +85,7 @@ pub async fn candidate_nodes(
 pub async fn named(
     app: &App,
     me: &CurrentUser,
-    only: Option<i64>,
+    only: Option<InstanceId>,
 ) -> Result<Vec<(Instance, store::Names)>, AppError> {
     let scope = me.scope();
     app.db
@@ -97,13 +100,22 @@ pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<Instance>, AppError
         .await
 }
 
-/// Containers labelled for this installation that no instance owns (admins).
+/// Containers labelled for this installation that no instance owns, for
+/// whoever holds the orphan report's permission (an admin-only record:
+/// orphans belong to no tenant).
 pub async fn orphans(app: &App, me: &CurrentUser) -> Result<Vec<Orphan>, AppError> {
-    if me.user.role != Role::Admin {
-        return Err(AppError::Forbidden);
-    }
+    let user = me.user.clone();
     app.db
-        .read(|c| store::orphans(c).map_err(AppError::from))
+        .read(move |c| {
+            let report = crate::auth::Action::Route {
+                method: "GET",
+                pattern: "/api/v1/instances/orphans",
+            };
+            if !crate::auth::holds(c, &user, report)? {
+                return Err(AppError::Forbidden);
+            }
+            store::orphans(c).map_err(AppError::from)
+        })
         .await
 }
 
@@ -114,14 +126,48 @@ pub const MAX_TAIL: u32 = 10_000;
 pub async fn logs(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: InstanceId,
     follow: bool,
     tail: u32,
 ) -> Result<impl Stream<Item = Result<Bytes, DockerError>> + Send + use<>, AppError> {
+    // Held from before the lookup: a revocation from now on ends the stream.
+    let hold = app.live.hold(crate::auth::holder(&me.user));
     let inst = get(app, me, id).await?;
     let cid = inst
         .container_id
         .ok_or_else(|| AppError::field("id", "err.no_container"))?;
-    let d = lifecycle::client(app, inst.node_id).await?;
-    Ok(watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)))
+    let d = crate::nodes::client(app, inst.node_id).await?;
+    Ok(ended_by_revocation(
+        watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)),
+        hold,
+    ))
+}
+
+/// `logs` until the user's access is revoked; then a last line says why
+/// and the stream ends (the hold is released with the stream).
+fn ended_by_revocation<S>(
+    logs: S,
+    hold: crate::live::Registration,
+) -> impl Stream<Item = Result<Bytes, DockerError>> + Send + use<S>
+where
+    S: Stream<Item = Result<Bytes, DockerError>> + Send + 'static,
+{
+    use futures_util::{FutureExt, StreamExt};
+    let w = hold.watcher();
+    let mut revoked = Box::pin(async move { w.stopped().await });
+    let mut logs = Box::pin(logs);
+    let mut ended = false;
+    futures_util::stream::poll_fn(move |cx| {
+        let _held = &hold;
+        if ended {
+            return std::task::Poll::Ready(None);
+        }
+        if revoked.poll_unpin(cx).is_ready() {
+            ended = true;
+            return std::task::Poll::Ready(Some(Ok(Bytes::from_static(
+                b"\n[gpudock] log stream ended: access revoked (your account was changed)\n",
+            ))));
+        }
+        logs.poll_next_unpin(cx)
+    })
 }

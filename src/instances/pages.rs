@@ -14,19 +14,21 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
+use super::model::InstanceStatus;
 use super::placement::Candidate;
 use super::store::{Instance, Names, Orphan, Warning};
 use super::{Action, CreateInput};
 use crate::app::App;
 use crate::audit::Source;
+use crate::auth::PageCtx;
 use crate::auth::Role;
-use crate::auth::pages::PageCtx;
 use crate::catalog::model::{Image, Spec};
-use crate::catalog::pages::FormValues;
 use crate::error::AppError;
 use crate::i18n::Tr;
+use crate::ids::InstanceId;
 use crate::jobs::JobView;
 use crate::web::extract::ApiPath;
+use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, hx_redirect, is_htmx, page_or_fragment};
 
 pub fn routes() -> Router<App> {
@@ -51,19 +53,8 @@ pub fn routes() -> Router<App> {
 }
 
 /// i18n key of a status (docker's states plus ours).
-pub fn status_key(status: &str) -> &'static str {
-    match status {
-        "creating" => "instances.s_creating",
-        "created" => "instances.s_created",
-        "running" => "instances.s_running",
-        "paused" => "instances.s_paused",
-        "restarting" => "instances.s_restarting",
-        "removing" => "instances.s_removing",
-        "exited" => "instances.s_exited",
-        "dead" => "instances.s_dead",
-        "missing" => "instances.s_missing",
-        _ => "instances.s_unknown",
-    }
+pub fn status_key(status: &InstanceStatus) -> &'static str {
+    status.key()
 }
 
 /// The translated text of a warning, with the daemon's words.
@@ -109,10 +100,11 @@ async fn list(
         let l = ctx.nav("instances").l;
         return html(&Rows { l, rows, show_user });
     }
-    let orphans = if ctx.me.user.role == Role::Admin {
-        super::orphans(&app, &ctx.me).await?
-    } else {
-        Vec::new()
+    // Shown to whoever holds the orphan report (admins).
+    let orphans = match super::orphans(&app, &ctx.me).await {
+        Ok(o) => o,
+        Err(AppError::Forbidden) => Vec::new(),
+        Err(e) => return Err(e),
     };
     html(&ListPage {
         l: ctx.nav("instances").l,
@@ -296,12 +288,13 @@ struct JobFragment {
     view: JobView,
 }
 
-/// Why a job failed, in the reader's language.
-pub fn job_error(tr: &Tr, view: &JobView) -> String {
-    match &view.outcome {
-        Some(Err(e)) => e.user_text(tr),
-        _ => String::new(),
-    }
+/// Why a job failed, in the reader's language; a node's detail only for
+/// who may see nodes (`l.can("/nodes")`, the nodes page's record).
+pub fn job_error(l: &Layout, view: &JobView) -> String {
+    let Some(Err(e)) = &view.outcome else {
+        return String::new();
+    };
+    e.text(l.tr, l.can("/nodes"))
 }
 
 #[derive(Template)]
@@ -373,7 +366,7 @@ async fn show(
     headers: HeaderMap,
     ctx: PageCtx,
     origin: crate::web::public::PublicOrigin,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let (i, n) = super::named(&app, &ctx.me, Some(id))
         .await?
@@ -411,7 +404,7 @@ async fn act(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     super::act(&app, &ctx.me, id, action, &src).await?;
     Ok(Redirect::to(&format!("/instances/{id}")).into_response())
@@ -423,7 +416,7 @@ async fn remove(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     super::delete(&app, &ctx.me, id, &src).await?;
     if is_htmx(&headers) {

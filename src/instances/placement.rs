@@ -3,6 +3,7 @@
 //! caller takes the snapshot and records the choice in one write transaction,
 //! so concurrent creates can never place more than a node holds.
 
+use crate::ids::NodeId;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -43,7 +44,7 @@ impl Capacity {
 /// A listed, online node with what its instances hold.
 #[derive(Debug, Clone)]
 pub struct NodeSnapshot {
-    pub id: i64,
+    pub id: NodeId,
     pub name: String,
     pub gpu_name: String,
     pub total: Capacity,
@@ -58,7 +59,7 @@ pub struct Request {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub name: String,
     pub gpu_name: String,
     /// What stays free on the node before this request.
@@ -143,7 +144,7 @@ mod tests {
 
     fn node(id: i64, gpu_name: &str, total: Capacity, used: Capacity) -> NodeSnapshot {
         NodeSnapshot {
-            id,
+            id: NodeId(id),
             name: format!("n{id}"),
             gpu_name: gpu_name.into(),
             total,
@@ -186,7 +187,7 @@ mod tests {
             node(5, "RTX 4090", cap(2, 2, 4, 50, 50), cap(0, 0, 0, 0, 0)),
         ];
         let got: Vec<_> = candidates(&req, &nodes).iter().map(|c| c.node_id).collect();
-        assert_eq!(got, [1, 5]);
+        assert_eq!(got, [NodeId(1), NodeId(5)]);
         assert_eq!(fits(&req, &nodes[1]), Err(NoRoom::Short("gpu_count")));
         assert_eq!(fits(&req, &nodes[2]), Err(NoRoom::GpuModel));
         assert_eq!(fits(&req, &nodes[3]), Err(NoRoom::Short("data_disk_gb")));

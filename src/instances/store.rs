@@ -4,8 +4,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::model::InstanceStatus;
 use super::placement::{Capacity, NodeSnapshot};
 use crate::auth::Scope;
+use crate::ids::{InstanceId, NodeId};
 
 /// Something the user should know about an instance: a stable code (also an
 /// i18n key under `instances.w_`) and the daemon's words.
@@ -17,15 +19,15 @@ pub struct Warning {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Instance {
-    pub id: i64,
+    pub id: InstanceId,
     pub name: String,
     pub image_id: i64,
     pub spec_id: i64,
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub user_id: i64,
     pub tenant_id: Option<i64>,
     pub container_id: Option<String>,
-    pub status: String,
+    pub status: InstanceStatus,
     pub gpu_indices: Vec<i64>,
     #[serde(skip)]
     pub reserved: Capacity,
@@ -104,7 +106,7 @@ pub struct Names {
 pub fn list_named(
     conn: &Connection,
     scope: Scope,
-    only: Option<i64>,
+    only: Option<InstanceId>,
 ) -> rusqlite::Result<Vec<(Instance, Names)>> {
     let (t, u) = filters(scope);
     let sql = format!(
@@ -130,7 +132,7 @@ pub fn list_named(
     .collect()
 }
 
-pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<Instance>> {
+pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<Option<Instance>> {
     let (t, u) = filters(scope);
     conn.query_row(
         &format!("SELECT {COLS} FROM instances WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)"),
@@ -142,7 +144,7 @@ pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<
 
 /// Listed, online nodes with the totals of what their instances reserve;
 /// `only` restricts to one node.
-pub fn snapshots(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<NodeSnapshot>> {
+pub fn snapshots(conn: &Connection, only: Option<NodeId>) -> rusqlite::Result<Vec<NodeSnapshot>> {
     let mut stmt = conn.prepare_cached(
         "SELECT n.id, n.name, n.gpu_name, n.gpu_count, n.cpu_cores, n.memory_gb, n.system_disk_gb, n.data_disk_gb, \
            COALESCE(u.gpus, 0), COALESCE(u.cpu, 0), COALESCE(u.mem, 0), COALESCE(u.sys, 0), COALESCE(u.data, 0) \
@@ -175,7 +177,7 @@ pub fn snapshots(conn: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<N
 }
 
 /// GPU indices held by the instances of `node`.
-pub fn used_gpus(conn: &Connection, node: i64) -> rusqlite::Result<Vec<i64>> {
+pub fn used_gpus(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached("SELECT gpu_indices FROM instances WHERE node_id = ?1")?;
     let lists = stmt
         .query_map([node], |r| r.get::<_, String>(0))?
@@ -190,7 +192,7 @@ pub struct NewInstance<'a> {
     pub name: &'a str,
     pub image_id: i64,
     pub spec_id: i64,
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub user_id: i64,
     pub tenant_id: Option<i64>,
     pub gpu_indices: &'a [i64],
@@ -198,7 +200,7 @@ pub struct NewInstance<'a> {
     pub remark: &'a str,
 }
 
-pub fn insert(conn: &Connection, n: &NewInstance<'_>, now: i64) -> rusqlite::Result<i64> {
+pub fn insert(conn: &Connection, n: &NewInstance<'_>, now: i64) -> rusqlite::Result<InstanceId> {
     let r = n.reserved;
     conn.execute(
         "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_indices, gpu_count, \
@@ -210,19 +212,19 @@ pub fn insert(conn: &Connection, n: &NewInstance<'_>, now: i64) -> rusqlite::Res
             r.gpus, r.cpu_cores, r.memory_gb, r.system_disk_gb, r.data_disk_gb, n.remark, now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(InstanceId(conn.last_insert_rowid()))
 }
 
-pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+pub fn delete(conn: &Connection, id: InstanceId) -> rusqlite::Result<bool> {
     Ok(conn.execute("DELETE FROM instances WHERE id = ?1", [id])? == 1)
 }
 
 /// Records the container made for a reservation.
 pub fn set_created(
     conn: &Connection,
-    id: i64,
+    id: InstanceId,
     container_id: &str,
-    status: &str,
+    status: InstanceStatus,
     warnings: &[Warning],
     now: i64,
 ) -> rusqlite::Result<()> {
@@ -243,9 +245,9 @@ pub fn set_created(
 /// and the status differs; whether it changed.
 pub fn set_status(
     conn: &Connection,
-    id: i64,
+    id: InstanceId,
     container_id: &str,
-    status: &str,
+    status: InstanceStatus,
     now: i64,
 ) -> rusqlite::Result<bool> {
     Ok(conn.execute(
@@ -257,15 +259,15 @@ pub fn set_status(
 /// What the reconciler needs of one instance.
 #[derive(Debug, Clone)]
 pub struct Tracked {
-    pub id: i64,
+    pub id: InstanceId,
     pub name: String,
     pub container_id: Option<String>,
-    pub status: String,
+    pub status: InstanceStatus,
     pub updated_at: i64,
 }
 
 /// The instances placed on `node`.
-pub fn on_node(conn: &Connection, node: i64) -> rusqlite::Result<Vec<Tracked>> {
+pub fn on_node(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Tracked>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, container_id, status, updated_at FROM instances WHERE node_id = ?1 ORDER BY id",
     )?;
@@ -284,7 +286,7 @@ pub fn on_node(conn: &Connection, node: i64) -> rusqlite::Result<Vec<Tracked>> {
 /// A container labelled for this installation that no instance owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Orphan {
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub container_id: String,
     pub name: String,
     /// The `gpudock.instance` label it carries.
@@ -298,7 +300,7 @@ pub struct Orphan {
 /// recorded before (newly found).
 pub fn replace_orphans(
     conn: &Connection,
-    node: i64,
+    node: NodeId,
     found: &[Orphan],
     now: i64,
 ) -> rusqlite::Result<Vec<Orphan>> {
@@ -367,7 +369,7 @@ mod tests {
         (1, 1, 1)
     }
 
-    fn add(conn: &Connection, user: i64, tenant: i64, gpus: &[i64]) -> i64 {
+    fn add(conn: &Connection, user: i64, tenant: i64, gpus: &[i64]) -> InstanceId {
         let reserved = Capacity {
             gpus: gpus.len() as i64,
             cpu_cores: 2,
@@ -381,7 +383,7 @@ mod tests {
                 name: "x",
                 image_id: 1,
                 spec_id: 1,
-                node_id: 1,
+                node_id: NodeId(1),
                 user_id: user,
                 tenant_id: Some(tenant),
                 gpu_indices: gpus,
@@ -448,7 +450,7 @@ mod tests {
                 "{sql}"
             );
         }
-        let mut used = used_gpus(&conn, 1).unwrap();
+        let mut used = used_gpus(&conn, NodeId(1)).unwrap();
         used.sort();
         assert_eq!(used, [0, 1, 2, 3, 4]);
     }

@@ -16,19 +16,20 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::lifecycle::{
-    LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, client, container_name, volume_name,
-};
+use super::lifecycle::{LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, container_name, volume_name};
+use super::model::InstanceStatus;
 use super::store::{self, Orphan, Tracked};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::docker::containers::{self, Listed};
 use crate::docker::watch::{self, ContainerEvent};
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
+use crate::nodes::client;
 
 /// Runs until `cancel`: one follower per node.
 pub async fn run(app: App, cancel: CancellationToken) {
-    crate::nodes::health::per_node(app, cancel, "instance sync", follow).await;
+    crate::nodes::per_node(app, cancel, "instance sync", follow).await;
 }
 
 /// Events that can change a container's state; exec, attach, resize and the
@@ -49,7 +50,7 @@ fn changes_state(action: &str) -> bool {
     )
 }
 
-async fn follow(app: App, node: i64, cancel: CancellationToken) {
+async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
     let retry = Duration::from_secs(app.config.nodes.health_interval_secs.clamp(1, 5));
     let every = Duration::from_secs(app.config.instances.reconcile_interval_secs);
     let mut reported_down = false;
@@ -121,7 +122,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     let Some(id) = ev
         .labels
         .get(LABEL_INSTANCE)
-        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|v| v.parse::<i64>().ok().map(InstanceId))
     else {
         return Ok(());
     };
@@ -130,29 +131,29 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     } else {
         containers::state(d, &ev.id)
             .await
-            .map_err(super::lifecycle::docker_error)?
+            .map_err(crate::error::docker_error)?
     };
-    let status = state.unwrap_or_else(|| "missing".to_string());
-    set_status(app, id, &ev.id, &status, &format!("event {}", ev.action)).await
+    let status = InstanceStatus::of_container(state.as_deref());
+    set_status(app, id, &ev.id, status, &format!("event {}", ev.action)).await
 }
 
 async fn set_status(
     app: &App,
-    id: i64,
+    id: InstanceId,
     container: &str,
-    status: &str,
+    status: InstanceStatus,
     why: &str,
 ) -> Result<(), AppError> {
-    let (c, s) = (container.to_string(), status.to_string());
+    let c = container.to_string();
     let changed = app
         .db
         .write(move |conn| {
-            store::set_status(conn, id, &c, &s, crate::db::now()).map_err(AppError::from)
+            store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
     if changed {
         log::info!("instance {id}: status {status} ({why})");
-        if status == "missing" {
+        if status == InstanceStatus::Missing {
             let detail = json!({"container_id": container, "why": why});
             system_audit(
                 app,
@@ -187,10 +188,10 @@ async fn system_audit(
 }
 
 /// Compares the node's containers with its instances (see the module doc).
-pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError> {
+pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppError> {
     let listed = containers::list_labelled(d, LABEL_INSTALL, &app.install_id)
         .await
-        .map_err(super::lifecycle::docker_error)?;
+        .map_err(crate::error::docker_error)?;
     let mine: Vec<Listed> = listed
         .into_iter()
         .filter(|c| c.labels.get(LABEL_NODE).map(String::as_str) == Some(&node.to_string()))
@@ -201,7 +202,7 @@ pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError>
         .await?;
     let by_id: HashMap<&str, &Listed> = mine.iter().map(|c| (c.id.as_str(), c)).collect();
     for row in &rows {
-        if row.status == "creating" {
+        if row.status == InstanceStatus::Creating {
             if row.updated_at < app.started_at {
                 abandon(app, d, row).await?;
             }
@@ -210,9 +211,8 @@ pub async fn reconcile(app: &App, d: &Docker, node: i64) -> Result<(), AppError>
         let Some(cid) = &row.container_id else {
             continue;
         };
-        let status = by_id
-            .get(cid.as_str())
-            .map_or("missing", |c| c.state.as_str());
+        let status =
+            InstanceStatus::of_container(by_id.get(cid.as_str()).map(|c| c.state.as_str()));
         set_status(app, row.id, cid, status, "reconcile").await?;
     }
     report_orphans(app, node, &mine, &rows).await
@@ -228,7 +228,7 @@ async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
         Some(&volume_name(&install, row.id)),
     )
     .await
-    .map_err(super::lifecycle::docker_error)?;
+    .map_err(crate::error::docker_error)?;
     let id = row.id;
     app.db
         .write(move |c| store::delete(c, id).map_err(AppError::from))
@@ -252,7 +252,7 @@ async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
 
 async fn report_orphans(
     app: &App,
-    node: i64,
+    node: NodeId,
     mine: &[Listed],
     rows: &[Tracked],
 ) -> Result<(), AppError> {
@@ -263,10 +263,11 @@ async fn report_orphans(
             let label = c
                 .labels
                 .get(LABEL_INSTANCE)
-                .and_then(|v| v.parse::<i64>().ok());
+                .and_then(|v| v.parse::<i64>().ok().map(InstanceId));
             !rows.iter().any(|r| {
                 Some(r.id) == label
-                    && (r.container_id.as_deref() == Some(c.id.as_str()) || r.status == "creating")
+                    && (r.container_id.as_deref() == Some(c.id.as_str())
+                        || r.status == InstanceStatus::Creating)
             })
         })
         .map(|c| Orphan {

@@ -18,14 +18,19 @@ use super::handler::Event;
 use super::menu::{self, Choice, Entry, LineEditor};
 use crate::app::App;
 use crate::audit::{self, Actor, Outcome, Source};
+use crate::auth::{Access, Action};
 use crate::auth::{AuthVia, CurrentUser, User};
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::AppError;
-use crate::instances::store::{Instance, Names};
+use crate::ids::InstanceId;
+use crate::instances::{Instance, InstanceStatus, Names};
+use crate::live::Registration;
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
-use crate::sessions::{OpenError, Opening, Protocol, Target};
+use crate::sessions::model::ACCESS_REVOKED_MESSAGE;
+use crate::sessions::{EndReason, Opening, Protocol, Target};
 
-/// A connection that opens no session within this long is closed.
+/// A connection that opens no session within this long is closed (sooner
+/// when the idle timeout is shorter).
 const START_WITHIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -38,7 +43,11 @@ struct Pty {
 struct Conn {
     app: App,
     peer: Option<SocketAddr>,
+    cancel: CancellationToken,
     user: Option<User>,
+    /// The signed-in user's access, held live from the sign-in on: a
+    /// revocation ends the connection wherever it is (menu, before a shell).
+    hold: Option<Registration>,
     target: Option<String>,
     channel: Option<(ChannelId, Handle)>,
     pty: Option<Pty>,
@@ -56,21 +65,25 @@ pub async fn run(
     peer: Option<SocketAddr>,
     cancel: CancellationToken,
 ) {
+    let within = START_WITHIN.min(idle_timeout(&app));
     let mut c = Conn {
         app,
         peer,
+        cancel: cancel.clone(),
         user: None,
+        hold: None,
         target: None,
         channel: None,
         pty: None,
     };
-    let deadline = tokio::time::sleep(START_WITHIN);
+    let deadline = tokio::time::sleep(within);
     tokio::pin!(deadline);
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
             _ = &mut deadline => return,
             _ = cancel.cancelled() => return,
+            _ = revoked(&c.hold) => return,
         };
         let Some(ev) = ev else { return };
         match ev {
@@ -81,9 +94,8 @@ pub async fn run(
             } => {
                 let _ = reply.send(c.password(&login, &password).await);
             }
-            Event::KeyOffered { key, reply } => {
-                let known = matches!(crate::sshkeys::owner_of(&c.app, &key).await, Ok(Some(_)));
-                let _ = reply.send(known);
+            Event::KeyOffered { login, key, reply } => {
+                let _ = reply.send(c.key_known(&login, &key).await);
             }
             Event::Key { login, key, reply } => {
                 let _ = reply.send(c.key(&login, &key).await);
@@ -120,7 +132,27 @@ pub async fn run(
     }
 }
 
+/// The configured idle timeout of sessions, which idle connections obey too.
+fn idle_timeout(app: &App) -> Duration {
+    Duration::from_secs(app.config.sessions.idle_timeout_secs.max(1))
+}
+
+/// Resolves when the held access is revoked (never without a hold).
+async fn revoked(hold: &Option<Registration>) {
+    match hold {
+        Some(h) => h.watcher().stopped().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Conn {
+    /// Records who signed in and holds their access live.
+    fn signed_in(&mut self, user: User, target: Option<&str>) {
+        self.hold = Some(self.app.live.hold(crate::auth::holder(&user)));
+        self.user = Some(user);
+        self.target = target.map(str::to_string);
+    }
+
     fn source(&self) -> Source {
         Source {
             ip: self
@@ -133,41 +165,43 @@ impl Conn {
     /// The gpudock password, with the same check and lockout as the web.
     async fn password(&mut self, login: &str, password: &str) -> bool {
         let (name, target) = menu::split_login(login);
-        match crate::auth::service::login(&self.app, name, password, &self.source()).await {
+        match crate::auth::login(&self.app, name, password, &self.source()).await {
             Ok(user) => {
-                self.user = Some(user);
-                self.target = target.map(str::to_string);
+                self.signed_in(user, target);
                 true
             }
             Err(_) => false,
         }
     }
 
+    /// Whether the user named in the login registered `key` (an offer, not
+    /// yet proven). A failed lookup refuses, and is logged.
+    async fn key_known(&self, login: &str, key: &PublicKey) -> bool {
+        let (name, _) = menu::split_login(login);
+        match crate::sshkeys::find(&self.app, name, key).await {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                log::error!("jumpbox: looking up an offered key: {e}");
+                false
+            }
+        }
+    }
+
     /// A registered key, proven by the client, of the user named in the
-    /// login; the account must be usable (enabled, not locked).
+    /// login; the account must be usable (enabled, not locked), and the
+    /// address within its sign-in limit (a failure counts toward it).
     async fn key(&mut self, login: &str, key: &PublicKey) -> bool {
         let (name, target) = menu::split_login(login);
+        let ip = self.source().ip;
+        if self.app.sign_ins.check(&ip).is_err() {
+            return false;
+        }
         let found = async {
-            let Some((key_id, owner)) = crate::sshkeys::owner_of(&self.app, key).await? else {
+            let Some((key_id, owner)) = crate::sshkeys::find(&self.app, name, key).await? else {
                 return Ok::<_, AppError>(None);
             };
-            let name = name.to_string();
-            let now = crate::db::now();
-            let user = self
-                .app
-                .db
-                .read(move |c| {
-                    let Some(u) = crate::auth::store::user_by_name(c, &name)? else {
-                        return Ok(None);
-                    };
-                    let usable = u.id == owner
-                        && u.enabled
-                        && !u.is_locked(now)
-                        && crate::auth::store::tenant_enabled_for(c, &u)?;
-                    Ok::<_, AppError>(usable.then_some(u))
-                })
-                .await?;
-            Ok(user.map(|u| (key_id, u)))
+            let user = crate::auth::usable_user_named(&self.app, name).await?;
+            Ok::<_, AppError>(user.filter(|u| u.id == owner).map(|u| (key_id, u)))
         }
         .await;
         let fingerprint = key.fingerprint(russh::keys::HashAlg::Sha256).to_string();
@@ -184,11 +218,13 @@ impl Conn {
                 if let Err(e) = crate::sshkeys::touch(&self.app, key_id).await {
                     log::warn!("jumpbox: key {key_id} last use: {e}");
                 }
-                self.user = Some(user);
-                self.target = target.map(str::to_string);
+                self.signed_in(user, target);
                 true
             }
-            Ok(None) => false,
+            Ok(None) => {
+                self.app.sign_ins.failed(&ip);
+                false
+            }
             Err(e) => {
                 log::error!("jumpbox: key login: {e}");
                 false
@@ -211,6 +247,23 @@ impl Conn {
             out.fail("your password must be changed first: sign in on the web page (请先在网页上修改密码)").await;
             return;
         }
+        // The same decision as the web terminal's: the permission records.
+        match crate::auth::check(&self.app, &user, Action::Shell).await {
+            Ok(Access::Allowed) => {}
+            Ok(Access::Revoked) => return out.fail(ACCESS_REVOKED_MESSAGE).await,
+            Ok(Access::Denied) => {
+                self.audit_denied(&user).await;
+                return out
+                    .fail("permission denied: your role may not open shells in instances (您的角色无权在实例中打开终端)")
+                    .await;
+            }
+            Err(e) => {
+                log::error!("jumpbox: access check for {}: {e}", user.username);
+                return out
+                    .fail("gpudock: internal error; the details are in the server log")
+                    .await;
+            }
+        }
         let me = CurrentUser {
             user: user.clone(),
             via: AuthVia::Ssh,
@@ -218,7 +271,7 @@ impl Conn {
         let reachable = match running_instances(&self.app, &me).await {
             Ok(r) => r,
             Err(e) => {
-                out.fail(&format!("gpudock: {e}")).await;
+                out.fail(&e.user_text(false)).await;
                 return;
             }
         };
@@ -244,9 +297,24 @@ impl Conn {
             .await;
     }
 
+    /// Audits a shell the permission records refuse.
+    async fn audit_denied(&self, user: &User) {
+        let r = audit::record(&self.app.db, Actor::user(user), self.source(), |a, s| {
+            audit::Event::new(a, s, "permission.denied", "action")
+                .id(Action::Shell.label())
+                .outcome(Outcome::Denied)
+                .detail(json!({"via": "ssh"}))
+        })
+        .await;
+        if let Err(e) = r {
+            log::error!("jumpbox: auditing a denied shell: {e}");
+        }
+    }
+
     /// The menu of the user's running instances; the index picked and what
     /// was typed after the choice, or None (quit, nothing to pick, the
-    /// client left).
+    /// client left, no input within the idle timeout, access revoked,
+    /// shutdown).
     async fn menu(
         &self,
         reachable: &[(Instance, Names)],
@@ -274,7 +342,27 @@ impl Conn {
         const PROMPT: &str = "请输入序号，q 退出 (number, q to quit): ";
         out.say(&format!("{text}{PROMPT}")).await;
         let mut editor = LineEditor::default();
-        while let Some(ev) = rx.recv().await {
+        let idle = idle_timeout(&self.app);
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = tokio::time::sleep(idle) => {
+                    let c = &self.app.config.sessions;
+                    let message = EndReason::IdleTimeout.message(c.idle_timeout_secs, c.max_duration_secs);
+                    let end = Finish { reason: EndReason::IdleTimeout, exit_code: None, message };
+                    bridge::finish(out, &end).await;
+                    return None;
+                }
+                _ = self.cancel.cancelled() => {
+                    out.fail("gpudock is shutting down").await;
+                    return None;
+                }
+                _ = revoked(&self.hold) => {
+                    out.fail(ACCESS_REVOKED_MESSAGE).await;
+                    return None;
+                }
+            };
+            let ev = ev?;
             let data = match ev {
                 Event::Data { data, .. } => data,
                 Event::Eof { .. } | Event::Close { .. } => return None,
@@ -288,12 +376,12 @@ impl Conn {
             match menu::choice(&line, entries.len()) {
                 Choice::Pick(i) => return Some((i, fed.rest)),
                 Choice::Quit => {
-                    out.finish(&Finish {
-                        reason: crate::sessions::EndReason::UserClose,
+                    let end = Finish {
+                        reason: EndReason::UserClose,
                         exit_code: Some(0),
                         message: None,
-                    })
-                    .await;
+                    };
+                    bridge::finish(out, &end).await;
                     return None;
                 }
                 Choice::Invalid => {
@@ -302,7 +390,6 @@ impl Conn {
                 }
             }
         }
-        None
     }
 
     async fn session(
@@ -333,8 +420,7 @@ impl Conn {
         };
         let session = match crate::sessions::open(&self.app, opening).await {
             Ok(s) => s,
-            Err(OpenError::TooMany(msg)) => return out.fail(&msg).await,
-            Err(OpenError::App(e)) => return out.fail(&format!("gpudock: {e}")).await,
+            Err(e) => return out.fail(&e.message()).await,
         };
         let spec = ExecSpec {
             argv: command
@@ -379,7 +465,7 @@ fn events(
     Box::pin(futures_util::stream::iter(first).chain(rest))
 }
 
-fn ids_and_names(reachable: &[(Instance, Names)]) -> Vec<(i64, &str)> {
+fn ids_and_names(reachable: &[(Instance, Names)]) -> Vec<(InstanceId, &str)> {
     reachable
         .iter()
         .map(|(i, _)| (i.id, i.name.as_str()))
@@ -394,7 +480,7 @@ async fn running_instances(
     Ok(crate::instances::named(app, me, None)
         .await?
         .into_iter()
-        .filter(|(i, _)| i.status == "running" && i.container_id.is_some())
+        .filter(|(i, _)| i.status == InstanceStatus::Running && i.container_id.is_some())
         .collect())
 }
 
@@ -433,12 +519,12 @@ impl SshSink {
 
     /// Says why nothing happens, and ends the channel with status 1.
     async fn fail(&mut self, why: &str) {
-        self.finish(&Finish {
-            reason: crate::sessions::EndReason::Error,
+        let end = Finish {
+            reason: EndReason::Error,
             exit_code: Some(1),
             message: Some(why.to_string()),
-        })
-        .await;
+        };
+        bridge::finish(self, &end).await;
     }
 }
 
@@ -453,6 +539,8 @@ impl ClientSink for SshSink {
 
     async fn finish(&mut self, end: &Finish) {
         if let Some(m) = &end.message {
+            // Messages quote names and daemons: shown, never run.
+            let m = crate::escape::for_terminal(m);
             let text = if self.tty {
                 format!("\r\n[gpudock] {m}\r\n")
             } else {

@@ -21,8 +21,9 @@ pub enum Event {
         password: String,
         reply: oneshot::Sender<bool>,
     },
-    /// A key offered (not yet proven): is it one gpudock knows?
+    /// A key offered (not yet proven): is it one of the login's user?
     KeyOffered {
+        login: String,
         key: PublicKey,
         reply: oneshot::Sender<bool>,
     },
@@ -111,12 +112,13 @@ impl russh::server::Handler for Adapter {
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        let key = offer.public_key.clone();
+        let (login, key) = (user.to_string(), offer.public_key.clone());
         Ok(auth(
-            self.ask(|reply| Event::KeyOffered { key, reply }).await,
+            self.ask(|reply| Event::KeyOffered { login, key, reply })
+                .await,
         ))
     }
 

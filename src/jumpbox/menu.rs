@@ -13,7 +13,7 @@ pub fn split_login(login: &str) -> (&str, Option<&str>) {
 
 /// The instance a login names among `(id, name)`s: by name when it is
 /// unique, else by id; otherwise what to tell the user.
-pub fn find(items: &[(i64, &str)], target: &str) -> Result<usize, String> {
+pub fn find<I: std::fmt::Display>(items: &[(I, &str)], target: &str) -> Result<usize, String> {
     let by_name: Vec<usize> = (0..items.len()).filter(|&n| items[n].1 == target).collect();
     if let [one] = by_name.as_slice() {
         return Ok(*one);
@@ -42,14 +42,21 @@ pub struct Entry {
 }
 
 /// The menu lines, numbered from 1: `序号 实例名称-容器ID-算力节点` with the
-/// container ID shortened to 12 characters.
+/// container ID shortened to 12 characters. Names are users' text: their
+/// control characters are shown escaped, never sent to the terminal.
 pub fn menu_lines(entries: &[Entry]) -> Vec<String> {
+    use crate::escape::for_terminal;
     entries
         .iter()
         .enumerate()
         .map(|(i, e)| {
             let short = e.container_id.get(..12).unwrap_or(&e.container_id);
-            format!("{} {}-{}-{}", i + 1, e.name, short, e.node)
+            let (name, id, node) = (
+                for_terminal(&e.name),
+                for_terminal(short),
+                for_terminal(&e.node),
+            );
+            format!("{} {name}-{id}-{node}", i + 1)
         })
         .collect()
 }
@@ -168,6 +175,16 @@ mod tests {
         assert_eq!(
             menu_lines(&e),
             ["1 train-0123456789ab-gpu-01", "2 dev-fedcba-gpu-02"]
+        );
+        // A name written before names were checked cannot drive the terminal.
+        let evil = Entry {
+            name: "x\x1b[2J\x1b[Hroot@gpu:~# \x07".into(),
+            container_id: "abc".into(),
+            node: "n\r\n".into(),
+        };
+        assert_eq!(
+            menu_lines(&[evil]),
+            ["1 x\\x1b[2J\\x1b[Hroot@gpu:~# \\x07-abc-n\\x0d\\x0a"]
         );
         assert_eq!(choice(" 2 ", 2), Choice::Pick(1));
         assert_eq!(choice("3", 2), Choice::Invalid);

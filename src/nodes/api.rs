@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::ids::NodeId;
 use crate::web::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> Router<App> {
@@ -31,7 +32,7 @@ async fn list(State(app): State<App>) -> Result<impl IntoResponse, AppError> {
 
 async fn show(
     State(app): State<App>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::get(&app, id).await?))
 }
@@ -52,7 +53,7 @@ async fn update(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     ApiJson(i): ApiJson<NodeInput>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::save(&app, &me, Some(id), i, &src).await?))
@@ -62,7 +63,7 @@ async fn remove(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<StatusCode, AppError> {
     super::delete(&app, &me, id, &src).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -72,7 +73,7 @@ async fn test(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::test(&app, &me, id, &src).await?))
 }
@@ -81,7 +82,7 @@ async fn sync(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::sync(&app, &me, id, &src).await?))
 }

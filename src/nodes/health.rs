@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::store;
 use crate::app::App;
 use crate::error::AppError;
+use crate::ids::NodeId;
 
 pub async fn run(app: App, cancel: CancellationToken) {
     let interval = Duration::from_secs(app.config.nodes.health_interval_secs);
@@ -29,11 +30,11 @@ pub async fn run(app: App, cancel: CancellationToken) {
 /// read every 2 s at most.
 pub async fn per_node<F, Fut>(app: App, cancel: CancellationToken, what: &'static str, task: F)
 where
-    F: Fn(App, i64, CancellationToken) -> Fut,
+    F: Fn(App, NodeId, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let interval = Duration::from_secs(app.config.nodes.health_interval_secs);
-    let mut tasks: HashMap<i64, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    let mut tasks: HashMap<NodeId, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let mut tick = tokio::time::interval(interval.min(Duration::from_secs(2)));
     loop {
         tokio::select! {
@@ -69,7 +70,7 @@ where
     }
 }
 
-async fn node_loop(app: App, id: i64, cancel: CancellationToken, interval: Duration) {
+async fn node_loop(app: App, id: NodeId, cancel: CancellationToken, interval: Duration) {
     let mut was_online = None;
     loop {
         let check = tokio::select! {

@@ -11,6 +11,8 @@ pub mod ssh;
 pub mod ssh_web;
 pub mod store;
 
+pub use health::per_node;
+
 use std::time::Instant;
 
 use rusqlite::TransactionBehavior;
@@ -22,6 +24,7 @@ use crate::audit::{self, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::docker::{self, Endpoint, EngineReport, TlsMaterial};
 use crate::error::{AppError, FieldError, FieldErrors, on_unique};
+use crate::ids::NodeId;
 use crate::secrets::Secret;
 use model::{Node, NodeFields, NodeInput, SecretChange, Status};
 use store::Sealed;
@@ -32,7 +35,7 @@ pub async fn list(app: &App) -> Result<Vec<Node>, AppError> {
         .await
 }
 
-pub async fn get(app: &App, id: i64) -> Result<Node, AppError> {
+pub async fn get(app: &App, id: NodeId) -> Result<Node, AppError> {
     app.db
         .read(move |c| store::get(c, id).map_err(AppError::from))
         .await?
@@ -52,7 +55,7 @@ fn seal(app: &App, change: &SecretChange) -> Result<Sealed, AppError> {
 pub async fn save(
     app: &App,
     me: &CurrentUser,
-    id: Option<i64>,
+    id: Option<NodeId>,
     input: NodeInput,
     src: &Source,
 ) -> Result<Node, AppError> {
@@ -95,7 +98,7 @@ fn change_word(c: &SecretChange) -> &'static str {
     }
 }
 
-pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<(), AppError> {
+pub async fn delete(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Result<(), AppError> {
     let (actor, src) = (me.actor(), src.clone());
     app.db
         .write(move |c| {
@@ -115,7 +118,7 @@ pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Resul
 
 /// The node's endpoint with its TLS material opened from the seal (in memory
 /// only). `None` when no endpoint is configured.
-pub async fn endpoint_of(app: &App, id: i64) -> Result<Option<Endpoint>, AppError> {
+pub async fn endpoint_of(app: &App, id: NodeId) -> Result<Option<Endpoint>, AppError> {
     let row = app
         .db
         .read(move |c| store::connection(c, id).map_err(AppError::from))
@@ -144,6 +147,19 @@ pub async fn endpoint_of(app: &App, id: i64) -> Result<Option<Endpoint>, AppErro
     }))
 }
 
+/// A negotiated client for the node; unreachable is `Upstream`.
+pub async fn client(app: &App, node_id: NodeId) -> Result<bollard::Docker, AppError> {
+    let ep = endpoint_of(app, node_id)
+        .await?
+        .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
+    let timeout = app.config.nodes.probe_timeout_secs;
+    let d = docker::connect(&ep, timeout).map_err(crate::error::docker_error)?;
+    docker::negotiate(&d, timeout)
+        .await
+        .map_err(crate::error::docker_error)?;
+    Ok(d)
+}
+
 /// Connects and probes within the configured timeout.
 pub async fn probe_endpoint(app: &App, ep: &Endpoint) -> Result<EngineReport, docker::DockerError> {
     let timeout = app.config.nodes.probe_timeout_secs;
@@ -152,7 +168,7 @@ pub async fn probe_endpoint(app: &App, ep: &Endpoint) -> Result<EngineReport, do
 }
 
 /// Probes node `id` and records the outcome as its status.
-pub async fn check(app: &App, id: i64) -> Result<Result<EngineReport, String>, AppError> {
+pub async fn check(app: &App, id: NodeId) -> Result<Result<EngineReport, String>, AppError> {
     let outcome = match endpoint_of(app, id).await {
         Ok(Some(ep)) => probe_endpoint(app, &ep).await.map_err(|e| e.to_string()),
         Ok(None) => Err("no Docker endpoint configured".to_string()),
@@ -188,7 +204,7 @@ pub struct TestResult {
 pub async fn test(
     app: &App,
     me: &CurrentUser,
-    id: i64,
+    id: NodeId,
     src: &Source,
 ) -> Result<TestResult, AppError> {
     get(app, id).await?;
@@ -235,7 +251,7 @@ const GIB: i64 = 1 << 30;
 
 /// Sync hardware: CPU and memory from the daemon; GPU name and count from
 /// NVML when the node is this host (a unix socket) and NVML is available.
-pub async fn sync(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Result<Node, AppError> {
+pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Result<Node, AppError> {
     let report = match check(app, id).await? {
         Ok(r) => r,
         Err(why) => return Err(AppError::Upstream(why)),

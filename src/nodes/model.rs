@@ -8,37 +8,27 @@ use serde_json::Value;
 
 use crate::docker::{EndpointKind, check_cert_pem, check_key_pem, parse_endpoint};
 use crate::error::{FieldError, FieldErrors};
-use crate::validate::{bool_field, int_field, optional_text, required_text};
+use crate::ids::NodeId;
+use crate::validate::{bool_field, int_field, multiline_text, optional_text, required_text};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// A node's reachability as the health loop last saw it (`nodes.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Unknown,
     Online,
     Unreachable,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Unknown => "unknown",
-            Status::Online => "online",
-            Status::Unreachable => "unreachable",
-        }
-    }
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "online" => Status::Online,
-            "unreachable" => Status::Unreachable,
-            _ => Status::Unknown,
-        }
-    }
-}
+crate::text_enum!(Status {
+    Unknown => "unknown",
+    Online => "online",
+    Unreachable => "unreachable",
+});
 
 /// A node as stored, minus the sealed values (only whether they exist).
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
-    pub id: i64,
+    pub id: NodeId,
     pub name: String,
     pub region: String,
     pub cpu_cores: i64,
@@ -90,7 +80,7 @@ pub struct NodeInput {
     pub private_ip: Option<String>,
     pub ssh_port: Option<Value>,
     pub username: Option<String>,
-    #[serde(deserialize_with = "crate::auth::accounts::double_option")]
+    #[serde(deserialize_with = "crate::validate::double_option")]
     pub password: Option<Option<String>>,
     pub gpu_name: Option<String>,
     pub gpu_count: Option<Value>,
@@ -98,7 +88,7 @@ pub struct NodeInput {
     pub tls_enabled: Option<Value>,
     pub tls_ca_cert: Option<String>,
     pub tls_client_cert: Option<String>,
-    #[serde(deserialize_with = "crate::auth::accounts::double_option")]
+    #[serde(deserialize_with = "crate::validate::double_option")]
     pub tls_client_key: Option<Option<String>>,
     pub listed: Option<Value>,
     pub remark: Option<String>,
@@ -291,13 +281,18 @@ pub fn validate(
             &t(&input.docker_endpoint, base.docker_endpoint),
             255,
         ),
-        tls_enabled: bool_field(input.tls_enabled.as_ref(), base.tls_enabled),
+        tls_enabled: bool_field(
+            &mut e,
+            "tls_enabled",
+            input.tls_enabled.as_ref(),
+            base.tls_enabled,
+        ),
         tls_ca_cert: t(&input.tls_ca_cert, base.tls_ca_cert).trim().to_string(),
         tls_client_cert: t(&input.tls_client_cert, base.tls_client_cert)
             .trim()
             .to_string(),
-        listed: bool_field(input.listed.as_ref(), base.listed),
-        remark: optional_text(&mut e, "remark", &t(&input.remark, base.remark), 500),
+        listed: bool_field(&mut e, "listed", input.listed.as_ref(), base.listed),
+        remark: multiline_text(&mut e, "remark", &t(&input.remark, base.remark), 500),
         name,
     };
     let client_key = SecretChange::of(&input.tls_client_key);

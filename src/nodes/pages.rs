@@ -17,11 +17,12 @@ use super::TestResult;
 use super::model::{Node, NodeFields, NodeInput};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::pages::PageCtx;
-use crate::catalog::pages::FormValues;
+use crate::auth::PageCtx;
 use crate::docker::EngineReport;
 use crate::error::AppError;
+use crate::ids::NodeId;
 use crate::web::extract::ApiPath;
+use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html, page_or_fragment};
 
 pub fn routes() -> Router<App> {
@@ -85,11 +86,11 @@ fn input(f: &FormValues) -> NodeInput {
         gpu_name: text("gpu_name"),
         gpu_count: num("gpu_count"),
         docker_endpoint: text("docker_endpoint"),
-        tls_enabled: Some(Value::Bool(f.checked("tls_enabled"))),
+        tls_enabled: f.bool_value("tls_enabled"),
         tls_ca_cert: text("tls_ca_cert"),
         tls_client_cert: text("tls_client_cert"),
         tls_client_key: secret("tls_client_key", "clear_tls_client_key"),
-        listed: Some(Value::Bool(f.checked("listed"))),
+        listed: f.bool_value("listed"),
         remark: text("remark"),
     }
 }
@@ -215,7 +216,7 @@ fn edit_page(
 async fn edit(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     let node = super::get(&app, id).await?;
     let form = values(&NodeFields::of(&node));
@@ -226,7 +227,7 @@ async fn save(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let form = FormValues::from_map(f);
@@ -244,7 +245,7 @@ async fn remove(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     super::delete(&app, &ctx.me, id, &src).await?;
     Ok(Redirect::to("/nodes").into_response())
@@ -255,7 +256,7 @@ async fn test(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     let result = super::test(&app, &ctx.me, id, &src).await?;
     let node = super::get(&app, id).await?;
@@ -272,7 +273,7 @@ async fn sync(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     super::sync(&app, &ctx.me, id, &src).await?;
     Ok(Redirect::to(&format!("/nodes/{id}")).into_response())

@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::error::{AppError, RemoteFailure};
+use crate::ids::NodeId;
 use crate::secrets::Secret;
 use crate::sshclient::{self, SshError, Target};
 
@@ -90,7 +91,7 @@ struct Credentials {
     pinned: Option<PinnedKey>,
 }
 
-fn pinned_row(conn: &Connection, node: i64) -> rusqlite::Result<Option<PinnedKey>> {
+fn pinned_row(conn: &Connection, node: NodeId) -> rusqlite::Result<Option<PinnedKey>> {
     conn.query_row(
         "SELECT algorithm, public_key, fingerprint, pinned_at FROM node_ssh_host_keys WHERE node_id = ?1",
         [node],
@@ -106,7 +107,7 @@ fn pinned_row(conn: &Connection, node: i64) -> rusqlite::Result<Option<PinnedKey
     .optional()
 }
 
-fn credentials(conn: &Connection, node: i64) -> rusqlite::Result<Option<Credentials>> {
+fn credentials(conn: &Connection, node: NodeId) -> rusqlite::Result<Option<Credentials>> {
     let row = conn
         .query_row(
             "SELECT name, private_ip, ssh_port, username, password_sealed FROM nodes WHERE id = ?1",
@@ -138,7 +139,7 @@ fn credentials(conn: &Connection, node: i64) -> rusqlite::Result<Option<Credenti
 }
 
 /// The node's pinned host key, if any. 404 when the node does not exist.
-pub async fn host_key(app: &App, node: i64) -> Result<Option<PinnedKey>, AppError> {
+pub async fn host_key(app: &App, node: NodeId) -> Result<Option<PinnedKey>, AppError> {
     app.db
         .read(move |c| {
             let exists: bool = c.query_row(
@@ -174,7 +175,7 @@ pub struct NodeSession {
 /// `actor`); later connections must present the same key.
 pub async fn connect(
     app: &App,
-    node: i64,
+    node: NodeId,
     actor: &Actor,
     src: &Source,
 ) -> Result<NodeSession, NodeSshError> {
@@ -212,7 +213,7 @@ pub async fn connect(
 /// the meantime, which must then be the same key.
 async fn pin(
     app: &App,
-    node: i64,
+    node: NodeId,
     key: &PublicKey,
     actor: &Actor,
     src: &Source,
@@ -261,7 +262,7 @@ async fn pin(
 /// freshly created account, checking the pinned host key.
 pub async fn connect_as(
     app: &App,
-    node: i64,
+    node: NodeId,
     username: &str,
     password: &Secret<String>,
 ) -> Result<sshclient::Session, NodeSshError> {
@@ -283,7 +284,7 @@ pub async fn connect_as(
 pub async fn forget(
     app: &App,
     me: &CurrentUser,
-    node: i64,
+    node: NodeId,
     src: &Source,
 ) -> Result<bool, AppError> {
     let (actor, src) = (me.actor(), src.clone());
@@ -346,7 +347,7 @@ pub async fn privilege(session: &sshclient::Session) -> Result<Option<&'static s
 pub async fn test(
     app: &App,
     me: &CurrentUser,
-    node: i64,
+    node: NodeId,
     src: &Source,
 ) -> Result<SshTestResult, AppError> {
     crate::nodes::get(app, node).await?;

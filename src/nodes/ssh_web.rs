@@ -13,9 +13,9 @@ use serde_json::json;
 use super::ssh::{self, PinnedKey, SshTestResult};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::CurrentUser;
-use crate::auth::pages::PageCtx;
+use crate::auth::{CurrentUser, PageCtx};
 use crate::error::AppError;
+use crate::ids::NodeId;
 use crate::web::extract::ApiPath;
 use crate::web::render::{Layout, html, is_htmx};
 
@@ -35,7 +35,7 @@ pub fn routes() -> Router<App> {
 #[template(path = "nodes/ssh.html")]
 struct Section {
     l: Layout,
-    id: i64,
+    id: NodeId,
     key: Option<PinnedKey>,
     result: Option<SshTestResult>,
     forgotten: bool,
@@ -44,7 +44,7 @@ struct Section {
 async fn render(
     app: &App,
     ctx: PageCtx,
-    id: i64,
+    id: NodeId,
     result: Option<SshTestResult>,
     forgotten: bool,
 ) -> Result<Response, AppError> {
@@ -61,7 +61,7 @@ async fn render(
 async fn section(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     render(&app, ctx, id, None, false).await
 }
@@ -71,7 +71,7 @@ async fn test_page(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     let result = ssh::test(&app, &ctx.me, id, &src).await?;
     if !is_htmx(&headers) {
@@ -85,7 +85,7 @@ async fn forget_page(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     let forgotten = ssh::forget(&app, &ctx.me, id, &src).await?;
     if !is_htmx(&headers) {
@@ -96,7 +96,7 @@ async fn forget_page(
 
 async fn key_api(
     State(app): State<App>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(json!({ "host_key": ssh::host_key(&app, id).await? })))
 }
@@ -105,7 +105,7 @@ async fn forget_api(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<StatusCode, AppError> {
     if ssh::forget(&app, &me, id, &src).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -118,7 +118,7 @@ async fn test_api(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<NodeId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(ssh::test(&app, &me, id, &src).await?))
 }

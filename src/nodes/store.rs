@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Node, NodeFields, Status};
+use crate::ids::NodeId;
 
 const COLS: &str = "id, name, region, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, public_ip, private_ip, \
     ssh_port, username, password_sealed IS NOT NULL, gpu_name, gpu_count, docker_endpoint, tls_enabled, tls_ca_cert, \
@@ -11,7 +12,6 @@ const COLS: &str = "id, name, region, cpu_cores, memory_gb, system_disk_gb, data
     created_at, updated_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Node> {
-    let status: String = r.get(21)?;
     let report: Option<String> = r.get(24)?;
     Ok(Node {
         id: r.get(0)?,
@@ -35,7 +35,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Node> {
         has_client_key: r.get(18)?,
         listed: r.get(19)?,
         remark: r.get(20)?,
-        status: Status::parse(&status),
+        status: r.get(21)?,
         last_seen_at: r.get(22)?,
         last_error: r.get(23)?,
         last_report: report.and_then(|s| serde_json::from_str(&s).ok()),
@@ -49,7 +49,7 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Node>> {
     stmt.query_map([], row)?.collect()
 }
 
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Node>> {
+pub fn get(conn: &Connection, id: NodeId) -> rusqlite::Result<Option<Node>> {
     conn.query_row(
         &format!("SELECT {COLS} FROM nodes WHERE id = ?1"),
         [id],
@@ -58,7 +58,7 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Node>> {
     .optional()
 }
 
-pub fn ids(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+pub fn ids(conn: &Connection) -> rusqlite::Result<Vec<NodeId>> {
     let mut stmt = conn.prepare_cached("SELECT id FROM nodes")?;
     stmt.query_map([], |r| r.get(0))?.collect()
 }
@@ -88,7 +88,7 @@ pub fn insert(
     password: &Sealed,
     key: &Sealed,
     now: i64,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<NodeId> {
     conn.execute(
         "INSERT INTO nodes (name, region, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, public_ip, private_ip, \
          ssh_port, username, gpu_name, gpu_count, docker_endpoint, tls_enabled, tls_ca_cert, tls_client_cert, listed, \
@@ -100,12 +100,12 @@ pub fn insert(
             f.tls_client_cert, f.listed, f.remark, password.write().1, key.write().1, now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(NodeId(conn.last_insert_rowid()))
 }
 
 pub fn update(
     conn: &Connection,
-    id: i64,
+    id: NodeId,
     f: &NodeFields,
     password: &Sealed,
     key: &Sealed,
@@ -130,7 +130,7 @@ pub fn update(
     Ok(())
 }
 
-pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+pub fn delete(conn: &Connection, id: NodeId) -> rusqlite::Result<bool> {
     Ok(conn.execute("DELETE FROM nodes WHERE id = ?1", [id])? == 1)
 }
 
@@ -143,7 +143,7 @@ pub struct ConnectionRow {
     pub key_sealed: Option<Vec<u8>>,
 }
 
-pub fn connection(conn: &Connection, id: i64) -> rusqlite::Result<Option<ConnectionRow>> {
+pub fn connection(conn: &Connection, id: NodeId) -> rusqlite::Result<Option<ConnectionRow>> {
     conn.query_row(
         "SELECT docker_endpoint, tls_enabled, tls_ca_cert, tls_client_cert, tls_client_key_sealed FROM nodes WHERE id = ?1",
         [id],
@@ -157,7 +157,7 @@ pub fn connection(conn: &Connection, id: i64) -> rusqlite::Result<Option<Connect
 /// Records a probe result: online with the report, or unreachable with why.
 pub fn set_status(
     conn: &Connection,
-    id: i64,
+    id: NodeId,
     status: Status,
     error: &str,
     report: Option<&str>,
@@ -167,7 +167,7 @@ pub fn set_status(
         "UPDATE nodes SET status = ?2, last_error = ?3, \
          last_seen_at = CASE WHEN ?2 = 'online' THEN ?5 ELSE last_seen_at END, \
          last_report = COALESCE(?4, last_report) WHERE id = ?1",
-        params![id, status.as_str(), error, report, now],
+        params![id, status, error, report, now],
     )?;
     Ok(())
 }
@@ -176,7 +176,7 @@ pub fn set_status(
 /// GPU name and count only when known.
 pub fn set_hardware(
     conn: &Connection,
-    id: i64,
+    id: NodeId,
     cpus: i64,
     memory_gb: i64,
     gpu: Option<(&str, i64)>,

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::ids::SessionId;
 use crate::web::extract::{ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
@@ -34,7 +35,7 @@ async fn list(
 async fn show(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::get(&app, &me, id).await?))
 }
@@ -43,20 +44,22 @@ async fn terminate(
     State(app): State<App>,
     me: CurrentUser,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<impl IntoResponse, AppError> {
     Ok(Json(super::terminate(&app, &me, id, &src).await?))
 }
 
-/// The recording as `application/x-asciicast` (what asciinema players read).
+/// The recording as `application/x-asciicast` (what asciinema players read),
+/// streamed from its file: a long session's recording is never held in
+/// memory whole.
 pub async fn recording(
     State(app): State<App>,
     me: CurrentUser,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     let path = super::recording_path(&app, &me, id).await?;
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AppError::NotFound),
         Err(e) => {
             return Err(AppError::internal(format!(
@@ -65,12 +68,13 @@ pub async fn recording(
             )));
         }
     };
+    let stream = tokio_util::io::ReaderStream::new(file);
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-asciicast"),
             (header::CONTENT_DISPOSITION, "inline"),
         ],
-        bytes,
+        axum::body::Body::from_stream(stream),
     )
         .into_response())
 }

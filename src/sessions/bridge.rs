@@ -64,23 +64,23 @@ pub async fn run<E, S>(
     E: Stream<Item = ClientEvent> + Unpin + Send,
     S: ClientSink,
 {
-    let node = session_node(app, &session).await;
-    let d = match node {
+    let d = match crate::nodes::client(app, session.node_id()).await {
         Ok(d) => d,
         Err(e) => {
-            fail(session, &mut sink, e).await;
+            let why = format!("cannot reach the node: {}", session.tell(&e));
+            fail(session, &mut sink, why).await;
             return;
         }
     };
     let mut ex = match exec::start(&d, &container, &spec).await {
         Ok(x) => x,
         Err(e) => {
-            fail(
-                session,
-                &mut sink,
-                format!("cannot start a process in the container: {e}"),
-            )
-            .await;
+            let e = crate::error::docker_error(e);
+            let why = format!(
+                "cannot start a process in the container: {}",
+                session.tell(&e)
+            );
+            fail(session, &mut sink, why).await;
             return;
         }
     };
@@ -100,11 +100,14 @@ pub async fn run<E, S>(
     let message = session
         .message(reason)
         .or_else(|| (!detail.is_empty()).then(|| detail.clone()));
-    sink.finish(&Finish {
-        reason,
-        exit_code,
-        message,
-    })
+    finish(
+        &mut sink,
+        &Finish {
+            reason,
+            exit_code,
+            message,
+        },
+    )
     .await;
     drop(sink);
     if let Err(e) = exec::end_tagged(&d, &container, &spec.tag).await {
@@ -113,21 +116,32 @@ pub async fn run<E, S>(
     session.close(reason, &detail).await;
 }
 
-async fn session_node(app: &App, s: &Session) -> Result<bollard::Docker, String> {
-    let node = s.node_id();
-    crate::instances::lifecycle::client(app, node)
-        .await
-        .map_err(|e| format!("cannot reach the node: {e}"))
-}
-
 async fn fail<S: ClientSink>(session: Session, sink: &mut S, why: String) {
-    sink.finish(&Finish {
-        reason: EndReason::Error,
-        exit_code: None,
-        message: Some(why.clone()),
-    })
+    finish(
+        sink,
+        &Finish {
+            reason: EndReason::Error,
+            exit_code: None,
+            message: Some(why.clone()),
+        },
+    )
     .await;
     session.close(EndReason::Error, &why).await;
+}
+
+/// How long telling a client the end may take: one that does not read
+/// (its window full) is left behind rather than holding the session's
+/// clean-up, or shutdown.
+pub const FINISH_WITHIN: Duration = Duration::from_secs(2);
+
+/// Tells the client how the session ended, within [`FINISH_WITHIN`].
+pub async fn finish<S: ClientSink>(sink: &mut S, end: &Finish) {
+    if tokio::time::timeout(FINISH_WITHIN, sink.finish(end))
+        .await
+        .is_err()
+    {
+        log::debug!("a client did not take the end of its session in time");
+    }
 }
 
 /// The exit code once the process is gone (dockerd may need a moment after
@@ -141,6 +155,15 @@ async fn exit_code(d: &bollard::Docker, id: &str) -> Option<i64> {
         }
     }
     None
+}
+
+/// The loop's stop for the watchdog's reason.
+fn stopped(r: EndReason) -> Stop {
+    match r {
+        // The watchdog's only error is the server stopping.
+        EndReason::Error => Stop::Failed("gpudock is shutting down".into()),
+        other => Stop::Ended(other),
+    }
 }
 
 async fn pump<E, S>(
@@ -162,16 +185,16 @@ where
     tokio::pin!(watchdog);
     loop {
         tokio::select! {
-            r = &mut watchdog => return match r {
-                // The watchdog's only error is the server stopping.
-                EndReason::Error => Stop::Failed("gpudock is shutting down".into()),
-                other => Stop::Ended(other),
-            },
+            r = &mut watchdog => return stopped(r),
             ev = events.next() => match ev {
                 Some(ClientEvent::Input(b)) => {
                     session.input(&b);
-                    if let Err(e) = ex.input.write_all(&b).await {
-                        return Stop::Failed(format!("writing to the process failed: {e}"));
+                    // A process that does not read its input blocks this.
+                    tokio::select! {
+                        w = ex.input.write_all(&b) => if let Err(e) = w {
+                            return Stop::Failed(format!("writing to the process failed: {e}"));
+                        },
+                        r = &mut watchdog => return stopped(r),
                     }
                 }
                 Some(ClientEvent::Resize(cols, rows)) => {
@@ -189,8 +212,13 @@ where
                 Some(Ok(o)) => {
                     session.output(o.bytes());
                     session.flush(false).await;
-                    if sink.output(o).await.is_err() {
-                        return Stop::Ended(EndReason::UserClose);
+                    // A client that stops reading blocks this send: the
+                    // session's end (admin, revocation, shutdown) still wins.
+                    tokio::select! {
+                        sent = sink.output(o) => if sent.is_err() {
+                            return Stop::Ended(EndReason::UserClose);
+                        },
+                        r = &mut watchdog => return stopped(r),
                     }
                 }
                 Some(Err(e)) => return Stop::Failed(format!("the connection to the process failed: {e}")),

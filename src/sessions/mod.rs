@@ -21,6 +21,7 @@ use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::User;
 use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId, SessionId};
 use crate::instances::Instance;
 use crate::live::Registration;
 pub use model::{EndReason, Protocol};
@@ -58,7 +59,21 @@ pub struct Opening<'a> {
 pub enum OpenError {
     /// The user holds `sessions.max_per_user` already; the text says so.
     TooMany(String),
+    /// The user's account changed since they signed in (disabled, password,
+    /// role or tenant changed): nothing opens.
+    Revoked,
     App(AppError),
+}
+
+impl OpenError {
+    /// What the client is told (never internal details).
+    pub fn message(&self) -> String {
+        match self {
+            OpenError::TooMany(m) => m.clone(),
+            OpenError::Revoked => model::ACCESS_REVOKED_MESSAGE.into(),
+            OpenError::App(e) => e.user_text(false),
+        }
+    }
 }
 
 impl From<AppError> for OpenError {
@@ -70,27 +85,29 @@ impl From<AppError> for OpenError {
 /// An open session. The transport calls `input`/`output`/`resize` as bytes
 /// pass, and `close` once, when it ends.
 pub struct Session {
-    pub id: i64,
-    node_id: i64,
+    pub id: SessionId,
+    node_id: NodeId,
     app: App,
     reg: Registration,
     recorder: Option<Recorder>,
     started: Instant,
     actor: Actor,
     source: Source,
+    /// The user may see nodes' details in what they are told.
+    node_detail: bool,
 }
 
-static NEXT_PROVISIONAL: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
-
 /// Opens a session: checks the per-user limit, records it (and audits the
-/// opening) and starts its recording.
+/// opening) and starts its recording. The user must still be the account
+/// that signed in ([`crate::auth::current`]), checked with the record's
+/// insert after the live registration: a revocation either finds the
+/// registration and ends it, or comes first and refuses the opening.
 pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
     let max = app.config.sessions.max_per_user;
     let user_id = o.user.id.0;
     // Registered first under a provisional key, so that the limit check and
     // taking the place are one step; the record's id replaces the key.
-    let provisional = NEXT_PROVISIONAL.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    let mut reg = match app.live.register(provisional, user_id, max) {
+    let mut reg = match app.live.register(crate::auth::holder(o.user), max) {
         Ok(r) => r,
         Err(_) => {
             let msg = model::too_many_message(max);
@@ -99,6 +116,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         }
     };
     let (actor, src) = (Actor::user(o.user), o.source.clone());
+    let node_detail = crate::auth::sees_node_details(app, o.user).await?;
     let t = o.target;
     let new = NewOwned {
         user_id,
@@ -109,24 +127,29 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         node_id: t.instance.node_id,
         node_name: t.node_name.clone(),
         container_id: t.container().to_string(),
-        protocol: o.protocol.as_str(),
+        protocol: o.protocol,
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
     };
-    let (a2, s2) = (actor.clone(), src.clone());
+    let (a2, s2, user) = (actor.clone(), src.clone(), o.user.clone());
     let id = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = store::insert(&tx, &new.borrowed(), crate::db::now())?;
+            let now = crate::db::now();
+            if !crate::auth::current(&tx, &user, now)? {
+                return Ok(None);
+            }
+            let id = store::insert(&tx, &new.borrowed(), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
                                 "protocol": new.protocol, "command": new.command});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
-            Ok::<_, AppError>(id)
+            Ok::<_, AppError>(Some(id))
         })
-        .await?;
-    reg.rekey(id);
+        .await?
+        .ok_or(OpenError::Revoked)?;
+    reg.rekey(id.0);
     let title = format!(
         "{} · {} · {}",
         o.user.username,
@@ -168,6 +191,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         started: Instant::now(),
         actor,
         source: src,
+        node_detail,
     })
 }
 
@@ -176,12 +200,12 @@ struct NewOwned {
     user_id: i64,
     username: String,
     tenant_id: Option<i64>,
-    instance_id: i64,
+    instance_id: InstanceId,
     instance_name: String,
-    node_id: i64,
+    node_id: NodeId,
     node_name: String,
     container_id: String,
-    protocol: &'static str,
+    protocol: Protocol,
     command: String,
     source_ip: String,
 }
@@ -284,8 +308,14 @@ impl Session {
         }
     }
 
-    pub fn node_id(&self) -> i64 {
+    pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// `e` as the line the session's user is told (a node's detail only for
+    /// who may see nodes; what is held back is logged under a reference).
+    pub fn tell(&self, e: &AppError) -> String {
+        e.user_text(self.node_detail)
     }
 
     /// What the user is told for `reason`, if anything.
@@ -309,7 +339,7 @@ impl Session {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let ending = store::Ending {
                     status: reason.final_status(),
-                    reason: reason.as_str(),
+                    reason,
                     detail: &detail,
                     last: a.last_secs(),
                     bytes_in: a.bytes_in(),
@@ -335,7 +365,8 @@ impl Session {
 }
 
 /// Keeps the live figures of open sessions in their records (every 2 s),
-/// and at start closes the records a previous process left open.
+/// ends what users hold under an access generation gone stale, and at
+/// start closes the records a previous process left open.
 pub async fn run(app: App, cancel: CancellationToken) {
     match app
         .db
@@ -354,6 +385,12 @@ pub async fn run(app: App, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        // Backstop of the revocations made here (which end at once): an
+        // account changed by another process (`gpudock admin
+        // reset-password`) loses what it holds live within a tick.
+        if let Err(e) = crate::auth::end_stale_access(&app).await {
+            log::warn!("checking live access: {e}");
+        }
         let snap = app.live.snapshot();
         if snap.is_empty() {
             continue;
@@ -365,7 +402,14 @@ pub async fn run(app: App, cancel: CancellationToken) {
                 let tx = c.transaction()?;
                 for s in snap.iter().filter(|s| s.id > 0) {
                     let status = model::live_status(now - s.last_secs);
-                    store::touch(&tx, s.id, status, s.last_secs, s.bytes_in, s.bytes_out)?;
+                    store::touch(
+                        &tx,
+                        SessionId(s.id),
+                        status,
+                        s.last_secs,
+                        s.bytes_in,
+                        s.bytes_out,
+                    )?;
                 }
                 tx.commit().map_err(AppError::from)
             })
@@ -391,7 +435,7 @@ pub async fn list(
 pub async fn get(
     app: &App,
     me: &crate::auth::CurrentUser,
-    id: i64,
+    id: SessionId,
 ) -> Result<SessionRecord, AppError> {
     let scope = me.scope();
     app.db
@@ -400,19 +444,17 @@ pub async fn get(
         .ok_or(AppError::NotFound)
 }
 
-/// Force-terminates a live session (admins): its client is disconnected
+/// Force-terminates a live session in the caller's scope (whoever holds
+/// the terminate permission: admins by default): its client is disconnected
 /// within a second; the session's own loop records the end.
 pub async fn terminate(
     app: &App,
     me: &crate::auth::CurrentUser,
-    id: i64,
+    id: SessionId,
     src: &Source,
 ) -> Result<SessionRecord, AppError> {
-    if me.user.role != crate::auth::Role::Admin {
-        return Err(AppError::Forbidden);
-    }
     let rec = get(app, me, id).await?;
-    let was_live = app.live.stop(id, EndReason::AdminForce.as_str());
+    let was_live = app.live.stop(id.0, EndReason::AdminForce.as_str());
     let detail = json!({"user": rec.username, "instance": rec.instance_name, "was_live": was_live});
     let outcome = if was_live {
         Outcome::Success
@@ -434,7 +476,7 @@ pub async fn terminate(
     }
     // Wait (briefly) for the session's loop to record its end.
     for _ in 0..40 {
-        if !app.live.is_live(id) {
+        if !app.live.is_live(id.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -446,7 +488,7 @@ pub async fn terminate(
 pub async fn recording_path(
     app: &App,
     me: &crate::auth::CurrentUser,
-    id: i64,
+    id: SessionId,
 ) -> Result<std::path::PathBuf, AppError> {
     let scope = me.scope();
     let file = app

@@ -1,63 +1,72 @@
 //! Session types and the rules about them, free of I/O.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     WebTerminal,
     Ssh,
 }
 
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::WebTerminal => "web_terminal",
-            Protocol::Ssh => "ssh",
-        }
+crate::text_enum!(Protocol {
+    WebTerminal => "web_terminal",
+    Ssh => "ssh",
+});
+
+/// A session's state (`remote_sessions.status`): `active` or `idle` while
+/// live, `closed` or `terminated` once ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Active,
+    Idle,
+    Closed,
+    Terminated,
+}
+
+crate::text_enum!(SessionStatus {
+    Active => "active",
+    Idle => "idle",
+    Closed => "closed",
+    Terminated => "terminated",
+});
+
+impl SessionStatus {
+    /// Active or idle: not ended yet.
+    pub fn is_live(self) -> bool {
+        matches!(self, SessionStatus::Active | SessionStatus::Idle)
     }
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     /// The user closed it (or the shell exited).
     UserClose,
     IdleTimeout,
     AdminForce,
     MaxDuration,
+    /// The user's access changed (disabled, their tenant disabled, their
+    /// password, role or tenant changed): see [`crate::live::ACCESS_REVOKED`].
+    AccessRevoked,
     Error,
 }
 
+crate::text_enum!(EndReason {
+    UserClose => "user_close",
+    IdleTimeout => "idle_timeout",
+    AdminForce => "admin_force",
+    MaxDuration => "max_duration",
+    AccessRevoked => "access_revoked",
+    Error => "error",
+});
+
 impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::UserClose => "user_close",
-            EndReason::IdleTimeout => "idle_timeout",
-            EndReason::AdminForce => "admin_force",
-            EndReason::MaxDuration => "max_duration",
-            EndReason::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            EndReason::UserClose,
-            EndReason::IdleTimeout,
-            EndReason::AdminForce,
-            EndReason::MaxDuration,
-            EndReason::Error,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-
     /// `terminated` when gpudock ended it, `closed` otherwise.
-    pub fn final_status(self) -> &'static str {
+    pub fn final_status(self) -> SessionStatus {
         match self {
-            EndReason::IdleTimeout | EndReason::AdminForce | EndReason::MaxDuration => "terminated",
-            EndReason::UserClose | EndReason::Error => "closed",
+            EndReason::IdleTimeout
+            | EndReason::AdminForce
+            | EndReason::MaxDuration
+            | EndReason::AccessRevoked => SessionStatus::Terminated,
+            EndReason::UserClose | EndReason::Error => SessionStatus::Closed,
         }
     }
 
@@ -74,10 +83,15 @@ impl EndReason {
                 human(max_secs)
             )),
             EndReason::AdminForce => Some("session ended: terminated by an administrator".into()),
+            EndReason::AccessRevoked => Some(ACCESS_REVOKED_MESSAGE.into()),
             EndReason::UserClose | EndReason::Error => None,
         }
     }
 }
+
+/// What a user whose access changed is told, wherever they were connected.
+pub const ACCESS_REVOKED_MESSAGE: &str =
+    "session ended: access revoked (your account was changed; 账号权限已变更，会话已结束)";
 
 /// `90` → `1 min 30 s`, `1800` → `30 min`.
 pub fn human(secs: u64) -> String {
@@ -99,11 +113,11 @@ pub fn human(secs: u64) -> String {
 pub const SHOWN_IDLE_AFTER_SECS: i64 = 60;
 
 /// The status a live session shows, from seconds since its last byte.
-pub fn live_status(idle_secs: i64) -> &'static str {
+pub fn live_status(idle_secs: i64) -> SessionStatus {
     if idle_secs >= SHOWN_IDLE_AFTER_SECS {
-        "idle"
+        SessionStatus::Idle
     } else {
-        "active"
+        SessionStatus::Active
     }
 }
 
@@ -125,12 +139,16 @@ mod tests {
             "idle_timeout",
             "admin_force",
             "max_duration",
+            "access_revoked",
             "error",
         ] {
             assert_eq!(EndReason::parse(r).map(EndReason::as_str), Some(r));
         }
-        assert_eq!(EndReason::IdleTimeout.final_status(), "terminated");
-        assert_eq!(EndReason::UserClose.final_status(), "closed");
+        assert_eq!(
+            EndReason::IdleTimeout.final_status(),
+            SessionStatus::Terminated
+        );
+        assert_eq!(EndReason::UserClose.final_status(), SessionStatus::Closed);
         let m = EndReason::IdleTimeout.message(1800, 0).unwrap_or_default();
         assert!(m.contains("idle timeout") && m.contains("30 min"), "{m}");
         assert!(
@@ -140,7 +158,58 @@ mod tests {
                 .contains("1 h 30 min")
         );
         assert_eq!(human(3), "3 s");
-        assert_eq!(live_status(61), "idle");
-        assert_eq!(live_status(2), "active");
+        assert_eq!(live_status(61), SessionStatus::Idle);
+        assert_eq!(live_status(2), SessionStatus::Active);
+    }
+
+    /// The enums' texts are exactly the values the schema allows, in SQL
+    /// and in JSON.
+    #[test]
+    fn texts_match_the_schema_and_json() {
+        let c = crate::db::memory().unwrap();
+        let check = |table: &str, col: &str, all: Vec<&str>| {
+            let sql: String = c
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let at = sql.find(&format!("{col} IN (")).unwrap();
+            let list = &sql[at + col.len() + 5..];
+            let list = &list[..list.find(')').unwrap()];
+            let mut want: Vec<&str> = list
+                .split(',')
+                .map(|v| v.trim().trim_matches('\''))
+                .collect();
+            let mut got = all;
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{table}.{col}");
+        };
+        check(
+            "remote_sessions",
+            "status",
+            SessionStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        );
+        check(
+            "remote_sessions",
+            "protocol",
+            Protocol::ALL.iter().map(|s| s.as_str()).collect(),
+        );
+        check(
+            "remote_sessions",
+            "end_reason",
+            EndReason::ALL.iter().map(|s| s.as_str()).collect(),
+        );
+        for r in EndReason::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+            let back: EndReason = c.query_row("SELECT ?1", [r], |x| x.get(0)).unwrap();
+            assert_eq!(back, *r);
+        }
+        assert!(
+            c.query_row("SELECT 'nope'", [], |x| x.get::<_, Protocol>(0))
+                .is_err()
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Session pages: live sessions (refreshing themselves, with a terminate
-//! button for admins), the history with filters, and one session with the
+//! button for roles that hold its permission), the history with filters, and one session with the
 //! replay of its recording.
 
 use askama::Template;
@@ -9,12 +9,13 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use super::{Filter, SessionRecord};
+use super::model::SessionStatus;
+use super::{EndReason, Filter, SessionRecord};
 use crate::app::App;
 use crate::audit::Source;
-use crate::auth::Role;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::ids::SessionId;
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html, is_htmx};
 
@@ -42,28 +43,31 @@ pub fn bytes(n: &i64) -> String {
     }
 }
 
-pub fn reason_key(r: &Option<String>) -> &'static str {
-    match r.as_deref() {
-        Some("user_close") => "sessions.r_user_close",
-        Some("idle_timeout") => "sessions.r_idle_timeout",
-        Some("admin_force") => "sessions.r_admin_force",
-        Some("max_duration") => "sessions.r_max_duration",
-        Some("error") => "sessions.r_error",
-        _ => "sessions.r_none",
+pub fn reason_key(r: &Option<EndReason>) -> &'static str {
+    match r {
+        Some(EndReason::UserClose) => "sessions.r_user_close",
+        Some(EndReason::IdleTimeout) => "sessions.r_idle_timeout",
+        Some(EndReason::AdminForce) => "sessions.r_admin_force",
+        Some(EndReason::MaxDuration) => "sessions.r_max_duration",
+        Some(EndReason::AccessRevoked) => "sessions.r_access_revoked",
+        Some(EndReason::Error) => "sessions.r_error",
+        None => "sessions.r_none",
     }
 }
 
-pub fn status_key(s: &str) -> &'static str {
-    match s {
-        "active" => "sessions.s_active",
-        "idle" => "sessions.s_idle",
-        "closed" => "sessions.s_closed",
-        _ => "sessions.s_terminated",
+/// For a status or a filter's status text.
+pub fn status_key<S: AsRef<str> + ?Sized>(s: &S) -> &'static str {
+    match SessionStatus::parse(s.as_ref()) {
+        Some(SessionStatus::Active) => "sessions.s_active",
+        Some(SessionStatus::Idle) => "sessions.s_idle",
+        Some(SessionStatus::Closed) => "sessions.s_closed",
+        Some(SessionStatus::Terminated) | None => "sessions.s_terminated",
     }
 }
 
-pub fn protocol_key(p: &str) -> &'static str {
-    if p == "ssh" {
+/// For a protocol or a filter's protocol text.
+pub fn protocol_key<S: AsRef<str> + ?Sized>(p: &S) -> &'static str {
+    if p.as_ref() == "ssh" {
         "sessions.p_ssh"
     } else {
         "sessions.p_web_terminal"
@@ -77,7 +81,7 @@ struct ListPage {
     live: Vec<SessionRecord>,
     history: Vec<SessionRecord>,
     f: Filter,
-    is_admin: bool,
+    can_terminate: bool,
 }
 
 #[derive(Template)]
@@ -85,7 +89,7 @@ struct ListPage {
 struct LiveRows {
     l: Layout,
     live: Vec<SessionRecord>,
-    is_admin: bool,
+    can_terminate: bool,
 }
 
 impl ListPage {
@@ -106,7 +110,7 @@ async fn list(
         ..Filter::default()
     };
     let live = super::list(&app, &ctx.me, live_filter).await?;
-    let is_admin = ctx.me.user.role == Role::Admin;
+    let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
     let history = if is_htmx(&headers) {
         Vec::new()
     } else {
@@ -114,14 +118,18 @@ async fn list(
     };
     let l = ctx.nav("sessions").l;
     if is_htmx(&headers) {
-        return html(&LiveRows { l, live, is_admin });
+        return html(&LiveRows {
+            l,
+            live,
+            can_terminate,
+        });
     }
     html(&ListPage {
         l,
         live,
         history,
         f,
-        is_admin,
+        can_terminate,
     })
 }
 
@@ -130,7 +138,7 @@ async fn list(
 struct ShowPage {
     l: Layout,
     s: SessionRecord,
-    is_admin: bool,
+    can_terminate: bool,
 }
 
 /// One session; its replay needs WebAssembly (the player's terminal), so
@@ -138,14 +146,14 @@ struct ShowPage {
 async fn show(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
-    let is_admin = ctx.me.user.role == Role::Admin;
+    let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
     let r = html(&ShowPage {
         l: ctx.nav("sessions").l,
         s,
-        is_admin,
+        can_terminate,
     })?;
     Ok(crate::web::with_csp(r, crate::web::Csp::InlineStylesWasm))
 }
@@ -154,7 +162,7 @@ async fn terminate(
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> Result<Response, AppError> {
     super::terminate(&app, &ctx.me, id, &src).await?;
     Ok(Redirect::to("/sessions").into_response())

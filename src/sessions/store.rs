@@ -4,27 +4,29 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::model::{EndReason, Protocol, SessionStatus};
 use crate::auth::Scope;
+use crate::ids::{InstanceId, NodeId, SessionId};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionRecord {
-    pub id: i64,
+    pub id: SessionId,
     pub user_id: i64,
     pub username: String,
     pub tenant_id: Option<i64>,
-    pub instance_id: i64,
+    pub instance_id: InstanceId,
     pub instance_name: String,
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub node_name: String,
     pub container_id: String,
-    pub protocol: String,
+    pub protocol: Protocol,
     pub command: String,
     pub source_ip: String,
-    pub status: String,
+    pub status: SessionStatus,
     pub started_at: i64,
     pub last_activity_at: i64,
     pub ended_at: Option<i64>,
-    pub end_reason: Option<String>,
+    pub end_reason: Option<EndReason>,
     pub end_detail: String,
     pub bytes_in: i64,
     pub bytes_out: i64,
@@ -65,17 +67,17 @@ pub struct NewSession<'a> {
     pub user_id: i64,
     pub username: &'a str,
     pub tenant_id: Option<i64>,
-    pub instance_id: i64,
+    pub instance_id: InstanceId,
     pub instance_name: &'a str,
-    pub node_id: i64,
+    pub node_id: NodeId,
     pub node_name: &'a str,
     pub container_id: &'a str,
-    pub protocol: &'a str,
+    pub protocol: Protocol,
     pub command: &'a str,
     pub source_ip: &'a str,
 }
 
-pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Result<i64> {
+pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Result<SessionId> {
     conn.execute(
         "INSERT INTO remote_sessions (user_id, username, tenant_id, instance_id, instance_name, node_id, node_name, \
          container_id, protocol, command, source_ip, status, started_at, last_activity_at) \
@@ -85,10 +87,10 @@ pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Resu
             s.container_id, s.protocol, s.command, s.source_ip, now
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(SessionId(conn.last_insert_rowid()))
 }
 
-pub fn set_recording(conn: &Connection, id: i64, file: &str) -> rusqlite::Result<()> {
+pub fn set_recording(conn: &Connection, id: SessionId, file: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE remote_sessions SET recording = ?2 WHERE id = ?1",
         params![id, file],
@@ -99,8 +101,8 @@ pub fn set_recording(conn: &Connection, id: i64, file: &str) -> rusqlite::Result
 /// The live figures of a session still open.
 pub fn touch(
     conn: &Connection,
-    id: i64,
-    status: &str,
+    id: SessionId,
+    status: SessionStatus,
     last: i64,
     bytes_in: u64,
     bytes_out: u64,
@@ -114,15 +116,15 @@ pub fn touch(
 }
 
 pub struct Ending<'a> {
-    pub status: &'a str,
-    pub reason: &'a str,
+    pub status: SessionStatus,
+    pub reason: EndReason,
     pub detail: &'a str,
     pub last: i64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
 
-pub fn end(conn: &Connection, id: i64, e: &Ending<'_>, now: i64) -> rusqlite::Result<()> {
+pub fn end(conn: &Connection, id: SessionId, e: &Ending<'_>, now: i64) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE remote_sessions SET status = ?2, end_reason = ?3, end_detail = ?4, last_activity_at = ?5, \
          bytes_in = ?6, bytes_out = ?7, ended_at = ?8 WHERE id = ?1",
@@ -191,7 +193,11 @@ pub fn list(conn: &Connection, scope: Scope, f: &Filter) -> rusqlite::Result<Vec
     .collect()
 }
 
-pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<SessionRecord>> {
+pub fn get(
+    conn: &Connection,
+    scope: Scope,
+    id: SessionId,
+) -> rusqlite::Result<Option<SessionRecord>> {
     let (t, u) = scope_filters(scope);
     conn.query_row(
         &format!(
@@ -204,7 +210,11 @@ pub fn get(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<
 }
 
 /// The recording file of a session in scope.
-pub fn recording(conn: &Connection, scope: Scope, id: i64) -> rusqlite::Result<Option<String>> {
+pub fn recording(
+    conn: &Connection,
+    scope: Scope,
+    id: SessionId,
+) -> rusqlite::Result<Option<String>> {
     let (t, u) = scope_filters(scope);
     conn.query_row(
         "SELECT recording FROM remote_sessions WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)",

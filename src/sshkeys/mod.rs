@@ -1,9 +1,10 @@
 //! SSH public keys (SSH 公钥): each user registers their own keys for
 //! public-key sign-in at the jumpbox. Keys are personal: every operation is
-//! scoped to the caller, admins included, and one key (by its SHA-256
-//! fingerprint) belongs to at most one user.
+//! scoped to the caller, admins included. A user holds a key (by its SHA-256
+//! fingerprint) once; whether other users hold it too is nobody's business
+//! (the jumpbox looks a key up among the keys of the user the login names).
 //!
-//! The jumpbox uses `owner_of` and `touch`; the pages and the API use the rest.
+//! The jumpbox uses `find` and `touch`; the pages and the API use the rest.
 
 pub mod api;
 pub mod model;
@@ -27,8 +28,8 @@ pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<SshKey>, AppError> 
         .await
 }
 
-/// Registers a key for the caller. A key registered already, by the caller
-/// or anyone else, is a 409 on `public_key` whatever its comment.
+/// Registers a key for the caller. A key the caller registered already is a
+/// 409 on `public_key` whatever its comment; other users' keys do not count.
 pub async fn add(
     app: &App,
     me: &CurrentUser,
@@ -60,7 +61,7 @@ fn detail(name: &str, algorithm: &str, fingerprint: &str) -> serde_json::Value {
     json!({"name": name, "algorithm": algorithm, "fingerprint": fingerprint})
 }
 
-/// A duplicate fingerprint is a conflict on the pasted key.
+/// A duplicate fingerprint (of the caller's) is a conflict on the pasted key.
 fn on_taken(e: rusqlite::Error) -> AppError {
     if crate::db::is_unique_violation(&e) {
         let err = FieldError::new("err.ssh_key_taken");
@@ -90,19 +91,21 @@ pub async fn delete(app: &App, me: &CurrentUser, id: i64, src: &Source) -> Resul
         .await
 }
 
-/// The registered key matching `key` (by SHA-256 fingerprint, so the comment
-/// does not matter): its id and its owner. `None` for an unknown key.
+/// The key matching `key` (by SHA-256 fingerprint, so the comment does not
+/// matter) among the keys of the user named `username`: its id and the
+/// user's. `None` when that user has no such key (or there is no such user).
 ///
-/// This says only whose key it is: the caller (the jumpbox) still checks
-/// that the user is enabled, not locked and in an enabled tenant, and that
-/// the client proved possession of the private key.
-pub async fn owner_of(
+/// This says only that the user registered the key: the caller (the
+/// jumpbox) still checks that the user is enabled, not locked and in an
+/// enabled tenant, and that the client proved possession of the private key.
+pub async fn find(
     app: &App,
+    username: &str,
     key: &russh::keys::PublicKey,
 ) -> Result<Option<(i64, UserId)>, AppError> {
-    let fp = model::fingerprint(key);
+    let (fp, name) = (model::fingerprint(key), username.to_string());
     app.db
-        .read(move |c| store::owner_of(c, &fp).map_err(AppError::from))
+        .read(move |c| store::find(c, &name, &fp).map_err(AppError::from))
         .await
 }
 

@@ -80,12 +80,18 @@ impl NewKey {
     }
 }
 
-/// The key's comment, else its type; cut to `MAX_NAME` characters.
+/// The key's comment, else its type; cut to `MAX_NAME` characters, without
+/// the control characters a name may not hold.
 fn default_name(p: &ParsedKey) -> String {
-    let name = if p.comment.is_empty() {
+    let comment: String = p
+        .comment
+        .chars()
+        .filter(|&c| !crate::escape::hidden(c))
+        .collect();
+    let name = if comment.trim().is_empty() {
         &p.algorithm
     } else {
-        &p.comment
+        comment.trim()
     };
     name.chars().take(MAX_NAME).collect()
 }

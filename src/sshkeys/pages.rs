@@ -13,7 +13,7 @@ use super::model::{KeyInput, SshKey};
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::web::extract::ApiPath;
 use crate::web::render::{FormErrs, Layout, html};

@@ -36,8 +36,8 @@ pub fn get(conn: &Connection, user: UserId, id: i64) -> rusqlite::Result<Option<
     .optional()
 }
 
-/// Inserts `key` for `user`; a fingerprint registered already (by anyone) is
-/// a UNIQUE violation.
+/// Inserts `key` for `user`; a fingerprint `user` registered already is a
+/// UNIQUE violation (other users' keys do not matter).
 pub fn insert(conn: &Connection, user: UserId, key: &NewKey, now: i64) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO ssh_keys (user_id, name, algorithm, public_key, fingerprint, created_at) \
@@ -62,11 +62,17 @@ pub fn delete(conn: &Connection, user: UserId, id: i64) -> rusqlite::Result<bool
     )? == 1)
 }
 
-/// The key id and owner of the key with `fingerprint` (sign-in lookup).
-pub fn owner_of(conn: &Connection, fingerprint: &str) -> rusqlite::Result<Option<(i64, UserId)>> {
+/// The key id and owner of the key with `fingerprint` among the keys of the
+/// user named `username` (sign-in lookup).
+pub fn find(
+    conn: &Connection,
+    username: &str,
+    fingerprint: &str,
+) -> rusqlite::Result<Option<(i64, UserId)>> {
     conn.query_row(
-        "SELECT id, user_id FROM ssh_keys WHERE fingerprint = ?1",
-        [fingerprint],
+        "SELECT k.id, k.user_id FROM ssh_keys k JOIN users u ON u.id = k.user_id \
+         WHERE u.username = ?1 AND k.fingerprint = ?2",
+        [username, fingerprint],
         |r| Ok((r.get(0)?, UserId(r.get(1)?))),
     )
     .optional()
@@ -128,16 +134,20 @@ mod tests {
     }
 
     #[test]
-    fn one_fingerprint_belongs_to_one_user() {
+    fn a_fingerprint_is_unique_per_user_and_found_by_user() {
         let conn = db::memory().unwrap();
         let (alice, bob) = (user(&conn, "alice"), user(&conn, "bob"));
         let a = insert(&conn, alice, &key("SHA256:same"), 1).unwrap();
-        for who in [alice, bob] {
-            let e = insert(&conn, who, &key("SHA256:same"), 2).unwrap_err();
-            assert!(db::is_unique_violation(&e), "{e}");
-        }
-        assert_eq!(owner_of(&conn, "SHA256:same").unwrap(), Some((a, alice)));
-        assert_eq!(owner_of(&conn, "SHA256:other").unwrap(), None);
+        let e = insert(&conn, alice, &key("SHA256:same"), 2).unwrap_err();
+        assert!(db::is_unique_violation(&e), "{e}");
+        let b = insert(&conn, bob, &key("SHA256:same"), 2).unwrap();
+        assert_eq!(
+            find(&conn, "alice", "SHA256:same").unwrap(),
+            Some((a, alice))
+        );
+        assert_eq!(find(&conn, "bob", "SHA256:same").unwrap(), Some((b, bob)));
+        assert_eq!(find(&conn, "carol", "SHA256:same").unwrap(), None);
+        assert_eq!(find(&conn, "alice", "SHA256:other").unwrap(), None);
         assert!(touch(&conn, a, 99).unwrap());
         assert_eq!(
             get(&conn, alice, a).unwrap().unwrap().last_used_at,

@@ -3,7 +3,7 @@
 //! image has it, sh otherwise). The WebSocket checks the session cookie (the
 //! guard), the user's right to the instance (a scoped lookup: 404 for
 //! others') and the Origin header; each connection is a session (limits,
-//! recording, audit).
+//! recording, audit) served by a task that shutdown joins.
 //!
 //! Frames: binary both ways carry terminal bytes; the browser sends text
 //! `{"type":"resize","cols":C,"rows":R}`; the server ends with text
@@ -24,10 +24,11 @@ use serde_json::json;
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
-use crate::auth::pages::PageCtx;
+use crate::auth::PageCtx;
 use crate::docker::exec::{self, ExecSpec, Output};
 use crate::error::{AppError, FieldError, FieldErrors};
-use crate::instances::store::{Instance, Names};
+use crate::ids::InstanceId;
+use crate::instances::{Instance, InstanceStatus, Names};
 use crate::sessions::bridge::{self, ClientEvent, ClientSink, Finish};
 use crate::sessions::{OpenError, Opening, Protocol, Target};
 use crate::web::extract::{ApiPath, ApiQuery};
@@ -48,12 +49,16 @@ struct TerminalPage {
 }
 
 /// The instance if `me` reaches it and it has a running container.
-async fn running(app: &App, me: &CurrentUser, id: i64) -> Result<(Instance, Names), AppError> {
+async fn running(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+) -> Result<(Instance, Names), AppError> {
     let (i, n) = crate::instances::named(app, me, Some(id))
         .await?
         .pop()
         .ok_or(AppError::NotFound)?;
-    if i.status != "running" || i.container_id.is_none() {
+    if i.status != InstanceStatus::Running || i.container_id.is_none() {
         return Err(AppError::Conflict(FieldErrors::from([(
             "status",
             FieldError::new("err.not_running"),
@@ -66,7 +71,7 @@ async fn running(app: &App, me: &CurrentUser, id: i64) -> Result<(Instance, Name
 async fn page(
     State(app): State<App>,
     ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let (i, n) = running(&app, &ctx.me, id).await?;
     let r = html(&TerminalPage {
@@ -89,11 +94,11 @@ async fn ws(
     me: CurrentUser,
     headers: HeaderMap,
     src: Source,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<InstanceId>,
     ApiQuery(size): ApiQuery<Size>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    if !crate::auth::guard::same_origin(&headers) {
+    if !crate::auth::same_origin(&headers) {
         return Err(AppError::Csrf);
     }
     let (i, n) = running(&app, &me, id).await?;
@@ -101,18 +106,17 @@ async fn ws(
         size.cols.unwrap_or(80).clamp(10, 1000),
         size.rows.unwrap_or(24).clamp(5, 500),
     );
-    Ok(upgrade.on_upgrade(move |socket| {
-        serve(
-            app,
-            me,
-            Target {
-                instance: i,
-                node_name: n.node,
-            },
-            src,
-            size,
-            socket,
-        )
+    // The connection's task is owned like a jumpbox connection's: counted
+    // from now (before the upgrade completes) until it has ended, so that
+    // shutdown waits for its clean-up before the database closes.
+    let tracked = app.live.track();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let target = Target {
+            instance: i,
+            node_name: n.node,
+        };
+        serve(app, me, target, src, size, socket).await;
+        drop(tracked);
     }))
 }
 
@@ -148,7 +152,9 @@ impl ClientSink for WsSink {
     }
 
     async fn finish(&mut self, end: &Finish) {
-        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": end.message,
+        // The page writes the message into the terminal: shown, never run.
+        let message = end.message.as_deref().map(crate::escape::for_terminal);
+        let text = json!({"type": "end", "reason": end.reason.as_str(), "message": message,
                           "exit_code": end.exit_code})
         .to_string();
         let _ = self.0.send(Message::Text(text.into())).await;
@@ -182,16 +188,16 @@ async fn serve(
     let session = match crate::sessions::open(&app, opening).await {
         Ok(s) => s,
         Err(e) => {
-            let message = match e {
-                OpenError::TooMany(m) => m,
-                OpenError::App(e) => e.to_string(),
+            let reason = match e {
+                OpenError::Revoked => crate::sessions::EndReason::AccessRevoked,
+                OpenError::TooMany(_) | OpenError::App(_) => crate::sessions::EndReason::Error,
             };
             let end = Finish {
-                reason: crate::sessions::EndReason::Error,
+                reason,
                 exit_code: None,
-                message: Some(message),
+                message: Some(e.message()),
             };
-            sink.finish(&end).await;
+            bridge::finish(&mut sink, &end).await;
             return;
         }
     };

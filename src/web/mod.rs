@@ -1,9 +1,14 @@
-//! HTTP infrastructure: router assembly, the server (TLS or explicit plain
-//! HTTP) on a bound listener with graceful shutdown, static assets, rendering.
+//! HTTP infrastructure: the routes and layers every router has, the server
+//! (TLS or explicit plain HTTP) on a bound listener with graceful shutdown,
+//! static assets, rendering, page and form plumbing. The router itself is
+//! assembled by the composition root (`crate::server`).
 
 pub mod assets;
 pub mod extract;
+pub mod form;
+pub mod page;
 pub mod public;
+pub mod redirect;
 pub mod render;
 
 use std::net::{SocketAddr, TcpListener};
@@ -13,56 +18,23 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::routing::get;
-use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::app::App;
-use crate::auth::session_store::SqliteStore;
+use crate::config::Config;
 
-pub const SESSION_COOKIE: &str = "gpudock_session";
-
-/// The whole application as a router. Pure: no sockets, no tasks.
-pub fn router(app: App) -> Router {
-    let store = SqliteStore::new(app.db.clone());
-    let idle = time::Duration::minutes(i64::from(app.config.security.session_idle_minutes));
-    let sessions = SessionManagerLayer::new(store)
-        .with_name(SESSION_COOKIE)
-        .with_secure(true)
-        .with_http_only(true)
-        .with_same_site(SameSite::Strict)
-        .with_expiry(Expiry::OnInactivity(idle));
+/// What every router starts from: the health probe and the static assets
+/// (they go through the guard like every route, which lets them through).
+pub fn base_routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(assets::routes())
-        .merge(crate::auth::api::routes())
-        .merge(crate::audit::web::routes())
-        .merge(crate::auth::pages::routes())
-        .merge(crate::audit::web::page_routes())
-        .merge(crate::catalog::api::routes())
-        .merge(crate::catalog::pages::routes())
-        .merge(crate::nodes::api::routes())
-        .merge(crate::nodes::pages::routes())
-        .merge(crate::nodes::ssh_web::routes())
-        .merge(crate::instances::api::routes())
-        .merge(crate::instances::pages::routes())
-        .merge(crate::sshkeys::api::routes())
-        .merge(crate::sshkeys::pages::routes())
-        .merge(crate::sessions::api::routes())
-        .merge(crate::sessions::pages::routes())
-        .merge(crate::terminal::routes())
-        .merge(crate::auth::reset::routes())
-        .merge(crate::accounts::api::routes())
-        .merge(crate::accounts::pages::routes())
-        .merge(crate::delivery::routes())
-        .route_layer(middleware::from_fn_with_state(
-            app.clone(),
-            crate::auth::guard::guard,
-        ))
+}
+
+/// Not-found and error pages around `routes` (inside the session layer).
+pub fn with_pages(routes: Router<App>) -> Router<App> {
+    routes
         .fallback(render::not_found)
         .layer(middleware::from_fn(render::error_pages))
-        .layer(sessions)
-        .layer(middleware::map_response(security_headers))
-        .with_state(app)
 }
 
 async fn healthz() -> &'static str {
@@ -109,7 +81,8 @@ pub fn with_csp(mut resp: axum::response::Response, csp: Csp) -> axum::response:
     resp
 }
 
-async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+/// The security headers every response gets (outermost layer).
+pub async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
         h.entry(k).or_insert(HeaderValue::from_static(v));
@@ -133,10 +106,11 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains
+/// Serves `router` on `listener` until `shutdown` completes, then drains
 /// connections for up to 10 s. TLS unless the config turns it off explicitly.
-pub async fn serve(
-    app: App,
+pub async fn serve_router(
+    router: Router,
+    config: &Config,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -148,9 +122,9 @@ pub async fn serve(
         shutdown.await;
         h.graceful_shutdown(Some(Duration::from_secs(10)));
     });
-    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    if app.config.tls.enabled {
-        let (cert, key) = crate::tls::ensure_pair(&app.config)?;
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    if config.tls.enabled {
+        let (cert, key) = crate::tls::ensure_pair(config)?;
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(crate::tls::server_config(
             &cert, &key,
         )?);

@@ -98,6 +98,11 @@ pub async fn error_pages(req: Request, next: Next) -> Response {
         return resp;
     }
     let status = resp.status();
+    // What the answer says beside its body (405's Allow, 429's Retry-After).
+    let kept: Vec<_> = [header::ALLOW, header::RETRY_AFTER]
+        .into_iter()
+        .filter_map(|h| Some((h.clone(), resp.headers().get(&h)?.clone())))
+        .collect();
     let message = match &info.detail {
         Some(d) => format!("{}: {d}", tr.t(info.message_key)),
         None => tr.t(info.message_key).to_string(),
@@ -112,6 +117,7 @@ pub async fn error_pages(req: Request, next: Next) -> Response {
         ))
         .into_response();
         *r.status_mut() = status;
+        r.headers_mut().extend(kept);
         return r;
     }
     let page = ErrorPage {
@@ -125,6 +131,7 @@ pub async fn error_pages(req: Request, next: Next) -> Response {
             let mut r = Html(body).into_response();
             *r.status_mut() = status;
             r.headers_mut().remove(header::CONTENT_LENGTH);
+            r.headers_mut().extend(kept);
             r
         }
         Err(e) => {

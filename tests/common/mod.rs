@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 pub mod dockerd;
 pub mod lab;
 pub mod sshd;
+pub mod ws;
 
 pub const ADMIN_PASSWORD: &str = "Lantern-Orbit-Quartz-93!";
 
@@ -362,6 +363,7 @@ pub async fn in_process_admin(dir: &Path) -> (gpudock::App, gpudock::auth::Curre
         ..gpudock::Config::default()
     };
     let app = gpudock::App::open(config).await.unwrap();
+    gpudock::auth::bootstrap_admin(&app).await.unwrap();
     let user = app
         .db
         .read(|c| {

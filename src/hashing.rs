@@ -3,6 +3,7 @@
 //! `argon2_memory_kib` of memory by design; a fixed pool bounds both under a
 //! sign-in flood (and keeps the allocator from parking a freed block on every
 //! thread of tokio's large blocking pool), and a bounded queue sheds overload.
+//! Also the random temporary passwords.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,17 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::SecurityConfig;
+
+/// A random password of 20 characters from a 56-symbol alphabet without
+/// look-alikes (~116 bits).
+pub fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
 
 pub struct Hasher {
     argon: Argon2<'static>,
@@ -32,7 +44,7 @@ impl Hasher {
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
         let dummy = argon
-            .hash_password(super::model::random_password().as_bytes(), &salt)?
+            .hash_password(random_password().as_bytes(), &salt)?
             .to_string();
         Ok(Self { argon, dummy })
     }

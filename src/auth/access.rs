@@ -1,0 +1,221 @@
+//! The one place that decides access, for every way in: the web guard asks
+//! it for the matched route, the jumpbox (and later SFTP, tunnels and the
+//! HTTPS proxy) for what it is about to do. Decisions read the permission
+//! records; no service checks a role beside them. And the one place that
+//! takes access away from what is already live: [`end_live_access`],
+//! called by each change of an account that revokes access.
+
+use rusqlite::Connection;
+
+use super::model::{User, UserId};
+use super::permissions::{self, Decision};
+use super::store;
+use crate::app::App;
+use crate::error::AppError;
+use crate::live::{ACCESS_REVOKED, Holder};
+
+/// What a caller wants to do. Each action is one permission record, so the
+/// matrix page shows and changes it; non-HTTP actions share the record of
+/// the route that does the same on the web.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// An HTTP route: the method (GET for HEAD) and the matched pattern.
+    Route { method: &'a str, pattern: &'a str },
+    /// A shell or a command in an instance: the web terminal's WebSocket,
+    /// the jumpbox's shells and commands.
+    Shell,
+}
+
+/// The record of [`Action::Shell`].
+const SHELL: (&str, &str) = ("GET", "/instances/{id}/terminal/ws");
+
+impl<'a> Action<'a> {
+    /// The (method, pattern) of the record that decides this action.
+    pub fn record(self) -> (&'a str, &'a str) {
+        match self {
+            Action::Route { method, pattern } => (method, pattern),
+            Action::Shell => SHELL,
+        }
+    }
+
+    /// How the audit names the action (`permission.denied`'s id).
+    pub fn label(self) -> String {
+        match self {
+            Action::Route { method, pattern } => format!("{method} {pattern}"),
+            Action::Shell => "shell".into(),
+        }
+    }
+}
+
+/// Whether `user`'s role holds the record of `action` (admins hold every
+/// record; admin-only records no other role).
+pub fn allowed(c: &Connection, user: &User, action: Action<'_>) -> rusqlite::Result<Decision> {
+    let (method, pattern) = action.record();
+    permissions::decide(c, user.role, method, pattern)
+}
+
+/// [`allowed`] as a yes or no, for services that decide what to show.
+pub fn holds(c: &Connection, user: &User, action: Action<'_>) -> rusqlite::Result<bool> {
+    Ok(allowed(c, user, action)? == Decision::Allow)
+}
+
+/// Whether `user` as it was read when it signed in is still the account of
+/// now: the same access generation (no password, role or tenant change, no
+/// disabling since) and usable (enabled, not locked, tenant enabled).
+pub fn current(c: &Connection, user: &User, now: i64) -> rusqlite::Result<bool> {
+    generation_current(c, user.id, user.session_epoch, now)
+}
+
+fn generation_current(c: &Connection, id: UserId, epoch: i64, now: i64) -> rusqlite::Result<bool> {
+    match store::get_user(c, crate::ids::Scope::All, id)? {
+        Some(u) => Ok(u.session_epoch == epoch && super::usable(c, &u, now)?),
+        None => Ok(false),
+    }
+}
+
+/// The answer for something about to start outside HTTP (a jumpbox shell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// The account changed since it signed in, or is no longer usable.
+    Revoked,
+    /// The role does not hold the action's record.
+    Denied,
+}
+
+/// [`current`] and [`allowed`] in one read, for a caller that signed in
+/// earlier (the jumpbox when the shell starts).
+pub async fn check(app: &App, user: &User, action: Action<'static>) -> Result<Access, AppError> {
+    let (user, now) = (user.clone(), crate::db::now());
+    app.db
+        .read(move |c| {
+            if !current(c, &user, now)? {
+                return Ok(Access::Revoked);
+            }
+            Ok(match allowed(c, &user, action)? {
+                Decision::Allow => Access::Allowed,
+                Decision::Deny | Decision::NoRecord => Access::Denied,
+            })
+        })
+        .await
+}
+
+/// The live holder of `user`'s access (sessions and holds register under it).
+pub fn holder(user: &User) -> Holder {
+    Holder {
+        owner: user.id.0,
+        epoch: user.session_epoch,
+    }
+}
+
+/// Ends at once everything `users` hold live (web terminals, SSH shells,
+/// jumpbox connections, followed logs): each ends with the reason
+/// `access_revoked`, its client is told why, and a session's processes are
+/// swept from the container by its own loop. Called after the change that
+/// revoked access is committed.
+pub fn end_live_access(app: &App, users: &[UserId]) {
+    for u in users {
+        let n = app.live.stop_owner(u.0, ACCESS_REVOKED);
+        if n > 0 {
+            log::info!(
+                "access of user {} revoked: {n} live connection(s) ended",
+                u.0
+            );
+        }
+    }
+}
+
+/// Ends what is held under an access generation that is no longer current
+/// (changed by another process, such as `gpudock admin reset-password`);
+/// how many. Run periodically as a backstop to [`end_live_access`].
+pub async fn end_stale_access(app: &App) -> Result<usize, AppError> {
+    let holders = app.live.holders();
+    if holders.is_empty() {
+        return Ok(0);
+    }
+    let now = crate::db::now();
+    let stale = app
+        .db
+        .read(move |c| {
+            let mut stale = Vec::new();
+            for h in holders {
+                if !generation_current(c, UserId(h.owner), h.epoch, now)? {
+                    stale.push(h);
+                }
+            }
+            Ok::<_, AppError>(stale)
+        })
+        .await?;
+    Ok(stale
+        .into_iter()
+        .map(|h| app.live.stop_generation(h, ACCESS_REVOKED))
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::auth::model::{Role, TenantId};
+    use crate::db;
+
+    fn member(c: &Connection) -> User {
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0);
+             INSERT INTO users (id, username, role, tenant_id, password_hash, created_at, updated_at)
+               VALUES (10, 'm', 'customer_member', 1, 'h', 0, 0);",
+        )
+        .unwrap();
+        store::get_user(c, crate::ids::Scope::All, UserId(10))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_account_signed_in_stays_current_until_it_changes() {
+        let c = db::memory().unwrap();
+        let u = member(&c);
+        assert!(current(&c, &u, 1).unwrap());
+        // Disabling the tenant: not current (and current again once enabled).
+        c.execute("UPDATE tenants SET enabled = 0", []).unwrap();
+        assert!(!current(&c, &u, 1).unwrap());
+        c.execute("UPDATE tenants SET enabled = 1", []).unwrap();
+        assert!(current(&c, &u, 1).unwrap());
+        // A password change (or a role, tenant or enabled change) is a new
+        // generation: what signed in before is not current any more.
+        store::set_password(&c, u.id, "h2", false, 2).unwrap();
+        assert!(!current(&c, &u, 3).unwrap());
+        let again = store::get_user(&c, crate::ids::Scope::All, u.id)
+            .unwrap()
+            .unwrap();
+        assert!(current(&c, &again, 3).unwrap());
+        assert_eq!(again.tenant_id, Some(TenantId(1)));
+    }
+
+    #[test]
+    fn shells_are_decided_by_the_web_terminals_record() {
+        let c = db::memory().unwrap();
+        let u = member(&c);
+        assert_eq!(allowed(&c, &u, Action::Shell).unwrap(), Decision::Allow);
+        let (m, p) = Action::Shell.record();
+        c.execute(
+            "DELETE FROM role_permissions WHERE role = 'customer_member' AND permission_id = \
+             (SELECT id FROM permissions WHERE method = ?1 AND path_pattern = ?2)",
+            [m, p],
+        )
+        .unwrap();
+        assert_eq!(allowed(&c, &u, Action::Shell).unwrap(), Decision::Deny);
+        let route = Action::Route {
+            method: m,
+            pattern: p,
+        };
+        assert_eq!(allowed(&c, &u, route).unwrap(), Decision::Deny);
+        let admin = User {
+            role: Role::Admin,
+            tenant_id: None,
+            ..u
+        };
+        assert!(holds(&c, &admin, Action::Shell).unwrap());
+    }
+}

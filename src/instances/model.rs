@@ -1,0 +1,87 @@
+//! An instance's status: ours (`creating`, `missing`) plus the container
+//! states Docker reports. Pure: no I/O.
+
+/// `instances.status`. Docker states outside the known set (and a container
+/// without a state) are `unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStatus {
+    /// Reserved; the container is being made.
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    /// The container is gone from its node.
+    Missing,
+    Unknown,
+}
+
+crate::text_enum!(InstanceStatus else Unknown {
+    Creating => "creating",
+    Created => "created",
+    Running => "running",
+    Paused => "paused",
+    Restarting => "restarting",
+    Removing => "removing",
+    Exited => "exited",
+    Dead => "dead",
+    Missing => "missing",
+    Unknown => "unknown",
+});
+
+impl InstanceStatus {
+    /// The status of a container in Docker's `State.Status` words.
+    pub fn from_docker(state: &str) -> Self {
+        Self::parse_or_fallback(state)
+    }
+
+    /// The status of a container Docker may no longer have (`None`: gone).
+    pub fn of_container(state: Option<&str>) -> Self {
+        state.map_or(InstanceStatus::Missing, Self::from_docker)
+    }
+
+    /// The i18n key of the status.
+    pub fn key(self) -> &'static str {
+        match self {
+            InstanceStatus::Creating => "instances.s_creating",
+            InstanceStatus::Created => "instances.s_created",
+            InstanceStatus::Running => "instances.s_running",
+            InstanceStatus::Paused => "instances.s_paused",
+            InstanceStatus::Restarting => "instances.s_restarting",
+            InstanceStatus::Removing => "instances.s_removing",
+            InstanceStatus::Exited => "instances.s_exited",
+            InstanceStatus::Dead => "instances.s_dead",
+            InstanceStatus::Missing => "instances.s_missing",
+            InstanceStatus::Unknown => "instances.s_unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_round_trip_and_unknown_states_fall_back() {
+        let c = crate::db::memory().unwrap();
+        for s in InstanceStatus::ALL {
+            assert_eq!(InstanceStatus::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            let back: InstanceStatus = c.query_row("SELECT ?1", [s], |r| r.get(0)).unwrap();
+            assert_eq!(back, *s);
+        }
+        assert_eq!(
+            InstanceStatus::from_docker("running"),
+            InstanceStatus::Running
+        );
+        assert_eq!(
+            InstanceStatus::from_docker("weird"),
+            InstanceStatus::Unknown
+        );
+        let odd: InstanceStatus = c.query_row("SELECT 'weird'", [], |r| r.get(0)).unwrap();
+        assert_eq!(odd, InstanceStatus::Unknown);
+    }
+}
