@@ -27,9 +27,11 @@ pub struct App {
     pub live: Live,
     /// This installation's identity on shared Docker daemons (names, labels).
     pub install_id: Arc<str>,
-    /// When this process opened the app (Unix seconds): work recorded as in
-    /// progress before it belongs to a process that is gone.
-    pub started_at: i64,
+    /// This start's generation (one more than the previous start's): work
+    /// recorded as in progress by an older generation belongs to a process
+    /// that is gone. A counter, so a restart within the same second as a
+    /// crash cannot tie with it.
+    pub generation: i64,
     /// Failed sign-ins per source address (web, API and SSH share it).
     pub sign_ins: Arc<crate::ratelimit::SignInLimiter>,
 }
@@ -90,17 +92,28 @@ impl App {
                 .map_err(StartError::from)
             })
             .await?;
+        let generation = db
+            .write(|c| {
+                c.query_row(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation' RETURNING value",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(StartError::from)
+            })
+            .await?;
+        let cancel = CancellationToken::new();
         let sign_ins = Arc::new(crate::ratelimit::SignInLimiter::new(&config.security));
         let app = App {
             config: Arc::new(config),
             db,
             sealer: Arc::new(sealer),
             hasher: Arc::new(pool),
-            cancel: CancellationToken::new(),
-            jobs: Jobs::default(),
+            jobs: Jobs::new(cancel.child_token()),
+            cancel,
             live: Live::default(),
             install_id: install_id.into(),
-            started_at: crate::db::now(),
+            generation,
             sign_ins,
         };
         Ok(app)

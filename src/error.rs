@@ -75,6 +75,9 @@ pub enum AppError {
     BadRequest(&'static str),
     #[error("server busy")]
     Busy,
+    /// The server is stopping; the work asked for was not done (or undone).
+    #[error("shutting down")]
+    ShuttingDown,
     /// A node's Docker daemon could not be reached; the text says why (it
     /// names the node's endpoint: shown only to who may see nodes).
     #[error("node: {0}")]
@@ -179,7 +182,7 @@ impl AppError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Busy | AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -201,6 +204,7 @@ impl AppError {
             AppError::Validation(_) | AppError::UnknownFields(_) => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
             AppError::Busy => "busy",
+            AppError::ShuttingDown => "shutting_down",
             AppError::Upstream(_) => "node_unreachable",
             AppError::Docker(_) => "docker_error",
             AppError::Remote { kind, .. } => match kind {
@@ -228,6 +232,7 @@ impl AppError {
             AppError::Validation(_) | AppError::UnknownFields(_) => "err.validation",
             AppError::BadRequest(key) => key,
             AppError::Busy => "err.busy",
+            AppError::ShuttingDown => "err.shutting_down",
             AppError::Upstream(_) => "err.node_unreachable",
             AppError::Docker(_) => "err.docker",
             AppError::Remote { kind, .. } => kind.message_key(),
@@ -249,6 +254,7 @@ impl AppError {
             | AppError::UnknownFields(_)
             | AppError::BadRequest(_)
             | AppError::Busy
+            | AppError::ShuttingDown
             | AppError::Upstream(_)
             | AppError::Docker(_)
             | AppError::Remote { .. }

@@ -1,8 +1,10 @@
 //! Background jobs: long work (an image pull, creating a container) that
 //! must not die with the HTTP request that asked for it, with progress a
 //! page can poll and an outcome kept for a while after it ends. Every job
-//! runs on an owned task set that shutdown waits for. Jobs know nothing of
-//! what they do: a capability reports progress as an i18n key plus detail.
+//! runs on an owned task set that shutdown waits for, and sees the
+//! shutdown through [`JobHandle::cancelled`], so that it can stop early and
+//! undo what it made. Jobs know nothing of what they do: a capability
+//! reports progress as an i18n key plus detail.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::AppError;
@@ -48,6 +51,8 @@ pub struct Jobs {
     next: Arc<AtomicU64>,
     map: Arc<Mutex<HashMap<u64, Entry>>>,
     tracker: TaskTracker,
+    /// Cancelled when the server stops (a child of the app's token).
+    cancel: CancellationToken,
 }
 
 /// Given to the job's work to report progress.
@@ -55,11 +60,24 @@ pub struct Jobs {
 pub struct JobHandle {
     id: u64,
     map: Arc<Mutex<HashMap<u64, Entry>>>,
+    cancel: CancellationToken,
 }
 
 impl JobHandle {
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Resolves when the server stops: the job should stop what it does,
+    /// undo what it made, and end (within seconds: shutdown waits only so
+    /// long, see [`Jobs::shutdown`]).
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// The token behind [`Self::cancelled`], for calls that take one.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     pub fn progress(&self, key: &'static str, detail: impl Into<String>, percent: Option<u8>) {
@@ -85,6 +103,14 @@ impl JobHandle {
 }
 
 impl Jobs {
+    /// Jobs that see `cancel` (the server stopping).
+    pub fn new(cancel: CancellationToken) -> Self {
+        Self {
+            cancel,
+            ..Self::default()
+        }
+    }
+
     /// Starts `work` for `owner` (a user id). The job's outcome is the page
     /// `href` gives for a success, or the error; the returned handle yields
     /// the work's own result to a caller that waits (the API).
@@ -120,6 +146,7 @@ impl Jobs {
         let handle = JobHandle {
             id,
             map: self.map.clone(),
+            cancel: self.cancel.clone(),
         };
         let fut = work(handle.clone());
         let task = self.tracker.spawn(async move {
@@ -141,10 +168,15 @@ impl Jobs {
             .filter(|v| all || v.owner == viewer)
     }
 
-    /// Stops taking jobs and waits for the running ones.
-    pub async fn shutdown(&self) {
+    /// Stops taking jobs, tells the running ones to stop, and waits for
+    /// them, at most `within`; whether they all ended. A job still running
+    /// then is left (what it reserved is cleaned up at the next start).
+    pub async fn shutdown(&self, within: Duration) -> bool {
         self.tracker.close();
-        self.tracker.wait().await;
+        self.cancel.cancel();
+        tokio::time::timeout(within, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -193,6 +225,30 @@ mod tests {
             jobs.get(id, 7, false).unwrap().outcome,
             Some(Err(AppError::Docker(m))) if m == "boom"
         ));
-        jobs.shutdown().await;
+        assert!(jobs.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn shutdown_tells_running_jobs_and_waits_only_so_long() {
+        let jobs = Jobs::new(CancellationToken::new());
+        let (_, stops) = jobs.spawn(
+            1,
+            Progress::default(),
+            |_: &()| String::new(),
+            |h| async move {
+                h.cancelled().await;
+                Err(AppError::ShuttingDown)
+            },
+        );
+        let (_, stuck) = jobs.spawn(
+            1,
+            Progress::default(),
+            |_: &()| String::new(),
+            |_| std::future::pending::<Result<(), AppError>>(),
+        );
+        assert!(!jobs.shutdown(Duration::from_millis(200)).await);
+        assert!(matches!(stops.await.unwrap(), Err(AppError::ShuttingDown)));
+        assert!(!stuck.is_finished());
+        stuck.abort();
     }
 }

@@ -9,7 +9,7 @@
 //! Capabilities register here; this knows nothing of what they carry.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ struct Entry {
     activity: Arc<Activity>,
     stop: CancellationToken,
     reason: Arc<OnceLock<&'static str>>,
+    /// Ended for its user, still finishing (e.g. cleaning up after itself):
+    /// live, no longer counted toward its owner's limit.
+    ending: Arc<AtomicBool>,
 }
 
 /// One live connection as the registry lists it.
@@ -142,6 +145,12 @@ impl Registration {
             entry: self.entry.clone(),
         }
     }
+    /// The connection has ended for its owner; it stays registered (live)
+    /// while it finishes, but no longer counts toward the owner's limit.
+    pub fn ending(&self) {
+        self.entry.ending.store(true, Ordering::Relaxed);
+    }
+
     /// Moves the registration to another id (a provisional key replaced by
     /// the record's id once it exists).
     pub fn rekey(&mut self, id: i64) {
@@ -179,6 +188,7 @@ impl Live {
             activity: Arc::new(Activity::default()),
             stop: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
+            ending: Arc::new(AtomicBool::new(false)),
         };
         entry.activity.touch();
         let id = self.key();
@@ -198,7 +208,7 @@ impl Live {
         let mut m = self.lock();
         let held = m
             .values()
-            .filter(|e| e.listed && e.owner == holder.owner)
+            .filter(|e| e.listed && e.owner == holder.owner && !e.ending.load(Ordering::Relaxed))
             .count();
         if max_per_owner > 0 && held >= max_per_owner {
             return Err(AtLimit { held });
@@ -326,7 +336,14 @@ mod tests {
         assert!(!live.stop(99, "x"));
         drop(a);
         assert!(!live.is_live(1));
-        assert!(live.register(h(7), 2).is_ok(), "room again after a drop");
+        let c = live.register(h(7), 2).unwrap();
+        assert!(live.register(h(7), 2).is_err());
+        c.ending();
+        assert!(live.is_live(c.id), "still live while it finishes");
+        assert!(
+            live.register(h(7), 2).is_ok(),
+            "room again once one is ending"
+        );
     }
 
     #[tokio::test]

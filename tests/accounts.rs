@@ -992,3 +992,54 @@ async fn pending_requests_expire_then_go() {
     assert_eq!(sweep(now + 46 * 86_400).await.unwrap(), (0, 1));
     assert!(gpudock::accounts::get(&app, &me, r.id).await.is_err());
 }
+
+/// The server's stop reaches an opening between its steps: it goes no
+/// further on the node, the request fails as interrupted (to be checked and
+/// run again), and the job ends at once instead of holding up the stop.
+#[tokio::test]
+async fn a_stopping_server_interrupts_an_opening_between_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, me) = common::in_process_admin(dir.path()).await;
+    let src = gpudock::audit::Source::local();
+    let input = gpudock::nodes::model::NodeInput {
+        name: Some("n".into()),
+        public_ip: Some("10.0.0.1".into()),
+        private_ip: Some("10.0.0.1".into()),
+        ..Default::default()
+    };
+    let node = gpudock::nodes::save(&app, &me, None, input, &src)
+        .await
+        .unwrap();
+    let input = gpudock::accounts::RequestInput {
+        username: "halt".into(),
+        target_host: Some(json!(node.id)),
+        ..Default::default()
+    };
+    let r = gpudock::accounts::submit(&app, &me, input, &src)
+        .await
+        .unwrap();
+    let review = gpudock::accounts::ReviewInput::default();
+    gpudock::accounts::review(&app, &me, r.id, true, review, &src)
+        .await
+        .unwrap();
+    app.cancel.cancel();
+    let (_, task) = gpudock::accounts::process(&app, &me, r.id, &src)
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the job ends at once")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), "shutting_down");
+    let got = gpudock::accounts::get(&app, &me, r.id).await.unwrap();
+    assert_eq!(
+        (got.status, got.result_kind.as_str()),
+        (gpudock::accounts::RequestStatus::Failed, "interrupted")
+    );
+    assert!(
+        got.steps.iter().all(|s| s.state_str() == "skipped"),
+        "{:?}",
+        got.steps
+    );
+}

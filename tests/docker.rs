@@ -307,3 +307,96 @@ async fn an_attached_exec_works_over_unix_and_tls() {
     exec_echoes(&unix_ep(d), "unix").await;
     exec_echoes(&tls_ep(d), "tls").await;
 }
+
+/// Creation takes nothing that exists: a container or volume name in use is
+/// refused and left as it was (dockerd would hand back an existing volume,
+/// data and all), and a failed or cancelled creation removes only what it
+/// made.
+#[tokio::test]
+async fn creation_takes_no_name_in_use_and_removes_only_what_it_made() {
+    use gpudock::docker::containers::{self, ContainerSpec, CreateError};
+    use tokio_util::sync::CancellationToken;
+
+    let d = dockerd::shared();
+    let docker = docker::connect(&unix_ep(d), TIMEOUT).unwrap();
+    docker::negotiate(&docker, TIMEOUT).await.unwrap();
+    let cli = |args: &[&str]| dockerd::docker_cli(d, args);
+    let exists = |kind: &str, name: &str| cli(&[kind, "inspect", name]).status.success();
+    let spec = |name: &str| ContainerSpec {
+        name: name.to_string(),
+        image: TEST_IMAGE.to_string(),
+        labels: Default::default(),
+        nano_cpus: 0,
+        memory_bytes: 0,
+        disk_size_gb: 0,
+        data_volume: Some(format!("{name}-data")),
+        gpu_device_ids: vec![],
+    };
+    let create = async |s: &ContainerSpec, cancel: &CancellationToken| {
+        containers::create_and_start(&docker, s, cancel, &mut |_| {}).await
+    };
+    let go = CancellationToken::new();
+    let base = format!("names-{}", std::process::id());
+
+    // A volume of the name exists (someone's data): refused, kept.
+    let v = format!("{base}-v");
+    assert!(
+        cli(&["volume", "create", &format!("{v}-data")])
+            .status
+            .success()
+    );
+    let r = create(&spec(&v), &go).await;
+    assert!(
+        matches!(&r, Err(CreateError::NameTaken { kind: "volume", .. })),
+        "{r:?}"
+    );
+    assert!(
+        exists("volume", &format!("{v}-data")),
+        "the volume was removed"
+    );
+    assert!(!exists("container", &v), "a container was made");
+
+    // A container of the name exists: refused, kept, no volume made.
+    let c = format!("{base}-c");
+    assert!(cli(&["create", "--name", &c, TEST_IMAGE]).status.success());
+    let r = create(&spec(&c), &go).await;
+    assert!(
+        matches!(
+            &r,
+            Err(CreateError::NameTaken {
+                kind: "container",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(exists("container", &c), "the container was removed");
+    assert!(!exists("volume", &format!("{c}-data")), "a volume was made");
+
+    // Cancelled: nothing is left.
+    let stopped = CancellationToken::new();
+    stopped.cancel();
+    let x = format!("{base}-x");
+    let r = create(&spec(&x), &stopped).await;
+    assert!(matches!(r, Err(CreateError::Cancelled)), "{r:?}");
+    assert!(!exists("container", &x) && !exists("volume", &format!("{x}-data")));
+
+    // A start that fails (a GPU asked of a daemon without the NVIDIA
+    // runtime) removes the container and the volume it made.
+    let f = format!("{base}-f");
+    let mut failing = spec(&f);
+    failing.gpu_device_ids = vec!["0".into()];
+    let r = create(&failing, &go).await;
+    assert!(matches!(r, Err(CreateError::NoGpuRuntime(_))), "{r:?}");
+    assert!(!exists("container", &f) && !exists("volume", &format!("{f}-data")));
+
+    // And a free name works, running.
+    let ok = format!("{base}-ok");
+    let made = create(&spec(&ok), &go).await.unwrap();
+    assert_eq!(made.state.as_deref(), Some("running"));
+    containers::remove(&docker, &ok, Some(&format!("{ok}-data")))
+        .await
+        .unwrap();
+    cli(&["rm", "-f", &c]);
+    cli(&["volume", "rm", &format!("{v}-data")]);
+}

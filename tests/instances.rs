@@ -612,6 +612,15 @@ async fn delete_while_the_node_is_unreachable_fails_and_keeps_the_instance() {
         lab.audited("action=instance.delete&outcome=failure").await,
         1
     );
+    // Once the node is known unreachable, nobody is told the container
+    // still runs: its state is unknown (on the page too).
+    let test_url = lab.srv.url(&format!("/api/v1/nodes/{}/test", lab.node));
+    let (_, t) = post(&lab.admin, &test_url, json!({})).await;
+    assert_eq!(t["ok"], false, "{t}");
+    let (_, shown) = get(&lab.admin, &url).await;
+    assert_eq!(shown["status"], "unknown", "{shown}");
+    let page = common::text(&lab.admin, &lab.srv.url(&format!("/instances/{id}"))).await;
+    assert!(page.contains("data-status=\"unknown\""), "{page}");
     // Back online, the delete goes through.
     let (s, _) = patch(
         &lab.admin,
@@ -620,6 +629,10 @@ async fn delete_while_the_node_is_unreachable_fails_and_keeps_the_instance() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+    let (_, t) = post(&lab.admin, &test_url, json!({})).await;
+    assert_eq!(t["ok"], true, "{t}");
+    let (_, shown) = get(&lab.admin, &url).await;
+    assert_eq!(shown["status"], "running", "{shown}");
     let (s, b) = send(&lab.admin, "DELETE", &url, Some(json!({}))).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
     assert!(lab.inspect("container", &cid).is_none());
@@ -1059,7 +1072,9 @@ async fn an_image_missing_on_the_node_is_pulled_first() {
         "-c",
         "head -c 4194304 /dev/urandom > /payload",
     ]));
-    ok(lab.docker(&["commit", &base, &image]));
+    // The committed image keeps a shell as its command (not the one-off
+    // `head` above, after which the container would exit and restart).
+    ok(lab.docker(&["commit", "--change", r#"CMD ["/bin/sh"]"#, &base, &image]));
     ok(lab.docker(&["rm", &base]));
     ok(lab.docker(&["push", &image]));
     ok(lab.docker(&["rmi", &image]));
@@ -1090,4 +1105,380 @@ async fn an_image_missing_on_the_node_is_pulled_first() {
     assert_eq!(pulled["percent"], 100, "{a}");
     assert_eq!(lab.delete(&i["id"]).await, StatusCode::NO_CONTENT);
     ok(lab.docker(&["rmi", &image]));
+}
+
+/// Runs `sh -c script` in container `cid`; its stdout.
+fn sh_in(lab: &Lab, cid: &str, script: &str) -> String {
+    let out = lab.docker(&["exec", cid, "sh", "-c", script]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `gpudock.install` label of a container.
+fn install_of(lab: &Lab, cid: &str) -> String {
+    lab.inspect("container", cid).unwrap()["Config"]["Labels"]["gpudock.install"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The name of the volume mounted at /data in container `cid`.
+fn data_volume(lab: &Lab, cid: &str) -> String {
+    let c = lab.inspect("container", cid).unwrap();
+    c["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/data")
+        .and_then(|m| m["Name"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+/// Two tenants with a member each: (alice of A, bob of B).
+async fn two_tenants(lab: &Lab) -> (reqwest::Client, reqwest::Client) {
+    let ta = make_tenant(&lab.srv, &lab.admin, "RA").await;
+    let tb = make_tenant(&lab.srv, &lab.admin, "RB").await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "ralice",
+        "customer_member",
+        Some(ta),
+        "Velvet-Canyon-Harbor-58!",
+    )
+    .await;
+    let (_, bob) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "rbob",
+        "customer_member",
+        Some(tb),
+        "Saffron-Glacier-Pilot-36!",
+    )
+    .await;
+    (alice, bob)
+}
+
+/// Issue 10, first reproduction: a data volume left on the node under the
+/// name an instance had (`gpudock-<install>-<id>-data`) was mounted into
+/// another tenant's new instance, which got the same id and read the old
+/// `/data`. Ids are not reused now, and a volume is never taken over.
+#[tokio::test]
+async fn a_leftover_data_volume_never_reaches_another_tenants_new_instance() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (alice, bob) = two_tenants(&lab).await;
+    let url = lab.srv.url("/api/v1/instances");
+    let (s, a) = post(&alice, &url, lab.create_body(spec, "a")).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let (a_id, a_cid) = (
+        a["id"].as_i64().unwrap(),
+        a["container_id"].as_str().unwrap(),
+    );
+    let install = install_of(&lab, a_cid);
+    sh_in(&lab, a_cid, "echo alice-secret > /data/secret");
+    assert_eq!(lab.delete(&a["id"]).await, StatusCode::NO_CONTENT);
+    // What was left of it: its data volume, under the name its id gave.
+    let leftover = format!("gpudock-{install}-{a_id}-data");
+    let ok = |o: std::process::Output| assert!(o.status.success(), "{o:?}");
+    ok(lab.docker(&["volume", "create", &leftover]));
+    ok(lab.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{leftover}:/data"),
+        dockerd::TEST_IMAGE,
+        "sh",
+        "-c",
+        "echo alice-secret > /data/secret",
+    ]));
+
+    let (s, b) = post(&bob, &url, lab.create_body(spec, "b")).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let b_cid = b["container_id"].as_str().unwrap();
+    assert_eq!(
+        sh_in(&lab, b_cid, "ls -A /data"),
+        "",
+        "bob's /data is not empty"
+    );
+    assert_ne!(data_volume(&lab, b_cid), leftover);
+    assert!(b["id"].as_i64().unwrap() > a_id, "id {a_id} came back: {b}");
+    // The leftover is not bob's to have, nor gpudock's to remove.
+    assert!(lab.inspect("volume", &leftover).is_some());
+    assert_eq!(lab.delete(&b["id"]).await, StatusCode::NO_CONTENT);
+    assert!(lab.inspect("volume", &leftover).is_some());
+    ok(lab.docker(&["volume", "rm", &leftover]));
+}
+
+/// Issue 10, second reproduction: a reported orphan (a container and volume
+/// labelled for an id that no instance has) made the next create, which got
+/// that id, fail with a name conflict, and the failed create's clean-up
+/// removed the orphan's container and volume. Orphans are kept.
+#[tokio::test]
+async fn an_orphan_with_an_old_id_is_neither_in_the_way_nor_removed() {
+    let lab = Lab::new(
+        "[instances]\nreconcile_interval_secs = 1\nstop_timeout_secs = 1\n",
+        16,
+    )
+    .await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (s, p) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "p"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let p_id = p["id"].as_i64().unwrap();
+    let install = install_of(&lab, p["container_id"].as_str().unwrap());
+    assert_eq!(lab.delete(&p["id"]).await, StatusCode::NO_CONTENT);
+    // An orphan carrying that id, named as its instance would have been.
+    let (name, volume) = (
+        format!("gpudock-{install}-{p_id}"),
+        format!("gpudock-{install}-{p_id}-data"),
+    );
+    let out = lab.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &format!("{volume}:/data"),
+        "--label",
+        &format!("gpudock.install={install}"),
+        "--label",
+        &format!("gpudock.instance={p_id}"),
+        "--label",
+        &format!("gpudock.node={}", lab.node),
+        dockerd::TEST_IMAGE,
+        "sh",
+        "-c",
+        "echo orphan-data > /data/keep; sleep 3600",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let orphan_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, o) = lab.get("/api/v1/instances/orphans").await;
+        if o.as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["container_id"] == orphan_id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphan was not reported: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (s, q) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "q"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "the orphan got in the way: {q}");
+    assert!(q["id"].as_i64().unwrap() > p_id, "{q}");
+    assert_ne!(q["container_id"].as_str(), Some(orphan_id.as_str()));
+    // The orphan and its data are as they were.
+    let o = lab
+        .inspect("container", &orphan_id)
+        .expect("the orphan was removed");
+    assert_eq!(o["State"]["Status"], "running");
+    assert_eq!(sh_in(&lab, &orphan_id, "cat /data/keep"), "orphan-data\n");
+    assert_eq!(
+        lab.audited("action=instance.create&outcome=failure").await,
+        0
+    );
+    assert_eq!(lab.delete(&q["id"]).await, StatusCode::NO_CONTENT);
+    assert!(lab.inspect("container", &orphan_id).is_some());
+    lab.docker(&["rm", "-f", &orphan_id]);
+    lab.docker(&["volume", "rm", &volume]);
+}
+
+/// Issue 10, third reproduction, with documented steps only: back up,
+/// create an instance and write data, `restore --force` the backup, create
+/// again. The restore rewinds the ids, so the new instance had the newer
+/// one's id: its create failed and its clean-up destroyed the newer
+/// instance's container and data. Now the newer container is kept (an
+/// orphan), the new instance neither meets it nor takes its id.
+#[tokio::test]
+async fn create_after_restoring_an_older_backup_keeps_the_newer_instance_and_its_data() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (alice, _) = two_tenants(&lab).await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("before.tar.gz");
+    let out = lab.srv.cli(&["backup", "--to", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let url = lab.srv.url("/api/v1/instances");
+    let (s, x) = post(&alice, &url, lab.create_body(spec, "x")).await;
+    assert_eq!(s, StatusCode::CREATED, "{x}");
+    let (x_id, x_cid) = (
+        x["id"].as_i64().unwrap(),
+        x["container_id"].as_str().unwrap().to_string(),
+    );
+    let x_volume = data_volume(&lab, &x_cid);
+    sh_in(&lab, &x_cid, "echo newer-data > /data/work");
+
+    let Lab { srv, d, .. } = lab;
+    let mut srv = srv;
+    srv.stop();
+    let out = srv.cli(&["restore", "--from", archive.to_str().unwrap(), "--force"]);
+    assert!(out.status.success(), "{out:?}");
+    let srv = srv.restart(FAST_STOP);
+    let (admin, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let (bob, s, _) = srv.login("rbob", "Saffron-Glacier-Pilot-36!").await;
+    assert_eq!(s, StatusCode::OK);
+    // The newer instance is gone from the database; its container is an
+    // orphan, reported once the node is reconciled.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, o) = get(&admin, &srv.url("/api/v1/instances/orphans")).await;
+        if o.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["container_id"] == x_cid.as_str())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no orphan reported: {o}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let image = {
+        let (_, l) = get(&admin, &srv.url("/api/v1/images")).await;
+        l[0]["id"].clone()
+    };
+    let node = {
+        let (_, l) = get(&admin, &srv.url("/api/v1/nodes")).await;
+        l[0]["id"].clone()
+    };
+    let body = json!({"image_id": image, "spec_id": spec, "node_id": node, "name": "y"});
+    let (s, y) = post(&bob, &srv.url("/api/v1/instances"), body).await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "the create after the restore failed: {y}"
+    );
+    assert!(
+        y["id"].as_i64().unwrap() > x_id,
+        "id {x_id} given again: {y}"
+    );
+    let y_cid = y["container_id"].as_str().unwrap();
+    let cli = |args: &[&str]| docker_cli(d, args);
+    let y_data = cli(&["exec", y_cid, "ls", "-A", "/data"]);
+    assert_eq!(
+        String::from_utf8_lossy(&y_data.stdout),
+        "",
+        "bob sees data not his"
+    );
+    // The newer instance's container and data are untouched.
+    let x_data = cli(&["exec", &x_cid, "cat", "/data/work"]);
+    assert_eq!(
+        String::from_utf8_lossy(&x_data.stdout),
+        "newer-data\n",
+        "{x_data:?}"
+    );
+    assert!(cli(&["volume", "inspect", &x_volume]).status.success());
+    let (s, _) = send(
+        &admin,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{}", y["id"])),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    cli(&["rm", "-f", &x_cid]);
+    cli(&["volume", "rm", &x_volume]);
+}
+
+/// SIGTERM while an instance is being created from an image whose pull
+/// never ends, and while its logs are followed: the creation is cancelled
+/// (the request is told, its reservation and audit say so), the followed
+/// logs end cleanly, and the server stops well before systemd would kill
+/// it (nothing waits on the pull nor on the open stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_a_long_create_and_ends_followed_logs() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (s, r) = lab
+        .post("/api/v1/instances", lab.create_body(spec, "r"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let mut follow = lab
+        .admin
+        .get(lab.srv.url(&format!(
+            "/api/v1/instances/{}/logs?follow=1&tail=1",
+            r["id"]
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), StatusCode::OK);
+    let create = lab.create_pulling_forever(spec, "slow").await;
+    let (_, list) = lab.get("/api/v1/instances").await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["status"] == "creating"),
+        "{list}"
+    );
+
+    let Lab { srv, .. } = lab;
+    let mut srv = srv;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let asked = Instant::now();
+        srv.stop();
+        eprintln!(
+            "SIGTERM with a create pulling and logs followed: exited after {:?}",
+            asked.elapsed()
+        );
+        srv
+    });
+    let (s, b) = create.await.unwrap();
+    assert_eq!(
+        (s, code(&b)),
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        "{b}"
+    );
+    // The followed logs end as a complete answer, not a cut connection.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), follow.chunk()).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => panic!("the followed logs were cut off: {e}"),
+            Err(_) => panic!("the followed logs did not end"),
+        }
+    }
+    let srv = stopped.await.unwrap();
+    let logs = srv.logs();
+    assert!(
+        logs.contains("stopped: database checkpointed and closed"),
+        "{logs}"
+    );
+
+    let srv = srv.restart(FAST_STOP);
+    let (c, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = get(&c, &srv.url("/api/v1/instances")).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let (_, a) = get(
+        &c,
+        &srv.url("/api/v1/audit?action=instance.create&outcome=failure"),
+    )
+    .await;
+    assert!(
+        a[0]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{a}"
+    );
+    let (s, _) = send(
+        &c,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{}", r["id"])),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 }

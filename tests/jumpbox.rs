@@ -12,7 +12,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::dockerd::{TestDaemon, docker_cli};
+use common::dockerd::{self, TestDaemon, docker_cli};
 use common::lab::{FAST_STOP, Lab, small_spec};
 use common::ws::{Term, session_cookie};
 use common::{Server, code, get, make_tenant, make_user, patch, post, send};
@@ -209,7 +209,11 @@ struct Jump {
 }
 
 async fn jump(config: &str) -> Jump {
-    let lab = Lab::new(&format!("{FAST_STOP}{config}"), 16).await;
+    jump_in(Lab::new(&format!("{FAST_STOP}{config}"), 16).await).await
+}
+
+/// The users and instances of [`jump`] in `lab`.
+async fn jump_in(lab: Lab) -> Jump {
     let spec = lab.spec(small_spec("s")).await;
     let t = make_tenant(&lab.srv, &lab.admin, "JMP").await;
     let (_, alice) = make_user(
@@ -261,6 +265,62 @@ async fn sessions(j: &Jump, query: &str) -> Vec<Value> {
     let (s, b) = j.lab.get(&format!("/api/v1/sessions?{query}")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     b.as_array().unwrap().clone()
+}
+
+/// Polls until session `id`'s processes were swept; its record.
+async fn swept_session(j: &Jump, id: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, b) = j.lab.get(&format!("/api/v1/sessions/{id}")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        if b["swept_at"].is_i64() {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "session {id} never swept: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a process whose command line is `cmd` runs on this host (in any
+/// container: they share the host's process table).
+fn host_runs(cmd: &str) -> bool {
+    let want: Vec<u8> = cmd.split(' ').flat_map(|w| w.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+}
+
+/// A shell of alice's in alpha that has started `cmd` in the background,
+/// once it runs.
+async fn shell_running(j: &Jump, cmd: &str) -> Talk {
+    let mut t = Talk::start(&mut ssh(
+        j.port,
+        "alice+alpha",
+        Some(ALICE_PW),
+        None,
+        &["-tt"],
+    ))
+    .await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    t.send(&format!("{cmd} &\r")).await;
+    until(
+        &format!("{cmd} runs"),
+        Duration::from_secs(15),
+        async || host_runs(cmd),
+    )
+    .await;
+    t
+}
+
+/// Polls until `cond` holds; `what` names it in the failure.
+async fn until(what: &str, within: Duration, mut cond: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !cond().await {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
 }
 
 /// Polls until the newest session matching `query` has ended; that record.
@@ -543,8 +603,10 @@ async fn disconnects_leave_nothing_running_and_recordings_replay() {
     let child = t.child;
     drop(child); // the client goes away (killed)
     wait_gone(j.lab.d, &cid, &["sleep 7771", "sleep 8881"]).await;
+    // Killed, the client never closed its session: it was lost.
     let s = ended_session(&j, "username=alice&protocol=ssh").await;
-    assert_eq!(s["end_reason"], "user_close", "{s}");
+    assert_eq!(s["end_reason"], "client_lost", "{s}");
+    swept_session(&j, &s["id"]).await;
     // The recording replays what was typed (echoed by the terminal).
     let id = s["id"].as_i64().unwrap();
     let r = j
@@ -798,6 +860,280 @@ async fn sigterm_closes_open_sessions_before_the_database() {
         (Some("error"), Some("gpudock is shutting down")),
         "{rec}"
     );
+}
+
+/// `printf 'cmd\n' | ssh -tt user+inst@host`: the client's EOF reaches the
+/// shell as ^D (as sshd passes it), after the command ran; its output
+/// comes back whole and the shell's status with it.
+#[tokio::test]
+async fn a_command_piped_into_a_tty_session_keeps_its_output() {
+    let j = jump("").await;
+    for n in 1..=3 {
+        let r = run(
+            &mut ssh(j.port, "alice+alpha", Some(ALICE_PW), None, &["-tt"]),
+            &format!("echo piped-$((6*{n}+1))\n"),
+            Duration::from_secs(30),
+        )
+        .await;
+        let want = format!("piped-{}", 6 * n + 1);
+        assert!(
+            r.stdout.contains(&want),
+            "try {n}: no {want} in {:?} / {:?}",
+            r.stdout,
+            r.stderr
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    let s = ended_session(&j, "username=alice").await;
+    assert_eq!(s["end_reason"], "user_close", "{s}");
+}
+
+/// After `kill -9` of gpudock, a restart ends what the open session left
+/// running in the container (its record says when), and removes a
+/// reservation the killed process was creating together with what dockerd
+/// made for it, however close the restart comes to the crash: abandonment
+/// goes by the process's generation, not by comparing clocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_a_restart_sweeps_sessions_and_abandoned_creates() {
+    let j = jump("").await;
+    let t = shell_running(&j, "sleep 6661").await;
+    let lab = &j.lab;
+    let session = sessions(&j, "status=live").await[0]["id"].clone();
+    // A create in flight, its image's pull never ending.
+    let spec = j.alpha["spec_id"].as_i64().unwrap();
+    let _create = lab.create_pulling_forever(spec, "abandoned").await;
+
+    let Jump { lab, .. } = j;
+    let Lab { srv, d, node, .. } = lab;
+    let mut srv = srv;
+    srv.kill();
+    drop(t);
+    // What dockerd finished for the reservation, unseen by the dead process.
+    let db = rusqlite::Connection::open(srv.data_dir().join("gpudock.db")).unwrap();
+    let (id, container, volume): (i64, String, String) = db
+        .query_row(
+            "SELECT id, container_name, volume_name FROM instances WHERE status = 'creating'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let install = container.split('-').nth(1).unwrap().to_string();
+    let out = docker_cli(
+        d,
+        &[
+            "create",
+            "--name",
+            &container,
+            "-v",
+            &format!("{volume}:/data"),
+            "--label",
+            &format!("gpudock.install={install}"),
+            "--label",
+            &format!("gpudock.instance={id}"),
+            "--label",
+            &format!("gpudock.node={node}"),
+            dockerd::TEST_IMAGE,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // A restart within the same second as the crash (or a clock set back):
+    // the reservation looks no older than the new process.
+    db.execute(
+        "UPDATE instances SET updated_at = updated_at + 3600 WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    drop(db);
+    assert!(
+        host_runs("sleep 6661"),
+        "kill -9 ended the session's processes"
+    );
+
+    let srv = srv.restart(FAST_STOP);
+    let (admin, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    until(
+        "the session's sleep is swept",
+        Duration::from_secs(30),
+        async || !host_runs("sleep 6661"),
+    )
+    .await;
+    let rec_url = srv.url(&format!("/api/v1/sessions/{session}"));
+    let admin2 = admin.clone();
+    until(
+        "the session is recorded swept",
+        Duration::from_secs(10),
+        async || get(&admin2, &rec_url).await.1["swept_at"].is_i64(),
+    )
+    .await;
+    let (_, rec) = get(&admin, &rec_url).await;
+    assert_eq!(rec["end_reason"], "error", "{rec}");
+    let inst_url = srv.url(&format!("/api/v1/instances/{id}"));
+    until(
+        "the abandoned reservation is removed",
+        Duration::from_secs(30),
+        async || get(&admin, &inst_url).await.0 == StatusCode::NOT_FOUND,
+    )
+    .await;
+    for (kind, name) in [("container", &container), ("volume", &volume)] {
+        let out = docker_cli(d, &[kind, "inspect", name]);
+        assert!(
+            !out.status.success(),
+            "the abandoned {kind} {name} is still there"
+        );
+    }
+    let (_, a) = get(
+        &admin,
+        &srv.url("/api/v1/audit?action=instance.create&outcome=failure"),
+    )
+    .await;
+    assert_eq!(a[0]["resource_id"], id.to_string(), "{a}");
+    assert!(
+        a[0]["detail"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{a}"
+    );
+}
+
+/// A node whose dockerd stalls (as under heavy load), then dies and comes
+/// back, with live-restore keeping its containers running meanwhile:
+/// - many parallel password logins wait out the stall instead of failing
+///   after a fixed 5 s; records of sessions whose clients leave during the
+///   stall close at once and are swept once the daemon answers;
+/// - when it dies, the SSH user is told, the record says `node_lost`, the
+///   instance shows `unknown`; when it is back the node is online again
+///   within seconds, and what the session left running is swept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_stalls_or_dies_and_comes_back() {
+    let d = dockerd::start_restartable();
+    let config =
+        format!("{FAST_STOP}[sessions]\nmax_per_user = 0\n[nodes]\nhealth_interval_secs = 30\n");
+    let j = jump_in(Lab::on(d, &config, 16).await).await;
+    let cid = j.alpha["container_id"].as_str().unwrap().to_string();
+
+    // Logins under a stalled daemon.
+    const LOGINS: usize = 40;
+    d.pause();
+    let runs: Vec<_> = (0..LOGINS)
+        .map(|i| {
+            let mut c = ssh(j.port, "alice+alpha", Some(ALICE_PW), None, &[]);
+            c.arg(format!("echo ok-{i}"));
+            tokio::spawn(async move { run(&mut c, "", Duration::from_secs(120)).await })
+        })
+        .collect();
+    // Every session is open and waits on the daemon; it stays stalled
+    // longer than any fixed 5 s answer.
+    until(
+        "all sessions wait on the stalled daemon",
+        Duration::from_secs(90),
+        async || sessions(&j, "status=live&limit=1000").await.len() == LOGINS,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    d.resume();
+    for (i, r) in runs.into_iter().enumerate() {
+        let r = r.await.unwrap();
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (Some(0), format!("ok-{i}\n").as_str()),
+            "login {i}: {}",
+            r.stderr
+        );
+    }
+    // Clients that leave while the daemon is stalled: their records close
+    // without waiting for it, and are swept once it answers.
+    let holders: Vec<_> = (0..3)
+        .map(|n| {
+            let mut c = ssh(j.port, "alice+alpha", Some(ALICE_PW), None, &[]);
+            c.arg(format!("sleep 60{n}"));
+            c.spawn().unwrap()
+        })
+        .collect();
+    until(
+        "3 sessions' sleeps run",
+        Duration::from_secs(30),
+        async || (0..3).all(|n| host_runs(&format!("sleep 60{n}"))),
+    )
+    .await;
+    d.pause();
+    drop(holders);
+    until(
+        "the records close during the stall",
+        Duration::from_secs(20),
+        async || sessions(&j, "status=live").await.is_empty(),
+    )
+    .await;
+    let left = sessions(&j, "status=closed&limit=3").await;
+    for s in &left {
+        assert_eq!(s["end_reason"], "client_lost", "{s}");
+        assert!(
+            s["swept_at"].is_null(),
+            "swept while the daemon was stalled: {s}"
+        );
+    }
+    d.resume();
+    for s in &left {
+        swept_session(&j, &s["id"]).await;
+    }
+    assert!(
+        !ps(j.lab.d, &cid).contains("sleep 60"),
+        "{}",
+        ps(j.lab.d, &cid)
+    );
+
+    // The daemon dies under an open shell.
+    let t = shell_running(&j, "sleep 7777").await;
+    d.down();
+    let r = t.finish(true, Duration::from_secs(30)).await;
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("node stopped answering"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let s = ended_session(&j, "username=alice&status=closed&limit=1").await;
+    assert_eq!(
+        (s["end_reason"].as_str(), &s["swept_at"]),
+        (Some("node_lost"), &Value::Null),
+        "{s}"
+    );
+    assert!(
+        host_runs("sleep 7777"),
+        "live-restore kept the container running"
+    );
+    let inst_url = format!("/api/v1/instances/{}", j.alpha["id"]);
+    let lab = &j.lab;
+    until(
+        "the instance shows unknown",
+        Duration::from_secs(20),
+        async || lab.get(&inst_url).await.1["status"] == "unknown",
+    )
+    .await;
+    d.up();
+    let node_url = format!("/api/v1/nodes/{}", lab.node);
+    let took = until(
+        "the node is online again",
+        Duration::from_secs(15),
+        async || lab.get(&node_url).await.1["status"] == "online",
+    )
+    .await;
+    eprintln!("node online {took:?} after its dockerd answered again (health interval 30 s)");
+    until(
+        "the instance shows running",
+        Duration::from_secs(15),
+        async || lab.get(&inst_url).await.1["status"] == "running",
+    )
+    .await;
+    until(
+        "the shell's sleep is swept",
+        Duration::from_secs(30),
+        async || !host_runs("sleep 7777"),
+    )
+    .await;
+    swept_session(&j, &s["id"]).await;
+    d.shut();
 }
 
 /// Whatever gpudock prints on a terminal shows control characters escaped:

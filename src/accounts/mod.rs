@@ -292,6 +292,7 @@ pub async fn process(
     src: &Source,
 ) -> Result<(u64, JoinHandle<Result<OpeningId, AppError>>), AppError> {
     let (scope, by, actor, src2) = (me.scope(), me.user.id, me.actor(), src.clone());
+    let generation = app.generation;
     let req = app
         .db
         .write(move |c| {
@@ -307,7 +308,7 @@ pub async fn process(
                 return Err(conflict("username", "err.accounts.username_taken"));
             }
             let now = crate::db::now();
-            store::start_processing(&tx, id, by, &model::initial_steps(), now)?;
+            store::start_processing(&tx, id, by, &model::initial_steps(), generation, now)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src2, "account_opening.process", "account_opening")

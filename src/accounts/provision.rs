@@ -259,6 +259,16 @@ impl Tracker {
         }
     }
 
+    /// `Err(ShuttingDown)` once the server is stopping: the job then stops
+    /// before its next step and undoes what it made.
+    fn go_on(&self) -> Result<(), AppError> {
+        if self.job.cancel_token().is_cancelled() {
+            Err(AppError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Marks the running step failed and the rest skipped.
     fn fail_steps(&mut self, detail: &str) {
         let mut failed = false;
@@ -323,8 +333,9 @@ struct Opened {
 
 type OpenError = (AppError, Option<(NodeSession, &'static str)>);
 
-/// Connect, rights, create, password, verify. On an error after the
-/// account exists, hands back the connection so the caller removes it.
+/// Connect, rights, create, password, verify; each step only while the
+/// server is not stopping. On an error after the account exists, hands back
+/// the connection so the caller removes it.
 async fn open(
     app: &App,
     req: &Request,
@@ -338,6 +349,7 @@ async fn open(
             None,
         )
     })?;
+    t.go_on().map_err(|e| (e, None))?;
     t.set("connect", StepState::Running, req.target_host_name.clone())
         .await;
     let ns = node_ssh::connect(app, node, actor, src)
@@ -347,6 +359,10 @@ async fn open(
     let detail = format!("{}@{} · {}{pin}", ns.username, ns.node_name, ns.fingerprint);
     t.set("connect", StepState::Done, detail).await;
 
+    if let Err(e) = t.go_on() {
+        ns.session.close().await;
+        return Err((e, None));
+    }
     t.set("rights", StepState::Running, String::new()).await;
     let prefix = match prefix_of(&ns).await {
         Ok(p) => p,
@@ -364,6 +380,7 @@ async fn open(
             .map(|o| o.out())
             .unwrap_or_default();
         if g.is_empty() {
+            ns.session.close().await;
             return Err((
                 remote(
                     RemoteFailure::UserCreation,
@@ -377,10 +394,15 @@ async fn open(
     let how = if prefix.is_empty() { "root" } else { "sudo" };
     t.set("rights", StepState::Done, how).await;
 
+    if let Err(e) = t.go_on() {
+        ns.session.close().await;
+        return Err((e, None));
+    }
     t.set("create", StepState::Running, req.username.clone())
         .await;
     let add = cmd::useradd(prefix, &req.username, &req.user_fullname, &groups);
     if let Err(e) = run_cmd(&ns.session, "useradd", &req.username, &add, None).await {
+        ns.session.close().await;
         return Err((e, None));
     }
     t.set(
@@ -390,6 +412,9 @@ async fn open(
     )
     .await;
 
+    if let Err(e) = t.go_on() {
+        return Err((e, Some((ns, prefix))));
+    }
     t.set("password", StepState::Running, String::new()).await;
     let password = Secret::new(os_password());
     if let Err(e) = set_password(&ns.session, prefix, &req.username, &password).await {
@@ -397,6 +422,9 @@ async fn open(
     }
     t.set("password", StepState::Done, "chpasswd").await;
 
+    if let Err(e) = t.go_on() {
+        return Err((e, Some((ns, prefix))));
+    }
     t.set("verify", StepState::Running, String::new()).await;
     if let Err(e) = verify_login(app, node, &req.username, &password).await {
         return Err((e, Some((ns, prefix))));
@@ -501,6 +529,7 @@ async fn fail(
     t.fail_steps(&e_detail(e));
     let kind = match e {
         AppError::Remote { kind, .. } => kind.as_str(),
+        AppError::ShuttingDown => "interrupted",
         _ => "internal",
     };
     let (id, steps, msg, kind2) = (

@@ -203,20 +203,22 @@ pub fn review(
     Ok(n == 1)
 }
 
-/// Moves an approved (or failed) request to processing; false otherwise.
+/// Moves an approved (or failed) request to processing by this process
+/// (`generation`, see `App::generation`); false otherwise.
 pub fn start_processing(
     conn: &Connection,
     id: OpeningId,
     by: UserId,
     steps: &[Step],
+    generation: i64,
     now: i64,
 ) -> rusqlite::Result<bool> {
     let steps = serde_json::to_string(steps).unwrap_or_else(|_| "[]".into());
     let n = conn.execute(
         "UPDATE account_opening_requests SET status = 'processing', processed_by = ?2, steps = ?3, \
-         result_kind = '', result_message = '', updated_at = ?4 \
+         result_kind = '', result_message = '', generation = ?4, updated_at = ?5 \
          WHERE id = ?1 AND status IN ('approved', 'failed')",
-        params![id, by, steps, now],
+        params![id, by, steps, generation, now],
     )?;
     Ok(n == 1)
 }
@@ -296,18 +298,19 @@ pub fn purge_expired(conn: &Connection, before: i64) -> rusqlite::Result<usize> 
     )
 }
 
-/// Requests left in processing by a process that is gone (it started
-/// before `started_at`): failed as interrupted. Returns their ids.
+/// Requests left in processing by a process that is gone (an older
+/// generation than `generation`): failed as interrupted. Returns their ids.
 pub fn interrupt_stale(
     conn: &Connection,
-    started_at: i64,
+    generation: i64,
     message: &str,
+    now: i64,
 ) -> rusqlite::Result<Vec<OpeningId>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE account_opening_requests SET status = 'failed', result_kind = 'interrupted', \
-         result_message = ?2, updated_at = ?1 WHERE status = 'processing' AND updated_at < ?1 RETURNING id",
+         result_message = ?2, updated_at = ?3 WHERE status = 'processing' AND generation < ?1 RETURNING id",
     )?;
-    stmt.query_map(params![started_at, message], |r| r.get(0))?
+    stmt.query_map(params![generation, message, now], |r| r.get(0))?
         .collect()
 }
 
@@ -621,7 +624,7 @@ mod tests {
 
         // A completed one makes a cloud user owned by the applicant.
         assert!(review(&conn, r1, RequestStatus::Approved, admin, "ok", None, 11).unwrap());
-        assert!(start_processing(&conn, r1, admin, &initial_steps(), 12).unwrap());
+        assert!(start_processing(&conn, r1, admin, &initial_steps(), 1, 12).unwrap());
         let req = get_request(&conn, Scope::All, r1).unwrap().unwrap();
         let cu = insert_cloud_user(&conn, &req, b"sealed", Some(admin), 13).unwrap();
         complete(&conn, r1, cu, b"sealed", "done", &req.steps, 13).unwrap();
@@ -670,7 +673,7 @@ mod tests {
         assert!(!name_taken(&conn, n1, "alice", Some(r)).unwrap());
         assert!(!name_taken(&conn, n2, "alice", None).unwrap());
         // Not approved: cannot start; reviewed once only.
-        assert!(!start_processing(&conn, r, admin, &[], 11).unwrap());
+        assert!(!start_processing(&conn, r, admin, &[], 1, 11).unwrap());
         assert!(review(&conn, r, RequestStatus::Rejected, admin, "no", None, 11).unwrap());
         assert!(!review(&conn, r, RequestStatus::Approved, admin, "", None, 12).unwrap());
         assert!(
@@ -693,14 +696,14 @@ mod tests {
         );
         let got = get_request(&conn, Scope::All, r2).unwrap().unwrap();
         assert!(got.is_admin && got.groups == g && got.approved_by == Some(admin));
-        assert!(start_processing(&conn, r2, admin, &initial_steps(), 22).unwrap());
+        assert!(start_processing(&conn, r2, admin, &initial_steps(), 1, 22).unwrap());
         assert!(
-            !start_processing(&conn, r2, admin, &initial_steps(), 22).unwrap(),
+            !start_processing(&conn, r2, admin, &initial_steps(), 1, 22).unwrap(),
             "one job at a time"
         );
         fail(&conn, r2, "network", "down", &[], 23).unwrap();
         assert!(
-            start_processing(&conn, r2, admin, &initial_steps(), 24).unwrap(),
+            start_processing(&conn, r2, admin, &initial_steps(), 1, 24).unwrap(),
             "a failed one is retried"
         );
     }
@@ -717,7 +720,7 @@ mod tests {
         let fresh = apply(&conn, a, None, n, "fresh", 1000);
         let busy = apply(&conn, a, None, n, "busy", 100);
         review(&conn, busy, RequestStatus::Approved, admin, "", None, 100).unwrap();
-        start_processing(&conn, busy, admin, &initial_steps(), 150).unwrap();
+        start_processing(&conn, busy, admin, &initial_steps(), 5, 150).unwrap();
         assert_eq!(
             expire_pending(&conn, 500, 2000).unwrap(),
             [(old, "old".to_string())]
@@ -732,11 +735,13 @@ mod tests {
         assert_eq!(purge_expired(&conn, 1999).unwrap(), 0, "expired at 2000");
         assert_eq!(purge_expired(&conn, 2001).unwrap(), 1);
         assert_eq!(status(old), None);
+        // Its own process (generation 5) is not interrupted, whatever the
+        // clock says; the next start (6) finds it left behind.
         assert_eq!(
-            interrupt_stale(&conn, 149, "x").unwrap(),
+            interrupt_stale(&conn, 5, "x", 9999).unwrap(),
             Vec::<OpeningId>::new()
         );
-        assert_eq!(interrupt_stale(&conn, 151, "x").unwrap(), [busy]);
+        assert_eq!(interrupt_stale(&conn, 6, "x", 151).unwrap(), [busy]);
         let b = get_request(&conn, Scope::All, busy).unwrap().unwrap();
         assert_eq!(
             (b.status, b.result_kind.as_str()),
@@ -780,10 +785,21 @@ mod tests {
         );
     }
 
-    /// The status enums' texts are exactly the values the schema allows.
+    /// The status enums' texts are exactly the values the schema allows;
+    /// ids are never reused (AUTOINCREMENT, like every table since V12).
     #[test]
     fn status_texts_match_the_schema() {
         let conn = db::memory().unwrap();
+        for table in ["account_opening_requests", "cloud_users"] {
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(sql.contains("AUTOINCREMENT"), "{table}: {sql}");
+        }
         let allowed = |table: &str| {
             let sql: String = conn
                 .query_row(

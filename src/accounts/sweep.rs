@@ -44,11 +44,11 @@ pub async fn run(app: App, cancel: CancellationToken) {
 
 /// Fails the requests a previous process left in processing.
 pub async fn interrupted(app: &App) -> Result<usize, AppError> {
-    let started = app.started_at;
+    let generation = app.generation;
     app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let ids = store::interrupt_stale(&tx, started, INTERRUPTED)?;
+            let ids = store::interrupt_stale(&tx, generation, INTERRUPTED, crate::db::now())?;
             let (actor, src) = (Actor::system(), Source::local());
             for id in &ids {
                 audit::append(

@@ -193,10 +193,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How long shutdown waits for background jobs after the server stopped
+/// taking requests (within systemd's 30 s stop timeout, with the 10 s
+/// connection drain before it).
+const JOBS_WITHIN: std::time::Duration = std::time::Duration::from_secs(12);
+
 /// Serves until SIGTERM/SIGINT. Under systemd (`Type=notify`) it reports
 /// READY=1 once the data dir is locked, the app is open, the listener is bound
 /// and the TLS pair loads, and STOPPING=1 when a signal arrives. Running jobs
-/// finish first; every task owned here takes `app.cancel` (live sessions will
+/// are cancelled and undo their work first; every task owned here takes `app.cancel` (live sessions will
 /// too) and is joined before the database is closed; the data-dir lock is
 /// released last.
 async fn serve(mut config: Config) -> anyhow::Result<()> {
@@ -259,8 +264,14 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     );
     let served = served.await;
     cancel.cancel();
-    // Running jobs (a container being created) finish or clean up first.
-    jobs.shutdown().await;
+    // Running jobs (a container being created) were told to stop by the
+    // cancel: they undo what they made. One still running after this long
+    // is left; the next start cleans up its reservation.
+    if !jobs.shutdown(JOBS_WITHIN).await {
+        log::warn!(
+            "background jobs still running {JOBS_WITHIN:?} after the stop; left to the next start"
+        );
+    }
     for (name, task) in [
         ("session purge", purge),
         ("node health", health),

@@ -48,8 +48,46 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
 
 /// Applies the embedded migrations to `conn`; used by `Db::open` and store tests.
 pub fn migrate(conn: &mut Connection) -> Result<usize, DbError> {
-    let report = embedded::migrations::runner().run(conn)?;
+    migrate_to(conn, refinery::Target::Latest)
+}
+
+/// Applies the migrations up to `target`. Foreign-key enforcement is off
+/// while they run (it cannot change inside their transactions), so that a
+/// migration may rebuild a table others reference, as SQLite's procedure
+/// for schema changes asks; afterwards every key is checked and the
+/// connection's setting is restored.
+pub fn migrate_to(conn: &mut Connection, target: refinery::Target) -> Result<usize, DbError> {
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let report = embedded::migrations::runner().set_target(target).run(conn);
+    let broken = foreign_key_violations(conn);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    let report = report?;
+    let broken = broken?;
+    if let Some(first) = broken.first() {
+        return Err(DbError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!(
+                "after migrating, {} row(s) break a foreign key (first: {first})",
+                broken.len()
+            )),
+        )));
+    }
     Ok(report.applied_migrations().len())
+}
+
+/// `PRAGMA foreign_key_check`: each violation as `table rowid -> parent`.
+fn foreign_key_violations(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{} {} -> {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<i64>>(1)?.unwrap_or_default(),
+            r.get::<_, String>(2)?
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A fresh in-memory database with every migration applied (store tests).
@@ -316,6 +354,169 @@ macro_rules! text_enum {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tables whose ids name things (URLs, Docker objects, the audit).
+    const NEVER_REUSED: [&str; 9] = [
+        "tenants",
+        "users",
+        "api_tokens",
+        "images",
+        "specs",
+        "nodes",
+        "instances",
+        "ssh_keys",
+        "remote_sessions",
+    ];
+
+    fn schema_of(c: &Connection, what: &str) -> Vec<String> {
+        let mut stmt = c
+            .prepare(&format!(
+                "SELECT name || ': ' || sql FROM sqlite_master WHERE type = '{what}' AND sql IS NOT NULL ORDER BY name"
+            ))
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn foreign_keys(c: &Connection, table: &str) -> Vec<(String, String, String, String)> {
+        let mut stmt = c
+            .prepare(&format!("PRAGMA foreign_key_list({table})"))
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(2)?, r.get(3)?, r.get(4)?, r.get(6)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// V12 rebuilds the tables with AUTOINCREMENT: rows (and what cascades
+    /// from them) survive, keys, indexes and triggers are as before, and a
+    /// deleted highest id never comes back.
+    #[test]
+    fn ids_are_never_reused_and_the_rebuild_keeps_rows_keys_and_indexes() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate_to(&mut c, refinery::Target::Version(11)).unwrap();
+        let keys_before: Vec<_> = NEVER_REUSED.iter().map(|t| foreign_keys(&c, t)).collect();
+        let indexes_before = schema_of(&c, "index");
+        let triggers_before = schema_of(&c, "trigger");
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0);
+             INSERT INTO users (id, username, role, tenant_id, password_hash, created_at, updated_at)
+               VALUES (1, 'root', 'admin', NULL, 'h', 0, 0), (2, 'a', 'customer_member', 1, 'h', 0, 0);
+             INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at) VALUES (2, 't', 'x', 'p', 0);
+             INSERT INTO ssh_keys (user_id, name, algorithm, public_key, fingerprint, created_at)
+               VALUES (2, 'k', 'ssh-ed25519', 'ssh-ed25519 AAAA', 'SHA256:x', 0);
+             INSERT INTO images (name, address, created_at, updated_at) VALUES ('i', 'busybox', 0, 0);
+             INSERT INTO specs (name, gpu_model, created_at, updated_at) VALUES ('s', 'm', 0, 0);
+             INSERT INTO nodes (name, public_ip, private_ip, created_at, updated_at) VALUES ('n', '1', '1', 0, 0);
+             INSERT INTO orphan_containers VALUES (1, 'c', 'n', '9', 'exited', 0, 0);
+             INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_count, cpu_cores,
+               memory_gb, system_disk_gb, data_disk_gb, created_at, updated_at)
+               VALUES ('x', 1, 1, 1, 2, 1, 'running', 0, 1, 1, 0, 0, 0, 0);
+             INSERT INTO remote_sessions (user_id, username, instance_id, instance_name, node_id, node_name,
+               container_id, protocol, source_ip, status, started_at, last_activity_at, ended_at, end_reason)
+               VALUES (2, 'a', 1, 'x', 1, 'n', 'c', 'ssh', 'ip', 'closed', 0, 0, 5, 'user_close'),
+                      (2, 'a', 1, 'x', 1, 'n', 'c', 'ssh', 'ip', 'active', 0, 0, NULL, NULL);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let on: bool = c
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(on, "enforcement is back on after migrating");
+        let count = |t: &str| -> i64 {
+            c.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        for (t, n) in [
+            ("users", 2),
+            ("ssh_keys", 1),
+            ("orphan_containers", 1),
+            ("instances", 1),
+        ] {
+            assert_eq!(count(t), n, "{t} kept its rows (nothing cascaded)");
+        }
+        for (t, before) in NEVER_REUSED.iter().zip(&keys_before) {
+            assert_eq!(&foreign_keys(&c, t), before, "{t}: the same foreign keys");
+            let sql: String = c
+                .query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [t], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert!(sql.contains("AUTOINCREMENT"), "{t}: {sql}");
+        }
+        let indexes_after = schema_of(&c, "index");
+        for i in &indexes_before {
+            assert!(indexes_after.contains(i), "index lost or changed: {i}");
+        }
+        assert_eq!(schema_of(&c, "trigger"), triggers_before);
+        assert!(
+            c.execute(
+                "UPDATE users SET tenant_id = NULL, role = 'admin' WHERE id = 2",
+                []
+            )
+            .is_err(),
+            "V11's rule still holds: a user with instances keeps their tenant"
+        );
+        // Names and tags of the rows from before are the ones used then.
+        let install: String = c
+            .query_row("SELECT value FROM meta WHERE key = 'install_id'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let (cn, vn): (String, String) = c
+            .query_row(
+                "SELECT container_name, volume_name FROM instances",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (cn, vn),
+            (
+                format!("gpudock-{install}-1"),
+                format!("gpudock-{install}-1-data")
+            )
+        );
+        let swept: Vec<(String, Option<i64>)> = c
+            .prepare("SELECT exec_tag, swept_at FROM remote_sessions ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            swept,
+            [
+                (format!("{install}-s1"), Some(5)),
+                (format!("{install}-s2"), None)
+            ]
+        );
+        // The highest id deleted is not given again.
+        c.execute("DELETE FROM instances WHERE id = 1", []).unwrap();
+        c.execute(
+            "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_count, \
+             cpu_cores, memory_gb, system_disk_gb, data_disk_gb, created_at, updated_at) \
+             VALUES ('y', 1, 1, 1, 2, 1, 'creating', 0, 1, 1, 0, 0, 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(c.last_insert_rowid(), 2);
+        c.execute("DELETE FROM ssh_keys", []).unwrap();
+        c.execute(
+            "INSERT INTO ssh_keys (user_id, name, algorithm, public_key, fingerprint, created_at) \
+             VALUES (2, 'k', 'ssh-ed25519', 'ssh-ed25519 AAAA', 'SHA256:x', 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(c.last_insert_rowid(), 2);
+        // Keys are enforced again.
+        assert!(is_foreign_key_violation(
+            &c.execute("DELETE FROM users WHERE id = 2", []).unwrap_err()
+        ));
+    }
 
     #[tokio::test]
     async fn close_checkpoints_and_closes_the_last_handle() {

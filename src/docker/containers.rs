@@ -1,7 +1,9 @@
 //! Containers, their data volumes and images: the calls instance management
 //! makes, each mapped to a [`DockerError`] an admin can act on. Creation is
-//! all-or-nothing: a failure after the volume or the container exists removes
-//! what was made before the error is returned.
+//! all-or-nothing and takes nothing that exists: it refuses a container or
+//! volume name already in use (dockerd would hand back an existing volume
+//! of that name, data and all), and a failure or a cancellation removes
+//! exactly what this creation made, never an object it found.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 pub use super::pull::PullProgress;
 use super::{DockerError, api_status, pull::PullTracker};
@@ -61,6 +64,9 @@ pub enum DiskQuota {
 pub struct Created {
     pub id: String,
     pub disk_quota: DiskQuota,
+    /// Its state once started (`running`, or `exited` when it stopped at
+    /// once).
+    pub state: Option<String>,
 }
 
 /// Why creation failed; nothing it made is left on the daemon (unless the
@@ -74,9 +80,21 @@ pub enum CreateError {
          (dockerd: {0}); install the NVIDIA container toolkit on the node or pick another node"
     )]
     NoGpuRuntime(String),
+    /// A container or volume of that name exists already: not this
+    /// creation's, so it was neither used nor touched.
+    #[error(
+        "a {kind} named {name} already exists on the node; it was left as it is and nothing was created"
+    )]
+    NameTaken { kind: &'static str, name: String },
+    /// Cancelled (the server is stopping); what was made is removed.
+    #[error("cancelled")]
+    Cancelled,
     #[error("{0}")]
     Docker(DockerError),
 }
+
+/// How long removing what a failed creation made may take.
+const UNDO_WITHIN: Duration = Duration::from_secs(10);
 
 /// Longest a single create/start/stop call may wait for dockerd's answer.
 const SLOW_CALL: Duration = Duration::from_secs(120);
@@ -173,8 +191,20 @@ fn body(spec: &ContainerSpec, with_quota: bool) -> ContainerCreateBody {
 }
 
 /// Creates the container, retrying without the disk quota when dockerd
-/// cannot enforce one.
-async fn create(d: &Docker, spec: &ContainerSpec) -> Result<Created, DockerError> {
+/// cannot enforce one. A name in use is `NameTaken`.
+async fn create(d: &Docker, spec: &ContainerSpec) -> Result<Created, CreateError> {
+    create_once(d, spec).await.map_err(|e| match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        } => CreateError::NameTaken {
+            kind: "container",
+            name: spec.name.clone(),
+        },
+        e => CreateError::Docker(err(d)(e)),
+    })
+}
+
+async fn create_once(d: &Docker, spec: &ContainerSpec) -> Result<Created, bollard::errors::Error> {
     let opts = || {
         Some(
             CreateContainerOptionsBuilder::new()
@@ -191,37 +221,107 @@ async fn create(d: &Docker, spec: &ContainerSpec) -> Result<Created, DockerError
             } else {
                 DiskQuota::NotAsked
             },
+            state: None,
         }),
         Err(bollard::errors::Error::DockerResponseServerError { message, .. })
             if message.contains(STORAGE_OPT_UNSUPPORTED) =>
         {
-            let r = slow(d)
-                .create_container(opts(), body(spec, false))
-                .await
-                .map_err(err(d))?;
+            let r = slow(d).create_container(opts(), body(spec, false)).await?;
             Ok(Created {
                 id: r.id,
                 disk_quota: DiskQuota::Unsupported(message.trim().to_string()),
+                state: None,
             })
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// `fut`, unless `cancel` comes first.
+async fn or_cancel<T>(
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, CreateError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(CreateError::Cancelled),
+        r = fut => Ok(r),
+    }
+}
+
+/// Whether a container or volume named `name` exists.
+async fn exists(d: &Docker, kind: &'static str, name: &str) -> Result<bool, DockerError> {
+    let found = match kind {
+        "volume" => d.inspect_volume(name).await.map(|_| ()),
+        _ => d.inspect_container(name, None).await.map(|_| ()),
+    };
+    match found {
+        Ok(()) => Ok(true),
+        Err(e) if api_status(&e) == Some(404) => Ok(false),
         Err(e) => Err(err(d)(e)),
     }
 }
 
+/// Refuses names in use: an existing volume would be handed back by
+/// dockerd as if new, and neither it nor a container of the name is ours.
+async fn names_free(d: &Docker, spec: &ContainerSpec) -> Result<(), CreateError> {
+    let volume = spec.data_volume.iter().map(|v| ("volume", v.as_str()));
+    for (kind, name) in std::iter::once(("container", spec.name.as_str())).chain(volume) {
+        if exists(d, kind, name).await.map_err(CreateError::Docker)? {
+            return Err(CreateError::NameTaken {
+                kind,
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a creation made (or may have made, when a call was cut short): only
+/// this is removed when it fails.
+#[derive(Debug, Default)]
+struct Made {
+    volume: bool,
+    container: bool,
+}
+
 /// Pulls the image if needed, creates the data volume and the container,
-/// starts it. On failure removes whatever it made.
+/// starts it and reads its state, unless `cancel` comes first. Names in use are refused; on
+/// failure or cancellation, whatever this call made is removed.
 pub async fn create_and_start(
     d: &Docker,
     spec: &ContainerSpec,
+    cancel: &CancellationToken,
     progress: &mut (dyn FnMut(Step<'_>) + Send),
 ) -> Result<Created, CreateError> {
     progress(Step::Image);
-    ensure_image(d, &spec.image, &mut |p| progress(Step::Pull(p)))
-        .await
-        .map_err(|source| CreateError::Pull {
-            image: spec.image.clone(),
-            source,
-        })?;
+    or_cancel(
+        cancel,
+        ensure_image(d, &spec.image, &mut |p| progress(Step::Pull(p))),
+    )
+    .await?
+    .map_err(|source| CreateError::Pull {
+        image: spec.image.clone(),
+        source,
+    })?;
+    or_cancel(cancel, names_free(d, spec)).await??;
+    let mut made = Made::default();
+    let result = make(d, spec, cancel, &mut made, progress).await;
+    if result.is_err() {
+        undo(d, spec, &made).await;
+    }
+    result
+}
+
+/// The steps after the checks, noting in `made` what exists (or may) before
+/// each call that makes something.
+async fn make(
+    d: &Docker,
+    spec: &ContainerSpec,
+    cancel: &CancellationToken,
+    made: &mut Made,
+    progress: &mut (dyn FnMut(Step<'_>) + Send),
+) -> Result<Created, CreateError> {
     if let Some(v) = &spec.data_volume {
         progress(Step::Volume);
         let req = VolumeCreateRequest {
@@ -229,21 +329,24 @@ pub async fn create_and_start(
             labels: Some(spec.labels.clone()),
             ..Default::default()
         };
-        d.create_volume(req)
-            .await
+        made.volume = true;
+        or_cancel(cancel, d.create_volume(req))
+            .await?
             .map_err(|e| CreateError::Docker(err(d)(e)))?;
     }
     progress(Step::Container);
-    let created = match create(d, spec).await {
+    made.container = true;
+    let mut created = match or_cancel(cancel, create(d, spec)).await? {
         Ok(c) => c,
-        Err(e) => {
-            cleanup(d, &spec.name, spec.data_volume.as_deref()).await;
-            return Err(CreateError::Docker(e));
+        Err(e @ CreateError::NameTaken { .. }) => {
+            // Made by someone else meanwhile: not ours to remove.
+            made.container = false;
+            return Err(e);
         }
+        Err(e) => return Err(e),
     };
     progress(Step::Start);
-    if let Err(e) = slow(d).start_container(&created.id, None).await {
-        cleanup(d, &created.id, spec.data_volume.as_deref()).await;
+    if let Err(e) = or_cancel(cancel, slow(d).start_container(&created.id, None)).await? {
         let e = err(d)(e);
         return Err(match &e {
             DockerError::Api(m) if m.contains(NO_GPU_DRIVER) => {
@@ -252,6 +355,9 @@ pub async fn create_and_start(
             _ => CreateError::Docker(e),
         });
     }
+    created.state = or_cancel(cancel, state(d, &created.id))
+        .await?
+        .map_err(CreateError::Docker)?;
     Ok(created)
 }
 
@@ -265,11 +371,37 @@ pub enum Step<'a> {
     Start,
 }
 
-/// Best-effort removal after a failed creation; a failure is logged (the
-/// reconciler reports a container left behind).
-async fn cleanup(d: &Docker, container: &str, volume: Option<&str>) {
-    if let Err(e) = remove(d, container, volume).await {
-        log::error!("cleaning up {container} after a failed creation: {e}");
+/// Best-effort removal of what a failed creation made, within
+/// [`UNDO_WITHIN`]; a failure is logged (the reconciler reports a container
+/// left behind).
+async fn undo(d: &Docker, spec: &ContainerSpec, made: &Made) {
+    let container = made.container.then_some(spec.name.as_str());
+    let volume = spec.data_volume.as_deref().filter(|_| made.volume);
+    let work = async {
+        if let Some(c) = container {
+            remove(d, c, None).await?;
+        }
+        match volume {
+            Some(v) => remove_volume(d, v).await,
+            None => Ok(()),
+        }
+    };
+    match tokio::time::timeout(UNDO_WITHIN, work).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!("cleaning up {} after a failed creation: {e}", spec.name),
+        Err(_) => log::error!(
+            "cleaning up {} after a failed creation took over {UNDO_WITHIN:?}; left for the reconciler",
+            spec.name
+        ),
+    }
+}
+
+/// Removes the volume; its absence is no error.
+async fn remove_volume(d: &Docker, v: &str) -> Result<(), DockerError> {
+    match d.remove_volume(v, None::<RemoveVolumeOptions>).await {
+        Ok(()) => Ok(()),
+        Err(e) if api_status(&e) == Some(404) => Ok(()),
+        Err(e) => Err(err(d)(e)),
     }
 }
 
@@ -285,14 +417,10 @@ pub async fn remove(d: &Docker, container: &str, volume: Option<&str>) -> Result
         Err(e) if api_status(&e) == Some(404) => {}
         Err(e) => return Err(err(d)(e)),
     }
-    if let Some(v) = volume {
-        match d.remove_volume(v, None::<RemoveVolumeOptions>).await {
-            Ok(()) => {}
-            Err(e) if api_status(&e) == Some(404) => {}
-            Err(e) => return Err(err(d)(e)),
-        }
+    match volume {
+        Some(v) => remove_volume(d, v).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub async fn start(d: &Docker, id: &str) -> Result<(), DockerError> {

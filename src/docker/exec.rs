@@ -163,7 +163,8 @@ fn sweep_script(tag: &str) -> String {
 
 /// Ends the processes of the exec tagged `tag` (the shell and whatever it
 /// started), so that nothing outlives the session. The sweep itself runs
-/// as a detached exec without the tag, and this waits for it.
+/// as a detached exec without the tag, and this waits for it. A container
+/// that is gone or not running has nothing left to end: that is success.
 pub async fn end_tagged(d: &Docker, container: &str, tag: &str) -> Result<(), DockerError> {
     // Tags are our own (digits and letters); anything else would be a bug.
     if !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -181,7 +182,12 @@ pub async fn end_tagged(d: &Docker, container: &str, tag: &str) -> Result<(), Do
         ]),
         ..Default::default()
     };
-    let id = d.create_exec(container, opts).await.map_err(err(d))?.id;
+    let id = match d.create_exec(container, opts).await {
+        Ok(r) => r.id,
+        // 404: no such container; 409: it is not running.
+        Err(e) if matches!(super::api_status(&e), Some(404 | 409)) => return Ok(()),
+        Err(e) => return Err(err(d)(e)),
+    };
     if let StartExecResults::Attached { mut output, .. } =
         d.start_exec(&id, None).await.map_err(err(d))?
     {

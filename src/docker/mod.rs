@@ -63,6 +63,18 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// Whether the daemon could not be talked to (down, restarting, no
+    /// answer), as opposed to answering with a refusal.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            DockerError::Unreachable(_) | DockerError::Timeout(_) => true,
+            DockerError::BadEndpoint(_)
+            | DockerError::BadPem { .. }
+            | DockerError::Tls(_)
+            | DockerError::Api(_) => false,
+        }
+    }
+
     /// Maps an error of a bollard call made on a client from [`connect`];
     /// `timeout_secs` is the client's request timeout
     /// (`docker.timeout().as_secs()`).

@@ -1,8 +1,9 @@
 //! Creating, deleting, starting, stopping and restarting instances.
-//! Capacity is checked and reserved (the instance row, GPU indices
-//! included) in one write transaction; the container is then made by a
-//! background job, and on any failure the container, its volume and the
-//! reservation are all removed. Every operation is audited.
+//! Capacity is checked and reserved (the instance row, GPU indices and the
+//! names of its container and volume included) in one write transaction;
+//! the container is then made by a background job, and on any failure (or
+//! when the server stops meanwhile) what that job made and the reservation
+//! are removed, nothing else. Every operation is audited.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::model::InstanceStatus;
 use super::placement::{self, NoRoom};
-use super::store::{self, Instance, NewInstance, Warning};
+use super::store::{self, Instance, NewInstance, ObjectNames, Warning};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
@@ -44,12 +45,19 @@ pub const LABEL_USER: &str = "gpudock.user";
 
 const GIB: i64 = 1 << 30;
 
-pub fn container_name(install: &str, id: InstanceId) -> String {
-    format!("gpudock-{install}-{id}")
-}
-
-pub fn volume_name(install: &str, id: InstanceId) -> String {
-    format!("gpudock-{install}-{id}-data")
+/// The names of a new instance's container and data volume:
+/// `gpudock-<install>-<id>-<random>` (and `…-data`). The id keeps them
+/// readable; the random part keeps them unique even when an id comes back
+/// (a restore of an older backup rewinds the id sequence), so a new
+/// instance never meets an old one's container or data. Decided once, at
+/// reservation, and stored in the row.
+pub fn object_names(install: &str, id: InstanceId) -> ObjectNames {
+    let nonce: u32 = rand::random();
+    let container = format!("gpudock-{install}-{id}-{nonce:08x}");
+    ObjectNames {
+        volume: format!("{container}-data"),
+        container,
+    }
 }
 
 fn required_id(errors: &mut FieldErrors, field: &'static str, v: Option<&Value>) -> i64 {
@@ -96,6 +104,7 @@ pub struct Reserved {
     pub spec: Spec,
     /// The node's GPU indices this instance holds.
     pub gpus: Vec<i64>,
+    pub objects: ObjectNames,
 }
 
 /// Validates the input and reserves capacity and GPU indices on the node in
@@ -129,7 +138,8 @@ pub async fn reserve(
     let req = super::request_of(&spec);
     let (uid, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
     let (n, r) = (name.clone(), remark);
-    let (id, gpus) = app
+    let (install, generation) = (app.install_id.clone(), app.generation);
+    let (id, gpus, objects) = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -156,10 +166,20 @@ pub async fn reserve(
                 gpu_indices: &gpus,
                 reserved: req.need,
                 remark: &r,
+                generation,
             };
-            let id = store::insert(&tx, &new, crate::db::now())?;
+            let mut objects = ObjectNames::default();
+            let id = store::insert(
+                &tx,
+                &new,
+                |id| {
+                    objects = object_names(&install, id);
+                    objects.clone()
+                },
+                crate::db::now(),
+            )?;
             tx.commit()?;
-            Ok::<_, AppError>((id, gpus))
+            Ok::<_, AppError>((id, gpus, objects))
         })
         .await?;
     Ok(Reserved {
@@ -169,6 +189,7 @@ pub async fn reserve(
         image: image.address,
         spec,
         gpus,
+        objects,
     })
 }
 
@@ -224,14 +245,17 @@ async fn provision(
             Ok(inst)
         }
         Err(err) => {
-            // The container and volume are gone (create_and_start cleans up);
+            // What this creation made is gone (create_and_start undoes it);
             // the reservation goes too.
             let id = r.id;
             app.db
                 .write(move |c| store::delete(c, id).map_err(AppError::from))
                 .await?;
             let mut detail = detail;
-            detail["error"] = json!(err.to_string());
+            detail["error"] = json!(match &err {
+                AppError::ShuttingDown => "interrupted: gpudock is shutting down".to_string(),
+                other => other.to_string(),
+            });
             audit_event(
                 &app,
                 actor,
@@ -267,7 +291,10 @@ async fn make_container(
     r: &Reserved,
     job: &JobHandle,
 ) -> Result<(Instance, Option<PullProgress>), AppError> {
-    let d = client(app, r.node_id).await?;
+    let d = tokio::select! {
+        _ = job.cancelled() => return Err(AppError::ShuttingDown),
+        d = client(app, r.node_id) => d?,
+    };
     let install = app.install_id.to_string();
     let labels = HashMap::from([
         (LABEL_INSTALL.to_string(), install.clone()),
@@ -279,18 +306,18 @@ async fn make_container(
         ),
     ]);
     let cs = ContainerSpec {
-        name: container_name(&install, r.id),
+        name: r.objects.container.clone(),
         image: r.image.clone(),
         labels,
         nano_cpus: r.spec.cpu_cores * 1_000_000_000,
         memory_bytes: r.spec.memory_gb * GIB,
         disk_size_gb: r.spec.system_disk_gb,
-        data_volume: Some(volume_name(&install, r.id)),
+        data_volume: Some(r.objects.volume.clone()),
         gpu_device_ids: r.gpus.iter().map(i64::to_string).collect(),
     };
     // The image's pull, when there was one (for the audit record).
     let mut pulled: Option<PullProgress> = None;
-    let created = containers::create_and_start(&d, &cs, &mut |s| {
+    let created = containers::create_and_start(&d, &cs, job.cancel_token(), &mut |s| {
         if let Step::Pull(p) = s {
             pulled = Some(p.clone());
         }
@@ -299,14 +326,12 @@ async fn make_container(
     .await
     .map_err(|e| match e {
         CreateError::Docker(d) => docker_error(d),
-        other @ (CreateError::Pull { .. } | CreateError::NoGpuRuntime(_)) => {
-            AppError::Docker(other.to_string())
-        }
+        CreateError::Cancelled => AppError::ShuttingDown,
+        other @ (CreateError::Pull { .. }
+        | CreateError::NoGpuRuntime(_)
+        | CreateError::NameTaken { .. }) => AppError::Docker(other.to_string()),
     })?;
-    let state = containers::state(&d, &created.id)
-        .await
-        .map_err(docker_error)?;
-    let status = InstanceStatus::of_container(state.as_deref());
+    let status = InstanceStatus::of_container(created.state.as_deref());
     let warnings = match &created.disk_quota {
         DiskQuota::Unsupported(why) => vec![Warning {
             code: "system_disk_not_enforced".into(),
@@ -370,14 +395,13 @@ pub async fn delete(
     if inst.status == InstanceStatus::Creating {
         return Err(creating());
     }
-    let install = app.install_id.to_string();
     let target = inst
         .container_id
         .clone()
-        .unwrap_or_else(|| container_name(&install, id));
+        .unwrap_or_else(|| inst.objects.container.clone());
     let removed = async {
         let d = client(app, inst.node_id).await?;
-        containers::remove(&d, &target, Some(&volume_name(&install, id)))
+        containers::remove(&d, &target, Some(&inst.objects.volume))
             .await
             .map_err(docker_error)
     }

@@ -12,7 +12,7 @@ pub mod store;
 pub mod sync;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
 use crate::app::App;
@@ -122,7 +122,8 @@ pub async fn orphans(app: &App, me: &CurrentUser) -> Result<Vec<Orphan>, AppErro
 /// The most lines of history a log request returns before following.
 pub const MAX_TAIL: u32 = 10_000;
 
-/// The instance's output: the last `tail` lines, then (with `follow`) live.
+/// The instance's output: the last `tail` lines, then (with `follow`) live
+/// until the server stops (an open follow never holds up a shutdown).
 pub async fn logs(
     app: &App,
     me: &CurrentUser,
@@ -137,8 +138,10 @@ pub async fn logs(
         .container_id
         .ok_or_else(|| AppError::field("id", "err.no_container"))?;
     let d = crate::nodes::client(app, inst.node_id).await?;
+    // Ends at shutdown too: an open follow never holds up a stop.
+    let stop = app.cancel.clone().cancelled_owned();
     Ok(ended_by_revocation(
-        watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)),
+        watch::logs(&d, &cid, follow, tail.min(MAX_TAIL)).take_until(stop),
         hold,
     ))
 }
@@ -152,7 +155,7 @@ fn ended_by_revocation<S>(
 where
     S: Stream<Item = Result<Bytes, DockerError>> + Send + 'static,
 {
-    use futures_util::{FutureExt, StreamExt};
+    use futures_util::FutureExt;
     let w = hold.watcher();
     let mut revoked = Box::pin(async move { w.stopped().await });
     let mut logs = Box::pin(logs);

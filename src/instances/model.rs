@@ -43,6 +43,18 @@ impl InstanceStatus {
         state.map_or(InstanceStatus::Missing, Self::from_docker)
     }
 
+    /// What users are shown for an instance in this (stored) status: while
+    /// its node cannot be reached, whatever Docker last said may no longer
+    /// hold (it may have stopped the container since), so the state is
+    /// `unknown`; only our own `creating` stays what it is.
+    pub fn seen(self, node_unreachable: bool) -> Self {
+        match self {
+            InstanceStatus::Creating => self,
+            _ if node_unreachable => InstanceStatus::Unknown,
+            other => other,
+        }
+    }
+
     /// The i18n key of the status.
     pub fn key(self) -> &'static str {
         match self {
@@ -83,5 +95,16 @@ mod tests {
         );
         let odd: InstanceStatus = c.query_row("SELECT 'weird'", [], |r| r.get(0)).unwrap();
         assert_eq!(odd, InstanceStatus::Unknown);
+    }
+
+    #[test]
+    fn an_unreachable_node_makes_the_state_unknown_except_creating() {
+        assert_eq!(InstanceStatus::Running.seen(false), InstanceStatus::Running);
+        assert_eq!(InstanceStatus::Running.seen(true), InstanceStatus::Unknown);
+        assert_eq!(InstanceStatus::Exited.seen(true), InstanceStatus::Unknown);
+        assert_eq!(
+            InstanceStatus::Creating.seen(true),
+            InstanceStatus::Creating
+        );
     }
 }

@@ -27,7 +27,12 @@ pub struct Instance {
     pub user_id: i64,
     pub tenant_id: Option<i64>,
     pub container_id: Option<String>,
+    /// What users are shown (`unknown` while the node is unreachable).
     pub status: InstanceStatus,
+    /// What Docker last said, whether or not the node answers now: what a
+    /// connection to the instance tries (and fails clearly on a dead node).
+    #[serde(skip)]
+    pub last_known: InstanceStatus,
     pub gpu_indices: Vec<i64>,
     #[serde(skip)]
     pub reserved: Capacity,
@@ -35,21 +40,50 @@ pub struct Instance {
     pub remark: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Its container's and data volume's names on the node.
+    #[serde(skip)]
+    pub objects: ObjectNames,
+}
+
+/// The names of an instance's container and data volume on its node:
+/// decided once, when it is reserved, and unique (see
+/// `lifecycle::object_names`); every later operation uses these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectNames {
+    pub container: String,
+    pub volume: String,
 }
 
 const COLS: &str = "id, name, image_id, spec_id, node_id, user_id, tenant_id, container_id, status, gpu_indices, \
-    gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, warnings, remark, created_at, updated_at";
+    gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, warnings, remark, created_at, updated_at, \
+    container_name, volume_name";
 
-/// `COLS` qualified with the table alias `i.` (for joins).
+/// Columns read after `COLS`: the status of the instance's node (what is
+/// shown depends on it, see [`InstanceStatus::seen`]).
+const NODE_STATUS: &str = "(SELECT n.status FROM nodes n WHERE n.id = node_id)";
+
+/// `COLS` and the node's status, qualified with the table alias `i.`
+/// (for joins).
 fn cols_of_i() -> String {
-    COLS.split(", ")
+    let cols: Vec<String> = COLS
+        .split(", ")
         .map(|c| format!("i.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    format!(
+        "{}, {}",
+        cols.join(", "),
+        NODE_STATUS.replace("= node_id", "= i.node_id")
+    )
 }
 
+/// How many columns [`row`] reads.
+const ROW_WIDTH: usize = 22;
+
+/// An instance as users see it (`COLS` then the node's status).
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let stored: InstanceStatus = r.get(8)?;
+    let node: Option<String> = r.get(21)?;
     Ok(Instance {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -59,7 +93,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         user_id: r.get(5)?,
         tenant_id: r.get(6)?,
         container_id: r.get(7)?,
-        status: r.get(8)?,
+        status: stored.seen(node.as_deref() == Some("unreachable")),
+        last_known: stored,
         gpu_indices: serde_json::from_str(&json(9)?).unwrap_or_default(),
         reserved: Capacity {
             gpus: r.get(10)?,
@@ -72,6 +107,10 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
         remark: r.get(16)?,
         created_at: r.get(17)?,
         updated_at: r.get(18)?,
+        objects: ObjectNames {
+            container: r.get(19)?,
+            volume: r.get(20)?,
+        },
     })
 }
 
@@ -87,7 +126,7 @@ fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
 pub fn list(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<Instance>> {
     let (t, u) = filters(scope);
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
+        "SELECT {COLS}, {NODE_STATUS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
     ))?;
     stmt.query_map(params![t, u], row)?.collect()
 }
@@ -122,10 +161,10 @@ pub fn list_named(
         Ok((
             row(r)?,
             Names {
-                image: r.get(19)?,
-                spec: r.get(20)?,
-                node: r.get(21)?,
-                user: r.get(22)?,
+                image: r.get(ROW_WIDTH)?,
+                spec: r.get(ROW_WIDTH + 1)?,
+                node: r.get(ROW_WIDTH + 2)?,
+                user: r.get(ROW_WIDTH + 3)?,
             },
         ))
     })?
@@ -135,7 +174,7 @@ pub fn list_named(
 pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<Option<Instance>> {
     let (t, u) = filters(scope);
     conn.query_row(
-        &format!("SELECT {COLS} FROM instances WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)"),
+        &format!("SELECT {COLS}, {NODE_STATUS} FROM instances WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)"),
         params![t, u, id],
         row,
     )
@@ -198,21 +237,36 @@ pub struct NewInstance<'a> {
     pub gpu_indices: &'a [i64],
     pub reserved: Capacity,
     pub remark: &'a str,
+    /// The generation of the process reserving it (`App::generation`).
+    pub generation: i64,
 }
 
-pub fn insert(conn: &Connection, n: &NewInstance<'_>, now: i64) -> rusqlite::Result<InstanceId> {
+/// Inserts the reservation (status `creating`); its container and volume
+/// are named by `names`, given the new id.
+pub fn insert(
+    conn: &Connection,
+    n: &NewInstance<'_>,
+    names: impl FnOnce(InstanceId) -> ObjectNames,
+    now: i64,
+) -> rusqlite::Result<InstanceId> {
     let r = n.reserved;
     conn.execute(
         "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_indices, gpu_count, \
-         cpu_cores, memory_gb, system_disk_gb, data_disk_gb, remark, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'creating', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+         cpu_cores, memory_gb, system_disk_gb, data_disk_gb, remark, created_at, updated_at, generation) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'creating', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
         params![
             n.name, n.image_id, n.spec_id, n.node_id, n.user_id, n.tenant_id,
             serde_json::to_string(n.gpu_indices).unwrap_or_else(|_| "[]".into()),
-            r.gpus, r.cpu_cores, r.memory_gb, r.system_disk_gb, r.data_disk_gb, n.remark, now
+            r.gpus, r.cpu_cores, r.memory_gb, r.system_disk_gb, r.data_disk_gb, n.remark, now, n.generation
         ],
     )?;
-    Ok(InstanceId(conn.last_insert_rowid()))
+    let id = InstanceId(conn.last_insert_rowid());
+    let o = names(id);
+    conn.execute(
+        "UPDATE instances SET container_name = ?2, volume_name = ?3 WHERE id = ?1",
+        params![id, o.container, o.volume],
+    )?;
+    Ok(id)
 }
 
 pub fn delete(conn: &Connection, id: InstanceId) -> rusqlite::Result<bool> {
@@ -256,20 +310,23 @@ pub fn set_status(
     )? == 1)
 }
 
-/// What the reconciler needs of one instance.
+/// What the reconciler needs of one instance (its status as stored).
 #[derive(Debug, Clone)]
 pub struct Tracked {
     pub id: InstanceId,
     pub name: String,
     pub container_id: Option<String>,
     pub status: InstanceStatus,
-    pub updated_at: i64,
+    pub objects: ObjectNames,
+    /// The generation of the process that reserved it.
+    pub generation: i64,
 }
 
 /// The instances placed on `node`.
 pub fn on_node(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Tracked>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, container_id, status, updated_at FROM instances WHERE node_id = ?1 ORDER BY id",
+        "SELECT id, name, container_id, status, container_name, volume_name, generation \
+         FROM instances WHERE node_id = ?1 ORDER BY id",
     )?;
     stmt.query_map([node], |r| {
         Ok(Tracked {
@@ -277,10 +334,30 @@ pub fn on_node(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Tracked>
             name: r.get(1)?,
             container_id: r.get(2)?,
             status: r.get(3)?,
-            updated_at: r.get(4)?,
+            objects: ObjectNames {
+                container: r.get(4)?,
+                volume: r.get(5)?,
+            },
+            generation: r.get(6)?,
         })
     })?
     .collect()
+}
+
+/// Moves the id sequence of instances past `seen` (an id found on a
+/// container's label): after a restore of an older backup, the next
+/// instance does not take an id that containers still carry.
+pub fn skip_ids_through(conn: &Connection, seen: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT 'instances', ?1 \
+         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'instances')",
+        [seen],
+    )?;
+    conn.execute(
+        "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'instances' AND seq < ?1",
+        [seen],
+    )?;
+    Ok(())
 }
 
 /// A container labelled for this installation that no instance owns.
@@ -389,6 +466,11 @@ mod tests {
                 gpu_indices: gpus,
                 reserved,
                 remark: "",
+                generation: 1,
+            },
+            |id| ObjectNames {
+                container: format!("c{id}"),
+                volume: format!("v{id}"),
             },
             1,
         )
@@ -453,5 +535,20 @@ mod tests {
         let mut used = used_gpus(&conn, NodeId(1)).unwrap();
         used.sort();
         assert_eq!(used, [0, 1, 2, 3, 4]);
+    }
+
+    /// Ids carried by containers (orphans after a restore) are skipped; the
+    /// sequence never goes back.
+    #[test]
+    fn the_id_sequence_moves_past_ids_seen_on_containers() {
+        let conn = db::memory().unwrap();
+        seed(&conn);
+        let first = add(&conn, 10, 1, &[]);
+        skip_ids_through(&conn, first.0 + 10).unwrap();
+        skip_ids_through(&conn, first.0 + 5).unwrap();
+        let next = add(&conn, 10, 1, &[]);
+        assert_eq!(next.0, first.0 + 11);
+        let got = get(&conn, Scope::All, next).unwrap().unwrap();
+        assert_eq!(got.objects.container, format!("c{next}"));
     }
 }

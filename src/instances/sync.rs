@@ -4,9 +4,15 @@
 //! containers with the instances on connect and every
 //! `instances.reconcile_interval_secs`: a container removed behind gpudock's
 //! back shows as `missing`, a reservation left `creating` by a process that
-//! is gone is cleaned up, and a container labelled for an instance that does
-//! not exist is reported (logged, audited, listed for admins), never kept
-//! silently nor removed.
+//! is gone (an older generation) is cleaned up, and a container labelled for
+//! an instance that does not exist is reported (logged, audited, listed for
+//! admins), never kept silently nor removed; the id sequence moves past its
+//! label so that no new instance takes that id.
+//!
+//! The follower is also the first to notice a daemon that dies or comes
+//! back (its event stream breaks, a connection succeeds again): it has the
+//! node probed at once, so the node's status (and with it what its
+//! instances show) follows within a second or so.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::lifecycle::{LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE, container_name, volume_name};
+use super::lifecycle::{LABEL_INSTALL, LABEL_INSTANCE, LABEL_NODE};
 use super::model::InstanceStatus;
 use super::store::{self, Orphan, Tracked};
 use crate::app::App;
@@ -50,10 +56,18 @@ fn changes_state(action: &str) -> bool {
     )
 }
 
+/// Orphans' labels above this do not move the id sequence.
+const MAX_SKIPPED_ID: i64 = 1 << 40;
+
+/// The longest wait between two tries to reach a node that is down.
+const RETRY_AT_MOST: Duration = Duration::from_secs(5);
+
 async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
-    let retry = Duration::from_secs(app.config.nodes.health_interval_secs.clamp(1, 5));
     let every = Duration::from_secs(app.config.instances.reconcile_interval_secs);
-    let mut reported_down = false;
+    let mut retry = Duration::from_millis(500);
+    // Whether the daemon was lost (or never reached) since the last
+    // connection: it is probed as soon as it answers again.
+    let mut lost = false;
     loop {
         let d = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -63,30 +77,44 @@ async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
             Ok(d) => d,
             Err(AppError::NotFound) => return,
             Err(e) => {
-                if !reported_down {
+                if !lost {
                     log::info!("instance sync: node {node} not reachable yet: {e}");
-                    reported_down = true;
+                    lost = true;
                 }
                 if sleep_or_cancel(&cancel, retry).await {
                     return;
                 }
+                retry = (retry * 2).min(RETRY_AT_MOST);
                 continue;
             }
         };
-        reported_down = false;
+        if lost {
+            // Back: the node's status follows now, not at the next probe.
+            probe_now(&app, node).await;
+        }
+        retry = Duration::from_millis(500);
         let mut events = Box::pin(watch::container_events(&d, LABEL_INSTALL, &app.install_id));
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {
-                    if let Err(e) = reconcile(&app, &d, node).await {
+                    // A slow daemon never holds up a stop.
+                    let r = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = reconcile(&app, &d, node) => r,
+                    };
+                    if let Err(e) = r {
                         log::warn!("instance sync: reconciling node {node} failed: {e}");
                     }
                 }
                 ev = events.next() => match ev {
                     Some(Ok(ev)) if changes_state(&ev.action) => {
-                        if let Err(e) = on_event(&app, &d, &ev).await {
+                        let r = tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            r = on_event(&app, &d, &ev) => r,
+                        };
+                        if let Err(e) = r {
                             log::warn!("instance sync: node {node}: {e}");
                         }
                     }
@@ -102,9 +130,22 @@ async fn follow(app: App, node: NodeId, cancel: CancellationToken) {
                 },
             }
         }
+        // The daemon may be gone: its status (and its instances') says so
+        // now rather than at the next health probe.
+        probe_now(&app, node).await;
+        lost = true;
         if sleep_or_cancel(&cancel, retry).await {
             return;
         }
+    }
+}
+
+/// Probes the node and records its status (see `nodes::check`).
+async fn probe_now(app: &App, node: NodeId) {
+    match crate::nodes::check(app, node).await {
+        Ok(Ok(_)) => log::info!("instance sync: node {node} answers"),
+        Ok(Err(why)) => log::warn!("instance sync: node {node} is unreachable: {why}"),
+        Err(e) => log::warn!("instance sync: probing node {node}: {e}"),
     }
 }
 
@@ -203,7 +244,7 @@ pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppErr
     let by_id: HashMap<&str, &Listed> = mine.iter().map(|c| (c.id.as_str(), c)).collect();
     for row in &rows {
         if row.status == InstanceStatus::Creating {
-            if row.updated_at < app.started_at {
+            if abandoned(row, app.generation) {
                 abandon(app, d, row).await?;
             }
             continue;
@@ -218,17 +259,20 @@ pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppErr
     report_orphans(app, node, &mine, &rows).await
 }
 
-/// A reservation whose creating process is gone: whatever it made goes,
-/// then the row.
+/// Whether a row is a reservation whose creating process is gone: one that
+/// an older generation (a previous start) made. Within this process a
+/// `creating` row always has its job (which cleans up after itself).
+pub fn abandoned(row: &Tracked, generation: i64) -> bool {
+    row.status == InstanceStatus::Creating && row.generation < generation
+}
+
+/// A reservation whose creating process is gone: whatever it made goes
+/// (its objects' names are its own, see `lifecycle::object_names`), then the
+/// row.
 async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
-    let install = app.install_id.to_string();
-    containers::remove(
-        d,
-        &container_name(&install, row.id),
-        Some(&volume_name(&install, row.id)),
-    )
-    .await
-    .map_err(crate::error::docker_error)?;
+    containers::remove(d, &row.objects.container, Some(&row.objects.volume))
+        .await
+        .map_err(crate::error::docker_error)?;
     let id = row.id;
     app.db
         .write(move |c| store::delete(c, id).map_err(AppError::from))
@@ -280,9 +324,21 @@ async fn report_orphans(
             last_seen: now,
         })
         .collect();
+    // Ids plausible for this installation only: a label set by hand to a
+    // huge number must not exhaust the sequence.
+    let highest = orphans
+        .iter()
+        .filter_map(|o| o.instance_label.parse::<i64>().ok())
+        .filter(|id| (1..MAX_SKIPPED_ID).contains(id))
+        .max();
     let fresh = app
         .db
-        .write(move |c| store::replace_orphans(c, node, &orphans, now).map_err(AppError::from))
+        .write(move |c| {
+            if let Some(seen) = highest {
+                store::skip_ids_through(c, seen)?;
+            }
+            store::replace_orphans(c, node, &orphans, now).map_err(AppError::from)
+        })
         .await?;
     for o in fresh {
         log::warn!(
@@ -304,4 +360,30 @@ async fn report_orphans(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instances::store::ObjectNames;
+
+    fn row(status: InstanceStatus, generation: i64) -> Tracked {
+        Tracked {
+            id: InstanceId(1),
+            name: "x".into(),
+            container_id: None,
+            status,
+            objects: ObjectNames::default(),
+            generation,
+        }
+    }
+
+    /// A restart in the same second as a crash: only the generation says
+    /// whose a reservation is.
+    #[test]
+    fn reservations_of_an_older_generation_are_abandoned_whatever_the_clock() {
+        assert!(abandoned(&row(InstanceStatus::Creating, 6), 7));
+        assert!(!abandoned(&row(InstanceStatus::Creating, 7), 7));
+        assert!(!abandoned(&row(InstanceStatus::Running, 6), 7));
+    }
 }

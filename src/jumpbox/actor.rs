@@ -429,7 +429,7 @@ impl Conn {
             tty: pty.is_some(),
             term: pty.map(|p| p.term),
             size: Some(size),
-            tag: format!("{}-s{}", self.app.install_id, session.id),
+            tag: session.tag().to_string(),
         };
         let container = target.container().to_string();
         bridge::run(&self.app, session, container, spec, events, out).await;
@@ -480,7 +480,7 @@ async fn running_instances(
     Ok(crate::instances::named(app, me, None)
         .await?
         .into_iter()
-        .filter(|(i, _)| i.status == InstanceStatus::Running && i.container_id.is_some())
+        .filter(|(i, _)| i.last_known == InstanceStatus::Running && i.container_id.is_some())
         .collect())
 }
 

@@ -1,6 +1,8 @@
 //! The health loop: one owned task per node probes its daemon every
 //! `nodes.health_interval_secs` with a timeout, so a slow or dead node delays
-//! nobody else. The supervisor behind it ([`per_node`]) starts tasks for new
+//! nobody else. An unreachable node is probed again sooner (after 1 s, then
+//! doubling up to [`DOWN_RETRY_AT_MOST`]), so that it shows online within
+//! seconds of its daemon coming back. The supervisor behind it ([`per_node`]) starts tasks for new
 //! nodes and stops those of deleted ones; other capabilities use it for their
 //! own per-node work. Everything ends when the app's token is cancelled.
 
@@ -70,8 +72,23 @@ where
     }
 }
 
+/// The longest wait between two probes of a node that is unreachable.
+pub const DOWN_RETRY_AT_MOST: Duration = Duration::from_secs(5);
+
+/// The wait before the next probe: the interval while the node answers; 1 s
+/// after it stops, then twice the last wait up to [`DOWN_RETRY_AT_MOST`]
+/// (never more than the interval).
+pub fn next_probe(interval: Duration, online: bool, last: Option<Duration>) -> Duration {
+    if online {
+        return interval;
+    }
+    let next = last.map_or(Duration::from_secs(1), |l| l * 2);
+    next.min(DOWN_RETRY_AT_MOST).min(interval)
+}
+
 async fn node_loop(app: App, id: NodeId, cancel: CancellationToken, interval: Duration) {
     let mut was_online = None;
+    let mut wait: Option<Duration> = None;
     loop {
         let check = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -87,13 +104,38 @@ async fn node_loop(app: App, id: NodeId, cancel: CancellationToken, interval: Du
                     }
                 }
                 was_online = Some(online);
+                wait = (!online).then(|| next_probe(interval, false, wait));
             }
             Err(AppError::NotFound) => return,
             Err(e) => log::warn!("health check of node {id} failed: {e}"),
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait.unwrap_or(interval)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_that_is_down_is_probed_again_soon() {
+        let every = Duration::from_secs(15);
+        assert_eq!(next_probe(every, true, None), every);
+        let mut last = None;
+        let waits: Vec<u64> = (0..5)
+            .map(|_| {
+                let w = next_probe(every, false, last);
+                last = Some(w);
+                w.as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 5, 5]);
+        assert_eq!(
+            next_probe(Duration::from_secs(2), false, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -147,14 +147,23 @@ pub async fn endpoint_of(app: &App, id: NodeId) -> Result<Option<Endpoint>, AppE
     }))
 }
 
-/// A negotiated client for the node; unreachable is `Upstream`.
+/// How long an operation on a node (anything but a health probe) waits for
+/// the daemon's answer. A daemon that is down fails at connecting (within
+/// `nodes.probe_timeout_secs`); one that is only slow, as under heavy load,
+/// gets this long rather than the probe's few seconds, so that sessions
+/// and instance operations do not fail while it catches up.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A negotiated client for the node (connecting within the probe timeout,
+/// answers within [`CALL_TIMEOUT`]); unreachable is `Upstream`.
 pub async fn client(app: &App, node_id: NodeId) -> Result<bollard::Docker, AppError> {
     let ep = endpoint_of(app, node_id)
         .await?
         .ok_or_else(|| AppError::Upstream("the node has no Docker endpoint".into()))?;
-    let timeout = app.config.nodes.probe_timeout_secs;
-    let d = docker::connect(&ep, timeout).map_err(crate::error::docker_error)?;
-    docker::negotiate(&d, timeout)
+    let d = docker::connect(&ep, app.config.nodes.probe_timeout_secs)
+        .map_err(crate::error::docker_error)?
+        .with_timeout(CALL_TIMEOUT);
+    docker::negotiate(&d, CALL_TIMEOUT.as_secs())
         .await
         .map_err(crate::error::docker_error)?;
     Ok(d)

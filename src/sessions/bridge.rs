@@ -1,8 +1,10 @@
 //! The one loop behind every session: bytes from the client go to a
 //! `docker exec` in the container and its output goes back, counted and
-//! recorded, until the client leaves, the process exits, or the session
-//! must end (admin, idle timeout, maximum duration, shutdown). Afterwards
-//! nothing of the session keeps running in the container.
+//! recorded, until the client leaves, the process exits, the node goes
+//! away, or the session must end (admin, idle timeout, maximum duration,
+//! shutdown). The end reason says which. The client hears first, the
+//! record is closed next (never waiting on the node), and then nothing of
+//! the session keeps running in the container (see `super::sweep`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,16 +17,25 @@ use super::{EndReason, Session};
 use crate::app::App;
 use crate::docker::exec::{self, ExecSpec, Output};
 
-/// What the client side of a session does.
+/// What the client side of a session does. A stream that ends without
+/// `Closed` is a client lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     Input(Bytes),
     Resize(u16, u16),
-    /// No more input (the process's stdin closes).
+    /// No more input: the process's stdin closes, or on a TTY the terminal
+    /// gets its end-of-file character, as sshd does.
     Eof,
-    /// The client went away.
+    /// The client closed the session.
     Closed,
+    /// The client went away without closing it (dropped, timed out).
+    Lost,
 }
+
+/// The terminal's end-of-file character (^D), which is how a TTY session
+/// passes the client's EOF on (sshd does the same): closing the input of a
+/// TTY exec would hang up the shell before it ran what was typed.
+const TTY_EOF: u8 = 0x04;
 
 /// How the session ended, for the client.
 #[derive(Debug, Clone)]
@@ -47,12 +58,15 @@ pub trait ClientSink: Send {
 /// How the loop left off.
 enum Stop {
     Ended(EndReason),
-    Exited,
+    /// The process exited (its code, when dockerd said).
+    Exited(Option<i64>),
+    /// The node stopped answering; why.
+    NodeLost(String),
     Failed(String),
 }
 
-/// Runs the session to its end and records the end. `spec.tag` must be
-/// unique to this session (see [`exec::end_tagged`]).
+/// Runs the session to its end and records the end. The exec gets the
+/// session's tag (see [`exec::end_tagged`]).
 pub async fn run<E, S>(
     app: &App,
     mut session: Session,
@@ -64,42 +78,54 @@ pub async fn run<E, S>(
     E: Stream<Item = ClientEvent> + Unpin + Send,
     S: ClientSink,
 {
-    let d = match crate::nodes::client(app, session.node_id()).await {
+    let node = unless_stopping(app, async {
+        crate::nodes::client(app, session.node_id())
+            .await
+            .map_err(|e| format!("cannot reach the node: {}", session.tell(&e)))
+    });
+    let d = match node.await {
         Ok(d) => d,
-        Err(e) => {
-            let why = format!("cannot reach the node: {}", session.tell(&e));
-            fail(session, &mut sink, why).await;
+        Err(why) => {
+            // Nothing was started: nothing to sweep.
+            fail(session, &mut sink, why, async { true }).await;
             return;
         }
     };
-    let mut ex = match exec::start(&d, &container, &spec).await {
-        Ok(x) => x,
-        Err(e) => {
+    // The exec's processes carry the session's tag, whatever the caller set.
+    let spec = ExecSpec {
+        tag: session.tag().to_string(),
+        ..spec
+    };
+    let started = unless_stopping(app, async {
+        exec::start(&d, &container, &spec).await.map_err(|e| {
             let e = crate::error::docker_error(e);
-            let why = format!(
+            format!(
                 "cannot start a process in the container: {}",
                 session.tell(&e)
-            );
-            fail(session, &mut sink, why).await;
+            )
+        })
+    });
+    let mut ex = match started.await {
+        Ok(x) => x,
+        Err(why) => {
+            let sweep = super::sweep(&d, &container, &spec.tag, super::sweep_budget(app));
+            fail(session, &mut sink, why, sweep).await;
             return;
         }
     };
-    let stop = pump(app, &mut session, &d, &mut ex, events, &mut sink).await;
-    let (reason, detail) = match &stop {
-        Stop::Ended(r) => (*r, String::new()),
-        Stop::Exited => (EndReason::UserClose, String::new()),
-        Stop::Failed(why) => (EndReason::Error, why.clone()),
-    };
-    let exit_code = match stop {
-        Stop::Exited => exit_code(&d, &ex.id).await,
-        Stop::Ended(_) | Stop::Failed(_) => None,
+    let stop = pump(app, &mut session, &d, &mut ex, spec.tty, events, &mut sink).await;
+    let (reason, detail, exit_code) = match stop {
+        Stop::Ended(r) => (r, String::new(), None),
+        Stop::Exited(code) => (EndReason::UserClose, String::new(), code),
+        Stop::NodeLost(why) => (EndReason::NodeLost, why, None),
+        Stop::Failed(why) => (EndReason::Error, why, None),
     };
     // The client hears first (a terminated session is cut off at once),
-    // then what the session started in the container ends: dockerd keeps
-    // an exec's processes when its connection closes.
+    // then the record ends, then what the session started in the container
+    // ends: dockerd keeps an exec's processes when its connection closes.
     let message = session
         .message(reason)
-        .or_else(|| (!detail.is_empty()).then(|| detail.clone()));
+        .or_else(|| (reason == EndReason::Error).then(|| detail.clone()));
     finish(
         &mut sink,
         &Finish {
@@ -110,13 +136,30 @@ pub async fn run<E, S>(
     )
     .await;
     drop(sink);
-    if let Err(e) = exec::end_tagged(&d, &container, &spec.tag).await {
-        log::warn!("session {}: ending its processes failed: {e}", session.id);
-    }
-    session.close(reason, &detail).await;
+    let sweep = super::sweep(&d, &container, &spec.tag, super::sweep_budget(app));
+    session.close(reason, &detail, sweep).await;
 }
 
-async fn fail<S: ClientSink>(session: Session, sink: &mut S, why: String) {
+/// What the server says when it stops a session (also its record's detail).
+const SHUTTING_DOWN: &str = "gpudock is shutting down";
+
+/// `work`, unless the server stops first (then its error is that).
+async fn unless_stopping<T>(
+    app: &App,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::select! {
+        _ = app.cancel.cancelled() => Err(SHUTTING_DOWN.to_string()),
+        r = work => r,
+    }
+}
+
+async fn fail<S: ClientSink>(
+    session: Session,
+    sink: &mut S,
+    why: String,
+    sweep: impl Future<Output = bool>,
+) {
     finish(
         sink,
         &Finish {
@@ -126,7 +169,7 @@ async fn fail<S: ClientSink>(session: Session, sink: &mut S, why: String) {
         },
     )
     .await;
-    session.close(EndReason::Error, &why).await;
+    session.close(EndReason::Error, &why, sweep).await;
 }
 
 /// How long telling a client the end may take: one that does not read
@@ -144,24 +187,55 @@ pub async fn finish<S: ClientSink>(sink: &mut S, end: &Finish) {
     }
 }
 
-/// The exit code once the process is gone (dockerd may need a moment after
-/// the output stream ends).
-async fn exit_code(d: &bollard::Docker, id: &str) -> Option<i64> {
+/// [`after_output`], unless the server stops first.
+async fn ended(
+    app: &App,
+    session: &Session,
+    d: &bollard::Docker,
+    id: &str,
+    broken: Option<crate::docker::DockerError>,
+) -> Stop {
+    tokio::select! {
+        _ = app.cancel.cancelled() => Stop::Failed(SHUTTING_DOWN.into()),
+        stop = after_output(session, d, id, broken) => stop,
+    }
+}
+
+/// What became of the process once its output ended (`broken`: with an
+/// error): it exited (dockerd may need a moment to say with which code),
+/// or its node is gone, or something else broke the connection. Texts are
+/// as its user may read them (`Session::tell`).
+async fn after_output(
+    session: &Session,
+    d: &bollard::Docker,
+    id: &str,
+    broken: Option<crate::docker::DockerError>,
+) -> Stop {
+    let tell = |e: crate::docker::DockerError| session.tell(&crate::error::docker_error(e));
+    let broken = broken.map(|e| format!("the connection to the process failed: {}", tell(e)));
     for _ in 0..20 {
         match exec::exit_code(d, id).await {
-            Ok(Some(c)) => return Some(c),
+            Ok(Some(c)) => return Stop::Exited(Some(c)),
             Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(_) => return None,
+            Err(e) if e.is_unreachable() => return Stop::NodeLost(tell(e)),
+            Err(e) => {
+                return Stop::Failed(broken.unwrap_or_else(|| {
+                    format!("the process ended and dockerd cannot say how: {}", tell(e))
+                }));
+            }
         }
     }
-    None
+    // dockerd says it still runs: the connection to it broke.
+    Stop::Failed(
+        broken.unwrap_or_else(|| "the connection to the process closed while it ran".into()),
+    )
 }
 
 /// The loop's stop for the watchdog's reason.
 fn stopped(r: EndReason) -> Stop {
     match r {
         // The watchdog's only error is the server stopping.
-        EndReason::Error => Stop::Failed("gpudock is shutting down".into()),
+        EndReason::Error => Stop::Failed(SHUTTING_DOWN.into()),
         other => Stop::Ended(other),
     }
 }
@@ -171,6 +245,7 @@ async fn pump<E, S>(
     session: &mut Session,
     d: &bollard::Docker,
     ex: &mut exec::Exec,
+    tty: bool,
     mut events: E,
     sink: &mut S,
 ) -> Stop
@@ -203,10 +278,17 @@ where
                         log::debug!("session {}: resize failed: {e}", session.id);
                     }
                 }
+                // The output keeps flowing until the process ends.
+                Some(ClientEvent::Eof) if tty => {
+                    if let Err(e) = ex.input.write_all(&[TTY_EOF]).await {
+                        return Stop::Failed(format!("writing to the process failed: {e}"));
+                    }
+                }
                 Some(ClientEvent::Eof) => {
                     let _ = ex.input.shutdown().await;
                 }
-                Some(ClientEvent::Closed) | None => return Stop::Ended(EndReason::UserClose),
+                Some(ClientEvent::Closed) => return Stop::Ended(EndReason::UserClose),
+                Some(ClientEvent::Lost) | None => return Stop::Ended(EndReason::ClientLost),
             },
             out = ex.output.next() => match out {
                 Some(Ok(o)) => {
@@ -216,13 +298,13 @@ where
                     // session's end (admin, revocation, shutdown) still wins.
                     tokio::select! {
                         sent = sink.output(o) => if sent.is_err() {
-                            return Stop::Ended(EndReason::UserClose);
+                            return Stop::Ended(EndReason::ClientLost);
                         },
                         r = &mut watchdog => return stopped(r),
                     }
                 }
-                Some(Err(e)) => return Stop::Failed(format!("the connection to the process failed: {e}")),
-                None => return Stop::Exited,
+                Some(Err(e)) => return ended(app, session, d, &ex.id, Some(e)).await,
+                None => return ended(app, session, d, &ex.id, None).await,
             },
             _ = flush.tick() => session.flush(true).await,
         }

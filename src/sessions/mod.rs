@@ -3,6 +3,13 @@
 //! with a reason), watched for idleness and maximum duration, recorded as
 //! asciicast, and audited when it opens and closes. The terminal and the
 //! jumpbox only adapt their transport to [`bridge::run`].
+//!
+//! A session's processes carry its tag (`exec_tag`) and are swept from the
+//! container when it ends; the record's end is written first (it never
+//! waits on the node), the sweep after it. A sweep that could not run (the
+//! node was gone, gpudock was killed) is retried by [`run`]'s sweeper at
+//! start-up and whenever the node answers again, until the record says
+//! `swept_at`.
 
 pub mod api;
 pub mod bridge;
@@ -11,6 +18,7 @@ pub mod pages;
 pub mod recording;
 pub mod store;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rusqlite::TransactionBehavior;
@@ -20,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::User;
+use crate::docker::exec;
 use crate::error::AppError;
 use crate::ids::{InstanceId, NodeId, SessionId};
 use crate::instances::Instance;
@@ -86,6 +95,8 @@ impl From<AppError> for OpenError {
 /// pass, and `close` once, when it ends.
 pub struct Session {
     pub id: SessionId,
+    /// The value of `GPUDOCK_SESSION` its processes carry.
+    tag: String,
     node_id: NodeId,
     app: App,
     reg: Registration,
@@ -131,8 +142,13 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
     };
-    let (a2, s2, user) = (actor.clone(), src.clone(), o.user.clone());
-    let id = app
+    let (a2, s2, user, install) = (
+        actor.clone(),
+        src.clone(),
+        o.user.clone(),
+        app.install_id.clone(),
+    );
+    let (id, tag) = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -140,12 +156,12 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
             if !crate::auth::current(&tx, &user, now)? {
                 return Ok(None);
             }
-            let id = store::insert(&tx, &new.borrowed(), now)?;
+            let (id, tag) = store::insert(&tx, &new.borrowed(), |id| exec_tag(&install, id), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
                                 "protocol": new.protocol, "command": new.command});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
-            Ok::<_, AppError>(Some(id))
+            Ok::<_, AppError>(Some((id, tag)))
         })
         .await?
         .ok_or(OpenError::Revoked)?;
@@ -184,6 +200,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
     };
     Ok(Session {
         id,
+        tag,
         node_id: t.instance.node_id,
         app: app.clone(),
         reg,
@@ -193,6 +210,45 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         source: src,
         node_detail,
     })
+}
+
+/// The tag of session `id`'s processes: `<install>-s<id>-<random>`, unique
+/// even should an id come back after a restore (a sweep ends exactly the
+/// processes of its own session).
+fn exec_tag(install: &str, id: SessionId) -> String {
+    let nonce: u32 = rand::random();
+    format!("{install}-s{id}-{nonce:08x}")
+}
+
+/// How long one sweep may take (it waits a second between SIGHUP and
+/// SIGKILL); once the server is stopping, [`SWEEP_AT_SHUTDOWN`].
+const SWEEP_WITHIN: Duration = Duration::from_secs(20);
+/// How long a sweep may hold up a shutdown (the next start does the rest).
+const SWEEP_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// How long a sweep may take now.
+pub fn sweep_budget(app: &App) -> Duration {
+    if app.cancel.is_cancelled() {
+        SWEEP_AT_SHUTDOWN
+    } else {
+        SWEEP_WITHIN
+    }
+}
+
+/// Ends the processes tagged `tag` in `container` within `within`; whether
+/// that is done (also when nothing was left: the container gone or stopped).
+pub async fn sweep(d: &bollard::Docker, container: &str, tag: &str, within: Duration) -> bool {
+    match tokio::time::timeout(within, exec::end_tagged(d, container, tag)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            log::warn!("ending the processes tagged {tag} in {container} failed: {e}");
+            false
+        }
+        Err(_) => {
+            log::warn!("ending the processes tagged {tag} in {container} took over {within:?}");
+            false
+        }
+    }
 }
 
 /// The owned columns of a new record (moved to the database thread).
@@ -312,6 +368,11 @@ impl Session {
         self.node_id
     }
 
+    /// The value of `GPUDOCK_SESSION` the session's processes must carry.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     /// `e` as the line the session's user is told (a node's detail only for
     /// who may see nodes; what is held back is logged under a reference).
     pub fn tell(&self, e: &AppError) -> String {
@@ -324,9 +385,17 @@ impl Session {
         reason.message(c.idle_timeout_secs, c.max_duration_secs)
     }
 
-    /// Ends the session: the record gets its end, reason and figures; the
-    /// close is audited; the recording is flushed.
-    pub async fn close(mut self, reason: EndReason, detail: &str) {
+    /// Ends the session: the record gets its end, reason and figures and
+    /// the close is audited (without waiting on the node), the recording is
+    /// flushed; then `sweep` ends its processes in the container, and the
+    /// record says so when it did (otherwise the sweeper retries).
+    pub async fn close(
+        mut self,
+        reason: EndReason,
+        detail: &str,
+        sweep: impl Future<Output = bool>,
+    ) {
+        self.reg.ending();
         self.flush(true).await;
         let a = self.reg.activity().clone();
         let (id, actor, src) = (self.id, self.actor.clone(), self.source.clone());
@@ -361,12 +430,74 @@ impl Session {
             log::error!("session {id}: recording its end failed: {e}");
         }
         log::info!("session {id} ended: {}", reason.as_str());
+        if sweep.await {
+            mark_swept(&self.app, id).await;
+        }
+    }
+}
+
+async fn mark_swept(app: &App, id: SessionId) {
+    let r = app
+        .db
+        .write(move |c| store::set_swept(c, id, crate::db::now()).map_err(AppError::from))
+        .await;
+    if let Err(e) = r {
+        log::error!("session {id}: recording its sweep failed: {e}");
+    }
+}
+
+/// How often each node's sweeper looks for sessions left unswept.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// One node's sweeper: ends the processes of its sessions that ended
+/// unswept (gpudock killed, the node gone meanwhile) as soon as the node
+/// answers: at start-up, and when it comes back. A session still finishing
+/// (registered live) sweeps itself.
+async fn sweeper(app: App, node: NodeId, cancel: CancellationToken) {
+    loop {
+        let pending = app
+            .db
+            .read(move |c| store::unswept(c, node).map_err(AppError::from))
+            .await;
+        match pending {
+            // A sweep cut short by the stop is done at the next start.
+            Ok(list) => tokio::select! {
+                _ = cancel.cancelled() => return,
+                () = sweep_node(&app, node, &list) => {}
+            },
+            Err(e) => log::warn!("session sweeper: node {node}: {e}"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
+
+async fn sweep_node(app: &App, node: NodeId, list: &[store::Unswept]) {
+    let list: Vec<_> = list.iter().filter(|s| !app.live.is_live(s.id.0)).collect();
+    if list.is_empty() {
+        return;
+    }
+    let Ok(d) = crate::nodes::client(app, node).await else {
+        return; // still down: next time
+    };
+    for s in list {
+        if sweep(&d, &s.container_id, &s.exec_tag, SWEEP_WITHIN).await {
+            log::info!(
+                "session {}: processes left in {} ended",
+                s.id,
+                s.container_id
+            );
+            mark_swept(app, s.id).await;
+        }
     }
 }
 
 /// Keeps the live figures of open sessions in their records (every 2 s),
-/// ends what users hold under an access generation gone stale, and at
-/// start closes the records a previous process left open.
+/// ends what users hold under an access generation gone stale, at start
+/// closes the records a previous process left open, and runs the per-node
+/// sweepers (see [`sweeper`]).
 pub async fn run(app: App, cancel: CancellationToken) {
     match app
         .db
@@ -379,6 +510,21 @@ pub async fn run(app: App, cancel: CancellationToken) {
         }
         Err(e) => log::error!("closing session records left open: {e}"),
     }
+    let sweepers = tokio::spawn(crate::nodes::per_node(
+        app.clone(),
+        cancel.clone(),
+        "session sweep",
+        sweeper,
+    ));
+    figures(&app, &cancel).await;
+    if let Err(e) = sweepers.await {
+        log::error!("session sweepers failed: {e}");
+    }
+}
+
+/// Writes the live figures of open sessions every 2 s until `cancel`, and
+/// ends what users hold under an access generation gone stale.
+async fn figures(app: &App, cancel: &CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
@@ -388,7 +534,7 @@ pub async fn run(app: App, cancel: CancellationToken) {
         // Backstop of the revocations made here (which end at once): an
         // account changed by another process (`gpudock admin
         // reset-password`) loses what it holds live within a tick.
-        if let Err(e) = crate::auth::end_stale_access(&app).await {
+        if let Err(e) = crate::auth::end_stale_access(app).await {
             log::warn!("checking live access: {e}");
         }
         let snap = app.live.snapshot();

@@ -40,6 +40,12 @@ impl SessionStatus {
 pub enum EndReason {
     /// The user closed it (or the shell exited).
     UserClose,
+    /// The client went away without closing the session (killed, network
+    /// lost, no answer to keep-alives).
+    ClientLost,
+    /// The instance's node stopped answering (its Docker daemon died or
+    /// restarted) while the session ran.
+    NodeLost,
     IdleTimeout,
     AdminForce,
     MaxDuration,
@@ -51,6 +57,8 @@ pub enum EndReason {
 
 crate::text_enum!(EndReason {
     UserClose => "user_close",
+    ClientLost => "client_lost",
+    NodeLost => "node_lost",
     IdleTimeout => "idle_timeout",
     AdminForce => "admin_force",
     MaxDuration => "max_duration",
@@ -66,7 +74,10 @@ impl EndReason {
             | EndReason::AdminForce
             | EndReason::MaxDuration
             | EndReason::AccessRevoked => SessionStatus::Terminated,
-            EndReason::UserClose | EndReason::Error => SessionStatus::Closed,
+            EndReason::UserClose
+            | EndReason::ClientLost
+            | EndReason::NodeLost
+            | EndReason::Error => SessionStatus::Closed,
         }
     }
 
@@ -83,8 +94,13 @@ impl EndReason {
                 human(max_secs)
             )),
             EndReason::AdminForce => Some("session ended: terminated by an administrator".into()),
+            EndReason::NodeLost => Some(
+                "session ended: the instance's node stopped answering (its Docker daemon is \
+                 unreachable); processes it left running are ended once it answers again"
+                    .into(),
+            ),
             EndReason::AccessRevoked => Some(ACCESS_REVOKED_MESSAGE.into()),
-            EndReason::UserClose | EndReason::Error => None,
+            EndReason::UserClose | EndReason::ClientLost | EndReason::Error => None,
         }
     }
 }
@@ -136,6 +152,9 @@ mod tests {
     fn reasons_round_trip_and_say_which_limit() {
         for r in [
             "user_close",
+            "client_lost",
+            "node_lost",
+            "access_revoked",
             "idle_timeout",
             "admin_force",
             "max_duration",

@@ -46,10 +46,12 @@ pub fn bytes(n: &i64) -> String {
 pub fn reason_key(r: &Option<EndReason>) -> &'static str {
     match r {
         Some(EndReason::UserClose) => "sessions.r_user_close",
+        Some(EndReason::ClientLost) => "sessions.r_client_lost",
+        Some(EndReason::NodeLost) => "sessions.r_node_lost",
+        Some(EndReason::AccessRevoked) => "sessions.r_access_revoked",
         Some(EndReason::IdleTimeout) => "sessions.r_idle_timeout",
         Some(EndReason::AdminForce) => "sessions.r_admin_force",
         Some(EndReason::MaxDuration) => "sessions.r_max_duration",
-        Some(EndReason::AccessRevoked) => "sessions.r_access_revoked",
         Some(EndReason::Error) => "sessions.r_error",
         None => "sessions.r_none",
     }

@@ -31,11 +31,14 @@ pub struct SessionRecord {
     pub bytes_in: i64,
     pub bytes_out: i64,
     pub has_recording: bool,
+    /// When the processes the session started were ended in the container
+    /// (`None`: not yet; swept at start-up or when its node answers).
+    pub swept_at: Option<i64>,
 }
 
 const COLS: &str = "id, user_id, username, tenant_id, instance_id, instance_name, node_id, node_name, container_id, \
     protocol, command, source_ip, status, started_at, last_activity_at, ended_at, end_reason, end_detail, bytes_in, \
-    bytes_out, recording IS NOT NULL";
+    bytes_out, recording IS NOT NULL, swept_at";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -60,6 +63,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         bytes_in: r.get(18)?,
         bytes_out: r.get(19)?,
         has_recording: r.get(20)?,
+        swept_at: r.get(21)?,
     })
 }
 
@@ -77,7 +81,13 @@ pub struct NewSession<'a> {
     pub source_ip: &'a str,
 }
 
-pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Result<SessionId> {
+/// Inserts the record; its processes' tag is `tag` of the new id.
+pub fn insert(
+    conn: &Connection,
+    s: &NewSession<'_>,
+    tag: impl FnOnce(SessionId) -> String,
+    now: i64,
+) -> rusqlite::Result<(SessionId, String)> {
     conn.execute(
         "INSERT INTO remote_sessions (user_id, username, tenant_id, instance_id, instance_name, node_id, node_name, \
          container_id, protocol, command, source_ip, status, started_at, last_activity_at) \
@@ -87,7 +97,13 @@ pub fn insert(conn: &Connection, s: &NewSession<'_>, now: i64) -> rusqlite::Resu
             s.container_id, s.protocol, s.command, s.source_ip, now
         ],
     )?;
-    Ok(SessionId(conn.last_insert_rowid()))
+    let id = SessionId(conn.last_insert_rowid());
+    let tag = tag(id);
+    conn.execute(
+        "UPDATE remote_sessions SET exec_tag = ?2 WHERE id = ?1",
+        params![id, tag],
+    )?;
+    Ok((id, tag))
 }
 
 pub fn set_recording(conn: &Connection, id: SessionId, file: &str) -> rusqlite::Result<()> {
@@ -133,7 +149,8 @@ pub fn end(conn: &Connection, id: SessionId, e: &Ending<'_>, now: i64) -> rusqli
     Ok(())
 }
 
-/// Sessions a previous process left open: closed with reason `error`.
+/// Sessions a previous process left open: closed with reason `error` (not
+/// swept: their processes may still run).
 pub fn close_orphans(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE remote_sessions SET status = 'closed', end_reason = 'error', \
@@ -141,6 +158,39 @@ pub fn close_orphans(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
          WHERE status IN ('active', 'idle')",
         [now],
     )
+}
+
+/// Records that the session's processes were ended in its container.
+pub fn set_swept(conn: &Connection, id: SessionId, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE remote_sessions SET swept_at = ?2 WHERE id = ?1 AND swept_at IS NULL",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+/// A session that ended without its processes being swept.
+#[derive(Debug, Clone)]
+pub struct Unswept {
+    pub id: SessionId,
+    pub container_id: String,
+    pub exec_tag: String,
+}
+
+/// The ended sessions on `node` whose processes were not swept yet.
+pub fn unswept(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Unswept>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, container_id, exec_tag FROM remote_sessions \
+         WHERE node_id = ?1 AND swept_at IS NULL AND status NOT IN ('active', 'idle') ORDER BY id",
+    )?;
+    stmt.query_map([node], |r| {
+        Ok(Unswept {
+            id: r.get(0)?,
+            container_id: r.get(1)?,
+            exec_tag: r.get(2)?,
+        })
+    })?
+    .collect()
 }
 
 /// History filters; all optional.

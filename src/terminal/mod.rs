@@ -58,7 +58,7 @@ async fn running(
         .await?
         .pop()
         .ok_or(AppError::NotFound)?;
-    if i.status != InstanceStatus::Running || i.container_id.is_none() {
+    if i.last_known != InstanceStatus::Running || i.container_id.is_none() {
         return Err(AppError::Conflict(FieldErrors::from([(
             "status",
             FieldError::new("err.not_running"),
@@ -136,7 +136,8 @@ fn event(msg: Result<Message, axum::Error>) -> Option<ClientEvent> {
             }
             Err(_) => None,
         },
-        Ok(Message::Close(_)) | Err(_) => Some(ClientEvent::Closed),
+        Ok(Message::Close(_)) => Some(ClientEvent::Closed),
+        Err(_) => Some(ClientEvent::Lost),
         Ok(Message::Ping(_) | Message::Pong(_)) => None,
     }
 }
@@ -206,7 +207,7 @@ async fn serve(
         tty: true,
         term: Some("xterm-256color".into()),
         size: Some(size),
-        tag: format!("{}-s{}", app.install_id, session.id),
+        tag: session.tag().to_string(),
     };
     let container = target.container().to_string();
     let events = Box::pin(stream.filter_map(|m| std::future::ready(event(m))));

@@ -12,6 +12,11 @@
 //! dockerd, unmounts what is left under the directory, and (when the test
 //! process is gone) removes the directory. So no dockerd outlives a test
 //! binary, though the shared daemon is a static that is never dropped.
+//!
+//! A restartable daemon ([`start_restartable`], with live-restore, so that
+//! containers outlive it) can be taken down and brought back ([`TestDaemon::down`],
+//! [`TestDaemon::up`]) or frozen ([`TestDaemon::pause`]) to play a node that
+//! dies or stalls under load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -53,7 +58,7 @@ pub fn shared() -> &'static TestDaemon {
     static SHARED: OnceLock<Result<TestDaemon, String>> = OnceLock::new();
     let started = SHARED.get_or_init(|| {
         std::panic::catch_unwind(|| {
-            let d = start(false);
+            let d = start(false, false);
             import_test_image(&d);
             d
         })
@@ -68,7 +73,16 @@ pub fn shared() -> &'static TestDaemon {
 /// An independent daemon (own directory and ports) without the test image;
 /// `stop` or drop stops it.
 pub fn start_private() -> TestDaemon {
-    start(true)
+    start(true, false)
+}
+
+/// An independent daemon with the test image and live-restore on, that
+/// can go down and come back (its containers keep running meanwhile).
+/// Leaked, for a `Lab`; it stops when the test process ends (or [`TestDaemon::shut`]).
+pub fn start_restartable() -> &'static TestDaemon {
+    let d = start(true, true);
+    import_test_image(&d);
+    Box::leak(Box::new(d))
 }
 
 /// A client certificate and key signed by another CA than any daemon's.
@@ -114,6 +128,70 @@ impl TestDaemon {
         );
     }
 
+    /// Stops a restartable daemon for good (its containers too) and
+    /// removes its directory; waits for that.
+    pub fn shut(&self) {
+        let _ = std::fs::write(self.dir.join("remove"), b"");
+        let _ = std::fs::write(self.dir.join("stop"), b"");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops dockerd (a restartable daemon: see [`start_restartable`]) and
+    /// waits until it is gone.
+    pub fn down(&self) {
+        assert!(self.dir.join("restartable").exists(), "not restartable");
+        std::fs::write(self.dir.join("down"), b"").unwrap();
+        let sock = self.dir.join("docker.sock");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while ping(&sock) || self.dir.join("docker.pid").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not go down:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts dockerd again after [`Self::down`] and waits until it answers.
+    pub fn up(&self) {
+        std::fs::remove_file(self.dir.join("down")).unwrap();
+        let sock = self.dir.join("docker.sock");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ping(&sock) {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not come back:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Freezes dockerd (SIGSTOP): it accepts connections and answers
+    /// nothing, like a daemon starved of CPU.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused dockerd run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("docker.pid")).unwrap();
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.trim())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig} dockerd");
+    }
+
     /// Asks the watchdog to stop dockerd and waits; false when it hung.
     fn halt(&mut self) -> bool {
         let Some(mut child) = self.watchdog.take() else {
@@ -140,14 +218,35 @@ impl Drop for TestDaemon {
     }
 }
 
-/// The watchdog: $1 dir, $2 test pid, then the dockerd command line.
+/// The watchdog: $1 dir, $2 test pid, then the dockerd command line. A
+/// file `down` stops dockerd until it is removed (restartable daemons).
 const WATCHDOG: &str = r#"
 dir=$1; parent=$2; shift 2
 "$@" >"$dir/dockerd.log" 2>&1 </dev/null &
 d=$!
-while kill -0 "$parent" 2>/dev/null && kill -0 "$d" 2>/dev/null && [ ! -e "$dir/stop" ]; do
+while kill -0 "$parent" 2>/dev/null && [ ! -e "$dir/stop" ]; do
+  if [ -e "$dir/down" ]; then
+    if kill -0 "$d" 2>/dev/null; then kill -TERM "$d"; wait "$d" 2>/dev/null; fi
+  elif ! kill -0 "$d" 2>/dev/null; then
+    [ -e "$dir/restartable" ] || break
+    "$@" >>"$dir/dockerd.log" 2>&1 </dev/null &
+    d=$!
+  fi
   sleep 0.1
 done
+if [ -e "$dir/restartable" ]; then
+  # Live-restore would leave the containers running: kill them first (with
+  # dockerd started again if it is down).
+  dk() { docker -H "unix://$dir/docker.sock" "$@"; }
+  if ! kill -0 "$d" 2>/dev/null; then
+    "$@" >>"$dir/dockerd.log" 2>&1 </dev/null &
+    d=$!
+  fi
+  i=0
+  while ! dk version >/dev/null 2>&1 && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  ids=$(dk ps -q 2>/dev/null)
+  [ -z "$ids" ] || dk kill $ids >/dev/null 2>&1
+fi
 kill -TERM "$d" 2>/dev/null
 i=0
 while kill -0 "$d" 2>/dev/null && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i+1)); done
@@ -159,10 +258,10 @@ wait "$d" 2>/dev/null
 for m in $(awk -v p="$dir/" 'index($2, p) == 1 || $2 == substr(p, 1, length(p) - 1) { print $2 }' /proc/mounts | sort -r); do
   umount -l "$m" 2>/dev/null
 done
-kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
+if [ -e "$dir/remove" ] || ! kill -0 "$parent" 2>/dev/null; then rm -rf "$dir"; fi
 "#;
 
-fn start(private: bool) -> TestDaemon {
+fn start(private: bool, restartable: bool) -> TestDaemon {
     if Command::new("dockerd").arg("--version").output().is_err() {
         panic!("dockerd is not installed: {INSTALL}");
     }
@@ -173,7 +272,13 @@ fn start(private: bool) -> TestDaemon {
     let dir = tmp.path().to_path_buf();
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let pki = write_pki(&dir);
-    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    let config = if restartable {
+        std::fs::write(dir.join("restartable"), b"").unwrap();
+        r#"{"live-restore": true}"#
+    } else {
+        "{}"
+    };
+    std::fs::write(dir.join("daemon.json"), config).unwrap();
     let port = free_port();
     let sock = dir.join("docker.sock");
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();

@@ -23,7 +23,11 @@ pub struct Lab {
 
 impl Lab {
     pub async fn new(config: &str, cpu: i64) -> Lab {
-        let d = dockerd::shared();
+        Lab::on(dockerd::shared(), config, cpu).await
+    }
+
+    /// A lab whose node is the daemon `d` (e.g. a restartable one).
+    pub async fn on(d: &'static TestDaemon, config: &str, cpu: i64) -> Lab {
         let srv = Server::start_with(config);
         let admin = srv.admin().await;
         let (s, b) = post(
@@ -89,6 +93,38 @@ impl Lab {
 
     pub fn create_body(&self, spec: i64, name: &str) -> Value {
         json!({"image_id": self.image, "spec_id": spec, "node_id": self.node, "name": name})
+    }
+
+    /// Starts creating instance `name` (as the admin) from an image whose
+    /// pull never ends (see [`super::silent_registry`]); returns once the
+    /// pull has begun, with the pending request.
+    pub async fn create_pulling_forever(
+        &self,
+        spec: i64,
+        name: &str,
+    ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+        let (port, asked) = super::silent_registry();
+        let address = format!("127.0.0.1:{port}/gpudock/slow:1");
+        let (s, img) = self
+            .post(
+                "/api/v1/images",
+                json!({"name": "slow", "address": address}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{img}");
+        let mut body = self.create_body(spec, name);
+        body["image_id"] = img["id"].clone();
+        let (c, url) = (self.admin.clone(), self.srv.url("/api/v1/instances"));
+        let create = tokio::spawn(async move { post(&c, &url, body).await });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !asked.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pull never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        create
     }
 
     pub fn docker(&self, args: &[&str]) -> std::process::Output {

@@ -225,6 +225,17 @@ impl Server {
         Server::start_in(dir, config)
     }
 
+    /// Kills the server outright (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the server process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
@@ -377,4 +388,21 @@ pub async fn in_process_admin(dir: &Path) -> (gpudock::App, gpudock::auth::Curre
         via: gpudock::auth::AuthVia::Session,
     };
     (app, me)
+}
+
+/// A registry that accepts connections and never answers: a pull from it
+/// takes as long as dockerd waits. Its port, and whether a pull came.
+pub fn silent_registry() -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = asked.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    (port, asked)
 }

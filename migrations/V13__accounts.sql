@@ -25,7 +25,7 @@ CREATE TABLE node_ssh_host_keys (
 -- A request for an OS account on a node. The node and the people keep their
 -- names here, so the record stays readable after a node is deleted.
 CREATE TABLE account_opening_requests (
-    id                  INTEGER PRIMARY KEY,
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     applicant_id        INTEGER NOT NULL REFERENCES users(id),
     tenant_id           INTEGER REFERENCES tenants(id),
     contact_email       TEXT NOT NULL DEFAULT '',
@@ -53,6 +53,9 @@ CREATE TABLE account_opening_requests (
     result_message      TEXT NOT NULL DEFAULT '',
     -- the processing steps as JSON [{"step", "state", "detail"}]
     steps               TEXT NOT NULL DEFAULT '[]',
+    -- the generation (meta 'generation') of the process that started the
+    -- processing: one left processing by an older generation was interrupted
+    generation          INTEGER NOT NULL DEFAULT 0,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL
 );
@@ -62,7 +65,7 @@ CREATE INDEX account_requests_applicant ON account_opening_requests(applicant_id
 
 -- An OS account gpudock created on a node. Deleted ones stay as history.
 CREATE TABLE cloud_users (
-    id                   INTEGER PRIMARY KEY,
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
     node_id              INTEGER REFERENCES nodes(id) ON DELETE SET NULL,
     node_name            TEXT NOT NULL,
     username             TEXT NOT NULL,
