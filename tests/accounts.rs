@@ -1011,7 +1011,7 @@ async fn a_stopping_server_interrupts_an_opening_between_steps() {
         .await
         .unwrap();
     let input = gpudock::accounts::RequestInput {
-        username: "halt".into(),
+        username: "stopper".into(),
         target_host: Some(json!(node.id)),
         ..Default::default()
     };
