@@ -25,6 +25,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "metrics",
     "ratelimit",
     "secrets",
+    "sshclient",
     "tls",
     "validate",
     "web",
@@ -32,9 +33,11 @@ const INFRASTRUCTURE: &[&str] = &[
 
 /// Features: use infrastructure and each other's `mod.rs` API.
 const CAPABILITIES: &[&str] = &[
+    "accounts",
     "auth",
     "backup",
     "catalog",
+    "delivery",
     "instances",
     "jumpbox",
     "monitor",
