@@ -97,6 +97,9 @@ struct NodePage {
     charts: Vec<Chart>,
     enrolment: Option<Enrolment>,
     errs: FormErrs,
+    /// The sources form: what was submitted (shown again with its
+    /// errors), else the stored URLs.
+    form: FormValues,
 }
 
 fn node_charts(l: &Layout, node: NodeId, m: &NodeMetrics) -> Vec<Chart> {
@@ -163,11 +166,19 @@ async fn render_node(
     id: NodeId,
     enrolment: Option<Enrolment>,
     errs: FormErrs,
+    submitted: Option<FormValues>,
 ) -> Result<Response, AppError> {
     let node = crate::nodes::get(app, id).await?;
     let m = super::api::node_metrics(app, id).await?;
     let l = ctx.nav("nodes").l;
     let charts = node_charts(&l, id, &m);
+    let form = submitted.unwrap_or_else(|| {
+        FormValues::from_pairs(&[
+            ("node_exporter_url", m.config.node_exporter_url.clone()),
+            ("dcgm_url", m.config.dcgm_url.clone()),
+            ("agent_url", m.config.agent_url.clone()),
+        ])
+    });
     html(&NodePage {
         l,
         node,
@@ -175,6 +186,7 @@ async fn render_node(
         charts,
         enrolment,
         errs,
+        form,
     })
 }
 
@@ -183,7 +195,7 @@ async fn node_page(
     ctx: PageCtx,
     ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
-    render_node(&app, ctx, id, None, FormErrs::default()).await
+    render_node(&app, ctx, id, None, FormErrs::default(), None).await
 }
 
 async fn sources(
@@ -203,7 +215,7 @@ async fn sources(
         Ok(_) => Ok(Redirect::to(&format!("/nodes/{id}/metrics")).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut r = render_node(&app, ctx, id, None, errs).await?;
+            let mut r = render_node(&app, ctx, id, None, errs, Some(f)).await?;
             *r.status_mut() = status;
             Ok(r)
         }
@@ -223,10 +235,10 @@ async fn enroll(
         agent_url: f.text("agent_url"),
     };
     match super::api::start_enrolment(&app, &ctx.me, id, input, &src).await {
-        Ok(e) => render_node(&app, ctx, id, Some(e), FormErrs::default()).await,
+        Ok(e) => render_node(&app, ctx, id, Some(e), FormErrs::default(), None).await,
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut r = render_node(&app, ctx, id, None, errs).await?;
+            let mut r = render_node(&app, ctx, id, None, errs, None).await?;
             *r.status_mut() = status;
             Ok(r)
         }
