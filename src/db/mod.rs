@@ -421,7 +421,7 @@ mod tests {
                       (2, 'a', 1, 'x', 1, 'n', 'c', 'ssh', 'ip', 'active', 0, 0, NULL, NULL);",
         )
         .unwrap();
-        migrate(&mut c).unwrap();
+        migrate_to(&mut c, refinery::Target::Version(12)).unwrap();
         let on: bool = c
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
@@ -516,6 +516,20 @@ mod tests {
         assert!(is_foreign_key_violation(
             &c.execute("DELETE FROM users WHERE id = 2", []).unwrap_err()
         ));
+        // V14 counts what the instances there are hold, per node and tenant.
+        migrate(&mut c).unwrap();
+        let usage = |sql: &str| -> (i64, i64) {
+            c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        assert_eq!(
+            usage("SELECT instances, cpu_cores FROM node_usage WHERE node_id = 1"),
+            (1, 1)
+        );
+        assert_eq!(
+            usage("SELECT instances, memory_gb FROM tenant_usage WHERE tenant_id = 1"),
+            (1, 1)
+        );
     }
 
     #[tokio::test]

@@ -80,6 +80,17 @@ pub async fn candidate_nodes(
     Ok(placement::candidates(&req, &nodes))
 }
 
+/// What tenant `tenant`'s instances hold (how many, and their reservations
+/// added up), as kept in the reserving transactions: what quotas read.
+pub async fn tenant_usage(
+    app: &App,
+    tenant: crate::ids::TenantId,
+) -> Result<store::Usage, AppError> {
+    app.db
+        .read(move |c| store::tenant_usage(c, tenant.0).map_err(AppError::from))
+        .await
+}
+
 /// The instances `me` reaches (all, or only `id`) with the names of their
 /// image, spec, node and user.
 pub async fn named(
