@@ -28,6 +28,10 @@ pub fn router(app: App) -> Router {
         .merge(crate::sessions::api::routes())
         .merge(crate::sessions::pages::routes())
         .merge(crate::terminal::routes())
+        .merge(crate::nodes::ssh_web::routes())
+        .merge(crate::accounts::api::routes())
+        .merge(crate::accounts::pages::routes())
+        .merge(crate::delivery::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,
