@@ -22,6 +22,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "jobs",
     "live",
     "logging",
+    "paging",
     "ratelimit",
     "secrets",
     "sshclient",

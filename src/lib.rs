@@ -27,6 +27,7 @@ mod layering;
 pub mod live;
 pub mod logging;
 pub mod nodes;
+pub mod paging;
 pub mod ratelimit;
 pub mod secrets;
 pub mod server;

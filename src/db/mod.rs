@@ -516,7 +516,7 @@ mod tests {
         assert!(is_foreign_key_violation(
             &c.execute("DELETE FROM users WHERE id = 2", []).unwrap_err()
         ));
-        // V14 counts what the instances there are hold, per node and tenant.
+        // V15 counts what the instances there are hold, per node and tenant.
         migrate(&mut c).unwrap();
         let usage = |sql: &str| -> (i64, i64) {
             c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -20,6 +20,7 @@ use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
 use crate::ids::InstanceId;
+use crate::paging::{Page, Window};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Request};
@@ -104,10 +105,23 @@ pub async fn named(
         .await
 }
 
-pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<Instance>, AppError> {
+/// The instances `me` reaches in `window` (by id), with how many there are.
+pub async fn list(app: &App, me: &CurrentUser, window: Window) -> Result<Page<Instance>, AppError> {
     let scope = me.scope();
     app.db
-        .read(move |c| store::list(c, scope).map_err(AppError::from))
+        .read(move |c| store::list(c, scope, window).map_err(AppError::from))
+        .await
+}
+
+/// [`named`] for the rows of `window`, with how many there are.
+pub async fn named_page(
+    app: &App,
+    me: &CurrentUser,
+    window: Window,
+) -> Result<Page<(Instance, store::Names)>, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::list_named_page(c, scope, window).map_err(AppError::from))
         .await
 }
 

@@ -8,6 +8,7 @@ use super::model::InstanceStatus;
 use super::placement::{Capacity, NodeSnapshot};
 use crate::auth::Scope;
 use crate::ids::{InstanceId, NodeId};
+use crate::paging::{Page, Window};
 
 /// Something the user should know about an instance: a stable code (also an
 /// i18n key under `instances.w_`) and the daemon's words.
@@ -123,12 +124,13 @@ fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
     }
 }
 
-pub fn list(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<Instance>> {
+/// The scoped instances of `window`, by id, and how many there are.
+pub fn list(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result<Page<Instance>> {
     let (t, u) = filters(scope);
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT {COLS}, {NODE_STATUS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
-    ))?;
-    stmt.query_map(params![t, u], row)?.collect()
+    );
+    crate::paging::query(conn, &sql, &[&t, &u], window, row)
 }
 
 /// What pages show beside an instance: the names behind its ids.
@@ -140,6 +142,31 @@ pub struct Names {
     pub user: String,
 }
 
+/// Instances with the names of their image, spec, node and user, scoped by
+/// `?1` (tenant) and `?2` (user), and `?3` (one instance) unless NULL.
+fn named_sql() -> String {
+    format!(
+        "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
+         JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
+         JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
+         WHERE (?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) AND (?3 IS NULL OR i.id = ?3) \
+         ORDER BY i.id",
+        cols_of_i()
+    )
+}
+
+fn named_row(r: &Row<'_>) -> rusqlite::Result<(Instance, Names)> {
+    Ok((
+        row(r)?,
+        Names {
+            image: r.get(ROW_WIDTH)?,
+            spec: r.get(ROW_WIDTH + 1)?,
+            node: r.get(ROW_WIDTH + 2)?,
+            user: r.get(ROW_WIDTH + 3)?,
+        },
+    ))
+}
+
 /// The scoped instances (all, or only `id`) with the names of their image,
 /// spec, node and user.
 pub fn list_named(
@@ -148,27 +175,19 @@ pub fn list_named(
     only: Option<InstanceId>,
 ) -> rusqlite::Result<Vec<(Instance, Names)>> {
     let (t, u) = filters(scope);
-    let sql = format!(
-        "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
-         JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
-         JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
-         WHERE (?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) AND (?3 IS NULL OR i.id = ?3) \
-         ORDER BY i.id",
-        cols_of_i()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(params![t, u, only], |r| {
-        Ok((
-            row(r)?,
-            Names {
-                image: r.get(ROW_WIDTH)?,
-                spec: r.get(ROW_WIDTH + 1)?,
-                node: r.get(ROW_WIDTH + 2)?,
-                user: r.get(ROW_WIDTH + 3)?,
-            },
-        ))
-    })?
-    .collect()
+    let mut stmt = conn.prepare_cached(&named_sql())?;
+    stmt.query_map(params![t, u, only], named_row)?.collect()
+}
+
+/// [`list_named`] for the rows of `window`, and how many there are.
+pub fn list_named_page(
+    conn: &Connection,
+    scope: Scope,
+    window: Window,
+) -> rusqlite::Result<Page<(Instance, Names)>> {
+    let (t, u) = filters(scope);
+    let none: Option<i64> = None;
+    crate::paging::query(conn, &named_sql(), &[&t, &u, &none], window, named_row)
 }
 
 pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<Option<Instance>> {
@@ -511,6 +530,10 @@ mod tests {
     use crate::auth::{TenantId, UserId};
     use crate::db;
 
+    fn all() -> Window {
+        Window::first(1000)
+    }
+
     fn seed(conn: &Connection) -> (i64, i64, i64) {
         conn.execute_batch(
             "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0), (2, 'B', 'B', 0, 0);
@@ -564,11 +587,17 @@ mod tests {
         let a1 = add(&conn, 10, 1, &[0, 1]);
         add(&conn, 11, 1, &[2, 3]);
         let b1 = add(&conn, 20, 2, &[4]);
-        assert_eq!(list(&conn, Scope::All).unwrap().len(), 3);
-        assert_eq!(list(&conn, Scope::Tenant(TenantId(1))).unwrap().len(), 2);
+        assert_eq!(list(&conn, Scope::All, all()).unwrap().items.len(), 3);
         assert_eq!(
-            list(&conn, Scope::User(UserId(10), Some(TenantId(1))))
+            list(&conn, Scope::Tenant(TenantId(1)), all())
                 .unwrap()
+                .total,
+            2
+        );
+        assert_eq!(
+            list(&conn, Scope::User(UserId(10), Some(TenantId(1))), all())
+                .unwrap()
+                .items
                 .iter()
                 .map(|i| i.id)
                 .collect::<Vec<_>>(),

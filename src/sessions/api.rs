@@ -14,6 +14,7 @@ use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::ids::SessionId;
+use crate::paging::Paging;
 use crate::web::extract::{ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
@@ -28,8 +29,9 @@ async fn list(
     State(app): State<App>,
     me: CurrentUser,
     ApiQuery(f): ApiQuery<Filter>,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::list(&app, &me, f).await?))
+    paging: Paging,
+) -> Result<Response, AppError> {
+    Ok(paging.json(&super::list(&app, &me, f, paging.window).await?))
 }
 
 async fn show(

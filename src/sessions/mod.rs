@@ -573,15 +573,17 @@ async fn figures(app: &App, cancel: &CancellationToken) {
     }
 }
 
-/// Scoped list with filters.
+/// Scoped list with filters: the rows of `window`, newest first, and how
+/// many match.
 pub async fn list(
     app: &App,
     me: &crate::auth::CurrentUser,
     f: Filter,
-) -> Result<Vec<SessionRecord>, AppError> {
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<SessionRecord>, AppError> {
     let scope = me.scope();
     app.db
-        .read(move |c| store::list(c, scope, &f).map_err(AppError::from))
+        .read(move |c| store::list(c, scope, &f, window).map_err(AppError::from))
         .await
 }
 
