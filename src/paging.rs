@@ -76,8 +76,33 @@ pub fn query<T>(
     window: Window,
     row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Page<T>> {
+    let count = format!("SELECT COUNT(*) FROM ({})", unordered(select));
+    counted(conn, select, &count, params, window, row)
+}
+
+/// `select` without its closing ORDER BY: counted in order, SQLite would
+/// compute every row's columns only to count them (10x slower measured on
+/// the instance list); without, it counts the matching rows alone.
+fn unordered(select: &str) -> &str {
+    match select.rfind("ORDER BY") {
+        Some(at) if !select[at..].contains(')') => &select[..at],
+        _ => select,
+    }
+}
+
+/// [`query`] with the count of all rows given as its own statement (`count`,
+/// the same parameters): where counting through `select` would compute
+/// every row's columns (joins, subqueries) only to count them.
+pub fn counted<T>(
+    conn: &Connection,
+    select: &str,
+    count: &str,
+    params: &[&dyn ToSql],
+    window: Window,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Page<T>> {
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM ({select})"))?
+        .prepare_cached(count)?
         .query_row(params, |r| r.get(0))?;
     Ok(Page {
         items: rows(conn, select, params, window, row)?,
@@ -327,6 +352,17 @@ mod tests {
             .unwrap()
             .pager(3, 0);
         assert!(g.next.is_none() && g.prev.is_some());
+    }
+
+    #[test]
+    fn counts_leave_the_closing_order_out() {
+        assert_eq!(
+            unordered("SELECT a FROM t ORDER BY a DESC"),
+            "SELECT a FROM t "
+        );
+        let inner = "SELECT a, (SELECT b FROM u ORDER BY b LIMIT 1) FROM t";
+        assert_eq!(unordered(inner), inner);
+        assert_eq!(unordered("SELECT 1"), "SELECT 1");
     }
 
     #[test]

@@ -127,10 +127,10 @@ fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
 /// The scoped instances of `window`, by id, and how many there are.
 pub fn list(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result<Page<Instance>> {
     let (t, u) = filters(scope);
-    let sql = format!(
-        "SELECT {COLS}, {NODE_STATUS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
-    );
-    crate::paging::query(conn, &sql, &[&t, &u], window, row)
+    let filter = "(?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)";
+    let sql = format!("SELECT {COLS}, {NODE_STATUS} FROM instances WHERE {filter} ORDER BY id");
+    let count = format!("SELECT COUNT(*) FROM instances WHERE {filter}");
+    crate::paging::counted(conn, &sql, &count, &[&t, &u], window, row)
 }
 
 /// What pages show beside an instance: the names behind its ids.
@@ -142,15 +142,19 @@ pub struct Names {
     pub user: String,
 }
 
-/// Instances with the names of their image, spec, node and user, scoped by
-/// `?1` (tenant) and `?2` (user), and `?3` (one instance) unless NULL.
+/// Which instances: scoped by `?1` (tenant) and `?2` (user), and `?3` (one
+/// instance) unless NULL.
+const NAMED_WHERE: &str = "(?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) \
+    AND (?3 IS NULL OR i.id = ?3)";
+
+/// Instances with the names of their image, spec, node and user, by id
+/// ([`NAMED_WHERE`]).
 fn named_sql() -> String {
     format!(
         "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
          JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
          JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
-         WHERE (?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) AND (?3 IS NULL OR i.id = ?3) \
-         ORDER BY i.id",
+         WHERE {NAMED_WHERE} ORDER BY i.id",
         cols_of_i()
     )
 }
@@ -187,7 +191,16 @@ pub fn list_named_page(
 ) -> rusqlite::Result<Page<(Instance, Names)>> {
     let (t, u) = filters(scope);
     let none: Option<i64> = None;
-    crate::paging::query(conn, &named_sql(), &[&t, &u, &none], window, named_row)
+    // Counted without the joins (each joins exactly one row: foreign keys).
+    let count = format!("SELECT COUNT(*) FROM instances i WHERE {NAMED_WHERE}");
+    crate::paging::counted(
+        conn,
+        &named_sql(),
+        &count,
+        &[&t, &u, &none],
+        window,
+        named_row,
+    )
 }
 
 pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<Option<Instance>> {
