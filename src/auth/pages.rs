@@ -384,6 +384,7 @@ async fn account(
 #[serde(default)]
 struct TokenForm {
     name: String,
+    scope: Option<String>,
 }
 
 async fn token_create(
@@ -393,7 +394,7 @@ async fn token_create(
     Form(f): Form<TokenForm>,
 ) -> Result<Response, AppError> {
     let ctx = ctx.nav("account");
-    match service::create_token(&app, &ctx.me.user, &f.name, &src).await {
+    match service::create_token(&app, &ctx.me.user, &f.name, f.scope.as_deref(), &src).await {
         Ok((_, secret)) => {
             let (tokens, pager) = tokens_of(&app, &ctx.me.user, &Paging::first("/account")).await?;
             html(&AccountPage {

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
-use crate::ids::InstanceId;
+use crate::ids::{InstanceId, NodeId};
 use crate::paging::{Page, Window};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
@@ -89,6 +89,14 @@ pub async fn tenant_usage(
 ) -> Result<store::Usage, AppError> {
     app.db
         .read(move |c| store::tenant_usage(c, tenant.0).map_err(AppError::from))
+        .await
+}
+
+/// Every instance placed on `node`, whoever owns it (per-node work such as
+/// metrics collection; never shown to a user as it is).
+pub async fn on_node(app: &App, node: NodeId) -> Result<Vec<Instance>, AppError> {
+    app.db
+        .read(move |c| store::on_node(c, node).map_err(AppError::from))
         .await
 }
 
