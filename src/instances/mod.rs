@@ -96,7 +96,7 @@ pub async fn tenant_usage(
 /// metrics collection; never shown to a user as it is).
 pub async fn on_node(app: &App, node: NodeId) -> Result<Vec<Instance>, AppError> {
     app.db
-        .read(move |c| store::on_node(c, node).map_err(AppError::from))
+        .read(move |c| store::placed_on(c, node).map_err(AppError::from))
         .await
 }
 

@@ -133,8 +133,8 @@ pub fn list(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result
     crate::paging::counted(conn, &sql, &count, &[&t, &u], window, row)
 }
 
-/// Every instance on `node`, by id.
-pub fn on_node(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Instance>> {
+/// Every instance on `node`, by id, as lists show it.
+pub fn placed_on(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Instance>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLS}, {NODE_STATUS} FROM instances WHERE node_id = ?1 ORDER BY id"
     ))?;
