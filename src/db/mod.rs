@@ -494,11 +494,6 @@ mod tests {
                 (format!("{install}-s2"), None)
             ]
         );
-        // V14 (after the rebuild) gives the tokens from before the `api` scope.
-        let scope: String = c
-            .query_row("SELECT scope FROM api_tokens", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(scope, "api");
         // The highest id deleted is not given again.
         c.execute("DELETE FROM instances WHERE id = 1", []).unwrap();
         c.execute(
@@ -521,8 +516,13 @@ mod tests {
         assert!(is_foreign_key_violation(
             &c.execute("DELETE FROM users WHERE id = 2", []).unwrap_err()
         ));
-        // V15 counts what the instances there are hold, per node and tenant.
         migrate(&mut c).unwrap();
+        // V14 (after the rebuild) gives the tokens from before the `api` scope.
+        let scope: String = c
+            .query_row("SELECT scope FROM api_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(scope, "api");
+        // V15 counts what the instances there are hold, per node and tenant.
         let usage = |sql: &str| -> (i64, i64) {
             c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
                 .unwrap()
