@@ -23,6 +23,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "live",
     "logging",
     "metrics",
+    "paging",
     "ratelimit",
     "secrets",
     "sshclient",

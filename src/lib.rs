@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod nodes;
+pub mod paging;
 pub mod ratelimit;
 pub mod secrets;
 pub mod server;

@@ -27,6 +27,7 @@ use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::ids::InstanceId;
 use crate::jobs::JobView;
+use crate::paging::{Pager, Paging, Window};
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, hx_redirect, is_htmx, page_or_fragment};
@@ -78,6 +79,7 @@ struct ListPage {
     rows: Vec<(Instance, Names)>,
     show_user: bool,
     orphans: Vec<Orphan>,
+    pager: Pager,
 }
 
 #[derive(Template)]
@@ -86,19 +88,29 @@ struct Rows {
     l: Layout,
     rows: Vec<(Instance, Names)>,
     show_user: bool,
+    pager: Pager,
 }
 
 async fn list(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
+    paging: Paging,
 ) -> Result<Response, AppError> {
-    let rows = super::named(&app, &ctx.me, None).await?;
+    let page = super::named_page(&app, &ctx.me, paging.window).await?;
+    let pager = paging.pager(page.total, page.items.len());
+    let rows = page.items;
     let show_user = ctx.me.user.role != Role::CustomerMember;
-    // The rows refresh themselves every few seconds: only they are rendered.
+    // The rows on screen refresh themselves every few seconds (this page of
+    // them, and the pager): only they are rendered.
     if is_htmx(&headers) {
         let l = ctx.nav("instances").l;
-        return html(&Rows { l, rows, show_user });
+        return html(&Rows {
+            l,
+            rows,
+            show_user,
+            pager,
+        });
     }
     // Shown to whoever holds the orphan report (admins).
     let orphans = match super::orphans(&app, &ctx.me).await {
@@ -111,6 +123,7 @@ async fn list(
         rows,
         show_user,
         orphans,
+        pager,
     })
 }
 
@@ -171,13 +184,15 @@ async fn wizard_parts(
     ctx: &PageCtx,
     form: &FormValues,
 ) -> Result<(Vec<Image>, Vec<Spec>, Vec<Candidate>), AppError> {
-    let images: Vec<Image> = crate::catalog::list_images(app, &ctx.me)
+    let images: Vec<Image> = crate::catalog::list_images(app, &ctx.me, Window::all())
         .await?
+        .items
         .into_iter()
         .filter(|i| i.listed)
         .collect();
-    let specs: Vec<Spec> = crate::catalog::list_specs(app, &ctx.me)
+    let specs: Vec<Spec> = crate::catalog::list_specs(app, &ctx.me, Window::all())
         .await?
+        .items
         .into_iter()
         .filter(|s| s.listed)
         .collect();

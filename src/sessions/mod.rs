@@ -173,7 +173,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         o.protocol.as_str()
     );
     let dir = app.config.recordings_dir();
-    let file = format!("{id}.cast");
+    let file = recording::file_name(id);
     let recorder = match Recorder::create(
         &dir,
         &file,
@@ -303,14 +303,17 @@ async fn refused(
 }
 
 impl Session {
-    pub fn input(&mut self, bytes: &[u8]) {
+    /// Counts and records input (the recorder takes a reference, never a
+    /// copy, and never makes the session wait).
+    pub fn input(&mut self, bytes: &bytes::Bytes) {
         self.reg.activity().input(bytes.len());
         if let Some(r) = self.recorder.as_mut() {
             r.input(bytes);
         }
     }
 
-    pub fn output(&mut self, bytes: &[u8]) {
+    /// Counts and records output (as [`Session::input`]).
+    pub fn output(&mut self, bytes: &bytes::Bytes) {
         self.reg.activity().output(bytes.len());
         if let Some(r) = self.recorder.as_mut() {
             r.output(bytes);
@@ -320,15 +323,6 @@ impl Session {
     pub fn resize(&mut self, cols: u16, rows: u16) {
         if let Some(r) = self.recorder.as_mut() {
             r.resize(cols, rows);
-        }
-    }
-
-    /// Writes buffered recording when enough is buffered (`force`: always).
-    pub async fn flush(&mut self, force: bool) {
-        if let Some(r) = self.recorder.as_mut()
-            && (force || r.wants_flush())
-        {
-            r.flush().await;
         }
     }
 
@@ -396,7 +390,17 @@ impl Session {
         sweep: impl Future<Output = bool>,
     ) {
         self.reg.ending();
-        self.flush(true).await;
+        // The recording is complete before the record says the session ended.
+        let left_out = match self.recorder.take() {
+            Some(r) => r.finish().await,
+            None => 0,
+        };
+        if left_out > 0 {
+            log::warn!(
+                "session {}: {left_out} bytes of output were left out of its recording (the recorder fell behind)",
+                self.id
+            );
+        }
         let a = self.reg.activity().clone();
         let (id, actor, src) = (self.id, self.actor.clone(), self.source.clone());
         let detail = detail.to_string();
@@ -415,8 +419,11 @@ impl Session {
                     bytes_out: a.bytes_out(),
                 };
                 store::end(&tx, id, &ending, crate::db::now())?;
-                let d = json!({"reason": reason.as_str(), "detail": detail, "seconds": secs,
+                let mut d = json!({"reason": reason.as_str(), "detail": detail, "seconds": secs,
                                "bytes_in": a.bytes_in(), "bytes_out": a.bytes_out()});
+                if left_out > 0 {
+                    d["recording_left_out"] = json!(left_out);
+                }
                 audit::append(
                     &tx,
                     &Event::new(&actor, &src, "session.close", "session")
@@ -566,15 +573,17 @@ async fn figures(app: &App, cancel: &CancellationToken) {
     }
 }
 
-/// Scoped list with filters.
+/// Scoped list with filters: the rows of `window`, newest first, and how
+/// many match.
 pub async fn list(
     app: &App,
     me: &crate::auth::CurrentUser,
     f: Filter,
-) -> Result<Vec<SessionRecord>, AppError> {
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<SessionRecord>, AppError> {
     let scope = me.scope();
     app.db
-        .read(move |c| store::list(c, scope, &f).map_err(AppError::from))
+        .read(move |c| store::list(c, scope, &f, window).map_err(AppError::from))
         .await
 }
 
@@ -642,7 +651,8 @@ pub async fn recording_path(
         .read(move |c| store::recording(c, scope, id).map_err(AppError::from))
         .await?
         .ok_or(AppError::NotFound)?;
-    // Names are ours (`<id>.cast`); refuse anything else.
+    // Names are ours (`<id>.cast.gz`, `<id>.cast` before compression);
+    // refuse anything else.
     if file.contains('/') || file.contains("..") {
         return Err(AppError::NotFound);
     }

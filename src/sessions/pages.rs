@@ -16,6 +16,7 @@ use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::ids::SessionId;
+use crate::paging::{MAX_LIMIT, Pager, Paging, Window};
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html, is_htmx};
 
@@ -82,6 +83,7 @@ struct ListPage {
     l: Layout,
     live: Vec<SessionRecord>,
     history: Vec<SessionRecord>,
+    pager: Pager,
     f: Filter,
     can_terminate: bool,
 }
@@ -105,31 +107,31 @@ async fn list(
     headers: HeaderMap,
     ctx: PageCtx,
     ApiQuery(f): ApiQuery<Filter>,
+    paging: Paging,
 ) -> Result<Response, AppError> {
     let live_filter = Filter {
         status: Some("live".into()),
-        limit: Some(1000),
         ..Filter::default()
     };
-    let live = super::list(&app, &ctx.me, live_filter).await?;
+    // The live sessions (up to MAX_LIMIT, far more than are open at once).
+    let live = super::list(&app, &ctx.me, live_filter, Window::first(MAX_LIMIT))
+        .await?
+        .items;
     let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
-    let history = if is_htmx(&headers) {
-        Vec::new()
-    } else {
-        super::list(&app, &ctx.me, f.clone()).await?
-    };
-    let l = ctx.nav("sessions").l;
     if is_htmx(&headers) {
         return html(&LiveRows {
-            l,
+            l: ctx.nav("sessions").l,
             live,
             can_terminate,
         });
     }
+    let history = super::list(&app, &ctx.me, f.clone(), paging.window).await?;
+    let l = ctx.nav("sessions").l;
     html(&ListPage {
         l,
         live,
-        history,
+        pager: paging.pager(history.total, history.items.len()),
+        history: history.items,
         f,
         can_terminate,
     })
