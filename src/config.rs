@@ -21,6 +21,47 @@ pub struct Config {
     pub nodes: NodesConfig,
     pub instances: InstancesConfig,
     pub sessions: SessionsConfig,
+    pub files: FilesConfig,
+    pub datasets: DatasetsConfig,
+}
+
+/// File transfers (SFTP, scp, the web file browser).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FilesConfig {
+    /// The largest file one web upload may carry, in bytes (SFTP and scp
+    /// stream without a limit).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 10 << 30,
+        }
+    }
+}
+
+/// Datasets (数据集): Docker volumes filled through a transfer container.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatasetsConfig {
+    /// The image of the small container that holds a dataset's volume
+    /// while files move in and out (it needs `sh` and the usual tools:
+    /// busybox or coreutils). Empty: an image of the catalog that the node
+    /// already has.
+    pub transfer_image: String,
+    /// A transfer container unused for this long is removed.
+    pub transfer_idle_secs: u64,
+}
+
+impl Default for DatasetsConfig {
+    fn default() -> Self {
+        Self {
+            transfer_image: String::new(),
+            transfer_idle_secs: 300,
+        }
+    }
 }
 
 /// Remote sessions (web terminal and SSH jumpbox).
@@ -131,6 +172,8 @@ impl Default for Config {
             nodes: NodesConfig::default(),
             instances: InstancesConfig::default(),
             sessions: SessionsConfig::default(),
+            files: FilesConfig::default(),
+            datasets: DatasetsConfig::default(),
         }
     }
 }
@@ -271,6 +314,12 @@ impl Config {
         }
         if self.sessions.idle_timeout_secs == 0 {
             return invalid("sessions.idle_timeout_secs", "must be at least 1");
+        }
+        if self.files.max_upload_bytes == 0 {
+            return invalid("files.max_upload_bytes", "must be at least 1");
+        }
+        if self.datasets.transfer_idle_secs < 60 {
+            return invalid("datasets.transfer_idle_secs", "must be at least 60");
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");

@@ -34,6 +34,8 @@ const CAPABILITIES: &[&str] = &[
     "auth",
     "backup",
     "catalog",
+    "datasets",
+    "files",
     "instances",
     "jumpbox",
     "nodes",

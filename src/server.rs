@@ -28,6 +28,10 @@ pub fn router(app: App) -> Router {
         .merge(crate::sessions::api::routes())
         .merge(crate::sessions::pages::routes())
         .merge(crate::terminal::routes())
+        .merge(crate::files::api::routes())
+        .merge(crate::files::pages::routes())
+        .merge(crate::datasets::api::routes())
+        .merge(crate::datasets::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

@@ -246,6 +246,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
+    let datasets = tokio::spawn(crate::datasets::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let (jobs, live) = (app.jobs.clone(), app.live.clone());
@@ -271,6 +272,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ("session purge", purge),
         ("node health", health),
         ("instance sync", sync),
+        ("dataset transfers", datasets),
         ("remote sessions", sessions),
         ("jumpbox", jumpbox),
         ("signal", signals),

@@ -124,6 +124,8 @@ struct WizardPage {
     errs: FormErrs,
     /// The candidate nodes of the chosen spec (when the form comes back).
     nodes: Vec<Candidate>,
+    /// The dataset checkboxes for the chosen node (rendered).
+    datasets: String,
 }
 
 #[derive(Template)]
@@ -135,6 +137,7 @@ struct WizardForm {
     form: FormValues,
     errs: FormErrs,
     nodes: Vec<Candidate>,
+    datasets: String,
 }
 
 impl WizardForm {
@@ -166,6 +169,21 @@ fn spec_label(tr: Tr, s: &Spec) -> String {
     )
 }
 
+/// The wizard's dataset checkboxes for the form's node.
+async fn dataset_choices(app: &App, ctx: &PageCtx, form: &FormValues) -> Result<String, AppError> {
+    let node = form
+        .v("node_id")
+        .parse::<i64>()
+        .ok()
+        .map(crate::ids::NodeId);
+    let ticked = form
+        .v("dataset_ids")
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    crate::datasets::choices_html(app, &ctx.me, ctx.l.clone(), node, ticked).await
+}
+
 async fn wizard_parts(
     app: &App,
     ctx: &PageCtx,
@@ -193,6 +211,7 @@ async fn wizard_parts(
 async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
     let form = FormValues::default();
     let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+    let datasets = dataset_choices(&app, &ctx, &form).await?;
     html(&WizardPage {
         l: ctx.nav("instances").l,
         images,
@@ -200,6 +219,7 @@ async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppErr
         form,
         errs: FormErrs::default(),
         nodes,
+        datasets,
     })
 }
 
@@ -228,6 +248,7 @@ fn input(f: &FormValues) -> CreateInput {
         node_id: num("node_id"),
         name: Some(f.v("name").to_string()),
         remark: Some(f.v("remark").to_string()),
+        dataset_ids: Some(Value::String(f.v("dataset_ids").to_string())),
     }
 }
 
@@ -238,8 +259,21 @@ async fn create(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    Form(f): Form<HashMap<String, String>>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
+    // The datasets' checkboxes share a name: their values go joined.
+    let mut f: HashMap<String, String> = HashMap::new();
+    for (k, v) in pairs {
+        match f.get_mut(&k) {
+            Some(prev) if k == "dataset_ids" => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                f.insert(k, v);
+            }
+        }
+    }
     let form = FormValues::from_map(f);
     match super::create(&app, &ctx.me, input(&form), &src).await {
         Ok((job, _task)) => {
@@ -253,6 +287,7 @@ async fn create(
             let status = e.status();
             let errs = FormErrs::of_error(&e, ctx.tr());
             let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+            let datasets = dataset_choices(&app, &ctx, &form).await?;
             let l = ctx.nav("instances").l;
             let mut r = if is_htmx(&headers) {
                 html(&WizardForm {
@@ -262,6 +297,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    datasets,
                 })?
             } else {
                 html(&WizardPage {
@@ -271,6 +307,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    datasets,
                 })?
             };
             *r.status_mut() = status;
@@ -360,21 +397,8 @@ struct ShowPage {
     /// For the jumpbox command line shown on the page.
     ssh_port: u16,
     host: String,
-}
-
-/// The host name the browser used (without its port).
-pub fn request_host(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    if let Some(end) = host.find(']') {
-        return host[..=end].to_string();
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
-        _ => host.to_string(),
-    }
+    /// The datasets it mounts (read-only).
+    datasets: Vec<crate::datasets::Dataset>,
 }
 
 #[derive(Template)]
@@ -404,13 +428,19 @@ async fn show(
         n: n.clone(),
         show_user,
     };
+    let datasets = if is_htmx(&headers) {
+        Vec::new()
+    } else {
+        crate::datasets::of_instance(&app, i.id).await?
+    };
     let full = ShowPage {
         l,
         i,
         n,
         show_user,
         ssh_port: app.config.ssh_listen.port(),
-        host: request_host(&headers),
+        host: crate::web::request_host(&headers),
+        datasets,
     };
     page_or_fragment(&headers, &full, &fragment)
 }

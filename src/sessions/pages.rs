@@ -69,10 +69,10 @@ pub fn status_key<S: AsRef<str> + ?Sized>(s: &S) -> &'static str {
 
 /// For a protocol or a filter's protocol text.
 pub fn protocol_key<S: AsRef<str> + ?Sized>(p: &S) -> &'static str {
-    if p.as_ref() == "ssh" {
-        "sessions.p_ssh"
-    } else {
-        "sessions.p_web_terminal"
+    match p.as_ref() {
+        "ssh" => "sessions.p_ssh",
+        "sftp" => "sessions.p_sftp",
+        _ => "sessions.p_web_terminal",
     }
 }
 
