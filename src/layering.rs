@@ -24,6 +24,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "logging",
     "ratelimit",
     "secrets",
+    "sshclient",
     "tls",
     "validate",
     "web",
@@ -31,10 +32,12 @@ const INFRASTRUCTURE: &[&str] = &[
 
 /// Features: use infrastructure and each other's `mod.rs` API.
 const CAPABILITIES: &[&str] = &[
+    "accounts",
     "auth",
     "backup",
     "catalog",
     "datasets",
+    "delivery",
     "files",
     "instances",
     "jumpbox",

@@ -124,8 +124,8 @@ struct ShowPage {
 
 async fn show(
     State(app): State<App>,
-    headers: HeaderMap,
     ctx: PageCtx,
+    origin: crate::web::public::PublicOrigin,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let (d, manages, used_by) = super::get(&app, &ctx.me, id).await?;
@@ -134,8 +134,8 @@ async fn show(
         d,
         manages,
         used_by,
-        ssh_port: app.config.ssh_listen.port(),
-        host: crate::web::request_host(&headers),
+        ssh_port: origin.ssh_port,
+        host: origin.ssh_host,
     })
 }
 

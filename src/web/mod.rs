@@ -7,6 +7,7 @@ pub mod assets;
 pub mod extract;
 pub mod form;
 pub mod page;
+pub mod public;
 pub mod redirect;
 pub mod render;
 
@@ -34,21 +35,6 @@ pub fn with_pages(routes: Router<App>) -> Router<App> {
     routes
         .fallback(render::not_found)
         .layer(middleware::from_fn(render::error_pages))
-}
-
-/// The host name the browser used (without its port).
-pub fn request_host(headers: &axum::http::HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    if let Some(end) = host.find(']') {
-        return host[..=end].to_string();
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
-        _ => host.to_string(),
-    }
 }
 
 async fn healthz() -> &'static str {
