@@ -22,6 +22,8 @@ use crate::docker::exec::{self, Exec, ExecSpec, Output};
 const OP_WITHIN: Duration = Duration::from_secs(60);
 /// The most a listing may return (a directory with very many entries).
 const LIST_LIMIT: usize = 64 << 20;
+/// How long a failed write waits for the writing process's reason.
+const DRAIN_WITHIN: Duration = Duration::from_secs(10);
 /// The most of a process's stderr that is kept.
 const STDERR_LIMIT: usize = 16 << 10;
 
@@ -62,6 +64,24 @@ impl ContainerFs {
 
     pub fn container(&self) -> &str {
         &self.container
+    }
+
+    /// The tag its processes carry.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Ends whatever this filesystem's processes left running (a transfer
+    /// cut short), within `within`; whether that is done.
+    pub async fn sweep(&self, within: Duration) -> bool {
+        match tokio::time::timeout(within, exec::end_tagged(&self.docker, &self.container, &self.tag)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                log::warn!("ending the processes tagged {} in {}: {e}", self.tag, self.container);
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Starts `sh -c '( script ); printf "\0%d" $? >&2' sh args...`.
@@ -270,6 +290,9 @@ impl ContainerFs {
 
     /// Opens `path` for writing (see [`WriteMode`]); `mode` is given to a
     /// file it creates. The first [`Writer::write`] says where to start.
+    /// When writing fails (a full disk), the script says `F` and reads the
+    /// rest of its input away: dockerd would otherwise reset the
+    /// connection, losing the reason.
     pub async fn write(
         &self,
         path: &str,
@@ -287,9 +310,10 @@ impl ContainerFs {
              esac\n\
              if [ \"$new\" = 1 ] && [ -n \"$3\" ]; then chmod \"$3\" -- \"$1\" || exit 1; fi\n\
              printf R\n\
+             fail() { printf F; cat >/dev/null; exit 1; }\n\
              IFS= read -r off || exit 0\n\
-             if [ \"$off\" != 0 ]; then dd bs=1 seek=\"$off\" count=0 conv=notrunc 1>&3 2>/dev/null || exit 1; fi\n\
-             exec cat >&3";
+             if [ \"$off\" != 0 ]; then dd bs=1 seek=\"$off\" count=0 conv=notrunc 1>&3 2>/dev/null || fail; fi\n\
+             cat >&3 || fail";
         let m = mode
             .map(|m| format!("{:o}", m & 0o7777))
             .unwrap_or_default();
@@ -465,15 +489,16 @@ impl Writer {
     }
 
     /// Takes what the script said so far without waiting; its failure
-    /// once it ended.
-    fn poll_end(&mut self) -> Result<(), FsError> {
+    /// once it said `F` (then it is stopped and its reason read) or ended.
+    async fn poll_end(&mut self) -> Result<(), FsError> {
         if let Some(e) = &self.ended {
             return Err(e.clone());
         }
+        let mut failed = false;
         while let Some(item) = self.ex.output.next().now_or_never() {
             match item {
                 Some(Ok(Output::Stderr(b))) => keep(&mut self.err, &b),
-                Some(Ok(Output::Stdout(_))) => {}
+                Some(Ok(Output::Stdout(b))) => failed |= b.contains(&b'F'),
                 Some(Err(e)) => {
                     self.ended = Some(FsError::Node(e));
                     break;
@@ -488,6 +513,14 @@ impl Writer {
                 }
             }
         }
+        if failed && self.ended.is_none() {
+            let _ = self.ex.input.shutdown().await;
+            let said = tokio::time::timeout(DRAIN_WITHIN, self.drain()).await;
+            self.ended = Some(match said {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) | Err(_) => FsError::Failed("writing failed".into()),
+            });
+        }
         match &self.ended {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -497,7 +530,7 @@ impl Writer {
     /// Writes `data` at `offset` (appended, for a file opened to append).
     /// A write elsewhere than where the last one ended starts over there.
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
-        self.poll_end()?;
+        self.poll_end().await?;
         match self.pos {
             None => {
                 self.send(format!("{offset}\n").as_bytes()).await?;
@@ -514,12 +547,36 @@ impl Writer {
     }
 
     async fn send(&mut self, data: &[u8]) -> Result<(), FsError> {
-        if let Err(e) = self.ex.input.write_all(data).await {
-            // The script may have ended with a reason: that is the error.
-            self.poll_end()?;
-            return Err(FsError::Failed(format!("writing failed: {e}")));
+        let written = tokio::time::timeout(OP_WITHIN, self.ex.input.write_all(data)).await;
+        let written = written.unwrap_or_else(|_| {
+            Err(std::io::Error::other("the container took no data for a minute"))
+        });
+        if let Err(e) = written {
+            // The script ended (that is why its input closed): its reason
+            // is the error, once its output says it.
+            let said = tokio::time::timeout(DRAIN_WITHIN, self.drain()).await;
+            let e = match said {
+                Ok(Err(reason)) => reason,
+                Ok(Ok(())) | Err(_) => FsError::Failed(format!("writing failed: {e}")),
+            };
+            self.ended = Some(e.clone());
+            return Err(e);
         }
         Ok(())
+    }
+
+    /// Reads what is left of the script's output: its failure, if any.
+    async fn drain(&mut self) -> Result<(), FsError> {
+        loop {
+            match self.ex.output.next().await {
+                Some(Ok(Output::Stderr(b))) => keep(&mut self.err, &b),
+                Some(Ok(Output::Stdout(_))) => {}
+                Some(Err(e)) => return Err(FsError::Node(e)),
+                None => break,
+            }
+        }
+        let (status, err) = status_of(&self.err);
+        check(status, &err)
     }
 
     /// Finishes what was written and continues at `offset`.
@@ -535,20 +592,9 @@ impl Writer {
     /// Closes the file: Ok once everything written is in it; the error
     /// that stopped it otherwise (a full disk, say).
     pub async fn finish(mut self) -> Result<(), FsError> {
-        if let Some(e) = self.ended.take() {
-            return Err(e);
-        }
+        self.poll_end().await?;
         let _ = self.ex.input.shutdown().await;
-        loop {
-            match self.ex.output.next().await {
-                Some(Ok(Output::Stderr(b))) => keep(&mut self.err, &b),
-                Some(Ok(Output::Stdout(_))) => {}
-                Some(Err(e)) => return Err(FsError::Node(e)),
-                None => break,
-            }
-        }
-        let (status, err) = status_of(&self.err);
-        check(status, &err)
+        self.drain().await
     }
 }
 

@@ -142,7 +142,11 @@ impl FsError {
         let m = message.to_ascii_lowercase();
         if m.contains("no space left") || m.contains("disk quota exceeded") {
             FsError::NoSpace(message)
-        } else if m.contains("no such file") || m.contains("not found") {
+        } else if m.contains("no such file")
+            || m.contains("not found")
+            || m.contains("nonexistent directory")
+            || m.contains("directory nonexistent")
+        {
             FsError::NotFound(message)
         } else if m.contains("permission denied")
             || m.contains("read-only file system")

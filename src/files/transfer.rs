@@ -134,7 +134,9 @@ pub async fn upload(
             Ok(Uploaded { path, size, sha256 })
         }
         Err(e) => {
-            // Nothing half-written stays: the partial file goes.
+            // Nothing half-written stays: the writer is ended and the
+            // partial file goes.
+            fs.sweep(CLEANUP_WITHIN).await;
             match tokio::time::timeout(CLEANUP_WITHIN, fs.remove(&part)).await {
                 Ok(Ok(()) | Err(FsError::NotFound(_))) => {}
                 Ok(Err(x)) => log::warn!("upload: removing {part}: {x}"),
@@ -261,12 +263,17 @@ pub async fn download(
     // Logged when the body ends, however it ends; the task is counted
     // until then, so that shutdown waits for the log line.
     let token = app.live.track();
-    let (app2, doer2, place2) = (app.clone(), doer.clone(), place.clone());
+    let (app2, doer2, place2, fs2) = (app.clone(), doer.clone(), place.clone(), fs.clone());
     tokio::spawn(async move {
         let (bytes, sha, result) = rx.await.unwrap_or((0, String::new(), Err("lost".into())));
+        let cut_short = result.is_err();
         let mut done = done;
         done.transferred = Some((bytes, sha));
         log(&app2, &doer2, &place2, done, result).await;
+        // A download cut short may leave its reader behind in the container.
+        if cut_short {
+            fs2.sweep(CLEANUP_WITHIN).await;
+        }
         drop(token);
     });
     let body = Body::from_stream(counted(app.clone(), hold, source, tx));

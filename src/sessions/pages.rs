@@ -141,6 +141,8 @@ struct ShowPage {
     l: Layout,
     s: SessionRecord,
     can_terminate: bool,
+    /// What an SFTP session did (the file operations log).
+    files: Vec<crate::files::Operation>,
 }
 
 /// One session; its replay needs WebAssembly (the player's terminal), so
@@ -152,10 +154,21 @@ async fn show(
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
     let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
+    let files = if s.protocol == super::Protocol::Sftp {
+        let f = crate::files::Filter {
+            session_id: Some(id.0),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        crate::files::operations(&app, &ctx.me, f).await?
+    } else {
+        Vec::new()
+    };
     let r = html(&ShowPage {
         l: ctx.nav("sessions").l,
         s,
         can_terminate,
+        files,
     })?;
     Ok(crate::web::with_csp(r, crate::web::Csp::InlineStylesWasm))
 }
