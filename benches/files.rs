@@ -116,11 +116,32 @@ async fn main() {
     let lab = Lab::new(FAST_STOP, 16).await;
     let spec = lab.spec(small_spec("s")).await;
     let t = make_tenant(&lab.srv, &lab.admin, "BEN").await;
-    let (_, alice) = make_user(&lab.srv, &lab.admin, "alice", "customer_member", Some(t), PW).await;
-    let (s, i) = post(&alice, &lab.srv.url("/api/v1/instances"), lab.create_body(spec, "bench")).await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(t),
+        PW,
+    )
+    .await;
+    let (s, i) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "bench"),
+    )
+    .await;
     assert_eq!(s.as_u16(), 201, "{i}");
-    let (id, cid) = (i["id"].as_i64().unwrap(), i["container_id"].as_str().unwrap().to_string());
-    let (s, tok) = post(&alice, &lab.srv.url("/api/v1/tokens"), json!({"name": "bench"})).await;
+    let (id, cid) = (
+        i["id"].as_i64().unwrap(),
+        i["container_id"].as_str().unwrap().to_string(),
+    );
+    let (s, tok) = post(
+        &alice,
+        &lab.srv.url("/api/v1/tokens"),
+        json!({"name": "bench"}),
+    )
+    .await;
     assert_eq!(s.as_u16(), 201, "{tok}");
     let token = tok["token"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
@@ -161,7 +182,11 @@ async fn main() {
         let r_down = measured(pid, sftp(port, &down, cipher));
         assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
         clear("/data/s.bin");
-        sftp_runs.push((cipher.unwrap_or("chacha20-poly1305 (default)"), r_up, r_down));
+        sftp_runs.push((
+            cipher.unwrap_or("chacha20-poly1305 (default)"),
+            r_up,
+            r_down,
+        ));
     }
 
     let base = lab.srv.url(&format!("/api/v1/instances/{id}/files"));
@@ -170,7 +195,8 @@ async fn main() {
         .arg(format!("{base}/upload?path=/data/w.bin"));
     let web_up = measured(pid, up);
     let mut down = curl(&lab.srv, &token);
-    down.args(["-o", &out_s]).arg(format!("{base}/download?path=/data/w.bin"));
+    down.args(["-o", &out_s])
+        .arg(format!("{base}/download?path=/data/w.bin"));
     let web_down = measured(pid, down);
     assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
     clear("/data/w.bin");

@@ -34,6 +34,8 @@ pub struct App {
     pub generation: i64,
     /// Failed sign-ins per source address (web, API and SSH share it).
     pub sign_ins: Arc<crate::ratelimit::SignInLimiter>,
+    /// Telemetry: collected series, live updates, this host's NVML.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +106,9 @@ impl App {
             .await?;
         let cancel = CancellationToken::new();
         let sign_ins = Arc::new(crate::ratelimit::SignInLimiter::new(&config.security));
+        let metrics = crate::metrics::Metrics::new(db.clone(), &config.metrics);
         let app = App {
+            metrics,
             config: Arc::new(config),
             db,
             sealer: Arc::new(sealer),

@@ -28,6 +28,8 @@ pub mod jumpbox;
 mod layering;
 pub mod live;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod nodes;
 pub mod ratelimit;
 pub mod secrets;

@@ -1,5 +1,5 @@
 //! The command line and composition root: `serve`, `check`, `migrate`,
-//! `admin reset-password`, `audit verify`, `backup`, `restore`.
+//! `admin reset-password`, `audit verify`, `backup`, `restore`, `agent`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use crate::audit;
 use crate::config::Config;
 use crate::db::Db;
 
+mod agent;
 mod backup;
 
 #[derive(Parser)]
@@ -83,6 +84,9 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Serve this host's GPU (dcgm-exporter names, via NVML) and host
+    /// (node_exporter names) metrics over HTTPS for a gpudock appliance.
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -190,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             common,
         } => backup::restore(&load_config(&common)?, &from, force),
+        Command::Agent(args) => agent::run(args),
     }
 }
 
@@ -250,6 +255,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
+    let metrics = tokio::spawn(crate::monitor::run(app.clone(), cancel.clone()));
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let datasets = tokio::spawn(crate::datasets::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
@@ -279,6 +285,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ("instance sync", sync),
         ("dataset transfers", datasets),
         ("remote sessions", sessions),
+        ("metrics", metrics),
         ("account openings", openings),
         ("jumpbox", jumpbox),
         ("signal", signals),
@@ -330,7 +337,7 @@ fn notify_systemd(state: &[sd_notify::NotifyState<'_>], what: &str) {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

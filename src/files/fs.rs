@@ -74,10 +74,19 @@ impl ContainerFs {
     /// Ends whatever this filesystem's processes left running (a transfer
     /// cut short), within `within`; whether that is done.
     pub async fn sweep(&self, within: Duration) -> bool {
-        match tokio::time::timeout(within, exec::end_tagged(&self.docker, &self.container, &self.tag)).await {
+        match tokio::time::timeout(
+            within,
+            exec::end_tagged(&self.docker, &self.container, &self.tag),
+        )
+        .await
+        {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
-                log::warn!("ending the processes tagged {} in {}: {e}", self.tag, self.container);
+                log::warn!(
+                    "ending the processes tagged {} in {}: {e}",
+                    self.tag,
+                    self.container
+                );
                 false
             }
             Err(_) => false,
@@ -549,7 +558,9 @@ impl Writer {
     async fn send(&mut self, data: &[u8]) -> Result<(), FsError> {
         let written = tokio::time::timeout(OP_WITHIN, self.ex.input.write_all(data)).await;
         let written = written.unwrap_or_else(|_| {
-            Err(std::io::Error::other("the container took no data for a minute"))
+            Err(std::io::Error::other(
+                "the container took no data for a minute",
+            ))
         });
         if let Err(e) = written {
             // The script ended (that is why its input closed): its reason

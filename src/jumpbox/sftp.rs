@@ -25,6 +25,10 @@ use crate::sessions::{EndReason, Opening, Protocol, Session, Target};
 /// dataset, an instance's name or id otherwise.
 pub const DATASET_PREFIX: &str = "dataset-";
 
+/// The most of the client's input kept unread while an answer waits for
+/// the client's window (a few packets' worth).
+const READ_AHEAD: usize = 4 * files::sftp::MAX_PACKET as usize;
+
 /// How often a dataset's transfer container is marked in use.
 const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -203,9 +207,24 @@ async fn serve(
                 }
             };
             session.output(&bytes);
-            let sent = tokio::select! {
-                r = &mut watchdog => { server.finish().await; return stopped(r); }
-                s = out.output(Output::Stdout(bytes)) => s,
+            // While the answer waits for the client's window, the
+            // client's messages (its window adjustments among them) must
+            // still be taken, or russh, waiting on the events channel,
+            // never reads the adjustment: up to READ_AHEAD of them are
+            // kept for later.
+            let sending = out.output(Output::Stdout(bytes));
+            tokio::pin!(sending);
+            let sent = loop {
+                tokio::select! {
+                    r = &mut watchdog => { server.finish().await; return stopped(r); }
+                    s = &mut sending => break s,
+                    ev = rx.recv(), if buf.len() < READ_AHEAD => {
+                        if let Some(end) = take(ev, session, &mut buf) {
+                            server.finish().await;
+                            return end;
+                        }
+                    }
+                }
             };
             if sent.is_err() {
                 server.finish().await;
@@ -228,20 +247,33 @@ async fn serve(
             }
             ev = rx.recv() => ev,
         };
-        match ev {
-            Some(Event::Data { data, .. }) => {
-                session.input(&data);
-                buf.extend_from_slice(&data);
-            }
-            Some(Event::Eof { .. } | Event::Close { .. }) => {
-                break (EndReason::UserClose, String::new());
-            }
-            Some(_) => {}
-            None => break (EndReason::ClientLost, String::new()),
+        if let Some(end) = take(ev, session, &mut buf) {
+            break end;
         }
     };
     server.finish().await;
     stop
+}
+
+/// Takes one event of the client: its data into `buf`; why the session
+/// ends when the client closed the channel or left.
+fn take(
+    ev: Option<Event>,
+    session: &mut Session,
+    buf: &mut BytesMut,
+) -> Option<(EndReason, String)> {
+    match ev {
+        Some(Event::Data { data, .. }) => {
+            session.input(&data);
+            buf.extend_from_slice(&data);
+            None
+        }
+        Some(Event::Eof { .. } | Event::Close { .. }) => {
+            Some((EndReason::UserClose, String::new()))
+        }
+        Some(_) => None,
+        None => Some((EndReason::ClientLost, String::new())),
+    }
 }
 
 /// The length a frame announces (its first four bytes).

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 pub mod dockerd;
+pub mod exporters;
 pub mod lab;
 pub mod sshd;
 pub mod ws;

@@ -170,7 +170,11 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
     );
     let r = sftp(p, "alice+alpha", ALICE_PW, &batch).await;
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("Remote working directory: /data"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Remote working directory: /data"),
+        "{}",
+        r.stdout
+    );
     let long = r
         .stdout
         .lines()
@@ -179,7 +183,11 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
     assert!(long.starts_with("-rw"), "{long}");
     assert!(long.contains(&data.len().to_string()), "{long}");
     assert!(r.stdout.contains("moved.bin"), "{}", r.stdout);
-    assert_eq!(sha_file(&l.path("down.bin")), want, "get gives the bytes put");
+    assert_eq!(
+        sha_file(&l.path("down.bin")),
+        want,
+        "get gives the bytes put"
+    );
     assert_eq!(
         in_container(&j, &alpha, "ls -A /data"),
         "",
@@ -188,10 +196,17 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
 
     // The session is an sftp session of alice on alpha, ended by her.
     let s = &sessions(&j, "protocol=sftp&username=alice").await[0];
-    assert_eq!((s["instance_name"].as_str(), s["protocol"].as_str()), (Some("alpha"), Some("sftp")));
-    until("the sftp session ends", Duration::from_secs(15), async || {
-        sessions(&j, "protocol=sftp&username=alice").await[0]["end_reason"] == "user_close"
-    })
+    assert_eq!(
+        (s["instance_name"].as_str(), s["protocol"].as_str()),
+        (Some("alpha"), Some("sftp"))
+    );
+    until(
+        "the sftp session ends",
+        Duration::from_secs(15),
+        async || {
+            sessions(&j, "protocol=sftp&username=alice").await[0]["end_reason"] == "user_close"
+        },
+    )
     .await;
     let sid = s["id"].as_i64().unwrap();
     assert!(s["bytes_in"].as_i64().unwrap() >= data.len() as i64, "{s}");
@@ -200,15 +215,27 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
     // and each change, under the session.
     let ops = operations(&j, &format!("session_id={sid}")).await;
     let up = op(&ops, "upload", "/data/up.bin");
-    assert_eq!((up["size"].as_u64(), up["sha256"].as_str()), (Some(data.len() as u64), Some(want.as_str())));
-    assert_eq!((up["outcome"].as_str(), up["via"].as_str()), (Some("success"), Some("sftp")));
+    assert_eq!(
+        (up["size"].as_u64(), up["sha256"].as_str()),
+        (Some(data.len() as u64), Some(want.as_str()))
+    );
+    assert_eq!(
+        (up["outcome"].as_str(), up["via"].as_str()),
+        (Some("success"), Some("sftp"))
+    );
     let down = op(&ops, "download", "/data/up.bin");
     assert_eq!(down["sha256"], want);
-    assert_eq!(op(&ops, "rename", "/data/up.bin")["new_path"], "/data/sub/moved.bin");
+    assert_eq!(
+        op(&ops, "rename", "/data/up.bin")["new_path"],
+        "/data/sub/moved.bin"
+    );
     op(&ops, "mkdir", "/data/sub");
     op(&ops, "delete", "/data/sub/moved.bin");
     op(&ops, "delete", "/data/sub");
-    assert!(ops.iter().all(|o| o["username"] == "alice" && o["target_name"] == "alpha"));
+    assert!(
+        ops.iter()
+            .all(|o| o["username"] == "alice" && o["target_name"] == "alpha")
+    );
     // The sessions page lists it as SFTP; its own page shows what it did.
     let list = crate::common::text(&j.lab.admin, &j.lab.srv.url("/sessions?protocol=sftp")).await;
     let row = list
@@ -217,18 +244,38 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
         .unwrap_or_else(|| panic!("no row of session {sid} in {list}"));
     assert!(row.contains("SFTP") && row.contains("alpha"), "{row}");
     let page = crate::common::text(&j.lab.admin, &j.lab.srv.url(&format!("/sessions/{sid}"))).await;
-    let table = &page[page.find("id=\"session-files\"").expect("no file operations on the session's page")..];
-    assert!(table.contains("/data/up.bin") && table.contains(&want), "{table}");
+    let table = &page[page
+        .find("id=\"session-files\"")
+        .expect("no file operations on the session's page")..];
+    assert!(
+        table.contains("/data/up.bin") && table.contains(&want),
+        "{table}"
+    );
 
     // scp both ways (SFTP underneath), into a folder and out of it.
-    let r = scp(p, ALICE_PW, &[&l.s("up.bin"), "alice+alpha@127.0.0.1:/data/"]).await;
+    let r = scp(
+        p,
+        ALICE_PW,
+        &[&l.s("up.bin"), "alice+alpha@127.0.0.1:/data/"],
+    )
+    .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(sha_in(&j, &alpha, "/data/up.bin"), want);
-    let r = scp(p, ALICE_PW, &["alice+alpha@127.0.0.1:/data/up.bin", &l.s("back.bin")]).await;
+    let r = scp(
+        p,
+        ALICE_PW,
+        &["alice+alpha@127.0.0.1:/data/up.bin", &l.s("back.bin")],
+    )
+    .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(sha_file(&l.path("back.bin")), want);
     // A relative remote path is in /data.
-    let r = scp(p, ALICE_PW, &[&l.s("up.bin"), "alice+alpha@127.0.0.1:rel.bin"]).await;
+    let r = scp(
+        p,
+        ALICE_PW,
+        &[&l.s("up.bin"), "alice+alpha@127.0.0.1:rel.bin"],
+    )
+    .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(sha_in(&j, &alpha, "/data/rel.bin"), want);
 
@@ -236,7 +283,11 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
     // only the missing bytes pass.
     let cut = 1_000_003;
     l.write("partial.bin", &data[..cut]);
-    in_container(&j, &alpha, &format!("head -c {cut} /data/up.bin > /data/half.bin"));
+    in_container(
+        &j,
+        &alpha,
+        &format!("head -c {cut} /data/up.bin > /data/half.bin"),
+    );
     let batch = format!(
         "reget /data/up.bin {part}\nreput {up} /data/half.bin\n",
         part = l.s("partial.bin"),
@@ -244,23 +295,50 @@ async fn sftp_and_scp_move_files_whole_list_rename_delete_and_resume() {
     );
     let r = sftp(p, "alice+alpha", ALICE_PW, &batch).await;
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(sha_file(&l.path("partial.bin")), want, "reget completed the file");
-    assert_eq!(sha_in(&j, &alpha, "/data/half.bin"), want, "reput completed the file");
+    assert_eq!(
+        sha_file(&l.path("partial.bin")),
+        want,
+        "reget completed the file"
+    );
+    assert_eq!(
+        sha_in(&j, &alpha, "/data/half.bin"),
+        want,
+        "reput completed the file"
+    );
     let ops = operations(&j, "operation=upload").await;
     let resumed = op(&ops, "upload", "/data/half.bin");
     assert_eq!(resumed["size"].as_u64(), Some((data.len() - cut) as u64));
     assert_eq!(resumed["sha256"], sha_hex(&data[cut..]));
     let ops = operations(&j, "operation=download").await;
-    assert_eq!(op(&ops, "download", "/data/up.bin")["size"].as_u64(), Some((data.len() - cut) as u64));
+    assert_eq!(
+        op(&ops, "download", "/data/up.bin")["size"].as_u64(),
+        Some((data.len() - cut) as u64)
+    );
 
     // Symlinks are shown as such, and readlink works.
     in_container(&j, &alpha, "ln -s /data/up.bin /data/link");
     let r = sftp(p, "alice+alpha", ALICE_PW, "ls -l /data\n").await;
-    let link = r.stdout.lines().find(|l| l.ends_with(" link")).unwrap_or_default();
+    let link = r
+        .stdout
+        .lines()
+        .find(|l| l.ends_with(" link"))
+        .unwrap_or_default();
     assert!(link.starts_with('l'), "{}", r.stdout);
-    let r = sftp(p, "alice+alpha", ALICE_PW, &format!("ln -s /data/up.bin /data/made\nget /data/made {}\n", l.s("via-link.bin"))).await;
+    let r = sftp(
+        p,
+        "alice+alpha",
+        ALICE_PW,
+        &format!(
+            "ln -s /data/up.bin /data/made\nget /data/made {}\n",
+            l.s("via-link.bin")
+        ),
+    )
+    .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert_eq!(in_container(&j, &alpha, "readlink /data/made").trim(), "/data/up.bin");
+    assert_eq!(
+        in_container(&j, &alpha, "readlink /data/made").trim(),
+        "/data/up.bin"
+    );
     assert_eq!(sha_file(&l.path("via-link.bin")), want);
 }
 
@@ -272,45 +350,101 @@ async fn sftp_refuses_with_clear_errors_and_logs_them() {
     l.write("small.bin", &binary(1000, 2));
 
     // Missing files and folders.
-    let r = sftp(p, "alice+alpha", ALICE_PW, &format!("get /data/nope {}\n", l.s("x"))).await;
+    let r = sftp(
+        p,
+        "alice+alpha",
+        ALICE_PW,
+        &format!("get /data/nope {}\n", l.s("x")),
+    )
+    .await;
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.contains("not found") || r.stderr.contains("No such file"), "{}", r.stderr);
-    let r = sftp(p, "alice+alpha", ALICE_PW, &format!("put {} /nowhere/x.bin\n", l.s("small.bin"))).await;
+    assert!(
+        r.stderr.contains("not found") || r.stderr.contains("No such file"),
+        "{}",
+        r.stderr
+    );
+    let r = sftp(
+        p,
+        "alice+alpha",
+        ALICE_PW,
+        &format!("put {} /nowhere/x.bin\n", l.s("small.bin")),
+    )
+    .await;
     assert_ne!(r.code, Some(0));
     assert!(r.stderr.contains("No such file"), "{}", r.stderr);
     // A read-only filesystem is a permission error.
     let r = sftp(p, "alice+alpha", ALICE_PW, "mkdir /sys/gpudock-x\n").await;
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.to_lowercase().contains("permission denied"), "{}", r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("permission denied"),
+        "{}",
+        r.stderr
+    );
     // A full disk: the upload fails, and the client is told (nothing is
     // reported as written).
-    let r = sftp(p, "alice+alpha", ALICE_PW, &format!("put {} /dev/full\n", l.s("small.bin"))).await;
+    let r = sftp(
+        p,
+        "alice+alpha",
+        ALICE_PW,
+        &format!("put {} /dev/full\n", l.s("small.bin")),
+    )
+    .await;
     assert_ne!(r.code, Some(0), "{}", r.stdout);
     let ops = operations(&j, "operation=upload").await;
     let full = op(&ops, "upload", "/dev/full");
     assert_eq!(full["outcome"], "failure");
-    assert!(full["error"].as_str().unwrap().contains("No space left"), "{full}");
+    assert!(
+        full["error"].as_str().unwrap().contains("No space left"),
+        "{full}"
+    );
     // A full tmpfs (/dev/shm holds 64 MiB): the upload fails part way and
     // says so; what it wrote is not passed off as the file.
     let big = l.write("big.bin", &binary(70 << 20, 3));
-    let r = sftp(p, "alice+alpha", ALICE_PW, &format!("put {} /dev/shm/big.bin\n", big.display())).await;
+    let r = sftp(
+        p,
+        "alice+alpha",
+        ALICE_PW,
+        &format!("put {} /dev/shm/big.bin\n", big.display()),
+    )
+    .await;
     assert_ne!(r.code, Some(0), "{}", r.stdout);
     let ops = operations(&j, "operation=upload").await;
     let shm = op(&ops, "upload", "/dev/shm/big.bin");
     assert_eq!(shm["outcome"], "failure", "{shm}");
-    assert!(shm["error"].as_str().unwrap().contains("No space left"), "{shm}");
+    assert!(
+        shm["error"].as_str().unwrap().contains("No space left"),
+        "{shm}"
+    );
     in_container(&j, &alpha, "rm -f /dev/shm/big.bin");
 
     // `..` resolves within the container (the whole container is alice's).
-    let r = sftp(p, "alice+alpha", ALICE_PW, &format!("get /data/../../../etc/passwd {}\n", l.s("passwd"))).await;
+    let r = sftp(
+        p,
+        "alice+alpha",
+        ALICE_PW,
+        &format!("get /data/../../../etc/passwd {}\n", l.s("passwd")),
+    )
+    .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(std::fs::read_to_string(l.path("passwd")).unwrap().starts_with("root:"));
+    assert!(
+        std::fs::read_to_string(l.path("passwd"))
+            .unwrap()
+            .starts_with("root:")
+    );
 
     // Another user's instance, by name or id, and one that does not exist.
-    for target in ["bobinst".to_string(), j.bobinst["id"].to_string(), "ghost".into()] {
+    for target in [
+        "bobinst".to_string(),
+        j.bobinst["id"].to_string(),
+        "ghost".into(),
+    ] {
         let r = sftp(p, &format!("alice+{target}"), ALICE_PW, "ls\n").await;
         assert_ne!(r.code, Some(0));
-        assert!(r.stderr.contains("no instance named"), "{target}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("no instance named"),
+            "{target}: {}",
+            r.stderr
+        );
     }
     // No target named.
     let r = sftp(p, "alice", ALICE_PW, "ls\n").await;
@@ -318,7 +452,14 @@ async fn sftp_refuses_with_clear_errors_and_logs_them() {
     assert!(r.stderr.contains("name what to reach"), "{}", r.stderr);
 
     // A stopped instance.
-    let (s, b) = post(&j.alice, &j.lab.srv.url(&format!("/api/v1/instances/{}/stop", j.beta["id"])), json!({})).await;
+    let (s, b) = post(
+        &j.alice,
+        &j.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/stop", j.beta["id"])),
+        json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let r = sftp(p, "alice+beta", ALICE_PW, "ls\n").await;
     assert_ne!(r.code, Some(0));
@@ -328,14 +469,28 @@ async fn sftp_refuses_with_clear_errors_and_logs_them() {
     // logged as denied) while downloads still work; the shell's record is
     // another one.
     let upload = perm_id(&j.lab, "PUT", "/api/v1/instances/{id}/files/upload").await;
-    let url = j.lab.srv.url(&format!("/api/v1/permissions/customer_member/{upload}"));
+    let url = j
+        .lab
+        .srv
+        .url(&format!("/api/v1/permissions/customer_member/{upload}"));
     let (s, b) = send(&j.lab.admin, "DELETE", &url, Some(json!({}))).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let batch = format!("get /etc/hostname {}\nput {} /data/denied.bin\n", l.s("h"), l.s("small.bin"));
+    let batch = format!(
+        "get /etc/hostname {}\nput {} /data/denied.bin\n",
+        l.s("h"),
+        l.s("small.bin")
+    );
     let r = sftp(p, "alice+alpha", ALICE_PW, &batch).await;
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.to_lowercase().contains("permission denied"), "{}", r.stderr);
-    assert_eq!(std::fs::read_to_string(l.path("h")).unwrap().trim(), short(&j.alpha));
+    assert!(
+        r.stderr.to_lowercase().contains("permission denied"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(l.path("h")).unwrap().trim(),
+        short(&j.alpha)
+    );
     let ops = operations(&j, "operation=upload").await;
     assert_eq!(op(&ops, "upload", "/data/denied.bin")["outcome"], "denied");
     let r = super::run(
@@ -384,7 +539,10 @@ async fn a_gib_through_sftp_keeps_gpudock_memory_flat() {
     let pid = j.lab.srv.pid();
     let before = rss_kb(pid);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (s2, peak) = (stop.clone(), std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)));
+    let (s2, peak) = (
+        stop.clone(),
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    );
     let p2 = peak.clone();
     let sampler = std::thread::spawn(move || {
         while !s2.load(std::sync::atomic::Ordering::SeqCst) {
@@ -393,7 +551,11 @@ async fn a_gib_through_sftp_keeps_gpudock_memory_flat() {
         }
     });
     let started = Instant::now();
-    let batch = format!("put {} /data/gib.bin\nget /data/gib.bin {}\n", big.display(), l.s("back.bin"));
+    let batch = format!(
+        "put {} /data/gib.bin\nget /data/gib.bin {}\n",
+        big.display(),
+        l.s("back.bin")
+    );
     let r = sftp_within(p, "alice+alpha", ALICE_PW, &batch, Duration::from_secs(600)).await;
     let took = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -401,17 +563,29 @@ async fn a_gib_through_sftp_keeps_gpudock_memory_flat() {
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
     assert_eq!(sha_in(&j, &alpha, "/data/gib.bin"), want);
     assert_eq!(sha_file(&l.path("back.bin")), want);
-    let growth = peak.load(std::sync::atomic::Ordering::SeqCst).saturating_sub(before);
+    let growth = peak
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .saturating_sub(before);
     eprintln!("2 GiB through SFTP in {took:?}; RSS before {before} kB, growth at most {growth} kB");
-    assert!(growth < 64 * 1024, "gpudock grew by {growth} kB while 1 GiB passed");
+    assert!(
+        growth < 64 * 1024,
+        "gpudock grew by {growth} kB while 1 GiB passed"
+    );
 }
 
 /// A tenant of its own with a user, for datasets another tenant cannot see.
 async fn outsider(j: &Jump) -> reqwest::Client {
     let t = make_tenant(&j.lab.srv, &j.lab.admin, "OUT").await;
-    make_user(&j.lab.srv, &j.lab.admin, "olga", "customer_member", Some(t), BOB_PW)
-        .await
-        .1
+    make_user(
+        &j.lab.srv,
+        &j.lab.admin,
+        "olga",
+        "customer_member",
+        Some(t),
+        BOB_PW,
+    )
+    .await
+    .1
 }
 
 #[tokio::test]
@@ -426,12 +600,26 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
 
     // Bad names are refused, by field.
     for bad in ["a/b", "", "../x", "a b"] {
-        let (s, b) = post(&j.alice, &url("/api/v1/datasets"), json!({"name": bad, "node_id": lab.node})).await;
+        let (s, b) = post(
+            &j.alice,
+            &url("/api/v1/datasets"),
+            json!({"name": bad, "node_id": lab.node}),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {b}");
         assert!(b["error"]["fields"]["name"].is_string(), "{b}");
     }
-    let (s, b) = post(&j.alice, &url("/api/v1/datasets"), json!({"name": "x", "node_id": lab.node, "owner": "tenant"})).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a member makes no tenant dataset: {b}");
+    let (s, b) = post(
+        &j.alice,
+        &url("/api/v1/datasets"),
+        json!({"name": "x", "node_id": lab.node, "owner": "tenant"}),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a member makes no tenant dataset: {b}"
+    );
     let (s, d) = post(
         &j.alice,
         &url("/api/v1/datasets"),
@@ -451,20 +639,40 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
     );
     let r = sftp(p, "alice+dataset-coco", ALICE_PW, &batch).await;
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("Remote working directory: /\n"), "{}", r.stdout);
-    assert!(!l.path("passwd").exists(), "a file outside the dataset came out");
+    assert!(
+        r.stdout.contains("Remote working directory: /\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !l.path("passwd").exists(),
+        "a file outside the dataset came out"
+    );
     assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
     let ops = operations(&j, "operation=symlink").await;
     let link = op(&ops, "symlink", "/escape");
-    assert_eq!((link["outcome"].as_str(), link["new_path"].as_str()), (Some("failure"), Some("/etc/passwd")));
-    assert!(link["error"].as_str().unwrap().contains("not allowed in datasets"), "{link}");
+    assert_eq!(
+        (link["outcome"].as_str(), link["new_path"].as_str()),
+        (Some("failure"), Some("/etc/passwd"))
+    );
+    assert!(
+        link["error"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed in datasets"),
+        "{link}"
+    );
     let s = &sessions(&j, "protocol=sftp&username=alice").await[0];
     assert_eq!(s["instance_name"], "dataset:coco");
     // Its size is measured once its files changed.
-    until("the dataset's size is measured", Duration::from_secs(60), async || {
-        let (_, d) = get(&j.alice, &url(&format!("/api/v1/datasets/{id}"))).await;
-        d["size_bytes"].as_i64().unwrap_or(0) >= data.len() as i64 && d["size_at"].is_i64()
-    })
+    until(
+        "the dataset's size is measured",
+        Duration::from_secs(60),
+        async || {
+            let (_, d) = get(&j.alice, &url(&format!("/api/v1/datasets/{id}"))).await;
+            d["size_bytes"].as_i64().unwrap_or(0) >= data.len() as i64 && d["size_at"].is_i64()
+        },
+    )
     .await;
 
     // Another member of the tenant cannot see it; another tenant neither.
@@ -475,7 +683,11 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
     assert!(r.stderr.contains("no dataset named"), "{}", r.stderr);
     let olga = outsider(&j).await;
     let (s, list) = get(&olga, &url("/api/v1/datasets")).await;
-    assert_eq!((s, list.as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{list}");
+    assert_eq!(
+        (s, list.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0)),
+        "{list}"
+    );
 
     // A new instance mounts it read-only at /datasets/coco: reading gives
     // the bytes, writing fails.
@@ -488,11 +700,25 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
     assert_eq!(sha_in(&j, &c, "/datasets/coco/train/a.bin"), want);
     let out = lab.docker(&["exec", &c, "sh", "-c", "echo x > /datasets/coco/new"]);
     assert!(!out.status.success(), "wrote into a read-only dataset");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"), "{:?}", out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+        "{:?}",
+        out
+    );
     // Through SFTP too.
-    let r = sftp(p, "alice+trainer", ALICE_PW, &format!("put {} /datasets/coco/x\n", l.s("train.bin"))).await;
+    let r = sftp(
+        p,
+        "alice+trainer",
+        ALICE_PW,
+        &format!("put {} /datasets/coco/x\n", l.s("train.bin")),
+    )
+    .await;
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.to_lowercase().contains("permission denied"), "{}", r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("permission denied"),
+        "{}",
+        r.stderr
+    );
 
     // A dataset on another node, or not one's own, is refused at creation.
     let mut body = lab.create_body(spec, "nope");
@@ -502,12 +728,22 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
     assert!(b["error"]["fields"]["dataset_ids"].is_string(), "{b}");
 
     // In use: deletion refused, naming the instance.
-    let (s, b) = send(&j.alice, "DELETE", &url(&format!("/api/v1/datasets/{id}")), Some(json!({}))).await;
+    let (s, b) = send(
+        &j.alice,
+        "DELETE",
+        &url(&format!("/api/v1/datasets/{id}")),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
-    assert!(b["error"]["fields"]["id"].as_str().unwrap().contains("trainer"), "{b}");
-    let volume = lab
-        .inspect("container", &c)
-        .unwrap()["Mounts"]
+    assert!(
+        b["error"]["fields"]["id"]
+            .as_str()
+            .unwrap()
+            .contains("trainer"),
+        "{b}"
+    );
+    let volume = lab.inspect("container", &c).unwrap()["Mounts"]
         .as_array()
         .unwrap()
         .iter()
@@ -518,25 +754,67 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
         .to_string();
     assert!(lab.inspect("volume", &volume).is_some());
     // Once the instance is gone, the dataset goes, volume and all.
-    let (s, _) = send(&j.alice, "DELETE", &url(&format!("/api/v1/instances/{}", inst["id"])), Some(json!({}))).await;
+    let (s, _) = send(
+        &j.alice,
+        "DELETE",
+        &url(&format!("/api/v1/instances/{}", inst["id"])),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, b) = send(&j.alice, "DELETE", &url(&format!("/api/v1/datasets/{id}")), Some(json!({}))).await;
+    let (s, b) = send(
+        &j.alice,
+        "DELETE",
+        &url(&format!("/api/v1/datasets/{id}")),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-    assert!(lab.inspect("volume", &volume).is_none(), "the volume was removed");
+    assert!(
+        lab.inspect("volume", &volume).is_none(),
+        "the volume was removed"
+    );
     assert!(lab.audited("action=dataset.delete&outcome=success").await >= 1);
 
     // A tenant's dataset: its members read it, only owners change it.
     let (tid, owner) = {
         let (_, me) = get(&j.alice, &url("/api/v1/me")).await;
         let t = me["user"]["tenant_id"].as_i64().unwrap();
-        (t, make_user(&lab.srv, &lab.admin, "otto", "customer_owner", Some(t), BOB_PW).await.1)
+        (
+            t,
+            make_user(
+                &lab.srv,
+                &lab.admin,
+                "otto",
+                "customer_owner",
+                Some(t),
+                BOB_PW,
+            )
+            .await
+            .1,
+        )
     };
-    let (s, d) = post(&owner, &url("/api/v1/datasets"), json!({"name": "shared", "node_id": lab.node, "owner": "tenant"})).await;
+    let (s, d) = post(
+        &owner,
+        &url("/api/v1/datasets"),
+        json!({"name": "shared", "node_id": lab.node, "owner": "tenant"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     assert_eq!(d["tenant_id"], tid);
-    let r = sftp(p, "otto+dataset-shared", BOB_PW, &format!("put {} /a.bin\n", l.s("train.bin"))).await;
+    let r = sftp(
+        p,
+        "otto+dataset-shared",
+        BOB_PW,
+        &format!("put {} /a.bin\n", l.s("train.bin")),
+    )
+    .await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let batch = format!("get /a.bin {}\nput {} /b.bin\n", l.s("shared.bin"), l.s("train.bin"));
+    let batch = format!(
+        "get /a.bin {}\nput {} /b.bin\n",
+        l.s("shared.bin"),
+        l.s("train.bin")
+    );
     let r = sftp(p, "alice+dataset-shared", ALICE_PW, &batch).await;
     assert_ne!(r.code, Some(0));
     assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
@@ -549,14 +827,21 @@ async fn datasets_are_filled_by_sftp_mounted_read_only_and_kept_while_in_use() {
 async fn the_web_file_api_streams_and_refuses_bad_input() {
     let j = jump("[files]\nmax_upload_bytes = 4000000\n").await;
     let (lab, alpha) = (&j.lab, container(&j.alpha));
-    let base = lab.srv.url(&format!("/api/v1/instances/{}/files", j.alpha["id"]));
+    let base = lab
+        .srv
+        .url(&format!("/api/v1/instances/{}/files", j.alpha["id"]));
     let data = binary(3_000_001, 9);
     let want = sha_hex(&data);
-    let put = async |path: &str, body: Vec<u8>, overwrite: bool| upload(&j, &base, path, body, overwrite).await;
+    let put = async |path: &str, body: Vec<u8>, overwrite: bool| {
+        upload(&j, &base, path, body, overwrite).await
+    };
 
     let (s, b) = put("/data/web.bin", data.clone(), false).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert_eq!((b["size"].as_u64(), b["sha256"].as_str()), (Some(data.len() as u64), Some(want.as_str())));
+    assert_eq!(
+        (b["size"].as_u64(), b["sha256"].as_str()),
+        (Some(data.len() as u64), Some(want.as_str()))
+    );
     assert_eq!(sha_in(&j, &alpha, "/data/web.bin"), want);
     // Exists: refused unless overwriting.
     let (s, b) = put("/data/web.bin", b"x".to_vec(), false).await;
@@ -570,7 +855,11 @@ async fn the_web_file_api_streams_and_refuses_bad_input() {
     // A full disk: refused with the reason, and no partial file is left.
     let (s, b) = put("/dev/shm/x.bin", data.clone(), false).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    in_container(&j, &alpha, "dd if=/dev/zero of=/dev/shm/fill bs=1M count=62 2>/dev/null || true");
+    in_container(
+        &j,
+        &alpha,
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=62 2>/dev/null || true",
+    );
     let (s, b) = put("/dev/shm/y.bin", data.clone(), false).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     assert!(b.to_string().contains("No space left"), "{b}");
@@ -578,27 +867,64 @@ async fn the_web_file_api_streams_and_refuses_bad_input() {
     assert!(!left.contains("y.bin") && !left.contains(".part"), "{left}");
     in_container(&j, &alpha, "rm -f /dev/shm/fill /dev/shm/x.bin");
     // Bad paths and names.
-    for (bad, field) in [("/data/../etc/x", "path"), ("data/x", "path"), ("/", "path")] {
+    for (bad, field) in [
+        ("/data/../etc/x", "path"),
+        ("data/x", "path"),
+        ("/", "path"),
+    ] {
         let (s, b) = put(bad, b"x".to_vec(), false).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {b}");
         assert!(b["error"]["fields"][field].is_string(), "{b}");
     }
     for name in ["a/b", "..", ""] {
-        let (s, b) = post(&j.alice, &format!("{base}/mkdir"), json!({"path": "/data", "name": name})).await;
+        let (s, b) = post(
+            &j.alice,
+            &format!("{base}/mkdir"),
+            json!({"path": "/data", "name": name}),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {b}");
     }
-    let (s, b) = post(&j.alice, &format!("{base}/mkdir"), json!({"path": "/data", "name": "dir 1"})).await;
-    assert_eq!((s, b["path"].as_str()), (StatusCode::CREATED, Some("/data/dir 1")), "{b}");
-    in_container(&j, &alpha, "echo hello > '/data/dir 1/a.txt' && mkdir '/data/dir 1/sub' && echo x > '/data/dir 1/sub/b'");
+    let (s, b) = post(
+        &j.alice,
+        &format!("{base}/mkdir"),
+        json!({"path": "/data", "name": "dir 1"}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["path"].as_str()),
+        (StatusCode::CREATED, Some("/data/dir 1")),
+        "{b}"
+    );
+    in_container(
+        &j,
+        &alpha,
+        "echo hello > '/data/dir 1/a.txt' && mkdir '/data/dir 1/sub' && echo x > '/data/dir 1/sub/b'",
+    );
 
     // The listing, and a folder downloaded as a tar.
     let (s, list) = get(&j.alice, &format!("{base}?path=/data")).await;
     assert_eq!(s, StatusCode::OK, "{list}");
-    let names: Vec<&str> = list["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["dir 1", "web.bin"]);
-    let r = j.alice.get(format!("{base}/download?path={}", urlencode("/data/dir 1"))).send().await.unwrap();
+    let r = j
+        .alice
+        .get(format!("{base}/download?path={}", urlencode("/data/dir 1")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("dir%201.tar"));
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("dir%201.tar")
+    );
     let tar_bytes = r.bytes().await.unwrap();
     let mut tar = tar::Archive::new(&tar_bytes[..]);
     let mut entries: Vec<String> = tar
@@ -607,35 +933,90 @@ async fn the_web_file_api_streams_and_refuses_bad_input() {
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect();
     entries.sort();
-    assert!(entries.iter().any(|e| e.ends_with("dir 1/sub/b")), "{entries:?}");
-    let r = j.alice.get(format!("{base}/download?path=/data/web.bin")).send().await.unwrap();
-    assert_eq!(r.headers()["content-length"], data.len().to_string().as_str());
+    assert!(
+        entries.iter().any(|e| e.ends_with("dir 1/sub/b")),
+        "{entries:?}"
+    );
+    let r = j
+        .alice
+        .get(format!("{base}/download?path=/data/web.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
     assert_eq!(sha_hex(&r.bytes().await.unwrap()), want);
     let ops = operations(&j, "via=web").await;
     let web_ops: Vec<&Value> = ops.iter().filter(|o| o["via"] == "web").collect();
-    assert!(web_ops.iter().any(|o| o["operation"] == "download" && o["sha256"] == want), "{ops:#?}");
+    assert!(
+        web_ops
+            .iter()
+            .any(|o| o["operation"] == "download" && o["sha256"] == want),
+        "{ops:#?}"
+    );
     // Rename, delete (a folder only with recursive).
-    let (s, _) = post(&j.alice, &format!("{base}/rename"), json!({"from": "/data/web.bin", "to": "/data/w2.bin"})).await;
+    let (s, _) = post(
+        &j.alice,
+        &format!("{base}/rename"),
+        json!({"from": "/data/web.bin", "to": "/data/w2.bin"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, b) = post(&j.alice, &format!("{base}/delete"), json!({"path": "/data/dir 1"})).await;
+    let (s, b) = post(
+        &j.alice,
+        &format!("{base}/delete"),
+        json!({"path": "/data/dir 1"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "not empty: {b}");
-    let (s, _) = post(&j.alice, &format!("{base}/delete"), json!({"path": "/data/dir 1", "recursive": true})).await;
+    let (s, _) = post(
+        &j.alice,
+        &format!("{base}/delete"),
+        json!({"path": "/data/dir 1", "recursive": true}),
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(in_container(&j, &alpha, "ls -A /data").trim(), "w2.bin");
 
     // Another user's instance: 404; a stopped one: 409.
-    let other = lab.srv.url(&format!("/api/v1/instances/{}/files?path=/data", j.bobinst["id"]));
+    let other = lab.srv.url(&format!(
+        "/api/v1/instances/{}/files?path=/data",
+        j.bobinst["id"]
+    ));
     assert_eq!(get(&j.alice, &other).await.0, StatusCode::NOT_FOUND);
-    let (s, _) = post(&j.alice, &lab.srv.url(&format!("/api/v1/instances/{}/stop", j.beta["id"])), json!({})).await;
+    let (s, _) = post(
+        &j.alice,
+        &lab.srv
+            .url(&format!("/api/v1/instances/{}/stop", j.beta["id"])),
+        json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    let stopped = lab.srv.url(&format!("/api/v1/instances/{}/files?path=/data", j.beta["id"]));
+    let stopped = lab.srv.url(&format!(
+        "/api/v1/instances/{}/files?path=/data",
+        j.beta["id"]
+    ));
     let (s, b) = get(&j.alice, &stopped).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
-    assert!(b["error"]["fields"]["status"].as_str().unwrap().contains("not running"), "{b}");
+    assert!(
+        b["error"]["fields"]["status"]
+            .as_str()
+            .unwrap()
+            .contains("not running"),
+        "{b}"
+    );
 }
 
 /// A web upload (the raw body) of `body` to `path` as alice.
-async fn upload(j: &Jump, base: &str, path: &str, body: Vec<u8>, overwrite: bool) -> (StatusCode, Value) {
+async fn upload(
+    j: &Jump,
+    base: &str,
+    path: &str,
+    body: Vec<u8>,
+    overwrite: bool,
+) -> (StatusCode, Value) {
     let url = format!(
         "{base}/upload?path={}{}",
         urlencode(path),
@@ -658,7 +1039,9 @@ async fn upload(j: &Jump, base: &str, path: &str, body: Vec<u8>, overwrite: bool
 }
 
 fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// The CSRF token of `c`'s web session (cookie-authenticated uploads
@@ -693,15 +1076,17 @@ async fn sftp_sessions_and_web_transfers_end_on_idle_timeout_and_revocation() {
             .kill_on_drop(true);
         c
     };
-    let live = async || {
-        sessions(&j, "protocol=sftp&status=live").await.len()
-    };
+    let live = async || sessions(&j, "protocol=sftp&status=live").await.len();
 
     // Idle: ended by gpudock after 5 s without a byte.
     let mut t = super::Talk::start(&mut interactive()).await;
     t.send("pwd\n").await;
-    t.expect("Remote working directory", Duration::from_secs(20)).await;
-    until("the session is live", Duration::from_secs(10), async || live().await == 1).await;
+    t.expect("Remote working directory", Duration::from_secs(20))
+        .await;
+    until("the session is live", Duration::from_secs(10), async || {
+        live().await == 1
+    })
+    .await;
     let s = super::ended_session(&j, "protocol=sftp").await;
     assert_eq!(s["end_reason"], "idle_timeout", "{s}");
     // The client, waiting for its next command, finds the connection gone.
@@ -711,13 +1096,27 @@ async fn sftp_sessions_and_web_transfers_end_on_idle_timeout_and_revocation() {
     // Revoked: alice is disabled while connected.
     let mut t = super::Talk::start(&mut interactive()).await;
     t.send("pwd\n").await;
-    t.expect("Remote working directory", Duration::from_secs(20)).await;
-    until("the session is live", Duration::from_secs(10), async || live().await == 1).await;
+    t.expect("Remote working directory", Duration::from_secs(20))
+        .await;
+    until("the session is live", Duration::from_secs(10), async || {
+        live().await == 1
+    })
+    .await;
     let (_, me) = get(&j.alice, &lab.srv.url("/api/v1/me")).await;
     let alice = me["user"]["id"].as_i64().unwrap();
-    let (s, b) = super::patch(&lab.admin, &lab.srv.url(&format!("/api/v1/users/{alice}")), json!({"enabled": false})).await;
+    let (s, b) = super::patch(
+        &lab.admin,
+        &lab.srv.url(&format!("/api/v1/users/{alice}")),
+        json!({"enabled": false}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let took = until("the sftp session ends", Duration::from_secs(5), async || live().await == 0).await;
+    let took = until(
+        "the sftp session ends",
+        Duration::from_secs(5),
+        async || live().await == 0,
+    )
+    .await;
     let r = gone(t).await;
     assert_ne!(r.code, Some(0), "{}", r.stderr);
     let s = &sessions(&j, "protocol=sftp").await[0];
@@ -733,11 +1132,17 @@ async fn sftp_sessions_and_web_transfers_end_on_idle_timeout_and_revocation() {
     assert_eq!(s, StatusCode::CREATED, "{tok}");
     let l = Local::new();
     l.write("slow.bin", &binary(8 << 20, 11));
-    let url = lab.srv.url(&format!("/api/v1/instances/{}/files/upload?path=/data/slow.bin", j.bobinst["id"]));
+    let url = lab.srv.url(&format!(
+        "/api/v1/instances/{}/files/upload?path=/data/slow.bin",
+        j.bobinst["id"]
+    ));
     let mut curl = tokio::process::Command::new("curl");
     curl.args(["-sS", "--fail", "--limit-rate", "256k", "--cacert"])
         .arg(&lab.srv.cert)
-        .args(["-H", &format!("Authorization: Bearer {}", tok["token"].as_str().unwrap())])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {}", tok["token"].as_str().unwrap()),
+        ])
         .args(["-T", &l.s("slow.bin"), &url])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -745,24 +1150,39 @@ async fn sftp_sessions_and_web_transfers_end_on_idle_timeout_and_revocation() {
         .kill_on_drop(true);
     let child = curl.spawn().expect("curl (see .ci/run)");
     let bobinst = container(&j.bobinst);
-    until("the upload is under way", Duration::from_secs(20), async || {
-        in_container(&j, &bobinst, "ls -A /data").contains(".part")
-    })
+    until(
+        "the upload is under way",
+        Duration::from_secs(20),
+        async || in_container(&j, &bobinst, "ls -A /data").contains(".part"),
+    )
     .await;
-    let (s, b) = super::patch(&lab.admin, &lab.srv.url(&format!("/api/v1/users/{bob_id}")), json!({"enabled": false})).await;
+    let (s, b) = super::patch(
+        &lab.admin,
+        &lab.srv.url(&format!("/api/v1/users/{bob_id}")),
+        json!({"enabled": false}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .expect("the upload did not end")
         .unwrap();
-    assert!(!out.status.success(), "the upload went on after the revocation");
+    assert!(
+        !out.status.success(),
+        "the upload went on after the revocation"
+    );
     let ops = operations(&j, "username=bob&operation=upload").await;
     let up = op(&ops, "upload", "/data/slow.bin");
     assert_eq!(up["outcome"], "failure", "{up}");
-    assert!(up["error"].as_str().unwrap().contains("access revoked"), "{up}");
+    assert!(
+        up["error"].as_str().unwrap().contains("access revoked"),
+        "{up}"
+    );
     assert!(up["size"].as_u64().unwrap() < 8 << 20, "{up}");
-    until("the partial file is gone", Duration::from_secs(20), async || {
-        in_container(&j, &bobinst, "ls -A /data").trim().is_empty()
-    })
+    until(
+        "the partial file is gone",
+        Duration::from_secs(20),
+        async || in_container(&j, &bobinst, "ls -A /data").trim().is_empty(),
+    )
     .await;
 }
