@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+/// SFTP, scp, the web file API and datasets (issue 16).
+mod files;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

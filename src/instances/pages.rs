@@ -137,6 +137,8 @@ struct WizardPage {
     errs: FormErrs,
     /// The candidate nodes of the chosen spec (when the form comes back).
     nodes: Vec<Candidate>,
+    /// The dataset checkboxes for the chosen node (rendered).
+    datasets: String,
 }
 
 #[derive(Template)]
@@ -148,6 +150,7 @@ struct WizardForm {
     form: FormValues,
     errs: FormErrs,
     nodes: Vec<Candidate>,
+    datasets: String,
 }
 
 impl WizardForm {
@@ -179,6 +182,21 @@ fn spec_label(tr: Tr, s: &Spec) -> String {
     )
 }
 
+/// The wizard's dataset checkboxes for the form's node.
+async fn dataset_choices(app: &App, ctx: &PageCtx, form: &FormValues) -> Result<String, AppError> {
+    let node = form
+        .v("node_id")
+        .parse::<i64>()
+        .ok()
+        .map(crate::ids::NodeId);
+    let ticked = form
+        .v("dataset_ids")
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    crate::datasets::choices_html(app, &ctx.me, ctx.l.clone(), node, ticked).await
+}
+
 async fn wizard_parts(
     app: &App,
     ctx: &PageCtx,
@@ -208,6 +226,7 @@ async fn wizard_parts(
 async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
     let form = FormValues::default();
     let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+    let datasets = dataset_choices(&app, &ctx, &form).await?;
     html(&WizardPage {
         l: ctx.nav("instances").l,
         images,
@@ -215,6 +234,7 @@ async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppErr
         form,
         errs: FormErrs::default(),
         nodes,
+        datasets,
     })
 }
 
@@ -243,6 +263,7 @@ fn input(f: &FormValues) -> CreateInput {
         node_id: num("node_id"),
         name: Some(f.v("name").to_string()),
         remark: Some(f.v("remark").to_string()),
+        dataset_ids: Some(Value::String(f.v("dataset_ids").to_string())),
     }
 }
 
@@ -253,8 +274,21 @@ async fn create(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    Form(f): Form<HashMap<String, String>>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
+    // The datasets' checkboxes share a name: their values go joined.
+    let mut f: HashMap<String, String> = HashMap::new();
+    for (k, v) in pairs {
+        match f.get_mut(&k) {
+            Some(prev) if k == "dataset_ids" => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                f.insert(k, v);
+            }
+        }
+    }
     let form = FormValues::from_map(f);
     match super::create(&app, &ctx.me, input(&form), &src).await {
         Ok((job, _task)) => {
@@ -268,6 +302,7 @@ async fn create(
             let status = e.status();
             let errs = FormErrs::of_error(&e, ctx.tr());
             let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+            let datasets = dataset_choices(&app, &ctx, &form).await?;
             let l = ctx.nav("instances").l;
             let mut r = if is_htmx(&headers) {
                 html(&WizardForm {
@@ -277,6 +312,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    datasets,
                 })?
             } else {
                 html(&WizardPage {
@@ -286,6 +322,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    datasets,
                 })?
             };
             *r.status_mut() = status;
@@ -365,6 +402,11 @@ struct ShowPage {
     show_user: bool,
     /// The connection summary (连接信息摘要), as text to copy.
     summary_text: String,
+    /// For the SFTP command lines shown on the page.
+    ssh_port: u16,
+    host: String,
+    /// The datasets it mounts (read-only).
+    datasets: Vec<crate::datasets::Dataset>,
 }
 
 #[derive(Template)]
@@ -396,13 +438,14 @@ async fn show(
         n: n.clone(),
         show_user,
     };
-    let summary_text = if is_htmx(&headers) {
-        String::new()
+    let (summary_text, datasets) = if is_htmx(&headers) {
+        (String::new(), Vec::new())
     } else {
-        crate::delivery::instance(&app, &ctx_me, id, &origin)
+        let text = crate::delivery::instance(&app, &ctx_me, id, &origin)
             .await?
             .summary()
-            .text(&l.tr)
+            .text(&l.tr);
+        (text, crate::datasets::of_instance(&app, i.id).await?)
     };
     let full = ShowPage {
         l,
@@ -410,6 +453,9 @@ async fn show(
         n,
         show_user,
         summary_text,
+        ssh_port: origin.ssh_port,
+        host: origin.ssh_host.clone(),
+        datasets,
     };
     page_or_fragment(&headers, &full, &fragment)
 }

@@ -37,16 +37,31 @@ pub use model::{EndReason, Protocol};
 use recording::Recorder;
 pub use store::{Filter, SessionRecord};
 
-/// What a session connects to.
+/// What a session connects to: an instance's container, or the transfer
+/// container of a dataset (instance id 0, name `dataset:<name>`).
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub instance: Instance,
+    pub instance_id: InstanceId,
+    pub name: String,
+    pub node_id: NodeId,
     pub node_name: String,
+    pub container: String,
 }
 
 impl Target {
+    /// The instance's container.
+    pub fn instance(i: &Instance, node_name: String) -> Self {
+        Self {
+            instance_id: i.id,
+            name: i.name.clone(),
+            node_id: i.node_id,
+            node_name,
+            container: i.container_id.clone().unwrap_or_default(),
+        }
+    }
+
     pub fn container(&self) -> &str {
-        self.instance.container_id.as_deref().unwrap_or("")
+        &self.container
     }
 }
 
@@ -133,9 +148,9 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         user_id,
         username: o.user.username.clone(),
         tenant_id: o.user.tenant_id.map(|t| t.0),
-        instance_id: t.instance.id,
-        instance_name: t.instance.name.clone(),
-        node_id: t.instance.node_id,
+        instance_id: t.instance_id,
+        instance_name: t.name.clone(),
+        node_id: t.node_id,
         node_name: t.node_name.clone(),
         container_id: t.container().to_string(),
         protocol: o.protocol,
@@ -166,42 +181,41 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         .await?
         .ok_or(OpenError::Revoked)?;
     reg.rekey(id.0);
-    let title = format!(
-        "{} · {} · {}",
-        o.user.username,
-        t.instance.name,
-        o.protocol.as_str()
-    );
+    let title = format!("{} · {} · {}", o.user.username, t.name, o.protocol.as_str());
     let dir = app.config.recordings_dir();
     let file = recording::file_name(id);
-    let recorder = match Recorder::create(
-        &dir,
-        &file,
-        o.size,
-        o.term,
-        &title,
-        app.config.sessions.record_input,
-    )
-    .await
-    {
-        Ok(r) => {
-            app.db
-                .write(move |c| store::set_recording(c, id, &file).map_err(AppError::from))
-                .await?;
-            Some(r)
-        }
-        Err(e) => {
-            log::error!(
-                "session {id}: cannot start its recording in {}: {e}",
-                dir.display()
-            );
-            None
+    let recorder = if !o.protocol.recorded() {
+        None
+    } else {
+        match Recorder::create(
+            &dir,
+            &file,
+            o.size,
+            o.term,
+            &title,
+            app.config.sessions.record_input,
+        )
+        .await
+        {
+            Ok(r) => {
+                app.db
+                    .write(move |c| store::set_recording(c, id, &file).map_err(AppError::from))
+                    .await?;
+                Some(r)
+            }
+            Err(e) => {
+                log::error!(
+                    "session {id}: cannot start its recording in {}: {e}",
+                    dir.display()
+                );
+                None
+            }
         }
     };
     Ok(Session {
         id,
         tag,
-        node_id: t.instance.node_id,
+        node_id: t.node_id,
         app: app.clone(),
         reg,
         recorder,
@@ -292,7 +306,7 @@ async fn refused(
     t: &Target,
     why: &str,
 ) -> Result<(), AppError> {
-    let detail = json!({"instance_id": t.instance.id, "instance": t.instance.name, "reason": "max_per_user", "message": why});
+    let detail = json!({"instance_id": t.instance_id, "instance": t.name, "reason": "max_per_user", "message": why});
     audit::record(&app.db, Actor::user(user), src.clone(), move |a, s| {
         Event::new(a, s, "session.open", "session")
             .outcome(Outcome::Denied)

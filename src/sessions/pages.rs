@@ -70,10 +70,10 @@ pub fn status_key<S: AsRef<str> + ?Sized>(s: &S) -> &'static str {
 
 /// For a protocol or a filter's protocol text.
 pub fn protocol_key<S: AsRef<str> + ?Sized>(p: &S) -> &'static str {
-    if p.as_ref() == "ssh" {
-        "sessions.p_ssh"
-    } else {
-        "sessions.p_web_terminal"
+    match p.as_ref() {
+        "ssh" => "sessions.p_ssh",
+        "sftp" => "sessions.p_sftp",
+        _ => "sessions.p_web_terminal",
     }
 }
 
@@ -143,6 +143,8 @@ struct ShowPage {
     l: Layout,
     s: SessionRecord,
     can_terminate: bool,
+    /// What an SFTP session did (the file operations log).
+    files: Vec<crate::files::Operation>,
 }
 
 /// One session; its replay needs WebAssembly (the player's terminal), so
@@ -154,10 +156,21 @@ async fn show(
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
     let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
+    let files = if s.protocol == super::Protocol::Sftp {
+        let f = crate::files::Filter {
+            session_id: Some(id.0),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        crate::files::operations(&app, &ctx.me, f).await?
+    } else {
+        Vec::new()
+    };
     let r = html(&ShowPage {
         l: ctx.nav("sessions").l,
         s,
         can_terminate,
+        files,
     })?;
     Ok(crate::web::with_csp(r, crate::web::Csp::InlineStylesWasm))
 }
