@@ -29,6 +29,30 @@ const CHUNK: usize = 256 << 10;
 /// How long removing a failed upload's partial file may take.
 const CLEANUP_WITHIN: Duration = Duration::from_secs(20);
 
+/// How much of a refused upload's body is read away, and for how long, so
+/// that a client still sending reads the refusal instead of a reset
+/// connection (a lingering close, as nginx does). A bigger body gets the
+/// reset.
+const DISCARD_UP_TO: u64 = 64 << 20;
+const DISCARD_WITHIN: Duration = Duration::from_secs(10);
+
+/// Reads away what is left of a refused body (see [`DISCARD_UP_TO`]).
+async fn discard<S, E>(stream: &mut S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let read = async {
+        let mut n = 0u64;
+        while let Some(Ok(c)) = stream.next().await {
+            n += c.len() as u64;
+            if n > DISCARD_UP_TO {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_WITHIN, read).await;
+}
+
 /// What an upload left.
 #[derive(Debug, Clone, Serialize)]
 pub struct Uploaded {
@@ -88,6 +112,7 @@ pub async fn upload(
     let done = Done::new("upload", &path);
     if length.is_some_and(|n| n > limit) {
         log(app, doer, place, done, Err("over the upload limit".into())).await;
+        discard(&mut body.into_data_stream()).await;
         return Err(AppError::TooLarge(limit));
     }
     if let Err(e) = authorize(app, &doer.user, place, FileOp::Upload).await {
@@ -193,6 +218,7 @@ async fn receive(
             }
         };
         if tally.bytes + chunk.len() as u64 > limit {
+            discard(&mut stream).await;
             return Err(AppError::TooLarge(limit));
         }
         let at = tally.bytes;
