@@ -1,0 +1,85 @@
+-- Alerts (告警中心): metric rules evaluated against the latest samples, and
+-- the alerts they raise. Rule and alert ids name things (URLs, the audit),
+-- so they are never given again (AUTOINCREMENT).
+
+-- A rule (告警规则): its conditions (alert_conditions) joined by `combine`
+-- must hold for `duration_s` before an alert fires; an alert still firing is
+-- announced again every `silence_s` (0: never again).
+CREATE TABLE alert_rules (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    -- which targets: every one of the conditions' kind, the nodes (and their
+    -- GPUs and instances) in scope_ids, or the instances in scope_ids
+    scope       TEXT NOT NULL DEFAULT 'all' CHECK (scope IN ('all', 'nodes', 'instances')),
+    -- JSON array of node or instance ids (empty for 'all')
+    scope_ids   TEXT NOT NULL DEFAULT '[]',
+    combine     TEXT NOT NULL DEFAULT 'and' CHECK (combine IN ('and', 'or')),
+    duration_s  INTEGER NOT NULL DEFAULT 0 CHECK (duration_s >= 0),
+    level       TEXT NOT NULL CHECK (level IN ('P0', 'P1', 'P2', 'P3')),
+    enabled     INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    silence_s   INTEGER NOT NULL DEFAULT 3600 CHECK (silence_s >= 0),
+    -- JSON array of short texts
+    tags        TEXT NOT NULL DEFAULT '[]',
+    created_by  INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+-- One condition of a rule: `metric` of targets of `kind` compared with
+-- `threshold`. All conditions of a rule share one kind (one target each).
+CREATE TABLE alert_conditions (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule_id   INTEGER NOT NULL REFERENCES alert_rules(id) ON DELETE CASCADE,
+    position  INTEGER NOT NULL,
+    kind      TEXT NOT NULL CHECK (kind IN ('node', 'gpu', 'instance')),
+    metric    TEXT NOT NULL,
+    op        TEXT NOT NULL CHECK (op IN ('>', '<', '>=', '<=', '==', '!=')),
+    threshold REAL NOT NULL,
+    UNIQUE (rule_id, position)
+);
+
+-- An alert (告警记录): one per (rule, target) while it is open (firing or
+-- acknowledged); resolved ones are history. No foreign keys to nodes or
+-- instances: history outlives what it describes. `target` is the metrics
+-- target text (node:1, gpu:1:0, instance:5).
+CREATE TABLE alert_records (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule_id          INTEGER NOT NULL REFERENCES alert_rules(id) ON DELETE CASCADE,
+    target           TEXT NOT NULL,
+    node_id          INTEGER,
+    instance_id      INTEGER,
+    metric           TEXT NOT NULL DEFAULT '',
+    value            REAL,
+    level            TEXT NOT NULL CHECK (level IN ('P0', 'P1', 'P2', 'P3')),
+    message          TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'firing'
+                     CHECK (status IN ('firing', 'acknowledged', 'resolved')),
+    triggered_at     INTEGER NOT NULL,
+    -- when it was last announced (fired, or repeated after the silence)
+    notified_at      INTEGER NOT NULL,
+    resolved_at      INTEGER,
+    -- why it resolved: 'cleared' (the condition no longer holds), 'no_data'
+    -- (the target stopped reporting), 'rule_off' (rule disabled or changed),
+    -- 'closed' (closed by hand)
+    resolved_reason  TEXT CHECK (resolved_reason IN ('cleared', 'no_data', 'rule_off', 'closed')),
+    acknowledged_by  INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    acknowledged_at  INTEGER,
+    note             TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX alert_records_open ON alert_records (rule_id, target)
+    WHERE status != 'resolved';
+CREATE INDEX alert_records_time ON alert_records (triggered_at);
+
+-- Built-in rules: a hot GPU (enabled: always right to know), an almost full
+-- data disk (enabled), a GPU with volatile ECC errors (disabled by default).
+INSERT INTO alert_rules (name, description, level, enabled, duration_s, silence_s, created_at, updated_at) VALUES
+    ('GPU temperature', 'A GPU at or above 90 °C for a minute', 'P1', 1, 60, 3600, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER)),
+    ('Data disk almost full', 'The data directory''s disk over 90 % used for five minutes', 'P2', 1, 300, 21600, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER)),
+    ('GPU ECC errors', 'Volatile ECC errors on a GPU', 'P2', 0, 0, 86400, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER));
+INSERT INTO alert_conditions (rule_id, position, kind, metric, op, threshold)
+    SELECT id, 0, 'gpu', 'temp_c', '>=', 90 FROM alert_rules WHERE name = 'GPU temperature';
+INSERT INTO alert_conditions (rule_id, position, kind, metric, op, threshold)
+    SELECT id, 0, 'node', 'disk_data_used_pct', '>', 90 FROM alert_rules WHERE name = 'Data disk almost full';
+INSERT INTO alert_conditions (rule_id, position, kind, metric, op, threshold)
+    SELECT id, 0, 'gpu', 'ecc_volatile', '>', 0 FROM alert_rules WHERE name = 'GPU ECC errors';
