@@ -71,6 +71,42 @@ CREATE UNIQUE INDEX alert_records_open ON alert_records (rule_id, target)
     WHERE status != 'resolved';
 CREATE INDEX alert_records_time ON alert_records (triggered_at);
 
+-- A notification channel (通知渠道). Only the generic webhook is sent so
+-- far; the secret (HMAC key of the body's signature) is sealed with age.
+CREATE TABLE notification_channels (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT NOT NULL UNIQUE,
+    kind          TEXT NOT NULL CHECK (kind IN ('webhook')),
+    url           TEXT NOT NULL,
+    secret_sealed BLOB NOT NULL,
+    enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    created_by    INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+
+-- The channels a rule's alerts go to.
+CREATE TABLE alert_rule_channels (
+    rule_id    INTEGER NOT NULL REFERENCES alert_rules(id) ON DELETE CASCADE,
+    channel_id INTEGER NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+    PRIMARY KEY (rule_id, channel_id)
+) WITHOUT ROWID;
+CREATE INDEX alert_rule_channels_channel ON alert_rule_channels (channel_id);
+
+-- The delivery log: every try of every message to every channel.
+CREATE TABLE alert_deliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel_id  INTEGER NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+    alert_id    INTEGER REFERENCES alert_records(id) ON DELETE CASCADE,
+    attempt     INTEGER NOT NULL CHECK (attempt >= 1),
+    status      TEXT NOT NULL CHECK (status IN ('sent', 'failed')),
+    http_status INTEGER,
+    error       TEXT NOT NULL DEFAULT '',
+    at          INTEGER NOT NULL
+);
+CREATE INDEX alert_deliveries_channel ON alert_deliveries (channel_id, id);
+CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id);
+
 -- Built-in rules: a hot GPU (enabled: always right to know), an almost full
 -- data disk (enabled), a GPU with volatile ECC errors (disabled by default).
 INSERT INTO alert_rules (name, description, level, enabled, duration_s, silence_s, created_at, updated_at) VALUES

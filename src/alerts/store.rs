@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::eval::{Key, Open, Reason};
 use super::model::{Combine, Condition, Level, Op, Rule, RuleId, Scope, known_metric};
+use super::notify::{Event, Notice};
 use crate::ids::{InstanceId, NodeId};
 use crate::metrics::model::{Kind, Target, TargetRef};
 
@@ -259,6 +260,123 @@ pub fn recent(c: &Connection, limit: i64) -> rusqlite::Result<Vec<AlertRow>> {
         })
     })?
     .collect()
+}
+
+/// The enabled channels of a rule: id, URL, sealed secret.
+pub fn channels_of(c: &Connection, rule: RuleId) -> rusqlite::Result<Vec<(i64, String, Vec<u8>)>> {
+    c.prepare(
+        "SELECT n.id, n.url, n.secret_sealed
+         FROM alert_rule_channels rc JOIN notification_channels n ON n.id = rc.channel_id
+         WHERE rc.rule_id = ?1 AND n.enabled = 1 ORDER BY n.id",
+    )?
+    .query_map([rule], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    .collect()
+}
+
+/// A new webhook channel (its secret already sealed); returns its id.
+pub fn insert_webhook(
+    c: &Connection,
+    name: &str,
+    url: &str,
+    secret_sealed: &[u8],
+    now: i64,
+) -> rusqlite::Result<i64> {
+    c.query_row(
+        "INSERT INTO notification_channels (name, kind, url, secret_sealed, created_at, updated_at)
+         VALUES (?1, 'webhook', ?2, ?3, ?4, ?4) RETURNING id",
+        params![name, url, secret_sealed, now],
+        |r| r.get(0),
+    )
+}
+
+/// Sends a rule's alerts to a channel as well.
+pub fn route(c: &Connection, rule: RuleId, channel: i64) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO alert_rule_channels (rule_id, channel_id) VALUES (?1, ?2)",
+        params![rule, channel],
+    )?;
+    Ok(())
+}
+
+/// One try of a delivery, in the log.
+pub fn log_delivery(
+    c: &Connection,
+    channel: i64,
+    alert: Option<i64>,
+    attempt: u32,
+    http_status: Option<u16>,
+    error: Option<&str>,
+    at: i64,
+) -> rusqlite::Result<()> {
+    let status = if error.is_none() { "sent" } else { "failed" };
+    c.execute(
+        "INSERT INTO alert_deliveries (channel_id, alert_id, attempt, status, http_status, error, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![channel, alert, attempt, status, http_status, error.unwrap_or(""), at],
+    )?;
+    Ok(())
+}
+
+/// One row of the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryRow {
+    pub channel_id: i64,
+    pub alert_id: Option<i64>,
+    pub attempt: u32,
+    pub status: String,
+    pub http_status: Option<u16>,
+    pub error: String,
+    pub at: i64,
+}
+
+/// A channel's delivery log, oldest first.
+pub fn deliveries(c: &Connection, channel: i64) -> rusqlite::Result<Vec<DeliveryRow>> {
+    c.prepare(
+        "SELECT channel_id, alert_id, attempt, status, http_status, error, at
+         FROM alert_deliveries WHERE channel_id = ?1 ORDER BY id",
+    )?
+    .query_map([channel], |r| {
+        Ok(DeliveryRow {
+            channel_id: r.get(0)?,
+            alert_id: r.get(1)?,
+            attempt: r.get(2)?,
+            status: r.get(3)?,
+            http_status: r.get(4)?,
+            error: r.get(5)?,
+            at: r.get(6)?,
+        })
+    })?
+    .collect()
+}
+
+/// What channels are told of an alert, read back after it was written.
+pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Option<Notice>> {
+    c.query_row(
+        "SELECT a.id, a.rule_id, r.name, a.level, a.message, a.target, a.node_id,
+                a.instance_id, a.metric, a.value, a.triggered_at, a.resolved_at,
+                a.resolved_reason
+         FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = ?1",
+        [record],
+        |r| {
+            Ok(Notice {
+                event,
+                alert_id: r.get(0)?,
+                rule_id: r.get(1)?,
+                rule: r.get(2)?,
+                level: r.get(3)?,
+                message: r.get(4)?,
+                target: r.get(5)?,
+                node_id: r.get(6)?,
+                instance_id: r.get(7)?,
+                metric: r.get(8)?,
+                value: r.get(9)?,
+                triggered_at: r.get(10)?,
+                resolved_at: r.get(11)?,
+                reason: r.get(12)?,
+            })
+        },
+    )
+    .optional()
 }
 
 #[cfg(test)]
