@@ -179,11 +179,12 @@ pub fn known_metric(kind: Kind, name: &str) -> Option<&'static str> {
 
 /// The value of `metric` of `target` from the latest samples, when it was
 /// sampled at or after `fresh_since` (a derived percentage needs both of
-/// its series fresh and a whole above zero).
+/// its series fresh and a whole above zero). `metric` is a name that
+/// [`known_metric`] returned (the engine's hot path: one map lookup).
 pub fn value_of(
     latest: &HashMap<(Target, &'static str), Latest>,
     target: Target,
-    metric: &str,
+    metric: &'static str,
     fresh_since: i64,
 ) -> Option<f64> {
     let fresh = |name: &'static str| {
@@ -192,14 +193,16 @@ pub fn value_of(
             .filter(|l| l.ts >= fresh_since)
             .map(|l| l.value)
     };
-    if let Some(m) = mm::metric(target.kind(), metric) {
-        return fresh(m.name);
-    }
-    let d = DERIVED
+    match DERIVED
         .iter()
-        .find(|d| d.kind == target.kind() && d.name == metric)?;
-    let (part, whole) = (fresh(d.part)?, fresh(d.whole)?);
-    (whole > 0.0).then(|| part / whole * 100.0)
+        .find(|d| d.kind == target.kind() && d.name == metric)
+    {
+        None => fresh(metric),
+        Some(d) => {
+            let (part, whole) = (fresh(d.part)?, fresh(d.whole)?);
+            (whole > 0.0).then(|| part / whole * 100.0)
+        }
+    }
 }
 
 /// One condition of a rule.
