@@ -421,7 +421,7 @@ mod tests {
                       (2, 'a', 1, 'x', 1, 'n', 'c', 'ssh', 'ip', 'active', 0, 0, NULL, NULL);",
         )
         .unwrap();
-        migrate(&mut c).unwrap();
+        migrate_to(&mut c, refinery::Target::Version(12)).unwrap();
         let on: bool = c
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
@@ -494,11 +494,6 @@ mod tests {
                 (format!("{install}-s2"), None)
             ]
         );
-        // V14 (after the rebuild) gives the tokens from before the `api` scope.
-        let scope: String = c
-            .query_row("SELECT scope FROM api_tokens", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(scope, "api");
         // The highest id deleted is not given again.
         c.execute("DELETE FROM instances WHERE id = 1", []).unwrap();
         c.execute(
@@ -521,6 +516,25 @@ mod tests {
         assert!(is_foreign_key_violation(
             &c.execute("DELETE FROM users WHERE id = 2", []).unwrap_err()
         ));
+        migrate(&mut c).unwrap();
+        // V14 (after the rebuild) gives the tokens from before the `api` scope.
+        let scope: String = c
+            .query_row("SELECT scope FROM api_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(scope, "api");
+        // V15 counts what the instances there are hold, per node and tenant.
+        let usage = |sql: &str| -> (i64, i64) {
+            c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        assert_eq!(
+            usage("SELECT instances, cpu_cores FROM node_usage WHERE node_id = 1"),
+            (1, 1)
+        );
+        assert_eq!(
+            usage("SELECT instances, memory_gb FROM tenant_usage WHERE tenant_id = 1"),
+            (1, 1)
+        );
     }
 
     #[tokio::test]

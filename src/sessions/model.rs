@@ -4,12 +4,26 @@
 pub enum Protocol {
     WebTerminal,
     Ssh,
+    /// SFTP or scp through the jumpbox (file transfers, no terminal).
+    Sftp,
 }
 
 crate::text_enum!(Protocol {
     WebTerminal => "web_terminal",
     Ssh => "ssh",
+    Sftp => "sftp",
 });
+
+impl Protocol {
+    /// Whether its sessions are recorded (asciicast): terminals are; file
+    /// transfers are logged operation by operation instead.
+    pub fn recorded(self) -> bool {
+        match self {
+            Protocol::WebTerminal | Protocol::Ssh => true,
+            Protocol::Sftp => false,
+        }
+    }
+}
 
 /// A session's state (`remote_sessions.status`): `active` or `idle` while
 /// live, `closed` or `terminated` once ended.
