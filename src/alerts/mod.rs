@@ -4,9 +4,13 @@
 //! pure ([`eval`]); this module owns the task that feeds it and writes what
 //! it decided.
 
+pub mod api;
+mod channels;
 pub mod eval;
+mod manage;
 pub mod model;
 pub mod notify;
+pub mod pages;
 mod store;
 
 use std::time::Duration;
@@ -108,6 +112,7 @@ fn apply(
 ) -> Result<Vec<notify::Notice>, AppError> {
     use notify::Event;
     let (nodes, instances) = store::names(c)?;
+    let quiet = store::nodes_in_maintenance(c, now)?;
     let rule = |id: RuleId| rules.iter().find(|r| r.id == id);
     let tx = c.transaction()?;
     let mut announce = Vec::new();
@@ -120,6 +125,9 @@ fn apply(
                 value,
             } => {
                 let Some(r) = rule(id) else { continue };
+                if quiet.contains(&target.node()) {
+                    continue;
+                }
                 let message = message(r, &target, metric, value, &nodes, &instances);
                 let a = store::NewAlert {
                     rule: id,
@@ -135,6 +143,7 @@ fn apply(
                     announce.push((record, Event::Fired));
                 }
             }
+            Transition::Repeat { target, .. } if quiet.contains(&target.node()) => {}
             Transition::Repeat { record, value, .. } => {
                 store::renotify(&tx, record, value, now)?;
                 announce.push((record, Event::Repeated));

@@ -42,8 +42,10 @@ pub enum Event {
     Fired,
     Repeated,
     Resolved,
+    /// A channel's test message (no alert).
+    Test,
 }
-crate::text_enum!(Event { Fired => "fired", Repeated => "repeated", Resolved => "resolved" });
+crate::text_enum!(Event { Fired => "fired", Repeated => "repeated", Resolved => "resolved", Test => "test" });
 
 /// One announcement of an alert, as every channel receives it.
 #[derive(Debug, Clone, Serialize)]

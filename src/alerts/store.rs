@@ -153,8 +153,10 @@ pub fn insert_alert(tx: &Transaction<'_>, a: &NewAlert<'_>) -> rusqlite::Result<
     };
     tx.query_row(
         "INSERT INTO alert_records (rule_id, target, node_id, instance_id, metric, value,
-             level, message, status, triggered_at, notified_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'firing', ?9, ?9)
+             level, message, status, triggered_at, notified_at,
+             tenant_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'firing', ?9, ?9,
+                 (SELECT tenant_id FROM instances WHERE id = ?4))
          ON CONFLICT DO NOTHING RETURNING id",
         params![
             a.rule,
@@ -170,6 +172,19 @@ pub fn insert_alert(tx: &Transaction<'_>, a: &NewAlert<'_>) -> rusqlite::Result<
         |r| r.get(0),
     )
     .optional()
+}
+
+/// The nodes with a maintenance window on at `now`: their alerts neither
+/// fire nor repeat.
+pub fn nodes_in_maintenance(
+    c: &Connection,
+    now: i64,
+) -> rusqlite::Result<std::collections::HashSet<NodeId>> {
+    c.prepare_cached(
+        "SELECT DISTINCT node_id FROM maintenance_windows WHERE starts_at <= ?1 AND ends_at > ?1",
+    )?
+    .query_map([now], |r| r.get(0))?
+    .collect()
 }
 
 /// Marks an open alert announced again at `now` with its latest value.
