@@ -35,6 +35,7 @@ const INFRASTRUCTURE: &[&str] = &[
 /// Features: use infrastructure and each other's `mod.rs` API.
 const CAPABILITIES: &[&str] = &[
     "accounts",
+    "alerts",
     "auth",
     "backup",
     "catalog",

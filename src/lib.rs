@@ -2,6 +2,7 @@
 //! `main.rs` only calls `cli::main`.
 
 pub mod accounts;
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;

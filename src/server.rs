@@ -29,6 +29,8 @@ pub fn router(app: App) -> Router {
         .merge(crate::sessions::pages::routes())
         .merge(crate::terminal::routes())
         .merge(crate::monitor::api::routes())
+        .merge(crate::alerts::api::routes())
+        .merge(crate::alerts::pages::routes())
         .merge(crate::monitor::pages::routes())
         .merge(crate::nodes::ssh_web::routes())
         .merge(crate::accounts::api::routes())

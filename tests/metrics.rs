@@ -839,3 +839,379 @@ async fn prometheus_scrapes_metrics_with_a_metrics_token() {
         .unwrap();
     assert!(!q["data"]["result"].as_array().unwrap().is_empty(), "{q}");
 }
+
+/// What the test's webhook receiver saw: timestamp, signature, body.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
+
+/// A local webhook receiver answering 200; returns its URL.
+async fn webhook_receiver(seen: Seen) -> String {
+    use axum::http::HeaderMap;
+    let app = axum::Router::new().fallback(axum::routing::post(
+        move |h: HeaderMap, body: bytes::Bytes| async move {
+            let get = |k: &str| h.get(k).unwrap().to_str().unwrap().to_string();
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            // The signature is recomputed here, independently of gpudock.
+            use hmac::Mac;
+            let ts = get("x-gpudock-timestamp");
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+            mac.update(ts.as_bytes());
+            mac.update(&body);
+            let good = hex::encode(mac.finalize().into_bytes()) == get("x-gpudock-signature");
+            seen.lock().unwrap().push((ts, good.to_string(), json));
+            StatusCode::OK
+        },
+    ));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    format!("http://{addr}/hook")
+}
+
+const HOOK_SECRET: &str = "a-webhook-secret-of-some-length";
+
+async fn alerts_of(srv: &Server, c: &reqwest::Client, query: &str) -> Vec<Value> {
+    let (s, b) = get(c, &srv.url(&format!("/api/v1/alerts?{query}"))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b.as_array().unwrap().clone()
+}
+
+async fn audit_count(srv: &Server, admin: &reqwest::Client, action: &str) -> usize {
+    let (_, a) = get(admin, &srv.url(&format!("/api/v1/audit?action={action}"))).await;
+    a.as_array().unwrap().len()
+}
+
+/// The alerts API end to end: bad input names the field; a webhook channel
+/// (secret never shown) gets a signed test message; a metric rule on the
+/// GPUs of a node (dcgm-exporter's format) fires one alert per GPU that
+/// names the node, delivered signed and logged; an admin acknowledges and
+/// closes with a note (audited), a customer sees none of the node's alerts
+/// and may not act on them; a maintenance window silences its node while
+/// another node's alerts fire, and alerts return when it is removed.
+#[tokio::test]
+async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
+    let dcgm = fake_exporter(Answer::Text(DCGM.to_string())).await;
+    let seen = Seen::default();
+    let hook = webhook_receiver(seen.clone()).await;
+    let srv = Server::start_with(FAST);
+    let admin = srv.admin().await;
+    let a = node(&srv, &admin, "gpu-a").await;
+    let b = node(&srv, &admin, "gpu-b").await;
+    for id in [a, b] {
+        let (s, v) = sources(
+            &srv,
+            &admin,
+            id,
+            json!({"dcgm_url": format!("{dcgm}/metrics")}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let api = |p: &str| srv.url(&format!("/api/v1/{p}"));
+
+    // Bad channels and rules name the field.
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": "fax", "url": hook, "secret": HOOK_SECRET}),
+            "kind",
+        ),
+        (
+            json!({"name": "x", "kind": "webhook", "url": "ftp://h/", "secret": HOOK_SECRET}),
+            "url",
+        ),
+        (
+            json!({"name": "x", "kind": "webhook", "url": hook, "secret": "short"}),
+            "secret",
+        ),
+    ] {
+        let (s, v) = post(&admin, &api("notification-channels"), body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(v["error"]["fields"][field].is_string(), "{field}: {v}");
+    }
+    let (s, ch) = post(
+        &admin,
+        &api("notification-channels"),
+        json!({"name": "ops", "kind": "webhook", "url": hook, "secret": HOOK_SECRET}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{ch}");
+    assert!(!ch.to_string().contains(HOOK_SECRET), "{ch}");
+    let ch = ch["id"].as_i64().unwrap();
+    let (s, t) = post(
+        &admin,
+        &api(&format!("notification-channels/{ch}/test")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["sent"], true, "{t}");
+    {
+        let got = seen.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "true", "signature of the test message");
+        assert_eq!(got[0].2["event"], "test");
+    }
+    let rule = |scope: Vec<i64>| {
+        json!({"name": "hot GPU", "metric": "temp_c", "condition": ">", "threshold": 0,
+               "duration": 0, "level": "P0", "channels": [ch], "enabled": true,
+               "scope": "nodes", "scope_ids": scope, "silence": 3600, "tags": ["test"]})
+    };
+    let mut bad = rule(vec![a]);
+    for (k, v, field) in [
+        ("metric", json!("warp_speed"), "metric"),
+        ("threshold", json!("hot"), "threshold"),
+        ("condition", json!("=>"), "condition"),
+        ("scope_ids", json!([]), "scope"),
+        ("level", json!("P9"), "level"),
+        ("channels", json!([9999]), "channels"),
+    ] {
+        let keep = bad[k].clone();
+        bad[k] = v;
+        let (s, e) = post(&admin, &api("alert-rules"), bad.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{k}: {e}");
+        assert!(e["error"]["fields"][field].is_string(), "{k}: {e}");
+        bad[k] = keep;
+    }
+    let mut with_event = rule(vec![a]);
+    with_event["event"] = json!("node_unreachable");
+    let (s, _) = post(&admin, &api("alert-rules"), with_event).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "event rules are not built"
+    );
+    let (s, r) = post(&admin, &api("alert-rules"), rule(vec![a])).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["target"].as_str(), r["channels"].clone()),
+        (Some("gpu"), json!([ch]))
+    );
+    let rid = r["id"].as_i64().unwrap();
+
+    // One alert per GPU of node a, naming it, delivered signed.
+    let fired = poll("8 alerts on gpu-a", 60, async || {
+        let v = alerts_of(&srv, &admin, &format!("level=P0&status=firing&node={a}")).await;
+        (v.len() == 8).then_some(v)
+    })
+    .await;
+    assert!(
+        fired
+            .iter()
+            .all(|x| x["message"].as_str().unwrap().contains("node gpu-a")),
+        "{fired:?}"
+    );
+    assert_eq!(fired[0]["rule_id"], rid);
+    poll("8 fired messages", 30, async || {
+        let got = seen.lock().unwrap();
+        let n = got.iter().filter(|x| x.2["event"] == "fired").count();
+        (n == 8).then_some(())
+    })
+    .await;
+    assert!(seen.lock().unwrap().iter().all(|x| x.1 == "true"));
+    let (s, log) = get(
+        &admin,
+        &api(&format!("notification-channels/{ch}/deliveries")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    assert_eq!(
+        log.as_array().unwrap().len(),
+        9,
+        "the test and 8 alerts: {log}"
+    );
+
+    // The pages in both languages: the list names the node, the rule and
+    // channel pages show them, the dashboard counts firing alerts by level.
+    let page = |path: &str, lang: &str| {
+        admin
+            .get(srv.url(path))
+            .header("accept-language", lang)
+            .send()
+    };
+    for (lang, title, level) in [("en", "Alerts", "Emergency"), ("zh-CN", "告警列表", "紧急")]
+    {
+        let html = page("/alerts?level=P0&status=firing", lang)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(title)
+                && html.contains("node gpu-a")
+                && html.contains(&format!("id=\"ack-{}\"", fired[0]["id"])),
+            "{lang}: {html}"
+        );
+        let html = page("/alerts/summary", lang)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(&format!("P0 {level}: <strong>8</strong>")),
+            "{lang}: {html}"
+        );
+        for (path, want) in [
+            ("/alert-rules", "hot GPU"),
+            ("/notification-channels", "ops"),
+            (&format!("/notification-channels/{ch}"), "id=\"deliveries\""),
+            ("/maintenance-windows", "window-form"),
+        ] {
+            let r = page(path, lang).await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            let html = r.text().await.unwrap();
+            assert!(
+                html.contains(want) && !html.contains(HOOK_SECRET),
+                "{lang} {path}: {html}"
+            );
+        }
+    }
+
+    // A customer sees none of a node's alerts and may not handle them.
+    let t = make_tenant(&srv, &admin, "ALERT-T").await;
+    let (_, owner) = make_user(
+        &srv,
+        &admin,
+        "alert-owner",
+        "customer_owner",
+        Some(t),
+        "Quartz-Lantern-Orbit-83!",
+    )
+    .await;
+    assert!(alerts_of(&srv, &owner, "").await.is_empty());
+    let first = fired[0]["id"].as_i64().unwrap();
+    let (s, _) = get(&owner, &api(&format!("alerts/{first}"))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = post(
+        &owner,
+        &api(&format!("alerts/{first}/ack")),
+        json!({"note": "mine"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = get(&owner, &api("alert-rules")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let r = owner.get(srv.url("/alerts")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.text().await.unwrap().contains("gpu-a"));
+
+    // Acknowledge and close with a note, audited.
+    let (s, v) = post(
+        &admin,
+        &api(&format!("alerts/{first}/ack")),
+        json!({"note": "looking"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["note"].as_str()),
+        (Some("acknowledged"), Some("looking"))
+    );
+    assert_eq!(v["acknowledged_by"], "admin");
+    let (s, _) = post(
+        &admin,
+        &api(&format!("alerts/{first}/ack")),
+        json!({"note": "again"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let second = fired[1]["id"].as_i64().unwrap();
+    let (s, v) = post(
+        &admin,
+        &api(&format!("alerts/{second}/close")),
+        json!({"note": "fan fixed"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["resolved_reason"].as_str()),
+        (Some("resolved"), Some("closed"))
+    );
+    for action in [
+        "alert.ack",
+        "alert.close",
+        "alert_rule.create",
+        "notification_channel.create",
+        "notification_channel.test",
+    ] {
+        assert_eq!(audit_count(&srv, &admin, action).await, 1, "{action}");
+    }
+
+    // A window on node a; the rule now covers a and b: b fires, a stays quiet.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (s, e) = post(
+        &admin,
+        &api("maintenance-windows"),
+        json!({"node_id": a, "starts_at": now, "ends_at": now - 5}),
+    )
+    .await;
+    assert!(e["error"]["fields"]["ends_at"].is_string(), "{s} {e}");
+    let (s, w) = post(
+        &admin,
+        &api("maintenance-windows"),
+        json!({"node_id": a, "starts_at": now - 5, "ends_at": now + 3600, "reason": "fans"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{w}");
+    assert_eq!(
+        (w["active"].as_bool(), w["node"].as_str()),
+        (Some(true), Some("gpu-a"))
+    );
+    let (s, v) = send(
+        &admin,
+        "PUT",
+        &api(&format!("alert-rules/{rid}")),
+        Some(rule(vec![a, b])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        alerts_of(&srv, &admin, &format!("level=P0&status=open&node={a}"))
+            .await
+            .is_empty(),
+        "a changed rule resolves its alerts"
+    );
+    let closed = alerts_of(&srv, &admin, &format!("level=P0&status=resolved&node={a}")).await;
+    assert!(
+        closed
+            .iter()
+            .filter(|x| x["id"] != second)
+            .all(|x| x["resolved_reason"] == "rule_off"),
+        "{closed:?}"
+    );
+    poll("8 alerts on gpu-b", 60, async || {
+        (alerts_of(&srv, &admin, &format!("level=P0&status=firing&node={b}"))
+            .await
+            .len()
+            == 8)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        alerts_of(&srv, &admin, &format!("level=P0&status=open&node={a}"))
+            .await
+            .is_empty(),
+        "maintenance"
+    );
+    let (s, _) = send(
+        &admin,
+        "DELETE",
+        &api(&format!("maintenance-windows/{}", w["id"])),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    poll("gpu-a's alerts back", 60, async || {
+        (alerts_of(&srv, &admin, &format!("level=P0&status=firing&node={a}"))
+            .await
+            .len()
+            == 8)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(audit_count(&srv, &admin, "maintenance_window.").await, 2);
+}

@@ -257,6 +257,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
     let metrics = tokio::spawn(crate::monitor::run(app.clone(), cancel.clone()));
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
+    let alerts = tokio::spawn(crate::alerts::run(app.clone(), cancel.clone()));
     let datasets = tokio::spawn(crate::datasets::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
@@ -287,6 +288,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ("remote sessions", sessions),
         ("metrics", metrics),
         ("account openings", openings),
+        ("alert evaluation", alerts),
         ("jumpbox", jumpbox),
         ("signal", signals),
     ] {

@@ -1,0 +1,933 @@
+//! Managing alerts: rules, channels and maintenance windows as the API and
+//! pages see them (validated input, views without secrets), the alert list
+//! with its filters scoped in the query, and acknowledging or closing an
+//! alert. Every change is audited in its own transaction.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::eval::Reason;
+use super::model::{self, Combine, ConditionInput, Level, RuleId, Scope};
+use crate::audit::{self, Actor, Event, Source};
+use crate::error::{AppError, FieldError, FieldErrors};
+use crate::ids::{InstanceId, NodeId};
+use crate::metrics::model::Kind;
+
+/// One condition as the API takes and shows it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ConditionIn {
+    pub metric: String,
+    pub condition: String,
+    pub threshold: Value,
+}
+
+/// A metric rule as submitted (`POST` and `PUT` take the whole rule). One
+/// condition is given by `metric`, `condition`, `threshold`; several by
+/// `conditions` joined by `combine`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RuleIn {
+    pub name: String,
+    pub description: String,
+    /// all | nodes | instances
+    pub scope: Option<String>,
+    pub scope_ids: Vec<i64>,
+    /// The kind of target the metric belongs to (node | gpu | instance);
+    /// needed only when the metric name exists for several kinds.
+    pub target: Option<String>,
+    pub metric: Option<String>,
+    pub condition: Option<String>,
+    pub threshold: Option<Value>,
+    pub conditions: Option<Vec<ConditionIn>>,
+    pub combine: Option<String>,
+    /// Seconds the conditions must hold.
+    pub duration: Option<Value>,
+    pub level: String,
+    pub enabled: Option<Value>,
+    pub channels: Vec<i64>,
+    /// Seconds before a still-firing alert is announced again (0: never).
+    pub silence: Option<Value>,
+    pub tags: Vec<String>,
+}
+
+/// A rule that passed validation.
+struct ValidRule {
+    name: String,
+    description: String,
+    scope: Scope,
+    kind: Kind,
+    combine: Combine,
+    conditions: Vec<model::Condition>,
+    duration: i64,
+    level: Level,
+    enabled: bool,
+    channels: Vec<i64>,
+    silence: i64,
+    tags: Vec<String>,
+}
+
+fn detail(errors: &mut FieldErrors, f: &'static str, message: impl Into<String>) {
+    errors.insert(f, FieldError::with_detail("err.alert_field", message));
+}
+
+/// A whole number of seconds from 0 to a week, or the default when absent.
+fn seconds(errors: &mut FieldErrors, f: &'static str, v: Option<&Value>, default: i64) -> i64 {
+    match v {
+        None | Some(Value::Null) => default,
+        Some(v) => match v.as_i64().filter(|s| (0..=7 * 86_400).contains(s)) {
+            Some(s) => s,
+            None => {
+                detail(errors, f, "whole seconds from 0 to 604800");
+                default
+            }
+        },
+    }
+}
+
+fn threshold(errors: &mut FieldErrors, v: Option<&Value>) -> f64 {
+    match v.and_then(Value::as_f64).filter(|x| x.is_finite()) {
+        Some(x) => x,
+        None => {
+            detail(errors, "threshold", "a number is needed");
+            0.0
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Option<Kind> {
+    match s {
+        "node" => Some(Kind::Node),
+        "gpu" => Some(Kind::Gpu),
+        "instance" => Some(Kind::Instance),
+        _ => None,
+    }
+}
+
+/// The kind a metric name belongs to: the one given, or the only kind that
+/// has it.
+fn kind_for(errors: &mut FieldErrors, given: Option<&str>, metric: &str) -> Option<Kind> {
+    if let Some(t) = given {
+        let k = parse_kind(t);
+        if k.is_none() {
+            detail(errors, "target", "one of node, gpu, instance");
+        }
+        return k;
+    }
+    let kinds: Vec<Kind> = [Kind::Node, Kind::Gpu, Kind::Instance]
+        .into_iter()
+        .filter(|k| model::known_metric(*k, metric).is_some())
+        .collect();
+    match kinds.as_slice() {
+        [k] => Some(*k),
+        [] => {
+            detail(errors, "metric", format!("unknown metric {metric:?}"));
+            None
+        }
+        _ => {
+            detail(
+                errors,
+                "target",
+                "this metric exists for several kinds: say node, gpu or instance",
+            );
+            None
+        }
+    }
+}
+
+fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
+    let mut errors = FieldErrors::new();
+    let name = crate::validate::required_text(&mut errors, "name", &input.name, 100);
+    let description =
+        crate::validate::optional_text(&mut errors, "description", &input.description, 500);
+    let level = Level::parse(input.level.trim());
+    if level.is_none() {
+        detail(&mut errors, "level", "one of P0, P1, P2, P3");
+    }
+    let scope = match input.scope.as_deref().unwrap_or("all") {
+        s @ ("all" | "nodes" | "instances") => Scope::from_columns(s, &input.scope_ids),
+        _ => {
+            detail(&mut errors, "scope", "one of all, nodes, instances");
+            None
+        }
+    };
+    let combine = Combine::parse(input.combine.as_deref().unwrap_or("and"));
+    if combine.is_none() {
+        detail(&mut errors, "combine", "and or or");
+    }
+    let conds: Vec<ConditionIn> = match (&input.conditions, &input.metric) {
+        (Some(c), None) => c.clone(),
+        (None, Some(m)) => vec![ConditionIn {
+            metric: m.clone(),
+            condition: input.condition.clone().unwrap_or_default(),
+            threshold: input.threshold.clone().unwrap_or(Value::Null),
+        }],
+        (Some(_), Some(_)) => {
+            detail(&mut errors, "metric", "give metric or conditions, not both");
+            Vec::new()
+        }
+        (None, None) => {
+            detail(&mut errors, "metric", "a metric is needed");
+            Vec::new()
+        }
+    };
+    let kind = conds
+        .first()
+        .and_then(|c| kind_for(&mut errors, input.target.as_deref(), c.metric.trim()));
+    let inputs: Vec<ConditionInput> = conds
+        .iter()
+        .map(|c| ConditionInput {
+            kind: kind.map_or("", Kind::as_str).to_string(),
+            metric: c.metric.trim().to_string(),
+            op: c.condition.clone(),
+            threshold: threshold(&mut errors, Some(&c.threshold)),
+        })
+        .collect();
+    let duration = seconds(&mut errors, "duration", input.duration.as_ref(), 0);
+    let silence = seconds(&mut errors, "silence", input.silence.as_ref(), 3600);
+    let enabled = crate::validate::bool_field(&mut errors, "enabled", input.enabled.as_ref(), true);
+    let mut tags = Vec::with_capacity(input.tags.len());
+    for t in &input.tags {
+        tags.push(crate::validate::required_text(&mut errors, "tags", t, 40));
+    }
+    let mut checked = None;
+    if let (Some(scope), Some(_)) = (&scope, kind) {
+        match model::validate_conditions(scope, &inputs) {
+            Ok(c) => checked = Some(c),
+            Err(e) => detail(&mut errors, e.field, e.message),
+        }
+    }
+    match (errors.is_empty(), checked, scope, level, combine) {
+        (true, Some((kind, conditions)), Some(scope), Some(level), Some(combine)) => {
+            Ok(ValidRule {
+                name,
+                description,
+                scope,
+                kind,
+                combine,
+                conditions,
+                duration,
+                level,
+                enabled,
+                channels: input.channels.clone(),
+                silence,
+                tags,
+            })
+        }
+        _ => Err(AppError::Validation(errors)),
+    }
+}
+
+/// A rule as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleView {
+    pub id: RuleId,
+    pub name: String,
+    pub description: String,
+    pub scope: String,
+    pub scope_ids: Vec<i64>,
+    pub target: String,
+    pub combine: String,
+    pub metric: String,
+    pub condition: String,
+    pub threshold: f64,
+    pub conditions: Vec<CondView>,
+    pub duration: i64,
+    pub level: Level,
+    pub enabled: bool,
+    pub channels: Vec<i64>,
+    pub silence: i64,
+    pub tags: Vec<String>,
+    pub created_by: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CondView {
+    pub metric: String,
+    pub condition: String,
+    pub threshold: f64,
+}
+
+fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<RuleView>> {
+    let mut st = c.prepare(
+        "SELECT id, name, description, scope, scope_ids, combine, duration_s, level, enabled,
+                silence_s, tags, created_by, created_at, updated_at
+         FROM alert_rules WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+    )?;
+    let mut out: Vec<RuleView> = st
+        .query_map([only], |r| {
+            let json = |i| -> rusqlite::Result<String> { r.get(i) };
+            Ok(RuleView {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                description: r.get(2)?,
+                scope: r.get(3)?,
+                scope_ids: serde_json::from_str(&json(4)?).unwrap_or_default(),
+                target: String::new(),
+                combine: r.get(5)?,
+                metric: String::new(),
+                condition: String::new(),
+                threshold: 0.0,
+                conditions: Vec::new(),
+                duration: r.get(6)?,
+                level: r.get(7)?,
+                enabled: r.get(8)?,
+                channels: Vec::new(),
+                silence: r.get(9)?,
+                tags: serde_json::from_str(&json(10)?).unwrap_or_default(),
+                created_by: r.get(11)?,
+                created_at: r.get(12)?,
+                updated_at: r.get(13)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut conds = c.prepare_cached(
+        "SELECT kind, metric, op, threshold FROM alert_conditions WHERE rule_id = ?1 ORDER BY position",
+    )?;
+    let mut chans = c.prepare_cached(
+        "SELECT channel_id FROM alert_rule_channels WHERE rule_id = ?1 ORDER BY channel_id",
+    )?;
+    for v in &mut out {
+        for row in conds.query_map([v.id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                CondView {
+                    metric: r.get(1)?,
+                    condition: r.get(2)?,
+                    threshold: r.get(3)?,
+                },
+            ))
+        })? {
+            let (kind, cond) = row?;
+            if v.conditions.is_empty() {
+                v.target = kind;
+                v.metric = cond.metric.clone();
+                v.condition = cond.condition.clone();
+                v.threshold = cond.threshold;
+            }
+            v.conditions.push(cond);
+        }
+        v.channels = chans
+            .query_map([v.id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    Ok(out)
+}
+
+/// Every rule, or one (`None`: no such rule).
+pub async fn rules(db: &crate::db::Db) -> Result<Vec<RuleView>, AppError> {
+    db.read(|c| rule_views(c, None).map_err(AppError::from))
+        .await
+}
+
+pub async fn rule(db: &crate::db::Db, id: RuleId) -> Result<RuleView, AppError> {
+    db.read(move |c| rule_views(c, Some(id)).map_err(AppError::from))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)
+}
+
+/// Who changes something, for the audit.
+pub struct By {
+    pub actor: Actor,
+    pub source: Source,
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    by: &By,
+    action: &str,
+    kind: &str,
+    id: i64,
+    detail: Value,
+) -> Result<(), AppError> {
+    audit::append(
+        tx,
+        &Event::new(&by.actor, &by.source, action, kind)
+            .id(id)
+            .detail(detail),
+    )?;
+    Ok(())
+}
+
+/// Channels that exist, or a field error naming the first that does not.
+fn check_channels(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), AppError> {
+    for id in ids {
+        let found: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM notification_channels WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if found.is_none() {
+            return Err(AppError::field("channels", "err.alert_channel"));
+        }
+    }
+    Ok(())
+}
+
+fn write_rule_parts(tx: &Transaction<'_>, id: RuleId, r: &ValidRule) -> Result<(), AppError> {
+    tx.execute("DELETE FROM alert_conditions WHERE rule_id = ?1", [id])?;
+    for (i, c) in r.conditions.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO alert_conditions (rule_id, position, kind, metric, op, threshold)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, i as i64, r.kind.as_str(), c.metric, c.op, c.threshold],
+        )?;
+    }
+    check_channels(tx, &r.channels)?;
+    tx.execute("DELETE FROM alert_rule_channels WHERE rule_id = ?1", [id])?;
+    for ch in &r.channels {
+        tx.execute(
+            "INSERT OR IGNORE INTO alert_rule_channels (rule_id, channel_id) VALUES (?1, ?2)",
+            params![id, ch],
+        )?;
+    }
+    Ok(())
+}
+
+fn rule_detail(r: &ValidRule) -> Value {
+    json!({
+        "name": r.name, "level": r.level.as_str(), "enabled": r.enabled,
+        "scope": r.scope.as_str(), "scope_ids": r.scope.ids(), "target": r.kind.as_str(),
+        "combine": r.combine.as_str(),
+        "conditions": r.conditions.iter().map(|c| json!([c.metric, c.op.as_str(), c.threshold])).collect::<Vec<_>>(),
+        "duration": r.duration, "silence": r.silence, "channels": r.channels,
+    })
+}
+
+/// Creates a rule; returns it.
+pub async fn create_rule(db: &crate::db::Db, by: By, input: RuleIn) -> Result<RuleView, AppError> {
+    let r = validate_rule(&input)?;
+    let id = db
+        .write(move |c| {
+            let tx = c.transaction()?;
+            let now = crate::db::now();
+            let id: RuleId = tx
+                .query_row(
+                    "INSERT INTO alert_rules (name, description, scope, scope_ids, combine,
+                         duration_s, level, enabled, silence_s, tags, created_by, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) RETURNING id",
+                    params![
+                        r.name, r.description, r.scope.as_str(), json!(r.scope.ids()).to_string(),
+                        r.combine, r.duration, r.level, r.enabled, r.silence,
+                        json!(r.tags).to_string(), by.actor.id.map(|u| u.0), now
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(crate::error::on_unique("name"))?;
+            write_rule_parts(&tx, id, &r)?;
+            audit(&tx, &by, "alert_rule.create", "alert_rule", id.0, rule_detail(&r))?;
+            tx.commit()?;
+            Ok::<_, AppError>(id)
+        })
+        .await?;
+    rule(db, id).await
+}
+
+/// Replaces a rule; its open alerts resolve (`rule_off`): what they said
+/// no longer describes the rule.
+pub async fn update_rule(
+    db: &crate::db::Db,
+    by: By,
+    id: RuleId,
+    input: RuleIn,
+) -> Result<RuleView, AppError> {
+    let r = validate_rule(&input)?;
+    db.write(move |c| {
+        let tx = c.transaction()?;
+        let now = crate::db::now();
+        let n = tx
+            .execute(
+                "UPDATE alert_rules SET name = ?2, description = ?3, scope = ?4, scope_ids = ?5,
+                     combine = ?6, duration_s = ?7, level = ?8, enabled = ?9, silence_s = ?10,
+                     tags = ?11, updated_at = ?12 WHERE id = ?1",
+                params![
+                    id,
+                    r.name,
+                    r.description,
+                    r.scope.as_str(),
+                    json!(r.scope.ids()).to_string(),
+                    r.combine,
+                    r.duration,
+                    r.level,
+                    r.enabled,
+                    r.silence,
+                    json!(r.tags).to_string(),
+                    now
+                ],
+            )
+            .map_err(crate::error::on_unique("name"))?;
+        if n == 0 {
+            return Err(AppError::NotFound);
+        }
+        write_rule_parts(&tx, id, &r)?;
+        tx.execute(
+            "UPDATE alert_records SET status = 'resolved', resolved_at = ?2, resolved_reason = ?3
+             WHERE rule_id = ?1 AND status != 'resolved'",
+            params![id, now, Reason::RuleOff],
+        )?;
+        audit(
+            &tx,
+            &by,
+            "alert_rule.update",
+            "alert_rule",
+            id.0,
+            rule_detail(&r),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
+    rule(db, id).await
+}
+
+/// Deletes a rule (its alerts with it).
+pub async fn delete_rule(db: &crate::db::Db, by: By, id: RuleId) -> Result<(), AppError> {
+    db.write(move |c| {
+        let tx = c.transaction()?;
+        let name: String = tx
+            .query_row(
+                "DELETE FROM alert_rules WHERE id = ?1 RETURNING name",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(AppError::NotFound)?;
+        audit(
+            &tx,
+            &by,
+            "alert_rule.delete",
+            "alert_rule",
+            id.0,
+            json!({ "name": name }),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+}
+
+/// Filters of the alert list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AlertFilter {
+    pub level: Option<String>,
+    pub status: Option<String>,
+    pub node: Option<i64>,
+    /// triggered at or after (unix seconds)
+    pub since: Option<i64>,
+    /// triggered before (unix seconds)
+    pub until: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// One alert as the list and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    pub id: i64,
+    pub rule_id: RuleId,
+    pub rule: String,
+    pub target: String,
+    pub node_id: Option<NodeId>,
+    pub node: Option<String>,
+    pub instance_id: Option<InstanceId>,
+    pub instance: Option<String>,
+    pub metric: String,
+    pub value: Option<f64>,
+    pub level: Level,
+    pub message: String,
+    pub status: String,
+    pub triggered_at: i64,
+    pub resolved_at: Option<i64>,
+    pub resolved_reason: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<i64>,
+    pub note: String,
+}
+
+/// `(tenant, user)` filters of a scope: customers reach the instance
+/// alerts of their tenant (owners) or of their own instances (members).
+fn scope_filters(scope: crate::ids::Scope) -> (bool, Option<i64>, Option<i64>) {
+    use crate::ids::Scope as S;
+    match scope {
+        S::All => (false, None, None),
+        S::Tenant(t) => (true, Some(t.0), None),
+        S::User(u, _) => (true, None, Some(u.0)),
+    }
+}
+
+fn validate_filter(f: &AlertFilter) -> Result<(), AppError> {
+    let mut errors = FieldErrors::new();
+    if f.level
+        .as_deref()
+        .is_some_and(|l| Level::parse(l).is_none())
+    {
+        detail(&mut errors, "level", "one of P0, P1, P2, P3");
+    }
+    if f.status
+        .as_deref()
+        .is_some_and(|s| !matches!(s, "firing" | "acknowledged" | "resolved" | "open"))
+    {
+        detail(
+            &mut errors,
+            "status",
+            "one of firing, acknowledged, resolved, open",
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
+fn alert_views(
+    c: &Connection,
+    scope: crate::ids::Scope,
+    f: &AlertFilter,
+    only: Option<i64>,
+) -> rusqlite::Result<Vec<AlertView>> {
+    let (customer, tenant, user) = scope_filters(scope);
+    let mut st = c.prepare_cached(
+        "SELECT a.id, a.rule_id, r.name, a.target, a.node_id, n.name, a.instance_id, i.name,
+                a.metric, a.value, a.level, a.message, a.status, a.triggered_at, a.resolved_at,
+                a.resolved_reason, u.username, a.acknowledged_at, a.note
+         FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id
+         LEFT JOIN nodes n ON n.id = a.node_id
+         LEFT JOIN instances i ON i.id = a.instance_id
+         LEFT JOIN users u ON u.id = a.acknowledged_by
+         WHERE (?1 = 0 OR a.instance_id IS NOT NULL)
+           AND (?2 IS NULL OR a.tenant_id = ?2)
+           AND (?3 IS NULL OR i.user_id = ?3)
+           AND (?4 IS NULL OR a.id = ?4)
+           AND (?5 IS NULL OR a.level = ?5)
+           AND (?6 IS NULL OR a.status = ?6 OR (?6 = 'open' AND a.status != 'resolved'))
+           AND (?7 IS NULL OR a.node_id = ?7)
+           AND (?8 IS NULL OR a.triggered_at >= ?8)
+           AND (?9 IS NULL OR a.triggered_at < ?9)
+         ORDER BY a.id DESC LIMIT ?10",
+    )?;
+    let limit = f.limit.unwrap_or(200).clamp(1, 1000);
+    st.query_map(
+        params![
+            customer, tenant, user, only, f.level, f.status, f.node, f.since, f.until, limit
+        ],
+        |r| {
+            Ok(AlertView {
+                id: r.get(0)?,
+                rule_id: r.get(1)?,
+                rule: r.get(2)?,
+                target: r.get(3)?,
+                node_id: r.get(4)?,
+                node: r.get(5)?,
+                instance_id: r.get(6)?,
+                instance: r.get(7)?,
+                metric: r.get(8)?,
+                value: r.get(9)?,
+                level: r.get(10)?,
+                message: r.get(11)?,
+                status: r.get(12)?,
+                triggered_at: r.get(13)?,
+                resolved_at: r.get(14)?,
+                resolved_reason: r.get(15)?,
+                acknowledged_by: r.get(16)?,
+                acknowledged_at: r.get(17)?,
+                note: r.get(18)?,
+            })
+        },
+    )?
+    .collect()
+}
+
+/// The alerts `scope` reaches that pass `filter`, newest first.
+pub async fn alerts(
+    db: &crate::db::Db,
+    scope: crate::ids::Scope,
+    filter: AlertFilter,
+) -> Result<Vec<AlertView>, AppError> {
+    validate_filter(&filter)?;
+    db.read(move |c| alert_views(c, scope, &filter, None).map_err(AppError::from))
+        .await
+}
+
+/// One alert `scope` reaches.
+pub async fn alert(
+    db: &crate::db::Db,
+    scope: crate::ids::Scope,
+    id: i64,
+) -> Result<AlertView, AppError> {
+    db.read(move |c| {
+        alert_views(c, scope, &AlertFilter::default(), Some(id)).map_err(AppError::from)
+    })
+    .await?
+    .into_iter()
+    .next()
+    .ok_or(AppError::NotFound)
+}
+
+/// Counts of firing (unacknowledged) alerts `scope` reaches, by level, P0
+/// first.
+pub async fn firing_by_level(
+    db: &crate::db::Db,
+    scope: crate::ids::Scope,
+) -> Result<[(Level, i64); 4], AppError> {
+    let f = AlertFilter {
+        status: Some("firing".into()),
+        limit: Some(1000),
+        ..AlertFilter::default()
+    };
+    let alerts = alerts(db, scope, f).await?;
+    let mut out = [
+        (Level::P0, 0),
+        (Level::P1, 0),
+        (Level::P2, 0),
+        (Level::P3, 0),
+    ];
+    for a in &alerts {
+        if let Some(slot) = out.iter_mut().find(|(l, _)| *l == a.level) {
+            slot.1 += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Acknowledge (the alert stays open, is not announced again) or close
+/// (resolved by hand) an open alert, with a note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handle {
+    Ack,
+    Close,
+}
+
+pub async fn handle(
+    db: &crate::db::Db,
+    by: By,
+    id: i64,
+    how: Handle,
+    note: &str,
+) -> Result<AlertView, AppError> {
+    let mut errors = FieldErrors::new();
+    let note = crate::validate::multiline_text(&mut errors, "note", note, 2000);
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    db.write(move |c| {
+        let tx = c.transaction()?;
+        let now = crate::db::now();
+        let user = by.actor.id.map(|u| u.0);
+        let n = match how {
+            Handle::Ack => tx.execute(
+                "UPDATE alert_records SET status = 'acknowledged', acknowledged_by = ?2,
+                     acknowledged_at = ?3, note = ?4 WHERE id = ?1 AND status = 'firing'",
+                params![id, user, now, note],
+            )?,
+            Handle::Close => tx.execute(
+                "UPDATE alert_records SET status = 'resolved', resolved_at = ?2,
+                     resolved_reason = 'closed', note = ?3,
+                     acknowledged_by = COALESCE(acknowledged_by, ?4),
+                     acknowledged_at = COALESCE(acknowledged_at, ?2)
+                 WHERE id = ?1 AND status != 'resolved'",
+                params![id, now, note, user],
+            )?,
+        };
+        if n == 0 {
+            let exists: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM alert_records WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            return Err(match exists {
+                None => AppError::NotFound,
+                Some(_) => AppError::Conflict(FieldErrors::from([(
+                    "status",
+                    FieldError::new("err.alert_state"),
+                )])),
+            });
+        }
+        let action = match how {
+            Handle::Ack => "alert.ack",
+            Handle::Close => "alert.close",
+        };
+        audit(&tx, &by, action, "alert", id, json!({ "note": note }))?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
+    alert(db, crate::ids::Scope::All, id).await
+}
+
+/// A maintenance window as submitted and shown.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct WindowIn {
+    pub node_id: Option<i64>,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowView {
+    pub id: i64,
+    pub node_id: NodeId,
+    pub node: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub reason: String,
+    /// On now.
+    pub active: bool,
+    pub created_by: Option<i64>,
+    pub created_at: i64,
+}
+
+fn window_views(
+    c: &Connection,
+    only: Option<i64>,
+    node: Option<NodeId>,
+    now: i64,
+) -> rusqlite::Result<Vec<WindowView>> {
+    c.prepare_cached(
+        "SELECT w.id, w.node_id, n.name, w.starts_at, w.ends_at, w.reason, w.created_by,
+                w.created_at
+         FROM maintenance_windows w JOIN nodes n ON n.id = w.node_id
+         WHERE (?1 IS NULL OR w.id = ?1) AND (?2 IS NULL OR w.node_id = ?2)
+         ORDER BY w.starts_at DESC, w.id DESC",
+    )?
+    .query_map(params![only, node], |r| {
+        let (starts_at, ends_at): (i64, i64) = (r.get(3)?, r.get(4)?);
+        Ok(WindowView {
+            id: r.get(0)?,
+            node_id: r.get(1)?,
+            node: r.get(2)?,
+            starts_at,
+            ends_at,
+            reason: r.get(5)?,
+            active: starts_at <= now && now < ends_at,
+            created_by: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    })?
+    .collect()
+}
+
+pub async fn windows(
+    db: &crate::db::Db,
+    node: Option<NodeId>,
+) -> Result<Vec<WindowView>, AppError> {
+    db.read(move |c| window_views(c, None, node, crate::db::now()).map_err(AppError::from))
+        .await
+}
+
+pub async fn window(db: &crate::db::Db, id: i64) -> Result<WindowView, AppError> {
+    db.read(move |c| window_views(c, Some(id), None, crate::db::now()).map_err(AppError::from))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound)
+}
+
+fn validate_window(c: &Connection, w: &WindowIn) -> Result<(NodeId, i64, i64, String), AppError> {
+    let mut errors = FieldErrors::new();
+    let reason = crate::validate::optional_text(&mut errors, "reason", &w.reason, 500);
+    let node = w.node_id.map(NodeId);
+    let found: Option<i64> = match node {
+        Some(n) => c
+            .query_row("SELECT id FROM nodes WHERE id = ?1", [n], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    if found.is_none() {
+        detail(&mut errors, "node_id", "choose a node");
+    }
+    if w.starts_at.is_none() {
+        detail(&mut errors, "starts_at", "a start time is needed");
+    }
+    match (w.starts_at, w.ends_at) {
+        (_, None) => detail(&mut errors, "ends_at", "an end time is needed"),
+        (Some(s), Some(e)) if e <= s => detail(&mut errors, "ends_at", "must be after the start"),
+        _ => {}
+    }
+    match (errors.is_empty(), node, w.starts_at, w.ends_at) {
+        (true, Some(n), Some(s), Some(e)) => Ok((n, s, e, reason)),
+        _ => Err(AppError::Validation(errors)),
+    }
+}
+
+/// Creates (`id` none) or replaces a maintenance window; returns it.
+pub async fn save_window(
+    db: &crate::db::Db,
+    by: By,
+    id: Option<i64>,
+    input: WindowIn,
+) -> Result<WindowView, AppError> {
+    let id = db
+        .write(move |c| {
+            let (node, starts, ends, reason) = validate_window(c, &input)?;
+            let tx = c.transaction()?;
+            let now = crate::db::now();
+            let action = match id {
+                None => "maintenance_window.create",
+                Some(_) => "maintenance_window.update",
+            };
+            let id = match id {
+                None => tx.query_row(
+                    "INSERT INTO maintenance_windows (node_id, starts_at, ends_at, reason,
+                         created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    params![node, starts, ends, reason, by.actor.id.map(|u| u.0), now],
+                    |r| r.get(0),
+                )?,
+                Some(id) => {
+                    let n = tx.execute(
+                        "UPDATE maintenance_windows SET node_id = ?2, starts_at = ?3,
+                             ends_at = ?4, reason = ?5 WHERE id = ?1",
+                        params![id, node, starts, ends, reason],
+                    )?;
+                    if n == 0 {
+                        return Err(AppError::NotFound);
+                    }
+                    id
+                }
+            };
+            let d =
+                json!({"node_id": node, "starts_at": starts, "ends_at": ends, "reason": reason});
+            audit(&tx, &by, action, "maintenance_window", id, d)?;
+            tx.commit()?;
+            Ok::<_, AppError>(id)
+        })
+        .await?;
+    window(db, id).await
+}
+
+pub async fn delete_window(db: &crate::db::Db, by: By, id: i64) -> Result<(), AppError> {
+    db.write(move |c| {
+        let tx = c.transaction()?;
+        let node: i64 = tx
+            .query_row(
+                "DELETE FROM maintenance_windows WHERE id = ?1 RETURNING node_id",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or(AppError::NotFound)?;
+        let d = json!({ "node_id": node });
+        audit(
+            &tx,
+            &by,
+            "maintenance_window.delete",
+            "maintenance_window",
+            id,
+            d,
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+}

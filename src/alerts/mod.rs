@@ -1,0 +1,507 @@
+//! Alerts (告警中心): metric rules evaluated against the latest samples of
+//! the metrics hub every collection interval, and the alerts they raise,
+//! repeat and resolve (one open alert per rule and target). The decision is
+//! pure ([`eval`]); this module owns the task that feeds it and writes what
+//! it decided.
+
+pub mod api;
+mod channels;
+pub mod eval;
+mod manage;
+pub mod model;
+pub mod notify;
+pub mod pages;
+mod store;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::ids::{InstanceId, NodeId};
+use crate::metrics::Hub;
+use crate::metrics::model::Target;
+use eval::{Pending, Transition};
+use model::{Rule, RuleId};
+
+pub use store::{AlertRow, DeliveryRow};
+
+/// What one cycle did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cycle {
+    pub rules: usize,
+    pub fired: usize,
+    pub repeated: usize,
+    pub resolved: usize,
+}
+
+/// The engine between cycles: what has held but not yet for long enough,
+/// and where announcements go (none: alerts are only recorded).
+#[derive(Default)]
+pub struct Engine {
+    pending: Pending,
+    notifier: Option<notify::Notifier>,
+}
+
+impl Engine {
+    pub fn with_notifier(notifier: notify::Notifier) -> Self {
+        Engine {
+            pending: Pending::default(),
+            notifier: Some(notifier),
+        }
+    }
+
+    /// One evaluation at `now` (the clock is the caller's). Samples older
+    /// than `stale_after` seconds count as missing.
+    pub async fn cycle(
+        &mut self,
+        db: &Db,
+        hub: &Hub,
+        now: i64,
+        stale_after: i64,
+    ) -> Result<Cycle, AppError> {
+        let (rules, open) = db
+            .read(|c| {
+                let (rules, broken) = store::enabled_rules(c)?;
+                for name in broken {
+                    log::warn!("alert rule {name:?} has conditions that no longer apply; skipped");
+                }
+                Ok::<_, AppError>((rules, store::open_alerts(c)?))
+            })
+            .await?;
+        let latest = hub.latest();
+        let out = eval::evaluate(
+            &rules,
+            &latest,
+            &open,
+            &mut self.pending,
+            now,
+            now - stale_after,
+        );
+        let mut done = Cycle {
+            rules: rules.len(),
+            ..Cycle::default()
+        };
+        if out.is_empty() {
+            return Ok(done);
+        }
+        for t in &out {
+            match t {
+                Transition::Fire { .. } => done.fired += 1,
+                Transition::Repeat { .. } => done.repeated += 1,
+                Transition::Resolve { .. } => done.resolved += 1,
+            }
+        }
+        let notices = db.write(move |c| apply(c, &rules, &out, now)).await?;
+        if let Some(n) = &self.notifier {
+            notices.into_iter().for_each(|x| n.send(x));
+        }
+        Ok(done)
+    }
+}
+
+/// Writes a cycle's transitions in one transaction; returns what to
+/// announce.
+fn apply(
+    c: &mut rusqlite::Connection,
+    rules: &[Rule],
+    out: &[Transition],
+    now: i64,
+) -> Result<Vec<notify::Notice>, AppError> {
+    use notify::Event;
+    let (nodes, instances) = store::names(c)?;
+    let quiet = store::nodes_in_maintenance(c, now)?;
+    let rule = |id: RuleId| rules.iter().find(|r| r.id == id);
+    let tx = c.transaction()?;
+    let mut announce = Vec::new();
+    for t in out {
+        match *t {
+            Transition::Fire {
+                rule: id,
+                target,
+                metric,
+                value,
+            } => {
+                let Some(r) = rule(id) else { continue };
+                if quiet.contains(&target.node()) {
+                    continue;
+                }
+                let message = message(r, &target, metric, value, &nodes, &instances);
+                let a = store::NewAlert {
+                    rule: id,
+                    target,
+                    metric,
+                    value,
+                    level: r.level,
+                    message: &message,
+                    now,
+                };
+                if let Some(record) = store::insert_alert(&tx, &a)? {
+                    log::warn!("alert {record} ({}): {message}", r.level);
+                    announce.push((record, Event::Fired));
+                }
+            }
+            Transition::Repeat { target, .. } if quiet.contains(&target.node()) => {}
+            Transition::Repeat { record, value, .. } => {
+                store::renotify(&tx, record, value, now)?;
+                announce.push((record, Event::Repeated));
+            }
+            Transition::Resolve { record, reason, .. } => {
+                if store::resolve(&tx, record, reason, now)? {
+                    log::info!("alert {record} resolved ({reason})");
+                    announce.push((record, Event::Resolved));
+                }
+            }
+        }
+    }
+    let mut notices = Vec::with_capacity(announce.len());
+    for (record, event) in announce {
+        notices.extend(store::notice(&tx, record, event)?);
+    }
+    tx.commit()?;
+    Ok(notices)
+}
+
+/// What a new alert says: the rule, what it is about by name, and the
+/// value against the condition that held.
+fn message(
+    rule: &Rule,
+    target: &Target,
+    metric: &str,
+    value: f64,
+    nodes: &std::collections::HashMap<NodeId, String>,
+    instances: &std::collections::HashMap<InstanceId, String>,
+) -> String {
+    let node = |n: NodeId| {
+        nodes
+            .get(&n)
+            .map_or_else(|| format!("node {n}"), |name| format!("node {name}"))
+    };
+    let what = match *target {
+        Target::Node { node: n } => node(n),
+        Target::Gpu { node: n, gpu } => format!("GPU {gpu} of {}", node(n)),
+        Target::Instance { node: n, instance } => {
+            let name = instances
+                .get(&instance)
+                .map_or_else(|| format!("#{instance}"), |s| s.clone());
+            format!("instance {name} on {}", node(n))
+        }
+    };
+    let cond = rule
+        .conditions
+        .iter()
+        .find(|c| c.metric == metric)
+        .map(|c| format!(" ({} {})", c.op, c.threshold))
+        .unwrap_or_default();
+    format!("{}: {what}: {metric} = {value:.1}{cond}", rule.name)
+}
+
+/// The newest `limit` alerts, newest first.
+pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AlertRow>, AppError> {
+    db.read(move |c| store::recent(c, limit).map_err(AppError::from))
+        .await
+}
+
+/// Adds a generic webhook channel: a name, an http(s) URL and the secret
+/// that signs its messages (sealed before it is stored). Returns its id;
+/// bad input is a validation error naming the field, a taken name a
+/// conflict.
+pub async fn create_webhook(
+    db: &Db,
+    sealer: &crate::secrets::Sealer,
+    name: &str,
+    url: &str,
+    secret: &str,
+) -> Result<i64, AppError> {
+    use crate::error::{FieldError, FieldErrors};
+    let mut errors = FieldErrors::new();
+    let name = crate::validate::required_text(&mut errors, "name", name, 100);
+    let url = crate::validate::required_text(&mut errors, "url", url, 2000);
+    if let (false, Err(m)) = (url.is_empty(), notify::valid_url(&url)) {
+        errors.insert("url", FieldError::with_detail("err.alert_url", m));
+    }
+    if secret.chars().count() < 16 {
+        errors.insert("secret", FieldError::new("err.alert_secret"));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let sealed = sealer.seal(secret.as_bytes())?;
+    db.write(move |c| {
+        store::insert_webhook(c, &name, &url, &sealed, crate::db::now())
+            .map_err(crate::error::on_unique("name"))
+    })
+    .await
+}
+
+/// Sends the alerts of `rule` to `channel` as well.
+pub async fn route(db: &Db, rule: RuleId, channel: i64) -> Result<(), AppError> {
+    db.write(move |c| store::route(c, rule, channel).map_err(AppError::from))
+        .await
+}
+
+/// The delivery log of a channel, oldest first.
+pub async fn deliveries(db: &Db, channel: i64) -> Result<Vec<DeliveryRow>, AppError> {
+    db.read(move |c| store::deliveries(c, channel).map_err(AppError::from))
+        .await
+}
+
+/// The pause before a failed delivery's second try (doubled for the third).
+const BACKOFF: Duration = Duration::from_secs(2);
+
+/// Evaluates the rules every metrics collection interval until `cancel`,
+/// and sends what fires to the rules' channels. Owned by `serve` and
+/// joined at shutdown (with its sender).
+pub async fn run(app: App, cancel: CancellationToken) {
+    let sender = notify::Sender {
+        db: app.db.clone(),
+        sealer: app.sealer.clone(),
+        backoff: BACKOFF,
+    };
+    let (notifier, sending) = notify::start(sender, cancel.clone());
+    evaluate_until(&app, Engine::with_notifier(notifier), &cancel).await;
+    if let Err(e) = sending.await {
+        log::error!("alert notifications failed: {e}");
+    }
+}
+
+async fn evaluate_until(app: &App, mut engine: Engine, cancel: &CancellationToken) {
+    let secs = app.config.metrics.interval_secs.max(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // A sample missed by two collections is no longer current.
+    let stale_after = i64::try_from(secs.saturating_mul(3)).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = crate::db::now();
+        if let Err(e) = engine
+            .cycle(&app.db, &app.metrics.hub, now, stale_after)
+            .await
+        {
+            log::warn!("alert evaluation: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::model::Sample;
+
+    /// The engine reads the hub's latest samples and writes alerts that name
+    /// the node; it fires after the duration and resolves when cooled.
+    #[tokio::test]
+    async fn the_engine_raises_and_resolves_alerts_from_the_hub() {
+        let db = Db::open_memory().unwrap();
+        db.write(|c| {
+            c.execute_batch(
+                "INSERT INTO nodes (id, name, public_ip, private_ip, created_at, updated_at)
+                 VALUES (4, 'gpu-a', '10.0.0.4', '10.0.0.4', 0, 0)",
+            )
+            .map_err(AppError::from)
+        })
+        .await
+        .unwrap();
+        let hub = Hub::new(db.clone(), 5.0);
+        let gpu = Target::Gpu {
+            node: NodeId(4),
+            gpu: 1,
+        };
+        let sample = |ts, value| Sample {
+            target: gpu,
+            metric: "temp_c",
+            ts,
+            value,
+        };
+        let mut engine = Engine::default();
+        let t0 = 1_800_000_000;
+        hub.record(vec![sample(t0, 95.0)]).await.unwrap();
+        let c = engine.cycle(&db, &hub, t0, 45).await.unwrap();
+        assert_eq!(
+            (c.rules, c.fired),
+            (2, 0),
+            "the built-in rule waits a minute"
+        );
+        hub.record(vec![sample(t0 + 60, 96.0)]).await.unwrap();
+        let c = engine.cycle(&db, &hub, t0 + 60, 45).await.unwrap();
+        assert_eq!(c.fired, 1);
+        let rows = recent(&db, 10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].message,
+            "GPU temperature: GPU 1 of node gpu-a: temp_c = 96.0 (>= 90)"
+        );
+        assert_eq!(
+            (rows[0].status.as_str(), rows[0].target.as_str()),
+            ("firing", "gpu:4:1")
+        );
+        // A second engine (a restart) does not fire it again: one alert per
+        // (rule, target) while it is open.
+        let mut restarted = Engine::default();
+        hub.record(vec![sample(t0 + 75, 97.0)]).await.unwrap();
+        let c = restarted.cycle(&db, &hub, t0 + 75, 45).await.unwrap();
+        assert_eq!((c.fired, c.resolved), (0, 0));
+        hub.record(vec![sample(t0 + 90, 60.0)]).await.unwrap();
+        let c = restarted.cycle(&db, &hub, t0 + 90, 45).await.unwrap();
+        assert_eq!(c.resolved, 1);
+        let rows = recent(&db, 10).await.unwrap();
+        assert_eq!(rows[0].status, "resolved");
+        assert_eq!(rows[0].resolved_at, Some(t0 + 90));
+        assert_eq!(rows[0].resolved_reason.as_deref(), Some("cleared"));
+    }
+
+    /// What the local receiver saw: timestamp, signature, body.
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+    /// A local webhook receiver that answers 500 to the first message and
+    /// 200 after; returns its URL.
+    async fn receiver(seen: Seen, cancel: CancellationToken) -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        // Every request reaches the one handler (a fallback, not an
+        // appliance route).
+        let app = axum::Router::new().fallback(axum::routing::post(
+            move |h: HeaderMap, body: bytes::Bytes| async move {
+                let get = |k: &str| {
+                    h.get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let mut seen = seen.lock().unwrap();
+                seen.push((
+                    get("x-gpudock-timestamp"),
+                    get("x-gpudock-signature"),
+                    body.to_vec(),
+                ));
+                if seen.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            },
+        ));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        format!("http://{addr}/hook")
+    }
+
+    /// Polls the delivery log until it has `n` rows (10 s at most).
+    async fn log_of(db: &Db, channel: i64, n: usize) -> Vec<DeliveryRow> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rows = deliveries(db, channel).await.unwrap();
+            if rows.len() >= n || tokio::time::Instant::now() > deadline {
+                return rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A fired alert reaches the rule's webhook signed with the channel's
+    /// secret, after a retry of the 500 answer; every try is logged. A
+    /// channel that refuses connections gets three logged tries.
+    #[tokio::test]
+    async fn alerts_reach_the_webhook_signed_retried_and_logged() {
+        let db = Db::open_memory().unwrap();
+        let sealer = std::sync::Arc::new(crate::secrets::Sealer::ephemeral());
+        let cancel = CancellationToken::new();
+        let seen = Seen::default();
+        let url = receiver(seen.clone(), cancel.clone()).await;
+        let secret = "0123456789abcdef-secret";
+        // Bad input names the field.
+        let bad = create_webhook(&db, &sealer, "x", "ftp://h/", "short").await;
+        let Err(AppError::Validation(f)) = bad else {
+            panic!("{bad:?}")
+        };
+        assert_eq!(f.keys().copied().collect::<Vec<_>>(), ["secret", "url"]);
+        let hook = create_webhook(&db, &sealer, "ops", &url, secret)
+            .await
+            .unwrap();
+        assert!(matches!(
+            create_webhook(&db, &sealer, "ops", &url, secret).await,
+            Err(AppError::Conflict(_))
+        ));
+        // Nothing listens on the closed port.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_url = format!("http://{}/", closed.local_addr().unwrap());
+        drop(closed);
+        let dead = create_webhook(&db, &sealer, "dead", &closed_url, secret)
+            .await
+            .unwrap();
+        let (rules, _) = db
+            .read(|c| store::enabled_rules(c).map_err(AppError::from))
+            .await
+            .unwrap();
+        let hot = rules[0].id;
+        route(&db, hot, hook).await.unwrap();
+        route(&db, hot, dead).await.unwrap();
+
+        let sender = notify::Sender {
+            db: db.clone(),
+            sealer: sealer.clone(),
+            backoff: std::time::Duration::from_millis(10),
+        };
+        let (notifier, sending) = notify::start(sender, cancel.clone());
+        let mut engine = Engine::with_notifier(notifier);
+        let hub = Hub::new(db.clone(), 5.0);
+        let gpu = Target::Gpu {
+            node: NodeId(2),
+            gpu: 0,
+        };
+        let t0 = 1_800_000_000;
+        for ts in [t0, t0 + 60] {
+            let s = Sample {
+                target: gpu,
+                metric: "temp_c",
+                ts,
+                value: 93.0,
+            };
+            hub.record(vec![s]).await.unwrap();
+            engine.cycle(&db, &hub, ts, 45).await.unwrap();
+        }
+        let log = log_of(&db, hook, 2).await;
+        let tries: Vec<_> = log
+            .iter()
+            .map(|d| (d.attempt, d.status.as_str(), d.http_status))
+            .collect();
+        assert_eq!(tries, [(1, "failed", Some(500)), (2, "sent", Some(200))]);
+        assert_eq!(log[0].error, "answered HTTP 500");
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(got.len(), 2);
+        let (ts, sig, body) = &got[1];
+        let ts: i64 = ts.parse().unwrap();
+        assert_eq!(sig, &notify::signature(secret.as_bytes(), ts, body));
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(json["event"], "fired");
+        assert_eq!(json["level"], "P1");
+        assert_eq!(json["target"], "gpu:2:0");
+        assert_eq!(json["node_id"], 2);
+        assert!(
+            json["message"]
+                .as_str()
+                .unwrap()
+                .contains("GPU 0 of node 2")
+        );
+
+        let log = log_of(&db, dead, 3).await;
+        assert_eq!(log.len(), 3, "{log:?}");
+        assert!(
+            log.iter()
+                .all(|d| d.status == "failed" && d.http_status.is_none())
+        );
+        assert!(!log[2].error.is_empty());
+        cancel.cancel();
+        sending.await.unwrap();
+    }
+}

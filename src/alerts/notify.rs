@@ -1,0 +1,294 @@
+//! Sending alerts to the channels of their rules (通知渠道). The engine
+//! hands each announcement to a bounded queue and never waits for a
+//! receiver; one owned task sends them, each to every enabled channel of
+//! the rule, up to three tries with a growing pause, every try written to
+//! the delivery log. A generic webhook gets a JSON body signed with its
+//! channel's secret: `X-Gpudock-Signature` is the lowercase hex
+//! HMAC-SHA256 of `X-Gpudock-Timestamp` followed by the body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{Level, RuleId};
+use super::store;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::secrets::Sealer;
+
+/// How many tries a delivery gets.
+pub const TRIES: u32 = 3;
+/// One try may take this long (connect, send, answer).
+pub const TRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Announcements waiting for the sender; more are dropped (and logged).
+const QUEUE: usize = 1024;
+/// Deliveries in flight at once.
+const IN_FLIGHT: usize = 16;
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Fired,
+    Repeated,
+    Resolved,
+    /// A channel's test message (no alert).
+    Test,
+}
+crate::text_enum!(Event { Fired => "fired", Repeated => "repeated", Resolved => "resolved", Test => "test" });
+
+/// One announcement of an alert, as every channel receives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub event: Event,
+    pub alert_id: i64,
+    pub rule_id: RuleId,
+    pub rule: String,
+    pub level: Level,
+    pub message: String,
+    pub target: String,
+    pub node_id: Option<i64>,
+    pub instance_id: Option<i64>,
+    pub metric: String,
+    pub value: Option<f64>,
+    pub triggered_at: i64,
+    pub resolved_at: Option<i64>,
+    /// Why it resolved, when it did.
+    pub reason: Option<String>,
+}
+
+/// The engine's side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: mpsc::Sender<Notice>,
+}
+
+impl Notifier {
+    /// Queues a notice; a full queue drops it with a log line rather than
+    /// stalling the engine.
+    pub fn send(&self, n: Notice) {
+        if let Err(e) = self.tx.try_send(n) {
+            log::error!("alert notifications: queue full or closed, one dropped: {e}");
+        }
+    }
+}
+
+/// A channel as the sender needs it (secret unsealed).
+pub struct Target {
+    pub channel_id: i64,
+    pub url: String,
+    pub secret: crate::secrets::Secret<Vec<u8>>,
+}
+
+/// The sender's parts: where it reads channels, how it unseals their
+/// secrets, and the pause before the second try (doubled for the third).
+pub struct Sender {
+    pub db: Db,
+    pub sealer: Arc<Sealer>,
+    pub backoff: Duration,
+}
+
+/// Makes the queue and its sender task (owned by the caller, ended by
+/// `cancel`: deliveries in flight get `TRY_TIMEOUT` to finish).
+pub fn start(s: Sender, cancel: CancellationToken) -> (Notifier, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let task = tokio::spawn(run(Arc::new(s), rx, cancel));
+    (Notifier { tx }, task)
+}
+
+async fn run(s: Arc<Sender>, mut rx: mpsc::Receiver<Notice>, cancel: CancellationToken) {
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.len() >= IN_FLIGHT {
+            tasks.join_next().await;
+        }
+        let notice = tokio::select! {
+            _ = cancel.cancelled() => break,
+            n = rx.recv() => match n { Some(n) => n, None => break },
+        };
+        let s = s.clone();
+        tasks.spawn(async move {
+            if let Err(e) = deliver_all(&s, &notice).await {
+                log::warn!("alert {} notification: {e}", notice.alert_id);
+            }
+        });
+    }
+    let ends = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(TRY_TIMEOUT, ends).await.is_err() {
+        log::warn!("alert notifications still sending at shutdown were stopped");
+        tasks.shutdown().await;
+    }
+}
+
+/// Sends one notice to every enabled channel of its rule, side by side.
+async fn deliver_all(s: &Sender, n: &Notice) -> Result<(), AppError> {
+    let rule = n.rule_id;
+    let rows =
+        s.db.read(move |c| store::channels_of(c, rule).map_err(AppError::from))
+            .await?;
+    let sealer = s.sealer.clone();
+    let targets = tokio::task::spawn_blocking(move || {
+        rows.into_iter()
+            .map(|(channel_id, url, sealed)| {
+                Ok(Target {
+                    channel_id,
+                    url,
+                    secret: sealer.unseal(&sealed)?,
+                })
+            })
+            .collect::<Result<Vec<_>, crate::secrets::SecretError>>()
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    let body = serde_json::to_vec(&n).map_err(|e| AppError::Internal(e.to_string()))?;
+    let sends = targets
+        .iter()
+        .map(|t| deliver(s, t, Some(n.alert_id), &body));
+    futures_util::future::join_all(sends).await;
+    Ok(())
+}
+
+/// Up to [`TRIES`] tries to one channel, each logged; true when one got a
+/// 2xx answer.
+pub async fn deliver(s: &Sender, t: &Target, alert: Option<i64>, body: &[u8]) -> bool {
+    let mut pause = s.backoff;
+    for attempt in 1..=TRIES {
+        let result = post_signed(&t.url, t.secret.expose(), body, crate::db::now()).await;
+        let (status, error) = match &result {
+            Ok(code) => (Some(*code), None),
+            Err(e) => (None, Some(e.clone())),
+        };
+        let ok = status.is_some_and(|c| (200..300).contains(&c));
+        let error =
+            error.or_else(|| (!ok).then(|| format!("answered HTTP {}", status.unwrap_or(0))));
+        let (channel, at) = (t.channel_id, crate::db::now());
+        let logged =
+            s.db.write(move |c| {
+                store::log_delivery(c, channel, alert, attempt, status, error.as_deref(), at)
+                    .map_err(AppError::from)
+            })
+            .await;
+        if let Err(e) = logged {
+            log::error!("alert delivery log: {e}");
+        }
+        if ok {
+            return true;
+        }
+        if attempt < TRIES {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    false
+}
+
+/// The signature of a webhook body sent at `timestamp`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    #[allow(clippy::expect_used)] // HMAC takes keys of any length
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// One signed POST; the HTTP status, or why there was none.
+async fn post_signed(url: &str, secret: &[u8], body: &[u8], ts: i64) -> Result<u16, String> {
+    let uri: axum::http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("the URL must start with http:// or https://".into()),
+    };
+    let req = axum::http::Request::post(uri)
+        .header("content-type", "application/json")
+        .header("user-agent", "gpudock-alerts")
+        .header("x-gpudock-timestamp", ts.to_string())
+        .header("x-gpudock-signature", signature(secret, ts, body))
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| e.to_string())?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(TRY_TIMEOUT));
+    let work = async {
+        let resp = if https {
+            let conn = hyper_rustls::HttpsConnector::from((http, verified_tls()?));
+            Client::builder(TokioExecutor::new())
+                .build(conn)
+                .request(req)
+                .await
+        } else {
+            Client::builder(TokioExecutor::new())
+                .build(http)
+                .request(req)
+                .await
+        };
+        resp.map(|r| r.status().as_u16()).map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string())
+            )
+        })
+    };
+    tokio::time::timeout(TRY_TIMEOUT, work)
+        .await
+        .map_err(|_| format!("no answer within {} s", TRY_TIMEOUT.as_secs()))?
+}
+
+/// TLS that verifies the receiver against this system's trusted roots.
+fn verified_tls() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        log::warn!("reading the system's trusted certificates: {e}");
+    }
+    roots.add_parsable_certificates(found.certs);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Checks a webhook URL: http or https with a host.
+pub fn valid_url(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
+        return Err("an http:// or https:// URL is needed".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_of_timestamp_then_body() {
+        // Recomputed independently: HMAC-SHA256(key "k", "1700000000{}").
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k").unwrap();
+        mac.update(b"1700000000{}");
+        let want = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(signature(b"k", 1_700_000_000, b"{}"), want);
+        assert_ne!(signature(b"k", 1_700_000_001, b"{}"), want);
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host() {
+        assert!(valid_url("https://hooks.example.com/x").is_ok());
+        assert!(valid_url("http://127.0.0.1:9/").is_ok());
+        assert!(valid_url("ftp://example.com/").is_err());
+        assert!(valid_url("file:///etc/passwd").is_err());
+        assert!(valid_url("example.com").is_err());
+    }
+}
