@@ -37,6 +37,8 @@ const CAPABILITIES: &[&str] = &[
     "instances",
     "jumpbox",
     "nodes",
+    "proxy",
+    "reach",
     "sessions",
     "sshkeys",
     "terminal",

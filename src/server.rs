@@ -28,6 +28,9 @@ pub fn router(app: App) -> Router {
         .merge(crate::sessions::api::routes())
         .merge(crate::sessions::pages::routes())
         .merge(crate::terminal::routes())
+        .merge(crate::reach::api::routes())
+        .merge(crate::reach::pages::routes())
+        .merge(crate::proxy::web::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

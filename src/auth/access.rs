@@ -24,10 +24,21 @@ pub enum Action<'a> {
     /// A shell or a command in an instance: the web terminal's WebSocket,
     /// the jumpbox's shells and commands.
     Shell,
+    /// A tunnel to a port of an instance through the jumpbox (`ssh -L`,
+    /// `ssh -W`, `ssh -J`): no web route does it, so it has a record of
+    /// its own that names no route.
+    PortForward,
+    /// A request through the HTTPS proxy to a web app in an instance: the
+    /// record of the hand-off route that signs the browser in to the app.
+    WebProxy,
 }
 
 /// The record of [`Action::Shell`].
 const SHELL: (&str, &str) = ("GET", "/instances/{id}/terminal/ws");
+/// The record of [`Action::PortForward`].
+const PORT_FORWARD: (&str, &str) = ("SSH", "port-forward");
+/// The record of [`Action::WebProxy`].
+const WEB_PROXY: (&str, &str) = ("GET", "/instances/{id}/web/{port}/open");
 
 impl<'a> Action<'a> {
     /// The (method, pattern) of the record that decides this action.
@@ -35,6 +46,8 @@ impl<'a> Action<'a> {
         match self {
             Action::Route { method, pattern } => (method, pattern),
             Action::Shell => SHELL,
+            Action::PortForward => PORT_FORWARD,
+            Action::WebProxy => WEB_PROXY,
         }
     }
 
@@ -43,6 +56,8 @@ impl<'a> Action<'a> {
         match self {
             Action::Route { method, pattern } => format!("{method} {pattern}"),
             Action::Shell => "shell".into(),
+            Action::PortForward => "port_forward".into(),
+            Action::WebProxy => "web_proxy".into(),
         }
     }
 }
@@ -96,6 +111,34 @@ pub async fn check(app: &App, user: &User, action: Action<'static>) -> Result<Ac
                 Decision::Allow => Access::Allowed,
                 Decision::Deny | Decision::NoRecord => Access::Denied,
             })
+        })
+        .await
+}
+
+/// A credential issued to user `id` at access generation `epoch` (a
+/// sign-in to the HTTPS proxy), checked now: the account as it is, when it
+/// is still that generation and usable, with whether its role holds
+/// `action`.
+pub async fn resume(
+    app: &App,
+    id: UserId,
+    epoch: i64,
+    action: Action<'static>,
+) -> Result<Option<(User, Access)>, AppError> {
+    let now = crate::db::now();
+    app.db
+        .read(move |c| {
+            let Some(u) = store::get_user(c, crate::ids::Scope::All, id)? else {
+                return Ok(None);
+            };
+            if u.session_epoch != epoch || !super::usable(c, &u, now)? {
+                return Ok(Some((u, Access::Revoked)));
+            }
+            let access = match allowed(c, &u, action)? {
+                Decision::Allow => Access::Allowed,
+                Decision::Deny | Decision::NoRecord => Access::Denied,
+            };
+            Ok(Some((u, access)))
         })
         .await
 }
@@ -217,5 +260,23 @@ mod tests {
             ..u
         };
         assert!(holds(&c, &admin, Action::Shell).unwrap());
+    }
+
+    #[test]
+    fn tunnels_and_the_proxy_have_records_of_their_own() {
+        let c = db::memory().unwrap();
+        let u = member(&c);
+        for a in [Action::PortForward, Action::WebProxy] {
+            assert_eq!(allowed(&c, &u, a).unwrap(), Decision::Allow, "{a:?}");
+            let (m, p) = a.record();
+            c.execute(
+                "DELETE FROM role_permissions WHERE role = 'customer_member' AND permission_id = \
+                 (SELECT id FROM permissions WHERE method = ?1 AND path_pattern = ?2)",
+                [m, p],
+            )
+            .unwrap();
+            assert_eq!(allowed(&c, &u, a).unwrap(), Decision::Deny, "{a:?}");
+        }
+        assert_eq!(allowed(&c, &u, Action::Shell).unwrap(), Decision::Allow);
     }
 }

@@ -42,6 +42,9 @@ enum Command {
         listen: Option<SocketAddr>,
         #[arg(long, env = "GPUDOCK_SSH_LISTEN")]
         ssh_listen: Option<SocketAddr>,
+        /// The HTTPS proxy's first port (see `[proxy]`).
+        #[arg(long, env = "GPUDOCK_PROXY_LISTEN")]
+        proxy_listen: Option<SocketAddr>,
     },
     /// Validate the configuration and print it.
     Check {
@@ -143,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             common,
             listen,
             ssh_listen,
+            proxy_listen,
         } => {
             let mut config = load_config(&common)?;
             if let Some(l) = listen {
@@ -150,6 +154,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(l) = ssh_listen {
                 config.ssh_listen = l;
+            }
+            if let Some(l) = proxy_listen {
+                config.proxy_listen = l;
             }
             config.validate()?;
             runtime()?.block_on(serve(config))?;
@@ -160,6 +167,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.validate()?;
             if let (Some(c), Some(k)) = (&config.tls.cert, &config.tls.key) {
                 crate::tls::server_config(c, k).context("while checking tls.cert/tls.key")?;
+            }
+            if let (Some(c), Some(k)) = (&config.proxy.cert, &config.proxy.key) {
+                crate::tls::server_config(c, k).context("while checking proxy.cert/proxy.key")?;
             }
             println!(
                 "config OK: listen {}, ssh_listen {}, data_dir {}, tls {}",
@@ -227,6 +237,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("while binding the jumpbox to {ssh_listen}"))?;
     let host_key = crate::jumpbox::hostkey::load_or_create(&app.config.data_dir)
         .context("while loading the jumpbox host key")?;
+    let proxy_listeners = crate::proxy::bind(&app.config).context("while binding the HTTPS proxy")?;
     log::info!(
         "jumpbox: ssh on {}",
         ssh.local_addr().context("jumpbox address")?
@@ -246,6 +257,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
+    let proxy = tokio::spawn(crate::proxy::run(
+        app.clone(),
+        proxy_listeners,
+        cancel.clone(),
+    ));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let (jobs, live) = (app.jobs.clone(), app.live.clone());
@@ -273,6 +289,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ("instance sync", sync),
         ("remote sessions", sessions),
         ("jumpbox", jumpbox),
+        ("proxy", proxy),
         ("signal", signals),
     ] {
         if let Err(e) = task.await {

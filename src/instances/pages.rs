@@ -362,20 +362,7 @@ struct ShowPage {
     host: String,
 }
 
-/// The host name the browser used (without its port).
-pub fn request_host(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    if let Some(end) = host.find(']') {
-        return host[..=end].to_string();
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
-        _ => host.to_string(),
-    }
-}
+pub use crate::web::request_host;
 
 #[derive(Template)]
 #[template(path = "instances/summary.html")]

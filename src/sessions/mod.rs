@@ -61,6 +61,9 @@ pub struct Opening<'a> {
     /// Terminal size and type (for the recording's header).
     pub size: (u16, u16),
     pub term: &'a str,
+    /// The port a tunnel reaches (protocol `port_forward`; its bytes are
+    /// counted, not recorded).
+    pub target_port: Option<u16>,
 }
 
 /// Why a session could not open.
@@ -141,6 +144,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         protocol: o.protocol,
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
+        target_port: o.target_port,
     };
     let (a2, s2, user, install) = (
         actor.clone(),
@@ -158,7 +162,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
             }
             let (id, tag) = store::insert(&tx, &new.borrowed(), |id| exec_tag(&install, id), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
-                                "protocol": new.protocol, "command": new.command});
+                                "protocol": new.protocol, "command": new.command, "target_port": new.target_port});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
             Ok::<_, AppError>(Some((id, tag)))
@@ -166,6 +170,33 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         .await?
         .ok_or(OpenError::Revoked)?;
     reg.rekey(id.0);
+    let recorder = if o.protocol == Protocol::PortForward {
+        None
+    } else {
+        start_recording(app, &o, id).await?
+    };
+    Ok(Session {
+        id,
+        tag,
+        node_id: t.instance.node_id,
+        app: app.clone(),
+        reg,
+        recorder,
+        started: Instant::now(),
+        actor,
+        source: src,
+        node_detail,
+    })
+}
+
+/// Starts session `id`'s recording (none when its file cannot be made:
+/// logged, the session goes on).
+async fn start_recording(
+    app: &App,
+    o: &Opening<'_>,
+    id: SessionId,
+) -> Result<Option<Recorder>, OpenError> {
+    let t = o.target;
     let title = format!(
         "{} · {} · {}",
         o.user.username,
@@ -198,18 +229,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
             None
         }
     };
-    Ok(Session {
-        id,
-        tag,
-        node_id: t.instance.node_id,
-        app: app.clone(),
-        reg,
-        recorder,
-        started: Instant::now(),
-        actor,
-        source: src,
-        node_detail,
-    })
+    Ok(recorder)
 }
 
 /// The tag of session `id`'s processes: `<install>-s<id>-<random>`, unique
@@ -264,6 +284,7 @@ struct NewOwned {
     protocol: Protocol,
     command: String,
     source_ip: String,
+    target_port: Option<u16>,
 }
 
 impl NewOwned {
@@ -280,6 +301,7 @@ impl NewOwned {
             protocol: self.protocol,
             command: &self.command,
             source_ip: &self.source_ip,
+            target_port: self.target_port,
         }
     }
 }
@@ -362,6 +384,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The session's counters, shared with whatever carries its bytes
+    /// (a tunnel's channels count into them without the session).
+    pub fn activity(&self) -> std::sync::Arc<crate::live::Activity> {
+        self.reg.activity().clone()
     }
 
     pub fn node_id(&self) -> NodeId {

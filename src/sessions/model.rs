@@ -4,11 +4,15 @@
 pub enum Protocol {
     WebTerminal,
     Ssh,
+    /// A tunnel to a port of an instance (`ssh -L` through the jumpbox):
+    /// counted and limited like a session, not recorded.
+    PortForward,
 }
 
 crate::text_enum!(Protocol {
     WebTerminal => "web_terminal",
     Ssh => "ssh",
+    PortForward => "port_forward",
 });
 
 /// A session's state (`remote_sessions.status`): `active` or `idle` while
