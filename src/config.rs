@@ -25,7 +25,41 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub forwarding: ForwardingConfig,
     pub proxy: ProxyConfig,
+    pub server: ServerConfig,
+    pub accounts: AccountsConfig,
 }
+
+/// How gpudock names itself in what it shows users (links, SSH lines).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// The public host name (or IP), optionally with `:port` for the web
+    /// address; empty: the address the browser used.
+    pub public_host: String,
+}
+
+/// Account opening (开户申请) and cloud users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AccountsConfig {
+    /// Pending requests older than this many days expire.
+    pub pending_expiry_days: u32,
+    /// Expired requests are deleted this many days after they expired.
+    pub expired_retention_days: u32,
+    /// Open the account as soon as a request is approved.
+    pub process_on_approval: bool,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            pending_expiry_days: 14,
+            expired_retention_days: 30,
+            process_on_approval: false,
+        }
+    }
+}
+
 
 /// SSH port forwarding through the jumpbox (`ssh -L` to a port of an
 /// instance).
@@ -132,6 +166,9 @@ pub struct NodesConfig {
     pub probe_timeout_secs: u64,
     /// This host's Docker socket, offered as the node `local`.
     pub local_socket: PathBuf,
+    /// How long each step of SSH to a node (connect, sign in, one command)
+    /// may take.
+    pub ssh_timeout_secs: u64,
 }
 
 impl Default for NodesConfig {
@@ -140,6 +177,7 @@ impl Default for NodesConfig {
             health_interval_secs: 15,
             probe_timeout_secs: 5,
             local_socket: PathBuf::from("/var/run/docker.sock"),
+            ssh_timeout_secs: 15,
         }
     }
 }
@@ -189,6 +227,8 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             forwarding: ForwardingConfig::default(),
             proxy: ProxyConfig::default(),
+            server: ServerConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -329,6 +369,15 @@ impl Config {
         }
         if self.sessions.idle_timeout_secs == 0 {
             return invalid("sessions.idle_timeout_secs", "must be at least 1");
+        }
+        if !(1..=300).contains(&self.nodes.ssh_timeout_secs) {
+            return invalid("nodes.ssh_timeout_secs", "must be between 1 and 300");
+        }
+        if let Err(why) = crate::web::public::check_public_host(&self.server.public_host) {
+            return invalid("server.public_host", why);
+        }
+        if self.accounts.pending_expiry_days == 0 {
+            return invalid("accounts.pending_expiry_days", "must be at least 1");
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");

@@ -85,8 +85,57 @@ pub enum AppError {
     /// A node's Docker daemon refused an operation; the text says why.
     #[error("docker: {0}")]
     Docker(String),
+    /// Work on a node over SSH failed; `kind` says how (the classes an
+    /// admin acts on), `detail` what the node or the network said (a node's
+    /// detail, like a daemon's: shown only to who may see nodes).
+    #[error("{kind:?}: {detail}")]
+    Remote { kind: RemoteFailure, detail: String },
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// How work on a remote host failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteFailure {
+    /// The host could not be reached (refused, no route, timeout).
+    Network,
+    /// The host refused the credentials, has none set, or its host key changed.
+    HostAuth,
+    /// The host refused to create (or change) the account.
+    UserCreation,
+    /// The credentials work but lack the rights the work needs.
+    PermissionDenied,
+}
+
+impl RemoteFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteFailure::Network => "network",
+            RemoteFailure::HostAuth => "host_auth",
+            RemoteFailure::UserCreation => "user_creation",
+            RemoteFailure::PermissionDenied => "permission_denied",
+        }
+    }
+    /// The i18n key naming the class.
+    pub fn message_key(self) -> &'static str {
+        match self {
+            RemoteFailure::Network => "err.remote.network",
+            RemoteFailure::HostAuth => "err.remote.host_auth",
+            RemoteFailure::UserCreation => "err.remote.user_creation",
+            RemoteFailure::PermissionDenied => "err.remote.permission_denied",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RemoteFailure::Network,
+            RemoteFailure::HostAuth,
+            RemoteFailure::UserCreation,
+            RemoteFailure::PermissionDenied,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// What a rendered error carries for the page layer (set as a response extension).
@@ -134,7 +183,9 @@ impl AppError {
             }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Busy | AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Upstream(_) | AppError::Docker(_) => StatusCode::BAD_GATEWAY,
+            AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -156,6 +207,12 @@ impl AppError {
             AppError::ShuttingDown => "shutting_down",
             AppError::Upstream(_) => "node_unreachable",
             AppError::Docker(_) => "docker_error",
+            AppError::Remote { kind, .. } => match kind {
+                RemoteFailure::Network => "network_error",
+                RemoteFailure::HostAuth => "host_auth_failed",
+                RemoteFailure::UserCreation => "user_creation_failed",
+                RemoteFailure::PermissionDenied => "permission_denied",
+            },
             AppError::Internal(_) => "internal",
         }
     }
@@ -178,6 +235,7 @@ impl AppError {
             AppError::ShuttingDown => "err.shutting_down",
             AppError::Upstream(_) => "err.node_unreachable",
             AppError::Docker(_) => "err.docker",
+            AppError::Remote { kind, .. } => kind.message_key(),
             AppError::Internal(_) => "err.internal",
         }
     }
@@ -199,6 +257,7 @@ impl AppError {
             | AppError::ShuttingDown
             | AppError::Upstream(_)
             | AppError::Docker(_)
+            | AppError::Remote { .. }
             | AppError::Internal(_) => None,
         }
     }
@@ -222,8 +281,16 @@ impl AppError {
     /// or the reference under which the log holds what the user may not see.
     fn shown_detail(&self, node_detail: bool) -> Option<String> {
         match self {
-            AppError::Upstream(why) | AppError::Docker(why) if node_detail => Some(why.clone()),
-            AppError::Upstream(why) | AppError::Docker(why) => Some(format!(
+            AppError::Upstream(why)
+            | AppError::Docker(why)
+            | AppError::Remote { detail: why, .. }
+                if node_detail =>
+            {
+                Some(why.clone())
+            }
+            AppError::Upstream(why)
+            | AppError::Docker(why)
+            | AppError::Remote { detail: why, .. } => Some(format!(
                 "ref {}",
                 incident(log::Level::Warn, &format_args!("node: {why}"))
             )),
@@ -251,6 +318,15 @@ impl AppError {
         let zh = Tr::new(crate::i18n::Lang::ZhCn);
         let both = format!("{} ({})", Tr::english().t(key), zh.t(key));
         self.compose(both, Tr::english(), node_detail)
+    }
+
+    /// Whether the error carries a node's detail (its endpoint, its
+    /// daemon's or sshd's words).
+    pub fn is_node_error(&self) -> bool {
+        matches!(
+            self,
+            AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. }
+        )
     }
 
     fn compose(&self, mut text: String, tr: Tr, node_detail: bool) -> String {
@@ -306,7 +382,7 @@ impl AppError {
             }
             _ => {}
         }
-        let node = node_detail && matches!(self, AppError::Upstream(_) | AppError::Docker(_));
+        let node = node_detail && self.is_node_error();
         resp.extensions_mut().insert(ErrorInfo {
             code: self.code(),
             message_key: self.message_key(),

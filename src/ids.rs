@@ -55,6 +55,15 @@ id_type!(
     /// A row of `remote_sessions` (a terminal or SSH session).
     SessionId
 );
+id_type!(
+    /// A row of `account_opening_requests` (an application for an OS
+    /// account on a node, 开户申请).
+    OpeningId
+);
+id_type!(
+    /// A row of `cloud_users` (an OS account gpudock opened on a node).
+    CloudUserId
+);
 
 /// What rows a signed-in user may see: the tenant-scoping rule every store
 /// query takes as a parameter (`auth` derives it from a user's role).

@@ -24,6 +24,7 @@ const INFRASTRUCTURE: &[&str] = &[
     "logging",
     "ratelimit",
     "secrets",
+    "sshclient",
     "tls",
     "validate",
     "web",
@@ -31,9 +32,11 @@ const INFRASTRUCTURE: &[&str] = &[
 
 /// Features: use infrastructure and each other's `mod.rs` API.
 const CAPABILITIES: &[&str] = &[
+    "accounts",
     "auth",
     "backup",
     "catalog",
+    "delivery",
     "instances",
     "jumpbox",
     "nodes",

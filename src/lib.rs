@@ -1,6 +1,7 @@
 //! gpudock: a GPU lab appliance in one binary. The library holds everything;
 //! `main.rs` only calls `cli::main`.
 
+pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod db;
+pub mod delivery;
 pub mod docker;
 pub mod error;
 pub mod escape;
@@ -31,6 +33,7 @@ pub mod reach;
 pub mod secrets;
 pub mod server;
 pub mod sessions;
+pub mod sshclient;
 pub mod sshkeys;
 pub mod terminal;
 #[cfg(test)]

@@ -31,6 +31,10 @@ pub fn router(app: App) -> Router {
         .merge(crate::reach::api::routes())
         .merge(crate::reach::pages::routes())
         .merge(crate::proxy::web::routes())
+        .merge(crate::nodes::ssh_web::routes())
+        .merge(crate::accounts::api::routes())
+        .merge(crate::accounts::pages::routes())
+        .merge(crate::delivery::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

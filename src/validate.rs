@@ -170,6 +170,47 @@ where
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
+/// An optional e-mail address (trimmed): one `@` with text on both sides, a
+/// dot in the domain, no spaces or control characters, at most 254
+/// characters.
+pub fn email_field(errors: &mut FieldErrors, field: &'static str, value: &str) -> String {
+    let before = errors.len();
+    let v = optional_text(errors, field, value, 254);
+    if v.is_empty() || errors.len() > before {
+        return v;
+    }
+    let ok = !v
+        .chars()
+        .any(|c| c.is_whitespace() || "<>,;:\"'".contains(c))
+        && v.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if !ok {
+        errors.insert(field, FieldError::new("err.delivery.email_format"));
+    }
+    v
+}
+
+/// An optional phone number (trimmed): digits with `+`, spaces, `-`, `(`,
+/// `)`, at most 32 characters and at least 5 digits.
+pub fn phone_field(errors: &mut FieldErrors, field: &'static str, value: &str) -> String {
+    let before = errors.len();
+    let v = optional_text(errors, field, value, 32);
+    if v.is_empty() || errors.len() > before {
+        return v;
+    }
+    let digits = v.chars().filter(char::is_ascii_digit).count();
+    let ok = digits >= 5 && v.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
+    if !ok {
+        errors.insert(field, FieldError::new("err.delivery.phone_format"));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +288,37 @@ mod tests {
             assert!(bool_field(&mut e, "tls_enabled", Some(&bad), true));
             assert_eq!(e["tls_enabled"].key, "err.not_boolean", "{bad}");
         }
+    }
+
+    #[test]
+    fn emails_and_phones() {
+        let mut e = FieldErrors::new();
+        for ok in ["", "a@b.cn", " li.lei@lab.example.com "] {
+            email_field(&mut e, "email", ok);
+        }
+        assert!(e.is_empty(), "{e:?}");
+        for bad in [
+            "a", "a@b", "@b.cn", "a b@c.cn", "a@b@c.cn", "a@.cn", "<a@b.cn>",
+        ] {
+            let mut e = FieldErrors::new();
+            email_field(&mut e, "email", bad);
+            assert_eq!(e["email"].key, "err.delivery.email_format", "{bad}");
+        }
+        let mut e = FieldErrors::new();
+        email_field(&mut e, "email", "a\u{202e}@b.cn");
+        assert_eq!(e["email"].key, "err.control_char");
+        let mut e = FieldErrors::new();
+        for ok in ["", "+86 138-0013-8000", "(010) 6552 9988"] {
+            phone_field(&mut e, "phone", ok);
+        }
+        assert!(e.is_empty(), "{e:?}");
+        for bad in ["12", "call me", "+86 138 0013 8000 ext. 5"] {
+            let mut e = FieldErrors::new();
+            phone_field(&mut e, "phone", bad);
+            assert!(e.contains_key("phone"), "{bad}");
+        }
+        let mut e = FieldErrors::new();
+        phone_field(&mut e, "phone", "138\x1b0013");
+        assert_eq!(e["phone"].key, "err.control_char");
     }
 }

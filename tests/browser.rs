@@ -343,14 +343,12 @@ async fn browser_login_forced_password_change_and_language_switch() {
     drop(driver);
 }
 
-/// Waits until the instance page's status badge says `want`.
-async fn wait_instance_status(c: &Client, want: &str) {
-    poll(&format!("status {want}"), || async {
-        let st = find(c, "#instance-status")
-            .await
-            .attr("data-status")
-            .await
-            .map_err(|e| e.to_string())?;
+/// Waits until the element `css` has `data-status` = `want` (a badge that
+/// refreshes itself, or the page after an action).
+async fn wait_status(c: &Client, css: &str, want: &str) {
+    poll(&format!("{css} to say {want}"), || async {
+        let el = c.find(Locator::Css(css)).await.map_err(|e| e.to_string())?;
+        let st = el.attr("data-status").await.map_err(|e| e.to_string())?;
         if st.as_deref() == Some(want) {
             Ok(())
         } else {
@@ -358,6 +356,11 @@ async fn wait_instance_status(c: &Client, want: &str) {
         }
     })
     .await;
+}
+
+/// Waits until the instance page's status badge says `want`.
+async fn wait_instance_status(c: &Client, want: &str) {
+    wait_status(c, "#instance-status", want).await;
 }
 
 /// Signs in on the real login page and waits to be let in.
@@ -706,4 +709,210 @@ async fn browser_web_terminal_runs_commands_in_the_container() {
         .unwrap();
     let cast = r.text().await.unwrap();
     assert!(cast.contains(&seen), "the recording lacks {seen}");
+}
+
+/// Waits until the request page's status badge says `want`.
+async fn wait_request_status(c: &Client, want: &str) {
+    wait_status(c, "#request-status", want).await;
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    find(c, css).await.text().await.unwrap().trim().to_string()
+}
+
+/// Signs out with the nav's button.
+async fn sign_out(c: &Client) {
+    click(c, "#logout").await;
+    wait_for_path(c, "/login").await;
+}
+
+/// Clicks a button whose form asks `hx-confirm`, and accepts the dialog.
+async fn click_confirmed(c: &Client, css: &str) {
+    click(c, css).await;
+    poll("the confirm dialog", || async {
+        c.accept_alert().await.map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+/// Waits until the cloud users page's row of `username` has status `want`
+/// (each action answers with the page again).
+async fn wait_cloud_status(c: &Client, username: &str, want: &str) {
+    let css = format!("tr[data-username='{username}'] span[data-status]");
+    wait_status(c, &css, want).await;
+}
+
+/// Account opening in Chromium: a customer applies; an admin approves and
+/// runs the opening, watches the steps, sees the password once with the
+/// connection summary (copied with one click); the customer sees it once
+/// too, and the new OS user signs in over SSH with it. Then on the cloud
+/// users page: disable (sign-in refused), reset (the new password works),
+/// delete (gone from the node). The dashboard counts follow.
+#[tokio::test]
+async fn browser_opens_an_account_on_a_node() {
+    use common::sshd::{SshNode, ssh};
+    let node = SshNode::start();
+    let driver = ChromeDriver::start();
+    let server = common::Server::start();
+    let admin = server.admin().await;
+    let (s, n) = common::post(
+        &admin,
+        &server.url("/api/v1/nodes"),
+        json!({"name": "gpu-a", "public_ip": "127.0.0.1", "private_ip": "127.0.0.1",
+               "ssh_port": node.port, "username": "root", "password": node.root_password,
+               "tls_enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{n}");
+    let t = common::make_tenant(&server, &admin, "ACC").await;
+    common::make_user(
+        &server,
+        &admin,
+        "cust",
+        "customer_member",
+        Some(t),
+        STRONG_PASSWORD,
+    )
+    .await;
+    let whoami = |user: &str, pw: &str| {
+        let out = ssh(node.port, user, pw, "id -un");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+
+    // The customer applies.
+    let c = driver.connect().await;
+    sign_in(&c, &server, "cust", STRONG_PASSWORD).await;
+    click(&c, "#nav-accounts").await;
+    click(&c, "#apply").await;
+    wait_for_path(&c, "/operations/account-openings/create/").await;
+    find(&c, "#req-node")
+        .await
+        .select_by_value(&n["id"].to_string())
+        .await
+        .unwrap();
+    fill(&c, "#req-username", "Bad Name").await;
+    click(&c, "#req-submit").await;
+    find(&c, "#err-username").await;
+    fill(&c, "#req-username", "webuser").await;
+    fill(&c, "#req-user_fullname", "Web User").await;
+    click(&c, "#req-submit").await;
+    let id = poll("the request page", || async {
+        let p = path_and_query(&c).await;
+        p.strip_prefix("/operations/account-openings/")
+            .and_then(|s| s.strip_suffix('/'))
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or(p)
+    })
+    .await;
+    wait_request_status(&c, "pending").await;
+    assert!(
+        c.find(Locator::Css("#approve")).await.is_err(),
+        "a customer cannot approve"
+    );
+    shot(&c, "opening-applied").await;
+    sign_out(&c).await;
+
+    // The admin approves and opens the account.
+    sign_in(&c, &server, "admin", common::ADMIN_PASSWORD).await;
+    let page = server.url(&format!("/operations/account-openings/{id}/"));
+    c.goto(&page).await.unwrap();
+    fill(&c, "#approve-notes", "for the training run").await;
+    click(&c, "#approve").await;
+    wait_request_status(&c, "approved").await;
+    click(&c, "#process").await;
+    wait_request_status(&c, "completed").await;
+    let states: Vec<String> = {
+        let mut v = Vec::new();
+        for li in c.find_all(Locator::Css("#steps li")).await.unwrap() {
+            v.push(li.attr("data-state").await.unwrap().unwrap_or_default());
+        }
+        v
+    };
+    assert_eq!(states, ["done"; 6], "steps");
+    click(&c, "#reveal-password").await;
+    let password = text_of(&c, "#revealed-password").await;
+    let summary = text_of(&c, "#summary-text").await;
+    assert!(
+        summary.contains(&format!("ssh -p {} webuser@127.0.0.1", node.port))
+            && summary.contains(&password),
+        "{summary}"
+    );
+    // No public host configured: the address the browser used (HTTP/2's
+    // :authority here).
+    let link = format!("{}/operations/account-openings/{id}/", server.base);
+    assert!(summary.contains(&link), "{summary}");
+    click(&c, "#copy-summary").await;
+    let copied = poll("the copy button's answer", || async {
+        find(&c, "#copy-summary")
+            .await
+            .attr("data-copied")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "no answer yet".to_string())
+    })
+    .await;
+    // Copied with the Clipboard API, or (where the browser refuses it)
+    // selected for Ctrl+C: either way exactly the summary.
+    let got = if copied == "1" {
+        c.execute("return await navigator.clipboard.readText();", vec![])
+            .await
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|_| summary.clone())
+    } else {
+        c.execute("return window.getSelection().toString();", vec![])
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(got.trim(), summary, "copied={copied}");
+    shot(&c, "opening-completed").await;
+    // Shown once: the page no longer offers it.
+    c.goto(&page).await.unwrap();
+    wait_request_status(&c, "completed").await;
+    assert!(c.find(Locator::Css("#reveal-password")).await.is_err());
+    assert_eq!(whoami("webuser", &password).as_deref(), Some("webuser"));
+    sign_out(&c).await;
+
+    // The customer sees the same password once.
+    sign_in(&c, &server, "cust", STRONG_PASSWORD).await;
+    c.goto(&page).await.unwrap();
+    click(&c, "#reveal-password").await;
+    assert_eq!(text_of(&c, "#revealed-password").await, password);
+    sign_out(&c).await;
+
+    // The cloud users page: disable, reset, delete.
+    sign_in(&c, &server, "admin", common::ADMIN_PASSWORD).await;
+    c.goto(&server.url("/")).await.unwrap();
+    assert_eq!(text_of(&c, "#count-requests-completed").await, "1");
+    assert_eq!(text_of(&c, "#count-cloudusers-active").await, "1");
+    click(&c, "#nav-cloudusers").await;
+    wait_for_path(&c, "/operations/cloud-users/").await;
+    click(&c, "tr[data-username='webuser'] button.disable").await;
+    wait_cloud_status(&c, "webuser", "disabled").await;
+    assert_eq!(
+        whoami("webuser", &password),
+        None,
+        "a disabled account signs in"
+    );
+    click(&c, "tr[data-username='webuser'] button.enable").await;
+    wait_cloud_status(&c, "webuser", "active").await;
+    click_confirmed(&c, "tr[data-username='webuser'] button.reset").await;
+    let fresh = text_of(&c, "#new-password").await;
+    assert_ne!(fresh, password);
+    assert_eq!(whoami("webuser", &fresh).as_deref(), Some("webuser"));
+    assert_eq!(whoami("webuser", &password), None);
+    click(&c, "tr[data-username='webuser'] input.remove-home").await;
+    click_confirmed(&c, "tr[data-username='webuser'] button.delete").await;
+    wait_cloud_status(&c, "webuser", "deleted").await;
+    shot(&c, "cloud-users").await;
+    assert!(!node.has_user("webuser"), "still on the node");
+    assert_eq!(whoami("webuser", &fresh), None);
+    c.goto(&server.url("/")).await.unwrap();
+    assert_eq!(text_of(&c, "#count-cloudusers-deleted").await, "1");
+    c.close().await.unwrap();
+    drop(driver);
 }

@@ -15,7 +15,7 @@ use super::store::{self, NewUser, TenantChange, UserChange};
 use crate::app::App;
 use crate::audit::{self, Event, Source};
 use crate::error::{AppError, FieldError, FieldErrors, on_unique};
-use crate::validate::double_option;
+use crate::validate::{double_option, email_field, phone_field};
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
@@ -26,6 +26,8 @@ pub struct UserInput {
     pub tenant_id: Option<i64>,
     /// Empty: a random temporary password is generated and returned once.
     pub password: Option<String>,
+    pub email: String,
+    pub phone: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -36,6 +38,18 @@ pub struct UserPatch {
     #[serde(deserialize_with = "double_option")]
     pub tenant_id: Option<Option<i64>>,
     pub enabled: Option<bool>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A UNIQUE violation on users: the e-mail index, else the username (which
+/// answers like a reserved name, see [`username_taken`]).
+fn on_user_unique(e: rusqlite::Error) -> AppError {
+    if e.to_string().contains("users_email") {
+        on_unique("email")(e)
+    } else {
+        username_taken(e)
+    }
 }
 
 fn parse_role(errors: &mut FieldErrors, s: &str) -> Option<Role> {
@@ -114,6 +128,8 @@ pub async fn create_user(
         return Err(username_unavailable());
     }
     let display_name = optional_text(&mut errors, "display_name", &input.display_name, 100);
+    let email = email_field(&mut errors, "email", &input.email);
+    let phone = phone_field(&mut errors, "phone", &input.phone);
     let role = parse_role(&mut errors, &input.role);
     let tenant = match (input.tenant_id, by.user.role) {
         (Some(t), _) => Some(TenantId(t)),
@@ -159,7 +175,14 @@ pub async fn create_user(
                 password_hash: &hash,
                 must_change_password: true,
             };
-            let id = store::insert_user(&tx, &new, crate::db::now()).map_err(username_taken)?;
+            let now = crate::db::now();
+            let id = store::insert_user(&tx, &new, now).map_err(on_user_unique)?;
+            let contact = UserChange {
+                email: Some(email),
+                phone: Some(phone),
+                ..Default::default()
+            };
+            store::update_user(&tx, id, &contact, false, now).map_err(on_user_unique)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "user.create", "user").id(id.0).detail(json!({
@@ -191,12 +214,22 @@ pub async fn update_user(
         .role
         .as_deref()
         .and_then(|r| parse_role(&mut errors, r));
+    let email = patch
+        .email
+        .as_deref()
+        .map(|e| email_field(&mut errors, "email", e));
+    let phone = patch
+        .phone
+        .as_deref()
+        .map(|p| phone_field(&mut errors, "phone", p));
     fail_if(errors)?;
     let change = UserChange {
         display_name,
         role,
         tenant_id: patch.tenant_id.map(|t| t.map(TenantId)),
         enabled: patch.enabled,
+        email,
+        phone,
     };
     let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
     let (user, revoked) = app
@@ -213,7 +246,7 @@ pub async fn update_user(
                         FieldError::new("err.user_has_instances"),
                     )]))
                 } else {
-                    AppError::from(e)
+                    on_user_unique(e)
                 }
             })?;
             audit::append(
@@ -226,6 +259,8 @@ pub async fn update_user(
                         "role": change.role.map(Role::as_str),
                         "tenant_id": change.tenant_id.map(|t| t.map(|t| t.0)),
                         "enabled": change.enabled,
+                        "email": change.email,
+                        "phone": change.phone,
                         "access_revoked": revokes,
                     })),
             )?;
@@ -282,11 +317,13 @@ fn check_user_change(
     Ok(())
 }
 
-/// Resets another user's password to a temporary one (returned once), to be
-/// changed at their next sign-in. Like every loss of the old password it
-/// ends their sessions everywhere, and it revokes their API tokens: whoever
-/// had the account's secrets has none left. Owners reset their tenant's
-/// customers; nobody resets their own (that is a password change).
+/// Resets another user's password to a temporary one (returned once, to
+/// whoever reset it: the API answer or the user's page), to be changed at
+/// their next sign-in (交付). Like every loss of the old password it ends
+/// their sessions everywhere, and it revokes their API tokens: whoever had
+/// the account's secrets has none left. Admins reset anyone else, owners
+/// their tenant's members (see [`may_reset`]); nobody resets their own
+/// (that is a password change).
 pub async fn reset_password(
     app: &App,
     by: &CurrentUser,
@@ -308,9 +345,7 @@ pub async fn reset_password(
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let target = store::get_user(&tx, scope, id)?.ok_or(AppError::NotFound)?;
-            let mut errors = FieldErrors::new();
-            check_assignable(&caller, target.role, target.tenant_id, &mut errors);
-            if !errors.is_empty() {
+            if !may_reset(&caller, &target) {
                 return Err(AppError::Forbidden);
             }
             let now = crate::db::now();
@@ -320,7 +355,11 @@ pub async fn reset_password(
                 &tx,
                 &Event::new(&actor, &src, "user.reset_password", "user")
                     .id(id.0)
-                    .detail(json!({ "username": target.username, "tokens_revoked": tokens })),
+                    .detail(json!({
+                        "username": target.username,
+                        "tokens_revoked": tokens,
+                        "must_change_password": true,
+                    })),
             )?;
             let user = store::get_user(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
@@ -331,12 +370,25 @@ pub async fn reset_password(
     Ok((user, password))
 }
 
+/// Whose password `caller` may reset (besides the guard's record and the
+/// caller's scope): one they could assign their role and tenant to, and, for
+/// a customer, only a member: an owner taking over another owner's account
+/// by a reset would act in that owner's name.
+fn may_reset(caller: &User, target: &User) -> bool {
+    let mut errors = FieldErrors::new();
+    check_assignable(caller, target.role, target.tenant_id, &mut errors);
+    errors.is_empty() && (caller.role == Role::Admin || target.role == Role::CustomerMember)
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct TenantInput {
     pub name: String,
     pub company_code: String,
     pub remark: String,
+    pub contact_person: String,
+    pub contact_email: String,
+    pub contact_phone: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -346,6 +398,9 @@ pub struct TenantPatch {
     pub company_code: Option<String>,
     pub remark: Option<String>,
     pub enabled: Option<bool>,
+    pub contact_person: Option<String>,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
 }
 
 pub async fn create_tenant(
@@ -363,18 +418,40 @@ pub async fn create_tenant(
         errors.insert("company_code", e);
     }
     let remark = crate::validate::multiline_text(&mut errors, "remark", &input.remark, 500);
+    let contact = TenantChange {
+        contact_person: Some(optional_text(
+            &mut errors,
+            "contact_person",
+            &input.contact_person,
+            100,
+        )),
+        contact_email: Some(email_field(
+            &mut errors,
+            "contact_email",
+            &input.contact_email,
+        )),
+        contact_phone: Some(phone_field(
+            &mut errors,
+            "contact_phone",
+            &input.contact_phone,
+        )),
+        ..Default::default()
+    };
     fail_if(errors)?;
     let (actor, src) = (by.actor(), src.clone());
     app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = store::insert_tenant(&tx, &name, &code, &remark, crate::db::now())
+            let now = crate::db::now();
+            let id = store::insert_tenant(&tx, &name, &code, &remark, now)
                 .map_err(on_unique("company_code"))?;
+            store::update_tenant(&tx, id, &contact, now)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "tenant.create", "tenant")
                     .id(id.0)
-                    .detail(json!({ "name": name, "company_code": code })),
+                    .detail(json!({ "name": name, "company_code": code,
+                        "contact_person": contact.contact_person })),
             )?;
             let t = store::get_tenant(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
@@ -408,6 +485,18 @@ pub async fn update_tenant(
             .as_deref()
             .map(|r| crate::validate::multiline_text(&mut errors, "remark", r, 500)),
         enabled: patch.enabled,
+        contact_person: patch
+            .contact_person
+            .as_deref()
+            .map(|p| optional_text(&mut errors, "contact_person", p, 100)),
+        contact_email: patch
+            .contact_email
+            .as_deref()
+            .map(|e| email_field(&mut errors, "contact_email", e)),
+        contact_phone: patch
+            .contact_phone
+            .as_deref()
+            .map(|p| phone_field(&mut errors, "contact_phone", p)),
     };
     fail_if(errors)?;
     let (scope, actor, src) = (by.scope(), by.actor(), src.clone());
@@ -434,6 +523,8 @@ pub async fn update_tenant(
                     .detail(json!({
                         "name": change.name, "company_code": change.company_code,
                         "remark": change.remark, "enabled": change.enabled,
+                        "contact_person": change.contact_person, "contact_email": change.contact_email,
+                        "contact_phone": change.contact_phone,
                         "access_revoked_users": revoked.len(),
                     })),
             )?;
@@ -492,4 +583,44 @@ pub async fn set_grant(
             Ok(p)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64, role: Role, tenant: Option<i64>) -> User {
+        User {
+            id: UserId(id),
+            username: format!("u{id}"),
+            display_name: String::new(),
+            role,
+            tenant_id: tenant.map(TenantId),
+            enabled: true,
+            must_change_password: false,
+            failed_logins: 0,
+            locked_until: None,
+            session_epoch: 0,
+            created_at: 0,
+            updated_at: 0,
+            email: String::new(),
+            phone: String::new(),
+        }
+    }
+
+    #[test]
+    fn admins_reset_anyone_owners_their_members() {
+        let admin = user(1, Role::Admin, None);
+        let owner = user(2, Role::CustomerOwner, Some(7));
+        let member = user(3, Role::CustomerMember, Some(7));
+        let stranger = user(4, Role::CustomerMember, Some(8));
+        let other_owner = user(5, Role::CustomerOwner, Some(7));
+        assert!(may_reset(&admin, &owner));
+        assert!(may_reset(&admin, &user(6, Role::Admin, None)));
+        assert!(may_reset(&owner, &member));
+        assert!(!may_reset(&owner, &stranger), "another tenant's member");
+        assert!(!may_reset(&owner, &other_owner), "another owner");
+        assert!(!may_reset(&owner, &admin));
+        assert!(!may_reset(&member, &owner));
+    }
 }

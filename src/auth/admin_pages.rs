@@ -56,6 +56,8 @@ struct UserForm {
     tenant_id: String,
     password: String,
     enabled: Option<String>,
+    email: String,
+    phone: String,
 }
 
 /// What the user forms show back.
@@ -66,6 +68,8 @@ struct UserFormView {
     role: String,
     tenant_id: Option<i64>,
     enabled: bool,
+    email: String,
+    phone: String,
 }
 
 impl UserFormView {
@@ -82,6 +86,8 @@ impl From<&UserForm> for UserFormView {
             role: f.role.clone(),
             tenant_id: opt_id(&f.tenant_id),
             enabled: f.enabled.is_some(),
+            email: f.email.clone(),
+            phone: f.phone.clone(),
         }
     }
 }
@@ -167,6 +173,8 @@ async fn user_create(
         role: f.role.clone(),
         tenant_id: opt_id(&f.tenant_id),
         password: Some(f.password.clone()),
+        email: f.email.clone(),
+        phone: f.phone.clone(),
     };
     match accounts::create_user(&app, &ctx.me, input, &src).await {
         Ok((user, temp)) => {
@@ -218,6 +226,8 @@ impl UserFormView {
             role: user.role.as_str().into(),
             tenant_id: user.tenant_id.map(|t| t.0),
             enabled: user.enabled,
+            email: user.email.clone(),
+            phone: user.phone.clone(),
         }
     }
 }
@@ -286,6 +296,8 @@ async fn user_save(
         role: Some(f.role.clone()),
         tenant_id: is_admin.then(|| opt_id(&f.tenant_id)),
         enabled: Some(f.enabled.is_some()),
+        email: Some(f.email.clone()),
+        phone: Some(f.phone.clone()),
     };
     match accounts::update_user(&app, &ctx.me, UserId(id), patch, &src).await {
         Ok(_) => Ok(Redirect::to("/users").into_response()),
@@ -323,6 +335,9 @@ struct TenantForm {
     company_code: String,
     remark: String,
     enabled: Option<String>,
+    contact_person: String,
+    contact_email: String,
+    contact_phone: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -331,6 +346,9 @@ struct TenantFormView {
     company_code: String,
     remark: String,
     enabled: bool,
+    contact_person: String,
+    contact_email: String,
+    contact_phone: String,
 }
 
 impl From<&TenantForm> for TenantFormView {
@@ -340,6 +358,9 @@ impl From<&TenantForm> for TenantFormView {
             company_code: f.company_code.clone(),
             remark: f.remark.clone(),
             enabled: f.enabled.is_some(),
+            contact_person: f.contact_person.clone(),
+            contact_email: f.contact_email.clone(),
+            contact_phone: f.contact_phone.clone(),
         }
     }
 }
@@ -395,6 +416,9 @@ async fn tenant_create(
         name: f.name.clone(),
         company_code: f.company_code.clone(),
         remark: f.remark.clone(),
+        contact_person: f.contact_person.clone(),
+        contact_email: f.contact_email.clone(),
+        contact_phone: f.contact_phone.clone(),
     };
     match accounts::create_tenant(&app, &ctx.me, input, &src).await {
         Ok(_) => Ok(Redirect::to("/tenants").into_response()),
@@ -434,6 +458,9 @@ async fn tenant_edit(
         company_code: t.company_code,
         remark: t.remark,
         enabled: t.enabled,
+        contact_person: t.contact_person,
+        contact_email: t.contact_email,
+        contact_phone: t.contact_phone,
     };
     html(&TenantEditPage {
         l: ctx.nav("tenants").l,
@@ -456,6 +483,9 @@ async fn tenant_save(
         company_code: Some(f.company_code.clone()),
         remark: Some(f.remark.clone()),
         enabled: Some(f.enabled.is_some()),
+        contact_person: Some(f.contact_person.clone()),
+        contact_email: Some(f.contact_email.clone()),
+        contact_phone: Some(f.contact_phone.clone()),
     };
     match accounts::update_tenant(&app, &ctx.me, TenantId(id), patch, &src).await {
         Ok(_) => Ok(Redirect::to("/tenants").into_response()),

@@ -72,6 +72,9 @@ pub struct User {
     pub session_epoch: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Contact e-mail, also a sign-in name (unique when set).
+    pub email: String,
+    pub phone: String,
 }
 
 /// The audit trail's actor for a user (the audit core knows no accounts).
@@ -100,6 +103,9 @@ pub struct Tenant {
     pub remark: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub contact_person: String,
+    pub contact_email: String,
+    pub contact_phone: String,
 }
 
 /// Usernames are also SSH login names (`alice+instance@host`), so `+`, `@` and
@@ -234,6 +240,8 @@ mod tests {
             session_epoch: 0,
             created_at: 0,
             updated_at: 0,
+            email: String::new(),
+            phone: String::new(),
         };
         assert_eq!(Scope::of(&u), Scope::All);
         u.role = Role::CustomerOwner;

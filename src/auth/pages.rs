@@ -221,6 +221,8 @@ struct DashboardPage {
     recent: Vec<AuditRecord>,
     show_sessions: bool,
     changed: bool,
+    /// Account-opening requests and cloud users per status (仪表盘).
+    accounts: crate::accounts::Counts,
 }
 
 #[derive(Deserialize, Default)]
@@ -251,7 +253,9 @@ async fn dashboard(
             Ok::<_, AppError>((counts, audit_24h, recent))
         })
         .await?;
+    let accounts = crate::accounts::counts(&app, &ctx.me).await?;
     html(&DashboardPage {
+        accounts,
         show_sessions: scope == super::Scope::All,
         l: ctx.l,
         counts,

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::model::{Role, Scope, Tenant, TenantId, User, UserId};
 
 const USER_COLS: &str = "id, username, display_name, role, tenant_id, enabled, \
-    must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at";
+    must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at, email, phone";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -29,6 +29,8 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
         session_epoch: r.get(9)?,
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
+        email: r.get(12)?,
+        phone: r.get(13)?,
     })
 }
 
@@ -98,23 +100,26 @@ pub struct LoginRow {
     pub tenant_enabled: bool,
 }
 
-pub fn login_row(conn: &Connection, username: &str) -> rusqlite::Result<Option<LoginRow>> {
+/// `name` is the username, or the e-mail address (any case) of a user who
+/// set one: usernames never contain `@`.
+pub fn login_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<LoginRow>> {
     conn.query_row(
         &format!(
             "SELECT {}, u.password_hash, COALESCE(t.enabled, 1) FROM users u \
-             LEFT JOIN tenants t ON t.id = u.tenant_id WHERE u.username = ?1",
+             LEFT JOIN tenants t ON t.id = u.tenant_id WHERE u.username = ?1 \
+             OR (instr(?1, '@') > 0 AND u.email <> '' AND lower(u.email) = lower(?1))",
             USER_COLS
                 .split(", ")
                 .map(|c| format!("u.{c}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        [username],
+        [name],
         |r| {
             Ok(LoginRow {
                 user: user_row(r)?,
-                password_hash: r.get(12)?,
-                tenant_enabled: r.get(13)?,
+                password_hash: r.get(14)?,
+                tenant_enabled: r.get(15)?,
             })
         },
     )
@@ -149,6 +154,8 @@ pub struct UserChange {
     pub role: Option<Role>,
     pub tenant_id: Option<Option<TenantId>>,
     pub enabled: Option<bool>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
 }
 
 /// Applies `change`; with `ends_sessions` (the change revokes access: see
@@ -163,7 +170,8 @@ pub fn update_user(
     conn.execute(
         "UPDATE users SET display_name = COALESCE(?2, display_name), role = COALESCE(?3, role), \
          tenant_id = CASE WHEN ?4 THEN ?5 ELSE tenant_id END, enabled = COALESCE(?6, enabled), \
-         session_epoch = session_epoch + ?7, updated_at = ?8 WHERE id = ?1",
+         session_epoch = session_epoch + ?7, updated_at = ?8, email = COALESCE(?9, email), \
+         phone = COALESCE(?10, phone) WHERE id = ?1",
         params![
             id.0,
             change.display_name,
@@ -172,7 +180,9 @@ pub fn update_user(
             change.tenant_id.flatten().map(|t| t.0),
             change.enabled,
             i64::from(ends_sessions),
-            now
+            now,
+            change.email,
+            change.phone
         ],
     )?;
     Ok(())
@@ -247,7 +257,8 @@ pub fn user_by_name(conn: &Connection, username: &str) -> rusqlite::Result<Optio
 
 // ---- tenants ----
 
-const TENANT_COLS: &str = "id, name, company_code, enabled, remark, created_at, updated_at";
+const TENANT_COLS: &str = "id, name, company_code, enabled, remark, created_at, updated_at, \
+    contact_person, contact_email, contact_phone";
 
 fn tenant_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -258,6 +269,9 @@ fn tenant_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
         remark: r.get(4)?,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
+        contact_person: r.get(7)?,
+        contact_email: r.get(8)?,
+        contact_phone: r.get(9)?,
     })
 }
 
@@ -314,6 +328,9 @@ pub struct TenantChange {
     pub company_code: Option<String>,
     pub remark: Option<String>,
     pub enabled: Option<bool>,
+    pub contact_person: Option<String>,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
 }
 
 pub fn update_tenant(
@@ -324,8 +341,20 @@ pub fn update_tenant(
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE tenants SET name = COALESCE(?2, name), company_code = COALESCE(?3, company_code), \
-         remark = COALESCE(?4, remark), enabled = COALESCE(?5, enabled), updated_at = ?6 WHERE id = ?1",
-        params![id.0, c.name, c.company_code, c.remark, c.enabled, now],
+         remark = COALESCE(?4, remark), enabled = COALESCE(?5, enabled), updated_at = ?6, \
+         contact_person = COALESCE(?7, contact_person), contact_email = COALESCE(?8, contact_email), \
+         contact_phone = COALESCE(?9, contact_phone) WHERE id = ?1",
+        params![
+            id.0,
+            c.name,
+            c.company_code,
+            c.remark,
+            c.enabled,
+            now,
+            c.contact_person,
+            c.contact_email,
+            c.contact_phone
+        ],
     )?;
     Ok(())
 }

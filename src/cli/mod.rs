@@ -214,27 +214,31 @@ const JOBS_WITHIN: std::time::Duration = std::time::Duration::from_secs(12);
 /// are cancelled and undo their work first; every task owned here takes `app.cancel` (live sessions will
 /// too) and is joined before the database is closed; the data-dir lock is
 /// released last.
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     let (listen, ssh_listen) = (config.listen, config.ssh_listen);
     crate::fsutil::ensure_private_dir(&config.data_dir)
         .with_context(|| format!("while creating {}", config.data_dir.display()))?;
     let lock = crate::datadir::lock(&config.data_dir)?;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("while binding {listen}"))?;
+    let bound = listener.local_addr().context("while binding")?;
+    let ssh = tokio::net::TcpListener::bind(ssh_listen)
+        .await
+        .with_context(|| format!("while binding the jumpbox to {ssh_listen}"))?;
+    // The addresses actually bound (a port 0 became a real one): what pages
+    // tell users to connect to.
+    config.listen = bound;
+    config.ssh_listen = ssh.local_addr().context("jumpbox address")?;
     let app = App::open(config)
         .await
         .context("while opening the data directory")?;
     crate::auth::bootstrap_admin(&app)
         .await
         .context("while creating the first admin")?;
-    let listener =
-        std::net::TcpListener::bind(listen).with_context(|| format!("while binding {listen}"))?;
-    let bound = listener.local_addr().context("while binding")?;
     if app.config.tls.enabled {
         let (cert, key) = crate::tls::ensure_pair(&app.config).context("while loading TLS")?;
         crate::tls::server_config(&cert, &key).context("while loading TLS")?;
     }
-    let ssh = tokio::net::TcpListener::bind(ssh_listen)
-        .await
-        .with_context(|| format!("while binding the jumpbox to {ssh_listen}"))?;
     let host_key = crate::jumpbox::hostkey::load_or_create(&app.config.data_dir)
         .context("while loading the jumpbox host key")?;
     let proxy_listeners = crate::proxy::bind(&app.config).context("while binding the HTTPS proxy")?;
@@ -262,6 +266,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         proxy_listeners,
         cancel.clone(),
     ));
+    let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let (jobs, live) = (app.jobs.clone(), app.live.clone());
@@ -288,6 +293,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ("node health", health),
         ("instance sync", sync),
         ("remote sessions", sessions),
+        ("account openings", openings),
         ("jumpbox", jumpbox),
         ("proxy", proxy),
         ("signal", signals),

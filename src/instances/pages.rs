@@ -9,7 +9,7 @@ use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
@@ -29,7 +29,7 @@ use crate::ids::InstanceId;
 use crate::jobs::JobView;
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
-use crate::web::render::{FormErrs, Layout, html, is_htmx, page_or_fragment};
+use crate::web::render::{FormErrs, Layout, html, hx_redirect, is_htmx, page_or_fragment};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -317,15 +317,6 @@ fn job_fragment(ctx: &PageCtx, view: Option<JobView>, id: u64) -> Result<Respons
     })
 }
 
-/// Makes htmx navigate to `href`.
-fn hx_redirect(href: &str) -> Response {
-    let mut r = ().into_response();
-    if let Ok(v) = HeaderValue::from_str(href) {
-        r.headers_mut().insert("hx-redirect", v);
-    }
-    r
-}
-
 /// The progress of one of my jobs (admins: anyone's). While it runs htmx
 /// polls this; a success goes to the instance.
 async fn job(
@@ -357,12 +348,9 @@ struct ShowPage {
     i: Instance,
     n: Names,
     show_user: bool,
-    /// For the jumpbox command line shown on the page.
-    ssh_port: u16,
-    host: String,
+    /// The connection summary (连接信息摘要), as text to copy.
+    summary_text: String,
 }
-
-pub use crate::web::request_host;
 
 #[derive(Template)]
 #[template(path = "instances/summary.html")]
@@ -377,6 +365,7 @@ async fn show(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
+    origin: crate::web::public::PublicOrigin,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let (i, n) = super::named(&app, &ctx.me, Some(id))
@@ -384,6 +373,7 @@ async fn show(
         .pop()
         .ok_or(AppError::NotFound)?;
     let show_user = ctx.me.user.role != Role::CustomerMember;
+    let ctx_me = ctx.me.clone();
     let l = ctx.nav("instances").l;
     let fragment = Summary {
         l: l.clone(),
@@ -391,13 +381,20 @@ async fn show(
         n: n.clone(),
         show_user,
     };
+    let summary_text = if is_htmx(&headers) {
+        String::new()
+    } else {
+        crate::delivery::instance(&app, &ctx_me, id, &origin)
+            .await?
+            .summary()
+            .text(&l.tr)
+    };
     let full = ShowPage {
         l,
         i,
         n,
         show_user,
-        ssh_port: app.config.ssh_listen.port(),
-        host: request_host(&headers),
+        summary_text,
     };
     page_or_fragment(&headers, &full, &fragment)
 }

@@ -45,6 +45,28 @@ pub fn load_or_create(dir: &Path) -> Result<PrivateKey, HostKeyError> {
     Ok(key)
 }
 
+/// The jumpbox's public host key as (algorithm, SHA-256 fingerprint), for
+/// what users are told to expect; `None` before the key exists.
+pub fn fingerprint(dir: &Path) -> Option<(String, String)> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return None;
+    }
+    match russh::keys::load_secret_key(&path, None) {
+        Ok(k) => {
+            let public = k.public_key();
+            Some((
+                public.algorithm().as_str().to_string(),
+                crate::sshclient::fingerprint(public),
+            ))
+        }
+        Err(e) => {
+            log::warn!("reading the jumpbox host key {}: {e}", path.display());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -58,6 +80,11 @@ mod tests {
         let b = load_or_create(dir.path()).unwrap();
         assert_eq!(a.public_key(), b.public_key());
         assert_eq!(a.algorithm(), russh::keys::Algorithm::Ed25519);
+        let (alg, fp) = fingerprint(dir.path()).unwrap();
+        assert_eq!(
+            (alg.as_str(), fp.starts_with("SHA256:")),
+            ("ssh-ed25519", true)
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(FILE))
             .unwrap()

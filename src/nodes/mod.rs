@@ -7,6 +7,8 @@ mod gpu;
 pub mod health;
 pub mod model;
 pub mod pages;
+pub mod ssh;
+pub mod ssh_web;
 pub mod store;
 
 pub use health::per_node;

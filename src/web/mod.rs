@@ -7,6 +7,7 @@ pub mod assets;
 pub mod extract;
 pub mod form;
 pub mod page;
+pub mod public;
 pub mod redirect;
 pub mod render;
 

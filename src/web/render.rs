@@ -62,6 +62,15 @@ pub fn page_or_fragment(
     }
 }
 
+/// Makes htmx navigate to `href` (an empty answer with `HX-Redirect`).
+pub fn hx_redirect(href: &str) -> Response {
+    let mut r = ().into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(href) {
+        r.headers_mut().insert("hx-redirect", v);
+    }
+    r
+}
+
 pub async fn not_found() -> AppError {
     AppError::NotFound
 }

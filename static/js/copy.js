@@ -1,24 +1,22 @@
-// Copy buttons: <button data-copy="#id" data-done="Copied"> copies the text
-// of the element #id. One listener on the document, so buttons that htmx
-// swaps in later work too.
-document.addEventListener("click", (ev) => {
-  const b = ev.target.closest("button[data-copy]");
-  if (!b) return;
-  const src = document.querySelector(b.dataset.copy);
-  if (!src) return;
-  const text = src.textContent.trim();
-  const done = () => {
-    const was = b.textContent;
-    b.textContent = b.dataset.done || "✓";
-    setTimeout(() => { b.textContent = was; }, 1500);
-  };
-  if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(text).then(done, () => {});
-  } else {
-    const r = document.createRange();
-    r.selectNodeContents(src);
-    const s = window.getSelection();
-    s.removeAllRanges();
-    s.addRange(r);
+// One-click copy (一键复制): a button with data-copy="<selector>" copies that
+// element's text with the Clipboard API (selecting it for a manual copy
+// when the browser refuses), then says whether it worked.
+document.addEventListener('click', async (ev) => {
+  const button = ev.target.closest('button[data-copy]');
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(source.textContent);
+    ok = true;
+  } catch (e) {
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
   }
+  button.dataset.copied = ok ? '1' : '0';
+  button.textContent = ok ? button.dataset.done : button.dataset.failed;
 });

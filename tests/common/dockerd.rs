@@ -395,7 +395,7 @@ fn log_tail(dir: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -500,10 +500,16 @@ fn import_test_image(d: &TestDaemon) {
         std::os::unix::fs::symlink("busybox", link).unwrap();
     }
     assert!(root.join("bin/sh").exists(), "busybox has no sh applet");
-    let tar = d.dir.join("rootfs.tar");
+    import_rootfs(d, &root, TEST_IMAGE);
+}
+
+/// Packs the folder `root` (owned by root:root) and imports it as image
+/// `tag` (`/bin/sh` as its command), then removes the folder.
+pub fn import_rootfs(d: &TestDaemon, root: &Path, tag: &str) {
+    let tar = root.with_extension("tar");
     let st = Command::new("tar")
         .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(&root)
+        .arg(root)
         .arg("-cf")
         .arg(&tar)
         .arg(".")
@@ -520,19 +526,19 @@ fn import_test_image(d: &TestDaemon) {
             "--change",
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             &tar_s,
-            TEST_IMAGE,
+            tag,
         ],
     );
     assert!(
         out.status.success(),
-        "docker import failed: {}",
+        "docker import of {tag} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_file(&tar);
 }
 
-fn set_mode(path: &Path, mode: u32) {
+pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 pub mod dockerd;
 pub mod lab;
+pub mod sshd;
 pub mod ws;
 
 pub const ADMIN_PASSWORD: &str = "Lantern-Orbit-Quartz-93!";
