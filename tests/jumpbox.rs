@@ -33,6 +33,19 @@ fn ssh(
     key: Option<&std::path::Path>,
     extra: &[&str],
 ) -> Command {
+    ssh_logging("ERROR", port, login, password, key, extra)
+}
+
+/// [`ssh`] with the client's log level (`INFO` shows why a forwarded
+/// channel was refused: `channel N: open failed: …`).
+fn ssh_logging(
+    level: &str,
+    port: u16,
+    login: &str,
+    password: Option<&str>,
+    key: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Command {
     let mut c = match password {
         Some(pw) => {
             let mut c = Command::new("sshpass");
@@ -48,7 +61,7 @@ fn ssh(
             "-o",
             "UserKnownHostsFile=/dev/null",
             "-o",
-            "LogLevel=ERROR",
+            &format!("LogLevel={level}"),
         ])
         .args(["-o", "ConnectTimeout=10", "-o", "NumberOfPasswordPrompts=1"]);
     match key {
@@ -172,6 +185,12 @@ impl Talk {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Ends the client; what it said.
+    async fn kill(mut self) -> Ran {
+        let _ = self.child.start_kill();
+        self.finish(false, Duration::from_secs(10)).await
     }
 
     /// Waits for the client to end (stdin closed unless `keep_stdin`).
@@ -1773,4 +1792,525 @@ async fn sigterm_ends_web_terminals_and_menus_before_the_database() {
             srv.logs()
         );
     }
+}
+
+// ---- Reaching services inside instances (issue 15): ssh -L and the proxy ----
+
+const CAROL_PW: &str = "Marble-Tundra-Violin-47!";
+
+/// A lab whose image runs the test web app (tests/common/app.rs): alice
+/// (tenant A) with `web` on the daemon's unix socket and `webtls` on the same
+/// daemon reached over TLS (the relay route); carol in tenant B.
+struct Apps {
+    lab: Lab,
+    port: u16,
+    web: Value,
+    webtls: Value,
+    alice: reqwest::Client,
+    carol: reqwest::Client,
+}
+
+async fn apps(config: &str) -> Apps {
+    let lab = Lab::new(&format!("{FAST_STOP}{config}"), 16).await;
+    common::app::app_image(lab.d);
+    let (s, img) = lab
+        .post(
+            "/api/v1/images",
+            json!({"name": "app", "address": common::app::APP_IMAGE}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{img}");
+    let d = lab.d;
+    let (s, n) = lab
+        .post(
+            "/api/v1/nodes",
+            json!({"name": "n2", "public_ip": "127.0.0.2", "private_ip": "127.0.0.2",
+                   "docker_endpoint": d.tcp_url, "tls_ca_cert": d.ca_pem,
+                   "tls_client_cert": d.client_cert_pem, "tls_client_key": d.client_key_pem,
+                   "gpu_name": "NVIDIA GeForce RTX 4090", "gpu_count": 8, "cpu_cores": 16,
+                   "memory_gb": 64, "system_disk_gb": 1000, "data_disk_gb": 1000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{n}");
+    let (s, t) = lab
+        .post(&format!("/api/v1/nodes/{}/test", n["id"]), json!({}))
+        .await;
+    assert_eq!((s, &t["ok"]), (StatusCode::OK, &json!(true)), "{t}");
+    let spec = lab.spec(small_spec("s")).await;
+    let ta = make_tenant(&lab.srv, &lab.admin, "APA").await;
+    let tb = make_tenant(&lab.srv, &lab.admin, "APB").await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(ta),
+        ALICE_PW,
+    )
+    .await;
+    let (_, carol) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "carol",
+        "customer_member",
+        Some(tb),
+        CAROL_PW,
+    )
+    .await;
+    let mut made = Vec::new();
+    for (name, node) in [("web", json!(lab.node)), ("webtls", n["id"].clone())] {
+        let body = json!({"image_id": img["id"], "spec_id": spec, "node_id": node, "name": name});
+        let (s, i) = post(&alice, &lab.srv.url("/api/v1/instances"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        made.push(i);
+    }
+    let [web, webtls]: [Value; 2] = made.try_into().unwrap();
+    let port = lab.srv.ssh_port();
+    Apps {
+        lab,
+        port,
+        web,
+        webtls,
+        alice,
+        carol,
+    }
+}
+
+/// `ssh -W host:port` as `login` (alice's password): one direct-tcpip channel.
+async fn forward_once(a: &Apps, login: &str, pw: &str, to: &str) -> Ran {
+    run(
+        &mut ssh_logging("INFO", a.port, login, Some(pw), None, &["-W", to]),
+        "",
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// GETs `url` until it answers (the app starts with its container).
+async fn get_until_up(url: &str) -> String {
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = c.get(url).send().await
+            && r.status() == StatusCode::OK
+        {
+            return r.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends a line over a WebSocket at `url` and returns the echo.
+async fn ws_echo(url: &str, line: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("WebSocket connect in time")
+    .unwrap();
+    ws.send(Message::text(line)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an echo in time")
+        .unwrap()
+        .unwrap();
+    got.into_text().unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
+    let a = apps("").await;
+    let p = a.port;
+    // Both routes: the namespace (unix socket) and the relay (TLS node).
+    for name in ["web", "webtls"] {
+        let local = dockerd::free_port();
+        let t = Talk::start(&mut ssh(
+            p,
+            &format!("alice+{name}"),
+            Some(ALICE_PW),
+            None,
+            &["-N", "-L", &format!("{local}:localhost:8000")],
+        ))
+        .await;
+        let page = get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+        assert!(page.contains("test app"), "{page}");
+        let headers = get_until_up(&format!("http://127.0.0.1:{local}/headers")).await;
+        assert!(headers.contains("HTTP_HOST=127.0.0.1"), "{headers}");
+        let echo = ws_echo(&format!("ws://127.0.0.1:{local}/ws"), "hello through ssh").await;
+        assert_eq!(echo, "hello through ssh", "WebSocket echo through the tunnel ({name})");
+        // One session record for the tunnel, whatever the number of channels.
+        let live = sessions_of(&a.lab, "status=live&protocol=port_forward").await;
+        let mine: Vec<&Value> = live.iter().filter(|s| s["instance_name"] == name).collect();
+        assert_eq!(mine.len(), 1, "{live:?}");
+        let s = mine[0].clone();
+        assert_eq!(s["target_port"], json!(8000), "{s}");
+        assert_eq!(s["recording"], Value::Null, "tunnels are not recorded: {s}");
+        // Shown on the sessions page with its Terminate button.
+        let page = common::text(&a.lab.admin, &a.lab.srv.url("/sessions")).await;
+        assert!(page.contains(&format!("id=\"terminate-{}\"", s["id"])), "{page}");
+        // Terminated by the admin: the client (no shell) is disconnected.
+        let (st, b) = a
+            .lab
+            .post(&format!("/api/v1/sessions/{}/terminate", s["id"]), json!({}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["end_reason"], "admin_force", "{b}");
+        let r = t.finish(true, Duration::from_secs(10)).await;
+        assert_ne!(r.code, Some(0), "{}", r.stderr);
+        let (_, rec) = a.lab.get(&format!("/api/v1/sessions/{}", s["id"])).await;
+        assert!(rec["bytes_out"].as_i64().unwrap() > 0, "{rec}");
+        assert!(rec["bytes_in"].as_i64().unwrap() > 0, "{rec}");
+    }
+
+    // Only the instance itself: not the node, not another address, not
+    // another instance by name.
+    let denied_before = a.lab.audited("action=forward.denied").await;
+    for to in ["10.0.0.1:80", "172.17.0.1:8000", "webtls:8000", "example.com:8000"] {
+        let r = forward_once(&a, "alice+web", ALICE_PW, to).await;
+        assert_ne!(r.code, Some(0), "{to}");
+        assert!(
+            r.stderr.contains("administratively prohibited")
+                && r.stderr.contains("only the instance itself"),
+            "{to}: {}",
+            r.stderr
+        );
+    }
+    // Naming the instance itself works; a port nothing listens on says so.
+    let r = forward_once(&a, "alice+web", ALICE_PW, "127.0.0.1:8001").await;
+    assert!(
+        r.stderr.contains("nothing listens on port 8001"),
+        "{}",
+        r.stderr
+    );
+    // Another tenant's user cannot reach alice's instance at all.
+    let r = forward_once(&a, "carol+web", CAROL_PW, "localhost:8000").await;
+    assert_ne!(r.code, Some(0));
+    let r2 = forward_once(&a, "carol", CAROL_PW, "web:8000").await;
+    assert!(
+        r2.stderr.contains("administratively prohibited"),
+        "{}",
+        r2.stderr
+    );
+    let _ = a.carol.clone();
+    // The admin restricts web's ports: 8000 is refused with the rule.
+    let (s, b) = send(
+        &a.lab.admin,
+        "PUT",
+        &a.lab.srv.url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
+        Some(json!({"ports": "22, 8888"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["forward_ports"], "22,8888", "{b}");
+    // Only an admin may restrict them.
+    let (s, _) = send(
+        &a.alice,
+        "PUT",
+        &a.lab.srv.url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
+        Some(json!({"ports": ""})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let r = forward_once(&a, "alice+web", ALICE_PW, "localhost:8000").await;
+    assert!(
+        r.stderr.contains("may not be forwarded") && r.stderr.contains("22,8888"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        a.lab.audited("action=forward.denied").await >= denied_before + 5,
+        "refusals are audited"
+    );
+
+    // -R is refused with a clear message; -D reaches nothing but the instance.
+    let r = run(
+        &mut ssh(
+            p,
+            "alice+webtls",
+            Some(ALICE_PW),
+            None,
+            &["-N", "-o", "ExitOnForwardFailure=yes", "-R", "9999:localhost:22"],
+        ),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("remote port forwarding failed"), "{}", r.stderr);
+    let socks = dockerd::free_port();
+    let t = Talk::start(&mut ssh_logging(
+        "INFO",
+        p,
+        "alice+webtls",
+        Some(ALICE_PW),
+        None,
+        &["-N", "-D", &socks.to_string()],
+    ))
+    .await;
+    until("the SOCKS port listens", Duration::from_secs(20), async || {
+        std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()
+    })
+    .await;
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-m", "10", "--socks5-hostname"])
+        .arg(format!("127.0.0.1:{socks}"))
+        .arg("http://10.9.9.9/")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "curl through -D to another host");
+    let r = t.kill().await;
+    assert!(r.stderr.contains("only the instance itself"), "{}", r.stderr);
+}
+
+async fn sessions_of(lab: &Lab, query: &str) -> Vec<Value> {
+    let (s, b) = lab.get(&format!("/api/v1/sessions?{query}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_global_switch_turns_forwarding_off() {
+    let srv = common::Server::start_with("[forwarding]\nenabled = false\n");
+    let admin = srv.admin().await;
+    make_user(&srv, &admin, "alice", "admin", None, ALICE_PW).await;
+    let r = run(
+        &mut ssh_logging(
+            "INFO",
+            srv.ssh_port(),
+            "alice",
+            Some(ALICE_PW),
+            None,
+            &["-W", "localhost:8000"],
+        ),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("port forwarding is turned off"), "{}", r.stderr);
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// Opens web service `port` of instance `id` as `c` (signed in to gpudock):
+/// the hand-off URL, then the proxy's cookie (`name=value`) and where the
+/// proxy sends the browser.
+async fn hand_off(a: &Apps, c: &reqwest::Client, id: &Value, port: u16) -> (String, String, String) {
+    let r = c
+        .get(a.lab.srv.url(&format!("/instances/{id}/web/{port}/open?next=/headers")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    let handoff = location(&r);
+    assert!(handoff.contains("/.gpudock/handoff?t="), "{handoff}");
+    let r = c.get(&handoff).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/headers");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("Secure") && set.starts_with("gpudock_app_"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    (handoff, cookie, location(&r))
+}
+
+type ProxyWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to the app at `url` (`…/ws`) through the proxy with the
+/// proxy's `cookie`, once it echoed a line.
+async fn proxy_ws(srv: &common::Server, url: &str, cookie: &str) -> ProxyWs {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}ws", url.replacen("https://", "wss://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(common::ws::tls_to(srv)),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::text("hello through the proxy")).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_text().unwrap().trim(), "hello through the proxy");
+    ws
+}
+
+#[tokio::test]
+async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
+    let a = apps("").await;
+    let srv = &a.lab.srv;
+    let id = a.web["id"].clone();
+    // Web access is off by default; carol (another tenant) cannot turn it on.
+    let (s, _) = post(
+        &a.carol,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000, "name": "App"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000, "name": "App"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = b["url"].as_str().unwrap().to_string();
+    let proxy_port: u16 = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(srv.proxy_ports().contains(&proxy_port), "{url}");
+    assert!(!srv.base.ends_with(&format!(":{proxy_port}")), "a separate origin");
+    // The instance page's section lists it with the URL and the ssh -L line.
+    let (s, o) = get(&a.alice, &srv.url(&format!("/api/v1/instances/{id}/reach"))).await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["services"][0]["url"], json!(url), "{o}");
+    let line = o["services"][0]["ssh"].as_str().unwrap();
+    assert!(line.contains("-L 8000:localhost:8000 alice+web@"), "{line}");
+
+    // Not signed in to the app: sent to gpudock's hand-off page.
+    let anon = common::client_trusting(&srv.data_dir().join("tls/cert.pem"));
+    let r = anon.get(format!("{url}headers?x=1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&srv.url(&format!("/instances/{id}/web/8000/open?next="))),
+        "{to}"
+    );
+
+    // Signed in through gpudock with a one-time hand-off.
+    let (handoff, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
+    let again = anon.get(&handoff).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::FORBIDDEN, "a hand-off works once");
+    let sid = common::ws::session_cookie(srv, "alice", ALICE_PW).await;
+    let r = anon
+        .get(format!("{url}headers"))
+        .header("cookie", format!("{sid}; {cookie}; theirs=1"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = r.text().await.unwrap();
+    assert!(seen.contains("HTTP_X_FORWARDED_PROTO=https"), "{seen}");
+    assert!(seen.contains("HTTP_X_FORWARDED_FOR=127.0.0.1"), "{seen}");
+    assert!(seen.contains(&format!("HTTP_X_FORWARDED_PORT={proxy_port}")), "{seen}");
+    assert!(seen.contains("HTTP_COOKIE=theirs=1\n"), "gpudock's cookies stay out: {seen}");
+    assert!(!seen.contains("gpudock"), "{seen}");
+
+    // Streaming is not buffered: the first bytes come before the end (2 s).
+    let started = Instant::now();
+    let mut r = anon
+        .get(format!("{url}stream"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = r.chunk().await.unwrap().unwrap();
+    let first_after = started.elapsed();
+    assert!(!first.is_empty());
+    let mut total = first.len();
+    while let Some(c) = r.chunk().await.unwrap() {
+        total += c.len();
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(first_after < Duration::from_millis(1500), "first bytes after {first_after:?}");
+    assert_eq!(total, 262_144 + 4, "the whole body");
+
+    // WebSocket through the proxy, with the proxy's cookie.
+    let mut ws = proxy_ws(srv, &url, &cookie).await;
+
+    // The same through the node over TLS (the relay route).
+    let tls_id = a.webtls["id"].clone();
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{tls_id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let tls_url = b["url"].as_str().unwrap().to_string();
+    assert_ne!(tls_url, url, "each service has an origin of its own");
+    let (_, tls_cookie, _) = hand_off(&a, &a.alice, &tls_id, 8000).await;
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &tls_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("HTTP_X_FORWARDED_PROTO=https"));
+    // A cookie of one app's origin does not open another app.
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    drop(proxy_ws(srv, &tls_url, &tls_cookie).await);
+
+    // Another tenant's user: no hand-off, and alice's cookie is hers only.
+    let r = a
+        .carol
+        .get(srv.url(&format!("/instances/{id}/web/8000/open")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(a.lab.audited("action=web.open").await >= 1);
+
+    // Checked on every request: web access turned off ends the sign-in and
+    // the open WebSocket.
+    let (st, b) = send(
+        &a.alice,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{id}/web/8000")),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{b}");
+    let r = anon
+        .get(format!("{url}headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket outlived web access");
 }
