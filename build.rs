@@ -16,8 +16,22 @@ fn main() {
     let out = PathBuf::from(out_dir).join("gpudock-relay");
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2021", "--crate-type", "bin", "--target", &target])
-        .args(["-C", "opt-level=3", "-C", "panic=abort", "-C", "strip=symbols"])
+        .args([
+            "--edition",
+            "2021",
+            "--crate-type",
+            "bin",
+            "--target",
+            &target,
+        ])
+        .args([
+            "-C",
+            "opt-level=3",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+        ])
         .args(["-C", "codegen-units=1", "-C", "target-feature=+crt-static"])
         .arg("-o")
         .arg(&out)

@@ -60,7 +60,6 @@ impl Default for AccountsConfig {
     }
 }
 
-
 /// SSH port forwarding through the jumpbox (`ssh -L` to a port of an
 /// instance).
 #[derive(Debug, Clone, Deserialize)]
@@ -410,8 +409,9 @@ impl Config {
             );
         }
         if !p.appliance_url.is_empty()
-            && url::Url::parse(&p.appliance_url)
-                .map_or(true, |u| !matches!(u.scheme(), "http" | "https") || u.host().is_none())
+            && url::Url::parse(&p.appliance_url).map_or(true, |u| {
+                !matches!(u.scheme(), "http" | "https") || u.host().is_none()
+            })
         {
             return invalid(
                 "proxy.appliance_url",
@@ -533,10 +533,20 @@ mod tests {
     fn proxy_settings_are_checked() {
         let mut c = Config::default();
         c.proxy.ports = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("proxy.ports"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy.ports")
+        );
         let mut c = Config::default();
         c.proxy_listen.set_port(65530);
-        assert!(c.validate().unwrap_err().to_string().contains("proxy.ports"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy.ports")
+        );
         let mut c = Config::default();
         c.proxy.base_domain = "apps.example.com".into();
         assert!(c.validate().unwrap_err().to_string().contains("proxy.cert"));

@@ -254,7 +254,9 @@ mod tests {
         for ok in ["apps.example.com", "localhost", "a-1.b2"] {
             assert!(is_dns_name(ok), "{ok}");
         }
-        for bad in ["", "a..b", "-a.com", "a-.com", "a b.com", "*.x.com", "ä.com"] {
+        for bad in [
+            "", "a..b", "-a.com", "a-.com", "a b.com", "*.x.com", "ä.com",
+        ] {
             assert!(!is_dns_name(bad), "{bad}");
         }
     }

@@ -1941,7 +1941,10 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
         let headers = get_until_up(&format!("http://127.0.0.1:{local}/headers")).await;
         assert!(headers.contains("HTTP_HOST=127.0.0.1"), "{headers}");
         let echo = ws_echo(&format!("ws://127.0.0.1:{local}/ws"), "hello through ssh").await;
-        assert_eq!(echo, "hello through ssh", "WebSocket echo through the tunnel ({name})");
+        assert_eq!(
+            echo, "hello through ssh",
+            "WebSocket echo through the tunnel ({name})"
+        );
         // One session record for the tunnel, whatever the number of channels.
         let live = sessions_of(&a.lab, "status=live&protocol=port_forward").await;
         let mine: Vec<&Value> = live.iter().filter(|s| s["instance_name"] == name).collect();
@@ -1951,11 +1954,17 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
         assert_eq!(s["recording"], Value::Null, "tunnels are not recorded: {s}");
         // Shown on the sessions page with its Terminate button.
         let page = common::text(&a.lab.admin, &a.lab.srv.url("/sessions")).await;
-        assert!(page.contains(&format!("id=\"terminate-{}\"", s["id"])), "{page}");
+        assert!(
+            page.contains(&format!("id=\"terminate-{}\"", s["id"])),
+            "{page}"
+        );
         // Terminated by the admin: the client (no shell) is disconnected.
         let (st, b) = a
             .lab
-            .post(&format!("/api/v1/sessions/{}/terminate", s["id"]), json!({}))
+            .post(
+                &format!("/api/v1/sessions/{}/terminate", s["id"]),
+                json!({}),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{b}");
         assert_eq!(b["end_reason"], "admin_force", "{b}");
@@ -1969,7 +1978,12 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
     // Only the instance itself: not the node, not another address, not
     // another instance by name.
     let denied_before = a.lab.audited("action=forward.denied").await;
-    for to in ["10.0.0.1:80", "172.17.0.1:8000", "webtls:8000", "example.com:8000"] {
+    for to in [
+        "10.0.0.1:80",
+        "172.17.0.1:8000",
+        "webtls:8000",
+        "example.com:8000",
+    ] {
         let r = forward_once(&a, "alice+web", ALICE_PW, to).await;
         assert_ne!(r.code, Some(0), "{to}");
         assert!(
@@ -2000,7 +2014,9 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
     let (s, b) = send(
         &a.lab.admin,
         "PUT",
-        &a.lab.srv.url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
+        &a.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
         Some(json!({"ports": "22, 8888"})),
     )
     .await;
@@ -2010,7 +2026,9 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
     let (s, _) = send(
         &a.alice,
         "PUT",
-        &a.lab.srv.url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
+        &a.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
         Some(json!({"ports": ""})),
     )
     .await;
@@ -2033,14 +2051,24 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
             "alice+webtls",
             Some(ALICE_PW),
             None,
-            &["-N", "-o", "ExitOnForwardFailure=yes", "-R", "9999:localhost:22"],
+            &[
+                "-N",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-R",
+                "9999:localhost:22",
+            ],
         ),
         "",
         Duration::from_secs(30),
     )
     .await;
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.contains("remote port forwarding failed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("remote port forwarding failed"),
+        "{}",
+        r.stderr
+    );
     let socks = dockerd::free_port();
     let t = Talk::start(&mut ssh_logging(
         "INFO",
@@ -2051,9 +2079,11 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
         &["-N", "-D", &socks.to_string()],
     ))
     .await;
-    until("the SOCKS port listens", Duration::from_secs(20), async || {
-        std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()
-    })
+    until(
+        "the SOCKS port listens",
+        Duration::from_secs(20),
+        async || std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok(),
+    )
     .await;
     let out = tokio::process::Command::new("curl")
         .args(["-s", "-m", "10", "--socks5-hostname"])
@@ -2064,7 +2094,11 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
         .unwrap();
     assert!(!out.status.success(), "curl through -D to another host");
     let r = t.kill().await;
-    assert!(r.stderr.contains("only the instance itself"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("only the instance itself"),
+        "{}",
+        r.stderr
+    );
 }
 
 async fn sessions_of(lab: &Lab, query: &str) -> Vec<Value> {
@@ -2092,7 +2126,11 @@ async fn the_global_switch_turns_forwarding_off() {
     )
     .await;
     assert_ne!(r.code, Some(0));
-    assert!(r.stderr.contains("port forwarding is turned off"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("port forwarding is turned off"),
+        "{}",
+        r.stderr
+    );
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -2102,9 +2140,18 @@ fn location(r: &reqwest::Response) -> String {
 /// Opens web service `port` of instance `id` as `c` (signed in to gpudock):
 /// the hand-off URL, then the proxy's cookie (`name=value`) and where the
 /// proxy sends the browser.
-async fn hand_off(a: &Apps, c: &reqwest::Client, id: &Value, port: u16) -> (String, String, String) {
+async fn hand_off(
+    a: &Apps,
+    c: &reqwest::Client,
+    id: &Value,
+    port: u16,
+) -> (String, String, String) {
     let r = c
-        .get(a.lab.srv.url(&format!("/instances/{id}/web/{port}/open?next=/headers")))
+        .get(
+            a.lab
+                .srv
+                .url(&format!("/instances/{id}/web/{port}/open?next=/headers")),
+        )
         .send()
         .await
         .unwrap();
@@ -2144,7 +2191,9 @@ async fn proxy_ws(srv: &common::Server, url: &str, cookie: &str) -> ProxyWs {
     )
     .await
     .unwrap();
-    ws.send(Message::text("hello through the proxy")).await.unwrap();
+    ws.send(Message::text("hello through the proxy"))
+        .await
+        .unwrap();
     let echo = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .unwrap()
@@ -2183,7 +2232,10 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
         .parse()
         .unwrap();
     assert!(srv.proxy_ports().contains(&proxy_port), "{url}");
-    assert!(!srv.base.ends_with(&format!(":{proxy_port}")), "a separate origin");
+    assert!(
+        !srv.base.ends_with(&format!(":{proxy_port}")),
+        "a separate origin"
+    );
     // The instance page's section lists it with the URL and the ssh -L line.
     let (s, o) = get(&a.alice, &srv.url(&format!("/api/v1/instances/{id}/reach"))).await;
     assert_eq!(s, StatusCode::OK, "{o}");
@@ -2204,7 +2256,11 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     // Signed in through gpudock with a one-time hand-off.
     let (handoff, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
     let again = anon.get(&handoff).send().await.unwrap();
-    assert_eq!(again.status(), StatusCode::FORBIDDEN, "a hand-off works once");
+    assert_eq!(
+        again.status(),
+        StatusCode::FORBIDDEN,
+        "a hand-off works once"
+    );
     let sid = common::ws::session_cookie(srv, "alice", ALICE_PW).await;
     let r = anon
         .get(format!("{url}headers"))
@@ -2217,8 +2273,14 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     let seen = r.text().await.unwrap();
     assert!(seen.contains("HTTP_X_FORWARDED_PROTO=https"), "{seen}");
     assert!(seen.contains("HTTP_X_FORWARDED_FOR=127.0.0.1"), "{seen}");
-    assert!(seen.contains(&format!("HTTP_X_FORWARDED_PORT={proxy_port}")), "{seen}");
-    assert!(seen.contains("HTTP_COOKIE=theirs=1\n"), "gpudock's cookies stay out: {seen}");
+    assert!(
+        seen.contains(&format!("HTTP_X_FORWARDED_PORT={proxy_port}")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("HTTP_COOKIE=theirs=1\n"),
+        "gpudock's cookies stay out: {seen}"
+    );
     assert!(!seen.contains("gpudock"), "{seen}");
 
     // Streaming is not buffered: the first bytes come before the end (2 s).
@@ -2238,7 +2300,10 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
         total += c.len();
     }
     assert!(started.elapsed() >= Duration::from_secs(2));
-    assert!(first_after < Duration::from_millis(1500), "first bytes after {first_after:?}");
+    assert!(
+        first_after < Duration::from_millis(1500),
+        "first bytes after {first_after:?}"
+    );
     assert_eq!(total, 262_144 + 4, "the whole body");
 
     // WebSocket through the proxy, with the proxy's cookie.
@@ -2263,7 +2328,12 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.text().await.unwrap().contains("HTTP_X_FORWARDED_PROTO=https"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("HTTP_X_FORWARDED_PROTO=https")
+    );
     // A cookie of one app's origin does not open another app.
     let r = anon
         .get(format!("{tls_url}headers"))

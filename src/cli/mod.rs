@@ -241,7 +241,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let host_key = crate::jumpbox::hostkey::load_or_create(&app.config.data_dir)
         .context("while loading the jumpbox host key")?;
-    let proxy_listeners = crate::proxy::bind(&app.config).context("while binding the HTTPS proxy")?;
+    let proxy_listeners =
+        crate::proxy::bind(&app.config).context("while binding the HTTPS proxy")?;
     log::info!(
         "jumpbox: ssh on {}",
         ssh.local_addr().context("jumpbox address")?

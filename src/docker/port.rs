@@ -150,10 +150,7 @@ impl Connector {
         port: u16,
         tag: &str,
     ) -> Result<RelayStream, PortError> {
-        let placed = self
-            .placed
-            .lock()
-            .is_ok_and(|p| p.contains(container));
+        let placed = self.placed.lock().is_ok_and(|p| p.contains(container));
         if !placed {
             place_relay(d, container).await?;
             if let Ok(mut p) = self.placed.lock() {
@@ -368,11 +365,7 @@ impl RelayStream {
             if said.contains("Connection refused") || said.contains("connect to port") {
                 PortError::NotListening {
                     port,
-                    detail: said
-                        .rsplit(": ")
-                        .next()
-                        .unwrap_or("refused")
-                        .to_string(),
+                    detail: said.rsplit(": ").next().unwrap_or("refused").to_string(),
                 }
             } else if said.contains("exec format error") {
                 PortError::Unsupported(

@@ -178,7 +178,9 @@ impl Link {
             .await
             .is_err()
         {
-            log::warn!("jumpbox: tunnels of a closed connection still ending after {FINISH_WITHIN:?}");
+            log::warn!(
+                "jumpbox: tunnels of a closed connection still ending after {FINISH_WITHIN:?}"
+            );
         }
     }
 
@@ -225,7 +227,9 @@ impl Link {
         let (app, src) = (self.app.clone(), self.source());
         let detail = json!({"kind": "remote", "address": address, "port": port});
         self.tasks.spawn(async move {
-            let actor = user.as_ref().map_or_else(|| Actor::anonymous(""), Actor::user);
+            let actor = user
+                .as_ref()
+                .map_or_else(|| Actor::anonymous(""), Actor::user);
             crate::reach::audit_denied(&app, actor, &src, "ssh -R", detail).await;
         });
     }
@@ -291,20 +295,26 @@ impl Link {
     async fn allowed(&self, user: &User) -> Result<(), Refusal> {
         match crate::auth::check(&self.app, user, Action::PortForward).await {
             Ok(Access::Allowed) => Ok(()),
-            Ok(Access::Revoked) => Err(prohibited(
-                crate::sessions::model::ACCESS_REVOKED_MESSAGE,
-            )),
+            Ok(Access::Revoked) => Err(prohibited(crate::sessions::model::ACCESS_REVOKED_MESSAGE)),
             Ok(Access::Denied) => {
                 let detail = json!({"reason": "permission"});
-                crate::reach::audit_denied(&self.app, Actor::user(user), &self.source(), "ssh -L", detail)
-                    .await;
+                crate::reach::audit_denied(
+                    &self.app,
+                    Actor::user(user),
+                    &self.source(),
+                    "ssh -L",
+                    detail,
+                )
+                .await;
                 Err(prohibited(
                     "permission denied: your role may not forward ports (您的角色无权转发端口)",
                 ))
             }
             Err(e) => {
                 log::error!("jumpbox: access check for {}: {e}", user.username);
-                Err(prohibited("internal error; the details are in the server log"))
+                Err(prohibited(
+                    "internal error; the details are in the server log",
+                ))
             }
         }
     }
@@ -339,13 +349,17 @@ impl Link {
         let found = menu::find(&items, named).map(|n| reachable[n].clone());
         let deny = async |text: String| {
             let detail = json!({"target": host, "port": port, "login_target": target});
-            crate::reach::audit_denied(&self.app, me.actor(), &self.source(), "ssh -L", detail).await;
+            crate::reach::audit_denied(&self.app, me.actor(), &self.source(), "ssh -L", detail)
+                .await;
             prohibited(text)
         };
         let (inst, names) = match found {
             Ok(f) => f,
             Err(not_found) => {
-                return Err(deny(why.map_or(not_found, |w| format!("\"{host}\" is not an instance you can reach; {w}"))).await);
+                return Err(deny(why.map_or(not_found, |w| {
+                    format!("\"{host}\" is not an instance you can reach; {w}")
+                }))
+                .await);
             }
         };
         if target.is_some() && !crate::reach::names_the_instance(host, &inst.name, inst.id.0) {
@@ -367,7 +381,14 @@ impl Link {
             return Ok(());
         }
         let detail = json!({"instance": inst.name, "port": port, "allowed": rule.to_string()});
-        crate::reach::audit_denied(&self.app, Actor::user(user), &self.source(), "ssh -L", detail).await;
+        crate::reach::audit_denied(
+            &self.app,
+            Actor::user(user),
+            &self.source(),
+            "ssh -L",
+            detail,
+        )
+        .await;
         Err(prohibited(format!(
             "port {port} of instance \"{}\" may not be forwarded (allowed: {}) (该端口不允许转发)",
             inst.name, rule
@@ -437,7 +458,13 @@ impl Link {
     /// A tunnel's life: until its session must end (idle, maximum duration,
     /// terminated, access revoked, shutdown) or the connection ends; then
     /// its channels end, its record closes, and a relay it used is swept.
-    async fn watch(self: Arc<Self>, key: Key, tunnel: Arc<Tunnel>, session: Session, target: Target) {
+    async fn watch(
+        self: Arc<Self>,
+        key: Key,
+        tunnel: Arc<Tunnel>,
+        session: Session,
+        target: Target,
+    ) {
         let watchdog = session.watchdog(self.app.cancel.clone());
         let reason = tokio::select! {
             r = watchdog => r,
@@ -473,7 +500,13 @@ impl Link {
                 }
                 match crate::nodes::client(&app, node).await {
                     Ok(d) => {
-                        crate::sessions::sweep(&d, &container, &tag, crate::sessions::sweep_budget(&app)).await
+                        crate::sessions::sweep(
+                            &d,
+                            &container,
+                            &tag,
+                            crate::sessions::sweep_budget(&app),
+                        )
+                        .await
                     }
                     Err(_) => false,
                 }

@@ -85,7 +85,11 @@ pub struct Adapter {
 }
 
 impl Adapter {
-    pub fn new(tx: mpsc::Sender<Event>, peer: Option<SocketAddr>, link: Arc<forward::Link>) -> Self {
+    pub fn new(
+        tx: mpsc::Sender<Event>,
+        peer: Option<SocketAddr>,
+        link: Arc<forward::Link>,
+    ) -> Self {
         Self {
             tx,
             peer,

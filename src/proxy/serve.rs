@@ -141,7 +141,9 @@ fn page(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     h.insert(
         HeaderName::from_static("referrer-policy"),
@@ -225,7 +227,15 @@ async fn handle_request(
     let headers = req.headers().clone();
     let service = match service_of(&ctx, &headers).await {
         Ok(Some(s)) => s,
-        Ok(None) => return page(&headers, StatusCode::NOT_FOUND, "proxy.no_service", "", None),
+        Ok(None) => {
+            return page(
+                &headers,
+                StatusCode::NOT_FOUND,
+                "proxy.no_service",
+                "",
+                None,
+            );
+        }
         Err(e) => return failed(&headers, &e),
     };
     let path = req.uri().path().to_string();
@@ -233,7 +243,13 @@ async fn handle_request(
         return if path == format!("{OWN_PREFIX}handoff") && req.method() == Method::GET {
             handoff(&ctx, &headers, &service, req.uri().query().unwrap_or("")).await
         } else {
-            page(&headers, StatusCode::NOT_FOUND, "proxy.no_service", "", None)
+            page(
+                &headers,
+                StatusCode::NOT_FOUND,
+                "proxy.no_service",
+                "",
+                None,
+            )
         };
     }
     let next = req
@@ -246,7 +262,10 @@ async fn handle_request(
     };
     let hash = crate::auth::guard::token_hash(&sid);
     match authorize(&ctx, &service, &hash).await {
-        Ok(Verdict::Pass(user, inst)) => forward(ctx, peer, req, user, inst, service, hash).await,
+        Ok(Verdict::Pass(pass)) => {
+            let (user, inst) = *pass;
+            forward(ctx, peer, req, user, inst, service, hash).await
+        }
         Ok(Verdict::SignIn) => not_signed_in(&ctx, &headers, &service, &next, req.method()),
         Ok(Verdict::Denied) => page(&headers, StatusCode::FORBIDDEN, "proxy.denied", "", None),
         Ok(Verdict::NotRunning) => page(
@@ -317,7 +336,13 @@ async fn handoff(ctx: &Ctx, headers: &HeaderMap, s: &WebService, query: &str) ->
         Ok(Some(h)) => h,
         Ok(None) => {
             let again = sign_in_url(ctx, headers, s, "/");
-            return page(headers, StatusCode::FORBIDDEN, "proxy.expired", "", Some(again));
+            return page(
+                headers,
+                StatusCode::FORBIDDEN,
+                "proxy.expired",
+                "",
+                Some(again),
+            );
         }
         Err(e) => return failed(headers, &e),
     };
@@ -367,7 +392,7 @@ async fn handoff(ctx: &Ctx, headers: &HeaderMap, s: &WebService, query: &str) ->
 
 /// What the checks of a request found.
 enum Verdict {
-    Pass(User, Instance),
+    Pass(Box<(User, Instance)>),
     /// No sign-in (any more), or the account changed: sign in again.
     SignIn,
     /// The role or the scope does not reach the app (any more).
@@ -399,7 +424,7 @@ async fn authorize(ctx: &Ctx, s: &WebService, hash: &str) -> Result<Verdict, App
             };
             match crate::instances::get(&ctx.app, &me, s.instance_id).await {
                 Ok(i) if i.last_known == InstanceStatus::Running && i.container_id.is_some() => {
-                    Verdict::Pass(me.user, i)
+                    Verdict::Pass(Box::new((me.user, i)))
                 }
                 Ok(_) => Verdict::NotRunning,
                 Err(AppError::NotFound) => Verdict::Denied,
@@ -454,7 +479,10 @@ fn is_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
     asks.then(|| h.get(header::UPGRADE).cloned()).flatten()
 }
 
@@ -511,7 +539,12 @@ fn upstream_headers(ctx: &Ctx, peer: SocketAddr, h: &HeaderMap) -> HeaderMap {
 /// The app's response headers for the browser: hop headers out (kept for
 /// a switch of protocols), and no cookie the app sets under gpudock's names.
 fn downstream_headers(h: &mut HeaderMap, switching: bool) {
-    let keep = switching.then(|| (h.get(header::CONNECTION).cloned(), h.get(header::UPGRADE).cloned()));
+    let keep = switching.then(|| {
+        (
+            h.get(header::CONNECTION).cloned(),
+            h.get(header::UPGRADE).cloned(),
+        )
+    });
     strip_hop(h);
     if let Some((c, u)) = keep {
         if let Some(c) = c {
@@ -538,7 +571,10 @@ fn downstream_headers(h: &mut HeaderMap, switching: bool) {
 }
 
 /// Resolves when `user`'s hold ends (revocation) or the server stops.
-fn ended(app: &App, hold: &crate::live::Registration) -> impl std::future::Future<Output = ()> + Send + 'static {
+fn ended(
+    app: &App,
+    hold: &crate::live::Registration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (w, stop) = (hold.watcher(), app.cancel.clone());
     async move {
         tokio::select! {
@@ -579,13 +615,27 @@ async fn forward(
     *up.headers_mut() = up_headers;
     match format!("http://{authority}{pq}").parse() {
         Ok(uri) => *up.uri_mut() = uri,
-        Err(_) => return page(&headers, StatusCode::BAD_REQUEST, "proxy.unavailable", "", None),
+        Err(_) => {
+            return page(
+                &headers,
+                StatusCode::BAD_REQUEST,
+                "proxy.unavailable",
+                "",
+                None,
+            );
+        }
     }
     let mut resp = match ctx.client.request(up).await {
         Ok(r) => r,
         Err(e) => {
             let why = upstream::explain(&e);
-            return page(&headers, StatusCode::BAD_GATEWAY, "proxy.unavailable", &why, None);
+            return page(
+                &headers,
+                StatusCode::BAD_GATEWAY,
+                "proxy.unavailable",
+                &why,
+                None,
+            );
         }
     };
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -632,12 +682,18 @@ fn pipe(
         let recheck = async {
             loop {
                 tokio::time::sleep(RECHECK).await;
-                let still = crate::reach::service(&ctx.app, service.instance_id, service.target_port)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|s| s.id == service.id);
-                if !still || !matches!(authorize(&ctx, &service, &hash).await, Ok(Verdict::Pass(..))) {
+                let still =
+                    crate::reach::service(&ctx.app, service.instance_id, service.target_port)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.id == service.id);
+                if !still
+                    || !matches!(
+                        authorize(&ctx, &service, &hash).await,
+                        Ok(Verdict::Pass(..))
+                    )
+                {
                     return;
                 }
             }
@@ -666,9 +722,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; gpudock_session=s; gpudock_app_3=x; __Host-gpudock_login=y; b=2"),
+            HeaderValue::from_static(
+                "a=1; gpudock_session=s; gpudock_app_3=x; __Host-gpudock_login=y; b=2",
+            ),
         );
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert(header::HOST, HeaderValue::from_static("gpu.lab:8444"));
@@ -676,8 +737,14 @@ mod tests {
         strip_hop(&mut out);
         assert!(out.get("x-secret").is_none() && out.get(header::CONNECTION).is_none());
         let mut resp = HeaderMap::new();
-        resp.append(header::SET_COOKIE, HeaderValue::from_static("gpudock_session=evil; Path=/"));
-        resp.append(header::SET_COOKIE, HeaderValue::from_static("_xsrf=ok; Path=/"));
+        resp.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("gpudock_session=evil; Path=/"),
+        );
+        resp.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("_xsrf=ok; Path=/"),
+        );
         downstream_headers(&mut resp, false);
         let set: Vec<_> = resp.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(set, [HeaderValue::from_static("_xsrf=ok; Path=/")]);

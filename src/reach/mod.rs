@@ -156,8 +156,7 @@ pub fn url_of(app: &App, s: &WebService, host: &str) -> Option<String> {
 /// no quoting in a shell, else by id.
 pub fn login_target(i: &Instance) -> String {
     let plain = !i.name.is_empty()
-        && i
-            .name
+        && i.name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if plain {
@@ -224,9 +223,8 @@ pub async fn overview(
         .await?;
     let ssh_port = app.config.ssh_listen.port();
     let login = format!("{}+{}", me.user.username, login_target(&inst));
-    let ssh_line = |port: String| {
-        format!("ssh -p {ssh_port} -N -L {port}:localhost:{port} {login}@{host}")
-    };
+    let ssh_line =
+        |port: String| format!("ssh -p {ssh_port} -N -L {port}:localhost:{port} {login}@{host}");
     let services = services
         .into_iter()
         .map(|s| ServiceView {
@@ -297,12 +295,16 @@ pub struct NewService {
 /// Checks a form's or body's port and name (an empty name: the preset's).
 pub fn new_service(port: Option<&serde_json::Value>, name: &str) -> Result<NewService, AppError> {
     let mut e = FieldErrors::new();
-    let given = port.is_some_and(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()));
+    let given =
+        port.is_some_and(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()));
     let port = crate::validate::int_field(&mut e, "port", port, 0, 65535);
     if !given {
         e.insert("port", FieldError::new("err.required"));
     } else if port == 0 && !e.contains_key("port") {
-        e.insert("port", FieldError::with_detail("err.out_of_range", "1..65535"));
+        e.insert(
+            "port",
+            FieldError::with_detail("err.out_of_range", "1..65535"),
+        );
     }
     let name = crate::validate::optional_text(&mut e, "name", name, 40);
     if !e.is_empty() {

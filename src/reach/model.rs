@@ -150,7 +150,15 @@ mod tests {
 
     #[test]
     fn only_the_instance_itself_is_a_target() {
-        for ok in ["localhost", "LOCALHOST", "127.0.0.1", "::1", "[::1]", "alpha", "7"] {
+        for ok in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "alpha",
+            "7",
+        ] {
             assert!(names_the_instance(ok, "alpha", 7), "{ok}");
         }
         for bad in [

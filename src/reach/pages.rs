@@ -82,7 +82,15 @@ async fn show(
     ctx: PageCtx,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
-    render(&app, &headers, ctx, id, Typed::default(), FormErrs::default()).await
+    render(
+        &app,
+        &headers,
+        ctx,
+        id,
+        Typed::default(),
+        FormErrs::default(),
+    )
+    .await
 }
 
 /// After a form: the section again (htmx), or the instance page; field

@@ -40,7 +40,8 @@ ws.onmessage = (e) => { document.getElementById("ws").textContent = "echo:" + e.
 ws.onerror = () => { document.getElementById("ws").textContent = "websocket error"; };
 "#;
 
-const HEADERS_CGI: &str = "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nenv | grep '^HTTP_' | sort\n";
+const HEADERS_CGI: &str =
+    "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nenv | grep '^HTTP_' | sort\n";
 
 const STREAM_CGI: &str = "#!/bin/sh\necho 'Content-Type: application/octet-stream'\necho\nhead -c 262144 /dev/zero\nsleep 2\necho end\n";
 
@@ -107,7 +108,12 @@ fn import(d: &TestDaemon) {
     for lib in libraries(wsd) {
         copy(Path::new(&lib), &root);
     }
-    write(&root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644);
+    write(
+        &root,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    );
     write(&root, "www/index.html", INDEX, 0o644);
     write(&root, "www/app.js", APP_JS, 0o644);
     write(&root, "cgi/headers", HEADERS_CGI, 0o755);

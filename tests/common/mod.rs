@@ -161,13 +161,19 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let logs = self.logs();
-            if let Some(list) = logs.lines().find_map(|l| l.split("proxy: web apps on ").nth(1)) {
+            if let Some(list) = logs
+                .lines()
+                .find_map(|l| l.split("proxy: web apps on ").nth(1))
+            {
                 return list
                     .split_whitespace()
                     .filter_map(|a| a.rsplit(':').next()?.parse().ok())
                     .collect();
             }
-            assert!(Instant::now() < deadline, "no proxy address in the log:\n{logs}");
+            assert!(
+                Instant::now() < deadline,
+                "no proxy address in the log:\n{logs}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
