@@ -1993,7 +1993,16 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
             r.stderr
         );
     }
-    // Naming the instance itself works; a port nothing listens on says so.
+    // `ssh -W instance:port user@host` (what ProxyJump / ssh -J and VS Code
+    // Remote-SSH's ProxyCommand use): the instance named as the target.
+    let r = run(
+        &mut ssh(p, "alice", Some(ALICE_PW), None, &["-W", "web:8000"]),
+        "GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.stdout.contains("test app"), "{} {}", r.stdout, r.stderr);
+    // A port nothing listens on says so.
     let r = forward_once(&a, "alice+web", ALICE_PW, "127.0.0.1:8001").await;
     assert!(
         r.stderr.contains("nothing listens on port 8001"),
@@ -2242,6 +2251,17 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     assert_eq!(o["services"][0]["url"], json!(url), "{o}");
     let line = o["services"][0]["ssh"].as_str().unwrap();
     assert!(line.contains("-L 8000:localhost:8000 alice+web@"), "{line}");
+    let page = common::text(&a.alice, &srv.url(&format!("/instances/{id}/reach"))).await;
+    assert!(
+        page.contains(&format!("id=\"web-url-8000\">{url}</code>"))
+            && page.contains("id=\"ssh-forward\"")
+            && page.contains("-L PORT:localhost:PORT alice+web@"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("forward-ports-form"),
+        "restricting ports is an admin's"
+    );
 
     // Not signed in to the app: sent to gpudock's hand-off page.
     let anon = common::client_trusting(&srv.data_dir().join("tls/cert.pem"));

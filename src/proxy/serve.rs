@@ -152,9 +152,11 @@ fn page(
     r
 }
 
-/// The host the browser named, without its port.
-fn host_of(headers: &HeaderMap) -> String {
-    crate::web::request_host(headers)
+/// The host the browser named (HTTP/1.1: the Host header), without its
+/// port; gpudock's public host when one is configured.
+fn host_of(ctx: &Ctx, headers: &HeaderMap) -> String {
+    let origin = crate::web::public::resolve(&ctx.app.config, &axum::http::Uri::default(), headers);
+    crate::reach::browser_host(&origin)
 }
 
 /// The service this request is for.
@@ -185,7 +187,7 @@ fn appliance(ctx: &Ctx, headers: &HeaderMap) -> String {
     }
     let scheme = if c.tls.enabled { "https" } else { "http" };
     let host = if crate::reach::port_mode(&ctx.app) {
-        host_of(headers)
+        host_of(ctx, headers)
     } else {
         c.proxy.base_domain.clone()
     };

@@ -5,7 +5,6 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::ids::InstanceId;
 use crate::web::extract::{ApiPath, ApiQuery};
+use crate::web::public::PublicOrigin;
 
 pub fn routes() -> Router<App> {
     Router::new().route("/instances/{id}/web/{port}/open", get(open))
@@ -30,13 +30,13 @@ struct Next {
 
 async fn open(
     State(app): State<App>,
-    headers: HeaderMap,
+    origin: PublicOrigin,
     me: CurrentUser,
     src: Source,
     ApiPath((id, port)): ApiPath<(InstanceId, u16)>,
     ApiQuery(q): ApiQuery<Next>,
 ) -> Result<Response, AppError> {
-    let host = crate::web::request_host(&headers);
+    let host = crate::reach::browser_host(&origin);
     let next = q.next.unwrap_or_else(|| "/".into());
     let to = super::handoff(&app, &me, id, port, &next, &host, &src).await?;
     Ok(Redirect::to(&to).into_response())

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::ids::InstanceId;
 use crate::web::extract::{ApiJson, ApiPath};
+use crate::web::public::PublicOrigin;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -26,11 +27,11 @@ pub fn routes() -> Router<App> {
 
 async fn show(
     State(app): State<App>,
-    headers: HeaderMap,
+    origin: PublicOrigin,
     me: CurrentUser,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<impl IntoResponse, AppError> {
-    let host = crate::web::request_host(&headers);
+    let host = super::browser_host(&origin);
     Ok(Json(super::overview(&app, &me, id, &host).await?))
 }
 
@@ -60,7 +61,7 @@ struct Enable {
 
 async fn enable(
     State(app): State<App>,
-    headers: HeaderMap,
+    origin: PublicOrigin,
     me: CurrentUser,
     src: Source,
     ApiPath(id): ApiPath<InstanceId>,
@@ -68,7 +69,7 @@ async fn enable(
 ) -> Result<impl IntoResponse, AppError> {
     let new = super::new_service(body.port.as_ref(), &body.name)?;
     let s = super::enable_web(&app, &me, id, new, &src).await?;
-    let host = crate::web::request_host(&headers);
+    let host = super::browser_host(&origin);
     let url = super::url_of(&app, &s, &host);
     let open = format!("/instances/{id}/web/{}/open", s.target_port);
     Ok((

@@ -130,6 +130,16 @@ pub fn port_mode(app: &App) -> bool {
     app.config.proxy.base_domain.is_empty()
 }
 
+/// The host name (IPv6 in brackets) users reach gpudock by, for the URLs
+/// and command lines shown to them.
+pub fn browser_host(origin: &crate::web::public::PublicOrigin) -> String {
+    if origin.ssh_host.contains(':') {
+        format!("[{}]", origin.ssh_host)
+    } else {
+        origin.ssh_host.clone()
+    }
+}
+
 /// The address a browser opens service `s` at, reaching gpudock at `host`;
 /// `None` when the proxy is off or not listening.
 pub fn url_of(app: &App, s: &WebService, host: &str) -> Option<String> {

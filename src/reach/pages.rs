@@ -20,6 +20,7 @@ use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::ids::InstanceId;
 use crate::web::extract::ApiPath;
+use crate::web::public::PublicOrigin;
 use crate::web::render::{FormErrs, Layout, html, is_htmx};
 
 pub fn routes() -> Router<App> {
@@ -61,13 +62,13 @@ struct Page {
 async fn render(
     app: &App,
     headers: &HeaderMap,
+    origin: &PublicOrigin,
     ctx: PageCtx,
     id: InstanceId,
     typed: Typed,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let host = crate::web::request_host(headers);
-    let o = super::overview(app, &ctx.me, id, &host).await?;
+    let o = super::overview(app, &ctx.me, id, &super::browser_host(origin)).await?;
     let l = ctx.nav("instances").l;
     if is_htmx(headers) {
         html(&Section { l, o, typed, errs })
@@ -79,12 +80,14 @@ async fn render(
 async fn show(
     State(app): State<App>,
     headers: HeaderMap,
+    origin: PublicOrigin,
     ctx: PageCtx,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     render(
         &app,
         &headers,
+        &origin,
         ctx,
         id,
         Typed::default(),
@@ -98,6 +101,7 @@ async fn show(
 async fn answer(
     app: &App,
     headers: &HeaderMap,
+    origin: &PublicOrigin,
     ctx: PageCtx,
     id: InstanceId,
     typed: Typed,
@@ -105,12 +109,21 @@ async fn answer(
 ) -> Result<Response, AppError> {
     match done {
         Ok(()) if is_htmx(headers) => {
-            render(app, headers, ctx, id, Typed::default(), FormErrs::default()).await
+            render(
+                app,
+                headers,
+                origin,
+                ctx,
+                id,
+                Typed::default(),
+                FormErrs::default(),
+            )
+            .await
         }
         Ok(()) => Ok(Redirect::to(&format!("/instances/{id}")).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut resp = render(app, headers, ctx, id, typed, errs).await?;
+            let mut resp = render(app, headers, origin, ctx, id, typed, errs).await?;
             *resp.status_mut() = status;
             Ok(resp)
         }
@@ -121,6 +134,7 @@ async fn answer(
 async fn set_ports(
     State(app): State<App>,
     headers: HeaderMap,
+    origin: PublicOrigin,
     ctx: PageCtx,
     src: Source,
     ApiPath(id): ApiPath<InstanceId>,
@@ -129,12 +143,13 @@ async fn set_ports(
     let done = super::set_forward_ports(&app, &ctx.me, id, &typed.ports, &src)
         .await
         .map(|_| ());
-    answer(&app, &headers, ctx, id, typed, done).await
+    answer(&app, &headers, &origin, ctx, id, typed, done).await
 }
 
 async fn enable(
     State(app): State<App>,
     headers: HeaderMap,
+    origin: PublicOrigin,
     ctx: PageCtx,
     src: Source,
     ApiPath(id): ApiPath<InstanceId>,
@@ -147,16 +162,17 @@ async fn enable(
             .map(|_| ()),
         Err(e) => Err(e),
     };
-    answer(&app, &headers, ctx, id, typed, done).await
+    answer(&app, &headers, &origin, ctx, id, typed, done).await
 }
 
 async fn disable(
     State(app): State<App>,
     headers: HeaderMap,
+    origin: PublicOrigin,
     ctx: PageCtx,
     src: Source,
     ApiPath((id, port)): ApiPath<(InstanceId, u16)>,
 ) -> Result<Response, AppError> {
     let done = super::disable_web(&app, &ctx.me, id, port, &src).await;
-    answer(&app, &headers, ctx, id, Typed::default(), done).await
+    answer(&app, &headers, &origin, ctx, id, Typed::default(), done).await
 }

@@ -37,21 +37,6 @@ pub fn with_pages(routes: Router<App>) -> Router<App> {
         .layer(middleware::from_fn(render::error_pages))
 }
 
-/// The host name the browser used (without its port).
-pub fn request_host(headers: &axum::http::HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    if let Some(end) = host.find(']') {
-        return host[..=end].to_string();
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
-        _ => host.to_string(),
-    }
-}
-
 async fn healthz() -> &'static str {
     "ok"
 }
