@@ -75,6 +75,13 @@ say "systemd-analyze verify"
 # Offline: no systemd as PID 1 is needed. Any message about our unit fails.
 systemd-analyze verify "$UNIT" >"$WORK/verify" 2>&1 || { cat "$WORK/verify"; fail "systemd-analyze verify"; }
 if grep -q gpudock "$WORK/verify"; then cat "$WORK/verify"; fail "systemd-analyze verify warns"; fi
+# The metrics agent's unit ships disabled (enabled after enrolment).
+AGENT_UNIT=/lib/systemd/system/gpudock-agent.service
+[ -f "$AGENT_UNIT" ] || fail "$AGENT_UNIT missing"
+[ ! -e /etc/systemd/system/multi-user.target.wants/gpudock-agent.service ] || fail "gpudock-agent is enabled"
+systemd-analyze verify "$AGENT_UNIT" >"$WORK/verify" 2>&1 || { cat "$WORK/verify"; fail "systemd-analyze verify agent"; }
+if grep -q gpudock "$WORK/verify"; then cat "$WORK/verify"; fail "systemd-analyze verify warns (agent)"; fi
+/usr/bin/gpudock agent --help | grep -q enroll || fail "gpudock agent --help"
 
 # --- run it as the unit does -------------------------------------------------
 unit_value() { sed -n "s/^$1=//p" "$UNIT"; }

@@ -40,6 +40,8 @@ pub struct App {
     /// The ports the HTTPS proxy to instances' web apps listens on, once
     /// bound (unset: no proxy).
     pub proxy_ports: Arc<std::sync::OnceLock<Vec<u16>>>,
+    /// Telemetry: collected series, live updates, this host's NVML.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +112,9 @@ impl App {
             .await?;
         let cancel = CancellationToken::new();
         let sign_ins = Arc::new(crate::ratelimit::SignInLimiter::new(&config.security));
+        let metrics = crate::metrics::Metrics::new(db.clone(), &config.metrics);
         let app = App {
+            metrics,
             config: Arc::new(config),
             db,
             sealer: Arc::new(sealer),

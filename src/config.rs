@@ -25,8 +25,92 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub forwarding: ForwardingConfig,
     pub proxy: ProxyConfig,
+    pub metrics: MetricsConfig,
     pub server: ServerConfig,
     pub accounts: AccountsConfig,
+}
+
+/// Telemetry: collection, the three storage tiers, the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Seconds between two collections of every node, GPU and instance.
+    pub interval_secs: u64,
+    pub raw_retention_hours: u64,
+    pub hourly_retention_days: u64,
+    pub daily_retention_days: u64,
+    /// The open hour of raw samples is written this often (at most this
+    /// much is lost if the process dies).
+    pub flush_interval_secs: u64,
+    /// One scrape of an agent or exporter may take this long.
+    pub scrape_timeout_secs: u64,
+    /// and answer this many bytes at most.
+    pub scrape_max_bytes: u64,
+    /// A GPU is idle when its utilisation stayed under this for `idle_minutes`.
+    pub idle_util_percent: f64,
+    pub idle_minutes: u64,
+    /// A GPU at or above this temperature (°C) counts as hot.
+    pub hot_temp_c: f64,
+    /// Source addresses (IPs or CIDRs) that may read GET /metrics without a token.
+    pub prometheus_allow: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 15,
+            raw_retention_hours: 48,
+            hourly_retention_days: 90,
+            daily_retention_days: 730,
+            flush_interval_secs: 60,
+            scrape_timeout_secs: 5,
+            scrape_max_bytes: 8 << 20,
+            idle_util_percent: 5.0,
+            idle_minutes: 30,
+            hot_temp_c: 85.0,
+            prometheus_allow: Vec::new(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// `prometheus_allow` parsed (a bare address is a /32 or /128 network).
+    pub fn allowed_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.prometheus_allow
+            .iter()
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let at_least_1 = [
+            ("metrics.interval_secs", self.interval_secs),
+            ("metrics.raw_retention_hours", self.raw_retention_hours),
+            ("metrics.hourly_retention_days", self.hourly_retention_days),
+            ("metrics.daily_retention_days", self.daily_retention_days),
+            ("metrics.flush_interval_secs", self.flush_interval_secs),
+            ("metrics.idle_minutes", self.idle_minutes),
+        ];
+        if let Some((f, _)) = at_least_1.iter().find(|(_, v)| *v == 0) {
+            return Err((f, "must be at least 1".into()));
+        }
+        if !(1..=120).contains(&self.scrape_timeout_secs) {
+            return Err((
+                "metrics.scrape_timeout_secs",
+                "must be between 1 and 120".into(),
+            ));
+        }
+        if self.scrape_max_bytes < 65_536 {
+            return Err(("metrics.scrape_max_bytes", "must be at least 65536".into()));
+        }
+        self.allowed_networks()
+            .map(|_| ())
+            .map_err(|e| ("metrics.prometheus_allow", e))
+    }
 }
 
 /// How gpudock names itself in what it shows users (links, SSH lines).
@@ -226,6 +310,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             forwarding: ForwardingConfig::default(),
             proxy: ProxyConfig::default(),
+            metrics: MetricsConfig::default(),
             server: ServerConfig::default(),
             accounts: AccountsConfig::default(),
         }
@@ -368,6 +453,9 @@ impl Config {
         }
         if self.sessions.idle_timeout_secs == 0 {
             return invalid("sessions.idle_timeout_secs", "must be at least 1");
+        }
+        if let Err((field, message)) = self.metrics.validate() {
+            return Err(ConfigError::Invalid { field, message });
         }
         if !(1..=300).contains(&self.nodes.ssh_timeout_secs) {
             return invalid("nodes.ssh_timeout_secs", "must be between 1 and 300");

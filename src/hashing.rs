@@ -3,7 +3,8 @@
 //! `argon2_memory_kib` of memory by design; a fixed pool bounds both under a
 //! sign-in flood (and keeps the allocator from parking a freed block on every
 //! thread of tokio's large blocking pool), and a bounded queue sheds overload.
-//! Also the random temporary passwords.
+//! Also the random temporary passwords, and the random tokens (CSRF, API,
+//! agent) with the SHA-256 under which a bearer token is kept.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,21 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::SecurityConfig;
+
+/// A fresh random token (CSRF, API, agent): 32 bytes, URL-safe base64.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = [0u8; 32];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// How a bearer token is kept and looked up: its SHA-256, in hex.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
 
 /// A random password of 20 characters from a 56-symbol alphabet without
 /// look-alikes (~116 bits).

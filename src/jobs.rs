@@ -161,6 +161,11 @@ impl Jobs {
     }
 
     /// The job if `viewer` may see it: its owner, or anyone when `all`.
+    /// Jobs still running.
+    pub fn running(&self) -> usize {
+        self.tracker.len()
+    }
+
     pub fn get(&self, id: u64, viewer: i64, all: bool) -> Option<JobView> {
         let m = self.map.lock().ok()?;
         m.get(&id)

@@ -26,6 +26,8 @@ pub mod jumpbox;
 mod layering;
 pub mod live;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod nodes;
 pub mod proxy;
 pub mod ratelimit;

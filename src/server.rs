@@ -31,6 +31,8 @@ pub fn router(app: App) -> Router {
         .merge(crate::reach::api::routes())
         .merge(crate::reach::pages::routes())
         .merge(crate::proxy::web::routes())
+        .merge(crate::monitor::api::routes())
+        .merge(crate::monitor::pages::routes())
         .merge(crate::nodes::ssh_web::routes())
         .merge(crate::accounts::api::routes())
         .merge(crate::accounts::pages::routes())
@@ -38,7 +40,10 @@ pub fn router(app: App) -> Router {
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,
-        ));
+        ))
+        // Outside the session guard: the Prometheus scrape takes tokens of
+        // the `metrics` scope only (auth::scrape_allowed), no cookies.
+        .merge(crate::monitor::exporter::routes());
     web::with_pages(routes)
         .layer(crate::auth::session_layer(&app))
         .layer(middleware::map_response(web::security_headers))

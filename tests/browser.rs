@@ -1032,3 +1032,96 @@ async fn browser_opens_a_web_app_through_the_proxy() {
     );
     c.close().await.unwrap();
 }
+
+/// The node page draws its charts with uPlot from the stored series of a
+/// real node_exporter, and live updates add points while it is open.
+#[tokio::test]
+async fn browser_draws_a_node_chart_with_data_points() {
+    let ne = common::exporters::node_exporter();
+    let driver = ChromeDriver::start();
+    let server = common::Server::start_with(
+        "[metrics]\ninterval_secs = 1\nflush_interval_secs = 1\n[nodes]\nhealth_interval_secs = 1\n",
+    );
+    let admin = server.admin().await;
+    let (s, n) = common::post(
+        &admin,
+        &server.url("/api/v1/nodes"),
+        json!({"name": "gpu-a", "public_ip": "127.0.0.1", "private_ip": "127.0.0.1", "tls_enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{n}");
+    let id = n["id"].as_i64().unwrap();
+    let url = server.url(&format!("/api/v1/nodes/{id}/metrics/sources"));
+    let (s, b) = common::send(
+        &admin,
+        "PUT",
+        &url,
+        Some(json!({"node_exporter_url": ne.url()})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let series = server.url(&format!(
+        "/api/v1/metrics/series?target=node:{id}&metric=mem_used_bytes"
+    ));
+    poll("stored node_exporter samples", || async {
+        let (_, b) = common::get(&admin, &series).await;
+        let n = b["values"]
+            .as_array()
+            .map_or(0, |v| v.iter().filter(|x| x.is_number()).count());
+        if n >= 2 { Ok(()) } else { Err(b.to_string()) }
+    })
+    .await;
+
+    let c = driver.connect().await;
+    sign_in(&c, &server, "admin", common::ADMIN_PASSWORD).await;
+    c.goto(&server.url(&format!("/nodes/{id}/metrics")))
+        .await
+        .unwrap();
+    let points = |css: &'static str| {
+        let c = c.clone();
+        async move {
+            let el = find(&c, css).await;
+            let canvas = c
+                .execute(
+                    &format!("return document.querySelectorAll('{css} canvas').length;"),
+                    vec![],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let n: usize = el
+                .attr("data-points")
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            if canvas.as_u64().unwrap_or(0) > 0 && n > 0 {
+                Ok(n)
+            } else {
+                Err(format!("{n} points, {canvas} canvas"))
+            }
+        }
+    };
+    let first = poll("the memory chart drawn with data points", || {
+        points("#chart-host-mem")
+    })
+    .await;
+    poll("the CPU chart drawn with data points", || {
+        points("#chart-host-cpu")
+    })
+    .await;
+    shot(&c, "node-metrics").await;
+    // Live updates (server-sent events) add points while the page is open.
+    poll("a live point", || async {
+        let n = points("#chart-host-mem").await?;
+        if n > first {
+            Ok(())
+        } else {
+            Err(format!("still {n}"))
+        }
+    })
+    .await;
+    // The range buttons reload from the hourly tier (7 d): no error, a chart.
+    click(&c, "button.range-btn[data-range='7d']").await;
+    poll("the 7 d chart", || points("#chart-host-mem")).await;
+    drop(driver);
+}

@@ -143,6 +143,35 @@ pub async fn resume(
         .await
 }
 
+/// Whether `token` may read the Prometheus scrape (`GET /metrics`, served
+/// outside the session guard: no cookies, no sign-in page): a live token of
+/// the `metrics` scope whose owner's account is usable and whose role holds
+/// the route's record. The same rules as the guard's, for a token only.
+pub async fn scrape_allowed(app: &App, token: &str) -> Result<bool, AppError> {
+    let (hash, now) = (super::guard::token_hash(token), crate::db::now());
+    let (method, pattern) = super::model::SCRAPE_ROUTE;
+    let found = app
+        .db
+        .read(move |c| {
+            let Some((id, uid, scope)) = store::find_token(c, &hash)? else {
+                return Ok::<_, AppError>(None);
+            };
+            if !scope.admits(method, pattern) {
+                return Ok(None);
+            }
+            let Some(user) = store::get_user(c, crate::ids::Scope::All, uid)? else {
+                return Ok(None);
+            };
+            let route = Action::Route { method, pattern };
+            let ok = super::usable(c, &user, now)? && holds(c, &user, route)?;
+            Ok(ok.then_some(id))
+        })
+        .await?;
+    let Some(id) = found else { return Ok(false) };
+    super::guard::token_used(app, id, now).await?;
+    Ok(true)
+}
+
 /// The live holder of `user`'s access (sessions and holds register under it).
 pub fn holder(user: &User) -> Holder {
     Holder {

@@ -125,6 +125,8 @@ async fn list_tokens(
 struct TokenBody {
     #[serde(default)]
     name: String,
+    /// `api` (the default) or `metrics`.
+    scope: Option<String>,
 }
 
 async fn create_token(
@@ -133,7 +135,8 @@ async fn create_token(
     src: Source,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<impl IntoResponse, AppError> {
-    let (tok, secret) = service::create_token(&app, &me.user, &body.name, &src).await?;
+    let (tok, secret) =
+        service::create_token(&app, &me.user, &body.name, body.scope.as_deref(), &src).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "token": secret, "api_token": tok })),

@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
@@ -20,6 +19,7 @@ use super::store;
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::error::AppError;
+pub use crate::hashing::{random_token, token_hash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthVia {
@@ -79,21 +79,8 @@ pub fn source_of(headers: &HeaderMap, peer: Option<&ConnectInfo<SocketAddr>>) ->
     }
 }
 
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
-}
-
-/// A fresh random token (CSRF, API): 32 bytes, URL-safe base64.
-pub fn random_token() -> String {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut buf = [0u8; 32];
-    rand::rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// The session's CSRF token, created on first use.
@@ -134,9 +121,13 @@ async fn resolve(
         .db
         .read(move |c| {
             let (uid, via, epoch) = match (bearer, session_uid) {
+                // A token serves only the routes of its scope (a `metrics`
+                // token is no caller anywhere else).
                 (Some(tok), _) => match store::find_token(c, &token_hash(&tok))? {
-                    Some((tid, uid)) => (uid, AuthVia::Token(tid), None),
-                    None => return Ok::<_, AppError>(None),
+                    Some((tid, uid, scope)) if scope.admits(&method, &pattern) => {
+                        (uid, AuthVia::Token(tid), None)
+                    }
+                    _ => return Ok::<_, AppError>(None),
                 },
                 (None, Some((uid, epoch))) => (UserId(uid), AuthVia::Session, Some(epoch)),
                 (None, None) => return Ok(None),
@@ -167,19 +158,24 @@ async fn resolve(
         ..
     }) = &found
     {
-        let id = *id;
-        app.db
-            .write(move |c| {
-                c.execute(
-                    "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 \
-                     AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
-                    rusqlite::params![id, now],
-                )
-                .map_err(AppError::from)
-            })
-            .await?;
+        token_used(app, *id, now).await?;
     }
     Ok(found)
+}
+
+/// Notes that token `id` was used at `now` (at most once a minute).
+pub(super) async fn token_used(app: &App, id: i64, now: i64) -> Result<(), AppError> {
+    app.db
+        .write(move |c| {
+            c.execute(
+                "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 \
+                 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
+                rusqlite::params![id, now],
+            )
+            .map(drop)
+            .map_err(AppError::from)
+        })
+        .await
 }
 
 fn bearer(headers: &HeaderMap) -> Option<Result<String, ()>> {

@@ -20,12 +20,13 @@ pub mod store;
 pub use access::{
     Access, Action, allowed, check, current, end_live_access, end_stale_access, holder, holds,
     resume,
+    scrape_allowed,
 };
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,
 };
 pub use guard::{AuthVia, CurrentUser, same_origin};
-pub use model::{Role, Scope, TenantId, User, UserId};
+pub use model::{Role, Scope, TenantId, TokenScope, User, UserId};
 pub use pages::PageCtx;
 pub use service::login;
 

@@ -56,6 +56,37 @@ impl Scope {
     }
 }
 
+crate::text_enum!(TokenScope {
+    Api => "api",
+    Metrics => "metrics",
+});
+
+/// What an API token may be used for: `api`, every route its owner may use
+/// except the Prometheus scrape; `metrics`, the Prometheus scrape alone
+/// (`GET /metrics`), so a token kept in a Prometheus server's configuration
+/// reaches nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScope {
+    Api,
+    Metrics,
+}
+
+/// The one route of the `metrics` scope.
+pub const SCRAPE_ROUTE: (&str, &str) = ("GET", "/metrics");
+
+impl TokenScope {
+    /// Whether a token of this scope is accepted for the route `method
+    /// pattern` (HEAD as GET).
+    pub fn admits(self, method: &str, pattern: &str) -> bool {
+        let method = if method == "HEAD" { "GET" } else { method };
+        let scrape = (method, pattern) == SCRAPE_ROUTE;
+        match self {
+            TokenScope::Api => !scrape,
+            TokenScope::Metrics => scrape,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
     pub id: UserId,
@@ -208,6 +239,25 @@ mod tests {
         ] {
             assert!(check_username(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_token_serves_the_routes_of_its_scope_only() {
+        for (m, p) in [("GET", "/api/v1/me"), ("POST", "/api/v1/instances")] {
+            assert!(TokenScope::Api.admits(m, p));
+            assert!(!TokenScope::Metrics.admits(m, p));
+        }
+        for m in ["GET", "HEAD"] {
+            assert!(TokenScope::Metrics.admits(m, "/metrics"));
+            assert!(
+                !TokenScope::Api.admits(m, "/metrics"),
+                "the scrape takes metrics tokens"
+            );
+        }
+        assert!(!TokenScope::Metrics.admits("POST", "/metrics"));
+        assert!(!TokenScope::Metrics.admits("GET", "/api/v1/metrics/series"));
+        assert_eq!(TokenScope::parse("metrics"), Some(TokenScope::Metrics));
+        assert_eq!(TokenScope::parse("root"), None);
     }
 
     #[test]

@@ -369,6 +369,7 @@ async fn account(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppEr
 #[serde(default)]
 struct TokenForm {
     name: String,
+    scope: Option<String>,
 }
 
 async fn token_create(
@@ -378,7 +379,7 @@ async fn token_create(
     Form(f): Form<TokenForm>,
 ) -> Result<Response, AppError> {
     let ctx = ctx.nav("account");
-    match service::create_token(&app, &ctx.me.user, &f.name, &src).await {
+    match service::create_token(&app, &ctx.me.user, &f.name, f.scope.as_deref(), &src).await {
         Ok((_, secret)) => {
             let tokens = tokens_of(&app, &ctx.me.user).await?;
             html(&AccountPage {

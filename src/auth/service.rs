@@ -7,7 +7,7 @@ use tower_sessions::Session;
 
 use super::guard::{random_token, token_hash};
 use super::keys;
-use super::model::{User, check_password_strength};
+use super::model::{TokenScope, User, check_password_strength};
 use super::store::{self, ApiToken};
 use crate::app::App;
 use crate::audit::{self, Actor, Event, Outcome, Source};
@@ -275,16 +275,44 @@ pub async fn change_password(
     Ok(epoch)
 }
 
+/// Whether `user`'s role holds the Prometheus scrape's record (a `metrics`
+/// token of anyone else would open nothing).
+async fn holds_scrape(app: &App, user: &User) -> Result<bool, AppError> {
+    let user = user.clone();
+    let (method, pattern) = super::model::SCRAPE_ROUTE;
+    app.db
+        .read(move |c| {
+            super::holds(c, &user, super::Action::Route { method, pattern }).map_err(Into::into)
+        })
+        .await
+}
+
 /// Creates an API token for `user`; the clear token is returned once and only
 /// its SHA-256 is stored.
 pub async fn create_token(
     app: &App,
     user: &User,
     name: &str,
+    scope: Option<&str>,
     src: &Source,
 ) -> Result<(ApiToken, String), AppError> {
     let mut errors = FieldErrors::new();
     let name = super::model::required_text(&mut errors, "name", name, 64);
+    // Absent: an `api` token; given: exactly one of the scopes.
+    let scope = match scope.map(TokenScope::parse) {
+        None => TokenScope::Api,
+        Some(Some(s)) => s,
+        Some(None) => {
+            errors.insert("scope", crate::error::FieldError::new("err.token_scope"));
+            TokenScope::Api
+        }
+    };
+    if scope == TokenScope::Metrics && !holds_scrape(app, user).await? {
+        errors.insert(
+            "scope",
+            crate::error::FieldError::new("err.token_scope_not_held"),
+        );
+    }
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
@@ -297,12 +325,12 @@ pub async fn create_token(
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = crate::db::now();
-            let id = store::insert_token(&tx, uid, &name, &hash, &prefix, now)?;
+            let id = store::insert_token(&tx, uid, &name, &hash, &prefix, scope, now)?;
             audit::append(
                 &tx,
                 &Event::new(&actor, &src, "token.create", "api_token")
                     .id(id)
-                    .detail(json!({ "name": name, "prefix": prefix })),
+                    .detail(json!({ "name": name, "prefix": prefix, "scope": scope })),
             )?;
             tx.commit()?;
             Ok::<_, AppError>(ApiToken {
@@ -312,6 +340,7 @@ pub async fn create_token(
                 created_at: now,
                 last_used_at: None,
                 revoked_at: None,
+                scope,
             })
         })
         .await?;

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::model::{Role, Scope, Tenant, TenantId, User, UserId};
+use super::model::{Role, Scope, Tenant, TenantId, TokenScope, User, UserId};
 
 const USER_COLS: &str = "id, username, display_name, role, tenant_id, enabled, \
     must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at, email, phone";
@@ -369,6 +369,7 @@ pub struct ApiToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub scope: TokenScope,
 }
 
 pub fn insert_token(
@@ -377,19 +378,20 @@ pub fn insert_token(
     name: &str,
     token_hash: &str,
     prefix: &str,
+    scope: TokenScope,
     now: i64,
 ) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user.0, name, token_hash, prefix, now],
+        "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at, scope) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![user.0, name, token_hash, prefix, now, scope],
     )?;
     Ok(conn.last_insert_rowid())
 }
 
 pub fn list_tokens(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<ApiToken>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_tokens \
+        "SELECT id, name, prefix, created_at, last_used_at, revoked_at, scope FROM api_tokens \
          WHERE user_id = ?1 ORDER BY id DESC",
     )?;
     stmt.query_map([user.0], |r| {
@@ -400,6 +402,7 @@ pub fn list_tokens(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<ApiT
             created_at: r.get(3)?,
             last_used_at: r.get(4)?,
             revoked_at: r.get(5)?,
+            scope: r.get(6)?,
         })
     })?
     .collect()
@@ -422,12 +425,15 @@ pub fn revoke_all_tokens(conn: &Connection, user: UserId, now: i64) -> rusqlite:
     )
 }
 
-/// The live token with this hash: (token id, owner).
-pub fn find_token(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<(i64, UserId)>> {
+/// The live token with this hash: (token id, owner, scope).
+pub fn find_token(
+    conn: &Connection,
+    token_hash: &str,
+) -> rusqlite::Result<Option<(i64, UserId, TokenScope)>> {
     conn.query_row(
-        "SELECT id, user_id FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
+        "SELECT id, user_id, scope FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
         [token_hash],
-        |r| Ok((r.get(0)?, UserId(r.get(1)?))),
+        |r| Ok((r.get(0)?, UserId(r.get(1)?), r.get(2)?)),
     )
     .optional()
 }
@@ -670,14 +676,22 @@ mod tests {
         let conn = db::memory().unwrap();
         let a = user(&conn, "a", Role::Admin, None);
         let b = user(&conn, "b", Role::Admin, None);
-        let id = insert_token(&conn, a, "ci", "hash1", "gdk_abcd", 5).unwrap();
-        assert_eq!(find_token(&conn, "hash1").unwrap(), Some((id, a)));
-        insert_token(&conn, a, "ci2", "hash2", "gdk_efgh", 5).unwrap();
-        insert_token(&conn, b, "ci3", "hash3", "gdk_ijkl", 5).unwrap();
+        let api = TokenScope::Api;
+        let id = insert_token(&conn, a, "ci", "hash1", "gdk_abcd", api, 5).unwrap();
+        assert_eq!(find_token(&conn, "hash1").unwrap(), Some((id, a, api)));
+        let scrape = TokenScope::Metrics;
+        let m = insert_token(&conn, a, "ci2", "hash2", "gdk_efgh", scrape, 5).unwrap();
+        assert_eq!(find_token(&conn, "hash2").unwrap(), Some((m, a, scrape)));
+        insert_token(&conn, b, "ci3", "hash3", "gdk_ijkl", api, 5).unwrap();
+        assert!(
+            conn.execute("UPDATE api_tokens SET scope = 'root' WHERE id = ?1", [m])
+                .is_err(),
+            "the schema knows the scopes"
+        );
         assert_eq!(revoke_all_tokens(&conn, a, 6).unwrap(), 2);
         assert_eq!(find_token(&conn, "hash1").unwrap(), None);
         assert_eq!(find_token(&conn, "hash3").unwrap().map(|t| t.1), Some(b));
-        let id = insert_token(&conn, a, "ci", "hash1b", "gdk_abcd", 7).unwrap();
+        let id = insert_token(&conn, a, "ci", "hash1b", "gdk_abcd", api, 7).unwrap();
         assert!(!revoke_token(&conn, b, id, 6).unwrap());
         assert!(revoke_token(&conn, a, id, 6).unwrap());
         assert!(find_token(&conn, "hash1").unwrap().is_none());

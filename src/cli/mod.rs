@@ -1,5 +1,5 @@
 //! The command line and composition root: `serve`, `check`, `migrate`,
-//! `admin reset-password`, `audit verify`, `backup`, `restore`.
+//! `admin reset-password`, `audit verify`, `backup`, `restore`, `agent`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use crate::audit;
 use crate::config::Config;
 use crate::db::Db;
 
+mod agent;
 mod backup;
 
 #[derive(Parser)]
@@ -86,6 +87,9 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Serve this host's GPU (dcgm-exporter names, via NVML) and host
+    /// (node_exporter names) metrics over HTTPS for a gpudock appliance.
+    Agent(agent::AgentArgs),
 }
 
 #[derive(Subcommand)]
@@ -200,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             common,
         } => backup::restore(&load_config(&common)?, &from, force),
+        Command::Agent(args) => agent::run(args),
     }
 }
 
@@ -267,6 +272,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         proxy_listeners,
         cancel.clone(),
     ));
+    let metrics = tokio::spawn(crate::monitor::run(app.clone(), cancel.clone()));
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
@@ -294,6 +300,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ("node health", health),
         ("instance sync", sync),
         ("remote sessions", sessions),
+        ("metrics", metrics),
         ("account openings", openings),
         ("jumpbox", jumpbox),
         ("proxy", proxy),
@@ -346,7 +353,7 @@ fn notify_systemd(state: &[sd_notify::NotifyState<'_>], what: &str) {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

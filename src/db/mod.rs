@@ -494,6 +494,11 @@ mod tests {
                 (format!("{install}-s2"), None)
             ]
         );
+        // V14 (after the rebuild) gives the tokens from before the `api` scope.
+        let scope: String = c
+            .query_row("SELECT scope FROM api_tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(scope, "api");
         // The highest id deleted is not given again.
         c.execute("DELETE FROM instances WHERE id = 1", []).unwrap();
         c.execute(

@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
-use crate::ids::InstanceId;
+use crate::ids::{InstanceId, NodeId};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Request};
@@ -78,6 +78,16 @@ pub async fn candidate_nodes(
         .read(|c| store::snapshots(c, None).map_err(AppError::from))
         .await?;
     Ok(placement::candidates(&req, &nodes))
+}
+
+/// Every instance placed on `node`, whoever owns it (per-node work such as
+/// metrics collection; never shown to a user as it is).
+pub async fn on_node(app: &App, node: NodeId) -> Result<Vec<Instance>, AppError> {
+    let all = app
+        .db
+        .read(|c| store::list(c, crate::auth::Scope::All).map_err(AppError::from))
+        .await?;
+    Ok(all.into_iter().filter(|i| i.node_id == node).collect())
 }
 
 /// The instances `me` reaches (all, or only `id`) with the names of their

@@ -3,7 +3,6 @@
 //! the health loop that keeps each node's status true.
 
 pub mod api;
-mod gpu;
 pub mod health;
 pub mod model;
 pub mod pages;
@@ -258,15 +257,18 @@ pub async fn test(
 
 const GIB: i64 = 1 << 30;
 
-/// Sync hardware: CPU and memory from the daemon; GPU name and count from
-/// NVML when the node is this host (a unix socket) and NVML is available.
+/// Sync hardware: CPU and memory from the daemon; GPU model, count and
+/// UUIDs from NVML when the node is this host (a unix socket), else from its
+/// gpudock agent or dcgm-exporter (see `monitor::gpu_inventory`).
 pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Result<Node, AppError> {
     let report = match check(app, id).await? {
         Ok(r) => r,
         Err(why) => return Err(AppError::Upstream(why)),
     };
     let local = get(app, id).await?.docker_endpoint.starts_with("unix://");
-    let gpus = if local { gpu::local_gpus().await } else { None };
+    let inventory = crate::monitor::gpu_inventory(app, Some(id), local).await;
+    let uuids = inventory.as_ref().map(|g| g.2.clone());
+    let gpus = inventory.map(|(name, count, _)| (name, count));
     let memory_gb = (report.memory_bytes + GIB / 2) / GIB;
     let (actor, src) = (me.actor(), src.clone());
     app.db
@@ -274,7 +276,7 @@ pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Resu
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let g = gpus.as_ref().map(|(n, k)| (n.as_str(), *k));
             store::set_hardware(&tx, id, report.cpus, memory_gb, g, crate::db::now())?;
-            let detail = json!({"cpu_cores": report.cpus, "memory_gb": memory_gb, "gpu": gpus, "nvml": local});
+            let detail = json!({"cpu_cores": report.cpus, "memory_gb": memory_gb, "gpu": gpus, "gpu_uuids": uuids, "nvml": local});
             audit::append(&tx, &Event::new(&actor, &src, "node.sync", "node").id(id).detail(detail))?;
             let node = store::get(&tx, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
@@ -321,7 +323,9 @@ pub async fn register_local(app: &App, me: &CurrentUser, src: &Source) -> Result
     )
     .await
     .map_err(|e| AppError::Upstream(e.to_string()))?;
-    let gpus = gpu::local_gpus().await;
+    let gpus = crate::monitor::gpu_inventory(app, None, true)
+        .await
+        .map(|(name, count, _)| (name, count));
     let input = NodeInput {
         name: Some("local".into()),
         public_ip: Some("127.0.0.1".into()),

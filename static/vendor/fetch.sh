@@ -27,3 +27,4 @@ fetch htmx.org@2.0.8 dist/htmx.min.js LICENSE
 fetch @xterm/xterm@6.0.0 lib/xterm.js css/xterm.css LICENSE
 fetch @xterm/addon-fit@0.11.0 lib/addon-fit.js LICENSE
 fetch asciinema-player@3.18.0 dist/bundle/asciinema-player.min.js dist/bundle/asciinema-player.css LICENSE
+fetch uplot@1.6.32 dist/uPlot.iife.min.js dist/uPlot.min.css LICENSE

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 pub mod app;
 pub mod dockerd;
+pub mod exporters;
 pub mod lab;
 pub mod sshd;
 pub mod ws;

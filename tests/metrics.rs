@@ -1,0 +1,820 @@
+//! Metrics end to end against real parts: Debian's node_exporter as a
+//! node's exporter, dcgm-exporter's format (tests/fixtures) from a local
+//! server, exporters that hang, answer garbage or without end, `gpudock
+//! agent` as a process (enrolment, tokens, a changed certificate), Docker
+//! stats of real containers, scoping over the API, and Debian's prometheus
+//! scraping the appliance's /metrics with a token.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::exporters::{self, Answer, Proc, fake_exporter, free_port, wait_port};
+use common::lab::{Lab, small_spec};
+use common::{Server, get, make_tenant, make_user, patch, post, send};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const FAST: &str = "[metrics]\ninterval_secs = 1\nflush_interval_secs = 1\nscrape_timeout_secs = 2\n\
+                    scrape_max_bytes = 1048576\n[nodes]\nhealth_interval_secs = 1\n";
+const DCGM: &str = include_str!("fixtures/dcgm-exporter-h100x8.prom");
+
+async fn poll<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn node(srv: &Server, admin: &reqwest::Client, name: &str) -> i64 {
+    node_at(srv, admin, name, "").await
+}
+
+async fn node_at(srv: &Server, admin: &reqwest::Client, name: &str, endpoint: &str) -> i64 {
+    let (s, n) = post(
+        admin,
+        &srv.url("/api/v1/nodes"),
+        json!({"name": name, "public_ip": "127.0.0.1", "private_ip": "127.0.0.1", "tls_enabled": false,
+               "docker_endpoint": endpoint}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{n}");
+    n["id"].as_i64().unwrap()
+}
+
+async fn sources(
+    srv: &Server,
+    admin: &reqwest::Client,
+    id: i64,
+    body: Value,
+) -> (StatusCode, Value) {
+    send(
+        admin,
+        "PUT",
+        &srv.url(&format!("/api/v1/nodes/{id}/metrics/sources")),
+        Some(body),
+    )
+    .await
+}
+
+fn series_url(target: &str, metric: &str, extra: &str) -> String {
+    format!("/api/v1/metrics/series?target={target}&metric={metric}{extra}")
+}
+
+/// The non-null values of a series answer.
+fn values(v: &Value) -> Vec<f64> {
+    v["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect()
+}
+
+async fn wait_values(
+    srv: &Server,
+    c: &reqwest::Client,
+    target: &str,
+    metric: &str,
+    n: usize,
+) -> Value {
+    poll(
+        &format!("{n} values of {target} {metric}"),
+        60,
+        async || {
+            let (s, b) = get(c, &srv.url(&series_url(target, metric, ""))).await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            (values(&b).len() >= n).then_some(b)
+        },
+    )
+    .await
+}
+
+async fn source_error(srv: &Server, admin: &reqwest::Client, id: i64, source: &str) -> String {
+    poll(
+        &format!("an error of {source} on node {id}"),
+        30,
+        async || {
+            let (_, b) = get(admin, &srv.url(&format!("/api/v1/nodes/{id}/metrics"))).await;
+            b["sources"][source]["error"].as_str().map(str::to_string)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn exporters_are_stored_and_a_bad_exporter_delays_no_other_node() {
+    let ne = exporters::node_exporter();
+    let dcgm = fake_exporter(Answer::Text(DCGM.to_string())).await;
+    let hang = fake_exporter(Answer::Hang).await;
+    let garbage = fake_exporter(Answer::Text(
+        "<html><body>502 Bad Gateway</body></html>".into(),
+    ))
+    .await;
+    let endless = fake_exporter(Answer::Endless).await;
+    let srv = Server::start_with(FAST);
+    let admin = srv.admin().await;
+    let good = node_at(&srv, &admin, "gpu-a", &common::dockerd::shared().unix_url).await;
+    let (s, b) = sources(
+        &srv,
+        &admin,
+        good,
+        json!({"node_exporter_url": ne.url(), "dcgm_url": format!("{dcgm}/metrics")}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Bad input names the field.
+    for bad in ["ftp://x", "https://10.0.0.1:9400", "not a url"] {
+        let (s, b) = sources(&srv, &admin, good, json!({"dcgm_url": bad})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {b}");
+        assert!(b["error"]["fields"]["dcgm_url"].is_string(), "{b}");
+    }
+    let (s, b) = sources(
+        &srv,
+        &admin,
+        good,
+        json!({"agent_url": "http://10.0.0.1:9401"}),
+    )
+    .await;
+    assert!(b["error"]["fields"]["agent_url"].is_string(), "{s} {b}");
+    let mut bad = Vec::new();
+    for (name, url) in [
+        ("hang", &hang),
+        ("garbage", &garbage),
+        ("endless", &endless),
+    ] {
+        let id = node(&srv, &admin, name).await;
+        let (s, b) = sources(
+            &srv,
+            &admin,
+            id,
+            json!({"dcgm_url": url, "node_exporter_url": url}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        bad.push(id);
+    }
+
+    // node_exporter's series are stored: memory at once, CPU from the second scrape.
+    let t = format!("node:{good}");
+    let mem = wait_values(&srv, &admin, &t, "mem_used_bytes", 1).await;
+    assert!(values(&mem)[0] > 1e6, "{mem}");
+    assert_eq!(mem["tier"], "raw");
+    let cpu = wait_values(&srv, &admin, &t, "cpu_pct", 1).await;
+    assert!(
+        values(&cpu).iter().all(|v| (0.0..=100.0).contains(v)),
+        "{cpu}"
+    );
+    wait_values(&srv, &admin, &t, "disk_docker_total_bytes", 1).await;
+    // dcgm-exporter's format: 8 GPUs by index, values as exported.
+    let util = wait_values(&srv, &admin, &format!("gpu:{good}:0"), "util_pct", 1).await;
+    assert_eq!(values(&util)[0], 97.0);
+    let power = wait_values(&srv, &admin, &format!("gpu:{good}:3"), "power_w", 1).await;
+    assert_eq!(values(&power)[0], 688.015);
+    let mem = wait_values(&srv, &admin, &format!("gpu:{good}:0"), "mem_used_bytes", 1).await;
+    assert_eq!(values(&mem)[0], 71_236.0 * 1_048_576.0);
+
+    // Each bad exporter shows its own error, with its age.
+    assert!(
+        source_error(&srv, &admin, bad[0], "dcgm")
+            .await
+            .contains("no answer within 2 s")
+    );
+    assert!(
+        source_error(&srv, &admin, bad[1], "dcgm")
+            .await
+            .contains("not Prometheus text format")
+    );
+    assert!(
+        source_error(&srv, &admin, bad[2], "dcgm")
+            .await
+            .contains("larger than 1048576 bytes")
+    );
+    let (_, b) = get(
+        &admin,
+        &srv.url(&format!("/api/v1/nodes/{}/metrics", bad[0])),
+    )
+    .await;
+    assert!(b["sources"]["dcgm"]["error_at"].is_i64(), "{b}");
+    // ... while the good node keeps its one-second cadence.
+    let now = now();
+    let (_, b) = get(
+        &admin,
+        &srv.url(&series_url(
+            &t,
+            "mem_used_bytes",
+            &format!("&since={}&until={now}&step=1", now - 8),
+        )),
+    )
+    .await;
+    assert!(values(&b).len() >= 5, "the good node was delayed: {b}");
+
+    // Gaps are null, never zero; CSV export.
+    let (_, b) = get(
+        &admin,
+        &srv.url(&series_url(
+            &t,
+            "mem_used_bytes",
+            &format!("&since={}&until={now}", now - 3600),
+        )),
+    )
+    .await;
+    let vals = b["values"].as_array().unwrap();
+    assert!(
+        vals.iter().any(Value::is_null) && vals.iter().any(Value::is_number),
+        "{b}"
+    );
+    let r = admin
+        .get(srv.url(&series_url(&t, "mem_used_bytes", "&format=csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("timestamp,value,min,max\n"), "{csv}");
+    // Bad queries name the field.
+    for (q, field) in [
+        ("target=vm:1&metric=cpu_pct", "target"),
+        (&*format!("target=node:{good}&metric=util_pct"), "metric"),
+        (
+            &*format!("target=node:{good}&metric=cpu_pct&since=10&until=5"),
+            "since",
+        ),
+    ] {
+        let (s, b) = get(&admin, &srv.url(&format!("/api/v1/metrics/series?{q}"))).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{q}: {b}");
+        assert!(b["error"]["fields"][field].is_string(), "{q}: {b}");
+    }
+
+    // Sync hardware fills the GPU model, count and UUIDs from dcgm-exporter.
+    let (s, b) = post(
+        &admin,
+        &srv.url(&format!("/api/v1/nodes/{good}/sync")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (&b["gpu_name"], &b["gpu_count"]),
+        (&json!("NVIDIA H100 80GB HBM3"), &json!(8)),
+        "{b}"
+    );
+    let (_, a) = get(&admin, &srv.url("/api/v1/audit?action=node.sync")).await;
+    assert_eq!(
+        a[0]["detail"]["gpu_uuids"].as_array().unwrap().len(),
+        8,
+        "{a}"
+    );
+    let (_, m) = get(&admin, &srv.url(&format!("/api/v1/nodes/{good}/metrics"))).await;
+    let rows = m["gpu_rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8, "{m}");
+    assert!(
+        rows.iter()
+            .all(|r| r["uuid"].as_str().unwrap().starts_with("GPU-")),
+        "{m}"
+    );
+    assert_eq!(rows[0]["name"], "NVIDIA H100 80GB HBM3");
+
+    // The overview counts the GPUs; the node page shows them and the errors.
+    let (_, o) = get(&admin, &srv.url("/api/v1/metrics/overview")).await;
+    assert!(o["gpus_total"].as_u64().unwrap() >= 8, "{o}");
+    let page = admin
+        .get(srv.url(&format!("/nodes/{}/metrics", bad[1])))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("not Prometheus text format"), "{page}");
+    let page = admin
+        .get(srv.url(&format!("/nodes/{good}/metrics")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("NVIDIA H100 80GB HBM3") && page.contains("id=\"chart-gpu-util\""),
+        "{page}"
+    );
+    drop(ne);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn agent_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+fn agent_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .arg("agent")
+        .args(args)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap()
+}
+
+fn start_agent(dir: &std::path::Path, port: u16) -> Proc {
+    let mut child = Command::new(common::bin())
+        .args([
+            "agent",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port, "gpudock agent", &mut child);
+    Proc { child, port }
+}
+
+async fn enrol(srv: &Server, admin: &reqwest::Client, id: i64, port: u16) -> String {
+    let (s, e) = post(
+        admin,
+        &srv.url(&format!("/api/v1/nodes/{id}/metrics/enroll")),
+        json!({"agent_url": format!("https://127.0.0.1:{port}")}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    let token = e["token"].as_str().unwrap().to_string();
+    assert!(
+        e["command"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("gpudock agent enroll --token {token}")),
+        "{e}"
+    );
+    token
+}
+
+#[tokio::test]
+async fn the_agent_is_enrolled_by_token_and_its_certificate_is_pinned() {
+    let srv = Server::start_with(FAST);
+    let admin = srv.admin().await;
+    let id = node(&srv, &admin, "remote-gpu").await;
+    let port = free_port();
+    let token = enrol(&srv, &admin, id, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("agent");
+    // Not enrolled: it refuses to start, saying what to do.
+    let out = agent_cmd(&["--listen", "127.0.0.1:0", "--data-dir", d.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not enrolled"),
+        "{out:?}"
+    );
+    let out = agent_cmd(&[
+        "enroll",
+        "--token",
+        &token,
+        "--data-dir",
+        d.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let fp = printed
+        .split("certificate SHA-256: ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let agent = start_agent(&d, port);
+
+    // Scrapes without the token, or with another, are refused.
+    let c = agent_client();
+    let url = format!("https://127.0.0.1:{port}/metrics");
+    assert_eq!(
+        c.get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = c
+        .get(&url)
+        .bearer_auth("gda_wrong-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("node_cpu_seconds_total{cpu=\"0\""), "{text}");
+    assert!(text.contains("node_memory_MemTotal_bytes"), "{text}");
+    // No NVIDIA driver here: the GPU part says why, the host part works.
+    let no_gpu = text.contains("gpudock_agent_gpu_up 0");
+    if no_gpu {
+        assert!(text.contains("gpudock_agent_gpu_info{reason=\""), "{text}");
+    }
+
+    // The appliance enrols it (pinning the certificate it printed) and stores its series.
+    let node_url = srv.url(&format!("/api/v1/nodes/{id}/metrics"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pinned = loop {
+        let (_, b) = get(&admin, &node_url).await;
+        if let Some(f) = b["config"]["agent_fingerprint"]
+            .as_str()
+            .filter(|f| !f.is_empty())
+        {
+            break f.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not enrolled: {b}\n{}",
+            srv.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(pinned, fp);
+    wait_values(&srv, &admin, &format!("node:{id}"), "cpu_pct", 1).await;
+    if no_gpu {
+        let (_, b) = get(&admin, &srv.url(&format!("/api/v1/nodes/{id}/metrics"))).await;
+        assert!(b["gpu_absent"].as_str().unwrap().contains("NVIDIA"), "{b}");
+    }
+    let (_, a) = get(&admin, &srv.url("/api/v1/audit?action=node.agent_enrolled")).await;
+    assert_eq!(a.as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(a[0]["detail"]["certificate_sha256"], fp.as_str());
+
+    // A different certificate (another machine, or a relay) is refused.
+    drop(agent);
+    std::fs::remove_dir_all(d.join("tls")).unwrap();
+    let out = agent_cmd(&[
+        "enroll",
+        "--token",
+        &token,
+        "--data-dir",
+        d.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let _agent = start_agent(&d, port);
+    let e = source_error(&srv, &admin, id, "agent").await;
+    let e = if e.contains("certificate changed") {
+        e
+    } else {
+        poll("the certificate error", 20, async || {
+            let e = source_error(&srv, &admin, id, "agent").await;
+            e.contains("certificate changed").then_some(e)
+        })
+        .await
+    };
+    assert!(e.contains(&fp), "{e}");
+    let (_, b) = get(&admin, &srv.url(&format!("/api/v1/nodes/{id}/metrics"))).await;
+    assert_eq!(
+        b["config"]["agent_fingerprint"],
+        fp.as_str(),
+        "the pin stays"
+    );
+
+    // An agent holding another token is never enrolled.
+    let id2 = node(&srv, &admin, "impostor").await;
+    let port2 = free_port();
+    enrol(&srv, &admin, id2, port2).await;
+    let d2 = dir.path().join("agent2");
+    let out = agent_cmd(&[
+        "enroll",
+        "--token",
+        "gda_some-other-token-000000",
+        "--data-dir",
+        d2.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let _impostor = start_agent(&d2, port2);
+    let e = source_error(&srv, &admin, id2, "agent").await;
+    assert!(e.contains("did not prove"), "{e}");
+    let (_, b) = get(&admin, &srv.url(&format!("/api/v1/nodes/{id2}/metrics"))).await;
+    assert_eq!(b["config"]["agent_fingerprint"], "", "{b}");
+}
+
+#[tokio::test]
+async fn docker_stats_of_a_half_cpu_container_and_scoped_instance_series() {
+    let lab = Lab::new(FAST, 8).await;
+    // A container running `yes` with a 0.5-CPU limit, read through the collector.
+    let out = lab.docker(&[
+        "run",
+        "-d",
+        "--cpus",
+        "0.5",
+        common::dockerd::TEST_IMAGE,
+        "sh",
+        "-c",
+        "yes > /dev/null",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ep = gpudock::docker::Endpoint {
+        url: lab.d.unix_url.clone(),
+        tls: None,
+    };
+    let d = gpudock::docker::connect(&ep, 10).unwrap();
+    gpudock::docker::negotiate(&d, 10).await.unwrap();
+    use gpudock::metrics::docker_stats;
+    let (a, _) = docker_stats::read(&d, &cid, Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (b, facts) = docker_stats::read(&d, &cid, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(facts.cpu_limit, Some(0.5));
+    let t = gpudock::metrics::model::Target::Instance {
+        node: gpudock::ids::NodeId(1),
+        instance: gpudock::ids::InstanceId(1),
+    };
+    let s = docker_stats::samples(Some(&a), &b, &facts, t, 0);
+    let v = |m: &str| s.iter().find(|x| x.metric == m).map(|x| x.value).unwrap();
+    assert!(
+        (40.0..=60.0).contains(&v("cpu_pct")),
+        "about 50 % of a core: {s:?}"
+    );
+    assert!(
+        (80.0..=120.0).contains(&v("cpu_limit_pct")),
+        "about 100 % of its limit: {s:?}"
+    );
+    lab.docker(&["rm", "-f", &cid]);
+
+    // A member's instance: its series are collected, and scoped.
+    let srv = &lab.srv;
+    let ta = make_tenant(srv, &lab.admin, "MT-A").await;
+    let tb = make_tenant(srv, &lab.admin, "MT-B").await;
+    let (ma_id, ma) = make_user(
+        srv,
+        &lab.admin,
+        "ma",
+        "customer_member",
+        Some(ta),
+        "Velvet-Canyon-Harbor-58!",
+    )
+    .await;
+    let (_, mb) = make_user(
+        srv,
+        &lab.admin,
+        "mb",
+        "customer_member",
+        Some(tb),
+        "Saffron-Glacier-Pilot-36!",
+    )
+    .await;
+    let spec = lab.spec(small_spec("s1")).await;
+    let (s, i) = post(
+        &ma,
+        &srv.url("/api/v1/instances"),
+        lab.create_body(spec, "mine"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let iid = i["id"].as_i64().unwrap();
+    let target = format!("instance:{iid}");
+    let mem = wait_values(srv, &ma, &target, "mem_used_bytes", 1).await;
+    assert!(values(&mem)[0] > 0.0, "{mem}");
+    wait_values(srv, &ma, &target, "cpu_pct", 1).await;
+    let lim = wait_values(srv, &ma, &target, "mem_limit_bytes", 1).await;
+    assert_eq!(values(&lim)[0], 1_073_741_824.0, "the spec's 1 GB");
+    // Another tenant, the node's totals and an unassigned GPU: 404.
+    let node = lab.node;
+    for (c, t, m) in [
+        (&mb, target.as_str(), "cpu_pct"),
+        (&ma, &*format!("node:{node}"), "cpu_pct"),
+        (&ma, &*format!("gpu:{node}:0"), "util_pct"),
+    ] {
+        let (s, b) = get(c, &srv.url(&series_url(t, m, ""))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{t}: {b}");
+    }
+    let (s, _) = get(
+        &mb,
+        &srv.url(&format!("/api/v1/metrics/live?target={target}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The owner's overview holds no node totals; admin's does.
+    let (_, o) = get(&ma, &srv.url("/api/v1/metrics/overview")).await;
+    assert!(o["nodes_online"].is_null(), "{o}");
+    let (_, o) = get(&lab.admin, &srv.url("/api/v1/metrics/overview")).await;
+    assert_eq!(o["nodes_online"], 1, "{o}");
+    // Live updates arrive as server-sent events.
+    let r = ma
+        .get(srv.url(&format!("/api/v1/metrics/live?target={target}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut r = r;
+    let got = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = String::new();
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            if buf.contains("event: samples") && buf.contains("\"metric\":\"mem_used_bytes\"") {
+                return buf;
+            }
+        }
+        buf
+    })
+    .await
+    .unwrap();
+    assert!(got.contains(&format!("\"target\":\"{target}\"")), "{got}");
+    // Taking the member's access away (an admin disables them) ends the
+    // open stream at once, with a last event saying why.
+    let asked = Instant::now();
+    let (s, b) = patch(
+        &lab.admin,
+        &srv.url(&format!("/api/v1/users/{ma_id}")),
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        buf
+    })
+    .await
+    .expect("the live stream goes on after the revocation");
+    let took = asked.elapsed();
+    assert!(
+        rest.contains("event: end") && rest.contains("\"reason\":\"access_revoked\""),
+        "{rest}"
+    );
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
+    let (s, _) = get(
+        &ma,
+        &srv.url(&format!("/api/v1/metrics/live?target={target}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "and cannot open another");
+    assert_eq!(lab.delete(&json!(iid)).await, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_metrics_with_a_metrics_token() {
+    let srv = Server::start_with(FAST);
+    let admin = srv.admin().await;
+    node(&srv, &admin, "n1").await;
+    let (s, t) = post(
+        &admin,
+        &srv.url("/api/v1/tokens"),
+        json!({"name": "prom", "scope": "metrics"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let metrics_token = t["token"].as_str().unwrap().to_string();
+    assert_eq!(t["api_token"]["scope"], "metrics");
+    let (_, t) = post(&admin, &srv.url("/api/v1/tokens"), json!({"name": "api"})).await;
+    let api_token = t["token"].as_str().unwrap().to_string();
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/tokens"),
+        json!({"name": "x", "scope": "root"}),
+    )
+    .await;
+    assert!(b["error"]["fields"]["scope"].is_string(), "{s} {b}");
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/tokens"),
+        json!({"name": "x", "scope": "metrics", "admin": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields: {b}");
+    // A metrics token is for who may read /metrics: not a tenant's owner.
+    let tenant = make_tenant(&srv, &admin, "PROM-T").await;
+    let (_, owner) = make_user(
+        &srv,
+        &admin,
+        "promowner",
+        "customer_owner",
+        Some(tenant),
+        "Amber-Lantern-Quarry-71!",
+    )
+    .await;
+    let (s, b) = post(
+        &owner,
+        &srv.url("/api/v1/tokens"),
+        json!({"name": "x", "scope": "metrics"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["scope"].is_string(), "{b}");
+
+    let anon = srv.client();
+    let url = srv.url("/metrics");
+    assert_eq!(
+        anon.get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        anon.get(&url)
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        admin.get(&url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "a session is not enough"
+    );
+    // A metrics token opens nothing else.
+    let r = anon
+        .get(srv.url("/api/v1/me"))
+        .bearer_auth(&metrics_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = anon
+        .get(&url)
+        .bearer_auth(&metrics_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("gpudock_nodes{status=\"unknown\"}")
+            || text.contains("gpudock_nodes{status=\"unreachable\"}"),
+        "{text}"
+    );
+    assert!(text.contains("gpudock_database_size_bytes"), "{text}");
+
+    // Debian's prometheus scrapes it with the token and reports the target up.
+    assert!(
+        std::path::Path::new(exporters::PROMETHEUS).exists(),
+        "install prometheus (see .ci/run)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let addr = srv.base.trim_start_matches("https://").to_string();
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gpudock\n    scheme: https\n    \
+         authorization:\n      credentials: {metrics_token}\n    tls_config:\n      insecure_skip_verify: true\n    \
+         static_configs:\n      - targets: ['{addr}']\n"
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+    let port = free_port();
+    let mut child = Command::new(exporters::PROMETHEUS)
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port, "prometheus", &mut child);
+    let _prom = Proc { child, port };
+    let plain = reqwest::Client::new();
+    let target = poll("prometheus to report the target up", 60, async || {
+        let v: Value = plain
+            .get(format!("http://127.0.0.1:{port}/api/v1/targets"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let t = v["data"]["activeTargets"][0].clone();
+        (t["health"] == "up").then_some(t)
+    })
+    .await;
+    assert_eq!(target["labels"]["job"], "gpudock", "{target}");
+    let q: Value = plain
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/query?query=gpudock_nodes"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!q["data"]["result"].as_array().unwrap().is_empty(), "{q}");
+}
