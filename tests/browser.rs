@@ -926,14 +926,7 @@ async fn browser_opens_an_account_on_a_node() {
 async fn browser_opens_a_web_app_through_the_proxy() {
     use common::lab::{FAST_STOP, Lab, small_spec};
     let lab = Lab::new(FAST_STOP, 16).await;
-    common::app::app_image(lab.d);
-    let (s, img) = lab
-        .post(
-            "/api/v1/images",
-            json!({"name": "app", "address": common::app::APP_IMAGE}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{img}");
+    let image = common::app::register(&lab).await;
     let spec = lab.spec(small_spec("s")).await;
     let ta = common::make_tenant(&lab.srv, &lab.admin, "PXA").await;
     let tb = common::make_tenant(&lab.srv, &lab.admin, "PXB").await;
@@ -955,7 +948,7 @@ async fn browser_opens_a_web_app_through_the_proxy() {
         STRONG_PASSWORD,
     )
     .await;
-    let body = json!({"image_id": img["id"], "spec_id": spec, "node_id": lab.node, "name": "nb"});
+    let body = json!({"image_id": image, "spec_id": spec, "node_id": lab.node, "name": "nb"});
     let (s, i) = common::post(&alice, &lab.srv.url("/api/v1/instances"), body).await;
     assert_eq!(s, StatusCode::CREATED, "{i}");
     let id = i["id"].as_i64().unwrap();

@@ -1812,30 +1812,8 @@ struct Apps {
 
 async fn apps(config: &str) -> Apps {
     let lab = Lab::new(&format!("{FAST_STOP}{config}"), 16).await;
-    common::app::app_image(lab.d);
-    let (s, img) = lab
-        .post(
-            "/api/v1/images",
-            json!({"name": "app", "address": common::app::APP_IMAGE}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{img}");
-    let d = lab.d;
-    let (s, n) = lab
-        .post(
-            "/api/v1/nodes",
-            json!({"name": "n2", "public_ip": "127.0.0.2", "private_ip": "127.0.0.2",
-                   "docker_endpoint": d.tcp_url, "tls_ca_cert": d.ca_pem,
-                   "tls_client_cert": d.client_cert_pem, "tls_client_key": d.client_key_pem,
-                   "gpu_name": "NVIDIA GeForce RTX 4090", "gpu_count": 8, "cpu_cores": 16,
-                   "memory_gb": 64, "system_disk_gb": 1000, "data_disk_gb": 1000}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{n}");
-    let (s, t) = lab
-        .post(&format!("/api/v1/nodes/{}/test", n["id"]), json!({}))
-        .await;
-    assert_eq!((s, &t["ok"]), (StatusCode::OK, &json!(true)), "{t}");
+    let image = common::app::register(&lab).await;
+    let tls_node = common::app::tls_node(&lab, 16).await;
     let spec = lab.spec(small_spec("s")).await;
     let ta = make_tenant(&lab.srv, &lab.admin, "APA").await;
     let tb = make_tenant(&lab.srv, &lab.admin, "APB").await;
@@ -1858,8 +1836,8 @@ async fn apps(config: &str) -> Apps {
     )
     .await;
     let mut made = Vec::new();
-    for (name, node) in [("web", json!(lab.node)), ("webtls", n["id"].clone())] {
-        let body = json!({"image_id": img["id"], "spec_id": spec, "node_id": node, "name": name});
+    for (name, node) in [("web", json!(lab.node)), ("webtls", tls_node)] {
+        let body = json!({"image_id": image, "spec_id": spec, "node_id": node, "name": name});
         let (s, i) = post(&alice, &lab.srv.url("/api/v1/instances"), body).await;
         assert_eq!(s, StatusCode::CREATED, "{i}");
         made.push(i);

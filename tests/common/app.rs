@@ -147,3 +147,43 @@ fn import(d: &TestDaemon) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Imports the app image into `lab`'s daemon and registers it in gpudock:
+/// the image's id.
+pub async fn register(lab: &super::lab::Lab) -> serde_json::Value {
+    app_image(lab.d);
+    let (s, img) = lab
+        .post(
+            "/api/v1/images",
+            serde_json::json!({"name": "app", "address": APP_IMAGE}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{img}");
+    img["id"].clone()
+}
+
+/// A second node on `lab`'s daemon, reached over TLS (so its instances'
+/// ports are reached through the relay): its id.
+pub async fn tls_node(lab: &super::lab::Lab, cpu: i64) -> serde_json::Value {
+    let d = lab.d;
+    let (s, n) = lab
+        .post(
+            "/api/v1/nodes",
+            serde_json::json!({"name": "n2", "public_ip": "127.0.0.2", "private_ip": "127.0.0.2",
+                   "docker_endpoint": d.tcp_url, "tls_ca_cert": d.ca_pem,
+                   "tls_client_cert": d.client_cert_pem, "tls_client_key": d.client_key_pem,
+                   "gpu_name": "NVIDIA GeForce RTX 4090", "gpu_count": 8, "cpu_cores": cpu,
+                   "memory_gb": 64, "system_disk_gb": 1000, "data_disk_gb": 1000}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{n}");
+    let (s, t) = lab
+        .post(
+            &format!("/api/v1/nodes/{}/test", n["id"]),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{t}");
+    assert_eq!(t["ok"], serde_json::json!(true), "{t}");
+    n["id"].clone()
+}
