@@ -2086,6 +2086,19 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
         "{}",
         r.stderr
     );
+
+    // A stopped instance: refused, saying so.
+    let (s, b) = post(
+        &a.alice,
+        &a.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/stop", a.webtls["id"])),
+        json!({}),
+    )
+    .await;
+    assert!(s.is_success(), "{b}");
+    let r = forward_once(&a, "alice+webtls", ALICE_PW, "localhost:8000").await;
+    assert!(r.stderr.contains("is not running"), "{}", r.stderr);
 }
 
 async fn sessions_of(lab: &Lab, query: &str) -> Vec<Value> {
@@ -2381,4 +2394,81 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     })
     .await;
     assert!(ended.is_ok(), "the WebSocket outlived web access");
+}
+
+/// With `[proxy] base_domain`, services are `https://<port>-<id>.<domain>`
+/// on the proxy's one port, with a wildcard certificate (the client
+/// resolves the names itself, standing in for the wildcard DNS record).
+#[tokio::test]
+async fn the_proxy_serves_sub_domains_with_a_base_domain() {
+    let pair = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["*.apps.test".to_string()]).unwrap();
+    let (cert, key) = (pair.path().join("cert.pem"), pair.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let a = apps(&format!(
+        "[proxy]\nbase_domain = \"apps.test\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let srv = &a.lab.srv;
+    let id = a.web["id"].clone();
+    assert_eq!(srv.proxy_ports().len(), 1, "one port in domain mode");
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let port = srv.proxy_ports()[0];
+    let host = format!("8000-{id}.apps.test");
+    assert_eq!(b["url"], json!(format!("https://{host}:{port}/")), "{b}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let browser = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap())
+        .resolve(&host, addr)
+        .resolve(&format!("8001-{id}.apps.test"), addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = a
+        .alice
+        .get(srv.url(&format!("/instances/{id}/web/8000/open")))
+        .send()
+        .await
+        .unwrap();
+    let handoff = location(&r);
+    assert!(
+        handoff.starts_with(&format!("https://{host}:{port}/.gpudock/handoff?t=")),
+        "{handoff}"
+    );
+    let r = browser.get(&handoff).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let r = browser
+        .get(format!("https://{host}:{port}/headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains(&format!("HTTP_X_FORWARDED_HOST={host}:{port}"))
+    );
+    // Another port's name serves nothing (no web access on it).
+    let r = browser
+        .get(format!("https://8001-{id}.apps.test:{port}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
