@@ -126,7 +126,8 @@ async fn main() {
     let cert = lab.srv.data_dir().join("tls/cert.pem");
     let cert = cert.to_str().unwrap().to_string();
     println!(
-        "reach benchmark: 1 GiB from busybox httpd on the container's loopback (best of {RUNS}); TTFB: median of {SMALL_RUNS}"
+        "reach benchmark: {} MiB from busybox httpd on the container's loopback (best of {RUNS}); TTFB: median of {SMALL_RUNS}",
+        big_mib()
     );
     for (name, node, route) in [
         ("local", json!(lab.node), "namespace"),
