@@ -1,10 +1,13 @@
 //! Figures for remote access (printed, not asserted; `cargo bench --bench
 //! remote`, root, with the test packages of README):
 //! 1. throughput of `cat` of a 100 MB file inside the container, through
-//!    the jumpbox (command mode) and through the web terminal (a TTY over a
-//!    WebSocket over HTTPS), each against plain `docker exec` (without and
-//!    with a TTY) in the same run;
-//! 2. the server's memory with 100 idle jumpbox shell sessions open,
+//!    the jumpbox (command mode, and with a TTY: `ssh -tt`) and through the
+//!    web terminal (a TTY over a WebSocket over HTTPS), each against plain
+//!    `docker exec` (without and with a TTY) in the same run;
+//! 2. the size of the recordings stored against the terminal bytes of
+//!    their sessions (bulk text, varied text, coloured output, a typed
+//!    shell session);
+//! 3. the server's memory with 100 idle jumpbox shell sessions open,
 //!    against the same server idle.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -39,6 +42,7 @@ fn timed(mut make: impl FnMut() -> Command) -> (Vec<Duration>, u64) {
     for _ in 0..RUNS {
         let started = Instant::now();
         let mut child = make()
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -206,6 +210,11 @@ async fn main() {
     });
     assert_eq!((plain_bytes, jump_bytes, gcm_bytes), (SIZE, SIZE, SIZE));
     let (tty, tty_bytes) = timed(|| docker(true));
+    let (jump_tty, jump_tty_bytes) = timed(|| {
+        let mut c = ssh(port, "alice+bench", &["-tt"]);
+        c.arg("cat /tmp/big");
+        c
+    });
     let cookie = common::ws::session_cookie(&lab.srv, "alice", PW).await;
     let mut web = Vec::new();
     let mut web_bytes = 0;
@@ -234,11 +243,18 @@ async fn main() {
         mb_s(tty_bytes, best(&tty))
     );
     println!(
+        "  jumpbox, ssh -tt (TTY):        {:>7.1} MiB/s   ratio to docker exec -t: {:.2} ({jump_tty_bytes} bytes)",
+        mb_s(jump_tty_bytes, best(&jump_tty)),
+        best(&tty).as_secs_f64() / best(&jump_tty).as_secs_f64()
+    );
+    println!(
         "  web terminal (TTY, WSS):       {:>7.1} MiB/s   ratio to docker exec: {:.2}, to docker exec -t: {:.2}",
         mb_s(web_bytes, best(&web)),
         best(&plain).as_secs_f64() / best(&web).as_secs_f64(),
         best(&tty).as_secs_f64() / best(&web).as_secs_f64()
     );
+
+    recordings(&lab, &cid, port).await;
 
     // Memory with 100 idle jumpbox sessions.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -274,5 +290,98 @@ async fn main() {
     for mut c in clients {
         let _ = c.kill();
         let _ = c.wait();
+    }
+}
+
+/// Runs `command` through the jumpbox (`-tt`: with a TTY, its input typed
+/// from `input`); the id of its session.
+async fn session_of(lab: &Lab, port: u16, tty: bool, command: Option<&str>, input: &str) -> i64 {
+    let mut c = ssh(port, "alice+bench", if tty { &["-tt"] } else { &[] });
+    if let Some(cmd) = command {
+        c.arg(cmd);
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for line in input.lines() {
+            stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    // Its record is closed (with its figures) once the session has ended.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, s) = lab.get("/api/v1/sessions?limit=1").await;
+        if s[0]["status"] == "closed" {
+            return s[0]["id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the session did not close: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The recording's size on disk against the terminal bytes of session `id`.
+async fn recording_ratio(lab: &Lab, id: i64) -> (u64, i64, f64) {
+    let (_, s) = lab.get(&format!("/api/v1/sessions/{id}")).await;
+    let out = s["bytes_out"].as_i64().unwrap();
+    let dir = lab.srv.data_dir().join("recordings");
+    let stored = [format!("{id}.cast.gz"), format!("{id}.cast")]
+        .iter()
+        .find_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .unwrap();
+    (stored, out, stored as f64 / out as f64)
+}
+
+/// Recordings of typical sessions, stored against what their terminals
+/// showed (the sessions' bytes out).
+async fn recordings(lab: &Lab, cid: &str, port: u16) {
+    let script = r#"i=0; while [ $i -lt 20000 ]; do printf '\033[1;3%dm%05d\033[0m \033[4m%s\033[0m \033[38;5;%dmcolour\033[0m line %s\n' $((i % 8)) $i $(( (i * 7919) % 100003 )) $((i % 256)) "$i$i"; i=$((i + 1)); done"#;
+    let out = lab.docker(&[
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        &format!("cat > /tmp/colour.sh <<'EOF'\n{script}\nEOF"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let cases: [(&str, bool, Option<&str>, &str); 4] = [
+        (
+            "bulk text (cat of the 100 MiB file)",
+            false,
+            Some("cat /tmp/big"),
+            "",
+        ),
+        (
+            "varied text (ls -laR, /proc)",
+            true,
+            Some("ls -laR / 2>/dev/null | head -c 20000000; cat /proc/self/maps /proc/cpuinfo"),
+            "",
+        ),
+        (
+            "coloured output (20,000 lines)",
+            true,
+            Some("sh /tmp/colour.sh"),
+            "",
+        ),
+        (
+            "typed shell session",
+            true,
+            None,
+            "ls -la /\necho hello\nps\ncat /etc/passwd\nuname -a\nexit",
+        ),
+    ];
+    println!("recordings: stored bytes / terminal bytes (the session's bytes out):");
+    for (what, tty, cmd, input) in cases {
+        let id = session_of(lab, port, tty, cmd, input).await;
+        let (stored, out, ratio) = recording_ratio(lab, id).await;
+        println!("  {what:<40} {stored:>10} / {out:>10} bytes = {ratio:.3}");
     }
 }

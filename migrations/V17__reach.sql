@@ -3,19 +3,21 @@
 
 -- 1. A tunnel (`ssh -L` to a port of an instance) is a remote session with
 -- protocol `port_forward` and the port it reaches. The table is rebuilt for
--- the protocol's CHECK list (same columns in the same order, then the new
--- one; its indexes made again).
+-- the protocol's CHECK list (V16's columns in the same order, then the new
+-- one; its indexes made again): 'sftp' (V16) and 'port_forward'.
 CREATE TABLE remote_sessions_new (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id          INTEGER NOT NULL REFERENCES users(id),
     username         TEXT NOT NULL,
     tenant_id        INTEGER REFERENCES tenants(id),
+    -- the instance; 0 for a dataset's transfers (instance_name then says
+    -- `dataset:<name>`)
     instance_id      INTEGER NOT NULL,
     instance_name    TEXT NOT NULL,
     node_id          INTEGER NOT NULL,
     node_name        TEXT NOT NULL,
     container_id     TEXT NOT NULL,
-    protocol         TEXT NOT NULL CHECK (protocol IN ('web_terminal', 'ssh', 'port_forward')),
+    protocol         TEXT NOT NULL CHECK (protocol IN ('web_terminal', 'ssh', 'sftp', 'port_forward')),
     -- the command of `ssh user+inst@host 'cmd'`; empty for a shell or a tunnel
     command          TEXT NOT NULL DEFAULT '',
     source_ip        TEXT NOT NULL,
@@ -28,7 +30,7 @@ CREATE TABLE remote_sessions_new (
     end_detail       TEXT NOT NULL DEFAULT '',
     bytes_in         INTEGER NOT NULL DEFAULT 0,
     bytes_out        INTEGER NOT NULL DEFAULT 0,
-    -- file name under <data_dir>/recordings (asciicast v2); tunnels have none
+    -- file name under <data_dir>/recordings (asciicast v2); none for sftp and tunnels
     recording        TEXT,
     exec_tag         TEXT NOT NULL DEFAULT '',
     swept_at         INTEGER,

@@ -83,11 +83,9 @@ impl App {
         let sealer = db
             .write(move |conn| Sealer::open_for(&key_path, conn).map_err(StartError::from))
             .await?;
-        let sec = config.security.clone();
-        let hasher = tokio::task::spawn_blocking(move || Hasher::new(&sec))
-            .await
-            .map_err(|e| StartError::Hasher(e.to_string()))?
-            .map_err(|e| StartError::Hasher(e.to_string()))?;
+        // Cheap: nothing is hashed at start (see `Hasher::verify_dummy`).
+        let hasher =
+            Hasher::new(&config.security).map_err(|e| StartError::Hasher(e.to_string()))?;
         // One hashing thread per core, at most 4: bounds CPU and memory
         // (threads x argon2_memory_kib) under a sign-in flood.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));

@@ -28,6 +28,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub server: ServerConfig,
     pub accounts: AccountsConfig,
+    pub files: FilesConfig,
+    pub datasets: DatasetsConfig,
 }
 
 /// Telemetry: collection, the three storage tiers, the Prometheus endpoint.
@@ -195,6 +197,45 @@ impl Default for ProxyConfig {
     }
 }
 
+/// File transfers (SFTP, scp, the web file browser).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FilesConfig {
+    /// The largest file one web upload may carry, in bytes (SFTP and scp
+    /// stream without a limit).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 10 << 30,
+        }
+    }
+}
+
+/// Datasets (数据集): Docker volumes filled through a transfer container.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatasetsConfig {
+    /// The image of the small container that holds a dataset's volume
+    /// while files move in and out (it needs `sh` and the usual tools:
+    /// busybox or coreutils). Empty: an image of the catalog that the node
+    /// already has.
+    pub transfer_image: String,
+    /// A transfer container unused for this long is removed.
+    pub transfer_idle_secs: u64,
+}
+
+impl Default for DatasetsConfig {
+    fn default() -> Self {
+        Self {
+            transfer_image: String::new(),
+            transfer_idle_secs: 300,
+        }
+    }
+}
+
 /// Remote sessions (web terminal and SSH jumpbox).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -313,6 +354,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             server: ServerConfig::default(),
             accounts: AccountsConfig::default(),
+            files: FilesConfig::default(),
+            datasets: DatasetsConfig::default(),
         }
     }
 }
@@ -465,6 +508,12 @@ impl Config {
         }
         if self.accounts.pending_expiry_days == 0 {
             return invalid("accounts.pending_expiry_days", "must be at least 1");
+        }
+        if self.files.max_upload_bytes == 0 {
+            return invalid("files.max_upload_bytes", "must be at least 1");
+        }
+        if self.datasets.transfer_idle_secs < 60 {
+            return invalid("datasets.transfer_idle_secs", "must be at least 60");
         }
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");

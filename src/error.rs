@@ -73,6 +73,9 @@ pub enum AppError {
     UnknownFields(Vec<String>),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A body over the limit of its route (the limit, in bytes).
+    #[error("too large (the limit is {0} bytes)")]
+    TooLarge(u64),
     #[error("server busy")]
     Busy,
     /// The server is stopping; the work asked for was not done (or undone).
@@ -182,6 +185,7 @@ impl AppError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Busy | AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Upstream(_) | AppError::Docker(_) | AppError::Remote { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -203,6 +207,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Validation(_) | AppError::UnknownFields(_) => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
+            AppError::TooLarge(_) => "too_large",
             AppError::Busy => "busy",
             AppError::ShuttingDown => "shutting_down",
             AppError::Upstream(_) => "node_unreachable",
@@ -231,6 +236,7 @@ impl AppError {
             AppError::Conflict(_) => "err.conflict",
             AppError::Validation(_) | AppError::UnknownFields(_) => "err.validation",
             AppError::BadRequest(key) => key,
+            AppError::TooLarge(_) => "err.too_large",
             AppError::Busy => "err.busy",
             AppError::ShuttingDown => "err.shutting_down",
             AppError::Upstream(_) => "err.node_unreachable",
@@ -253,6 +259,7 @@ impl AppError {
             | AppError::MethodNotAllowed(_)
             | AppError::UnknownFields(_)
             | AppError::BadRequest(_)
+            | AppError::TooLarge(_)
             | AppError::Busy
             | AppError::ShuttingDown
             | AppError::Upstream(_)
@@ -298,6 +305,7 @@ impl AppError {
                 "ref {}",
                 incident(log::Level::Error, &format_args!("internal: {why}"))
             )),
+            AppError::TooLarge(limit) => Some(format!("{limit} bytes")),
             _ => None,
         }
     }

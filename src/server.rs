@@ -37,6 +37,10 @@ pub fn router(app: App) -> Router {
         .merge(crate::accounts::api::routes())
         .merge(crate::accounts::pages::routes())
         .merge(crate::delivery::routes())
+        .merge(crate::files::api::routes())
+        .merge(crate::files::pages::routes())
+        .merge(crate::datasets::api::routes())
+        .merge(crate::datasets::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

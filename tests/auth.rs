@@ -1370,3 +1370,132 @@ async fn password_changes_and_resets_decide_the_fate_of_tokens() {
         "the CLI reset revokes tokens"
     );
 }
+
+/// Lists come in pages: `limit`/`offset`, the total in `X-Total-Count`, links
+/// to the neighbouring pages, the tenant's scope in the count too, and a
+/// pager under the list page.
+#[tokio::test]
+async fn lists_page_with_totals_and_links() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let t = make_tenant(&srv, &admin, "PAGE").await;
+    for n in 0..5 {
+        let (s, b) = post(
+            &admin,
+            &srv.url("/api/v1/users"),
+            json!({"username": format!("pager{n}"), "role": "customer_member", "tenant_id": t}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, b) = post(
+        &admin,
+        &srv.url("/api/v1/users"),
+        json!({"username": "pagemgr", "role": "customer_owner", "tenant_id": t}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // admin + 6 users.
+    let r = admin
+        .get(srv.url("/api/v1/users?limit=2&offset=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-total-count"], "7");
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    assert!(
+        link.contains("</api/v1/users?limit=2&offset=4>; rel=\"next\"")
+            && link.contains("</api/v1/users?limit=2&offset=0>; rel=\"prev\""),
+        "{link}"
+    );
+    let rows: serde_json::Value = r.json().await.unwrap();
+    let names: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["pager1", "pager2"]);
+    // The last page: no next link.
+    let r = admin
+        .get(srv.url("/api/v1/users?limit=2&offset=6"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers()["link"].to_str().unwrap().contains("next"));
+    assert_eq!(
+        r.json::<serde_json::Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Not a number: the field is named.
+    let (s, b) = get(&admin, &srv.url("/api/v1/users?limit=ten")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.to_string().contains("limit"), "{b}");
+    // Tenants and tokens page the same way.
+    let r = admin
+        .get(srv.url("/api/v1/tenants?limit=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-total-count"], "1");
+    for n in 0..3 {
+        let (s, b) = post(
+            &admin,
+            &srv.url("/api/v1/tokens"),
+            json!({"name": format!("t{n}")}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let r = admin
+        .get(srv.url("/api/v1/tokens?limit=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-total-count"], "3");
+    let rows: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(rows[0]["name"], "t2", "newest first: {rows}");
+
+    // A customer owner counts only the users of their tenant.
+    let (_, mgr) = make_user(
+        &srv,
+        &admin,
+        "pagemgr2",
+        "customer_owner",
+        Some(t),
+        "Pager-Pass-2026!x",
+    )
+    .await;
+    let r = mgr
+        .get(srv.url("/api/v1/users?limit=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-total-count"], "7");
+    let rows: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert!(rows.to_string().contains("pager0") && !rows.to_string().contains("\"admin\""));
+
+    // The page: its rows, a pager saying which of how many, links onward.
+    let page = admin
+        .get(srv.url("/users?limit=3&offset=3"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("class=\"pager\""), "{page}");
+    assert!(page.contains("4–6"), "{page}");
+    assert!(
+        page.contains("href=\"/users?limit=3&#38;offset=6\" class=\"pager-next\""),
+        "{page}"
+    );
+    assert!(page.contains("pager2") && !page.contains("pager1<") && !page.contains(">pager0<"));
+}

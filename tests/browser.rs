@@ -54,6 +54,7 @@ impl ChromeDriver {
         };
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("profile")).unwrap();
+        std::fs::create_dir(dir.path().join("downloads")).unwrap();
         let log = std::fs::File::create(dir.path().join("chromedriver.log")).unwrap();
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -99,6 +100,11 @@ impl ChromeDriver {
         self.dir.path().join("profile")
     }
 
+    /// Where the browser saves downloads.
+    fn downloads(&self) -> PathBuf {
+        self.dir.path().join("downloads")
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
     }
@@ -119,6 +125,10 @@ impl ChromeDriver {
                     "--disable-dev-shm-usage",
                     format!("--user-data-dir={}", self.profile_dir().display()),
                 ],
+                "prefs": {
+                    "download.default_directory": self.downloads().to_string_lossy(),
+                    "download.prompt_for_download": false,
+                },
             },
         });
         // fantoccini's hyper-rustls turns on rustls' aws-lc-rs feature next to
@@ -913,6 +923,149 @@ async fn browser_opens_an_account_on_a_node() {
     assert_eq!(whoami("webuser", &fresh), None);
     c.goto(&server.url("/")).await.unwrap();
     assert_eq!(text_of(&c, "#count-cloudusers-deleted").await, "1");
+    c.close().await.unwrap();
+    drop(driver);
+}
+
+/// The instance page's file browser in Chromium: an upload by the file
+/// picker shows its progress to 100 %, the file lands in the container
+/// with the same bytes, its download link saves the same bytes, a new
+/// folder appears, and deleting it asks first.
+#[tokio::test]
+async fn browser_uploads_and_downloads_files_of_an_instance() {
+    use common::lab::{FAST_STOP, Lab, small_spec};
+    use sha2::{Digest, Sha256};
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let t = common::make_tenant(&lab.srv, &lab.admin, "FIL").await;
+    let (_, member) = common::make_user(
+        &lab.srv,
+        &lab.admin,
+        "filer",
+        "customer_member",
+        Some(t),
+        STRONG_PASSWORD,
+    )
+    .await;
+    let (s, i) = common::post(
+        &member,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "files"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let (id, cid) = (
+        i["id"].as_i64().unwrap(),
+        i["container_id"].as_str().unwrap().to_string(),
+    );
+    // 6 MiB that are not text.
+    let data: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let want = hex::encode(Sha256::digest(&data));
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("weights.bin");
+    std::fs::write(&file, &data).unwrap();
+
+    let driver = ChromeDriver::start();
+    let c = driver.connect().await;
+    sign_in(&c, &lab.srv, "filer", STRONG_PASSWORD).await;
+    c.goto(&lab.srv.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
+    find(&c, "#files-table").await;
+    assert_eq!(
+        find(&c, "#files-path")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("/data"),
+        "the browser starts in /data"
+    );
+
+    // Upload with the file picker: the progress reaches 100 %.
+    find(&c, "#files-input")
+        .await
+        .send_keys(&file.to_string_lossy())
+        .await
+        .unwrap();
+    let done = find(&c, "#files-progress li.done").await;
+    let bar = c
+        .execute(
+            "const p = document.querySelector('#files-progress li.done progress'); return [p.value, p.max];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (value, max) = (bar[0].as_f64(), bar[1].as_f64());
+    assert_eq!(
+        max,
+        Some(data.len() as f64),
+        "the bar counts the file's bytes"
+    );
+    assert_eq!(value, max, "the progress bar is full");
+    assert!(done.text().await.unwrap().contains("100%"));
+    find(&c, "tr[data-name=\"weights.bin\"]").await;
+    let out = lab.docker(&["exec", &cid, "sha256sum", "/data/weights.bin"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&want),
+        "{out:?}"
+    );
+    shot(&c, "files-uploaded").await;
+
+    // Download through its link: the same bytes.
+    click(&c, "tr[data-name=\"weights.bin\"] a.button").await;
+    let saved = driver.downloads().join("weights.bin");
+    poll("the download to finish", || async {
+        match std::fs::read(&saved) {
+            Ok(b) if b.len() == data.len() => Ok(b),
+            Ok(b) => Err(format!("{} bytes so far", b.len())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(
+        hex::encode(Sha256::digest(std::fs::read(&saved).unwrap())),
+        want
+    );
+
+    // A new folder, then its deletion after the browser's confirmation.
+    fill(&c, "#files-folder-name", "checkpoints").await;
+    click(&c, "#files-mkdir").await;
+    find(&c, "tr[data-name=\"checkpoints\"] a.dir").await;
+    click(&c, "tr[data-name=\"checkpoints\"] .files-delete").await;
+    let asked = poll("the confirmation", || async {
+        c.get_alert_text().await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(asked.contains("/data/checkpoints"), "{asked}");
+    c.accept_alert().await.unwrap();
+    poll("the folder to go", || async {
+        let src = c.source().await.map_err(|e| e.to_string())?;
+        if src.contains("data-name=\"checkpoints\"") {
+            Err("still listed".into())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    let ls = lab.docker(&["exec", &cid, "ls", "-A", "/data"]);
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).trim(), "weights.bin");
+
+    // The log has the upload and the download with the file's hash.
+    let (s, ops) = lab.get("/api/v1/file-operations?username=filer").await;
+    assert_eq!(s, StatusCode::OK);
+    for op in ["upload", "download"] {
+        assert!(
+            ops.as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["operation"] == op && o["via"] == "web" && o["sha256"] == want.as_str()),
+            "{op}: {ops:#}"
+        );
+    }
     c.close().await.unwrap();
     drop(driver);
 }

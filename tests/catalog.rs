@@ -299,3 +299,86 @@ async fn pages_create_edit_and_keep_bad_input() {
         .unwrap();
     assert!(html.contains("镜像库") && html.contains("新增镜像"));
 }
+
+/// The other lists page the same way: images, specs, sessions, audit and
+/// the instance list, whose page refreshes only the rows on screen.
+#[tokio::test]
+async fn every_list_pages_with_its_total() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    for n in 0..3 {
+        let (s, b) = post(
+            &admin,
+            &srv.url("/api/v1/images"),
+            json!({"name": format!("img{n}"), "address": format!("busybox:1.{n}")}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let total = |r: &reqwest::Response| {
+        r.headers()["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let r = admin
+        .get(srv.url("/api/v1/images?limit=2&offset=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(total(&r), 3);
+    let rows: Value = r.json().await.unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[0]["name"], "img1");
+    let page = common::text(&admin, &srv.url("/images?limit=2")).await;
+    assert!(page.contains("class=\"pager-next\""), "{page}");
+    assert!(!page.contains(">img2<"), "{page}");
+
+    for path in [
+        "/api/v1/specs",
+        "/api/v1/sessions",
+        "/api/v1/nodes",
+        "/api/v1/instances",
+    ] {
+        let r = admin.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(total(&r), 0, "{path}");
+    }
+    // Every sign-in and creation above is in the audit log: the API's
+    // total counts them all, its window shows one.
+    let r = admin
+        .get(srv.url("/api/v1/audit?limit=1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(total(&r) >= 4);
+    assert!(
+        r.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("offset=1>; rel=\"next\"")
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap().as_array().unwrap().len(),
+        1
+    );
+    for (path, field) in [
+        ("/api/v1/sessions?offset=x", "offset"),
+        ("/api/v1/images?limit=-2", "limit"),
+    ] {
+        let (s, b) = get(&admin, &srv.url(path)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {b}");
+        assert!(field_named(&b, field), "{path}: {b}");
+    }
+    // The instance list polls the page it shows, not every instance.
+    let page = common::text(&admin, &srv.url("/instances?limit=20&offset=40")).await;
+    assert!(
+        page.contains("hx-get=\"/instances?limit=20&#38;offset=40\""),
+        "{page}"
+    );
+}
+
+fn field_named(b: &Value, name: &str) -> bool {
+    b["error"]["fields"].get(name).is_some()
+}

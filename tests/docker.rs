@@ -331,6 +331,7 @@ async fn creation_takes_no_name_in_use_and_removes_only_what_it_made() {
         disk_size_gb: 0,
         data_volume: Some(format!("{name}-data")),
         gpu_device_ids: vec![],
+        read_only: vec![],
     };
     let create = async |s: &ContainerSpec, cancel: &CancellationToken| {
         containers::create_and_start(&docker, s, cancel, &mut |_| {}).await

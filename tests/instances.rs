@@ -972,6 +972,7 @@ async fn concurrent_reservations_get_distinct_gpu_indices() {
             node_id: Some(json!(node.id)),
             name: Some(format!("r{n}")),
             remark: None,
+            dataset_ids: None,
         };
         tokio::spawn(async move { lifecycle::reserve(&app, &me, input).await })
     });

@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+/// SFTP, scp, the web file API and datasets (issue 16).
+mod files;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -640,9 +642,38 @@ async fn disconnects_leave_nothing_running_and_recordings_replay() {
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
     assert!(cast.contains("rec-7b1e"), "{cast}");
+    // Stored compressed: smaller than what was shown, gzip members.
+    let path = j
+        .lab
+        .srv
+        .data_dir()
+        .join(format!("recordings/{id}.cast.gz"));
+    let stored = std::fs::read(&path).unwrap();
+    assert_eq!(&stored[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(
+        stored.len() < cast.len(),
+        "{} bytes stored for {}",
+        stored.len(),
+        cast.len()
+    );
+    // A recording from before compression (`<id>.cast`) still replays.
+    let legacy = "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.5, \"o\", \"legacy-cast\"]\n";
+    std::fs::write(path.with_file_name(format!("{id}.cast")), legacy).unwrap();
+    let db = rusqlite::Connection::open(j.lab.srv.data_dir().join("gpudock.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let set = |file: String| {
+        db.execute(
+            "UPDATE remote_sessions SET recording = ?1 WHERE id = ?2",
+            rusqlite::params![file, id],
+        )
+        .unwrap()
+    };
+    set(format!("{id}.cast"));
+    let url = j.lab.srv.url(&format!("/api/v1/sessions/{id}/recording"));
+    assert_eq!(common::text(&j.lab.admin, &url).await, legacy);
+    set(format!("{id}.cast.gz"));
     // The download streams: its first bytes arrive while the file is still
     // being written (a FIFO here), so no recording is ever held in memory.
-    let path = j.lab.srv.data_dir().join(format!("recordings/{id}.cast"));
     std::fs::remove_file(&path).unwrap();
     let made = std::process::Command::new("mkfifo")
         .arg(&path)
@@ -653,8 +684,10 @@ async fn disconnects_leave_nothing_running_and_recordings_replay() {
     let writer = std::thread::spawn(move || {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.write_all(b"{\"version\": 2, \"width\": 80, \"height\": 24}\n")
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"version\": 2, \"width\": 80, \"height\": 24}\n")
             .unwrap();
+        f.write_all(&gz.finish().unwrap()).unwrap();
         f.flush().unwrap();
         let _ = wait.recv_timeout(Duration::from_secs(30));
     });

@@ -463,8 +463,11 @@ async fn the_jumpbox_finds_the_owner_by_key_and_records_use() {
     assert_eq!(sshkeys::find(&app, "admin", &stranger).await.unwrap(), None);
 
     sshkeys::touch(&app, saved.id).await.unwrap();
-    let listed = sshkeys::list(&app, &me).await.unwrap();
-    assert!(listed[0].last_used_at.is_some(), "{listed:?}");
+    let listed = sshkeys::list(&app, &me, gpudock::paging::Window::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 1);
+    assert!(listed.items[0].last_used_at.is_some(), "{listed:?}");
     sshkeys::delete(&app, &me, saved.id, &Source::local())
         .await
         .unwrap();

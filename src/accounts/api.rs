@@ -6,7 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,6 +18,7 @@ use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::{AppError, FieldErrors};
 use crate::ids::{CloudUserId, NodeId, OpeningId};
+use crate::paging::Paging;
 use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> Router<App> {
@@ -79,9 +80,10 @@ async fn list(
     State(app): State<App>,
     me: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<impl IntoResponse, AppError> {
+    paging: Paging,
+) -> Result<Response, AppError> {
     let status = parse_opt(&q.status, "status", RequestStatus::parse)?;
-    Ok(Json(super::list(&app, &me, status).await?))
+    Ok(paging.json(&super::list(&app, &me, status, paging.window).await?))
 }
 
 async fn create(
@@ -208,12 +210,13 @@ async fn cloud_list(
     State(app): State<App>,
     me: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<impl IntoResponse, AppError> {
+    paging: Paging,
+) -> Result<Response, AppError> {
     let f = CloudFilter {
         node: parse_opt(&q.node, "node", |s| s.parse().ok().map(NodeId))?,
         status: parse_opt(&q.status, "status", CloudUserStatus::parse)?,
     };
-    Ok(Json(super::cloud::list(&app, &me, f).await?))
+    Ok(paging.json(&super::cloud::list(&app, &me, f, paging.window).await?))
 }
 
 async fn cloud_show(

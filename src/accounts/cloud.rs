@@ -19,10 +19,17 @@ use crate::ids::{CloudUserId, NodeId, Scope};
 use crate::nodes::ssh::NodeSession;
 use crate::secrets::Secret;
 
-pub async fn list(app: &App, me: &CurrentUser, f: CloudFilter) -> Result<Vec<CloudUser>, AppError> {
+/// The cloud users `me` sees that `f` matches, newest first, for the rows
+/// of `window`, and how many there are.
+pub async fn list(
+    app: &App,
+    me: &CurrentUser,
+    f: CloudFilter,
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<CloudUser>, AppError> {
     let scope = me.scope();
     app.db
-        .read(move |c| store::list_cloud_users(c, scope, f).map_err(AppError::from))
+        .read(move |c| store::list_cloud_users(c, scope, f, window).map_err(AppError::from))
         .await
 }
 

@@ -19,12 +19,16 @@ use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::ids::{CloudUserId, NodeId};
+use crate::paging::{Pager, Paging};
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html};
 
+/// The list of cloud users.
+const LIST: &str = "/operations/cloud-users/";
+
 pub fn routes() -> Router<App> {
     Router::new()
-        .route("/operations/cloud-users/", get(list))
+        .route(LIST, get(list))
         .route("/operations/cloud-users/batch/", post(batch))
         .route(
             "/operations/cloud-users/{id}/disable/",
@@ -53,6 +57,7 @@ struct Flash {
 struct CloudPage {
     l: Layout,
     rows: Vec<CloudUser>,
+    pager: Pager,
     nodes: Vec<NodeChoice>,
     node: String,
     status: String,
@@ -71,6 +76,7 @@ struct Filter {
 async fn page(
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     q: Filter,
     flash: Flash,
     results: Vec<BatchItem>,
@@ -79,11 +85,13 @@ async fn page(
         node: q.node.trim().parse().ok().map(NodeId),
         status: CloudUserStatus::parse(q.status.trim()),
     };
-    let rows = super::cloud::list(app, &ctx.me, f).await?;
+    let page = super::cloud::list(app, &ctx.me, f, paging.window).await?;
+    let (pager, rows) = (paging.pager(page.total, page.items.len()), page.items);
     let nodes = super::node_choices(app, &ctx.me).await?;
     html(&CloudPage {
         l: ctx.nav("cloudusers").l,
         rows,
+        pager,
         nodes,
         node: q.node,
         status: q.status,
@@ -97,8 +105,9 @@ async fn list(
     State(app): State<App>,
     ctx: PageCtx,
     ApiQuery(q): ApiQuery<Filter>,
+    paging: Paging,
 ) -> Result<Response, AppError> {
-    page(&app, ctx, q, Flash::default(), Vec::new()).await
+    page(&app, ctx, &paging, q, Flash::default(), Vec::new()).await
 }
 
 /// The page again after an action on user `id`: its message, or the error
@@ -120,7 +129,8 @@ async fn after<T>(
         Err(e @ AppError::Internal(_)) => return Err(e),
         Err(e) => flash.error = e.text(tr, true),
     }
-    page(app, ctx, Filter::default(), flash, Vec::new()).await
+    let paging = Paging::first(LIST);
+    page(app, ctx, &paging, Filter::default(), flash, Vec::new()).await
 }
 
 async fn act(
@@ -202,5 +212,6 @@ async fn batch(
             Vec::new()
         }
     };
-    page(&app, ctx, Filter::default(), flash, results).await
+    let paging = Paging::first(LIST);
+    page(&app, ctx, &paging, Filter::default(), flash, results).await
 }

@@ -65,7 +65,7 @@ pub struct NodeChoice {
 
 pub async fn node_choices(app: &App, me: &CurrentUser) -> Result<Vec<NodeChoice>, AppError> {
     let admin = me.user.role == Role::Admin;
-    Ok(crate::nodes::list(app)
+    Ok(crate::nodes::all(app)
         .await?
         .into_iter()
         .filter(|n| admin || n.listed)
@@ -149,17 +149,21 @@ async fn as_seen_by(
         .collect())
 }
 
+/// The requests `me` sees (with `status`), newest first, for the rows of
+/// `window`, and how many there are.
 pub async fn list(
     app: &App,
     me: &CurrentUser,
     status: Option<RequestStatus>,
-) -> Result<Vec<Request>, AppError> {
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<Request>, AppError> {
     let scope = me.scope();
-    let rows = app
+    let page = app
         .db
-        .read(move |c| store::list_requests(c, scope, status).map_err(AppError::from))
+        .read(move |c| store::list_requests(c, scope, status, window).map_err(AppError::from))
         .await?;
-    as_seen_by(app, me, rows).await
+    let items = as_seen_by(app, me, page.items).await?;
+    Ok(crate::paging::Page { items, ..page })
 }
 
 pub async fn get(app: &App, me: &CurrentUser, id: OpeningId) -> Result<Request, AppError> {

@@ -24,14 +24,18 @@ use crate::audit::Source;
 use crate::auth::{PageCtx, Role};
 use crate::error::AppError;
 use crate::ids::{NodeId, OpeningId};
+use crate::paging::{Pager, Paging};
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::form::FormValues;
 use crate::web::public::PublicOrigin;
 use crate::web::render::{FormErrs, Layout, form_error, html, is_htmx};
 
+/// The list of requests.
+const LIST: &str = "/operations/account-openings/";
+
 pub fn routes() -> Router<App> {
     Router::new()
-        .route("/operations/account-openings/", get(list))
+        .route(LIST, get(list))
         .route(
             "/operations/account-openings/create/",
             get(create_page).post(create),
@@ -78,6 +82,7 @@ pub fn form_value<'a>(pairs: &'a [(String, String)], key: &str) -> &'a str {
 struct ListPage {
     l: Layout,
     rows: Vec<Request>,
+    pager: Pager,
     status: String,
     statuses: Vec<RequestStatus>,
     show_applicant: bool,
@@ -93,15 +98,18 @@ struct ListQuery {
 async fn list_page(
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     status: String,
     results: Vec<BatchItem>,
 ) -> Result<Response, AppError> {
     let filter = RequestStatus::parse(&status);
-    let rows = super::list(app, &ctx.me, filter).await?;
+    let page = super::list(app, &ctx.me, filter, paging.window).await?;
+    let (pager, rows) = (paging.pager(page.total, page.items.len()), page.items);
     let show_applicant = ctx.me.user.role != Role::CustomerMember;
     html(&ListPage {
         l: ctx.nav("accounts").l,
         rows,
+        pager,
         status,
         statuses: RequestStatus::ALL.to_vec(),
         show_applicant,
@@ -113,8 +121,9 @@ async fn list(
     State(app): State<App>,
     ctx: PageCtx,
     ApiQuery(q): ApiQuery<ListQuery>,
+    paging: Paging,
 ) -> Result<Response, AppError> {
-    list_page(&app, ctx, q.status, Vec::new()).await
+    list_page(&app, ctx, &paging, q.status, Vec::new()).await
 }
 
 async fn batch(
@@ -143,7 +152,8 @@ async fn batch(
         Err(e) if e.fields().is_some() => Vec::new(),
         Err(e) => return Err(e),
     };
-    list_page(&app, ctx, String::new(), results).await
+    let paging = Paging::first(LIST);
+    list_page(&app, ctx, &paging, String::new(), results).await
 }
 
 #[derive(Template)]

@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 
 use super::model::{CloudUserStatus, NewRequest, RequestStatus, Step};
 use crate::ids::{CloudUserId, NodeId, OpeningId, Scope, TenantId, UserId};
+use crate::paging::{Page, Window};
 
 /// (tenant filter, user filter) for `(?1 IS NULL OR tenant_id = ?1) AND
 /// (?2 IS NULL OR <owner> = ?2)`.
@@ -148,18 +149,25 @@ pub fn get_request(
     .optional()
 }
 
+/// The requests in scope (with `status`), newest first, for the rows of
+/// `window`, and how many there are.
 pub fn list_requests(
     conn: &Connection,
     scope: Scope,
     status: Option<RequestStatus>,
-) -> rusqlite::Result<Vec<Request>> {
+    window: Window,
+) -> rusqlite::Result<Page<Request>> {
     let (t, u) = filters(scope);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {REQ_COLS} FROM {REQ_FROM} WHERE (?1 IS NULL OR r.tenant_id = ?1) \
-         AND (?2 IS NULL OR r.applicant_id = ?2) AND (?3 IS NULL OR r.status = ?3) ORDER BY r.id DESC LIMIT 1000"
-    ))?;
-    stmt.query_map(params![t, u, status], request_row)?
-        .collect()
+    crate::paging::query(
+        conn,
+        &format!(
+            "SELECT {REQ_COLS} FROM {REQ_FROM} WHERE (?1 IS NULL OR r.tenant_id = ?1) \
+             AND (?2 IS NULL OR r.applicant_id = ?2) AND (?3 IS NULL OR r.status = ?3) ORDER BY r.id DESC"
+        ),
+        &[&t, &u, &status],
+        window,
+        request_row,
+    )
 }
 
 /// Whether `username` on `node` is taken by an open request or a cloud
@@ -412,18 +420,25 @@ pub struct CloudFilter {
     pub status: Option<CloudUserStatus>,
 }
 
+/// The cloud users in scope that `f` matches, newest first, for the rows
+/// of `window`, and how many there are.
 pub fn list_cloud_users(
     conn: &Connection,
     scope: Scope,
     f: CloudFilter,
-) -> rusqlite::Result<Vec<CloudUser>> {
+    window: Window,
+) -> rusqlite::Result<Page<CloudUser>> {
     let (t, u) = filters(scope);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {CU_COLS} FROM cloud_users WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR owner_id = ?2) \
-         AND (?3 IS NULL OR node_id = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id DESC LIMIT 1000"
-    ))?;
-    stmt.query_map(params![t, u, f.node, f.status], cloud_row)?
-        .collect()
+    crate::paging::query(
+        conn,
+        &format!(
+            "SELECT {CU_COLS} FROM cloud_users WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR owner_id = ?2) \
+             AND (?3 IS NULL OR node_id = ?3) AND (?4 IS NULL OR status = ?4) ORDER BY id DESC"
+        ),
+        &[&t, &u, &f.node, &f.status],
+        window,
+        cloud_row,
+    )
 }
 
 pub fn set_cloud_status(
@@ -599,8 +614,9 @@ mod tests {
         let r2 = apply(&conn, a2, Some(ta), n, "u2", 10);
         let r3 = apply(&conn, b1, Some(tb), n, "u3", 10);
         let ids = |s| {
-            list_requests(&conn, s, None)
+            list_requests(&conn, s, None, Window::first(10))
                 .unwrap()
+                .items
                 .iter()
                 .map(|r| r.id)
                 .collect::<Vec<_>>()
@@ -630,12 +646,15 @@ mod tests {
         complete(&conn, r1, cu, b"sealed", "done", &req.steps, 13).unwrap();
         let f = CloudFilter::default();
         assert_eq!(
-            list_cloud_users(&conn, Scope::Tenant(ta), f).unwrap().len(),
+            list_cloud_users(&conn, Scope::Tenant(ta), f, Window::first(10))
+                .unwrap()
+                .total,
             1
         );
         assert!(
-            list_cloud_users(&conn, Scope::Tenant(tb), f)
+            list_cloud_users(&conn, Scope::Tenant(tb), f, Window::first(10))
                 .unwrap()
+                .items
                 .is_empty()
         );
         assert!(

@@ -7,7 +7,7 @@ mod store;
 pub mod web;
 
 pub use chain::{VerifyReport, append, verify};
-pub use store::{AuditFilter, AuditRecord, count_since, query};
+pub use store::{AuditFilter, AuditRecord, count_since, query, records};
 
 use serde::Serialize;
 

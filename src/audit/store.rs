@@ -1,9 +1,10 @@
 //! Reading the audit log with filters, scoped like every other query.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Row, ToSql, params};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Scope;
+use crate::paging::{Page, Window};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
@@ -44,17 +45,34 @@ fn opt(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-/// Newest first. Customers' scopes: an owner sees their tenant's records, a
-/// member only their own.
+/// Newest first, the rows of `window` and how many match. Customers'
+/// scopes: an owner sees their tenant's records, a member only their own.
 pub fn query(
     conn: &Connection,
     scope: Scope,
     f: &AuditFilter,
-    limit: u32,
-    offset: u64,
+    window: Window,
+) -> rusqlite::Result<Page<AuditRecord>> {
+    matching(scope, f, |sql, params| {
+        crate::paging::query(conn, sql, params, window, record_row)
+    })
+}
+
+/// [`query`]'s rows without counting them all (the newest few, an export).
+pub fn records(
+    conn: &Connection,
+    scope: Scope,
+    f: &AuditFilter,
+    window: Window,
 ) -> rusqlite::Result<Vec<AuditRecord>> {
-    // SQLite counts in i64; an offset past that is past every record.
-    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    matching(scope, f, |sql, params| {
+        crate::paging::rows(conn, sql, params, window, record_row)
+    })
+}
+
+/// Runs `run` with the SELECT of the records in `scope` that `f` matches,
+/// newest first, and its parameters.
+fn matching<R>(scope: Scope, f: &AuditFilter, run: impl FnOnce(&str, &[&dyn ToSql]) -> R) -> R {
     let (tenant, actor_id) = match scope {
         Scope::All => (None, None),
         Scope::Tenant(t) => (Some(t.0), None),
@@ -66,7 +84,13 @@ pub fn query(
         Some(a) => (Some(a), None),
         None => (None, None),
     };
-    let mut stmt = conn.prepare_cached(
+    let (actor, resource_type, resource_id, outcome) = (
+        opt(&f.actor),
+        opt(&f.resource_type),
+        opt(&f.resource_id),
+        opt(&f.outcome),
+    );
+    run(
         "SELECT id, ts, actor_id, actor_name, tenant_id, source_ip, user_agent, action, \
          resource_type, resource_id, outcome, detail, hash FROM audit_log WHERE \
          (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR actor_id = ?2) AND \
@@ -74,43 +98,39 @@ pub fn query(
          (?5 IS NULL OR action LIKE ?5) AND (?6 IS NULL OR resource_type = ?6) AND \
          (?7 IS NULL OR resource_id = ?7) AND (?8 IS NULL OR outcome = ?8) AND \
          (?9 IS NULL OR ts >= ?9) AND (?10 IS NULL OR ts < ?10) \
-         ORDER BY id DESC LIMIT ?11 OFFSET ?12",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            tenant,
-            actor_id,
-            opt(&f.actor),
-            action_exact,
-            action_prefix,
-            opt(&f.resource_type),
-            opt(&f.resource_id),
-            opt(&f.outcome),
-            f.since,
-            f.until,
-            limit,
-            offset
+         ORDER BY id DESC",
+        &[
+            &tenant,
+            &actor_id,
+            &actor,
+            &action_exact,
+            &action_prefix,
+            &resource_type,
+            &resource_id,
+            &outcome,
+            &f.since,
+            &f.until,
         ],
-        |r| {
-            let detail: String = r.get(11)?;
-            Ok(AuditRecord {
-                id: r.get(0)?,
-                ts: r.get(1)?,
-                actor_id: r.get(2)?,
-                actor_name: r.get(3)?,
-                tenant_id: r.get(4)?,
-                source_ip: r.get(5)?,
-                user_agent: r.get(6)?,
-                action: r.get(7)?,
-                resource_type: r.get(8)?,
-                resource_id: r.get(9)?,
-                outcome: r.get(10)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-                hash: r.get(12)?,
-            })
-        },
-    )?;
-    rows.collect()
+    )
+}
+
+fn record_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let detail: String = r.get(11)?;
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        ts: r.get(1)?,
+        actor_id: r.get(2)?,
+        actor_name: r.get(3)?,
+        tenant_id: r.get(4)?,
+        source_ip: r.get(5)?,
+        user_agent: r.get(6)?,
+        action: r.get(7)?,
+        resource_type: r.get(8)?,
+        resource_id: r.get(9)?,
+        outcome: r.get(10)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        hash: r.get(12)?,
+    })
 }
 
 /// How many records the scope sees since `since` (Unix seconds).
@@ -156,7 +176,11 @@ mod tests {
         )
         .unwrap();
         append(&conn, &Event::new(&b, &src, "user.update", "user").id(5)).unwrap();
-        let q = |scope, f: AuditFilter| query(&conn, scope, &f, 100, 0).unwrap().len();
+        let q = |scope, f: AuditFilter| {
+            let page = query(&conn, scope, &f, Window::first(100)).unwrap();
+            assert_eq!(page.total, page.items.len() as u64);
+            page.items.len()
+        };
         assert_eq!(q(Scope::All, AuditFilter::default()), 3);
         assert_eq!(q(Scope::Tenant(TenantId(9)), AuditFilter::default()), 2);
         assert_eq!(q(Scope::User(UserId(1), None), AuditFilter::default()), 1);
@@ -206,7 +230,7 @@ mod tests {
             2
         );
         assert_eq!(count_since(&conn, Scope::All, i64::MAX).unwrap(), 0);
-        let newest = query(&conn, Scope::All, &AuditFilter::default(), 1, 0).unwrap();
+        let newest = records(&conn, Scope::All, &AuditFilter::default(), Window::first(1)).unwrap();
         assert_eq!(newest[0].action, "user.update");
     }
 }

@@ -1,7 +1,6 @@
 //! The audit API: filtered reads and CSV/JSON export, scoped to the caller.
 
 use askama::Template;
-use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -9,11 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{AuditFilter, AuditRecord, query};
+use super::{AuditFilter, AuditRecord, query, records};
 use crate::app::App;
 use crate::auth::CurrentUser;
 use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::paging::{API_LIMIT, MAX_LIMIT, Paging, Window};
 use crate::web::extract::ApiQuery;
 use crate::web::render::{Layout, page_or_fragment};
 
@@ -45,6 +45,14 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
+    /// The rows its `limit` and `offset` ask for.
+    fn window(&self) -> Window {
+        Window {
+            limit: self.limit.unwrap_or(API_LIMIT).clamp(1, MAX_LIMIT),
+            offset: self.offset.unwrap_or(0),
+        }
+    }
+
     pub fn filter(&self) -> AuditFilter {
         AuditFilter {
             actor: self.actor.clone(),
@@ -60,21 +68,21 @@ impl AuditQuery {
 
 pub const EXPORT_LIMIT: u32 = 100_000;
 
-/// Reads records for `me` under their scope.
+/// Reads records for `me` under their scope: those of `window`, or
+/// (`None`) the newest [`EXPORT_LIMIT`] for a download.
 pub async fn fetch(
     app: &App,
     me: &CurrentUser,
     q: &AuditQuery,
-    export: bool,
+    window: Option<Window>,
 ) -> Result<Vec<AuditRecord>, AppError> {
-    let limit = if export {
-        EXPORT_LIMIT
-    } else {
-        q.limit.unwrap_or(100).min(1000)
-    };
-    let (scope, filter, offset) = (me.scope(), q.filter(), q.offset.unwrap_or(0));
+    let window = window.unwrap_or(Window {
+        limit: EXPORT_LIMIT,
+        offset: 0,
+    });
+    let (scope, filter) = (me.scope(), q.filter());
     app.db
-        .read(move |c| query(c, scope, &filter, limit, offset).map_err(AppError::from))
+        .read(move |c| records(c, scope, &filter, window).map_err(AppError::from))
         .await
 }
 
@@ -82,11 +90,19 @@ async fn list(
     State(app): State<App>,
     me: CurrentUser,
     ApiQuery(q): ApiQuery<AuditQuery>,
+    paging: Paging,
 ) -> Result<Response, AppError> {
     match q.format.as_str() {
-        "" => Ok(Json(fetch(&app, &me, &q, false).await?).into_response()),
+        "" => {
+            let (scope, filter, window) = (me.scope(), q.filter(), paging.window);
+            let page = app
+                .db
+                .read(move |c| query(c, scope, &filter, window).map_err(AppError::from))
+                .await?;
+            Ok(paging.json(&page))
+        }
         "json" => {
-            let rows = fetch(&app, &me, &q, true).await?;
+            let rows = fetch(&app, &me, &q, None).await?;
             Ok(download(
                 serde_json::to_vec_pretty(&rows).map_err(AppError::internal)?,
                 "json",
@@ -94,7 +110,7 @@ async fn list(
             ))
         }
         "csv" => {
-            let rows = fetch(&app, &me, &q, true).await?;
+            let rows = fetch(&app, &me, &q, None).await?;
             Ok(download(to_csv(&rows)?, "csv", "text/csv; charset=utf-8"))
         }
         _ => Err(AppError::field("format", "err.format_unknown")),
@@ -290,7 +306,7 @@ async fn page(
     let ctx = ctx.nav("audit");
     let (mut records, export_qs, error) = match q.to_api() {
         Ok(api) => (
-            fetch(&app, &ctx.me, &api, false).await?,
+            fetch(&app, &ctx.me, &api, Some(api.window())).await?,
             PageQuery::api_qs(&api),
             String::new(),
         ),

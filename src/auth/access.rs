@@ -31,6 +31,45 @@ pub enum Action<'a> {
     /// A request through the HTTPS proxy to a web app in an instance: the
     /// record of the hand-off route that signs the browser in to the app.
     WebProxy,
+    /// A file operation on an instance's or a dataset's files, by any way
+    /// in (the web browser, SFTP, scp). Its own records, not the shell's:
+    /// moving data and running commands are different powers (a role may
+    /// be let to fill datasets and fetch results without shells, or to
+    /// download but not upload), and each kind of operation is decided by
+    /// the record of the web browser's API route that does it.
+    Files(FileTarget, FileOp),
+}
+
+/// What a file operation works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTarget {
+    Instance,
+    Dataset,
+}
+
+/// A kind of file operation (SFTP's stat and readlink are listing, its
+/// setstat and symlink uploading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    List,
+    Download,
+    Upload,
+    Mkdir,
+    Delete,
+    Rename,
+}
+
+impl FileOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileOp::List => "list",
+            FileOp::Download => "download",
+            FileOp::Upload => "upload",
+            FileOp::Mkdir => "mkdir",
+            FileOp::Delete => "delete",
+            FileOp::Rename => "rename",
+        }
+    }
 }
 
 /// The record of [`Action::Shell`].
@@ -40,6 +79,26 @@ const PORT_FORWARD: (&str, &str) = ("SSH", "port-forward");
 /// The record of [`Action::WebProxy`].
 const WEB_PROXY: (&str, &str) = ("GET", "/instances/{id}/web/{port}/open");
 
+/// The record of [`Action::Files`]: the API route doing the same.
+fn files_record(target: FileTarget, op: FileOp) -> (&'static str, &'static str) {
+    use FileOp as O;
+    use FileTarget as T;
+    match (target, op) {
+        (T::Instance, O::List) => ("GET", "/api/v1/instances/{id}/files"),
+        (T::Instance, O::Download) => ("GET", "/api/v1/instances/{id}/files/download"),
+        (T::Instance, O::Upload) => ("PUT", "/api/v1/instances/{id}/files/upload"),
+        (T::Instance, O::Mkdir) => ("POST", "/api/v1/instances/{id}/files/mkdir"),
+        (T::Instance, O::Delete) => ("POST", "/api/v1/instances/{id}/files/delete"),
+        (T::Instance, O::Rename) => ("POST", "/api/v1/instances/{id}/files/rename"),
+        (T::Dataset, O::List) => ("GET", "/api/v1/datasets/{id}/files"),
+        (T::Dataset, O::Download) => ("GET", "/api/v1/datasets/{id}/files/download"),
+        (T::Dataset, O::Upload) => ("PUT", "/api/v1/datasets/{id}/files/upload"),
+        (T::Dataset, O::Mkdir) => ("POST", "/api/v1/datasets/{id}/files/mkdir"),
+        (T::Dataset, O::Delete) => ("POST", "/api/v1/datasets/{id}/files/delete"),
+        (T::Dataset, O::Rename) => ("POST", "/api/v1/datasets/{id}/files/rename"),
+    }
+}
+
 impl<'a> Action<'a> {
     /// The (method, pattern) of the record that decides this action.
     pub fn record(self) -> (&'a str, &'a str) {
@@ -48,6 +107,7 @@ impl<'a> Action<'a> {
             Action::Shell => SHELL,
             Action::PortForward => PORT_FORWARD,
             Action::WebProxy => WEB_PROXY,
+            Action::Files(target, op) => files_record(target, op),
         }
     }
 
@@ -58,6 +118,13 @@ impl<'a> Action<'a> {
             Action::Shell => "shell".into(),
             Action::PortForward => "port_forward".into(),
             Action::WebProxy => "web_proxy".into(),
+            Action::Files(target, op) => {
+                let t = match target {
+                    FileTarget::Instance => "instance",
+                    FileTarget::Dataset => "dataset",
+                };
+                format!("files:{t}:{}", op.as_str())
+            }
         }
     }
 }
@@ -307,5 +374,41 @@ mod tests {
             assert_eq!(allowed(&c, &u, a).unwrap(), Decision::Deny, "{a:?}");
         }
         assert_eq!(allowed(&c, &u, Action::Shell).unwrap(), Decision::Allow);
+    }
+
+    /// Every file operation has its own record (granted to both customer
+    /// roles), apart from the shell's: revoking one leaves the others.
+    #[test]
+    fn file_operations_are_decided_by_their_own_records() {
+        let c = db::memory().unwrap();
+        let u = member(&c);
+        let ops = [
+            FileOp::List,
+            FileOp::Download,
+            FileOp::Upload,
+            FileOp::Mkdir,
+            FileOp::Delete,
+            FileOp::Rename,
+        ];
+        for t in [FileTarget::Instance, FileTarget::Dataset] {
+            for op in ops {
+                let a = Action::Files(t, op);
+                assert_eq!(allowed(&c, &u, a).unwrap(), Decision::Allow, "{a:?}");
+                assert_ne!(a.record(), Action::Shell.record());
+            }
+        }
+        let (m, p) = Action::Files(FileTarget::Instance, FileOp::Upload).record();
+        c.execute(
+            "DELETE FROM role_permissions WHERE role = 'customer_member' AND permission_id = \
+             (SELECT id FROM permissions WHERE method = ?1 AND path_pattern = ?2)",
+            [m, p],
+        )
+        .unwrap();
+        let upload = Action::Files(FileTarget::Instance, FileOp::Upload);
+        assert_eq!(allowed(&c, &u, upload).unwrap(), Decision::Deny);
+        let download = Action::Files(FileTarget::Instance, FileOp::Download);
+        assert_eq!(allowed(&c, &u, download).unwrap(), Decision::Allow);
+        assert_eq!(allowed(&c, &u, Action::Shell).unwrap(), Decision::Allow);
+        assert_eq!(upload.label(), "files:instance:upload");
     }
 }

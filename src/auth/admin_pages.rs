@@ -19,6 +19,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::error::AppError;
 use crate::i18n::Lang;
+use crate::paging::{Pager, Paging};
 use crate::web::extract::ApiPath;
 use crate::web::render::{FormErrs, Layout, form_error, html, is_htmx};
 
@@ -97,6 +98,7 @@ impl From<&UserForm> for UserFormView {
 struct UsersPage {
     l: Layout,
     users: Vec<User>,
+    pager: Pager,
     tenants: Vec<Tenant>,
     roles: Vec<Role>,
     is_admin: bool,
@@ -125,22 +127,30 @@ impl UsersPage {
 async fn users_page(
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     form: UserFormView,
     errs: FormErrs,
     created: (String, String),
 ) -> Result<Response, AppError> {
-    let scope = ctx.me.scope();
+    let (scope, w) = (ctx.me.scope(), paging.window);
+    // All tenants: the form offers them and the rows name them.
     let (users, tenants) = app
         .db
         .read(move |c| {
-            Ok::<_, AppError>((store::list_users(c, scope)?, store::list_tenants(c, scope)?))
+            Ok::<_, AppError>((
+                store::users_page(c, scope, w)?,
+                store::list_tenants(c, scope)?,
+            ))
         })
         .await?;
+    let pager = paging.pager(users.total, users.items.len());
+    let users = users.items;
     let me = ctx.me.user.clone();
     let can_create = me.role != Role::CustomerMember;
     html(&UsersPage {
         l: ctx.nav("users").l,
         users,
+        pager,
         tenants,
         roles: assignable_roles(&me),
         is_admin: me.role == Role::Admin,
@@ -153,12 +163,20 @@ async fn users_page(
     })
 }
 
-async fn users(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+async fn users(State(app): State<App>, ctx: PageCtx, paging: Paging) -> Result<Response, AppError> {
     let form = UserFormView {
         role: Role::CustomerMember.as_str().into(),
         ..Default::default()
     };
-    users_page(&app, ctx, form, FormErrs::default(), Default::default()).await
+    users_page(
+        &app,
+        ctx,
+        &paging,
+        form,
+        FormErrs::default(),
+        Default::default(),
+    )
+    .await
 }
 
 async fn user_create(
@@ -185,6 +203,7 @@ async fn user_create(
             users_page(
                 &app,
                 ctx,
+                &Paging::first("/users"),
                 form,
                 FormErrs::default(),
                 (user.username, temp.unwrap_or_default()),
@@ -193,8 +212,8 @@ async fn user_create(
         }
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut resp =
-                users_page(&app, ctx, UserFormView::from(&f), errs, Default::default()).await?;
+            let (first, form) = (Paging::first("/users"), UserFormView::from(&f));
+            let mut resp = users_page(&app, ctx, &first, form, errs, Default::default()).await?;
             *resp.status_mut() = status;
             Ok(resp)
         }
@@ -370,6 +389,7 @@ impl From<&TenantForm> for TenantFormView {
 struct TenantsPage {
     l: Layout,
     tenants: Vec<Tenant>,
+    pager: Pager,
     can_create: bool,
     can_edit: bool,
     action: String,
@@ -381,18 +401,20 @@ struct TenantsPage {
 async fn tenants_page(
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     form: TenantFormView,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let scope = ctx.me.scope();
+    let (scope, w) = (ctx.me.scope(), paging.window);
     let tenants = app
         .db
-        .read(move |c| store::list_tenants(c, scope).map_err(AppError::from))
+        .read(move |c| store::tenants_page(c, scope, w).map_err(AppError::from))
         .await?;
     let admin = ctx.me.user.role == Role::Admin;
     html(&TenantsPage {
         l: ctx.nav("tenants").l,
-        tenants,
+        pager: paging.pager(tenants.total, tenants.items.len()),
+        tenants: tenants.items,
         can_create: admin,
         can_edit: admin,
         action: "/tenants".into(),
@@ -402,8 +424,13 @@ async fn tenants_page(
     })
 }
 
-async fn tenants(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    tenants_page(&app, ctx, TenantFormView::default(), FormErrs::default()).await
+async fn tenants(
+    State(app): State<App>,
+    ctx: PageCtx,
+    paging: Paging,
+) -> Result<Response, AppError> {
+    let form = TenantFormView::default();
+    tenants_page(&app, ctx, &paging, form, FormErrs::default()).await
 }
 
 async fn tenant_create(
@@ -424,7 +451,8 @@ async fn tenant_create(
         Ok(_) => Ok(Redirect::to("/tenants").into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut resp = tenants_page(&app, ctx, TenantFormView::from(&f), errs).await?;
+            let (first, form) = (Paging::first("/tenants"), TenantFormView::from(&f));
+            let mut resp = tenants_page(&app, ctx, &first, form, errs).await?;
             *resp.status_mut() = status;
             Ok(resp)
         }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
@@ -17,6 +17,7 @@ use super::{permissions, service, store};
 use crate::app::App;
 use crate::audit::Source;
 use crate::error::AppError;
+use crate::paging::Paging;
 use crate::web::extract::{ApiJson, ApiPath};
 use axum::extract::State;
 
@@ -112,13 +113,14 @@ async fn me(session: Session, me: CurrentUser) -> Result<impl IntoResponse, AppE
 async fn list_tokens(
     State(app): State<App>,
     me: CurrentUser,
-) -> Result<impl IntoResponse, AppError> {
-    let uid = me.user.id;
+    paging: Paging,
+) -> Result<Response, AppError> {
+    let (uid, w) = (me.user.id, paging.window);
     let tokens = app
         .db
-        .read(move |c| store::list_tokens(c, uid).map_err(AppError::from))
+        .read(move |c| store::tokens_page(c, uid, w).map_err(AppError::from))
         .await?;
-    Ok(Json(tokens))
+    Ok(paging.json(&tokens))
 }
 
 #[derive(Deserialize)]
@@ -156,13 +158,14 @@ async fn revoke_token(
 async fn list_users(
     State(app): State<App>,
     me: CurrentUser,
-) -> Result<impl IntoResponse, AppError> {
-    let scope = me.scope();
+    paging: Paging,
+) -> Result<Response, AppError> {
+    let (scope, w) = (me.scope(), paging.window);
     let users = app
         .db
-        .read(move |c| store::list_users(c, scope).map_err(AppError::from))
+        .read(move |c| store::users_page(c, scope, w).map_err(AppError::from))
         .await?;
-    Ok(Json(users))
+    Ok(paging.json(&users))
 }
 
 async fn get_user(
@@ -221,13 +224,14 @@ async fn reset_password(
 async fn list_tenants(
     State(app): State<App>,
     me: CurrentUser,
-) -> Result<impl IntoResponse, AppError> {
-    let scope = me.scope();
+    paging: Paging,
+) -> Result<Response, AppError> {
+    let (scope, w) = (me.scope(), paging.window);
     let tenants = app
         .db
-        .read(move |c| store::list_tenants(c, scope).map_err(AppError::from))
+        .read(move |c| store::tenants_page(c, scope, w).map_err(AppError::from))
         .await?;
-    Ok(Json(tenants))
+    Ok(paging.json(&tenants))
 }
 
 async fn get_tenant(

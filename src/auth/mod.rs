@@ -18,8 +18,8 @@ pub mod session_store;
 pub mod store;
 
 pub use access::{
-    Access, Action, allowed, check, current, end_live_access, end_stale_access, holder, holds,
-    resume, scrape_allowed,
+    Access, Action, FileOp, FileTarget, allowed, check, current, end_live_access, end_stale_access,
+    holder, holds, resume, scrape_allowed,
 };
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,

@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::audit::{self, AuditFilter, AuditRecord, Source};
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
+use crate::paging::{Pager, Paging, Window};
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::page::{PageUser, Viewer};
 use crate::web::render::{FormErrs, Layout, form_error, html};
@@ -246,7 +247,7 @@ async fn dashboard(
             let counts = store::counts(c, scope, now)?;
             let audit_24h = audit::count_since(c, scope, now - 86_400)?;
             let recent = if show_audit {
-                audit::query(c, scope, &AuditFilter::default(), 10, 0)?
+                audit::records(c, scope, &AuditFilter::default(), Window::first(10))?
             } else {
                 Vec::new()
             };
@@ -342,23 +343,37 @@ async fn password_submit(
 struct AccountPage {
     l: Layout,
     tokens: Vec<ApiToken>,
+    pager: Pager,
     new_token: String,
     token_name: String,
     errs: FormErrs,
 }
 
-async fn tokens_of(app: &App, user: &User) -> Result<Vec<ApiToken>, AppError> {
-    let uid = user.id;
-    app.db
-        .read(move |c| store::list_tokens(c, uid).map_err(AppError::from))
-        .await
+/// The user's tokens on the page `paging` asks for, and its pager.
+async fn tokens_of(
+    app: &App,
+    user: &User,
+    paging: &Paging,
+) -> Result<(Vec<ApiToken>, Pager), AppError> {
+    let (uid, w) = (user.id, paging.window);
+    let page = app
+        .db
+        .read(move |c| store::tokens_page(c, uid, w).map_err(AppError::from))
+        .await?;
+    let pager = paging.pager(page.total, page.items.len());
+    Ok((page.items, pager))
 }
 
-async fn account(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    let tokens = tokens_of(&app, &ctx.me.user).await?;
+async fn account(
+    State(app): State<App>,
+    ctx: PageCtx,
+    paging: Paging,
+) -> Result<Response, AppError> {
+    let (tokens, pager) = tokens_of(&app, &ctx.me.user, &paging).await?;
     html(&AccountPage {
         l: ctx.nav("account").l,
         tokens,
+        pager,
         new_token: String::new(),
         token_name: String::new(),
         errs: FormErrs::default(),
@@ -381,17 +396,18 @@ async fn token_create(
     let ctx = ctx.nav("account");
     match service::create_token(&app, &ctx.me.user, &f.name, f.scope.as_deref(), &src).await {
         Ok((_, secret)) => {
-            let tokens = tokens_of(&app, &ctx.me.user).await?;
+            let (tokens, pager) = tokens_of(&app, &ctx.me.user, &Paging::first("/account")).await?;
             html(&AccountPage {
                 l: ctx.l,
                 tokens,
+                pager,
                 new_token: secret,
                 token_name: String::new(),
                 errs: FormErrs::default(),
             })
         }
         Err(e) => {
-            let tokens = tokens_of(&app, &ctx.me.user).await?;
+            let (tokens, pager) = tokens_of(&app, &ctx.me.user, &Paging::first("/account")).await?;
             let tr = ctx.tr();
             form_error(
                 e,
@@ -399,6 +415,7 @@ async fn token_create(
                     html(&AccountPage {
                         l: ctx.l,
                         tokens,
+                        pager,
                         new_token: String::new(),
                         token_name: f.name,
                         errs,

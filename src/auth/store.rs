@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Role, Scope, Tenant, TenantId, TokenScope, User, UserId};
+use crate::paging::{Page, Window};
 
 const USER_COLS: &str = "id, username, display_name, role, tenant_id, enabled, \
     must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at, email, phone";
@@ -70,13 +71,24 @@ pub fn insert_user(conn: &Connection, u: &NewUser<'_>, now: i64) -> rusqlite::Re
     Ok(UserId(conn.last_insert_rowid()))
 }
 
-pub fn list_users(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<User>> {
-    let (t, u) = user_filters(scope);
-    let mut stmt = conn.prepare_cached(&format!(
+/// The users in scope (`?1` tenant, `?2` user), by id.
+fn users_sql() -> String {
+    format!(
         "SELECT {USER_COLS} FROM users WHERE (?1 IS NULL OR tenant_id = ?1) \
          AND (?2 IS NULL OR id = ?2) ORDER BY id"
-    ))?;
+    )
+}
+
+pub fn list_users(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<User>> {
+    let (t, u) = user_filters(scope);
+    let mut stmt = conn.prepare_cached(&users_sql())?;
     stmt.query_map(params![t, u], user_row)?.collect()
+}
+
+/// [`list_users`] for the rows of `window`, and how many there are.
+pub fn users_page(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result<Page<User>> {
+    let (t, u) = user_filters(scope);
+    crate::paging::query(conn, &users_sql(), &[&t, &u], window, user_row)
 }
 
 pub fn get_user(conn: &Connection, scope: Scope, id: UserId) -> rusqlite::Result<Option<User>> {
@@ -299,13 +311,27 @@ pub fn insert_tenant(
     Ok(TenantId(conn.last_insert_rowid()))
 }
 
+/// The tenants in scope (`?1`: limited to tenant `?2`), by id.
+fn tenants_sql() -> String {
+    format!("SELECT {TENANT_COLS} FROM tenants WHERE ?1 = 0 OR id IS ?2 ORDER BY id")
+}
+
 pub fn list_tenants(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<Tenant>> {
     let f = tenant_filter(scope);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TENANT_COLS} FROM tenants WHERE ?1 = 0 OR id IS ?2 ORDER BY id"
-    ))?;
+    let mut stmt = conn.prepare_cached(&tenants_sql())?;
     stmt.query_map(params![f.is_some(), f.flatten()], tenant_row)?
         .collect()
+}
+
+/// [`list_tenants`] for the rows of `window`, and how many there are.
+pub fn tenants_page(
+    conn: &Connection,
+    scope: Scope,
+    window: Window,
+) -> rusqlite::Result<Page<Tenant>> {
+    let f = tenant_filter(scope);
+    let (limited, id) = (f.is_some(), f.flatten());
+    crate::paging::query(conn, &tenants_sql(), &[&limited, &id], window, tenant_row)
 }
 
 pub fn get_tenant(
@@ -389,23 +415,30 @@ pub fn insert_token(
     Ok(conn.last_insert_rowid())
 }
 
-pub fn list_tokens(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<ApiToken>> {
-    let mut stmt = conn.prepare_cached(
+/// The user's API tokens of `window`, newest first, and how many there are.
+pub fn tokens_page(
+    conn: &Connection,
+    user: UserId,
+    window: Window,
+) -> rusqlite::Result<Page<ApiToken>> {
+    crate::paging::query(
+        conn,
         "SELECT id, name, prefix, created_at, last_used_at, revoked_at, scope FROM api_tokens \
          WHERE user_id = ?1 ORDER BY id DESC",
-    )?;
-    stmt.query_map([user.0], |r| {
-        Ok(ApiToken {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            prefix: r.get(2)?,
-            created_at: r.get(3)?,
-            last_used_at: r.get(4)?,
-            revoked_at: r.get(5)?,
-            scope: r.get(6)?,
-        })
-    })?
-    .collect()
+        &[&user.0],
+        window,
+        |r| {
+            Ok(ApiToken {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                prefix: r.get(2)?,
+                created_at: r.get(3)?,
+                last_used_at: r.get(4)?,
+                revoked_at: r.get(5)?,
+                scope: r.get(6)?,
+            })
+        },
+    )
 }
 
 /// Revokes the user's own token; false when it is not theirs or already revoked.
@@ -695,6 +728,9 @@ mod tests {
         assert!(!revoke_token(&conn, b, id, 6).unwrap());
         assert!(revoke_token(&conn, a, id, 6).unwrap());
         assert!(find_token(&conn, "hash1").unwrap().is_none());
-        assert_eq!(list_tokens(&conn, a).unwrap()[0].revoked_at, Some(6));
+        assert_eq!(
+            tokens_page(&conn, a, Window::first(10)).unwrap().items[0].revoked_at,
+            Some(6)
+        );
     }
 }

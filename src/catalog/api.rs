@@ -4,7 +4,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::model::{ImageInput, SpecInput};
@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::paging::Paging;
 use crate::web::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> Router<App> {
@@ -32,8 +33,9 @@ pub fn routes() -> Router<App> {
 async fn list_images(
     State(app): State<App>,
     me: CurrentUser,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::list_images(&app, &me).await?))
+    paging: Paging,
+) -> Result<Response, AppError> {
+    Ok(paging.json(&super::list_images(&app, &me, paging.window).await?))
 }
 
 async fn get_image(
@@ -79,8 +81,9 @@ async fn delete_image(
 async fn list_specs(
     State(app): State<App>,
     me: CurrentUser,
-) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::list_specs(&app, &me).await?))
+    paging: Paging,
+) -> Result<Response, AppError> {
+    Ok(paging.json(&super::list_specs(&app, &me, paging.window).await?))
 }
 
 async fn get_spec(

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::audit::{self, Event, Source};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::paging::{Page, Window};
 use model::{Image, ImageFields, ImageInput, Spec, SpecFields, SpecInput};
 use store::Table;
 
@@ -36,10 +37,17 @@ pub fn listed_only(
     Ok(!crate::auth::holds(c, &me.user, manage)?)
 }
 
-pub async fn list_images(app: &App, me: &CurrentUser) -> Result<Vec<Image>, AppError> {
+/// The images `me` sees in `window`, by id, and how many there are.
+pub async fn list_images(
+    app: &App,
+    me: &CurrentUser,
+    window: Window,
+) -> Result<Page<Image>, AppError> {
     let me = me.clone();
     app.db
-        .read(move |c| store::list_images(c, listed_only(c, &me, IMAGES)?).map_err(AppError::from))
+        .read(move |c| {
+            store::list_images(c, listed_only(c, &me, IMAGES)?, window).map_err(AppError::from)
+        })
         .await
 }
 
@@ -84,10 +92,17 @@ pub async fn save_image(
         .await
 }
 
-pub async fn list_specs(app: &App, me: &CurrentUser) -> Result<Vec<Spec>, AppError> {
+/// The specs `me` sees in `window`, by id, and how many there are.
+pub async fn list_specs(
+    app: &App,
+    me: &CurrentUser,
+    window: Window,
+) -> Result<Page<Spec>, AppError> {
     let me = me.clone();
     app.db
-        .read(move |c| store::list_specs(c, listed_only(c, &me, SPECS)?).map_err(AppError::from))
+        .read(move |c| {
+            store::list_specs(c, listed_only(c, &me, SPECS)?, window).map_err(AppError::from)
+        })
         .await
 }
 

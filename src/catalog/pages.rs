@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::paging::{Pager, Paging};
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html};
@@ -24,7 +25,7 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route(
             "/images",
-            get(async |s, c| list(Kind::Images, s, c).await)
+            get(async |s, c, p| list(Kind::Images, s, c, p).await)
                 .post(async |s, c, src, f| create(Kind::Images, s, c, src, f).await),
         )
         .route(
@@ -38,7 +39,7 @@ pub fn routes() -> Router<App> {
         )
         .route(
             "/specs",
-            get(async |s, c| list(Kind::Specs, s, c).await)
+            get(async |s, c, p| list(Kind::Specs, s, c, p).await)
                 .post(async |s, c, src, f| create(Kind::Specs, s, c, src, f).await),
         )
         .route(
@@ -176,6 +177,7 @@ fn spec_input(f: &FormValues) -> SpecInput {
 struct ImagesPage {
     l: Layout,
     images: Vec<Image>,
+    pager: Pager,
     can_manage: bool,
     action: String,
     editing: bool,
@@ -188,6 +190,7 @@ struct ImagesPage {
 struct SpecsPage {
     l: Layout,
     specs: Vec<Spec>,
+    pager: Pager,
     can_manage: bool,
     action: String,
     editing: bool,
@@ -200,6 +203,7 @@ async fn list_page(
     kind: Kind,
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
@@ -208,10 +212,11 @@ async fn list_page(
     let action = format!("/{}", kind.path());
     match kind {
         Kind::Images => {
-            let images = super::list_images(app, &ctx.me).await?;
+            let page = super::list_images(app, &ctx.me, paging.window).await?;
             html(&ImagesPage {
                 l: ctx.nav(kind.path()).l,
-                images,
+                pager: paging.pager(page.total, page.items.len()),
+                images: page.items,
                 can_manage,
                 action,
                 editing: false,
@@ -220,10 +225,11 @@ async fn list_page(
             })
         }
         Kind::Specs => {
-            let specs = super::list_specs(app, &ctx.me).await?;
+            let page = super::list_specs(app, &ctx.me, paging.window).await?;
             html(&SpecsPage {
                 l: ctx.nav(kind.path()).l,
-                specs,
+                pager: paging.pager(page.total, page.items.len()),
+                specs: page.items,
                 can_manage,
                 action,
                 editing: false,
@@ -234,9 +240,14 @@ async fn list_page(
     }
 }
 
-async fn list(kind: Kind, State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+async fn list(
+    kind: Kind,
+    State(app): State<App>,
+    ctx: PageCtx,
+    paging: Paging,
+) -> Result<Response, AppError> {
     let form = kind.values(&app, &ctx, None).await?;
-    list_page(kind, &app, ctx, form, FormErrs::default()).await
+    list_page(kind, &app, ctx, &paging, form, FormErrs::default()).await
 }
 
 async fn create(
@@ -251,7 +262,8 @@ async fn create(
         Ok(()) => Ok(Redirect::to(&format!("/{}", kind.path())).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut r = list_page(kind, &app, ctx, form, errs).await?;
+            let paging = Paging::first(&format!("/{}", kind.path()));
+            let mut r = list_page(kind, &app, ctx, &paging, form, errs).await?;
             *r.status_mut() = status;
             Ok(r)
         }

@@ -4,6 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Image, ImageFields, Spec, SpecFields};
+use crate::paging::{Page, Window};
 
 const IMAGE_COLS: &str =
     "id, name, address, description, source, listed, remark, created_at, updated_at";
@@ -22,11 +23,14 @@ fn image_row(r: &Row<'_>) -> rusqlite::Result<Image> {
     })
 }
 
-pub fn list_images(conn: &Connection, listed_only: bool) -> rusqlite::Result<Vec<Image>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {IMAGE_COLS} FROM images WHERE ?1 = 0 OR listed = 1 ORDER BY id"
-    ))?;
-    stmt.query_map([listed_only], image_row)?.collect()
+/// The images (listed ones only, or all) of `window`, by id, and how many.
+pub fn list_images(
+    conn: &Connection,
+    listed_only: bool,
+    window: Window,
+) -> rusqlite::Result<Page<Image>> {
+    let sql = format!("SELECT {IMAGE_COLS} FROM images WHERE ?1 = 0 OR listed = 1 ORDER BY id");
+    crate::paging::query(conn, &sql, &[&listed_only], window, image_row)
 }
 
 pub fn get_image(conn: &Connection, id: i64, listed_only: bool) -> rusqlite::Result<Option<Image>> {
@@ -79,11 +83,14 @@ fn spec_row(r: &Row<'_>) -> rusqlite::Result<Spec> {
     })
 }
 
-pub fn list_specs(conn: &Connection, listed_only: bool) -> rusqlite::Result<Vec<Spec>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SPEC_COLS} FROM specs WHERE ?1 = 0 OR listed = 1 ORDER BY id"
-    ))?;
-    stmt.query_map([listed_only], spec_row)?.collect()
+/// The specs (listed ones only, or all) of `window`, by id, and how many.
+pub fn list_specs(
+    conn: &Connection,
+    listed_only: bool,
+    window: Window,
+) -> rusqlite::Result<Page<Spec>> {
+    let sql = format!("SELECT {SPEC_COLS} FROM specs WHERE ?1 = 0 OR listed = 1 ORDER BY id");
+    crate::paging::query(conn, &sql, &[&listed_only], window, spec_row)
 }
 
 pub fn get_spec(conn: &Connection, id: i64, listed_only: bool) -> rusqlite::Result<Option<Spec>> {
@@ -143,10 +150,11 @@ mod tests {
         let shown = insert_image(&conn, &f, 1).unwrap();
         f.listed = false;
         let hidden = insert_image(&conn, &f, 1).unwrap();
-        assert_eq!(list_images(&conn, false).unwrap().len(), 2);
+        assert_eq!(list_images(&conn, false, Window::all()).unwrap().total, 2);
         assert_eq!(
-            list_images(&conn, true)
+            list_images(&conn, true, Window::all())
                 .unwrap()
+                .items
                 .iter()
                 .map(|i| i.id)
                 .collect::<Vec<_>>(),
@@ -161,7 +169,7 @@ mod tests {
         s.price_cents = 1999;
         s.listed = false;
         let id = insert_spec(&conn, &s, 1).unwrap();
-        assert!(list_specs(&conn, true).unwrap().is_empty());
+        assert_eq!(list_specs(&conn, true, Window::all()).unwrap().total, 0);
         let got = get_spec(&conn, id, false).unwrap().unwrap();
         assert_eq!(
             (got.price_cents, got.price_text(), got.price_per_hour),

@@ -274,6 +274,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     ));
     let metrics = tokio::spawn(crate::monitor::run(app.clone(), cancel.clone()));
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
+    let datasets = tokio::spawn(crate::datasets::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let (jobs, live) = (app.jobs.clone(), app.live.clone());
@@ -299,6 +300,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ("session purge", purge),
         ("node health", health),
         ("instance sync", sync),
+        ("dataset transfers", datasets),
         ("remote sessions", sessions),
         ("metrics", metrics),
         ("account openings", openings),

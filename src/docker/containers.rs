@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, MountVolumeOptions,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
@@ -48,6 +48,9 @@ pub struct ContainerSpec {
     pub data_volume: Option<String>,
     /// Specific GPU indices for `DeviceRequests` (driver nvidia, capability gpu).
     pub gpu_device_ids: Vec<String>,
+    /// Existing volumes mounted read-only (datasets): (volume, path).
+    /// They must exist (dockerd would make an empty one otherwise).
+    pub read_only: Vec<(String, String)>,
 }
 
 /// What became of the writable-layer size limit.
@@ -151,14 +154,25 @@ fn body(spec: &ContainerSpec, with_quota: bool) -> ContainerCreateBody {
     let positive = |v: i64| (v > 0).then_some(v);
     let storage_opt = (with_quota && spec.disk_size_gb > 0)
         .then(|| HashMap::from([("size".to_string(), format!("{}G", spec.disk_size_gb))]));
-    let mounts = spec.data_volume.as_ref().map(|v| {
-        vec![Mount {
-            typ: Some(MountType::VOLUME),
-            source: Some(v.clone()),
-            target: Some(DATA_MOUNT.into()),
-            ..Default::default()
-        }]
+    let data = spec.data_volume.iter().map(|v| Mount {
+        typ: Some(MountType::VOLUME),
+        source: Some(v.clone()),
+        target: Some(DATA_MOUNT.into()),
+        ..Default::default()
     });
+    let read_only = spec.read_only.iter().map(|(v, at)| Mount {
+        typ: Some(MountType::VOLUME),
+        source: Some(v.clone()),
+        target: Some(at.clone()),
+        read_only: Some(true),
+        volume_options: Some(MountVolumeOptions {
+            no_copy: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let all: Vec<Mount> = data.chain(read_only).collect();
+    let mounts = (!all.is_empty()).then_some(all);
     let device_requests = (!spec.gpu_device_ids.is_empty()).then(|| {
         vec![DeviceRequest {
             driver: Some("nvidia".into()),
@@ -264,7 +278,15 @@ async fn exists(d: &Docker, kind: &'static str, name: &str) -> Result<bool, Dock
 
 /// Refuses names in use: an existing volume would be handed back by
 /// dockerd as if new, and neither it nor a container of the name is ours.
+/// The read-only volumes must exist (dockerd would make an empty one).
 async fn names_free(d: &Docker, spec: &ContainerSpec) -> Result<(), CreateError> {
+    for (v, _) in &spec.read_only {
+        if !exists(d, "volume", v).await.map_err(CreateError::Docker)? {
+            return Err(CreateError::Docker(DockerError::Api(format!(
+                "the volume {v} is not on the node (a dataset's volume was removed behind gpudock's back)"
+            ))));
+        }
+    }
     let volume = spec.data_volume.iter().map(|v| ("volume", v.as_str()));
     for (kind, name) in std::iter::once(("container", spec.name.as_str())).chain(volume) {
         if exists(d, kind, name).await.map_err(CreateError::Docker)? {
@@ -397,7 +419,7 @@ async fn undo(d: &Docker, spec: &ContainerSpec, made: &Made) {
 }
 
 /// Removes the volume; its absence is no error.
-async fn remove_volume(d: &Docker, v: &str) -> Result<(), DockerError> {
+pub async fn remove_volume(d: &Docker, v: &str) -> Result<(), DockerError> {
     match d.remove_volume(v, None::<RemoveVolumeOptions>).await {
         Ok(()) => Ok(()),
         Err(e) if api_status(&e) == Some(404) => Ok(()),
@@ -460,6 +482,124 @@ pub async fn state(d: &Docker, id: &str) -> Result<Option<String>, DockerError> 
         Err(e) if api_status(&e) == Some(404) => Ok(None),
         Err(e) => Err(err(d)(e)),
     }
+}
+
+/// Creates a named volume with `labels`; a volume of that name already
+/// there is refused (dockerd would hand it back as if new).
+pub async fn create_volume(
+    d: &Docker,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> Result<(), CreateError> {
+    if exists(d, "volume", name)
+        .await
+        .map_err(CreateError::Docker)?
+    {
+        return Err(CreateError::NameTaken {
+            kind: "volume",
+            name: name.to_string(),
+        });
+    }
+    let req = VolumeCreateRequest {
+        name: Some(name.to_string()),
+        labels: Some(labels.clone()),
+        ..Default::default()
+    };
+    d.create_volume(req)
+        .await
+        .map(|_| ())
+        .map_err(|e| CreateError::Docker(err(d)(e)))
+}
+
+/// Whether the node has volume `name`.
+pub async fn volume_exists(d: &Docker, name: &str) -> Result<bool, DockerError> {
+    exists(d, "volume", name).await
+}
+
+/// Whether the node has image `image`.
+pub async fn has_image(d: &Docker, image: &str) -> Result<bool, DockerError> {
+    match d.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(e) if api_status(&e) == Some(404) => Ok(false),
+        Err(e) => Err(err(d)(e)),
+    }
+}
+
+/// A container that only holds a volume for `docker exec`s to work in:
+/// `sh` sleeping as PID 1, no network, little memory, root (to write any
+/// file of the volume), no restart.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub name: String,
+    pub image: String,
+    pub labels: HashMap<String, String>,
+    pub volume: String,
+    pub mount: String,
+}
+
+/// The id of container `name` when it runs (`None`: absent or stopped).
+pub async fn running_id(d: &Docker, name: &str) -> Result<Option<String>, DockerError> {
+    match d.inspect_container(name, None).await {
+        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => Ok(c.id),
+        Ok(_) => Ok(None),
+        Err(e) if api_status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(err(d)(e)),
+    }
+}
+
+/// The running holder `h` (made when missing, started when stopped): its id.
+pub async fn ensure_holder(d: &Docker, h: &Holder) -> Result<String, DockerError> {
+    for _ in 0..3 {
+        match d.inspect_container(&h.name, None).await {
+            Ok(c) => {
+                let id = c.id.unwrap_or_default();
+                let running = c.state.and_then(|s| s.running).unwrap_or(false);
+                if !running {
+                    start(d, &id).await?;
+                }
+                return Ok(id);
+            }
+            Err(e) if api_status(&e) == Some(404) => {}
+            Err(e) => return Err(err(d)(e)),
+        }
+        let body = ContainerCreateBody {
+            image: Some(h.image.clone()),
+            labels: Some(h.labels.clone()),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+            cmd: Some(vec![
+                "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".into(),
+            ]),
+            user: Some("0:0".into()),
+            working_dir: Some(h.mount.clone()),
+            network_disabled: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                memory: Some(256 << 20),
+                mounts: Some(vec![Mount {
+                    typ: Some(MountType::VOLUME),
+                    source: Some(h.volume.clone()),
+                    target: Some(h.mount.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&h.name).build();
+        match slow(d).create_container(Some(opts), body).await {
+            Ok(r) => {
+                start(d, &r.id).await?;
+                return Ok(r.id);
+            }
+            // Made meanwhile by another request: use that one.
+            Err(e) if api_status(&e) == Some(409) => continue,
+            Err(e) => return Err(err(d)(e)),
+        }
+    }
+    Err(DockerError::Api(format!(
+        "the container {} kept changing while it was being made",
+        h.name
+    )))
 }
 
 /// A container as listed, with its labels.
@@ -526,6 +666,7 @@ mod tests {
             disk_size_gb: 50,
             data_volume: Some("vol".into()),
             gpu_device_ids: vec!["2".into(), "3".into()],
+            read_only: vec![("ds".into(), "/datasets/imagenet".into())],
         };
         let b = body(&spec, true);
         let h = b.host_config.clone().unwrap();
@@ -534,10 +675,15 @@ mod tests {
             (Some(2_000_000_000), Some(1 << 30))
         );
         assert_eq!(h.storage_opt.unwrap()["size"], "50G");
-        let m = &h.mounts.unwrap()[0];
+        let m = &h.mounts.as_ref().unwrap()[0];
         assert_eq!(
             (m.source.as_deref(), m.target.as_deref()),
             (Some("vol"), Some("/data"))
+        );
+        let ds = &h.mounts.as_ref().unwrap()[1];
+        assert_eq!(
+            (ds.source.as_deref(), ds.target.as_deref(), ds.read_only),
+            (Some("ds"), Some("/datasets/imagenet"), Some(true))
         );
         let g = &h.device_requests.unwrap()[0];
         assert_eq!(
@@ -559,6 +705,7 @@ mod tests {
             disk_size_gb: 0,
             data_volume: None,
             gpu_device_ids: vec![],
+            read_only: vec![],
             ..spec
         };
         let h = body(&none, true).host_config.unwrap();

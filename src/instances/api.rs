@@ -18,6 +18,7 @@ use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
 use crate::ids::InstanceId;
+use crate::paging::Paging;
 use crate::web::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::web::render::is_htmx;
 
@@ -42,8 +43,12 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/instances/{id}/logs", get(logs))
 }
 
-async fn list(State(app): State<App>, me: CurrentUser) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::list(&app, &me).await?))
+async fn list(
+    State(app): State<App>,
+    me: CurrentUser,
+    paging: Paging,
+) -> Result<Response, AppError> {
+    Ok(paging.json(&super::list(&app, &me, paging.window).await?))
 }
 
 async fn show(

@@ -36,6 +36,8 @@ pub struct CreateInput {
     pub node_id: Option<Value>,
     pub name: Option<String>,
     pub remark: Option<String>,
+    /// Datasets on the node to mount read-only at `/datasets/<name>`.
+    pub dataset_ids: Option<Value>,
 }
 
 pub const LABEL_INSTALL: &str = "gpudock.install";
@@ -105,6 +107,8 @@ pub struct Reserved {
     /// The node's GPU indices this instance holds.
     pub gpus: Vec<i64>,
     pub objects: ObjectNames,
+    /// The datasets' volumes and where they are mounted (read-only).
+    pub datasets: Vec<(String, String)>,
 }
 
 /// Validates the input and reserves capacity and GPU indices on the node in
@@ -120,9 +124,11 @@ pub async fn reserve(
     let node_id = NodeId(required_id(&mut e, "node_id", input.node_id.as_ref()));
     let name = required_text(&mut e, "name", input.name.as_deref().unwrap_or(""), 64);
     let remark = multiline_text(&mut e, "remark", input.remark.as_deref().unwrap_or(""), 500);
+    let dataset_ids = crate::datasets::ids_field(&mut e, "dataset_ids", input.dataset_ids.as_ref());
     if !e.is_empty() {
         return Err(AppError::Validation(e));
     }
+    let scope = me.scope();
     let not_found_as = |field: &'static str, key: &'static str| {
         move |err| match err {
             AppError::NotFound => AppError::field(field, key),
@@ -139,7 +145,7 @@ pub async fn reserve(
     let (uid, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
     let (n, r) = (name.clone(), remark);
     let (install, generation) = (app.install_id.clone(), app.generation);
-    let (id, gpus, objects) = app
+    let (id, gpus, objects, datasets) = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -178,8 +184,9 @@ pub async fn reserve(
                 },
                 crate::db::now(),
             )?;
+            let datasets = crate::datasets::attach(&tx, scope, node_id, id, &dataset_ids)?;
             tx.commit()?;
-            Ok::<_, AppError>((id, gpus, objects))
+            Ok::<_, AppError>((id, gpus, objects, datasets))
         })
         .await?;
     Ok(Reserved {
@@ -190,6 +197,7 @@ pub async fn reserve(
         spec,
         gpus,
         objects,
+        datasets,
     })
 }
 
@@ -224,8 +232,10 @@ async fn provision(
     r: Reserved,
     job: JobHandle,
 ) -> Result<Instance, AppError> {
+    let mounted: Vec<&str> = r.datasets.iter().map(|(_, at)| at.as_str()).collect();
     let detail = json!({"name": r.name, "node_id": r.node_id, "image": r.image,
-                        "spec_id": r.spec.id, "gpu_indices": r.gpus, "job": job.id()});
+                        "spec_id": r.spec.id, "gpu_indices": r.gpus, "job": job.id(),
+                        "datasets": mounted});
     match make_container(&app, &actor, &r, &job).await {
         Ok((inst, pulled)) => {
             let mut detail = detail;
@@ -314,6 +324,7 @@ async fn make_container(
         disk_size_gb: r.spec.system_disk_gb,
         data_volume: Some(r.objects.volume.clone()),
         gpu_device_ids: r.gpus.iter().map(i64::to_string).collect(),
+        read_only: r.datasets.clone(),
     };
     // The image's pull, when there was one (for the audit record).
     let mut pulled: Option<PullProgress> = None;

@@ -20,6 +20,7 @@ use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
 use crate::ids::{InstanceId, NodeId};
+use crate::paging::{Page, Window};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Request};
@@ -80,14 +81,23 @@ pub async fn candidate_nodes(
     Ok(placement::candidates(&req, &nodes))
 }
 
+/// What tenant `tenant`'s instances hold (how many, and their reservations
+/// added up), as kept in the reserving transactions: what quotas read.
+pub async fn tenant_usage(
+    app: &App,
+    tenant: crate::ids::TenantId,
+) -> Result<store::Usage, AppError> {
+    app.db
+        .read(move |c| store::tenant_usage(c, tenant.0).map_err(AppError::from))
+        .await
+}
+
 /// Every instance placed on `node`, whoever owns it (per-node work such as
 /// metrics collection; never shown to a user as it is).
 pub async fn on_node(app: &App, node: NodeId) -> Result<Vec<Instance>, AppError> {
-    let all = app
-        .db
-        .read(|c| store::list(c, crate::auth::Scope::All).map_err(AppError::from))
-        .await?;
-    Ok(all.into_iter().filter(|i| i.node_id == node).collect())
+    app.db
+        .read(move |c| store::placed_on(c, node).map_err(AppError::from))
+        .await
 }
 
 /// The instances `me` reaches (all, or only `id`) with the names of their
@@ -103,10 +113,23 @@ pub async fn named(
         .await
 }
 
-pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<Instance>, AppError> {
+/// The instances `me` reaches in `window` (by id), with how many there are.
+pub async fn list(app: &App, me: &CurrentUser, window: Window) -> Result<Page<Instance>, AppError> {
     let scope = me.scope();
     app.db
-        .read(move |c| store::list(c, scope).map_err(AppError::from))
+        .read(move |c| store::list(c, scope, window).map_err(AppError::from))
+        .await
+}
+
+/// [`named`] for the rows of `window`, with how many there are.
+pub async fn named_page(
+    app: &App,
+    me: &CurrentUser,
+    window: Window,
+) -> Result<Page<(Instance, store::Names)>, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::list_named_page(c, scope, window).map_err(AppError::from))
         .await
 }
 

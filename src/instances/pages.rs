@@ -27,6 +27,7 @@ use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::ids::InstanceId;
 use crate::jobs::JobView;
+use crate::paging::{Pager, Paging, Window};
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, hx_redirect, is_htmx, page_or_fragment};
@@ -78,6 +79,7 @@ struct ListPage {
     rows: Vec<(Instance, Names)>,
     show_user: bool,
     orphans: Vec<Orphan>,
+    pager: Pager,
 }
 
 #[derive(Template)]
@@ -86,19 +88,29 @@ struct Rows {
     l: Layout,
     rows: Vec<(Instance, Names)>,
     show_user: bool,
+    pager: Pager,
 }
 
 async fn list(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
+    paging: Paging,
 ) -> Result<Response, AppError> {
-    let rows = super::named(&app, &ctx.me, None).await?;
+    let page = super::named_page(&app, &ctx.me, paging.window).await?;
+    let pager = paging.pager(page.total, page.items.len());
+    let rows = page.items;
     let show_user = ctx.me.user.role != Role::CustomerMember;
-    // The rows refresh themselves every few seconds: only they are rendered.
+    // The rows on screen refresh themselves every few seconds (this page of
+    // them, and the pager): only they are rendered.
     if is_htmx(&headers) {
         let l = ctx.nav("instances").l;
-        return html(&Rows { l, rows, show_user });
+        return html(&Rows {
+            l,
+            rows,
+            show_user,
+            pager,
+        });
     }
     // Shown to whoever holds the orphan report (admins).
     let orphans = match super::orphans(&app, &ctx.me).await {
@@ -111,6 +123,7 @@ async fn list(
         rows,
         show_user,
         orphans,
+        pager,
     })
 }
 
@@ -124,6 +137,8 @@ struct WizardPage {
     errs: FormErrs,
     /// The candidate nodes of the chosen spec (when the form comes back).
     nodes: Vec<Candidate>,
+    /// The dataset checkboxes for the chosen node (rendered).
+    datasets: String,
 }
 
 #[derive(Template)]
@@ -135,6 +150,7 @@ struct WizardForm {
     form: FormValues,
     errs: FormErrs,
     nodes: Vec<Candidate>,
+    datasets: String,
 }
 
 impl WizardForm {
@@ -166,18 +182,35 @@ fn spec_label(tr: Tr, s: &Spec) -> String {
     )
 }
 
+/// The wizard's dataset checkboxes for the form's node.
+async fn dataset_choices(app: &App, ctx: &PageCtx, form: &FormValues) -> Result<String, AppError> {
+    let node = form
+        .v("node_id")
+        .parse::<i64>()
+        .ok()
+        .map(crate::ids::NodeId);
+    let ticked = form
+        .v("dataset_ids")
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    crate::datasets::choices_html(app, &ctx.me, ctx.l.clone(), node, ticked).await
+}
+
 async fn wizard_parts(
     app: &App,
     ctx: &PageCtx,
     form: &FormValues,
 ) -> Result<(Vec<Image>, Vec<Spec>, Vec<Candidate>), AppError> {
-    let images: Vec<Image> = crate::catalog::list_images(app, &ctx.me)
+    let images: Vec<Image> = crate::catalog::list_images(app, &ctx.me, Window::all())
         .await?
+        .items
         .into_iter()
         .filter(|i| i.listed)
         .collect();
-    let specs: Vec<Spec> = crate::catalog::list_specs(app, &ctx.me)
+    let specs: Vec<Spec> = crate::catalog::list_specs(app, &ctx.me, Window::all())
         .await?
+        .items
         .into_iter()
         .filter(|s| s.listed)
         .collect();
@@ -193,6 +226,7 @@ async fn wizard_parts(
 async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
     let form = FormValues::default();
     let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+    let datasets = dataset_choices(&app, &ctx, &form).await?;
     html(&WizardPage {
         l: ctx.nav("instances").l,
         images,
@@ -200,6 +234,7 @@ async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppErr
         form,
         errs: FormErrs::default(),
         nodes,
+        datasets,
     })
 }
 
@@ -228,6 +263,7 @@ fn input(f: &FormValues) -> CreateInput {
         node_id: num("node_id"),
         name: Some(f.v("name").to_string()),
         remark: Some(f.v("remark").to_string()),
+        dataset_ids: Some(Value::String(f.v("dataset_ids").to_string())),
     }
 }
 
@@ -238,8 +274,21 @@ async fn create(
     headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
-    Form(f): Form<HashMap<String, String>>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
+    // The datasets' checkboxes share a name: their values go joined.
+    let mut f: HashMap<String, String> = HashMap::new();
+    for (k, v) in pairs {
+        match f.get_mut(&k) {
+            Some(prev) if k == "dataset_ids" => {
+                prev.push(',');
+                prev.push_str(&v);
+            }
+            _ => {
+                f.insert(k, v);
+            }
+        }
+    }
     let form = FormValues::from_map(f);
     match super::create(&app, &ctx.me, input(&form), &src).await {
         Ok((job, _task)) => {
@@ -253,6 +302,7 @@ async fn create(
             let status = e.status();
             let errs = FormErrs::of_error(&e, ctx.tr());
             let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+            let datasets = dataset_choices(&app, &ctx, &form).await?;
             let l = ctx.nav("instances").l;
             let mut r = if is_htmx(&headers) {
                 html(&WizardForm {
@@ -262,6 +312,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    datasets,
                 })?
             } else {
                 html(&WizardPage {
@@ -271,6 +322,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    datasets,
                 })?
             };
             *r.status_mut() = status;
@@ -350,6 +402,11 @@ struct ShowPage {
     show_user: bool,
     /// The connection summary (连接信息摘要), as text to copy.
     summary_text: String,
+    /// For the SFTP command lines shown on the page.
+    ssh_port: u16,
+    host: String,
+    /// The datasets it mounts (read-only).
+    datasets: Vec<crate::datasets::Dataset>,
 }
 
 #[derive(Template)]
@@ -381,13 +438,14 @@ async fn show(
         n: n.clone(),
         show_user,
     };
-    let summary_text = if is_htmx(&headers) {
-        String::new()
+    let (summary_text, datasets) = if is_htmx(&headers) {
+        (String::new(), Vec::new())
     } else {
-        crate::delivery::instance(&app, &ctx_me, id, &origin)
+        let text = crate::delivery::instance(&app, &ctx_me, id, &origin)
             .await?
             .summary()
-            .text(&l.tr)
+            .text(&l.tr);
+        (text, crate::datasets::of_instance(&app, i.id).await?)
     };
     let full = ShowPage {
         l,
@@ -395,6 +453,9 @@ async fn show(
         n,
         show_user,
         summary_text,
+        ssh_port: origin.ssh_port,
+        host: origin.ssh_host.clone(),
+        datasets,
     };
     page_or_fragment(&headers, &full, &fragment)
 }

@@ -8,6 +8,7 @@ use super::model::InstanceStatus;
 use super::placement::{Capacity, NodeSnapshot};
 use crate::auth::Scope;
 use crate::ids::{InstanceId, NodeId};
+use crate::paging::{Page, Window};
 
 /// Something the user should know about an instance: a stable code (also an
 /// i18n key under `instances.w_`) and the daemon's words.
@@ -123,12 +124,21 @@ fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
     }
 }
 
-pub fn list(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<Instance>> {
+/// The scoped instances of `window`, by id, and how many there are.
+pub fn list(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result<Page<Instance>> {
     let (t, u) = filters(scope);
+    let filter = "(?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)";
+    let sql = format!("SELECT {COLS}, {NODE_STATUS} FROM instances WHERE {filter} ORDER BY id");
+    let count = format!("SELECT COUNT(*) FROM instances WHERE {filter}");
+    crate::paging::counted(conn, &sql, &count, &[&t, &u], window, row)
+}
+
+/// Every instance on `node`, by id, as lists show it.
+pub fn placed_on(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Instance>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLS}, {NODE_STATUS} FROM instances WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) ORDER BY id"
+        "SELECT {COLS}, {NODE_STATUS} FROM instances WHERE node_id = ?1 ORDER BY id"
     ))?;
-    stmt.query_map(params![t, u], row)?.collect()
+    stmt.query_map([node.0], row)?.collect()
 }
 
 /// What pages show beside an instance: the names behind its ids.
@@ -140,6 +150,35 @@ pub struct Names {
     pub user: String,
 }
 
+/// Which instances: scoped by `?1` (tenant) and `?2` (user), and `?3` (one
+/// instance) unless NULL.
+const NAMED_WHERE: &str = "(?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) \
+    AND (?3 IS NULL OR i.id = ?3)";
+
+/// Instances with the names of their image, spec, node and user, by id
+/// ([`NAMED_WHERE`]).
+fn named_sql() -> String {
+    format!(
+        "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
+         JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
+         JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
+         WHERE {NAMED_WHERE} ORDER BY i.id",
+        cols_of_i()
+    )
+}
+
+fn named_row(r: &Row<'_>) -> rusqlite::Result<(Instance, Names)> {
+    Ok((
+        row(r)?,
+        Names {
+            image: r.get(ROW_WIDTH)?,
+            spec: r.get(ROW_WIDTH + 1)?,
+            node: r.get(ROW_WIDTH + 2)?,
+            user: r.get(ROW_WIDTH + 3)?,
+        },
+    ))
+}
+
 /// The scoped instances (all, or only `id`) with the names of their image,
 /// spec, node and user.
 pub fn list_named(
@@ -148,27 +187,28 @@ pub fn list_named(
     only: Option<InstanceId>,
 ) -> rusqlite::Result<Vec<(Instance, Names)>> {
     let (t, u) = filters(scope);
-    let sql = format!(
-        "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
-         JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
-         JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
-         WHERE (?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i.user_id = ?2) AND (?3 IS NULL OR i.id = ?3) \
-         ORDER BY i.id",
-        cols_of_i()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    stmt.query_map(params![t, u, only], |r| {
-        Ok((
-            row(r)?,
-            Names {
-                image: r.get(ROW_WIDTH)?,
-                spec: r.get(ROW_WIDTH + 1)?,
-                node: r.get(ROW_WIDTH + 2)?,
-                user: r.get(ROW_WIDTH + 3)?,
-            },
-        ))
-    })?
-    .collect()
+    let mut stmt = conn.prepare_cached(&named_sql())?;
+    stmt.query_map(params![t, u, only], named_row)?.collect()
+}
+
+/// [`list_named`] for the rows of `window`, and how many there are.
+pub fn list_named_page(
+    conn: &Connection,
+    scope: Scope,
+    window: Window,
+) -> rusqlite::Result<Page<(Instance, Names)>> {
+    let (t, u) = filters(scope);
+    let none: Option<i64> = None;
+    // Counted without the joins (each joins exactly one row: foreign keys).
+    let count = format!("SELECT COUNT(*) FROM instances i WHERE {NAMED_WHERE}");
+    crate::paging::counted(
+        conn,
+        &named_sql(),
+        &count,
+        &[&t, &u, &none],
+        window,
+        named_row,
+    )
 }
 
 pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<Option<Instance>> {
@@ -181,14 +221,15 @@ pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<
     .optional()
 }
 
-/// Listed, online nodes with the totals of what their instances reserve;
-/// `only` restricts to one node.
+/// Listed, online nodes with what their instances hold (kept in
+/// `node_usage` by the schema's triggers, see [`recount_usage`]); `only`
+/// restricts to one node.
 pub fn snapshots(conn: &Connection, only: Option<NodeId>) -> rusqlite::Result<Vec<NodeSnapshot>> {
     let mut stmt = conn.prepare_cached(
         "SELECT n.id, n.name, n.gpu_name, n.gpu_count, n.cpu_cores, n.memory_gb, n.system_disk_gb, n.data_disk_gb, \
-           COALESCE(u.gpus, 0), COALESCE(u.cpu, 0), COALESCE(u.mem, 0), COALESCE(u.sys, 0), COALESCE(u.data, 0) \
-         FROM nodes n LEFT JOIN (SELECT node_id, SUM(gpu_count) AS gpus, SUM(cpu_cores) AS cpu, SUM(memory_gb) AS mem, \
-           SUM(system_disk_gb) AS sys, SUM(data_disk_gb) AS data FROM instances GROUP BY node_id) u ON u.node_id = n.id \
+           COALESCE(u.gpus, 0), COALESCE(u.cpu_cores, 0), COALESCE(u.memory_gb, 0), COALESCE(u.system_disk_gb, 0), \
+           COALESCE(u.data_disk_gb, 0) \
+         FROM nodes n LEFT JOIN node_usage u ON u.node_id = n.id \
          WHERE n.listed = 1 AND n.status = 'online' AND (?1 IS NULL OR n.id = ?1) ORDER BY n.id",
     )?;
     stmt.query_map([only], |r| {
@@ -196,23 +237,102 @@ pub fn snapshots(conn: &Connection, only: Option<NodeId>) -> rusqlite::Result<Ve
             id: r.get(0)?,
             name: r.get(1)?,
             gpu_name: r.get(2)?,
-            total: Capacity {
-                gpus: r.get(3)?,
-                cpu_cores: r.get(4)?,
-                memory_gb: r.get(5)?,
-                system_disk_gb: r.get(6)?,
-                data_disk_gb: r.get(7)?,
-            },
-            used: Capacity {
-                gpus: r.get(8)?,
-                cpu_cores: r.get(9)?,
-                memory_gb: r.get(10)?,
-                system_disk_gb: r.get(11)?,
-                data_disk_gb: r.get(12)?,
-            },
+            total: capacity_at(r, 3)?,
+            used: capacity_at(r, 8)?,
         })
     })?
     .collect()
+}
+
+/// Five columns from `at` on: GPUs, CPU cores, memory, system disk, data disk.
+fn capacity_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Capacity> {
+    Ok(Capacity {
+        gpus: r.get(at)?,
+        cpu_cores: r.get(at + 1)?,
+        memory_gb: r.get(at + 2)?,
+        system_disk_gb: r.get(at + 3)?,
+        data_disk_gb: r.get(at + 4)?,
+    })
+}
+
+/// What a tenant's (or a node's) instances hold: how many, and their
+/// reservations added up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Usage {
+    pub instances: i64,
+    pub held: Capacity,
+}
+
+/// What tenant `tenant`'s instances hold (for quotas), from `tenant_usage`.
+pub fn tenant_usage(conn: &Connection, tenant: i64) -> rusqlite::Result<Usage> {
+    conn.query_row(
+        "SELECT instances, gpus, cpu_cores, memory_gb, system_disk_gb, data_disk_gb \
+         FROM tenant_usage WHERE tenant_id = ?1",
+        [tenant],
+        |r| {
+            Ok(Usage {
+                instances: r.get(0)?,
+                held: capacity_at(r, 1)?,
+            })
+        },
+    )
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+/// The usage tables and how each is counted from `instances`.
+const USAGE: [(&str, &str, &str); 2] = [
+    ("node_usage", "node_id", "node_id"),
+    ("tenant_usage", "tenant_id", "tenant_id"),
+];
+
+/// Keys (`node_usage 3`, `tenant_usage 7`) whose row in a usage table
+/// differs from a recount of `instances` (all-zero rows count as absent).
+pub fn usage_drift(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut drift = Vec::new();
+    for (table, key, col) in USAGE {
+        let counted = format!(
+            "SELECT {col} AS k, COUNT(*), SUM(gpu_count), SUM(cpu_cores), SUM(memory_gb), SUM(system_disk_gb), \
+             SUM(data_disk_gb) FROM instances WHERE {col} IS NOT NULL GROUP BY {col}"
+        );
+        let kept = format!(
+            "SELECT {key} AS k, instances, gpus, cpu_cores, memory_gb, system_disk_gb, data_disk_gb FROM {table} \
+             WHERE instances <> 0 OR gpus <> 0 OR cpu_cores <> 0 OR memory_gb <> 0 OR system_disk_gb <> 0 \
+             OR data_disk_gb <> 0"
+        );
+        let sql = format!(
+            "SELECT k FROM (SELECT * FROM ({counted}) EXCEPT SELECT * FROM ({kept})) UNION \
+             SELECT k FROM (SELECT * FROM ({kept}) EXCEPT SELECT * FROM ({counted})) ORDER BY k"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let keys = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+        for k in keys {
+            drift.push(format!("{table} {}", k?));
+        }
+    }
+    Ok(drift)
+}
+
+/// Checks the usage tables against a recount of `instances` and, where
+/// they differ, replaces them with the recount; what differed. Run at
+/// every start (within one write transaction).
+pub fn recount_usage(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let drift = usage_drift(conn)?;
+    if drift.is_empty() {
+        return Ok(drift);
+    }
+    for (table, key, col) in USAGE {
+        conn.execute(&format!("DELETE FROM {table}"), [])?;
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} ({key}, instances, gpus, cpu_cores, memory_gb, system_disk_gb, data_disk_gb) \
+                 SELECT {col}, COUNT(*), SUM(gpu_count), SUM(cpu_cores), SUM(memory_gb), SUM(system_disk_gb), \
+                 SUM(data_disk_gb) FROM instances WHERE {col} IS NOT NULL GROUP BY {col}"
+            ),
+            [],
+        )?;
+    }
+    Ok(drift)
 }
 
 /// GPU indices held by the instances of `node`.
@@ -431,6 +551,10 @@ mod tests {
     use crate::auth::{TenantId, UserId};
     use crate::db;
 
+    fn all() -> Window {
+        Window::first(1000)
+    }
+
     fn seed(conn: &Connection) -> (i64, i64, i64) {
         conn.execute_batch(
             "INSERT INTO tenants (id, name, company_code, created_at, updated_at) VALUES (1, 'A', 'A', 0, 0), (2, 'B', 'B', 0, 0);
@@ -484,11 +608,17 @@ mod tests {
         let a1 = add(&conn, 10, 1, &[0, 1]);
         add(&conn, 11, 1, &[2, 3]);
         let b1 = add(&conn, 20, 2, &[4]);
-        assert_eq!(list(&conn, Scope::All).unwrap().len(), 3);
-        assert_eq!(list(&conn, Scope::Tenant(TenantId(1))).unwrap().len(), 2);
+        assert_eq!(list(&conn, Scope::All, all()).unwrap().items.len(), 3);
         assert_eq!(
-            list(&conn, Scope::User(UserId(10), Some(TenantId(1))))
+            list(&conn, Scope::Tenant(TenantId(1)), all())
                 .unwrap()
+                .total,
+            2
+        );
+        assert_eq!(
+            list(&conn, Scope::User(UserId(10), Some(TenantId(1))), all())
+                .unwrap()
+                .items
                 .iter()
                 .map(|i| i.id)
                 .collect::<Vec<_>>(),
@@ -535,6 +665,55 @@ mod tests {
         let mut used = used_gpus(&conn, NodeId(1)).unwrap();
         used.sort();
         assert_eq!(used, [0, 1, 2, 3, 4]);
+    }
+
+    /// The usage tables follow every insert, change and delete in the same
+    /// transaction, match a recount, and a drift is found and corrected.
+    #[test]
+    fn usage_tables_match_a_recount() {
+        let conn = db::memory().unwrap();
+        seed(&conn);
+        let a = add(&conn, 10, 1, &[0, 1]);
+        let b = add(&conn, 11, 1, &[2]);
+        add(&conn, 20, 2, &[3]);
+        assert_eq!(usage_drift(&conn).unwrap(), Vec::<String>::new());
+        let t1 = tenant_usage(&conn, 1).unwrap();
+        assert_eq!((t1.instances, t1.held.gpus, t1.held.cpu_cores), (2, 3, 4));
+        assert_eq!(snapshots(&conn, Some(NodeId(1))).unwrap()[0].used.gpus, 4);
+        // A reservation rolled back leaves nothing behind.
+        {
+            let tx = conn.unchecked_transaction().unwrap();
+            add(&tx, 10, 1, &[4, 5]);
+            assert_eq!(tenant_usage(&tx, 1).unwrap().instances, 3);
+            tx.rollback().unwrap();
+        }
+        assert_eq!(tenant_usage(&conn, 1).unwrap(), t1);
+        delete(&conn, a).unwrap();
+        conn.execute(
+            "UPDATE instances SET node_id = 2, cpu_cores = 8 WHERE id = ?1",
+            [b],
+        )
+        .unwrap();
+        assert_eq!(usage_drift(&conn).unwrap(), Vec::<String>::new());
+        let t1 = tenant_usage(&conn, 1).unwrap();
+        assert_eq!((t1.instances, t1.held.gpus, t1.held.cpu_cores), (1, 1, 8));
+        delete(&conn, b).unwrap();
+        assert_eq!(tenant_usage(&conn, 1).unwrap(), Usage::default());
+        assert_eq!(tenant_usage(&conn, 99).unwrap(), Usage::default());
+        assert_eq!(usage_drift(&conn).unwrap(), Vec::<String>::new());
+        // A drift (a table edited by hand, triggers lost) is corrected.
+        conn.execute_batch(
+            "UPDATE node_usage SET gpus = 7 WHERE node_id = 1; DELETE FROM tenant_usage WHERE tenant_id = 2;
+             INSERT INTO tenant_usage (tenant_id, instances) VALUES (5, 1);",
+        )
+        .unwrap();
+        assert_eq!(
+            recount_usage(&conn).unwrap(),
+            ["node_usage 1", "tenant_usage 2", "tenant_usage 5"]
+        );
+        assert_eq!(usage_drift(&conn).unwrap(), Vec::<String>::new());
+        assert_eq!(snapshots(&conn, None).unwrap()[0].used.gpus, 1);
+        assert_eq!(recount_usage(&conn).unwrap(), Vec::<String>::new());
     }
 
     /// Ids carried by containers (orphans after a restore) are skipped; the

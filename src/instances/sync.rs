@@ -35,7 +35,31 @@ use crate::nodes::client;
 
 /// Runs until `cancel`: one follower per node.
 pub async fn run(app: App, cancel: CancellationToken) {
+    check_usage(&app).await;
     crate::nodes::per_node(app, cancel, "instance sync", follow).await;
+}
+
+/// Recounts what instances hold per node and per tenant and corrects the
+/// usage tables where they differ (they never should: the schema's
+/// triggers keep them; a difference is logged).
+async fn check_usage(app: &App) {
+    let r = app
+        .db
+        .write(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let drift = store::recount_usage(&tx)?;
+            tx.commit()?;
+            Ok::<_, AppError>(drift)
+        })
+        .await;
+    match r {
+        Ok(drift) if drift.is_empty() => {}
+        Ok(drift) => log::warn!(
+            "usage tables differed from a recount of the instances and were corrected: {}",
+            drift.join(", ")
+        ),
+        Err(e) => log::error!("recounting the usage of nodes and tenants: {e}"),
+    }
 }
 
 /// Events that can change a container's state; exec, attach, resize and the

@@ -144,6 +144,7 @@ pub async fn run(
                     (p.cols, p.rows) = (size(cols), size(rows));
                 }
             }
+            Event::Sftp { .. } => return c.sftp(rx).await,
             Event::Shell { .. } => return c.start(None, rx).await,
             Event::Exec { command, .. } => return c.start(Some(command), rx).await,
             Event::Data { .. } | Event::Eof { .. } | Event::Close { .. } => {}
@@ -250,6 +251,21 @@ impl Conn {
                 false
             }
         }
+    }
+
+    /// The SFTP subsystem on the login's target, run to its end.
+    async fn sftp(self, rx: mpsc::Receiver<Event>) {
+        let (Some(user), Some((channel, handle))) = (self.user.clone(), self.channel.clone())
+        else {
+            return;
+        };
+        let out = SshSink {
+            handle,
+            channel,
+            tty: false,
+        };
+        let source = self.source();
+        super::sftp::run(&self.app, user, self.target.as_deref(), source, out, rx).await;
     }
 
     /// The shell (menu or direct target) or the command, run to its end.
@@ -421,10 +437,7 @@ impl Conn {
         mut out: SshSink,
         events: impl Stream<Item = ClientEvent> + Unpin + Send,
     ) {
-        let target = Target {
-            instance: inst,
-            node_name: names.node,
-        };
+        let target = Target::instance(&inst, names.node);
         let pty = self.pty.clone();
         let (size, term) = pty.as_ref().map_or(((80, 24), "dumb".to_string()), |p| {
             ((p.cols, p.rows), p.term.clone())
@@ -522,9 +535,9 @@ async fn audit_login(
 }
 
 /// The session's SSH channel.
-struct SshSink {
-    handle: Handle,
-    channel: ChannelId,
+pub(super) struct SshSink {
+    pub(super) handle: Handle,
+    pub(super) channel: ChannelId,
     tty: bool,
 }
 
@@ -539,7 +552,7 @@ impl SshSink {
     }
 
     /// Says why nothing happens, and ends the channel with status 1.
-    async fn fail(&mut self, why: &str) {
+    pub(super) async fn fail(&mut self, why: &str) {
         let end = Finish {
             reason: EndReason::Error,
             exit_code: Some(1),

@@ -419,10 +419,7 @@ impl Link {
         if self.cancel.is_cancelled() {
             return Err(prohibited("the connection is closing"));
         }
-        let target = Target {
-            instance: inst.clone(),
-            node_name,
-        };
+        let target = Target::instance(inst, node_name);
         let opening = Opening {
             user: &me.user,
             target: &target,

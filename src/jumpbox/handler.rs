@@ -57,6 +57,10 @@ pub enum Event {
         channel: ChannelId,
         command: String,
     },
+    /// The `sftp` subsystem (sftp, scp).
+    Sftp {
+        channel: ChannelId,
+    },
     Data {
         channel: ChannelId,
         data: Bytes,
@@ -242,11 +246,16 @@ impl russh::server::Handler for Adapter {
     async fn subsystem_request(
         &mut self,
         channel: ChannelId,
-        _name: &str,
+        name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // No sftp: the jumpbox gives shells and commands.
-        session.channel_failure(channel)?;
+        // SFTP (and scp, which speaks it) is the one subsystem there is.
+        if name != "sftp" {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        session.channel_success(channel)?;
+        self.send(Event::Sftp { channel }).await;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The SSH jumpbox (default 0.0.0.0:2026): `ssh -p 2026 alice@host` gives a
 //! menu of alice's running instances, `alice+myinst@host` a shell in one,
-//! `alice+myinst@host 'cmd'` runs a command. russh does the protocol; a
+//! `alice+myinst@host 'cmd'` runs a command, and `sftp -P 2026
+//! alice+myinst@host` (or scp) moves files ([`sftp`]). russh does the protocol; a
 //! thin [`handler::Adapter`] turns its callbacks into events for one
 //! [`actor`] per connection. Every connection is an owned task: shutdown
 //! disconnects them and waits.
@@ -10,6 +11,7 @@ mod forward;
 pub mod handler;
 pub mod hostkey;
 pub mod menu;
+mod sftp;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -224,7 +224,9 @@ pub struct Busy {
 
 pub async fn overview(app: &App, me: &CurrentUser) -> Result<Overview, AppError> {
     let admin = matches!(me.scope(), Scope::All);
-    let instances = crate::instances::list(app, me).await?;
+    let instances = crate::instances::list(app, me, crate::paging::Window::all())
+        .await?
+        .items;
     let latest = app.metrics.hub.latest();
     let c = &app.config.metrics;
     let now = crate::db::now();
@@ -236,7 +238,7 @@ pub async fn overview(app: &App, me: &CurrentUser) -> Result<Overview, AppError>
         .collect();
     let mut o = Overview::default();
     let gpus: Vec<(NodeId, i64)> = if admin {
-        let nodes = crate::nodes::list(app).await?;
+        let nodes = crate::nodes::all(app).await?;
         o.nodes_online = Some(
             nodes
                 .iter()

@@ -94,11 +94,13 @@ pub async fn resolve(app: &App, me: &CurrentUser, t: TargetRef) -> Result<(Targe
         }
         TargetRef::Node(_) => Err(AppError::NotFound),
         TargetRef::Gpu(n, g) => {
-            let held: Vec<(NodeId, Vec<i64>, i64)> = crate::instances::list(app, me)
-                .await?
-                .into_iter()
-                .map(|i| (i.node_id, i.gpu_indices, i.created_at))
-                .collect();
+            let held: Vec<(NodeId, Vec<i64>, i64)> =
+                crate::instances::list(app, me, crate::paging::Window::all())
+                    .await?
+                    .items
+                    .into_iter()
+                    .map(|i| (i.node_id, i.gpu_indices, i.created_at))
+                    .collect();
             let since = gpu_window(&held, n, g).ok_or(AppError::NotFound)?;
             Ok((Target::Gpu { node: n, gpu: g }, since))
         }

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::model::NodeInput;
@@ -15,6 +15,7 @@ use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::ids::NodeId;
+use crate::paging::Paging;
 use crate::web::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> Router<App> {
@@ -26,8 +27,8 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/nodes/{id}/sync", post(sync))
 }
 
-async fn list(State(app): State<App>) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::list(&app).await?))
+async fn list(State(app): State<App>, paging: Paging) -> Result<Response, AppError> {
+    Ok(paging.json(&super::list(&app, paging.window).await?))
 }
 
 async fn show(

@@ -28,9 +28,18 @@ use crate::secrets::Secret;
 use model::{Node, NodeFields, NodeInput, SecretChange, Status};
 use store::Sealed;
 
-pub async fn list(app: &App) -> Result<Vec<Node>, AppError> {
+/// Every node, by id (what a form offers to choose from).
+pub async fn all(app: &App) -> Result<Vec<Node>, AppError> {
+    app.db.read(|c| store::all(c).map_err(AppError::from)).await
+}
+
+/// The nodes of `window`, by id, and how many there are.
+pub async fn list(
+    app: &App,
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<Node>, AppError> {
     app.db
-        .read(|c| store::list(c).map_err(AppError::from))
+        .read(move |c| store::list(c, window).map_err(AppError::from))
         .await
 }
 

@@ -21,6 +21,7 @@ use crate::auth::PageCtx;
 use crate::docker::EngineReport;
 use crate::error::AppError;
 use crate::ids::NodeId;
+use crate::paging::{Pager, Paging};
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html, page_or_fragment};
@@ -100,6 +101,7 @@ fn input(f: &FormValues) -> NodeInput {
 struct NodesPage {
     l: Layout,
     nodes: Vec<Node>,
+    pager: Pager,
     offer: Option<EngineReport>,
     action: String,
     editing: bool,
@@ -122,14 +124,16 @@ impl NodesPage {
 async fn nodes_page(
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let nodes = super::list(app).await?;
+    let page = super::list(app, paging.window).await?;
     let offer = super::local_offer(app).await;
     html(&NodesPage {
         l: ctx.nav("nodes").l,
-        nodes,
+        pager: paging.pager(page.total, page.items.len()),
+        nodes: page.items,
         offer,
         action: "/nodes".into(),
         editing: false,
@@ -140,8 +144,9 @@ async fn nodes_page(
     })
 }
 
-async fn nodes(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    nodes_page(&app, ctx, values(&NodeFields::empty()), FormErrs::default()).await
+async fn nodes(State(app): State<App>, ctx: PageCtx, paging: Paging) -> Result<Response, AppError> {
+    let form = values(&NodeFields::empty());
+    nodes_page(&app, ctx, &paging, form, FormErrs::default()).await
 }
 
 async fn create(
@@ -155,7 +160,7 @@ async fn create(
         Ok(n) => Ok(Redirect::to(&format!("/nodes/{}", n.id)).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut r = nodes_page(&app, ctx, form, errs).await?;
+            let mut r = nodes_page(&app, ctx, &Paging::first("/nodes"), form, errs).await?;
             *r.status_mut() = status;
             Ok(r)
         }

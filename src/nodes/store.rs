@@ -1,6 +1,7 @@
 //! SQL for compute nodes. Sealed columns are written as age ciphertext and
 //! read only by `connection`, which hands them to the sealer.
 
+use crate::paging::{Page, Window};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Node, NodeFields, Status};
@@ -44,9 +45,16 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Node> {
     })
 }
 
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Node>> {
+/// Every node, by id (for choices; lists page with [`list`]).
+pub fn all(conn: &Connection) -> rusqlite::Result<Vec<Node>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLS} FROM nodes ORDER BY id"))?;
     stmt.query_map([], row)?.collect()
+}
+
+/// The nodes of `window`, by id, and how many there are.
+pub fn list(conn: &Connection, window: Window) -> rusqlite::Result<Page<Node>> {
+    let sql = format!("SELECT {COLS} FROM nodes ORDER BY id");
+    crate::paging::query(conn, &sql, &[], window, row)
 }
 
 pub fn get(conn: &Connection, id: NodeId) -> rusqlite::Result<Option<Node>> {

@@ -253,7 +253,7 @@ where
     E: Stream<Item = ClientEvent> + Unpin + Send,
     S: ClientSink,
 {
-    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let mut output = Coalesced::new(&mut ex.output);
     // One watchdog for the whole session (recreating it each turn would
     // restart its clock).
     let watchdog = session.watchdog(app.cancel.clone());
@@ -290,10 +290,9 @@ where
                 Some(ClientEvent::Closed) => return Stop::Ended(EndReason::UserClose),
                 Some(ClientEvent::Lost) | None => return Stop::Ended(EndReason::ClientLost),
             },
-            out = ex.output.next() => match out {
+            out = output.next() => match out {
                 Some(Ok(o)) => {
                     session.output(o.bytes());
-                    session.flush(false).await;
                     // A client that stops reading blocks this send: the
                     // session's end (admin, revocation, shutdown) still wins.
                     tokio::select! {
@@ -306,7 +305,143 @@ where
                 Some(Err(e)) => return ended(app, session, d, &ex.id, Some(e)).await,
                 None => return ended(app, session, d, &ex.id, None).await,
             },
-            _ = flush.tick() => session.flush(true).await,
         }
+    }
+}
+
+/// Output is passed on in pieces of up to this much: chunks that are ready
+/// at the same time go to the client (and the recording) as one, so a bulk
+/// transfer costs one hand-over per piece rather than per chunk of dockerd's.
+const COALESCE: usize = 256 * 1024;
+
+/// An exec's output with the chunks that are ready together joined (of the
+/// same stream, up to [`COALESCE`] bytes). Cancel-safe: it waits only for
+/// the first chunk, and takes the others without waiting.
+struct Coalesced<'a> {
+    inner: &'a mut exec::OutputStream,
+    /// An item taken while joining that did not join (another stream, an
+    /// error, the end): the next item.
+    held: Option<Option<Result<Output, crate::docker::DockerError>>>,
+}
+
+impl<'a> Coalesced<'a> {
+    fn new(inner: &'a mut exec::OutputStream) -> Self {
+        Self { inner, held: None }
+    }
+
+    async fn next(&mut self) -> Option<Result<Output, crate::docker::DockerError>> {
+        use futures_util::FutureExt;
+        let first = match self.held.take() {
+            Some(item) => item,
+            None => self.inner.next().await,
+        };
+        let Some(Ok(first)) = first else {
+            return first;
+        };
+        let mut joined: Option<bytes::BytesMut> = None;
+        while joined.as_ref().map_or(first.bytes().len(), |j| j.len()) < COALESCE {
+            match self.inner.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(o))) if same_stream(&first, &o) => {
+                    let j = joined.get_or_insert_with(|| {
+                        let mut j = bytes::BytesMut::with_capacity(COALESCE);
+                        j.extend_from_slice(first.bytes());
+                        j
+                    });
+                    j.extend_from_slice(o.bytes());
+                }
+                Some(other) => {
+                    self.held = Some(other);
+                    break;
+                }
+            }
+        }
+        Some(Ok(match joined {
+            None => first,
+            Some(j) => match first {
+                Output::Stdout(_) => Output::Stdout(j.freeze()),
+                Output::Stderr(_) => Output::Stderr(j.freeze()),
+            },
+        }))
+    }
+}
+
+fn same_stream(a: &Output, b: &Output) -> bool {
+    matches!(
+        (a, b),
+        (Output::Stdout(_), Output::Stdout(_)) | (Output::Stderr(_), Output::Stderr(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn out(s: &'static str) -> Result<Output, crate::docker::DockerError> {
+        Ok(Output::Stdout(Bytes::from_static(s.as_bytes())))
+    }
+
+    fn err(s: &'static str) -> Result<Output, crate::docker::DockerError> {
+        Ok(Output::Stderr(Bytes::from_static(s.as_bytes())))
+    }
+
+    /// Ready chunks of one stream are joined, in order; another stream,
+    /// an error and the end are passed on as they come.
+    #[tokio::test]
+    async fn ready_chunks_are_joined_per_stream() {
+        let items = vec![
+            out("a"),
+            out("b"),
+            out("c"),
+            err("E"),
+            err("F"),
+            out("d"),
+            Err(crate::docker::DockerError::Api("broken".into())),
+            out("late"),
+        ];
+        let mut s: exec::OutputStream = Box::pin(futures_util::stream::iter(items));
+        let mut c = Coalesced::new(&mut s);
+        assert_eq!(
+            c.next().await.unwrap().unwrap(),
+            Output::Stdout("abc".into())
+        );
+        assert_eq!(
+            c.next().await.unwrap().unwrap(),
+            Output::Stderr("EF".into())
+        );
+        assert_eq!(c.next().await.unwrap().unwrap(), Output::Stdout("d".into()));
+        assert!(c.next().await.unwrap().is_err());
+        assert_eq!(
+            c.next().await.unwrap().unwrap(),
+            Output::Stdout("late".into())
+        );
+        assert!(c.next().await.is_none());
+    }
+
+    /// Chunks that are not ready yet are not waited for; joins stop at
+    /// `COALESCE` bytes.
+    #[tokio::test]
+    async fn only_what_is_ready_is_joined_up_to_a_limit() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut s: exec::OutputStream =
+            Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let big = Bytes::from(vec![b'x'; COALESCE / 2 + 1]);
+        for _ in 0..3 {
+            tx.send(Ok(Output::Stdout(big.clone()))).unwrap();
+        }
+        let mut c = Coalesced::new(&mut s);
+        assert_eq!(
+            c.next().await.unwrap().unwrap().bytes().len(),
+            2 * big.len()
+        );
+        assert_eq!(c.next().await.unwrap().unwrap().bytes().len(), big.len());
+        let pending = tokio::time::timeout(Duration::from_millis(20), c.next()).await;
+        assert!(pending.is_err(), "nothing is ready: it waits");
+        tx.send(out("z")).unwrap();
+        drop(tx);
+        assert_eq!(c.next().await.unwrap().unwrap(), Output::Stdout("z".into()));
+        assert!(c.next().await.is_none());
     }
 }

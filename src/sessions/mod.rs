@@ -37,16 +37,31 @@ pub use model::{EndReason, Protocol};
 use recording::Recorder;
 pub use store::{Filter, SessionRecord};
 
-/// What a session connects to.
+/// What a session connects to: an instance's container, or the transfer
+/// container of a dataset (instance id 0, name `dataset:<name>`).
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub instance: Instance,
+    pub instance_id: InstanceId,
+    pub name: String,
+    pub node_id: NodeId,
     pub node_name: String,
+    pub container: String,
 }
 
 impl Target {
+    /// The instance's container.
+    pub fn instance(i: &Instance, node_name: String) -> Self {
+        Self {
+            instance_id: i.id,
+            name: i.name.clone(),
+            node_id: i.node_id,
+            node_name,
+            container: i.container_id.clone().unwrap_or_default(),
+        }
+    }
+
     pub fn container(&self) -> &str {
-        self.instance.container_id.as_deref().unwrap_or("")
+        &self.container
     }
 }
 
@@ -136,9 +151,9 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         user_id,
         username: o.user.username.clone(),
         tenant_id: o.user.tenant_id.map(|t| t.0),
-        instance_id: t.instance.id,
-        instance_name: t.instance.name.clone(),
-        node_id: t.instance.node_id,
+        instance_id: t.instance_id,
+        instance_name: t.name.clone(),
+        node_id: t.node_id,
         node_name: t.node_name.clone(),
         container_id: t.container().to_string(),
         protocol: o.protocol,
@@ -170,15 +185,41 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         .await?
         .ok_or(OpenError::Revoked)?;
     reg.rekey(id.0);
-    let recorder = if o.protocol == Protocol::PortForward {
+    let title = format!("{} · {} · {}", o.user.username, t.name, o.protocol.as_str());
+    let dir = app.config.recordings_dir();
+    let file = recording::file_name(id);
+    let recorder = if !o.protocol.recorded() {
         None
     } else {
-        start_recording(app, &o, id).await?
+        match Recorder::create(
+            &dir,
+            &file,
+            o.size,
+            o.term,
+            &title,
+            app.config.sessions.record_input,
+        )
+        .await
+        {
+            Ok(r) => {
+                app.db
+                    .write(move |c| store::set_recording(c, id, &file).map_err(AppError::from))
+                    .await?;
+                Some(r)
+            }
+            Err(e) => {
+                log::error!(
+                    "session {id}: cannot start its recording in {}: {e}",
+                    dir.display()
+                );
+                None
+            }
+        }
     };
     Ok(Session {
         id,
         tag,
-        node_id: t.instance.node_id,
+        node_id: t.node_id,
         app: app.clone(),
         reg,
         recorder,
@@ -187,49 +228,6 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         source: src,
         node_detail,
     })
-}
-
-/// Starts session `id`'s recording (none when its file cannot be made:
-/// logged, the session goes on).
-async fn start_recording(
-    app: &App,
-    o: &Opening<'_>,
-    id: SessionId,
-) -> Result<Option<Recorder>, OpenError> {
-    let t = o.target;
-    let title = format!(
-        "{} · {} · {}",
-        o.user.username,
-        t.instance.name,
-        o.protocol.as_str()
-    );
-    let dir = app.config.recordings_dir();
-    let file = format!("{id}.cast");
-    let recorder = match Recorder::create(
-        &dir,
-        &file,
-        o.size,
-        o.term,
-        &title,
-        app.config.sessions.record_input,
-    )
-    .await
-    {
-        Ok(r) => {
-            app.db
-                .write(move |c| store::set_recording(c, id, &file).map_err(AppError::from))
-                .await?;
-            Some(r)
-        }
-        Err(e) => {
-            log::error!(
-                "session {id}: cannot start its recording in {}: {e}",
-                dir.display()
-            );
-            None
-        }
-    };
-    Ok(recorder)
 }
 
 /// The tag of session `id`'s processes: `<install>-s<id>-<random>`, unique
@@ -314,7 +312,7 @@ async fn refused(
     t: &Target,
     why: &str,
 ) -> Result<(), AppError> {
-    let detail = json!({"instance_id": t.instance.id, "instance": t.instance.name, "reason": "max_per_user", "message": why});
+    let detail = json!({"instance_id": t.instance_id, "instance": t.name, "reason": "max_per_user", "message": why});
     audit::record(&app.db, Actor::user(user), src.clone(), move |a, s| {
         Event::new(a, s, "session.open", "session")
             .outcome(Outcome::Denied)
@@ -325,14 +323,17 @@ async fn refused(
 }
 
 impl Session {
-    pub fn input(&mut self, bytes: &[u8]) {
+    /// Counts and records input (the recorder takes a reference, never a
+    /// copy, and never makes the session wait).
+    pub fn input(&mut self, bytes: &bytes::Bytes) {
         self.reg.activity().input(bytes.len());
         if let Some(r) = self.recorder.as_mut() {
             r.input(bytes);
         }
     }
 
-    pub fn output(&mut self, bytes: &[u8]) {
+    /// Counts and records output (as [`Session::input`]).
+    pub fn output(&mut self, bytes: &bytes::Bytes) {
         self.reg.activity().output(bytes.len());
         if let Some(r) = self.recorder.as_mut() {
             r.output(bytes);
@@ -342,15 +343,6 @@ impl Session {
     pub fn resize(&mut self, cols: u16, rows: u16) {
         if let Some(r) = self.recorder.as_mut() {
             r.resize(cols, rows);
-        }
-    }
-
-    /// Writes buffered recording when enough is buffered (`force`: always).
-    pub async fn flush(&mut self, force: bool) {
-        if let Some(r) = self.recorder.as_mut()
-            && (force || r.wants_flush())
-        {
-            r.flush().await;
         }
     }
 
@@ -424,7 +416,17 @@ impl Session {
         sweep: impl Future<Output = bool>,
     ) {
         self.reg.ending();
-        self.flush(true).await;
+        // The recording is complete before the record says the session ended.
+        let left_out = match self.recorder.take() {
+            Some(r) => r.finish().await,
+            None => 0,
+        };
+        if left_out > 0 {
+            log::warn!(
+                "session {}: {left_out} bytes of output were left out of its recording (the recorder fell behind)",
+                self.id
+            );
+        }
         let a = self.reg.activity().clone();
         let (id, actor, src) = (self.id, self.actor.clone(), self.source.clone());
         let detail = detail.to_string();
@@ -443,8 +445,11 @@ impl Session {
                     bytes_out: a.bytes_out(),
                 };
                 store::end(&tx, id, &ending, crate::db::now())?;
-                let d = json!({"reason": reason.as_str(), "detail": detail, "seconds": secs,
+                let mut d = json!({"reason": reason.as_str(), "detail": detail, "seconds": secs,
                                "bytes_in": a.bytes_in(), "bytes_out": a.bytes_out()});
+                if left_out > 0 {
+                    d["recording_left_out"] = json!(left_out);
+                }
                 audit::append(
                     &tx,
                     &Event::new(&actor, &src, "session.close", "session")
@@ -594,15 +599,17 @@ async fn figures(app: &App, cancel: &CancellationToken) {
     }
 }
 
-/// Scoped list with filters.
+/// Scoped list with filters: the rows of `window`, newest first, and how
+/// many match.
 pub async fn list(
     app: &App,
     me: &crate::auth::CurrentUser,
     f: Filter,
-) -> Result<Vec<SessionRecord>, AppError> {
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<SessionRecord>, AppError> {
     let scope = me.scope();
     app.db
-        .read(move |c| store::list(c, scope, &f).map_err(AppError::from))
+        .read(move |c| store::list(c, scope, &f, window).map_err(AppError::from))
         .await
 }
 
@@ -670,7 +677,8 @@ pub async fn recording_path(
         .read(move |c| store::recording(c, scope, id).map_err(AppError::from))
         .await?
         .ok_or(AppError::NotFound)?;
-    // Names are ours (`<id>.cast`); refuse anything else.
+    // Names are ours (`<id>.cast.gz`, `<id>.cast` before compression);
+    // refuse anything else.
     if file.contains('/') || file.contains("..") {
         return Err(AppError::NotFound);
     }

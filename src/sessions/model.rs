@@ -4,6 +4,8 @@
 pub enum Protocol {
     WebTerminal,
     Ssh,
+    /// SFTP or scp through the jumpbox (file transfers, no terminal).
+    Sftp,
     /// A tunnel to a port of an instance (`ssh -L` through the jumpbox):
     /// counted and limited like a session, not recorded.
     PortForward,
@@ -12,8 +14,21 @@ pub enum Protocol {
 crate::text_enum!(Protocol {
     WebTerminal => "web_terminal",
     Ssh => "ssh",
+    Sftp => "sftp",
     PortForward => "port_forward",
 });
+
+impl Protocol {
+    /// Whether its sessions are recorded (asciicast): terminals are; file
+    /// transfers are logged operation by operation instead, tunnels only
+    /// counted.
+    pub fn recorded(self) -> bool {
+        match self {
+            Protocol::WebTerminal | Protocol::Ssh => true,
+            Protocol::Sftp | Protocol::PortForward => false,
+        }
+    }
+}
 
 /// A session's state (`remote_sessions.status`): `active` or `idle` while
 /// live, `closed` or `terminated` once ended.

@@ -16,6 +16,7 @@ use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::error::AppError;
 use crate::ids::SessionId;
+use crate::paging::{MAX_LIMIT, Pager, Paging, Window};
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{Layout, html, is_htmx};
 
@@ -71,6 +72,7 @@ pub fn status_key<S: AsRef<str> + ?Sized>(s: &S) -> &'static str {
 pub fn protocol_key<S: AsRef<str> + ?Sized>(p: &S) -> &'static str {
     match Protocol::parse(p.as_ref()) {
         Some(Protocol::Ssh) => "sessions.p_ssh",
+        Some(Protocol::Sftp) => "sessions.p_sftp",
         Some(Protocol::PortForward) => "sessions.p_port_forward",
         Some(Protocol::WebTerminal) | None => "sessions.p_web_terminal",
     }
@@ -82,6 +84,7 @@ struct ListPage {
     l: Layout,
     live: Vec<SessionRecord>,
     history: Vec<SessionRecord>,
+    pager: Pager,
     f: Filter,
     can_terminate: bool,
 }
@@ -105,31 +108,31 @@ async fn list(
     headers: HeaderMap,
     ctx: PageCtx,
     ApiQuery(f): ApiQuery<Filter>,
+    paging: Paging,
 ) -> Result<Response, AppError> {
     let live_filter = Filter {
         status: Some("live".into()),
-        limit: Some(1000),
         ..Filter::default()
     };
-    let live = super::list(&app, &ctx.me, live_filter).await?;
+    // The live sessions (up to MAX_LIMIT, far more than are open at once).
+    let live = super::list(&app, &ctx.me, live_filter, Window::first(MAX_LIMIT))
+        .await?
+        .items;
     let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
-    let history = if is_htmx(&headers) {
-        Vec::new()
-    } else {
-        super::list(&app, &ctx.me, f.clone()).await?
-    };
-    let l = ctx.nav("sessions").l;
     if is_htmx(&headers) {
         return html(&LiveRows {
-            l,
+            l: ctx.nav("sessions").l,
             live,
             can_terminate,
         });
     }
+    let history = super::list(&app, &ctx.me, f.clone(), paging.window).await?;
+    let l = ctx.nav("sessions").l;
     html(&ListPage {
         l,
         live,
-        history,
+        pager: paging.pager(history.total, history.items.len()),
+        history: history.items,
         f,
         can_terminate,
     })
@@ -141,6 +144,8 @@ struct ShowPage {
     l: Layout,
     s: SessionRecord,
     can_terminate: bool,
+    /// What an SFTP session did (the file operations log).
+    files: Vec<crate::files::Operation>,
 }
 
 /// One session; its replay needs WebAssembly (the player's terminal), so
@@ -152,10 +157,21 @@ async fn show(
 ) -> Result<Response, AppError> {
     let s = super::get(&app, &ctx.me, id).await?;
     let can_terminate = ctx.l.can("POST /sessions/{id}/terminate");
+    let files = if s.protocol == super::Protocol::Sftp {
+        let f = crate::files::Filter {
+            session_id: Some(id.0),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        crate::files::operations(&app, &ctx.me, f).await?
+    } else {
+        Vec::new()
+    };
     let r = html(&ShowPage {
         l: ctx.nav("sessions").l,
         s,
         can_terminate,
+        files,
     })?;
     Ok(crate::web::with_csp(r, crate::web::Csp::InlineStylesWasm))
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::model::{EndReason, Protocol, SessionStatus};
 use crate::auth::Scope;
 use crate::ids::{InstanceId, NodeId, SessionId};
+use crate::paging::{Page, Window};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionRecord {
@@ -208,7 +209,6 @@ pub struct Filter {
     pub instance: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
-    pub limit: Option<i64>,
 }
 
 fn scope_filters(scope: Scope) -> (Option<i64>, Option<i64>) {
@@ -219,32 +219,38 @@ fn scope_filters(scope: Scope) -> (Option<i64>, Option<i64>) {
     }
 }
 
-pub fn list(conn: &Connection, scope: Scope, f: &Filter) -> rusqlite::Result<Vec<SessionRecord>> {
+/// The sessions in scope that `f` matches, newest first, for the rows of
+/// `window`, and how many match in all.
+pub fn list(
+    conn: &Connection,
+    scope: Scope,
+    f: &Filter,
+    window: Window,
+) -> rusqlite::Result<Page<SessionRecord>> {
     let (t, u) = scope_filters(scope);
     let empty = |s: &Option<String>| s.clone().filter(|v| !v.trim().is_empty());
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM remote_sessions WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) \
-         AND (?3 IS NULL OR (?3 = 'live' AND status IN ('active', 'idle')) OR status = ?3) \
-         AND (?4 IS NULL OR protocol = ?4) AND (?5 IS NULL OR username = ?5) \
-         AND (?6 IS NULL OR instance_name = ?6 OR CAST(instance_id AS TEXT) = ?6) \
-         AND (?7 IS NULL OR started_at >= ?7) AND (?8 IS NULL OR started_at < ?8) \
-         ORDER BY id DESC LIMIT ?9"
-    ))?;
-    stmt.query_map(
-        params![
-            t,
-            u,
-            empty(&f.status),
-            empty(&f.protocol),
-            empty(&f.username),
-            empty(&f.instance),
-            f.since,
-            f.until,
-            f.limit.unwrap_or(200).clamp(1, 1000)
+    let (status, protocol, username, instance) = (
+        empty(&f.status),
+        empty(&f.protocol),
+        empty(&f.username),
+        empty(&f.instance),
+    );
+    crate::paging::query(
+        conn,
+        &format!(
+            "SELECT {COLS} FROM remote_sessions WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2) \
+             AND (?3 IS NULL OR (?3 = 'live' AND status IN ('active', 'idle')) OR status = ?3) \
+             AND (?4 IS NULL OR protocol = ?4) AND (?5 IS NULL OR username = ?5) \
+             AND (?6 IS NULL OR instance_name = ?6 OR CAST(instance_id AS TEXT) = ?6) \
+             AND (?7 IS NULL OR started_at >= ?7) AND (?8 IS NULL OR started_at < ?8) \
+             ORDER BY id DESC"
+        ),
+        &[
+            &t, &u, &status, &protocol, &username, &instance, &f.since, &f.until,
         ],
+        window,
         row,
-    )?
-    .collect()
+    )
 }
 
 pub fn get(

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 
 use super::model::KeyInput;
@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::paging::Paging;
 use crate::web::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> Router<App> {
@@ -20,8 +21,12 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/ssh-keys/{id}", delete(delete_key))
 }
 
-async fn list_keys(State(app): State<App>, me: CurrentUser) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::list(&app, &me).await?))
+async fn list_keys(
+    State(app): State<App>,
+    me: CurrentUser,
+    paging: Paging,
+) -> Result<Response, AppError> {
+    Ok(paging.json(&super::list(&app, &me, paging.window).await?))
 }
 
 async fn add_key(

@@ -20,11 +20,15 @@ use crate::auth::{CurrentUser, UserId};
 use crate::error::{AppError, FieldError, FieldErrors};
 use model::{KeyInput, NewKey, SshKey};
 
-/// The caller's own keys, oldest first.
-pub async fn list(app: &App, me: &CurrentUser) -> Result<Vec<SshKey>, AppError> {
+/// The caller's own keys of `window`, oldest first, and how many there are.
+pub async fn list(
+    app: &App,
+    me: &CurrentUser,
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<SshKey>, AppError> {
     let uid = me.user.id;
     app.db
-        .read(move |c| store::list(c, uid).map_err(AppError::from))
+        .read(move |c| store::list(c, uid, window).map_err(AppError::from))
         .await
 }
 

@@ -15,6 +15,7 @@ use crate::audit::Source;
 use crate::auth::CurrentUser;
 use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::paging::{Pager, Paging};
 use crate::web::extract::ApiPath;
 use crate::web::render::{FormErrs, Layout, html};
 
@@ -31,6 +32,7 @@ pub fn routes() -> Router<App> {
 struct KeysPage {
     l: Layout,
     keys: Vec<SshKey>,
+    pager: Pager,
     form: KeyForm,
     errs: FormErrs,
 }
@@ -45,20 +47,22 @@ struct KeyForm {
 async fn render(
     app: &App,
     ctx: PageCtx,
+    paging: &Paging,
     form: KeyForm,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let keys = super::list(app, &ctx.me).await?;
+    let page = super::list(app, &ctx.me, paging.window).await?;
     html(&KeysPage {
         l: ctx.nav("account").l,
-        keys,
+        pager: paging.pager(page.total, page.items.len()),
+        keys: page.items,
         form,
         errs,
     })
 }
 
-async fn page(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    render(&app, ctx, KeyForm::default(), FormErrs::default()).await
+async fn page(State(app): State<App>, ctx: PageCtx, paging: Paging) -> Result<Response, AppError> {
+    render(&app, ctx, &paging, KeyForm::default(), FormErrs::default()).await
 }
 
 async fn add(
@@ -75,7 +79,7 @@ async fn add(
         Ok(_) => Ok(Redirect::to(PAGE).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut resp = render(&app, ctx, form, errs).await?;
+            let mut resp = render(&app, ctx, &Paging::first(PAGE), form, errs).await?;
             *resp.status_mut() = status;
             Ok(resp)
         }

@@ -1,6 +1,7 @@
 //! SQL for SSH keys. Every read and change made for a user names that user in
 //! the query, so another user's key is simply not found.
 
+use crate::paging::{Page, Window};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{NewKey, SshKey};
@@ -20,11 +21,10 @@ fn key_row(r: &Row<'_>) -> rusqlite::Result<SshKey> {
     })
 }
 
-pub fn list(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<SshKey>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM ssh_keys WHERE user_id = ?1 ORDER BY id"
-    ))?;
-    stmt.query_map([user.0], key_row)?.collect()
+/// The user's keys of `window`, oldest first, and how many there are.
+pub fn list(conn: &Connection, user: UserId, window: Window) -> rusqlite::Result<Page<SshKey>> {
+    let sql = format!("SELECT {COLS} FROM ssh_keys WHERE user_id = ?1 ORDER BY id");
+    crate::paging::query(conn, &sql, &[&user.0], window, key_row)
 }
 
 pub fn get(conn: &Connection, user: UserId, id: i64) -> rusqlite::Result<Option<SshKey>> {
@@ -117,8 +117,9 @@ mod tests {
         let a = insert(&conn, alice, &key("SHA256:a"), 10).unwrap();
         let b = insert(&conn, bob, &key("SHA256:b"), 11).unwrap();
         assert_eq!(
-            list(&conn, alice)
+            list(&conn, alice, Window::first(10))
                 .unwrap()
+                .items
                 .iter()
                 .map(|k| k.id)
                 .collect::<Vec<_>>(),
@@ -130,7 +131,7 @@ mod tests {
         let got = get(&conn, alice, a).unwrap().unwrap();
         assert_eq!((got.created_at, got.last_used_at), (10, None));
         assert!(delete(&conn, alice, a).unwrap());
-        assert!(list(&conn, alice).unwrap().is_empty());
+        assert_eq!(list(&conn, alice, Window::first(10)).unwrap().total, 0);
     }
 
     #[test]

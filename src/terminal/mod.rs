@@ -111,10 +111,7 @@ async fn ws(
     // shutdown waits for its clean-up before the database closes.
     let tracked = app.live.track();
     Ok(upgrade.on_upgrade(move |socket| async move {
-        let target = Target {
-            instance: i,
-            node_name: n.node,
-        };
+        let target = Target::instance(&i, n.node);
         serve(app, me, target, src, size, socket).await;
         drop(tracked);
     }))

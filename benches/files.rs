@@ -1,0 +1,222 @@
+//! Figures for file transfers (printed, not asserted; `cargo bench --bench
+//! files`, root, with the test packages of README): 1 GiB into and out of
+//! an instance's /data through SFTP (the real OpenSSH `sftp`, default
+//! cipher and AES-GCM) and through the web file API (HTTPS, `curl` with an
+//! API token), each against `docker cp` on the same daemon in the same
+//! run, with gpudock's resident memory sampled every 20 ms during each
+//! transfer (growth over its value just before).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::lab::{FAST_STOP, Lab, small_spec};
+use common::{make_tenant, make_user, post};
+use serde_json::json;
+
+const PW: &str = "Velvet-Canyon-Harbor-58!";
+const SIZE: u64 = 1 << 30;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One transfer's time and gpudock's RSS growth during it (KiB).
+struct Run {
+    took: Duration,
+    growth: u64,
+}
+
+/// Runs `cmd` to success with gpudock's (`pid`) memory sampled.
+fn measured(pid: u32, mut cmd: Command) -> Run {
+    let before = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(before));
+    let (s, p) = (stop.clone(), peak.clone());
+    let sampler = std::thread::spawn(move || {
+        while !s.load(Ordering::SeqCst) {
+            p.fetch_max(rss_kib(pid), Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let started = Instant::now();
+    let out = cmd.stdin(Stdio::piped()).output().unwrap();
+    let took = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Run {
+        took,
+        growth: peak.load(Ordering::SeqCst).saturating_sub(before),
+    }
+}
+
+fn mib_s(d: Duration) -> f64 {
+    SIZE as f64 / 1_048_576.0 / d.as_secs_f64()
+}
+
+fn sftp(port: u16, batch: &Path, cipher: Option<&str>) -> Command {
+    let mut c = Command::new("sshpass");
+    c.args(["-p", PW, "sftp", "-P", &port.to_string()]).args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "BatchMode=no",
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+    ]);
+    if let Some(cipher) = cipher {
+        c.args(["-c", cipher]);
+    }
+    c.arg("-b").arg(batch).arg("alice+bench@127.0.0.1");
+    c
+}
+
+fn curl(srv: &common::Server, token: &str) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--fail", "--cacert"])
+        .arg(&srv.cert)
+        .args(["-H", &format!("Authorization: Bearer {token}")]);
+    c
+}
+
+fn line(what: &str, r: &Run, base: &Run) {
+    println!(
+        "  {what:<34} {:>7.1} MiB/s   ratio to docker cp: {:.2}   RSS growth: {:>6} KiB",
+        mib_s(r.took),
+        base.took.as_secs_f64() / r.took.as_secs_f64(),
+        r.growth
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let t = make_tenant(&lab.srv, &lab.admin, "BEN").await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(t),
+        PW,
+    )
+    .await;
+    let (s, i) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "bench"),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 201, "{i}");
+    let (id, cid) = (
+        i["id"].as_i64().unwrap(),
+        i["container_id"].as_str().unwrap().to_string(),
+    );
+    let (s, tok) = post(
+        &alice,
+        &lab.srv.url("/api/v1/tokens"),
+        json!({"name": "bench"}),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 201, "{tok}");
+    let token = tok["token"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c {SIZE} /dev/urandom > {}", big.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = dir.path().join("out.bin");
+    let (pid, port) = (lab.srv.pid(), lab.srv.ssh_port());
+    let docker = |args: &[&str]| {
+        let mut c = Command::new("docker");
+        c.args(["-H", &lab.d.unix_url]).args(args);
+        c
+    };
+    let big_s = big.to_string_lossy().into_owned();
+    let out_s = out.to_string_lossy().into_owned();
+    let clear = |path: &str| {
+        let st = docker(&["exec", &cid, "rm", "-f", path]).status().unwrap();
+        assert!(st.success());
+        let _ = std::fs::remove_file(&out);
+    };
+
+    eprintln!("1 GiB each way: docker cp, SFTP (chacha20-poly1305, aes256-gcm), web API...");
+    let cp_in = measured(pid, docker(&["cp", &big_s, &format!("{cid}:/data/cp.bin")]));
+    let cp_out = measured(pid, docker(&["cp", &format!("{cid}:/data/cp.bin"), &out_s]));
+    clear("/data/cp.bin");
+
+    let mut sftp_runs = Vec::new();
+    for cipher in [None, Some("aes256-gcm@openssh.com")] {
+        let up = dir.path().join("up.batch");
+        std::fs::write(&up, format!("put {big_s} /data/s.bin\n")).unwrap();
+        let down = dir.path().join("down.batch");
+        std::fs::write(&down, format!("get /data/s.bin {out_s}\n")).unwrap();
+        let r_up = measured(pid, sftp(port, &up, cipher));
+        let r_down = measured(pid, sftp(port, &down, cipher));
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+        clear("/data/s.bin");
+        sftp_runs.push((
+            cipher.unwrap_or("chacha20-poly1305 (default)"),
+            r_up,
+            r_down,
+        ));
+    }
+
+    let base = lab.srv.url(&format!("/api/v1/instances/{id}/files"));
+    let mut up = curl(&lab.srv, &token);
+    up.args(["-o", "/dev/null", "-T", &big_s])
+        .arg(format!("{base}/upload?path=/data/w.bin"));
+    let web_up = measured(pid, up);
+    let mut down = curl(&lab.srv, &token);
+    down.args(["-o", &out_s])
+        .arg(format!("{base}/download?path=/data/w.bin"));
+    let web_down = measured(pid, down);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+    clear("/data/w.bin");
+
+    println!("1 GiB of random bytes into and out of an instance's /data (one run each):");
+    println!(
+        "  docker cp in:                      {:>7.1} MiB/s   RSS growth: {:>6} KiB",
+        mib_s(cp_in.took),
+        cp_in.growth
+    );
+    println!(
+        "  docker cp out:                     {:>7.1} MiB/s   RSS growth: {:>6} KiB",
+        mib_s(cp_out.took),
+        cp_out.growth
+    );
+    for (cipher, r_up, r_down) in &sftp_runs {
+        line(&format!("sftp put, {cipher}"), r_up, &cp_in);
+        line(&format!("sftp get, {cipher}"), r_down, &cp_out);
+    }
+    line("web upload (HTTPS, curl -T)", &web_up, &cp_in);
+    line("web download (HTTPS, curl)", &web_down, &cp_out);
+    println!("  (gpudock's RSS before the runs: {} KiB)", rss_kib(pid));
+}
