@@ -2120,6 +2120,36 @@ async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
         r.stderr
     );
 
+    // -A (with an agent to forward): refused with a clear message; the
+    // command runs all the same, and nothing of the agent reaches it.
+    let agent_dir = tempfile::tempdir().unwrap();
+    let sock = agent_dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent (openssh-client)");
+    until("the agent's socket", Duration::from_secs(10), async || {
+        sock.exists()
+    })
+    .await;
+    let mut c = ssh(p, "alice+web", Some(ALICE_PW), None, &["-A"]);
+    c.arg("echo agent:${SSH_AUTH_SOCK:-none}")
+        .env("SSH_AUTH_SOCK", &sock);
+    let r = run(&mut c, "", Duration::from_secs(30)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        r.stderr
+            .contains("agent forwarding (-A) is not available through the jumpbox"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.trim(), "agent:none", "{}", r.stderr);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+
     // A stopped instance: refused, saying so.
     let (s, b) = post(
         &a.alice,
@@ -2427,6 +2457,183 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     })
     .await;
     assert!(ended.is_ok(), "the WebSocket outlived web access");
+
+    // Signing out of gpudock signs out of the apps: the other service's
+    // cookie no longer opens it (the browser is sent to sign in again), and
+    // a WebSocket open through it ends.
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &tls_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "signed in before");
+    let mut tls_ws = proxy_ws(srv, &tls_url, &tls_cookie).await;
+    let (s, _) = post(&a.alice, &srv.url("/api/v1/auth/logout"), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &tls_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed out of the app");
+    assert!(
+        location(&r).contains(&format!("/instances/{tls_id}/web/8000/open")),
+        "{}",
+        location(&r)
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match tls_ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket outlived the sign-out");
+}
+
+/// Waits until `ws` ends (closed, failed or gone); false after `within`.
+async fn ws_ends<S>(ws: &mut S, within: Duration) -> bool
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The live tunnels to instance `name`.
+async fn tunnels_to(lab: &Lab, name: &str) -> Vec<Value> {
+    sessions_of(lab, "status=live&protocol=port_forward")
+        .await
+        .into_iter()
+        .filter(|s| s["instance_name"] == name)
+        .collect()
+}
+
+/// What takes access away ends open tunnels and proxied connections at
+/// once, not when they next move a byte: the instance deleted (its
+/// tunnels), the user disabled (their tunnels, a WebSocket through a
+/// tunnel, a WebSocket through the proxy, the SSH connection).
+#[tokio::test]
+async fn deletion_and_revocation_end_tunnels_and_proxied_connections_at_once() {
+    let a = apps("").await;
+    let (p, srv) = (a.port, &a.lab.srv);
+
+    // The instance deleted by an admin: its tunnel ends with it.
+    let local = dockerd::free_port();
+    let t = Talk::start(&mut ssh(
+        p,
+        "alice+webtls",
+        Some(ALICE_PW),
+        None,
+        &["-N", "-L", &format!("{local}:localhost:8000")],
+    ))
+    .await;
+    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    let open = tunnels_to(&a.lab, "webtls").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let (s, b) = send(
+        &a.lab.admin,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{}", a.webtls["id"])),
+        Some(json!({})),
+    )
+    .await;
+    assert!(s.is_success(), "{b}");
+    let asked = Instant::now();
+    until(
+        "the deleted instance's tunnel to end",
+        Duration::from_secs(5),
+        async || tunnels_to(&a.lab, "webtls").await.is_empty(),
+    )
+    .await;
+    eprintln!("tunnel ended {:?} after the deletion", asked.elapsed());
+    let (_, rec) = a
+        .lab
+        .get(&format!("/api/v1/sessions/{}", open[0]["id"]))
+        .await;
+    assert_eq!(rec["end_reason"], "access_revoked", "{rec}");
+    drop(t.kill().await);
+
+    // The user disabled: everything of theirs through the jumpbox and the
+    // proxy ends.
+    let id = a.web["id"].clone();
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = b["url"].as_str().unwrap().to_string();
+    let (_, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
+    let mut proxied = proxy_ws(srv, &url, &cookie).await;
+    let local = dockerd::free_port();
+    let t = Talk::start(&mut ssh(
+        p,
+        "alice+web",
+        Some(ALICE_PW),
+        None,
+        &["-N", "-L", &format!("{local}:localhost:8000")],
+    ))
+    .await;
+    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    let (mut tunneled, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{local}/ws"))
+        .await
+        .unwrap();
+    let (_, me) = get(&a.alice, &srv.url("/api/v1/me")).await;
+    let alice = me["user"]["id"].as_i64().unwrap();
+    let (s, b) = patch(
+        &a.lab.admin,
+        &srv.url(&format!("/api/v1/users/{alice}")),
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let asked = Instant::now();
+    assert!(
+        ws_ends(&mut proxied, Duration::from_secs(5)).await,
+        "the proxied WebSocket outlived the revocation"
+    );
+    assert!(
+        ws_ends(&mut tunneled, Duration::from_secs(5)).await,
+        "the WebSocket through the tunnel outlived the revocation"
+    );
+    let r = t.finish(true, Duration::from_secs(5)).await;
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
+    until(
+        "the tunnel's record to close",
+        Duration::from_secs(5),
+        async || tunnels_to(&a.lab, "web").await.is_empty(),
+    )
+    .await;
+    let r = common::client_trusting(&srv.data_dir().join("tls/cert.pem"))
+        .get(format!("{url}headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the app's sign-in ended");
 }
 
 /// With `[proxy] base_domain`, services are `https://<port>-<id>.<domain>`

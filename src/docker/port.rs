@@ -16,13 +16,22 @@
 //!   the container once with the archive API and run by `docker exec`; its
 //!   stdin and stdout carry the bytes over the Docker API. Slower (every
 //!   byte passes dockerd), but it needs nothing on the node but dockerd.
+//!
+//! What costs a call to the daemon is remembered, so that a connection
+//! (the proxy opens one per request to an app that does not keep its
+//! connections alive) is a socket and nothing more: the namespace of a
+//! container entered once (its file held open; a connection it refuses
+//! forgets it and asks the daemon again, so a stopped, restarted or deleted
+//! container is never reached through a stale one), and the Docker client
+//! of a node (for [`CLIENT_FOR`]). Nothing here decides who may connect:
+//! callers check the user and the instance before every connection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bytes::{Buf, Bytes};
@@ -49,6 +58,11 @@ fn relay_path() -> String {
 
 /// How long connecting (entering, or starting the relay) may take.
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
+/// How long a node's Docker client is used again before it is made anew
+/// (an endpoint edited by an admin is taken within this time).
+pub const CLIENT_FOR: Duration = Duration::from_secs(30);
+/// The most namespaces held open; past it they are all let go.
+const ENTERED_MAX: usize = 4096;
 
 /// Why a port could not be reached; the text is meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,12 +89,15 @@ pub enum Route {
 }
 
 /// What the connector remembers between connections: the containers that
-/// already hold this build's relay, and whether entering namespaces was
-/// refused here (it is not tried again).
+/// already hold this build's relay, whether entering namespaces was
+/// refused here (it is not tried again), the namespaces entered (by the
+/// caller's key of a container), and nodes' Docker clients.
 #[derive(Default, Clone)]
 pub struct Connector {
     placed: Arc<Mutex<HashSet<String>>>,
     no_namespaces: Arc<AtomicBool>,
+    entered: Arc<Mutex<HashMap<String, Arc<std::fs::File>>>>,
+    clients: Arc<Mutex<HashMap<i64, (Docker, bool, Instant)>>>,
 }
 
 /// A connection to a port in a container.
@@ -101,21 +118,71 @@ impl PortStream {
 }
 
 impl Connector {
+    /// The Docker client of node `node` made less than [`CLIENT_FOR`] ago,
+    /// and whether the daemon is on this host.
+    pub fn client(&self, node: i64) -> Option<(Docker, bool)> {
+        let c = self.clients.lock().ok()?;
+        c.get(&node)
+            .filter(|(_, _, at)| at.elapsed() < CLIENT_FOR)
+            .map(|(d, local, _)| (d.clone(), *local))
+    }
+
+    /// Keeps node `node`'s client for [`Connector::client`].
+    pub fn keep_client(&self, node: i64, d: &Docker, local: bool) {
+        if let Ok(mut c) = self.clients.lock() {
+            c.insert(node, (d.clone(), local, Instant::now()));
+        }
+    }
+
+    /// Forgets node `node`'s client (a call through it failed).
+    pub fn forget_client(&self, node: i64) {
+        if let Ok(mut c) = self.clients.lock() {
+            c.remove(&node);
+        }
+    }
+
+    /// Connects to `port` through the namespace entered before for `key`,
+    /// without a call to the daemon. None: none is known, or it refused
+    /// (then it is forgotten: the caller takes [`Connector::connect`]).
+    pub async fn connect_known(&self, key: &str, port: u16) -> Option<PortStream> {
+        let ns = self.entered.lock().ok()?.get(key).cloned()?;
+        match connect_on_thread(ns, port).await {
+            Ok(s) => Some(PortStream {
+                inner: Inner::Tcp(s),
+                route: Route::Namespace,
+            }),
+            Err(_) => {
+                if let Ok(mut e) = self.entered.lock() {
+                    e.remove(key);
+                }
+                None
+            }
+        }
+    }
+
     /// Connects to `port` in `container` on `d`. `local`: the daemon runs on
     /// this host (a unix socket), so its containers' namespaces are this
     /// host's. `tag` marks the relay's process like a session's (see
-    /// [`exec::end_tagged`]).
+    /// [`exec::end_tagged`]). `key` names the container for
+    /// [`Connector::connect_known`].
     pub async fn connect(
         &self,
         d: &Docker,
         container: &str,
+        key: &str,
         port: u16,
         local: bool,
         tag: &str,
     ) -> Result<PortStream, PortError> {
         if local && !self.no_namespaces.load(Ordering::Relaxed) {
             match tokio::time::timeout(CONNECT_WITHIN, enter(d, container, port)).await {
-                Ok(Ok(s)) => {
+                Ok(Ok((s, ns))) => {
+                    if let Ok(mut e) = self.entered.lock() {
+                        if e.len() >= ENTERED_MAX {
+                            e.clear();
+                        }
+                        e.insert(key.to_string(), ns);
+                    }
                     return Ok(PortStream {
                         inner: Inner::Tcp(s),
                         route: Route::Namespace,
@@ -273,7 +340,12 @@ async fn running_pid(d: &Docker, container: &str) -> Result<i64, PortError> {
 /// is held open by its file before the container is asked again whether
 /// it still runs under that PID, so the socket cannot land in another
 /// process's namespace.
-async fn enter(d: &Docker, container: &str, port: u16) -> Result<TcpStream, Entered> {
+/// Gives the connection and the namespace's file (kept open).
+async fn enter(
+    d: &Docker,
+    container: &str,
+    port: u16,
+) -> Result<(TcpStream, Arc<std::fs::File>), Entered> {
     let pid = running_pid(d, container).await.map_err(Entered::Failed)?;
     let path = format!("/proc/{pid}/ns/net");
     let ns = match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
@@ -285,6 +357,14 @@ async fn enter(d: &Docker, container: &str, port: u16) -> Result<TcpStream, Ente
     if running_pid(d, container).await.map_err(Entered::Failed)? != pid {
         return Err(Entered::Failed(PortError::NotRunning));
     }
+    let ns = Arc::new(ns);
+    let s = connect_on_thread(ns.clone(), port).await?;
+    Ok((s, ns))
+}
+
+/// Connects to `port` on the loopback of namespace `ns`, from a thread of
+/// its own.
+async fn connect_on_thread(ns: Arc<std::fs::File>, port: u16) -> Result<TcpStream, Entered> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     // A thread of its own: it changes namespace and ends (never a pool's).
     let spawned = std::thread::Builder::new()

@@ -103,6 +103,13 @@ pub async fn run(app: App, listeners: Vec<TcpListener>, cancel: CancellationToke
     }
 }
 
+/// Ends user `user`'s sign-ins to the proxy's apps (their sign-out from
+/// gpudock: the apps' origins hold cookies of their own, which must not
+/// outlive it). Open WebSockets through the proxy end at their next check.
+pub fn end_sign_ins(c: &rusqlite::Connection, user: crate::ids::UserId) -> rusqlite::Result<usize> {
+    store::delete_sign_ins_of(c, user.0)
+}
+
 /// Issues a hand-off for `me` to the web service on `port` of instance
 /// `id`; the address (on the app's origin) the browser goes to next, which
 /// lands on `next` once signed in. `host`: how the browser reached gpudock.

@@ -108,3 +108,10 @@ pub fn delete_sign_in(c: &Connection, hash: &str) -> rusqlite::Result<()> {
     c.execute("DELETE FROM proxy_sessions WHERE id_hash = ?1", [hash])?;
     Ok(())
 }
+
+/// Ends every sign-in (and hand-off) of user `user` to the proxy's apps:
+/// its sign-out from gpudock.
+pub fn delete_sign_ins_of(c: &Connection, user: i64) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM proxy_handoffs WHERE user_id = ?1", [user])?;
+    c.execute("DELETE FROM proxy_sessions WHERE user_id = ?1", [user])
+}

@@ -90,14 +90,31 @@ pub async fn connect_container(
     port: u16,
     tag: &str,
 ) -> Result<PortStream, ConnectError> {
-    let local = crate::nodes::endpoint_of(app, node)
-        .await?
-        .is_some_and(|e| e.url.starts_with("unix://"));
-    let d = crate::nodes::client(app, node).await?;
-    app.ports
-        .connect(&d, container, port, local, tag)
-        .await
-        .map_err(ConnectError::Port)
+    // A namespace entered before: a socket, no call to the daemon.
+    let key = format!("{node}/{container}");
+    if let Some(s) = app.ports.connect_known(&key, port).await {
+        return Ok(s);
+    }
+    let (d, local) = match app.ports.client(node.0) {
+        Some(known) => known,
+        None => {
+            let local = crate::nodes::endpoint_of(app, node)
+                .await?
+                .is_some_and(|e| e.url.starts_with("unix://"));
+            let d = crate::nodes::client(app, node).await?;
+            app.ports.keep_client(node.0, &d, local);
+            (d, local)
+        }
+    };
+    let r = app
+        .ports
+        .connect(&d, container, &key, port, local, tag)
+        .await;
+    if let Err(PortError::Docker(_)) = &r {
+        // The daemon may have moved: the next connection makes a client anew.
+        app.ports.forget_client(node.0);
+    }
+    r.map_err(ConnectError::Port)
 }
 
 /// The forwarding rule of instance `id` (no scope: the caller found the

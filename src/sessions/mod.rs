@@ -625,6 +625,24 @@ pub async fn get(
         .ok_or(AppError::NotFound)
 }
 
+/// Ends the live tunnels to instance `id` at once (it stopped or was
+/// deleted): what they carried is gone, and a tunnel must not outlive
+/// the instance it names. Terminals end by themselves with the container.
+pub async fn end_tunnels_to(
+    app: &App,
+    id: InstanceId,
+    reason: EndReason,
+) -> Result<usize, AppError> {
+    let live = app
+        .db
+        .read(move |c| store::live_tunnels(c, id).map_err(AppError::from))
+        .await?;
+    Ok(live
+        .iter()
+        .filter(|s| app.live.stop(s.0, reason.as_str()))
+        .count())
+}
+
 /// Force-terminates a live session in the caller's scope (whoever holds
 /// the terminate permission: admins by default): its client is disconnected
 /// within a second; the session's own loop records the end.

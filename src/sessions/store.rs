@@ -198,6 +198,15 @@ pub fn unswept(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Unswept>
     .collect()
 }
 
+/// The live tunnels (`port_forward` sessions) to instance `instance`.
+pub fn live_tunnels(conn: &Connection, instance: InstanceId) -> rusqlite::Result<Vec<SessionId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM remote_sessions WHERE instance_id = ?1 AND protocol = 'port_forward' \
+         AND status IN ('active', 'idle')",
+    )?;
+    stmt.query_map([instance], |r| r.get(0))?.collect()
+}
+
 /// History filters; all optional.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(default)]
