@@ -50,6 +50,11 @@ pub enum AppError {
     /// one answer, so that none of them can be told apart from outside.
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// The right password for an account that is disabled, or whose tenant
+    /// is (`tenant`): said only once the password is verified, so it tells
+    /// nothing to someone guessing.
+    #[error("the account is disabled")]
+    AccountDisabled { tenant: bool },
     /// Too many failed sign-ins from one address; retry after that many seconds.
     #[error("too many sign-in attempts; retry in {0} s")]
     TooManyAttempts(u64),
@@ -175,9 +180,10 @@ impl AppError {
         match self {
             AppError::Unauthenticated | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             AppError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PasswordChangeRequired | AppError::Forbidden | AppError::Csrf => {
-                StatusCode::FORBIDDEN
-            }
+            AppError::PasswordChangeRequired
+            | AppError::Forbidden
+            | AppError::Csrf
+            | AppError::AccountDisabled { .. } => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -198,6 +204,7 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "unauthenticated",
             AppError::InvalidCredentials => "invalid_credentials",
+            AppError::AccountDisabled { .. } => "account_disabled",
             AppError::TooManyAttempts(_) => "too_many_attempts",
             AppError::PasswordChangeRequired => "password_change_required",
             AppError::Forbidden => "forbidden",
@@ -227,6 +234,8 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "err.unauthenticated",
             AppError::InvalidCredentials => "err.invalid_credentials",
+            AppError::AccountDisabled { tenant: false } => "err.account_disabled",
+            AppError::AccountDisabled { tenant: true } => "err.tenant_disabled",
             AppError::TooManyAttempts(_) => "err.too_many_attempts",
             AppError::PasswordChangeRequired => "err.password_change_required",
             AppError::Forbidden => "err.forbidden",
@@ -251,6 +260,7 @@ impl AppError {
             AppError::Conflict(f) | AppError::Validation(f) => Some(f),
             AppError::Unauthenticated
             | AppError::InvalidCredentials
+            | AppError::AccountDisabled { .. }
             | AppError::TooManyAttempts(_)
             | AppError::PasswordChangeRequired
             | AppError::Forbidden

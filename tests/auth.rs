@@ -302,8 +302,14 @@ async fn disabling_a_user_ends_access() {
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, _) = get(&dave, &srv.url("/api/v1/me")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (_, s, _) = srv.login("dave", pw).await;
+    // The right password is told the account is disabled; a wrong one
+    // learns nothing.
+    let (_, s, user_off) = srv.login("dave", pw).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{user_off}");
+    assert_eq!(code(&user_off), "account_disabled");
+    let (_, s, b) = srv.login("dave", "not-his-password").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&b), "invalid_credentials");
 
     // A disabled tenant shuts out its users too.
     common::patch(
@@ -321,8 +327,13 @@ async fn disabling_a_user_ends_access() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, s, _) = srv.login("dave", pw).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (_, s, b) = srv.login("dave", pw).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(code(&b), "account_disabled");
+    assert_ne!(
+        b["error"]["message"], user_off["error"]["message"],
+        "says that the tenant is disabled"
+    );
 
     // The last enabled admin cannot be disabled or demoted, not even by itself.
     let (s, b) = common::patch(
@@ -1498,4 +1509,47 @@ async fn lists_page_with_totals_and_links() {
         "{page}"
     );
     assert!(page.contains("pager2") && !page.contains("pager1<") && !page.contains(">pager0<"));
+}
+
+/// `http://` on the HTTPS port: a plain HTTP request (a real TCP client, no
+/// TLS) is answered with a redirect to the same address over `https://`,
+/// and the listener goes on serving HTTPS.
+#[tokio::test]
+async fn plain_http_on_the_https_port_is_redirected_to_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Server::start();
+    let authority = srv.base.trim_start_matches("https://").to_string();
+    let ask = |head: String| {
+        let authority = authority.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                s.read_to_string(&mut answer),
+            )
+            .await
+            .expect("an answer, then the connection closed")
+            .unwrap();
+            answer
+        }
+    };
+    let answer = ask(format!(
+        "GET /instances?page=2 HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: test\r\n\r\n"
+    ))
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 301 "), "{answer}");
+    assert!(
+        answer.contains(&format!(
+            "\r\nLocation: https://{authority}/instances?page=2\r\n"
+        )),
+        "{answer}"
+    );
+    // Without a Host there is nowhere to send it: a plain refusal.
+    let answer = ask("GET / HTTP/1.0\r\n\r\n".to_string()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    // HTTPS on the same port still works.
+    let r = srv.client().get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }

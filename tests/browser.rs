@@ -278,6 +278,11 @@ async fn browser_login_forced_password_change_and_language_switch() {
         notice.is_displayed().await.unwrap(),
         "#forced-notice hidden"
     );
+    // Until the password is changed the navigation is hidden (every link
+    // would answer 403); signing out stays offered.
+    let nav_links = c.find_all(Locator::Css("header nav a")).await.unwrap();
+    assert!(nav_links.is_empty(), "{} nav links shown", nav_links.len());
+    find(&c, "#logout").await;
     assert!(!notice.text().await.unwrap().trim().is_empty());
 
     // A weak password is refused on the page itself.
@@ -371,6 +376,28 @@ async fn wait_status(c: &Client, css: &str, want: &str) {
 /// Waits until the instance page's status badge says `want`.
 async fn wait_instance_status(c: &Client, want: &str) {
     wait_status(c, "#instance-status", want).await;
+}
+
+/// Picks node `node_id` and names the instance in the wizard (image and
+/// spec chosen already), creates it, and waits on its page until it runs.
+async fn create_in_wizard(c: &Client, node_id: i64, name: &str) -> i64 {
+    find(c, "#node_id")
+        .await
+        .select_by_value(&node_id.to_string())
+        .await
+        .unwrap();
+    fill(c, "#instance-name", name).await;
+    shot(c, "wizard").await;
+    click(c, "#instance-create").await;
+    let id = poll("the instance page", || async {
+        let p = path_and_query(c).await;
+        p.strip_prefix("/instances/")
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or(p)
+    })
+    .await;
+    wait_instance_status(c, "running").await;
+    id
 }
 
 /// Signs in on the real login page and waits to be let in.
@@ -483,24 +510,8 @@ async fn browser_walks_the_instance_wizard() {
         label.contains("lab-node") && label.contains("CPU 8"),
         "{label}"
     );
-    find(&c, "#node_id")
-        .await
-        .select_by_value(&node_id.to_string())
-        .await
-        .unwrap();
-    fill(&c, "#instance-name", "from-the-wizard").await;
-    shot(&c, "wizard").await;
-    click(&c, "#instance-create").await;
-
     // The job's progress, then the instance page (htmx redirect).
-    let id = poll("the instance page", || async {
-        let p = path_and_query(&c).await;
-        p.strip_prefix("/instances/")
-            .and_then(|s| s.parse::<i64>().ok())
-            .ok_or(p)
-    })
-    .await;
-    wait_instance_status(&c, "running").await;
+    let id = create_in_wizard(&c, node_id, "from-the-wizard").await;
     poll("the logs to stream in", || async {
         let t = find(&c, "#logs")
             .await
@@ -1269,5 +1280,257 @@ async fn browser_draws_a_node_chart_with_data_points() {
     // The range buttons reload from the hourly tier (7 d): no error, a chart.
     click(&c, "button.range-btn[data-range='7d']").await;
     poll("the 7 d chart", || points("#chart-host-mem")).await;
+    drop(driver);
+}
+
+/// The value of the form field `css`.
+async fn value_of(c: &Client, css: &str) -> String {
+    find(c, css)
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Waits until the table `css` shows `text` (the page after a form's post).
+async fn table_has(c: &Client, css: &str, text: &str) {
+    poll(&format!("{css} to show {text}"), || async {
+        let el = c.find(Locator::Css(css)).await.map_err(|e| e.to_string())?;
+        let t = el.text().await.map_err(|e| e.to_string())?;
+        if t.contains(text) { Ok(()) } else { Err(t) }
+    })
+    .await;
+}
+
+/// Chooses spec `spec` in the wizard and returns the first line saying why
+/// a node cannot take it.
+async fn refusal_for(c: &Client, spec: &str) -> String {
+    find(c, "#spec_id")
+        .await
+        .select_by_value(spec)
+        .await
+        .unwrap();
+    poll("why the node cannot take the spec", || async {
+        let el = c
+            .find(Locator::Css("#node_id option.refused"))
+            .await
+            .map_err(|e| e.to_string())?;
+        el.text().await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// The classes of the first-run checklist's steps, in order.
+async fn checklist(c: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for step in ["node", "image", "spec", "instance"] {
+        let class = find(c, &format!("#setup-{step}"))
+            .await
+            .attr("class")
+            .await
+            .unwrap();
+        out.push(class.unwrap_or_default());
+    }
+    out
+}
+
+/// The first run on a fresh data directory, in Chromium, typing no node
+/// figure: the dashboard's checklist links each step and ticks it when done;
+/// Register this host, then Sync hardware, fill CPU, memory and both disks;
+/// an image and a spec from their pages; the wizard offers the node and says
+/// why it cannot take a spec that does not fit (in both languages); the
+/// instance runs and the checklist is gone. Then the instance's actions fit
+/// its state, and deleting asks first, naming what will be lost.
+#[tokio::test]
+async fn browser_first_run_from_a_fresh_data_directory() {
+    let d = common::dockerd::shared();
+    let socket = d.unix_url.trim_start_matches("unix://");
+    let driver = ChromeDriver::start();
+    let server = common::Server::start_with(&format!(
+        "[nodes]\nlocal_socket = {socket:?}\n[instances]\nstop_timeout_secs = 1\n"
+    ));
+    let _admin = server.admin().await;
+    let c = driver.connect().await;
+    sign_in(&c, &server, "admin", common::ADMIN_PASSWORD).await;
+    c.goto(&server.url("/lang/en?next=/")).await.unwrap();
+    wait_for_path(&c, "/").await;
+    assert_eq!(checklist(&c).await, ["todo", "todo", "todo", "todo"]);
+    shot(&c, "first-run-dashboard").await;
+
+    // Step 1: register this host, then sync its hardware.
+    click(&c, "#setup-node a").await;
+    wait_for_path(&c, "/nodes").await;
+    click(&c, "#register-local").await;
+    let node_id = poll("the new node's page", || async {
+        let p = path_and_query(&c).await;
+        p.strip_prefix("/nodes/")
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or(p)
+    })
+    .await;
+    click(&c, "#node-sync").await;
+    wait_for_path(&c, &format!("/nodes/{node_id}")).await;
+    for key in ["cpu_cores", "memory_gb", "system_disk_gb", "data_disk_gb"] {
+        poll(&format!("{key} filled by Sync hardware"), || async {
+            let el = c
+                .find(Locator::Css(&format!("#node-{key}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            let v = el.attr("value").await.map_err(|e| e.to_string())?;
+            match v.as_deref().map(str::parse::<i64>) {
+                Some(Ok(n)) if n > 0 => Ok(()),
+                _ => Err(format!("{v:?}")),
+            }
+        })
+        .await;
+    }
+    let data_disk: i64 = value_of(&c, "#node-data_disk_gb").await.parse().unwrap();
+    shot(&c, "first-run-node").await;
+    // Deleting the node asks first, naming it; dismissed, nothing goes.
+    click(&c, "#node-delete").await;
+    let text = poll("the node's confirmation", || async {
+        c.get_alert_text().await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(
+        text.contains("local") && text.contains("credentials"),
+        "{text}"
+    );
+    c.dismiss_alert().await.unwrap();
+    assert_eq!(path_and_query(&c).await, format!("/nodes/{node_id}"));
+
+    // Steps 2 and 3: an image and a spec from their pages.
+    c.goto(&server.url("/")).await.unwrap();
+    assert_eq!(checklist(&c).await, ["done", "todo", "todo", "todo"]);
+    click(&c, "#setup-image a").await;
+    wait_for_path(&c, "/images").await;
+    fill(&c, "#image-name", "busybox").await;
+    fill(&c, "#image-address", common::dockerd::TEST_IMAGE).await;
+    click(&c, "#image-save").await;
+    table_has(&c, "#images", "busybox").await;
+    c.goto(&server.url("/")).await.unwrap();
+    click(&c, "#setup-spec a").await;
+    wait_for_path(&c, "/specs").await;
+    for (css, v) in [
+        ("#spec-name", "small"),
+        ("#spec-gpu-model", "any"),
+        ("#spec-gpu_count", "0"),
+        ("#spec-cpu_cores", "1"),
+        ("#spec-memory_gb", "1"),
+        ("#spec-system_disk_gb", "1"),
+        ("#spec-data_disk_gb", "1"),
+    ] {
+        fill(&c, css, v).await;
+    }
+    click(&c, "#spec-save").await;
+    table_has(&c, "#specs", "small").await;
+    c.goto(&server.url("/")).await.unwrap();
+    assert_eq!(checklist(&c).await, ["done", "done", "done", "todo"]);
+
+    // A spec that cannot fit: the wizard says which resource is short.
+    let admin = &_admin;
+    let (s, big) = common::post(
+        admin,
+        &server.url("/api/v1/specs"),
+        json!({"name": "huge", "gpu_model": "any", "gpu_count": 0, "cpu_cores": 1, "memory_gb": 1,
+               "data_disk_gb": data_disk + 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{big}");
+
+    // Step 4: the wizard.
+    click(&c, "#setup-instance a").await;
+    wait_for_path(&c, "/instances/new").await;
+    let refused = refusal_for(&c, &big["id"].to_string()).await;
+    assert!(
+        refused.starts_with("local:")
+            && refused.contains("data disk")
+            && refused.contains(&format!("needs {}", data_disk + 1)),
+        "{refused}"
+    );
+    shot(&c, "first-run-refused").await;
+    c.goto(&server.url("/lang/zh-CN?next=/instances/new"))
+        .await
+        .unwrap();
+    wait_for_path(&c, "/instances/new").await;
+    let refused = refusal_for(&c, &big["id"].to_string()).await;
+    assert!(
+        refused.contains("数据盘") && refused.contains("资源不足"),
+        "{refused}"
+    );
+    c.goto(&server.url("/lang/en?next=/instances/new"))
+        .await
+        .unwrap();
+    wait_for_path(&c, "/instances/new").await;
+
+    let image_id = find(&c, "#image_id option:not([value=''])")
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    find(&c, "#image_id")
+        .await
+        .select_by_value(&image_id)
+        .await
+        .unwrap();
+    let small = c
+        .find(Locator::XPath(
+            "//select[@id='spec_id']/option[starts-with(normalize-space(.), 'small')]",
+        ))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    find(&c, "#spec_id")
+        .await
+        .select_by_value(&small)
+        .await
+        .unwrap();
+    let option = format!("#node_id option[value='{node_id}']");
+    find(&c, &option).await;
+    let id = create_in_wizard(&c, node_id, "first").await;
+    shot(&c, "first-run-instance").await;
+
+    // Actions fit the state: running offers Stop and Restart, not Start.
+    let has = |css: &'static str| {
+        let c = &c;
+        async move { !c.find_all(Locator::Css(css)).await.unwrap().is_empty() }
+    };
+    assert!(has("#instance-stop").await && has("#instance-restart").await);
+    assert!(!has("#instance-start").await, "no Start while running");
+    // Every connection line has its copy button.
+    for line in ["web", "terminal", "ssh"] {
+        find(&c, &format!("#copy-conn-{line}")).await;
+    }
+    click(&c, "#instance-stop").await;
+    wait_instance_status(&c, "exited").await;
+    assert!(has("#instance-start").await, "Start once stopped");
+    assert!(!has("#instance-stop").await && !has("#instance-restart").await);
+
+    // The checklist is done, so gone.
+    c.goto(&server.url("/")).await.unwrap();
+    find(&c, "#count-users").await;
+    assert!(
+        !has("#setup-checklist").await,
+        "the checklist goes once done"
+    );
+
+    // Deleting the instance names it and what goes with it.
+    c.goto(&server.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
+    click(&c, "#instance-delete").await;
+    let text = poll("the instance's confirmation", || async {
+        c.get_alert_text().await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(text.contains("first") && text.contains("/data"), "{text}");
+    c.accept_alert().await.unwrap();
+    wait_for_path(&c, "/instances").await;
+    c.close().await.unwrap();
     drop(driver);
 }

@@ -940,6 +940,43 @@ async fn a_command_piped_into_a_tty_session_keeps_its_output() {
     assert_eq!(s["end_reason"], "user_close", "{s}");
 }
 
+/// The client's EOF can reach the terminal while it is not the shell's
+/// (before the shell starts, or while a command it runs has it): the
+/// terminal then turns the ^D into an end-of-file mark that the shell never
+/// sees once it reads again. The session still ends when the client's
+/// input has ended, after everything typed ran.
+#[tokio::test]
+async fn an_eof_while_a_command_runs_still_ends_a_tty_session() {
+    let j = jump("").await;
+    let mut child = ssh(j.port, "alice+alpha", Some(ALICE_PW), None, &["-tt"])
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ssh ({e}): {INSTALL}"));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"sleep 3; echo slept-$((40+2))\n")
+        .await
+        .unwrap();
+    // The EOF comes while `sleep` has the terminal.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("ssh did not finish in time")
+        .unwrap();
+    let r = Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        r.stdout.contains("slept-42"),
+        "no slept-42 in {:?} / {:?}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+}
+
 /// After `kill -9` of gpudock, a restart ends what the open session left
 /// running in the container (its record says when), and removes a
 /// reservation the killed process was creating together with what dockerd

@@ -383,6 +383,36 @@ async fn register_this_host_and_sync_hardware() {
         n["cpu_cores"].as_i64().unwrap() >= 1 && n["memory_gb"].as_i64().unwrap() >= 1,
         "{n}"
     );
+    // Both disks are filled from this host: the Docker root's filesystem
+    // and the volume location's (here the same filesystem).
+    let (sys, data) = (
+        n["system_disk_gb"].as_i64().unwrap(),
+        n["data_disk_gb"].as_i64().unwrap(),
+    );
+    assert!(sys >= 1 && data >= 1, "disk sizes filled: {n}");
+    let local_id = n["id"].as_i64().unwrap();
+    let (s, b) = patch(
+        &admin,
+        &srv.url(&format!("/api/v1/nodes/{local_id}")),
+        json!({"system_disk_gb": 0, "data_disk_gb": 0}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, synced) = post(
+        &admin,
+        &srv.url(&format!("/api/v1/nodes/{local_id}/sync")),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{synced}");
+    assert_eq!(
+        (
+            synced["system_disk_gb"].as_i64(),
+            synced["data_disk_gb"].as_i64()
+        ),
+        (Some(sys), Some(data)),
+        "Sync hardware fills both disks again"
+    );
     let html = admin
         .get(srv.url("/nodes"))
         .send()

@@ -51,10 +51,18 @@ impl PageUser for CurrentUser {
             .await
             .map_err(|_| AppError::internal("session layer missing"))?;
         let role = me.user.role;
-        let allowed = app
+        let mut allowed = app
             .db
             .read(move |c| permissions::allowed_pages(c, role).map_err(AppError::from))
             .await?;
+        if me.user.must_change_password {
+            // Until the password is changed, the navigation offers only what
+            // the guard lets through (instead of links that all answer 403).
+            allowed.retain(|p| {
+                let (method, path) = p.split_once(' ').unwrap_or(("GET", p));
+                permissions::allowed_before_password_change(method, path)
+            });
+        }
         let viewer = Viewer {
             username: me.user.username.clone(),
             role_key: me.user.role.label_key(),
@@ -166,7 +174,11 @@ async fn login_submit(
             };
             Ok(Redirect::to(&to).into_response())
         }
-        Err(e @ (AppError::InvalidCredentials | AppError::TooManyAttempts(_))) => {
+        Err(
+            e @ (AppError::InvalidCredentials
+            | AppError::TooManyAttempts(_)
+            | AppError::AccountDisabled { .. }),
+        ) => {
             let mut resp = login_form(&app, &headers, Some(e.message_key()), f.username, f.next)?;
             *resp.status_mut() = e.status();
             if let AppError::TooManyAttempts(secs) = e {
@@ -224,6 +236,8 @@ struct DashboardPage {
     changed: bool,
     /// Account-opening requests and cloud users per status (仪表盘).
     accounts: crate::accounts::Counts,
+    /// The first-run checklist, for admins until every step is done.
+    setup: Option<store::Setup>,
 }
 
 #[derive(Deserialize, Default)]
@@ -240,10 +254,15 @@ async fn dashboard(
     let ctx = ctx.nav("dashboard");
     let scope = ctx.me.scope();
     let show_audit = ctx.l.can("/audit");
-    let (counts, audit_24h, recent) = app
+    let show_setup = ctx.l.can("/nodes") && scope == super::Scope::All;
+    let (counts, audit_24h, recent, setup) = app
         .db
         .read(move |c| {
             let now = crate::db::now();
+            let setup = match show_setup {
+                true => Some(store::setup(c)?).filter(|s| !s.done()),
+                false => None,
+            };
             let counts = store::counts(c, scope, now)?;
             let audit_24h = audit::count_since(c, scope, now - 86_400)?;
             let recent = if show_audit {
@@ -251,7 +270,7 @@ async fn dashboard(
             } else {
                 Vec::new()
             };
-            Ok::<_, AppError>((counts, audit_24h, recent))
+            Ok::<_, AppError>((counts, audit_24h, recent, setup))
         })
         .await?;
     let accounts = crate::accounts::counts(&app, &ctx.me).await?;
@@ -263,6 +282,7 @@ async fn dashboard(
         audit_24h,
         recent,
         changed: q.changed.is_some(),
+        setup,
     })
 }
 

@@ -15,9 +15,10 @@ use crate::error::{AppError, FieldErrors};
 
 /// Checks credentials with lockout and the per-address limit (web, API and
 /// SSH all sign in here). Every failure and every lock is audited with the
-/// source IP. An unknown name, a wrong password, a disabled or a locked
-/// account get the same answer after the same work (a password check), so
-/// none can be told from another; the audit says which it was. An address
+/// source IP. An unknown name, a wrong password or a locked account get the
+/// same answer after the same work (a password check), so none can be told
+/// from another; the audit says which it was. A disabled account (or one of
+/// a disabled tenant) is told so, but only after its password is verified. An address
 /// past its limit gets `TooManyAttempts` before any password is checked.
 pub async fn login(
     app: &App,
@@ -66,8 +67,17 @@ async fn check_credentials(
         return Err(AppError::InvalidCredentials);
     }
     if !row.user.enabled || !row.tenant_enabled {
-        audit_failure(app, actor, src, "disabled").await?;
-        return Err(AppError::InvalidCredentials);
+        let why = if row.user.enabled {
+            "tenant_disabled"
+        } else {
+            "disabled"
+        };
+        audit_failure(app, actor, src, why).await?;
+        // The password was right: saying so tells a guesser nothing, and
+        // tells the owner whom to ask.
+        return Err(AppError::AccountDisabled {
+            tenant: row.user.enabled,
+        });
     }
     let (id, src2) = (row.user.id, src.clone());
     app.db

@@ -509,10 +509,49 @@ pub fn counts(conn: &Connection, scope: Scope, now: i64) -> rusqlite::Result<Cou
     })
 }
 
+/// The first-run checklist on an admin's dashboard: whether a node, an
+/// image, a spec and an instance exist yet (whoever made them).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Setup {
+    pub node: bool,
+    pub image: bool,
+    pub spec: bool,
+    pub instance: bool,
+}
+
+impl Setup {
+    pub fn done(&self) -> bool {
+        self.node && self.image && self.spec && self.instance
+    }
+}
+
+pub fn setup(conn: &Connection) -> rusqlite::Result<Setup> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM nodes), EXISTS (SELECT 1 FROM images), \
+           EXISTS (SELECT 1 FROM specs), EXISTS (SELECT 1 FROM instances)",
+        [],
+        |r| {
+            Ok(Setup {
+                node: r.get(0)?,
+                image: r.get(1)?,
+                spec: r.get(2)?,
+                instance: r.get(3)?,
+            })
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db;
+
+    #[test]
+    fn the_setup_checklist_ticks_each_step_once_done() {
+        let conn = db::memory().unwrap();
+        let s = setup(&conn).unwrap();
+        assert!(!s.node && !s.image && !s.spec && !s.instance && !s.done());
+    }
 
     fn user(conn: &Connection, name: &str, role: Role, tenant: Option<TenantId>) -> UserId {
         insert_user(

@@ -164,6 +164,10 @@ pub struct EngineReport {
     /// the NVIDIA container toolkit's hook without it; starting a container
     /// is the final word.
     pub nvidia_runtime: bool,
+    /// The daemon's root directory (`/info` DockerRootDir), e.g.
+    /// `/var/lib/docker`: containers' writable layers live on its
+    /// filesystem, and local volumes under `volumes/` in it.
+    pub docker_root: String,
 }
 
 /// Negotiates the API version (see the module doc): afterwards the client
@@ -220,6 +224,7 @@ fn report(version: SystemVersion, info: SystemInfo) -> EngineReport {
         storage_driver,
         backing_filesystem,
         nvidia_runtime: info.runtimes.is_some_and(|r| r.contains_key("nvidia")),
+        docker_root: info.docker_root_dir.unwrap_or_default(),
     }
 }
 

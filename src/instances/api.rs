@@ -99,14 +99,15 @@ async fn candidates(
     ApiQuery(q): ApiQuery<CandidateQuery>,
 ) -> Result<Response, AppError> {
     let htmx = is_htmx(&headers);
-    let found = match q.spec()? {
-        Some(spec_id) => super::candidate_nodes(&app, &me, spec_id).await?,
+    let (found, refused) = match q.spec()? {
+        Some(spec_id) => super::placement_of(&app, &me, spec_id).await?,
         // The wizard's spec was unselected again: no nodes to offer.
-        None if htmx => Vec::new(),
+        None if htmx => Default::default(),
         None => return Err(AppError::field("spec_id", "err.required")),
     };
     if htmx {
-        return super::pages::node_options(Tr::new(Lang::from_headers(&headers)), &found);
+        let tr = Tr::new(Lang::from_headers(&headers));
+        return super::pages::node_options(tr, &found, &refused);
     }
     Ok(Json(found).into_response())
 }

@@ -23,7 +23,7 @@ use crate::ids::{InstanceId, NodeId};
 use crate::paging::{Page, Window};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
-use placement::{Candidate, Capacity, Request};
+use placement::{Candidate, Capacity, Refusal, Request};
 pub use store::{Instance, Names, Orphan};
 
 /// The request a spec makes of a node.
@@ -67,6 +67,17 @@ pub async fn candidate_nodes(
     me: &CurrentUser,
     spec_id: i64,
 ) -> Result<Vec<Candidate>, AppError> {
+    Ok(placement_of(app, me, spec_id).await?.0)
+}
+
+/// The candidates for a spec and, for every other node, why it cannot take
+/// it (what the wizard shows). Unlisted nodes are explained only to those
+/// who see node details; customers never learn of them.
+pub async fn placement_of(
+    app: &App,
+    me: &CurrentUser,
+    spec_id: i64,
+) -> Result<(Vec<Candidate>, Vec<(String, Refusal)>), AppError> {
     let spec = crate::catalog::get_spec(app, me, spec_id)
         .await
         .map_err(|e| match e {
@@ -76,9 +87,19 @@ pub async fn candidate_nodes(
     let req = request_of(&spec);
     let nodes = app
         .db
-        .read(|c| store::snapshots(c, None).map_err(AppError::from))
+        .read(|c| store::states(c, None).map_err(AppError::from))
         .await?;
-    Ok(placement::candidates(&req, &nodes))
+    let usable: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.listed && n.online)
+        .map(|n| n.snapshot.clone())
+        .collect();
+    let details = crate::auth::sees_node_details(app, &me.user).await?;
+    let refused = placement::refusals(&req, &nodes)
+        .into_iter()
+        .filter(|(_, why)| details || *why != Refusal::Unlisted)
+        .collect();
+    Ok((placement::candidates(&req, &usable), refused))
 }
 
 /// What tenant `tenant`'s instances hold (how many, and their reservations

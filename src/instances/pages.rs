@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::model::InstanceStatus;
-use super::placement::Candidate;
+use super::placement::{Candidate, Refusal};
 use super::store::{Instance, Names, Orphan, Warning};
 use super::{Action, CreateInput};
 use crate::app::App;
@@ -137,6 +137,8 @@ struct WizardPage {
     errs: FormErrs,
     /// The candidate nodes of the chosen spec (when the form comes back).
     nodes: Vec<Candidate>,
+    /// Why each other node cannot take the chosen spec (rendered lines).
+    refused: Vec<String>,
     /// The dataset checkboxes for the chosen node (rendered).
     datasets: String,
 }
@@ -150,6 +152,8 @@ struct WizardForm {
     form: FormValues,
     errs: FormErrs,
     nodes: Vec<Candidate>,
+    /// Why each other node cannot take the chosen spec (rendered lines).
+    refused: Vec<String>,
     datasets: String,
 }
 
@@ -201,7 +205,7 @@ async fn wizard_parts(
     app: &App,
     ctx: &PageCtx,
     form: &FormValues,
-) -> Result<(Vec<Image>, Vec<Spec>, Vec<Candidate>), AppError> {
+) -> Result<(Vec<Image>, Vec<Spec>, Vec<Candidate>, Vec<String>), AppError> {
     let images: Vec<Image> = crate::catalog::list_images(app, &ctx.me, Window::all())
         .await?
         .items
@@ -214,18 +218,57 @@ async fn wizard_parts(
         .into_iter()
         .filter(|s| s.listed)
         .collect();
-    let nodes = match form.v("spec_id").parse::<i64>() {
-        Ok(spec) => super::candidate_nodes(app, &ctx.me, spec)
+    let (nodes, refused) = match form.v("spec_id").parse::<i64>() {
+        Ok(spec) => super::placement_of(app, &ctx.me, spec)
             .await
             .unwrap_or_default(),
-        Err(_) => Vec::new(),
+        Err(_) => Default::default(),
     };
-    Ok((images, specs, nodes))
+    let refused = refusal_lines(ctx.tr(), &refused);
+    Ok((images, specs, nodes, refused))
+}
+
+fn resource_key(what: &str) -> &'static str {
+    match what {
+        "gpu_count" => "instances.res_gpu_count",
+        "cpu_cores" => "instances.res_cpu_cores",
+        "memory_gb" => "instances.res_memory_gb",
+        "system_disk_gb" => "instances.res_system_disk_gb",
+        _ => "instances.res_data_disk_gb",
+    }
+}
+
+/// One line per node that cannot take the spec: its name and why, in the
+/// reader's language (which resource is short, and by how much).
+pub fn refusal_lines(tr: Tr, refused: &[(String, Refusal)]) -> Vec<String> {
+    refused
+        .iter()
+        .map(|(name, why)| {
+            let reason = match why {
+                Refusal::Unlisted => tr.t("instances.why_unlisted").to_string(),
+                Refusal::Offline => tr.t("instances.why_offline").to_string(),
+                Refusal::GpuModel(gpu) if gpu.is_empty() => {
+                    tr.t("instances.why_no_gpu").to_string()
+                }
+                Refusal::GpuModel(gpu) => format!("{} ({gpu})", tr.t("instances.why_gpu_model")),
+                Refusal::Short(s) => format!(
+                    "{} {}: {} {}, {} {}",
+                    tr.t("instances.why_short"),
+                    tr.t(resource_key(s.what)),
+                    tr.t("instances.needs"),
+                    s.need,
+                    tr.t("instances.free"),
+                    s.free
+                ),
+            };
+            format!("{name}: {reason}")
+        })
+        .collect()
 }
 
 async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
     let form = FormValues::default();
-    let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+    let (images, specs, nodes, refused) = wizard_parts(&app, &ctx, &form).await?;
     let datasets = dataset_choices(&app, &ctx, &form).await?;
     html(&WizardPage {
         l: ctx.nav("instances").l,
@@ -234,6 +277,7 @@ async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppErr
         form,
         errs: FormErrs::default(),
         nodes,
+        refused,
         datasets,
     })
 }
@@ -243,14 +287,21 @@ async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppErr
 struct NodeOptions {
     tr: Tr,
     nodes: Vec<Candidate>,
+    refused: Vec<String>,
     selected: String,
 }
 
-/// The wizard's node `<option>`s for a spec's candidates.
-pub fn node_options(tr: Tr, nodes: &[Candidate]) -> Result<Response, AppError> {
+/// The wizard's node `<option>`s for a spec's candidates, then each other
+/// node (disabled) with why it cannot take the spec.
+pub fn node_options(
+    tr: Tr,
+    nodes: &[Candidate],
+    refused: &[(String, Refusal)],
+) -> Result<Response, AppError> {
     html(&NodeOptions {
         tr,
         nodes: nodes.to_vec(),
+        refused: refusal_lines(tr, refused),
         selected: String::new(),
     })
 }
@@ -301,7 +352,7 @@ async fn create(
         Err(e) if e.fields().is_some() => {
             let status = e.status();
             let errs = FormErrs::of_error(&e, ctx.tr());
-            let (images, specs, nodes) = wizard_parts(&app, &ctx, &form).await?;
+            let (images, specs, nodes, refused) = wizard_parts(&app, &ctx, &form).await?;
             let datasets = dataset_choices(&app, &ctx, &form).await?;
             let l = ctx.nav("instances").l;
             let mut r = if is_htmx(&headers) {
@@ -312,6 +363,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    refused,
                     datasets,
                 })?
             } else {
@@ -322,6 +374,7 @@ async fn create(
                     form,
                     errs,
                     nodes,
+                    refused,
                     datasets,
                 })?
             };
@@ -402,11 +455,25 @@ struct ShowPage {
     show_user: bool,
     /// The connection summary (连接信息摘要), as text to copy.
     summary_text: String,
+    /// The lines one connects with (web, terminal, ssh): label, id, value,
+    /// each with its own copy button.
+    conn_lines: Vec<(String, &'static str, String)>,
     /// For the SFTP command lines shown on the page.
     ssh_port: u16,
     host: String,
     /// The datasets it mounts (read-only).
     datasets: Vec<crate::datasets::Dataset>,
+}
+
+impl ShowPage {
+    /// Start is offered only while the container is stopped (created,
+    /// exited or dead); Stop and Restart only while it runs.
+    fn can_start(&self) -> bool {
+        matches!(
+            self.i.status,
+            InstanceStatus::Created | InstanceStatus::Exited | InstanceStatus::Dead
+        )
+    }
 }
 
 #[derive(Template)]
@@ -438,14 +505,27 @@ async fn show(
         n: n.clone(),
         show_user,
     };
-    let (summary_text, datasets) = if is_htmx(&headers) {
-        (String::new(), Vec::new())
+    let (summary_text, conn_lines, datasets) = if is_htmx(&headers) {
+        Default::default()
     } else {
-        let text = crate::delivery::instance(&app, &ctx_me, id, &origin)
+        let summary = crate::delivery::instance(&app, &ctx_me, id, &origin)
             .await?
-            .summary()
-            .text(&l.tr);
-        (text, crate::datasets::of_instance(&app, i.id).await?)
+            .summary();
+        let lines = summary
+            .lines
+            .iter()
+            .filter_map(|(k, v)| {
+                let id = match *k {
+                    "delivery.web" => "conn-web",
+                    "delivery.terminal" => "conn-terminal",
+                    "delivery.ssh" => "conn-ssh",
+                    _ => return None,
+                };
+                Some((l.t(k).to_string(), id, v.clone()))
+            })
+            .collect();
+        let text = summary.text(&l.tr);
+        (text, lines, crate::datasets::of_instance(&app, i.id).await?)
     };
     let full = ShowPage {
         l,
@@ -453,6 +533,7 @@ async fn show(
         n,
         show_user,
         summary_text,
+        conn_lines,
         ssh_port: origin.ssh_port,
         host: origin.ssh_host.clone(),
         datasets,

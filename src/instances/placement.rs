@@ -28,6 +28,12 @@ impl Capacity {
 
     /// The first resource that `self` (free) lacks for `need`.
     pub fn shortfall(&self, need: &Capacity) -> Option<&'static str> {
+        self.short(need).map(|s| s.what)
+    }
+
+    /// The first resource that `self` (free) lacks for `need`, with both
+    /// figures.
+    pub fn short(&self, need: &Capacity) -> Option<Short> {
         [
             ("gpu_count", self.gpus, need.gpus),
             ("cpu_cores", self.cpu_cores, need.cpu_cores),
@@ -37,7 +43,11 @@ impl Capacity {
         ]
         .into_iter()
         .find(|(_, free, need)| free < need)
-        .map(|(what, _, _)| what)
+        .map(|(what, free, need)| Short {
+            what,
+            need,
+            free: free.max(0),
+        })
     }
 }
 
@@ -113,6 +123,57 @@ pub fn candidates(req: &Request, nodes: &[NodeSnapshot]) -> Vec<Candidate> {
                 gpu_name: n.gpu_name.clone(),
                 free,
             })
+        })
+        .collect()
+}
+
+/// A resource a node lacks: which (a spec field name), how much the spec
+/// needs and how much is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Short {
+    pub what: &'static str,
+    pub need: i64,
+    pub free: i64,
+}
+
+/// Why a node is not among a request's candidates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Refusal {
+    /// Taken off the list by an admin.
+    Unlisted,
+    /// Its Docker daemon did not answer the last check.
+    Offline,
+    /// Its GPUs are another model (the node's GPU name).
+    GpuModel(String),
+    Short(Short),
+}
+
+/// Any node, listed or not, online or not: what the wizard explains.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub snapshot: NodeSnapshot,
+    pub listed: bool,
+    pub online: bool,
+}
+
+/// For every node that cannot take `req`, why (the first reason in the
+/// order an admin would fix them: list it, bring it online, GPU model, the
+/// first resource short), in node order.
+pub fn refusals(req: &Request, nodes: &[NodeState]) -> Vec<(String, Refusal)> {
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let why = if !n.listed {
+                Refusal::Unlisted
+            } else if !n.online {
+                Refusal::Offline
+            } else if !gpu_model_matches(req, &n.snapshot.gpu_name) {
+                Refusal::GpuModel(n.snapshot.gpu_name.clone())
+            } else {
+                let free = n.snapshot.total.minus(n.snapshot.used);
+                Refusal::Short(free.short(&req.need)?)
+            };
+            Some((n.snapshot.name.clone(), why))
         })
         .collect()
 }
@@ -194,6 +255,53 @@ mod tests {
         assert_eq!(
             candidates(&req, &nodes)[0].free,
             cap(2, 64, 256, 1000, 4000)
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_reason_for_each_node() {
+        let state = |n: NodeSnapshot, listed, online| NodeState {
+            snapshot: n,
+            listed,
+            online,
+        };
+        let total = cap(2, 16, 64, 100, 0);
+        let nodes = vec![
+            state(node(1, "RTX 4090", total, cap(0, 0, 0, 0, 0)), false, true),
+            state(node(2, "RTX 4090", total, cap(0, 0, 0, 0, 0)), true, false),
+            state(node(3, "A100", total, cap(0, 0, 0, 0, 0)), true, true),
+            state(node(4, "RTX 4090", total, cap(0, 0, 0, 0, 0)), true, true),
+            state(node(5, "RTX 4090", total, cap(0, 0, 0, 0, 0)), true, true),
+        ];
+        let req = Request {
+            gpu_model: "RTX 4090".into(),
+            need: cap(1, 4, 16, 50, 20),
+        };
+        let got = refusals(&req, &nodes);
+        let why: Vec<&Refusal> = got.iter().map(|(_, w)| w).collect();
+        let short = Refusal::Short(Short {
+            what: "data_disk_gb",
+            need: 20,
+            free: 0,
+        });
+        assert_eq!(
+            why,
+            vec![
+                &Refusal::Unlisted,
+                &Refusal::Offline,
+                &Refusal::GpuModel("A100".into()),
+                &short,
+                &short
+            ]
+        );
+        let fits = Request {
+            gpu_model: "RTX 4090".into(),
+            need: cap(1, 4, 16, 50, 0),
+        };
+        assert_eq!(
+            refusals(&fits, &nodes).len(),
+            3,
+            "nodes with room are not refused"
         );
     }
 

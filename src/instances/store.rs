@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::model::InstanceStatus;
-use super::placement::{Capacity, NodeSnapshot};
+use super::placement::{Capacity, NodeSnapshot, NodeState};
 use crate::auth::Scope;
 use crate::ids::{InstanceId, NodeId};
 use crate::paging::{Page, Window};
@@ -225,20 +225,34 @@ pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<
 /// `node_usage` by the schema's triggers, see [`recount_usage`]); `only`
 /// restricts to one node.
 pub fn snapshots(conn: &Connection, only: Option<NodeId>) -> rusqlite::Result<Vec<NodeSnapshot>> {
+    Ok(states(conn, only)?
+        .into_iter()
+        .filter(|n| n.listed && n.online)
+        .map(|n| n.snapshot)
+        .collect())
+}
+
+/// Every node (or only `only`) with what its instances hold, whether it is
+/// listed and whether it is online.
+pub fn states(conn: &Connection, only: Option<NodeId>) -> rusqlite::Result<Vec<NodeState>> {
     let mut stmt = conn.prepare_cached(
         "SELECT n.id, n.name, n.gpu_name, n.gpu_count, n.cpu_cores, n.memory_gb, n.system_disk_gb, n.data_disk_gb, \
            COALESCE(u.gpus, 0), COALESCE(u.cpu_cores, 0), COALESCE(u.memory_gb, 0), COALESCE(u.system_disk_gb, 0), \
-           COALESCE(u.data_disk_gb, 0) \
+           COALESCE(u.data_disk_gb, 0), n.listed = 1, n.status = 'online' \
          FROM nodes n LEFT JOIN node_usage u ON u.node_id = n.id \
-         WHERE n.listed = 1 AND n.status = 'online' AND (?1 IS NULL OR n.id = ?1) ORDER BY n.id",
+         WHERE (?1 IS NULL OR n.id = ?1) ORDER BY n.id",
     )?;
     stmt.query_map([only], |r| {
-        Ok(NodeSnapshot {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            gpu_name: r.get(2)?,
-            total: capacity_at(r, 3)?,
-            used: capacity_at(r, 8)?,
+        Ok(NodeState {
+            snapshot: NodeSnapshot {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                gpu_name: r.get(2)?,
+                total: capacity_at(r, 3)?,
+                used: capacity_at(r, 8)?,
+            },
+            listed: r.get(13)?,
+            online: r.get(14)?,
         })
     })?
     .collect()

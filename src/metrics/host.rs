@@ -49,6 +49,13 @@ fn statvfs(path: &str) -> Option<(f64, f64)> {
     Some((s.f_blocks as f64 * unit, s.f_bavail as f64 * unit))
 }
 
+/// The size in bytes of the filesystem holding `path` (`None` when it
+/// cannot be read). Blocking.
+pub fn filesystem_size(path: &str) -> Option<u64> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some(s.f_blocks.saturating_mul(s.f_frsize))
+}
+
 fn filesystems(extra: &[&str]) -> Vec<Filesystem> {
     let mut out: Vec<Filesystem> = Vec::new();
     for m in procfs::mounts().unwrap_or_default() {

@@ -279,19 +279,54 @@ pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Resu
     let uuids = inventory.as_ref().map(|g| g.2.clone());
     let gpus = inventory.map(|(name, count, _)| (name, count));
     let memory_gb = (report.memory_bytes + GIB / 2) / GIB;
+    let disks = if local {
+        local_disks(&report.docker_root).await
+    } else {
+        None
+    };
     let (actor, src) = (me.actor(), src.clone());
     app.db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let g = gpus.as_ref().map(|(n, k)| (n.as_str(), *k));
-            store::set_hardware(&tx, id, report.cpus, memory_gb, g, crate::db::now())?;
-            let detail = json!({"cpu_cores": report.cpus, "memory_gb": memory_gb, "gpu": gpus, "gpu_uuids": uuids, "nvml": local});
+            let hw = store::Hardware {
+                cpus: report.cpus,
+                memory_gb,
+                gpu: g,
+                disks,
+            };
+            store::set_hardware(&tx, id, &hw, crate::db::now())?;
+            let detail = json!({"cpu_cores": report.cpus, "memory_gb": memory_gb, "gpu": gpus, "gpu_uuids": uuids, "nvml": local,
+                "system_disk_gb": disks.map(|d| d.0), "data_disk_gb": disks.map(|d| d.1)});
             audit::append(&tx, &Event::new(&actor, &src, "node.sync", "node").id(id).detail(detail))?;
             let node = store::get(&tx, id)?.ok_or(AppError::NotFound)?;
             tx.commit()?;
             Ok(node)
         })
         .await
+}
+
+/// This host's disk sizes in whole GiB (rounded down, never promising more
+/// than there is): the system disk is the Docker root's filesystem (where
+/// containers' writable layers live), the data disk the filesystem of the
+/// volume location (`volumes/` under the root, where the local driver keeps
+/// instances' data volumes). `None` when the root is unknown or unreadable.
+async fn local_disks(docker_root: &str) -> Option<(i64, i64)> {
+    if docker_root.is_empty() {
+        return None;
+    }
+    let root = docker_root.to_string();
+    tokio::task::spawn_blocking(move || {
+        let system = crate::metrics::host::filesystem_size(&root)?;
+        let volumes = std::path::Path::new(&root).join("volumes");
+        let data =
+            crate::metrics::host::filesystem_size(&volumes.to_string_lossy()).unwrap_or(system);
+        let gb = |b: u64| i64::try_from(b / GIB as u64).unwrap_or(i64::MAX);
+        Some((gb(system), gb(data)))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 fn local_url(app: &App) -> String {
@@ -335,6 +370,7 @@ pub async fn register_local(app: &App, me: &CurrentUser, src: &Source) -> Result
     let gpus = crate::monitor::gpu_inventory(app, None, true)
         .await
         .map(|(name, count, _)| (name, count));
+    let disks = local_disks(&report.docker_root).await;
     let input = NodeInput {
         name: Some("local".into()),
         public_ip: Some("127.0.0.1".into()),
@@ -343,6 +379,8 @@ pub async fn register_local(app: &App, me: &CurrentUser, src: &Source) -> Result
         tls_enabled: Some(serde_json::Value::Bool(false)),
         cpu_cores: Some(json!(report.cpus)),
         memory_gb: Some(json!((report.memory_bytes + GIB / 2) / GIB)),
+        system_disk_gb: disks.map(|d| json!(d.0)),
+        data_disk_gb: disks.map(|d| json!(d.1)),
         gpu_name: gpus.as_ref().map(|g| g.0.clone()),
         gpu_count: gpus.as_ref().map(|g| json!(g.1)),
         remark: Some("this host".into()),

@@ -182,18 +182,36 @@ pub fn set_status(
 
 /// Hardware from the daemon (and NVML when local): CPU and memory always,
 /// GPU name and count only when known.
+/// What Sync hardware read; `None` parts keep the recorded figures (asked
+/// of the admin when nothing on the node reports them).
+pub struct Hardware<'a> {
+    pub cpus: i64,
+    pub memory_gb: i64,
+    pub gpu: Option<(&'a str, i64)>,
+    /// System and data disk in GiB.
+    pub disks: Option<(i64, i64)>,
+}
+
 pub fn set_hardware(
     conn: &Connection,
     id: NodeId,
-    cpus: i64,
-    memory_gb: i64,
-    gpu: Option<(&str, i64)>,
+    hw: &Hardware<'_>,
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE nodes SET cpu_cores = ?2, memory_gb = ?3, gpu_name = COALESCE(?4, gpu_name), \
-         gpu_count = COALESCE(?5, gpu_count), updated_at = ?6 WHERE id = ?1",
-        params![id, cpus, memory_gb, gpu.map(|g| g.0), gpu.map(|g| g.1), now],
+         gpu_count = COALESCE(?5, gpu_count), system_disk_gb = COALESCE(?6, system_disk_gb), \
+         data_disk_gb = COALESCE(?7, data_disk_gb), updated_at = ?8 WHERE id = ?1",
+        params![
+            id,
+            hw.cpus,
+            hw.memory_gb,
+            hw.gpu.map(|g| g.0),
+            hw.gpu.map(|g| g.1),
+            hw.disks.map(|d| d.0),
+            hw.disks.map(|d| d.1),
+            now
+        ],
     )?;
     Ok(())
 }

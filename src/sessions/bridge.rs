@@ -37,6 +37,14 @@ pub enum ClientEvent {
 /// TTY exec would hang up the shell before it ran what was typed.
 const TTY_EOF: u8 = 0x04;
 
+/// A ^D can reach the terminal while the shell is not reading it (before
+/// the shell starts, or while a command it runs has the terminal): the
+/// terminal keeps it as an end-of-file mark that the shell, once it reads
+/// again, never sees. So after the client's EOF, each time the process's
+/// output has gone quiet for this long (the shell showing its prompt
+/// again), the ^D is written again, until the process ends.
+const TTY_EOF_AGAIN_AFTER: Duration = Duration::from_millis(250);
+
 /// How the session ended, for the client.
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -258,9 +266,28 @@ where
     // restart its clock).
     let watchdog = session.watchdog(app.cancel.clone());
     tokio::pin!(watchdog);
+    // Whether the client's input ended on a TTY, and when to write its ^D
+    // again (see TTY_EOF_AGAIN_AFTER).
+    let mut tty_eof = false;
+    let mut eof_again: Option<tokio::time::Instant> = None;
     loop {
+        let again = async {
+            match eof_again {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = &mut watchdog => return stopped(r),
+            () = again => {
+                eof_again = None;
+                tokio::select! {
+                    w = ex.input.write_all(&[TTY_EOF]) => if let Err(e) = w {
+                        return Stop::Failed(format!("writing to the process failed: {e}"));
+                    },
+                    r = &mut watchdog => return stopped(r),
+                }
+            }
             ev = events.next() => match ev {
                 Some(ClientEvent::Input(b)) => {
                     session.input(&b);
@@ -280,6 +307,7 @@ where
                 }
                 // The output keeps flowing until the process ends.
                 Some(ClientEvent::Eof) if tty => {
+                    tty_eof = true;
                     if let Err(e) = ex.input.write_all(&[TTY_EOF]).await {
                         return Stop::Failed(format!("writing to the process failed: {e}"));
                     }
@@ -293,6 +321,9 @@ where
             out = output.next() => match out {
                 Some(Ok(o)) => {
                     session.output(o.bytes());
+                    if tty_eof {
+                        eof_again = Some(tokio::time::Instant::now() + TTY_EOF_AGAIN_AFTER);
+                    }
                     // A client that stops reading blocks this send: the
                     // session's end (admin, revocation, shutdown) still wins.
                     tokio::select! {

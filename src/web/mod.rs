@@ -7,6 +7,7 @@ pub mod assets;
 pub mod extract;
 pub mod form;
 pub mod page;
+pub mod plain_http;
 pub mod public;
 pub mod redirect;
 pub mod render;
@@ -129,7 +130,10 @@ pub async fn serve_router(
             &cert, &key,
         )?);
         log::info!("listening on https://{addr}");
-        axum_server::from_tcp_rustls(listener, tls)
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+            .acceptor(plain_http::RedirectPlainHttp);
+        axum_server::from_tcp(listener)
+            .acceptor(acceptor)
             .handle(handle)
             .serve(service)
             .await?;
