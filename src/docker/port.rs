@@ -97,8 +97,12 @@ pub struct Connector {
     placed: Arc<Mutex<HashSet<String>>>,
     no_namespaces: Arc<AtomicBool>,
     entered: Arc<Mutex<HashMap<String, Arc<std::fs::File>>>>,
-    clients: Arc<Mutex<HashMap<i64, (Docker, bool, Instant)>>>,
+    clients: Arc<Mutex<HashMap<i64, KeptClient>>>,
 }
+
+/// A node's Docker client, whether its daemon is on this host, and when
+/// it was made.
+type KeptClient = (Docker, bool, Instant);
 
 /// A connection to a port in a container.
 pub struct PortStream {
