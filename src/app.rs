@@ -34,6 +34,12 @@ pub struct App {
     pub generation: i64,
     /// Failed sign-ins per source address (web, API and SSH share it).
     pub sign_ins: Arc<crate::ratelimit::SignInLimiter>,
+    /// Connections to ports inside containers (see `docker::port`): what it
+    /// learnt (relays placed, namespaces refused) is shared.
+    pub ports: crate::docker::port::Connector,
+    /// The ports the HTTPS proxy to instances' web apps listens on, once
+    /// bound (unset: no proxy).
+    pub proxy_ports: Arc<std::sync::OnceLock<Vec<u16>>>,
     /// Telemetry: collected series, live updates, this host's NVML.
     pub metrics: crate::metrics::Metrics,
 }
@@ -117,6 +123,8 @@ impl App {
             install_id: install_id.into(),
             generation,
             sign_ins,
+            ports: crate::docker::port::Connector::default(),
+            proxy_ports: Arc::default(),
         };
         Ok(app)
     }

@@ -14,6 +14,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// SSH jumpbox listen address.
     pub ssh_listen: SocketAddr,
+    /// The HTTPS proxy to web apps in instances: its first (or only) port.
+    pub proxy_listen: SocketAddr,
     /// Where the database, the age identity and the TLS pair live.
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
@@ -21,6 +23,8 @@ pub struct Config {
     pub nodes: NodesConfig,
     pub instances: InstancesConfig,
     pub sessions: SessionsConfig,
+    pub forwarding: ForwardingConfig,
+    pub proxy: ProxyConfig,
     pub metrics: MetricsConfig,
     pub server: ServerConfig,
     pub accounts: AccountsConfig,
@@ -138,6 +142,57 @@ impl Default for AccountsConfig {
             pending_expiry_days: 14,
             expired_retention_days: 30,
             process_on_approval: false,
+        }
+    }
+}
+
+/// SSH port forwarding through the jumpbox (`ssh -L` to a port of an
+/// instance).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ForwardingConfig {
+    /// The global switch: tunnels are counted and limited like sessions,
+    /// but what passes through them is not recorded.
+    pub enabled: bool,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// The HTTPS proxy that serves web apps of instances (Jupyter, TensorBoard)
+/// on origins of their own, never the appliance's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ProxyConfig {
+    pub enabled: bool,
+    /// Without `base_domain`: each web service gets a port of its own, from
+    /// `proxy_listen`'s port up to `ports` ports (one origin per app).
+    pub ports: u16,
+    /// With a wildcard DNS name and certificate: services are
+    /// `https://<port>-<instance id>.<base_domain>` on `proxy_listen`.
+    pub base_domain: String,
+    /// The certificate (for `*.<base_domain>`) and key the proxy serves in
+    /// domain mode; without a base domain, the appliance's own pair.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Where the proxy sends a browser that is not signed in to an app
+    /// (gpudock's address, e.g. `https://gpu.example.com:8443`); empty: the
+    /// proxy's host name (the base domain in domain mode) with `listen`'s port.
+    pub appliance_url: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ports: 16,
+            base_domain: String::new(),
+            cert: None,
+            key: None,
+            appliance_url: String::new(),
         }
     }
 }
@@ -287,12 +342,15 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             ssh_listen: SocketAddr::from(([0, 0, 0, 0], 2026)),
+            proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8444)),
             data_dir: PathBuf::from("/var/lib/gpudock"),
             tls: TlsConfig::default(),
             security: SecurityConfig::default(),
             nodes: NodesConfig::default(),
             instances: InstancesConfig::default(),
             sessions: SessionsConfig::default(),
+            forwarding: ForwardingConfig::default(),
+            proxy: ProxyConfig::default(),
             metrics: MetricsConfig::default(),
             server: ServerConfig::default(),
             accounts: AccountsConfig::default(),
@@ -460,6 +518,57 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty");
         }
+        self.validate_proxy()
+    }
+
+    fn validate_proxy(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        let p = &self.proxy;
+        if p.cert.is_some() != p.key.is_some() {
+            return invalid(
+                "proxy.cert/proxy.key",
+                "give both a certificate and a key, or neither",
+            );
+        }
+        if !(1..=1000).contains(&p.ports) {
+            return invalid("proxy.ports", "must be between 1 and 1000");
+        }
+        let first = self.proxy_listen.port();
+        if first != 0 && u32::from(first) + u32::from(p.ports) - 1 > 65535 {
+            return invalid(
+                "proxy.ports",
+                "proxy_listen's port plus the number of ports passes 65535",
+            );
+        }
+        if !p.appliance_url.is_empty()
+            && url::Url::parse(&p.appliance_url).map_or(true, |u| {
+                !matches!(u.scheme(), "http" | "https") || u.host().is_none()
+            })
+        {
+            return invalid(
+                "proxy.appliance_url",
+                "must be an http(s) address such as https://gpu.example.com:8443",
+            );
+        }
+        if !p.base_domain.is_empty() {
+            if !crate::validate::is_dns_name(&p.base_domain) {
+                return invalid(
+                    "proxy.base_domain",
+                    "must be a DNS name such as apps.example.com",
+                );
+            }
+            if p.cert.is_none() {
+                return invalid(
+                    "proxy.cert/proxy.key",
+                    "a base domain needs a certificate for *.<base_domain> and its key",
+                );
+            }
+        }
         Ok(())
     }
 
@@ -554,6 +663,39 @@ mod tests {
             format!("{:?}", loaded.config),
             format!("{:?}", Config::default()),
             "uncommented, packaging/gpudock.toml gives exactly the defaults"
+        );
+    }
+
+    #[test]
+    fn proxy_settings_are_checked() {
+        let mut c = Config::default();
+        c.proxy.ports = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy.ports")
+        );
+        let mut c = Config::default();
+        c.proxy_listen.set_port(65530);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy.ports")
+        );
+        let mut c = Config::default();
+        c.proxy.base_domain = "apps.example.com".into();
+        assert!(c.validate().unwrap_err().to_string().contains("proxy.cert"));
+        c.proxy.cert = Some("/c.pem".into());
+        c.proxy.key = Some("/k.pem".into());
+        assert!(c.validate().is_ok());
+        c.proxy.base_domain = "not a name".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy.base_domain")
         );
     }
 

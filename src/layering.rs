@@ -46,6 +46,8 @@ const CAPABILITIES: &[&str] = &[
     "jumpbox",
     "monitor",
     "nodes",
+    "proxy",
+    "reach",
     "sessions",
     "sshkeys",
     "terminal",

@@ -148,6 +148,19 @@ pub fn bool_field(
     })
 }
 
+/// A DNS name of letters, digits and hyphens (labels of 1 to 63, no hyphen
+/// at either end, 253 at most in all), such as `apps.example.com`.
+pub fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// `Some(None)` for an explicit JSON null, `None` when the key is absent.
 pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -234,6 +247,18 @@ mod tests {
         multiline_text(&mut e, "remark", "ok\n\x1b]0;title\x07", 100);
         assert_eq!(e["remark"].key, "err.control_char");
         assert_eq!(e["remark"].detail.as_deref(), Some("U+001B"));
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["apps.example.com", "localhost", "a-1.b2"] {
+            assert!(is_dns_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "a..b", "-a.com", "a-.com", "a b.com", "*.x.com", "ä.com",
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
     }
 
     #[test]

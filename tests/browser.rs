@@ -1081,6 +1081,115 @@ async fn browser_uploads_and_downloads_files_of_an_instance() {
     drop(driver);
 }
 
+/// Issue 15: a web app inside an instance through the HTTPS proxy, in
+/// Chromium. Alice opens it from the instance page (sign-in through
+/// gpudock's one-time hand-off), the app's page loads on its own origin,
+/// its WebSocket echoes, and its JavaScript cannot read gpudock's cookie;
+/// carol (another tenant), in a browser of her own, is refused.
+#[tokio::test]
+async fn browser_opens_a_web_app_through_the_proxy() {
+    use common::lab::{FAST_STOP, Lab, small_spec};
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let image = common::app::register(&lab).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let ta = common::make_tenant(&lab.srv, &lab.admin, "PXA").await;
+    let tb = common::make_tenant(&lab.srv, &lab.admin, "PXB").await;
+    let (_, alice) = common::make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(ta),
+        STRONG_PASSWORD,
+    )
+    .await;
+    common::make_user(
+        &lab.srv,
+        &lab.admin,
+        "carol",
+        "customer_member",
+        Some(tb),
+        STRONG_PASSWORD,
+    )
+    .await;
+    let body = json!({"image_id": image, "spec_id": spec, "node_id": lab.node, "name": "nb"});
+    let (s, i) = common::post(&alice, &lab.srv.url("/api/v1/instances"), body).await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let id = i["id"].as_i64().unwrap();
+
+    let driver = ChromeDriver::start();
+    let c = driver.connect().await;
+    sign_in(&c, &lab.srv, "alice", STRONG_PASSWORD).await;
+    // Turned on from the instance page's section (a form loaded by htmx).
+    c.goto(&lab.srv.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
+    fill(&c, "#web-port", "8000").await;
+    fill(&c, "#web-name", "Notebook").await;
+    click(&c, "#web-on").await;
+    let url = poll("the service's address", || async {
+        match c.find(Locator::Css("#web-url-8000")).await {
+            Ok(e) => e.text().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    assert!(!url.starts_with(&lab.srv.base), "a separate origin: {url}");
+    let open = find(&c, "#web-open-8000")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open, format!("/instances/{id}/web/8000/open"));
+    // The app's address itself: not signed in to the app yet, the browser
+    // goes through gpudock's hand-off and comes back, signed in.
+    c.goto(&url).await.unwrap();
+    let echo = poll("the app's WebSocket echo", || async {
+        let t = text_of(&c, "#ws").await;
+        if t.starts_with("echo:") {
+            Ok(t)
+        } else {
+            Err(t)
+        }
+    })
+    .await;
+    assert_eq!(echo, "echo:ping from the browser");
+    let here = c.current_url().await.unwrap().to_string();
+    assert!(here.starts_with(&url), "{here} on {url}");
+    let cookies = text_of(&c, "#cookies").await;
+    assert!(
+        !cookies.contains("gpudock"),
+        "the app's JavaScript reads no gpudock cookie: {cookies}"
+    );
+    shot(&c, "proxy-app").await;
+    c.close().await.unwrap();
+    drop(driver);
+
+    // Carol, in a browser of her own: the app sends her to gpudock, which
+    // does not hand her in.
+    let driver = ChromeDriver::start();
+    let c = driver.connect().await;
+    sign_in(&c, &lab.srv, "carol", STRONG_PASSWORD).await;
+    c.goto(&url).await.unwrap();
+    poll("carol sent to gpudock", || async {
+        let u = c.current_url().await.map_err(|e| e.to_string())?;
+        if u.as_str().starts_with(&lab.srv.base) {
+            Ok(())
+        } else {
+            Err(u.to_string())
+        }
+    })
+    .await;
+    let src = c.source().await.unwrap();
+    assert!(!src.contains("test app"), "{src}");
+    assert!(
+        c.find(Locator::Css("#title")).await.is_err(),
+        "carol never sees the app"
+    );
+    c.close().await.unwrap();
+}
+
 /// The node page draws its charts with uPlot from the stored series of a
 /// real node_exporter, and live updates add points while it is open.
 #[tokio::test]

@@ -35,6 +35,19 @@ fn ssh(
     key: Option<&std::path::Path>,
     extra: &[&str],
 ) -> Command {
+    ssh_logging("ERROR", port, login, password, key, extra)
+}
+
+/// [`ssh`] with the client's log level (`INFO` shows why a forwarded
+/// channel was refused: `channel N: open failed: …`).
+fn ssh_logging(
+    level: &str,
+    port: u16,
+    login: &str,
+    password: Option<&str>,
+    key: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Command {
     let mut c = match password {
         Some(pw) => {
             let mut c = Command::new("sshpass");
@@ -50,7 +63,7 @@ fn ssh(
             "-o",
             "UserKnownHostsFile=/dev/null",
             "-o",
-            "LogLevel=ERROR",
+            &format!("LogLevel={level}"),
         ])
         .args(["-o", "ConnectTimeout=10", "-o", "NumberOfPasswordPrompts=1"]);
     match key {
@@ -174,6 +187,12 @@ impl Talk {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Ends the client; what it said.
+    async fn kill(mut self) -> Ran {
+        let _ = self.child.start_kill();
+        self.finish(false, Duration::from_secs(10)).await
     }
 
     /// Waits for the client to end (stdin closed unless `keep_stdin`).
@@ -1843,4 +1862,890 @@ async fn sigterm_ends_web_terminals_and_menus_before_the_database() {
             srv.logs()
         );
     }
+}
+
+// ---- Reaching services inside instances (issue 15): ssh -L and the proxy ----
+
+const CAROL_PW: &str = "Marble-Tundra-Violin-47!";
+
+/// A lab whose image runs the test web app (tests/common/app.rs): alice
+/// (tenant A) with `web` on the daemon's unix socket and `webtls` on the same
+/// daemon reached over TLS (the relay route); carol in tenant B.
+struct Apps {
+    lab: Lab,
+    port: u16,
+    web: Value,
+    webtls: Value,
+    alice: reqwest::Client,
+    carol: reqwest::Client,
+}
+
+async fn apps(config: &str) -> Apps {
+    let lab = Lab::new(&format!("{FAST_STOP}{config}"), 16).await;
+    let image = common::app::register(&lab).await;
+    let tls_node = common::app::tls_node(&lab, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let ta = make_tenant(&lab.srv, &lab.admin, "APA").await;
+    let tb = make_tenant(&lab.srv, &lab.admin, "APB").await;
+    let (_, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "alice",
+        "customer_member",
+        Some(ta),
+        ALICE_PW,
+    )
+    .await;
+    let (_, carol) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "carol",
+        "customer_member",
+        Some(tb),
+        CAROL_PW,
+    )
+    .await;
+    let mut made = Vec::new();
+    for (name, node) in [("web", json!(lab.node)), ("webtls", tls_node)] {
+        let body = json!({"image_id": image, "spec_id": spec, "node_id": node, "name": name});
+        let (s, i) = post(&alice, &lab.srv.url("/api/v1/instances"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        made.push(i);
+    }
+    let [web, webtls]: [Value; 2] = made.try_into().unwrap();
+    let port = lab.srv.ssh_port();
+    Apps {
+        lab,
+        port,
+        web,
+        webtls,
+        alice,
+        carol,
+    }
+}
+
+/// `ssh -W host:port` as `login` (alice's password): one direct-tcpip channel.
+async fn forward_once(a: &Apps, login: &str, pw: &str, to: &str) -> Ran {
+    run(
+        &mut ssh_logging("INFO", a.port, login, Some(pw), None, &["-W", to]),
+        "",
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// GETs `url` until it answers (the app starts with its container).
+async fn get_until_up(url: &str) -> String {
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = c.get(url).send().await
+            && r.status() == StatusCode::OK
+        {
+            return r.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends a line over a WebSocket at `url` and returns the echo.
+async fn ws_echo(url: &str, line: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("WebSocket connect in time")
+    .unwrap();
+    ws.send(Message::text(line)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("an echo in time")
+        .unwrap()
+        .unwrap();
+    got.into_text().unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn ssh_l_reaches_the_instance_over_unix_and_tls_and_nothing_else() {
+    let a = apps("").await;
+    let p = a.port;
+    // Both routes: the namespace (unix socket) and the relay (TLS node).
+    for name in ["web", "webtls"] {
+        let local = dockerd::free_port();
+        let t = Talk::start(&mut ssh(
+            p,
+            &format!("alice+{name}"),
+            Some(ALICE_PW),
+            None,
+            &["-N", "-L", &format!("{local}:localhost:8000")],
+        ))
+        .await;
+        let page = get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+        assert!(page.contains("test app"), "{page}");
+        let headers = get_until_up(&format!("http://127.0.0.1:{local}/headers")).await;
+        assert!(headers.contains("HTTP_HOST=127.0.0.1"), "{headers}");
+        let echo = ws_echo(&format!("ws://127.0.0.1:{local}/ws"), "hello through ssh").await;
+        assert_eq!(
+            echo, "hello through ssh",
+            "WebSocket echo through the tunnel ({name})"
+        );
+        // One session record for the tunnel, whatever the number of channels.
+        let live = sessions_of(&a.lab, "status=live&protocol=port_forward").await;
+        let mine: Vec<&Value> = live.iter().filter(|s| s["instance_name"] == name).collect();
+        assert_eq!(mine.len(), 1, "{live:?}");
+        let s = mine[0].clone();
+        assert_eq!(s["target_port"], json!(8000), "{s}");
+        assert_eq!(s["recording"], Value::Null, "tunnels are not recorded: {s}");
+        // Shown on the sessions page with its Terminate button.
+        let page = common::text(&a.lab.admin, &a.lab.srv.url("/sessions")).await;
+        assert!(
+            page.contains(&format!("id=\"terminate-{}\"", s["id"])),
+            "{page}"
+        );
+        // Terminated by the admin: the client (no shell) is disconnected.
+        let (st, b) = a
+            .lab
+            .post(
+                &format!("/api/v1/sessions/{}/terminate", s["id"]),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["end_reason"], "admin_force", "{b}");
+        let r = t.finish(true, Duration::from_secs(10)).await;
+        assert_ne!(r.code, Some(0), "{}", r.stderr);
+        let (_, rec) = a.lab.get(&format!("/api/v1/sessions/{}", s["id"])).await;
+        assert!(rec["bytes_out"].as_i64().unwrap() > 0, "{rec}");
+        assert!(rec["bytes_in"].as_i64().unwrap() > 0, "{rec}");
+    }
+
+    // Only the instance itself: not the node, not another address, not
+    // another instance by name.
+    let denied_before = a.lab.audited("action=forward.denied").await;
+    for to in [
+        "10.0.0.1:80",
+        "172.17.0.1:8000",
+        "webtls:8000",
+        "example.com:8000",
+    ] {
+        let r = forward_once(&a, "alice+web", ALICE_PW, to).await;
+        assert_ne!(r.code, Some(0), "{to}");
+        assert!(
+            r.stderr.contains("administratively prohibited")
+                && r.stderr.contains("only the instance itself"),
+            "{to}: {}",
+            r.stderr
+        );
+    }
+    // `ssh -W instance:port user@host` (what ProxyJump / ssh -J and VS Code
+    // Remote-SSH's ProxyCommand use): the instance named as the target.
+    let r = run(
+        &mut ssh(p, "alice", Some(ALICE_PW), None, &["-W", "web:8000"]),
+        "GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.stdout.contains("test app"), "{} {}", r.stdout, r.stderr);
+    // A port nothing listens on says so.
+    let r = forward_once(&a, "alice+web", ALICE_PW, "127.0.0.1:8001").await;
+    assert!(
+        r.stderr.contains("nothing listens on port 8001"),
+        "{}",
+        r.stderr
+    );
+    // Another tenant's user cannot reach alice's instance at all.
+    let r = forward_once(&a, "carol+web", CAROL_PW, "localhost:8000").await;
+    assert_ne!(r.code, Some(0));
+    let r2 = forward_once(&a, "carol", CAROL_PW, "web:8000").await;
+    assert!(
+        r2.stderr.contains("administratively prohibited"),
+        "{}",
+        r2.stderr
+    );
+    let _ = a.carol.clone();
+    // The admin restricts web's ports: 8000 is refused with the rule.
+    let (s, b) = send(
+        &a.lab.admin,
+        "PUT",
+        &a.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
+        Some(json!({"ports": "22, 8888"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["forward_ports"], "22,8888", "{b}");
+    // Only an admin may restrict them.
+    let (s, _) = send(
+        &a.alice,
+        "PUT",
+        &a.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/reach/ports", a.web["id"])),
+        Some(json!({"ports": ""})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let r = forward_once(&a, "alice+web", ALICE_PW, "localhost:8000").await;
+    assert!(
+        r.stderr.contains("may not be forwarded") && r.stderr.contains("22,8888"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        a.lab.audited("action=forward.denied").await >= denied_before + 5,
+        "refusals are audited"
+    );
+
+    // -R is refused with a clear message; -D reaches nothing but the instance.
+    let r = run(
+        &mut ssh(
+            p,
+            "alice+webtls",
+            Some(ALICE_PW),
+            None,
+            &[
+                "-N",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-R",
+                "9999:localhost:22",
+            ],
+        ),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr.contains("remote port forwarding failed"),
+        "{}",
+        r.stderr
+    );
+    let socks = dockerd::free_port();
+    let t = Talk::start(&mut ssh_logging(
+        "INFO",
+        p,
+        "alice+webtls",
+        Some(ALICE_PW),
+        None,
+        &["-N", "-D", &socks.to_string()],
+    ))
+    .await;
+    until(
+        "the SOCKS port listens",
+        Duration::from_secs(20),
+        async || std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok(),
+    )
+    .await;
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-m", "10", "--socks5-hostname"])
+        .arg(format!("127.0.0.1:{socks}"))
+        .arg("http://10.9.9.9/")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "curl through -D to another host");
+    let r = t.kill().await;
+    assert!(
+        r.stderr.contains("only the instance itself"),
+        "{}",
+        r.stderr
+    );
+
+    // -A (with an agent to forward): refused with a clear message; the
+    // command runs all the same, and nothing of the agent reaches it.
+    let agent_dir = tempfile::tempdir().unwrap();
+    let sock = agent_dir.path().join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent (openssh-client)");
+    until("the agent's socket", Duration::from_secs(10), async || {
+        sock.exists()
+    })
+    .await;
+    let mut c = ssh(p, "alice+web", Some(ALICE_PW), None, &["-A"]);
+    c.arg("echo agent:${SSH_AUTH_SOCK:-none}")
+        .env("SSH_AUTH_SOCK", &sock);
+    let r = run(&mut c, "", Duration::from_secs(30)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        r.stderr
+            .contains("agent forwarding (-A) is not available through the jumpbox"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.trim(), "agent:none", "{}", r.stderr);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+
+    // A stopped instance: refused, saying so.
+    let (s, b) = post(
+        &a.alice,
+        &a.lab
+            .srv
+            .url(&format!("/api/v1/instances/{}/stop", a.webtls["id"])),
+        json!({}),
+    )
+    .await;
+    assert!(s.is_success(), "{b}");
+    let r = forward_once(&a, "alice+webtls", ALICE_PW, "localhost:8000").await;
+    assert!(r.stderr.contains("is not running"), "{}", r.stderr);
+}
+
+async fn sessions_of(lab: &Lab, query: &str) -> Vec<Value> {
+    let (s, b) = lab.get(&format!("/api/v1/sessions?{query}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_global_switch_turns_forwarding_off() {
+    let srv = common::Server::start_with("[forwarding]\nenabled = false\n");
+    let admin = srv.admin().await;
+    make_user(&srv, &admin, "alice", "admin", None, ALICE_PW).await;
+    let r = run(
+        &mut ssh_logging(
+            "INFO",
+            srv.ssh_port(),
+            "alice",
+            Some(ALICE_PW),
+            None,
+            &["-W", "localhost:8000"],
+        ),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr.contains("port forwarding is turned off"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// Opens web service `port` of instance `id` as `c` (signed in to gpudock):
+/// the hand-off URL, then the proxy's cookie (`name=value`) and where the
+/// proxy sends the browser.
+async fn hand_off(
+    a: &Apps,
+    c: &reqwest::Client,
+    id: &Value,
+    port: u16,
+) -> (String, String, String) {
+    let r = c
+        .get(
+            a.lab
+                .srv
+                .url(&format!("/instances/{id}/web/{port}/open?next=/headers")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    let handoff = location(&r);
+    assert!(handoff.contains("/.gpudock/handoff?t="), "{handoff}");
+    let r = c.get(&handoff).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/headers");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("Secure") && set.starts_with("gpudock_app_"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    (handoff, cookie, location(&r))
+}
+
+type ProxyWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket to the app at `url` (`…/ws`) through the proxy with the
+/// proxy's `cookie`, once it echoed a line.
+async fn proxy_ws(srv: &common::Server, url: &str, cookie: &str) -> ProxyWs {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}ws", url.replacen("https://", "wss://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(common::ws::tls_to(srv)),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::text("hello through the proxy"))
+        .await
+        .unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_text().unwrap().trim(), "hello through the proxy");
+    ws
+}
+
+#[tokio::test]
+async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
+    let a = apps("").await;
+    let srv = &a.lab.srv;
+    let id = a.web["id"].clone();
+    // Web access is off by default; carol (another tenant) cannot turn it on.
+    let (s, _) = post(
+        &a.carol,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000, "name": "App"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000, "name": "App"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = b["url"].as_str().unwrap().to_string();
+    let proxy_port: u16 = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(srv.proxy_ports().contains(&proxy_port), "{url}");
+    assert!(
+        !srv.base.ends_with(&format!(":{proxy_port}")),
+        "a separate origin"
+    );
+    // The instance page's section lists it with the URL and the ssh -L line.
+    let (s, o) = get(&a.alice, &srv.url(&format!("/api/v1/instances/{id}/reach"))).await;
+    assert_eq!(s, StatusCode::OK, "{o}");
+    assert_eq!(o["services"][0]["url"], json!(url), "{o}");
+    let line = o["services"][0]["ssh"].as_str().unwrap();
+    assert!(line.contains("-L 8000:localhost:8000 alice+web@"), "{line}");
+    let page = common::text(&a.alice, &srv.url(&format!("/instances/{id}/reach"))).await;
+    assert!(
+        page.contains(&format!("id=\"web-url-8000\">{url}</code>"))
+            && page.contains("id=\"ssh-forward\"")
+            && page.contains("-L PORT:localhost:PORT alice+web@"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("forward-ports-form"),
+        "restricting ports is an admin's"
+    );
+
+    // Not signed in to the app: sent to gpudock's hand-off page.
+    let anon = common::client_trusting(&srv.data_dir().join("tls/cert.pem"));
+    let r = anon.get(format!("{url}headers?x=1")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&srv.url(&format!("/instances/{id}/web/8000/open?next="))),
+        "{to}"
+    );
+
+    // Signed in through gpudock with a one-time hand-off.
+    let (handoff, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
+    let again = anon.get(&handoff).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::FORBIDDEN,
+        "a hand-off works once"
+    );
+    let sid = common::ws::session_cookie(srv, "alice", ALICE_PW).await;
+    let r = anon
+        .get(format!("{url}headers"))
+        .header("cookie", format!("{sid}; {cookie}; theirs=1"))
+        .header("x-forwarded-for", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = r.text().await.unwrap();
+    assert!(seen.contains("HTTP_X_FORWARDED_PROTO=https"), "{seen}");
+    assert!(seen.contains("HTTP_X_FORWARDED_FOR=127.0.0.1"), "{seen}");
+    assert!(
+        seen.contains(&format!("HTTP_X_FORWARDED_PORT={proxy_port}")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("HTTP_COOKIE=theirs=1\n"),
+        "gpudock's cookies stay out: {seen}"
+    );
+    assert!(!seen.contains("gpudock"), "{seen}");
+
+    // Streaming is not buffered: the first bytes come before the end (2 s).
+    let started = Instant::now();
+    let mut r = anon
+        .get(format!("{url}stream"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = r.chunk().await.unwrap().unwrap();
+    let first_after = started.elapsed();
+    assert!(!first.is_empty());
+    let mut total = first.len();
+    while let Some(c) = r.chunk().await.unwrap() {
+        total += c.len();
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(
+        first_after < Duration::from_millis(1500),
+        "first bytes after {first_after:?}"
+    );
+    assert_eq!(total, 262_144 + 4, "the whole body");
+
+    // WebSocket through the proxy, with the proxy's cookie.
+    let mut ws = proxy_ws(srv, &url, &cookie).await;
+
+    // The same through the node over TLS (the relay route).
+    let tls_id = a.webtls["id"].clone();
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{tls_id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let tls_url = b["url"].as_str().unwrap().to_string();
+    assert_ne!(tls_url, url, "each service has an origin of its own");
+    let (_, tls_cookie, _) = hand_off(&a, &a.alice, &tls_id, 8000).await;
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &tls_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("HTTP_X_FORWARDED_PROTO=https")
+    );
+    // A cookie of one app's origin does not open another app.
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    drop(proxy_ws(srv, &tls_url, &tls_cookie).await);
+
+    // Another tenant's user: no hand-off, and alice's cookie is hers only.
+    let r = a
+        .carol
+        .get(srv.url(&format!("/instances/{id}/web/8000/open")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(a.lab.audited("action=web.open").await >= 1);
+
+    // Checked on every request: web access turned off ends the sign-in and
+    // the open WebSocket.
+    let (st, b) = send(
+        &a.alice,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{id}/web/8000")),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{b}");
+    let r = anon
+        .get(format!("{url}headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket outlived web access");
+
+    // Signing out of gpudock signs out of the apps: the other service's
+    // cookie no longer opens it (the browser is sent to sign in again), and
+    // a WebSocket open through it ends.
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &tls_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "signed in before");
+    let mut tls_ws = proxy_ws(srv, &tls_url, &tls_cookie).await;
+    let (s, _) = post(&a.alice, &srv.url("/api/v1/auth/logout"), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = anon
+        .get(format!("{tls_url}headers"))
+        .header("cookie", &tls_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed out of the app");
+    assert!(
+        location(&r).contains(&format!("/instances/{tls_id}/web/8000/open")),
+        "{}",
+        location(&r)
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match tls_ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket outlived the sign-out");
+}
+
+/// Waits until `ws` ends (closed, failed or gone); false after `within`.
+async fn ws_ends<S>(ws: &mut S, within: Duration) -> bool
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// The live tunnels to instance `name`.
+async fn tunnels_to(lab: &Lab, name: &str) -> Vec<Value> {
+    sessions_of(lab, "status=live&protocol=port_forward")
+        .await
+        .into_iter()
+        .filter(|s| s["instance_name"] == name)
+        .collect()
+}
+
+/// What takes access away ends open tunnels and proxied connections at
+/// once, not when they next move a byte: the instance deleted (its
+/// tunnels), the user disabled (their tunnels, a WebSocket through a
+/// tunnel, a WebSocket through the proxy, the SSH connection).
+#[tokio::test]
+async fn deletion_and_revocation_end_tunnels_and_proxied_connections_at_once() {
+    let a = apps("").await;
+    let (p, srv) = (a.port, &a.lab.srv);
+
+    // The instance deleted by an admin: its tunnel ends with it.
+    let local = dockerd::free_port();
+    let t = Talk::start(&mut ssh(
+        p,
+        "alice+webtls",
+        Some(ALICE_PW),
+        None,
+        &["-N", "-L", &format!("{local}:localhost:8000")],
+    ))
+    .await;
+    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    let open = tunnels_to(&a.lab, "webtls").await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let (s, b) = send(
+        &a.lab.admin,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{}", a.webtls["id"])),
+        Some(json!({})),
+    )
+    .await;
+    assert!(s.is_success(), "{b}");
+    let asked = Instant::now();
+    until(
+        "the deleted instance's tunnel to end",
+        Duration::from_secs(5),
+        async || tunnels_to(&a.lab, "webtls").await.is_empty(),
+    )
+    .await;
+    eprintln!("tunnel ended {:?} after the deletion", asked.elapsed());
+    let (_, rec) = a
+        .lab
+        .get(&format!("/api/v1/sessions/{}", open[0]["id"]))
+        .await;
+    assert_eq!(rec["end_reason"], "access_revoked", "{rec}");
+    drop(t.kill().await);
+
+    // The user disabled: everything of theirs through the jumpbox and the
+    // proxy ends.
+    let id = a.web["id"].clone();
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = b["url"].as_str().unwrap().to_string();
+    let (_, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
+    let mut proxied = proxy_ws(srv, &url, &cookie).await;
+    let local = dockerd::free_port();
+    let t = Talk::start(&mut ssh(
+        p,
+        "alice+web",
+        Some(ALICE_PW),
+        None,
+        &["-N", "-L", &format!("{local}:localhost:8000")],
+    ))
+    .await;
+    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    let (mut tunneled, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{local}/ws"))
+        .await
+        .unwrap();
+    let (_, me) = get(&a.alice, &srv.url("/api/v1/me")).await;
+    let alice = me["user"]["id"].as_i64().unwrap();
+    let (s, b) = patch(
+        &a.lab.admin,
+        &srv.url(&format!("/api/v1/users/{alice}")),
+        json!({"enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let asked = Instant::now();
+    assert!(
+        ws_ends(&mut proxied, Duration::from_secs(5)).await,
+        "the proxied WebSocket outlived the revocation"
+    );
+    assert!(
+        ws_ends(&mut tunneled, Duration::from_secs(5)).await,
+        "the WebSocket through the tunnel outlived the revocation"
+    );
+    let r = t.finish(true, Duration::from_secs(5)).await;
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "ended after {took:?}");
+    until(
+        "the tunnel's record to close",
+        Duration::from_secs(5),
+        async || tunnels_to(&a.lab, "web").await.is_empty(),
+    )
+    .await;
+    let r = common::client_trusting(&srv.data_dir().join("tls/cert.pem"))
+        .get(format!("{url}headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the app's sign-in ended");
+}
+
+/// With `[proxy] base_domain`, services are `https://<port>-<id>.<domain>`
+/// on the proxy's one port, with a wildcard certificate (the client
+/// resolves the names itself, standing in for the wildcard DNS record).
+#[tokio::test]
+async fn the_proxy_serves_sub_domains_with_a_base_domain() {
+    let pair = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["*.apps.test".to_string()]).unwrap();
+    let (cert, key) = (pair.path().join("cert.pem"), pair.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let a = apps(&format!(
+        "[proxy]\nbase_domain = \"apps.test\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let srv = &a.lab.srv;
+    let id = a.web["id"].clone();
+    assert_eq!(srv.proxy_ports().len(), 1, "one port in domain mode");
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let port = srv.proxy_ports()[0];
+    let host = format!("8000-{id}.apps.test");
+    assert_eq!(b["url"], json!(format!("https://{host}:{port}/")), "{b}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let browser = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap())
+        .resolve(&host, addr)
+        .resolve(&format!("8001-{id}.apps.test"), addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = a
+        .alice
+        .get(srv.url(&format!("/instances/{id}/web/8000/open")))
+        .send()
+        .await
+        .unwrap();
+    let handoff = location(&r);
+    assert!(
+        handoff.starts_with(&format!("https://{host}:{port}/.gpudock/handoff?t=")),
+        "{handoff}"
+    );
+    let r = browser.get(&handoff).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let r = browser
+        .get(format!("https://{host}:{port}/headers"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains(&format!("HTTP_X_FORWARDED_HOST={host}:{port}"))
+    );
+    // Another port's name serves nothing (no web access on it).
+    let r = browser
+        .get(format!("https://8001-{id}.apps.test:{port}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -21,6 +21,8 @@ fn serve(data: &Path) -> Command {
         "127.0.0.1:0",
         "--ssh-listen",
         "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
     ])
     .arg("--data-dir")
     .arg(data)

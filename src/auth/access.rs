@@ -24,6 +24,13 @@ pub enum Action<'a> {
     /// A shell or a command in an instance: the web terminal's WebSocket,
     /// the jumpbox's shells and commands.
     Shell,
+    /// A tunnel to a port of an instance through the jumpbox (`ssh -L`,
+    /// `ssh -W`, `ssh -J`): no web route does it, so it has a record of
+    /// its own that names no route.
+    PortForward,
+    /// A request through the HTTPS proxy to a web app in an instance: the
+    /// record of the hand-off route that signs the browser in to the app.
+    WebProxy,
     /// A file operation on an instance's or a dataset's files, by any way
     /// in (the web browser, SFTP, scp). Its own records, not the shell's:
     /// moving data and running commands are different powers (a role may
@@ -67,6 +74,10 @@ impl FileOp {
 
 /// The record of [`Action::Shell`].
 const SHELL: (&str, &str) = ("GET", "/instances/{id}/terminal/ws");
+/// The record of [`Action::PortForward`].
+const PORT_FORWARD: (&str, &str) = ("SSH", "port-forward");
+/// The record of [`Action::WebProxy`].
+const WEB_PROXY: (&str, &str) = ("GET", "/instances/{id}/web/{port}/open");
 
 /// The record of [`Action::Files`]: the API route doing the same.
 fn files_record(target: FileTarget, op: FileOp) -> (&'static str, &'static str) {
@@ -94,6 +105,8 @@ impl<'a> Action<'a> {
         match self {
             Action::Route { method, pattern } => (method, pattern),
             Action::Shell => SHELL,
+            Action::PortForward => PORT_FORWARD,
+            Action::WebProxy => WEB_PROXY,
             Action::Files(target, op) => files_record(target, op),
         }
     }
@@ -103,6 +116,8 @@ impl<'a> Action<'a> {
         match self {
             Action::Route { method, pattern } => format!("{method} {pattern}"),
             Action::Shell => "shell".into(),
+            Action::PortForward => "port_forward".into(),
+            Action::WebProxy => "web_proxy".into(),
             Action::Files(target, op) => {
                 let t = match target {
                     FileTarget::Instance => "instance",
@@ -163,6 +178,34 @@ pub async fn check(app: &App, user: &User, action: Action<'static>) -> Result<Ac
                 Decision::Allow => Access::Allowed,
                 Decision::Deny | Decision::NoRecord => Access::Denied,
             })
+        })
+        .await
+}
+
+/// A credential issued to user `id` at access generation `epoch` (a
+/// sign-in to the HTTPS proxy), checked now: the account as it is, when it
+/// is still that generation and usable, with whether its role holds
+/// `action`.
+pub async fn resume(
+    app: &App,
+    id: UserId,
+    epoch: i64,
+    action: Action<'static>,
+) -> Result<Option<(User, Access)>, AppError> {
+    let now = crate::db::now();
+    app.db
+        .read(move |c| {
+            let Some(u) = store::get_user(c, crate::ids::Scope::All, id)? else {
+                return Ok(None);
+            };
+            if u.session_epoch != epoch || !super::usable(c, &u, now)? {
+                return Ok(Some((u, Access::Revoked)));
+            }
+            let access = match allowed(c, &u, action)? {
+                Decision::Allow => Access::Allowed,
+                Decision::Deny | Decision::NoRecord => Access::Denied,
+            };
+            Ok(Some((u, access)))
         })
         .await
 }
@@ -313,6 +356,24 @@ mod tests {
             ..u
         };
         assert!(holds(&c, &admin, Action::Shell).unwrap());
+    }
+
+    #[test]
+    fn tunnels_and_the_proxy_have_records_of_their_own() {
+        let c = db::memory().unwrap();
+        let u = member(&c);
+        for a in [Action::PortForward, Action::WebProxy] {
+            assert_eq!(allowed(&c, &u, a).unwrap(), Decision::Allow, "{a:?}");
+            let (m, p) = a.record();
+            c.execute(
+                "DELETE FROM role_permissions WHERE role = 'customer_member' AND permission_id = \
+                 (SELECT id FROM permissions WHERE method = ?1 AND path_pattern = ?2)",
+                [m, p],
+            )
+            .unwrap();
+            assert_eq!(allowed(&c, &u, a).unwrap(), Decision::Deny, "{a:?}");
+        }
+        assert_eq!(allowed(&c, &u, Action::Shell).unwrap(), Decision::Allow);
     }
 
     /// Every file operation has its own record (granted to both customer

@@ -19,7 +19,7 @@ pub mod store;
 
 pub use access::{
     Access, Action, FileOp, FileTarget, allowed, check, current, end_live_access, end_stale_access,
-    holder, holds, scrape_allowed,
+    holder, holds, resume, scrape_allowed,
 };
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,

@@ -183,9 +183,13 @@ pub async fn logout(
     let src = src.clone();
     app.db
         .write(move |c| {
-            audit::append(c, &Event::new(&actor, &src, "auth.logout", "session"))
-                .map(|_| ())
-                .map_err(AppError::from)
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Signed out of gpudock: signed out of the instances' web apps too.
+            if let Some(id) = actor.id {
+                crate::proxy::end_sign_ins(&tx, id)?;
+            }
+            audit::append(&tx, &Event::new(&actor, &src, "auth.logout", "session"))?;
+            tx.commit().map_err(AppError::from)
         })
         .await
 }

@@ -43,6 +43,9 @@ enum Command {
         listen: Option<SocketAddr>,
         #[arg(long, env = "GPUDOCK_SSH_LISTEN")]
         ssh_listen: Option<SocketAddr>,
+        /// The HTTPS proxy's first port (see `[proxy]`).
+        #[arg(long, env = "GPUDOCK_PROXY_LISTEN")]
+        proxy_listen: Option<SocketAddr>,
     },
     /// Validate the configuration and print it.
     Check {
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             common,
             listen,
             ssh_listen,
+            proxy_listen,
         } => {
             let mut config = load_config(&common)?;
             if let Some(l) = listen {
@@ -154,6 +158,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(l) = ssh_listen {
                 config.ssh_listen = l;
+            }
+            if let Some(l) = proxy_listen {
+                config.proxy_listen = l;
             }
             config.validate()?;
             runtime()?.block_on(serve(config))?;
@@ -164,6 +171,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.validate()?;
             if let (Some(c), Some(k)) = (&config.tls.cert, &config.tls.key) {
                 crate::tls::server_config(c, k).context("while checking tls.cert/tls.key")?;
+            }
+            if let (Some(c), Some(k)) = (&config.proxy.cert, &config.proxy.key) {
+                crate::tls::server_config(c, k).context("while checking proxy.cert/proxy.key")?;
             }
             println!(
                 "config OK: listen {}, ssh_listen {}, data_dir {}, tls {}",
@@ -236,6 +246,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let host_key = crate::jumpbox::hostkey::load_or_create(&app.config.data_dir)
         .context("while loading the jumpbox host key")?;
+    let proxy_listeners =
+        crate::proxy::bind(&app.config).context("while binding the HTTPS proxy")?;
     log::info!(
         "jumpbox: ssh on {}",
         ssh.local_addr().context("jumpbox address")?
@@ -255,6 +267,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let health = tokio::spawn(crate::nodes::health::run(app.clone(), cancel.clone()));
     let sync = tokio::spawn(crate::instances::sync::run(app.clone(), cancel.clone()));
     let sessions = tokio::spawn(crate::sessions::run(app.clone(), cancel.clone()));
+    let proxy = tokio::spawn(crate::proxy::run(
+        app.clone(),
+        proxy_listeners,
+        cancel.clone(),
+    ));
     let metrics = tokio::spawn(crate::monitor::run(app.clone(), cancel.clone()));
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let alerts = tokio::spawn(crate::alerts::run(app.clone(), cancel.clone()));
@@ -290,6 +307,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ("account openings", openings),
         ("alert evaluation", alerts),
         ("jumpbox", jumpbox),
+        ("proxy", proxy),
         ("signal", signals),
     ] {
         if let Err(e) = task.await {

@@ -537,6 +537,74 @@ mod tests {
         );
     }
 
+    fn columns(c: &Connection, table: &str) -> Vec<String> {
+        c.prepare(&format!("PRAGMA table_info({table})"))
+            .unwrap()
+            .query_map([], |r| r.get(1))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// V16 (files) and V17 (reach) both rebuild `remote_sessions` for its
+    /// protocol CHECK: after both, the rows from before are kept, every
+    /// column of V16 is there (then V17's `target_port`), the indexes are
+    /// made again, and the CHECK takes `sftp` and `port_forward` (the
+    /// latter only with its port) and nothing else.
+    #[test]
+    fn remote_sessions_take_sftp_and_port_forward_after_both_rebuilds() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        migrate_to(&mut c, refinery::Target::Version(16)).unwrap();
+        let before = columns(&c, "remote_sessions");
+        let indexes_before = schema_of(&c, "index");
+        c.execute_batch(
+            "INSERT INTO users (id, username, role, tenant_id, password_hash, created_at, updated_at)
+               VALUES (2, 'a', 'admin', NULL, 'h', 0, 0);
+             INSERT INTO remote_sessions (user_id, username, instance_id, instance_name, node_id, node_name,
+               container_id, protocol, source_ip, status, started_at, last_activity_at)
+               VALUES (2, 'a', 1, 'x', 1, 'n', 'c', 'sftp', 'ip', 'active', 0, 0),
+                      (2, 'a', 1, 'x', 1, 'n', 'c', 'ssh', 'ip', 'active', 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let mut want = before;
+        want.push("target_port".into());
+        assert_eq!(columns(&c, "remote_sessions"), want);
+        let indexes_after = schema_of(&c, "index");
+        for i in indexes_before
+            .iter()
+            .filter(|i| i.starts_with("remote_sessions"))
+        {
+            assert!(indexes_after.contains(i), "index lost or changed: {i}");
+        }
+        let kept: Vec<(String, Option<i64>)> = c
+            .prepare("SELECT protocol, target_port FROM remote_sessions ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kept, [("sftp".into(), None), ("ssh".into(), None)]);
+        let insert = |protocol: &str, port: Option<i64>| {
+            c.execute(
+                "INSERT INTO remote_sessions (user_id, username, instance_id, instance_name, node_id, \
+                 node_name, container_id, protocol, source_ip, status, started_at, last_activity_at, \
+                 target_port) VALUES (2, 'a', 1, 'x', 1, 'n', 'c', ?1, 'ip', 'active', 0, 0, ?2)",
+                rusqlite::params![protocol, port],
+            )
+        };
+        insert("sftp", None).unwrap();
+        insert("web_terminal", None).unwrap();
+        insert("port_forward", Some(8888)).unwrap();
+        assert!(
+            insert("port_forward", None).is_err(),
+            "a tunnel names its port"
+        );
+        assert!(insert("ssh", Some(22)).is_err(), "only tunnels have a port");
+        assert!(insert("telnet", None).is_err());
+    }
+
     #[tokio::test]
     async fn close_checkpoints_and_closes_the_last_handle() {
         let dir = tempfile::tempdir().unwrap();

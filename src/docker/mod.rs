@@ -12,6 +12,7 @@ pub mod containers;
 mod endpoint;
 pub mod exec;
 mod pem;
+pub mod port;
 mod pull;
 mod transport;
 pub mod watch;

@@ -433,7 +433,10 @@ pub async fn delete(
             audit::append(&tx, &e)?;
             tx.commit().map_err(AppError::from)
         })
-        .await
+        .await?;
+    // Tunnels to it end now (issue 15), not when they next move a byte.
+    crate::sessions::end_tunnels_to(app, id, crate::sessions::EndReason::AccessRevoked).await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -494,6 +497,9 @@ pub async fn act(
             store::set_status(conn, id, &c, status, crate::db::now()).map_err(AppError::from)
         })
         .await?;
+    if status != InstanceStatus::Running {
+        crate::sessions::end_tunnels_to(app, id, crate::sessions::EndReason::UserClose).await?;
+    }
     let detail = json!({"name": inst.name, "status": status});
     audit_event(
         app,

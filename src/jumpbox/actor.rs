@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::forward::Link;
 use super::handler::Event;
 use super::menu::{self, Choice, Entry, LineEditor};
 use crate::app::App;
@@ -51,6 +52,9 @@ struct Conn {
     target: Option<String>,
     channel: Option<(ChannelId, Handle)>,
     pty: Option<Pty>,
+    /// The connection's port forwarding: told who signed in; while it has
+    /// tunnels, a connection without a shell stays open.
+    link: std::sync::Arc<Link>,
 }
 
 fn size(v: u32) -> u16 {
@@ -64,6 +68,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<Event>,
     peer: Option<SocketAddr>,
     cancel: CancellationToken,
+    link: std::sync::Arc<Link>,
 ) {
     let within = START_WITHIN.min(idle_timeout(&app));
     let mut c = Conn {
@@ -75,15 +80,29 @@ pub async fn run(
         target: None,
         channel: None,
         pty: None,
+        link,
     };
     let deadline = tokio::time::sleep(within);
     tokio::pin!(deadline);
     loop {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
-            _ = &mut deadline => return,
+            () = &mut deadline => {
+                // Without a session, a connection lives on while it has
+                // tunnels, and for the idle timeout after the last one.
+                let idle = idle_timeout(&c.app);
+                match c.link.idle_until(idle) {
+                    None => deadline.as_mut().reset(tokio::time::Instant::now() + idle),
+                    Some(t) if t > std::time::Instant::now() => {
+                        deadline.as_mut().reset(tokio::time::Instant::from_std(t));
+                    }
+                    Some(_) => return,
+                }
+                continue;
+            }
             _ = cancel.cancelled() => return,
             _ = revoked(&c.hold) => return,
+            () = c.link.closing() => return,
         };
         let Some(ev) = ev else { return };
         match ev {
@@ -150,6 +169,7 @@ impl Conn {
     /// Records who signed in and holds their access live.
     fn signed_in(&mut self, user: User, target: Option<&str>) {
         self.hold = Some(self.app.live.hold(crate::auth::holder(&user)));
+        self.link.signed_in(&user, target);
         self.user = Some(user);
         self.target = target.map(str::to_string);
     }
@@ -430,6 +450,7 @@ impl Conn {
             command: command.as_deref().unwrap_or(""),
             size,
             term: &term,
+            target_port: None,
         };
         let session = match crate::sessions::open(&self.app, opening).await {
             Ok(s) => s,

@@ -2,9 +2,13 @@
 //! on a bounded channel to the connection's actor; where russh needs an
 //! answer (authentication, opening a channel) the actor replies through a
 //! oneshot. Channel requests are acknowledged here; the actor decides what
-//! happens and says it on the channel.
+//! happens and says it on the channel. Port-forwarding channels go to the
+//! connection's [`forward::Link`] instead, and their bytes never reach the
+//! actor.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use russh::keys::PublicKey;
@@ -13,6 +17,8 @@ use russh::server::{
 };
 use russh::{Channel, ChannelId};
 use tokio::sync::{mpsc, oneshot};
+
+use super::forward;
 
 /// What happened on the connection, for the actor.
 pub enum Event {
@@ -75,11 +81,33 @@ pub enum Event {
 pub struct Adapter {
     tx: mpsc::Sender<Event>,
     pub peer: Option<SocketAddr>,
+    link: Arc<forward::Link>,
+    /// The port-forwarding channels (their data is theirs, not the actor's).
+    forwards: HashSet<ChannelId>,
+    /// Refusals to tell on the session channel once it starts (`-R`).
+    notices: Vec<&'static str>,
 }
 
 impl Adapter {
-    pub fn new(tx: mpsc::Sender<Event>, peer: Option<SocketAddr>) -> Self {
-        Self { tx, peer }
+    pub fn new(
+        tx: mpsc::Sender<Event>,
+        peer: Option<SocketAddr>,
+        link: Arc<forward::Link>,
+    ) -> Self {
+        Self {
+            tx,
+            peer,
+            link,
+            forwards: HashSet::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// Tells the refusals held back for the session channel (stderr).
+    fn tell_notices(&mut self, channel: ChannelId, session: &mut Session) {
+        for n in self.notices.drain(..) {
+            let _ = session.extended_data(channel, 1, Bytes::from_static(n.as_bytes()));
+        }
     }
 
     /// Sends `event`; false when the actor is gone.
@@ -94,6 +122,11 @@ impl Adapter {
         self.send(make(reply)).await && answer.await.unwrap_or(false)
     }
 }
+
+const REMOTE_REFUSED: &str = "gpudock: remote port forwarding (-R) is not available: only ports of the \
+     instance can be forwarded, with -L (不支持反向端口转发)\r\n";
+const AGENT_REFUSED: &str =
+    "gpudock: agent forwarding (-A) is not available through the jumpbox (不支持代理转发)\r\n";
 
 fn auth(ok: bool) -> Auth {
     if ok { Auth::Accept } else { Auth::reject() }
@@ -192,6 +225,7 @@ impl russh::server::Handler for Adapter {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.tell_notices(channel, session);
         self.send(Event::Shell { channel }).await;
         Ok(())
     }
@@ -203,6 +237,7 @@ impl russh::server::Handler for Adapter {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.tell_notices(channel, session);
         let command = String::from_utf8_lossy(data).into_owned();
         self.send(Event::Exec { channel, command }).await;
         Ok(())
@@ -230,6 +265,9 @@ impl russh::server::Handler for Adapter {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.forwards.contains(&channel) {
+            return Ok(());
+        }
         let data = Bytes::copy_from_slice(data);
         self.send(Event::Data { channel, data }).await;
         Ok(())
@@ -258,6 +296,9 @@ impl russh::server::Handler for Adapter {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.forwards.contains(&channel) {
+            return Ok(());
+        }
         self.send(Event::Eof { channel }).await;
         Ok(())
     }
@@ -267,7 +308,49 @@ impl russh::server::Handler for Adapter {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.forwards.remove(&channel) {
+            return Ok(());
+        }
         self.send(Event::Close { channel }).await;
         Ok(())
+    }
+
+    /// `ssh -L`, `-W`, `-J`, `-D`: decided and carried by the link.
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.forwards.insert(channel.id());
+        let host = host_to_connect.to_string();
+        self.link.open(channel, host, port_to_connect, reply);
+        Ok(())
+    }
+
+    /// `ssh -R`: refused (and audited).
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.link.refuse_remote(address, *port);
+        self.notices.push(REMOTE_REFUSED);
+        Ok(false)
+    }
+
+    /// `ssh -A`: refused, and said on the session channel.
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let _ = session.extended_data(channel, 1, Bytes::from_static(AGENT_REFUSED.as_bytes()));
+        Ok(false)
     }
 }

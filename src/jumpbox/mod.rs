@@ -7,6 +7,7 @@
 //! disconnects them and waits.
 
 mod actor;
+mod forward;
 pub mod handler;
 pub mod hostkey;
 pub mod menu;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
+use crate::sessions;
 
 /// Events a connection may queue before its actor catches up.
 const EVENTS: usize = 32;
@@ -72,7 +74,8 @@ pub async fn run(app: App, listener: TcpListener, key: PrivateKey, cancel: Cance
         let (app, config, cancel) = (app.clone(), config.clone(), cancel.clone());
         tracker.spawn(async move {
             let (tx, rx) = mpsc::channel(EVENTS);
-            let adapter = handler::Adapter::new(tx, Some(peer));
+            let link = forward::Link::new(app.clone(), Some(peer), cancel.child_token());
+            let adapter = handler::Adapter::new(tx, Some(peer), link.clone());
             let running = match russh::server::run_stream(config, socket, adapter).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -81,7 +84,7 @@ pub async fn run(app: App, listener: TcpListener, key: PrivateKey, cancel: Cance
                 }
             };
             let handle = running.handle();
-            let actor = actor::run(app, rx, Some(peer), cancel.clone());
+            let actor = actor::run(app, rx, Some(peer), cancel.clone(), link.clone());
             tokio::pin!(running);
             tokio::pin!(actor);
             tokio::select! {
@@ -91,17 +94,24 @@ pub async fn run(app: App, listener: TcpListener, key: PrivateKey, cancel: Cance
                 // disconnect at once could overtake the last queued data).
                 () = &mut actor => {
                     if tokio::time::timeout(LINGER, &mut running).await.is_err() {
+                        let why = link.farewell().unwrap_or_else(|| "session ended".into());
                         let _ = handle
-                            .disconnect(russh::Disconnect::ByApplication, "session ended".into(), "en".into())
+                            .disconnect(russh::Disconnect::ByApplication, why, "en".into())
                             .await;
                     }
+                    link.finish(sessions::EndReason::UserClose).await;
                 }
                 // The client left: the actor sees its events end and still
                 // cleans up (the session's processes, its record).
                 r = &mut running => {
-                    if let Err(e) = r {
-                        log::debug!("jumpbox: connection from {peer} ended: {e}");
-                    }
+                    let reason = match r {
+                        Ok(()) => sessions::EndReason::UserClose,
+                        Err(e) => {
+                            log::debug!("jumpbox: connection from {peer} ended: {e}");
+                            sessions::EndReason::ClientLost
+                        }
+                    };
+                    link.finish(reason).await;
                     actor.await;
                 }
             }

@@ -96,6 +96,7 @@ pub(super) async fn run(
         command: "",
         size: (80, 24),
         term: "",
+        target_port: None,
     };
     let session = match crate::sessions::open(app, opening).await {
         Ok(s) => s,

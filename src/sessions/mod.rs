@@ -76,6 +76,9 @@ pub struct Opening<'a> {
     /// Terminal size and type (for the recording's header).
     pub size: (u16, u16),
     pub term: &'a str,
+    /// The port a tunnel reaches (protocol `port_forward`; its bytes are
+    /// counted, not recorded).
+    pub target_port: Option<u16>,
 }
 
 /// Why a session could not open.
@@ -156,6 +159,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         protocol: o.protocol,
         command: o.command.to_string(),
         source_ip: o.source.ip.clone(),
+        target_port: o.target_port,
     };
     let (a2, s2, user, install) = (
         actor.clone(),
@@ -173,7 +177,7 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
             }
             let (id, tag) = store::insert(&tx, &new.borrowed(), |id| exec_tag(&install, id), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
-                                "protocol": new.protocol, "command": new.command});
+                                "protocol": new.protocol, "command": new.command, "target_port": new.target_port});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
             Ok::<_, AppError>(Some((id, tag)))
@@ -278,6 +282,7 @@ struct NewOwned {
     protocol: Protocol,
     command: String,
     source_ip: String,
+    target_port: Option<u16>,
 }
 
 impl NewOwned {
@@ -294,6 +299,7 @@ impl NewOwned {
             protocol: self.protocol,
             command: &self.command,
             source_ip: &self.source_ip,
+            target_port: self.target_port,
         }
     }
 }
@@ -370,6 +376,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The session's counters, shared with whatever carries its bytes
+    /// (a tunnel's channels count into them without the session).
+    pub fn activity(&self) -> std::sync::Arc<crate::live::Activity> {
+        self.reg.activity().clone()
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -611,6 +623,24 @@ pub async fn get(
         .read(move |c| store::get(c, scope, id).map_err(AppError::from))
         .await?
         .ok_or(AppError::NotFound)
+}
+
+/// Ends the live tunnels to instance `id` at once (it stopped or was
+/// deleted): what they carried is gone, and a tunnel must not outlive
+/// the instance it names. Terminals end by themselves with the container.
+pub async fn end_tunnels_to(
+    app: &App,
+    id: InstanceId,
+    reason: EndReason,
+) -> Result<usize, AppError> {
+    let live = app
+        .db
+        .read(move |c| store::live_tunnels(c, id).map_err(AppError::from))
+        .await?;
+    Ok(live
+        .iter()
+        .filter(|s| app.live.stop(s.0, reason.as_str()))
+        .count())
 }
 
 /// Force-terminates a live session in the caller's scope (whoever holds

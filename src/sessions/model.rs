@@ -6,21 +6,26 @@ pub enum Protocol {
     Ssh,
     /// SFTP or scp through the jumpbox (file transfers, no terminal).
     Sftp,
+    /// A tunnel to a port of an instance (`ssh -L` through the jumpbox):
+    /// counted and limited like a session, not recorded.
+    PortForward,
 }
 
 crate::text_enum!(Protocol {
     WebTerminal => "web_terminal",
     Ssh => "ssh",
     Sftp => "sftp",
+    PortForward => "port_forward",
 });
 
 impl Protocol {
     /// Whether its sessions are recorded (asciicast): terminals are; file
-    /// transfers are logged operation by operation instead.
+    /// transfers are logged operation by operation instead, tunnels only
+    /// counted.
     pub fn recorded(self) -> bool {
         match self {
             Protocol::WebTerminal | Protocol::Ssh => true,
-            Protocol::Sftp => false,
+            Protocol::Sftp | Protocol::PortForward => false,
         }
     }
 }

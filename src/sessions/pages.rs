@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use super::model::SessionStatus;
+use super::model::{Protocol, SessionStatus};
 use super::{EndReason, Filter, SessionRecord};
 use crate::app::App;
 use crate::audit::Source;
@@ -70,10 +70,11 @@ pub fn status_key<S: AsRef<str> + ?Sized>(s: &S) -> &'static str {
 
 /// For a protocol or a filter's protocol text.
 pub fn protocol_key<S: AsRef<str> + ?Sized>(p: &S) -> &'static str {
-    match p.as_ref() {
-        "ssh" => "sessions.p_ssh",
-        "sftp" => "sessions.p_sftp",
-        _ => "sessions.p_web_terminal",
+    match Protocol::parse(p.as_ref()) {
+        Some(Protocol::Ssh) => "sessions.p_ssh",
+        Some(Protocol::Sftp) => "sessions.p_sftp",
+        Some(Protocol::PortForward) => "sessions.p_port_forward",
+        Some(Protocol::WebTerminal) | None => "sessions.p_web_terminal",
     }
 }
 

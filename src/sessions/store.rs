@@ -35,11 +35,13 @@ pub struct SessionRecord {
     /// When the processes the session started were ended in the container
     /// (`None`: not yet; swept at start-up or when its node answers).
     pub swept_at: Option<i64>,
+    /// The port a tunnel reaches (protocol `port_forward` only).
+    pub target_port: Option<u16>,
 }
 
 const COLS: &str = "id, user_id, username, tenant_id, instance_id, instance_name, node_id, node_name, container_id, \
     protocol, command, source_ip, status, started_at, last_activity_at, ended_at, end_reason, end_detail, bytes_in, \
-    bytes_out, recording IS NOT NULL, swept_at";
+    bytes_out, recording IS NOT NULL, swept_at, target_port";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
@@ -65,6 +67,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         bytes_out: r.get(19)?,
         has_recording: r.get(20)?,
         swept_at: r.get(21)?,
+        target_port: r.get(22)?,
     })
 }
 
@@ -80,6 +83,7 @@ pub struct NewSession<'a> {
     pub protocol: Protocol,
     pub command: &'a str,
     pub source_ip: &'a str,
+    pub target_port: Option<u16>,
 }
 
 /// Inserts the record; its processes' tag is `tag` of the new id.
@@ -91,11 +95,11 @@ pub fn insert(
 ) -> rusqlite::Result<(SessionId, String)> {
     conn.execute(
         "INSERT INTO remote_sessions (user_id, username, tenant_id, instance_id, instance_name, node_id, node_name, \
-         container_id, protocol, command, source_ip, status, started_at, last_activity_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'active', ?12, ?12)",
+         container_id, protocol, command, source_ip, status, started_at, last_activity_at, target_port) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'active', ?12, ?12, ?13)",
         params![
             s.user_id, s.username, s.tenant_id, s.instance_id, s.instance_name, s.node_id, s.node_name,
-            s.container_id, s.protocol, s.command, s.source_ip, now
+            s.container_id, s.protocol, s.command, s.source_ip, now, s.target_port
         ],
     )?;
     let id = SessionId(conn.last_insert_rowid());
@@ -192,6 +196,15 @@ pub fn unswept(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Unswept>
         })
     })?
     .collect()
+}
+
+/// The live tunnels (`port_forward` sessions) to instance `instance`.
+pub fn live_tunnels(conn: &Connection, instance: InstanceId) -> rusqlite::Result<Vec<SessionId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM remote_sessions WHERE instance_id = ?1 AND protocol = 'port_forward' \
+         AND status IN ('active', 'idle')",
+    )?;
+    stmt.query_map([instance], |r| r.get(0))?.collect()
 }
 
 /// History filters; all optional.

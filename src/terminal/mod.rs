@@ -182,6 +182,7 @@ async fn serve(
         command: "",
         size,
         term: "xterm-256color",
+        target_port: None,
     };
     let session = match crate::sessions::open(&app, opening).await {
         Ok(s) => s,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+pub mod app;
 pub mod dockerd;
 pub mod exporters;
 pub mod lab;
@@ -59,6 +60,8 @@ impl Server {
                 "--listen",
                 "127.0.0.1:0",
                 "--ssh-listen",
+                "127.0.0.1:0",
+                "--proxy-listen",
                 "127.0.0.1:0",
             ])
             .arg("--config")
@@ -151,6 +154,29 @@ impl Server {
             .find_map(|l| l.split("jumpbox: ssh on ").nth(1))
             .and_then(|a| a.trim().rsplit(':').next()?.parse().ok())
             .unwrap_or_else(|| panic!("no jumpbox address in the log:\n{logs}"))
+    }
+
+    /// The HTTPS proxy's ports, as its log line names them (it starts
+    /// with the server; waits a few seconds for the line).
+    pub fn proxy_ports(&self) -> Vec<u16> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if let Some(list) = logs
+                .lines()
+                .find_map(|l| l.split("proxy: web apps on ").nth(1))
+            {
+                return list
+                    .split_whitespace()
+                    .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no proxy address in the log:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn logs(&self) -> String {

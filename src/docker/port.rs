@@ -1,0 +1,588 @@
+//! A byte stream to a TCP port inside a container, reached as the
+//! container's own processes reach it: `127.0.0.1:PORT` (or `[::1]:PORT`)
+//! in the container's network namespace. Nothing is published and no
+//! network is added: a port stays unreachable from every network, and an
+//! app that listens on the container's loopback only (Jupyter's and
+//! TensorBoard's default) is reached all the same.
+//!
+//! Two routes, the same stream:
+//! * **namespace** (a daemon on this host, and this process may enter
+//!   network namespaces: root, or CAP_SYS_ADMIN + CAP_SYS_PTRACE): a thread
+//!   enters the container's network namespace, connects, and leaves; the
+//!   socket is an ordinary TCP connection inside the container, as fast as
+//!   a direct one.
+//! * **relay** (any daemon, local or remote over TLS): a small static
+//!   program ([`RELAY`], built from `relay/gpudock-relay.rs`) is copied into
+//!   the container once with the archive API and run by `docker exec`; its
+//!   stdin and stdout carry the bytes over the Docker API. Slower (every
+//!   byte passes dockerd), but it needs nothing on the node but dockerd.
+//!
+//! What costs a call to the daemon is remembered, so that a connection
+//! (the proxy opens one per request to an app that does not keep its
+//! connections alive) is a socket and nothing more: the namespace of a
+//! container entered once (its file held open; a connection it refuses
+//! forgets it and asks the daemon again, so a stopped, restarted or deleted
+//! container is never reached through a stale one), and the Docker client
+//! of a node (for [`CLIENT_FOR`]). Nothing here decides who may connect:
+//! callers check the user and the instance before every connection.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::DockerError;
+use super::exec::{self, ExecSpec, Output, OutputStream};
+
+/// The relay program, statically linked for this build's target.
+pub const RELAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gpudock-relay"));
+
+/// Where the relay lives in a container: a name of its own per build.
+fn relay_dir() -> &'static str {
+    "/.gpudock"
+}
+
+fn relay_path() -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(RELAY));
+    format!("{}/relay-{}", relay_dir(), &hash[..12])
+}
+
+/// How long connecting (entering, or starting the relay) may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(15);
+/// How long a node's Docker client is used again before it is made anew
+/// (an endpoint edited by an admin is taken within this time).
+pub const CLIENT_FOR: Duration = Duration::from_secs(30);
+/// The most namespaces held open; past it they are all let go.
+const ENTERED_MAX: usize = 4096;
+
+/// Why a port could not be reached; the text is meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// Nothing accepts connections on that port in the container.
+    #[error("nothing listens on port {port} in the instance ({detail})")]
+    NotListening { port: u16, detail: String },
+    /// The container is not running.
+    #[error("the instance is not running")]
+    NotRunning,
+    /// The relay cannot run in this container (another CPU architecture,
+    /// a read-only root filesystem).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Which route reached the port (for logs and benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Namespace,
+    Relay,
+}
+
+/// What the connector remembers between connections: the containers that
+/// already hold this build's relay, whether entering namespaces was
+/// refused here (it is not tried again), the namespaces entered (by the
+/// caller's key of a container), and nodes' Docker clients.
+#[derive(Default, Clone)]
+pub struct Connector {
+    placed: Arc<Mutex<HashSet<String>>>,
+    no_namespaces: Arc<AtomicBool>,
+    entered: Arc<Mutex<HashMap<String, Arc<std::fs::File>>>>,
+    clients: Arc<Mutex<HashMap<i64, KeptClient>>>,
+}
+
+/// A node's Docker client, whether its daemon is on this host, and when
+/// it was made.
+type KeptClient = (Docker, bool, Instant);
+
+/// A connection to a port in a container.
+pub struct PortStream {
+    inner: Inner,
+    route: Route,
+}
+
+enum Inner {
+    Tcp(TcpStream),
+    Relay(RelayStream),
+}
+
+impl PortStream {
+    pub fn route(&self) -> Route {
+        self.route
+    }
+}
+
+impl Connector {
+    /// The Docker client of node `node` made less than [`CLIENT_FOR`] ago,
+    /// and whether the daemon is on this host.
+    pub fn client(&self, node: i64) -> Option<(Docker, bool)> {
+        let c = self.clients.lock().ok()?;
+        c.get(&node)
+            .filter(|(_, _, at)| at.elapsed() < CLIENT_FOR)
+            .map(|(d, local, _)| (d.clone(), *local))
+    }
+
+    /// Keeps node `node`'s client for [`Connector::client`].
+    pub fn keep_client(&self, node: i64, d: &Docker, local: bool) {
+        if let Ok(mut c) = self.clients.lock() {
+            c.insert(node, (d.clone(), local, Instant::now()));
+        }
+    }
+
+    /// Forgets node `node`'s client (a call through it failed).
+    pub fn forget_client(&self, node: i64) {
+        if let Ok(mut c) = self.clients.lock() {
+            c.remove(&node);
+        }
+    }
+
+    /// Connects to `port` through the namespace entered before for `key`,
+    /// without a call to the daemon. None: none is known, or it refused
+    /// (then it is forgotten: the caller takes [`Connector::connect`]).
+    pub async fn connect_known(&self, key: &str, port: u16) -> Option<PortStream> {
+        let ns = self.entered.lock().ok()?.get(key).cloned()?;
+        match connect_on_thread(ns, port).await {
+            Ok(s) => Some(PortStream {
+                inner: Inner::Tcp(s),
+                route: Route::Namespace,
+            }),
+            Err(_) => {
+                if let Ok(mut e) = self.entered.lock() {
+                    e.remove(key);
+                }
+                None
+            }
+        }
+    }
+
+    /// Connects to `port` in `container` on `d`. `local`: the daemon runs on
+    /// this host (a unix socket), so its containers' namespaces are this
+    /// host's. `tag` marks the relay's process like a session's (see
+    /// [`exec::end_tagged`]). `key` names the container for
+    /// [`Connector::connect_known`].
+    pub async fn connect(
+        &self,
+        d: &Docker,
+        container: &str,
+        key: &str,
+        port: u16,
+        local: bool,
+        tag: &str,
+    ) -> Result<PortStream, PortError> {
+        if local && !self.no_namespaces.load(Ordering::Relaxed) {
+            match tokio::time::timeout(CONNECT_WITHIN, enter(d, container, port)).await {
+                Ok(Ok((s, ns))) => {
+                    if let Ok(mut e) = self.entered.lock() {
+                        if e.len() >= ENTERED_MAX {
+                            e.clear();
+                        }
+                        e.insert(key.to_string(), ns);
+                    }
+                    return Ok(PortStream {
+                        inner: Inner::Tcp(s),
+                        route: Route::Namespace,
+                    });
+                }
+                Ok(Err(Entered::Denied(why))) => {
+                    log::warn!(
+                        "cannot enter containers' network namespaces ({why}); instance ports are \
+                         reached through a relay over the Docker API instead (slower; see README, \
+                         \"Reaching services inside instances\")"
+                    );
+                    self.no_namespaces.store(true, Ordering::Relaxed);
+                }
+                Ok(Err(Entered::Failed(e))) => return Err(e),
+                Err(_) => return Err(DockerError::Timeout(CONNECT_WITHIN.as_secs()).into()),
+            }
+        }
+        let relay = tokio::time::timeout(CONNECT_WITHIN, self.relay(d, container, port, tag));
+        match relay.await {
+            Ok(r) => r.map(|s| PortStream {
+                inner: Inner::Relay(s),
+                route: Route::Relay,
+            }),
+            Err(_) => Err(DockerError::Timeout(CONNECT_WITHIN.as_secs()).into()),
+        }
+    }
+
+    async fn relay(
+        &self,
+        d: &Docker,
+        container: &str,
+        port: u16,
+        tag: &str,
+    ) -> Result<RelayStream, PortError> {
+        let placed = self.placed.lock().is_ok_and(|p| p.contains(container));
+        if !placed {
+            place_relay(d, container).await?;
+            if let Ok(mut p) = self.placed.lock() {
+                p.insert(container.to_string());
+            }
+        }
+        let spec = ExecSpec {
+            argv: vec![relay_path(), port.to_string()],
+            tty: false,
+            term: None,
+            size: None,
+            tag: tag.to_string(),
+        };
+        let ex = exec::start(d, container, &spec)
+            .await
+            .map_err(|e| not_running_or(e, container))?;
+        let mut s = RelayStream {
+            output: ex.output,
+            input: ex.input,
+            pending: Bytes::new(),
+        };
+        let first = s.first(port).await;
+        if first.is_err() {
+            // A relay that could not start is forgotten: placed again next time
+            // (the container may have been recreated under the same id).
+            if let Ok(mut p) = self.placed.lock() {
+                p.remove(container);
+            }
+        }
+        first.map(|()| s)
+    }
+}
+
+fn not_running_or(e: DockerError, container: &str) -> PortError {
+    match &e {
+        DockerError::Api(m) if m.starts_with("409") || m.contains("is not running") => {
+            PortError::NotRunning
+        }
+        DockerError::Api(m) if m.starts_with("404") => {
+            log::debug!("container {container} is gone: {m}");
+            PortError::NotRunning
+        }
+        _ => PortError::Docker(e),
+    }
+}
+
+/// Copies the relay into the container (a tar with one directory and one
+/// executable), after checking that it can run there.
+async fn place_relay(d: &Docker, container: &str) -> Result<(), PortError> {
+    let info = d
+        .info()
+        .await
+        .map_err(|e| DockerError::from_bollard(e, d.timeout().as_secs()))?;
+    let arch = info.architecture.unwrap_or_default();
+    let ours = std::env::consts::ARCH;
+    if !arch.is_empty() && arch != ours && !(arch == "amd64" && ours == "x86_64") {
+        return Err(PortError::Unsupported(format!(
+            "the instance's node runs on {arch}, this gpudock on {ours}: its ports cannot be \
+             reached through the relay"
+        )));
+    }
+    let tar = relay_tar().map_err(|e| PortError::Unsupported(format!("packing the relay: {e}")))?;
+    let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+        .path("/")
+        .build();
+    d.upload_to_container(container, Some(opts), bollard::body_full(tar.into()))
+        .await
+        .map_err(|e| match super::api_status(&e) {
+            Some(404 | 409) => PortError::NotRunning,
+            Some(403 | 500) => PortError::Unsupported(format!(
+                "cannot place gpudock's relay in the instance (a read-only root filesystem?): {}",
+                DockerError::from_bollard(e, d.timeout().as_secs())
+            )),
+            _ => PortError::Docker(DockerError::from_bollard(e, d.timeout().as_secs())),
+        })
+}
+
+fn relay_tar() -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = relay_dir().trim_start_matches('/');
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(RELAY.len() as u64);
+    h.set_mtime(0);
+    let file = relay_path();
+    b.append_data(&mut h, file.trim_start_matches('/'), RELAY)?;
+    b.into_inner()
+}
+
+/// Why entering a container's namespace did not give a connection.
+enum Entered {
+    /// This process may not enter namespaces: use the relay.
+    Denied(String),
+    Failed(PortError),
+}
+
+/// The container's PID while it runs.
+async fn running_pid(d: &Docker, container: &str) -> Result<i64, PortError> {
+    let c = d.inspect_container(container, None).await.map_err(|e| {
+        if super::api_status(&e) == Some(404) {
+            PortError::NotRunning
+        } else {
+            DockerError::from_bollard(e, d.timeout().as_secs()).into()
+        }
+    })?;
+    let state = c.state.unwrap_or_default();
+    match (state.running, state.pid) {
+        (Some(true), Some(pid)) if pid > 0 => Ok(pid),
+        _ => Err(PortError::NotRunning),
+    }
+}
+
+/// Connects from inside the container's network namespace. The namespace
+/// is held open by its file before the container is asked again whether
+/// it still runs under that PID, so the socket cannot land in another
+/// process's namespace.
+/// Gives the connection and the namespace's file (kept open).
+async fn enter(
+    d: &Docker,
+    container: &str,
+    port: u16,
+) -> Result<(TcpStream, Arc<std::fs::File>), Entered> {
+    let pid = running_pid(d, container).await.map_err(Entered::Failed)?;
+    let path = format!("/proc/{pid}/ns/net");
+    let ns = match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) if is_denied(&e) => return Err(Entered::Denied(e.to_string())),
+        Ok(Err(_)) => return Err(Entered::Failed(PortError::NotRunning)),
+        Err(e) => return Err(Entered::Denied(e.to_string())),
+    };
+    if running_pid(d, container).await.map_err(Entered::Failed)? != pid {
+        return Err(Entered::Failed(PortError::NotRunning));
+    }
+    let ns = Arc::new(ns);
+    let s = connect_on_thread(ns.clone(), port).await?;
+    Ok((s, ns))
+}
+
+/// Connects to `port` on the loopback of namespace `ns`, from a thread of
+/// its own.
+async fn connect_on_thread(ns: Arc<std::fs::File>, port: u16) -> Result<TcpStream, Entered> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A thread of its own: it changes namespace and ends (never a pool's).
+    let spawned = std::thread::Builder::new()
+        .name("gpudock-netns".into())
+        .spawn(move || {
+            let _ = tx.send(connect_in(&ns, port));
+        });
+    if let Err(e) = spawned {
+        return Err(Entered::Failed(PortError::Unsupported(format!(
+            "cannot start a thread: {e}"
+        ))));
+    }
+    let std_stream = match rx.await {
+        Ok(r) => r?,
+        Err(_) => return Err(Entered::Denied("the namespace thread failed".into())),
+    };
+    std_stream
+        .set_nonblocking(true)
+        .and_then(|()| TcpStream::from_std(std_stream))
+        .map_err(|e| Entered::Failed(PortError::Unsupported(format!("socket: {e}"))))
+}
+
+fn is_denied(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
+    ) || e.raw_os_error() == Some(1)
+}
+
+/// On a thread of its own: enters the namespace `ns` and connects to the
+/// port on its loopback (IPv4, then IPv6).
+fn connect_in(ns: &std::fs::File, port: u16) -> Result<std::net::TcpStream, Entered> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    if let Err(e) = nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET) {
+        return Err(Entered::Denied(format!("setns: {e}")));
+    }
+    let within = Duration::from_secs(5);
+    let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+    let s = std::net::TcpStream::connect_timeout(&v4, within)
+        .or_else(|e| std::net::TcpStream::connect_timeout(&v6, within).map_err(|_| e))
+        .map_err(|e| {
+            Entered::Failed(PortError::NotListening {
+                port,
+                detail: e.to_string(),
+            })
+        })?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// The relay's stdin and stdout as one stream.
+struct RelayStream {
+    output: OutputStream,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Output read but not yet handed out.
+    pending: Bytes,
+}
+
+impl RelayStream {
+    /// Waits for the relay's first word: 0x00 on stdout (connected), or a
+    /// line on stderr (why not).
+    async fn first(&mut self, port: u16) -> Result<(), PortError> {
+        let mut said = String::new();
+        while let Some(item) = self.output.next().await {
+            match item? {
+                Output::Stdout(b) if b.first() == Some(&0) => {
+                    self.pending = b.slice(1..);
+                    return Ok(());
+                }
+                Output::Stdout(b) | Output::Stderr(b) => {
+                    said.push_str(&String::from_utf8_lossy(&b));
+                }
+            }
+        }
+        let said = said.trim().to_string();
+        Err(
+            if said.contains("Connection refused") || said.contains("connect to port") {
+                PortError::NotListening {
+                    port,
+                    detail: said.rsplit(": ").next().unwrap_or("refused").to_string(),
+                }
+            } else if said.contains("exec format error") {
+                PortError::Unsupported(
+                    "gpudock's relay cannot run in this instance (another CPU architecture)".into(),
+                )
+            } else {
+                PortError::Docker(DockerError::Api(format!(
+                    "the relay in the instance did not start: {said}"
+                )))
+            },
+        )
+    }
+}
+
+impl AsyncRead for RelayStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.remaining());
+                buf.put_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.output.poll_next_unpin(cx)) {
+                Some(Ok(Output::Stdout(b))) => self.pending = b,
+                // The relay's complaints are not the app's bytes.
+                Some(Ok(Output::Stderr(b))) => {
+                    log::debug!("relay: {}", String::from_utf8_lossy(&b).trim());
+                }
+                Some(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for RelayStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.input.as_mut().poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.input.as_mut().poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.input.as_mut().poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for PortStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Inner::Relay(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PortStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Inner::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Inner::Relay(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Inner::Relay(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Inner::Relay(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_relay_is_a_static_executable_packed_with_its_directory() {
+        assert_eq!(&RELAY[..4], b"\x7fELF");
+        // No program interpreter: it runs in images without a libc.
+        // (glibc's static code names ld-linux in strings: the program
+        // headers tell, PT_INTERP = 3 must be absent.)
+        let u16_at = |o: usize| usize::from(u16::from_le_bytes([RELAY[o], RELAY[o + 1]]));
+        let phoff =
+            usize::try_from(u64::from_le_bytes(RELAY[0x20..0x28].try_into().unwrap())).unwrap();
+        let (size, count) = (u16_at(0x36), u16_at(0x38));
+        assert!(count > 0);
+        for i in 0..count {
+            let at = phoff + i * size;
+            let kind = u32::from_le_bytes(RELAY[at..at + 4].try_into().unwrap());
+            assert_ne!(
+                kind, 3,
+                "the relay must be statically linked (no PT_INTERP)"
+            );
+        }
+        let tar = relay_tar().unwrap();
+        let mut a = tar::Archive::new(&tar[..]);
+        let names: Vec<(String, u32)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(names[0], (".gpudock/".to_string(), 0o755));
+        assert!(names[1].0.starts_with(".gpudock/relay-") && names[1].1 == 0o755);
+    }
+}

@@ -1,0 +1,757 @@
+//! The proxy's listeners: which service a request is for (its port, or its
+//! host name in domain mode), the hand-off that signs the browser in on
+//! that origin, the check of every request, and the pass-through.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+use super::upstream::{self, Upstream};
+use super::{COOKIE_PREFIX, OWN_PREFIX, store};
+use crate::app::App;
+use crate::auth::{Access, Action, AuthVia, CurrentUser, User};
+use crate::error::AppError;
+use crate::i18n::{Lang, Tr};
+use crate::instances::{Instance, InstanceStatus};
+use crate::reach::WebService;
+
+/// How often an upgraded connection (a WebSocket) checks again that its
+/// user may still use the app (a revocation ends it at once anyway).
+const RECHECK: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Ctx {
+    app: App,
+    client: Upstream,
+    /// The listener's place among the proxy's ports (port mode).
+    slot: Option<u16>,
+    /// The port the browser reached (for `X-Forwarded-Port`).
+    port: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The TLS configuration: the proxy's pair (domain mode) or the
+/// appliance's; HTTP/1.1 only (WebSocket upgrades are HTTP/1.1's).
+fn tls(app: &App) -> Result<axum_server::tls_rustls::RustlsConfig, ServeError> {
+    let p = &app.config.proxy;
+    let (cert, key) = match (&p.cert, &p.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => crate::tls::ensure_pair(&app.config)?,
+    };
+    let mut cfg = (*crate::tls::server_config(&cert, &key)?).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        std::sync::Arc::new(cfg),
+    ))
+}
+
+pub async fn serve(
+    app: App,
+    listeners: Vec<TcpListener>,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let handle = axum_server::Handle::new();
+    let tls = app.config.tls.enabled.then(|| tls(&app)).transpose()?;
+    let client = upstream::client(&app);
+    let port_mode = crate::reach::port_mode(&app);
+    let mut servers = tokio::task::JoinSet::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        listener.set_nonblocking(true)?;
+        let ctx = Ctx {
+            app: app.clone(),
+            client: client.clone(),
+            slot: port_mode.then(|| u16::try_from(i).unwrap_or(u16::MAX)),
+            port: listener.local_addr()?.port(),
+        };
+        let service = Router::new()
+            .fallback(handle_request)
+            .with_state(ctx)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let h = handle.clone();
+        match &tls {
+            Some(tls) => {
+                let server = axum_server::from_tcp_rustls(listener, tls.clone()).handle(h);
+                servers.spawn(async move { server.serve(service).await });
+            }
+            None => {
+                let server = axum_server::from_tcp(listener).handle(h);
+                servers.spawn(async move { server.serve(service).await });
+            }
+        }
+    }
+    let h = handle.clone();
+    let stopper = tokio::spawn(async move {
+        cancel.cancelled().await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    while let Some(r) = servers.join_next().await {
+        match r {
+            Ok(Err(e)) => log::error!("proxy listener: {e}"),
+            Err(e) => log::error!("proxy listener task: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    stopper.abort();
+    Ok(())
+}
+
+/// A page of the proxy's own (not the app's).
+#[derive(Template)]
+#[template(path = "proxy/message.html")]
+struct Message<'a> {
+    tr: Tr,
+    title: &'a str,
+    text: &'a str,
+    detail: &'a str,
+    link: Option<String>,
+}
+
+fn page(
+    headers: &HeaderMap,
+    status: StatusCode,
+    key: &str,
+    detail: &str,
+    link: Option<String>,
+) -> Response {
+    let tr = Tr::new(Lang::from_headers(headers));
+    let m = Message {
+        tr,
+        title: tr.t("proxy.title"),
+        text: tr.t(key),
+        detail,
+        link,
+    };
+    let body = m.render().unwrap_or_else(|_| tr.t(key).to_string());
+    let mut r = (status, axum::response::Html(body)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// The host the browser named (HTTP/1.1: the Host header), without its
+/// port; gpudock's public host when one is configured.
+fn host_of(ctx: &Ctx, headers: &HeaderMap) -> String {
+    let origin = crate::web::public::resolve(&ctx.app.config, &axum::http::Uri::default(), headers);
+    crate::reach::browser_host(&origin)
+}
+
+/// The service this request is for.
+async fn service_of(ctx: &Ctx, headers: &HeaderMap) -> Result<Option<WebService>, AppError> {
+    match ctx.slot {
+        Some(slot) => crate::reach::service_in_slot(&ctx.app, slot).await,
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let base = &ctx.app.config.proxy.base_domain;
+            match crate::reach::model::parse_domain_host(host, base) {
+                Some((port, id)) => {
+                    crate::reach::service(&ctx.app, crate::ids::InstanceId(id), port).await
+                }
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+/// Where gpudock is, for a browser at `headers`' host.
+fn appliance(ctx: &Ctx, headers: &HeaderMap) -> String {
+    let c = &ctx.app.config;
+    if !c.proxy.appliance_url.is_empty() {
+        return c.proxy.appliance_url.trim_end_matches('/').to_string();
+    }
+    let scheme = if c.tls.enabled { "https" } else { "http" };
+    let host = if crate::reach::port_mode(&ctx.app) {
+        host_of(ctx, headers)
+    } else {
+        c.proxy.base_domain.clone()
+    };
+    format!("{scheme}://{host}:{}", c.listen.port())
+}
+
+/// gpudock's page that signs the browser in to `s` and comes back to `next`.
+fn sign_in_url(ctx: &Ctx, headers: &HeaderMap, s: &WebService, next: &str) -> String {
+    let q: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    format!(
+        "{}/instances/{}/web/{}/open?next={q}",
+        appliance(ctx, headers),
+        s.instance_id,
+        s.target_port
+    )
+}
+
+fn cookie_name(s: &WebService) -> String {
+    format!("{COOKIE_PREFIX}{}", s.id)
+}
+
+/// The value of cookie `name` in the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+async fn handle_request(
+    State(ctx): State<Ctx>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let service = match service_of(&ctx, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return page(
+                &headers,
+                StatusCode::NOT_FOUND,
+                "proxy.no_service",
+                "",
+                None,
+            );
+        }
+        Err(e) => return failed(&headers, &e),
+    };
+    let path = req.uri().path().to_string();
+    if path.starts_with(OWN_PREFIX) {
+        return if path == format!("{OWN_PREFIX}handoff") && req.method() == Method::GET {
+            handoff(&ctx, &headers, &service, req.uri().query().unwrap_or("")).await
+        } else {
+            page(
+                &headers,
+                StatusCode::NOT_FOUND,
+                "proxy.no_service",
+                "",
+                None,
+            )
+        };
+    }
+    let next = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let Some(sid) = cookie(&headers, &cookie_name(&service)) else {
+        return not_signed_in(&ctx, &headers, &service, &next, req.method());
+    };
+    let hash = crate::auth::guard::token_hash(&sid);
+    match authorize(&ctx, &service, &hash).await {
+        Ok(Verdict::Pass(pass)) => {
+            let (user, inst) = *pass;
+            forward(ctx, peer, req, user, inst, service, hash).await
+        }
+        Ok(Verdict::SignIn) => not_signed_in(&ctx, &headers, &service, &next, req.method()),
+        Ok(Verdict::Denied) => page(&headers, StatusCode::FORBIDDEN, "proxy.denied", "", None),
+        Ok(Verdict::NotRunning) => page(
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "proxy.unavailable",
+            crate::i18n::Tr::new(Lang::from_headers(&headers)).t("err.not_running"),
+            None,
+        ),
+        Err(e) => failed(&headers, &e),
+    }
+}
+
+fn failed(headers: &HeaderMap, e: &AppError) -> Response {
+    let reference = crate::error::incident(log::Level::Error, &format!("proxy: {e}"));
+    page(
+        headers,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "proxy.unavailable",
+        &format!("reference {reference}"),
+        None,
+    )
+}
+
+/// A browser not signed in to the app: sent to gpudock to be (a page with
+/// the link for what is not a plain navigation).
+fn not_signed_in(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    s: &WebService,
+    next: &str,
+    method: &Method,
+) -> Response {
+    let to = sign_in_url(ctx, headers, s, next);
+    if method == Method::GET || method == Method::HEAD {
+        let mut r = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::from_str(&to) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
+    }
+    page(
+        headers,
+        StatusCode::UNAUTHORIZED,
+        "proxy.sign_in_hint",
+        "",
+        Some(to),
+    )
+}
+
+/// `/.gpudock/handoff?t=TOKEN`: the one-time hand-off becomes this
+/// origin's sign-in cookie, and the browser goes where it was going.
+async fn handoff(ctx: &Ctx, headers: &HeaderMap, s: &WebService, query: &str) -> Response {
+    let token = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "t")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let hash = crate::auth::guard::token_hash(&token);
+    let (service, now) = (s.id, crate::db::now());
+    let taken = ctx
+        .app
+        .db
+        .write(move |c| store::take_handoff(c, &hash, service, now).map_err(AppError::from))
+        .await;
+    let h = match taken {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            let again = sign_in_url(ctx, headers, s, "/");
+            return page(
+                headers,
+                StatusCode::FORBIDDEN,
+                "proxy.expired",
+                "",
+                Some(again),
+            );
+        }
+        Err(e) => return failed(headers, &e),
+    };
+    let sid = crate::auth::guard::random_token();
+    let sid_hash = crate::auth::guard::token_hash(&sid);
+    let lasts = i64::from(ctx.app.config.security.session_idle_minutes) * 60;
+    let sign_in = store::SignIn {
+        user_id: h.user_id,
+        epoch: h.epoch,
+    };
+    let stored = ctx
+        .app
+        .db
+        .write(move |c| {
+            store::insert_sign_in(c, &sid_hash, &sign_in, service, now, now + lasts)
+                .map_err(AppError::from)
+        })
+        .await;
+    if let Err(e) = stored {
+        return failed(headers, &e);
+    }
+    let secure = if ctx.app.config.tls.enabled {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={lasts}{secure}",
+        cookie_name(s)
+    );
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    let hs = r.headers_mut();
+    if let (Ok(c), Ok(l)) = (
+        HeaderValue::from_str(&cookie),
+        HeaderValue::from_str(&crate::web::redirect::local_path(&h.next)),
+    ) {
+        hs.insert(header::SET_COOKIE, c);
+        hs.insert(header::LOCATION, l);
+    }
+    hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    hs.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// What the checks of a request found.
+enum Verdict {
+    Pass(Box<(User, Instance)>),
+    /// No sign-in (any more), or the account changed: sign in again.
+    SignIn,
+    /// The role or the scope does not reach the app (any more).
+    Denied,
+    NotRunning,
+}
+
+/// The checks of every request: the sign-in, the account as it is now,
+/// the role's record, the instance in the user's scope and running. A
+/// sign-in that no longer holds is dropped.
+async fn authorize(ctx: &Ctx, s: &WebService, hash: &str) -> Result<Verdict, AppError> {
+    let (h, service, now) = (hash.to_string(), s.id, crate::db::now());
+    let Some(si) = ctx
+        .app
+        .db
+        .read(move |c| store::sign_in(c, &h, service, now).map_err(AppError::from))
+        .await?
+    else {
+        return Ok(Verdict::SignIn);
+    };
+    let uid = crate::ids::UserId(si.user_id);
+    let verdict = match crate::auth::resume(&ctx.app, uid, si.epoch, Action::WebProxy).await? {
+        None | Some((_, Access::Revoked)) => Verdict::SignIn,
+        Some((_, Access::Denied)) => Verdict::Denied,
+        Some((user, Access::Allowed)) => {
+            let me = CurrentUser {
+                user,
+                via: AuthVia::Session,
+            };
+            match crate::instances::get(&ctx.app, &me, s.instance_id).await {
+                Ok(i) if i.last_known == InstanceStatus::Running && i.container_id.is_some() => {
+                    Verdict::Pass(Box::new((me.user, i)))
+                }
+                Ok(_) => Verdict::NotRunning,
+                Err(AppError::NotFound) => Verdict::Denied,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    if matches!(verdict, Verdict::SignIn | Verdict::Denied) {
+        let h = hash.to_string();
+        ctx.app
+            .db
+            .write(move |c| store::delete_sign_in(c, &h).map_err(AppError::from))
+            .await?;
+    }
+    Ok(verdict)
+}
+
+/// Headers that concern one hop only (RFC 9110 §7.6.1), never passed on.
+const HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a header is one of gpudock's cookies (never for the app).
+fn ours(cookie_name: &str) -> bool {
+    cookie_name.trim().to_ascii_lowercase().contains("gpudock")
+}
+
+/// The hop's headers out, and those the `Connection` header names.
+fn strip_hop(h: &mut HeaderMap) {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    for n in HOP.iter().copied().map(String::from).chain(named) {
+        h.remove(n.as_str());
+    }
+}
+
+fn is_upgrade(h: &HeaderMap) -> Option<HeaderValue> {
+    let asks = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    asks.then(|| h.get(header::UPGRADE).cloned()).flatten()
+}
+
+/// The request's headers for the app: hop headers out, gpudock's cookies
+/// out, the client's `X-Forwarded-*` replaced by the proxy's own.
+fn upstream_headers(ctx: &Ctx, peer: SocketAddr, h: &HeaderMap) -> HeaderMap {
+    let mut out = h.clone();
+    strip_hop(&mut out);
+    out.remove(header::COOKIE);
+    let kept: Vec<&str> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !ours(c.split('=').next().unwrap_or("")))
+        .collect();
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        out.insert(header::COOKIE, v);
+    }
+    for x in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "forwarded",
+        "x-real-ip",
+    ] {
+        out.remove(x);
+    }
+    let proto = if ctx.app.config.tls.enabled {
+        "https"
+    } else {
+        "http"
+    };
+    let host = h
+        .get(header::HOST)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(""));
+    let set = |out: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            out.insert(k, v);
+        }
+    };
+    set(&mut out, "x-forwarded-for", peer.ip().to_string());
+    set(&mut out, "x-forwarded-proto", proto.to_string());
+    set(&mut out, "x-forwarded-port", ctx.port.to_string());
+    out.insert("x-forwarded-host", host);
+    out
+}
+
+/// The app's response headers for the browser: hop headers out (kept for
+/// a switch of protocols), and no cookie the app sets under gpudock's names.
+fn downstream_headers(h: &mut HeaderMap, switching: bool) {
+    let keep = switching.then(|| {
+        (
+            h.get(header::CONNECTION).cloned(),
+            h.get(header::UPGRADE).cloned(),
+        )
+    });
+    strip_hop(h);
+    if let Some((c, u)) = keep {
+        if let Some(c) = c {
+            h.insert(header::CONNECTION, c);
+        }
+        if let Some(u) = u {
+            h.insert(header::UPGRADE, u);
+        }
+    }
+    let cookies: Vec<HeaderValue> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            v.to_str()
+                .map(|s| !ours(s.split('=').next().unwrap_or("")))
+                .unwrap_or(false)
+        })
+        .cloned()
+        .collect();
+    h.remove(header::SET_COOKIE);
+    for c in cookies {
+        h.append(header::SET_COOKIE, c);
+    }
+}
+
+/// Resolves when `user`'s hold ends (revocation) or the server stops.
+fn ended(
+    app: &App,
+    hold: &crate::live::Registration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (w, stop) = (hold.watcher(), app.cancel.clone());
+    async move {
+        tokio::select! {
+            () = w.stopped() => {}
+            () = stop.cancelled_owned() => {}
+        }
+    }
+}
+
+async fn forward(
+    ctx: Ctx,
+    peer: SocketAddr,
+    mut req: Request,
+    user: User,
+    inst: Instance,
+    service: WebService,
+    hash: String,
+) -> Response {
+    let headers = req.headers().clone();
+    let hold = ctx.app.live.hold(crate::auth::holder(&user));
+    let upgrade = is_upgrade(&headers);
+    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let container = inst.container_id.clone().unwrap_or_default();
+    let authority = upstream::authority(inst.node_id, &container, service.target_port);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut up_headers = upstream_headers(&ctx, peer, &headers);
+    if let Some(u) = &upgrade {
+        up_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        up_headers.insert(header::UPGRADE, u.clone());
+    }
+    let (parts, body) = req.into_parts();
+    let mut up = hyper::Request::new(body);
+    *up.method_mut() = parts.method;
+    *up.headers_mut() = up_headers;
+    match format!("http://{authority}{pq}").parse() {
+        Ok(uri) => *up.uri_mut() = uri,
+        Err(_) => {
+            return page(
+                &headers,
+                StatusCode::BAD_REQUEST,
+                "proxy.unavailable",
+                "",
+                None,
+            );
+        }
+    }
+    let mut resp = match ctx.client.request(up).await {
+        Ok(r) => r,
+        Err(e) => {
+            let why = upstream::explain(&e);
+            return page(
+                &headers,
+                StatusCode::BAD_GATEWAY,
+                "proxy.unavailable",
+                &why,
+                None,
+            );
+        }
+    };
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_side)) = (switching, client_side) {
+        let app_side = hyper::upgrade::on(&mut resp);
+        let (mut parts, _) = resp.into_parts();
+        downstream_headers(&mut parts.headers, true);
+        pipe(ctx, client_side, app_side, hold, service, hash);
+        return Response::from_parts(parts, Body::empty());
+    }
+    let (mut parts, body) = resp.into_parts();
+    downstream_headers(&mut parts.headers, false);
+    let stop = ended(&ctx.app, &hold);
+    let body = upstream::Ending::new(body, stop, hold);
+    Response::from_parts(parts, upstream::body(body))
+}
+
+/// Carries an upgraded connection (a WebSocket) both ways until either side
+/// closes, the user's access ends, a check every few seconds finds they may
+/// no longer use the app (web access turned off, the role's record
+/// withdrawn, the instance stopped), or the server stops. Tracked:
+/// shutdown waits for it.
+fn pipe(
+    ctx: Ctx,
+    client_side: hyper::upgrade::OnUpgrade,
+    app_side: hyper::upgrade::OnUpgrade,
+    hold: crate::live::Registration,
+    service: WebService,
+    hash: String,
+) {
+    let token = ctx.app.live.track();
+    tokio::spawn(async move {
+        let _token = token;
+        let ended = ended(&ctx.app, &hold);
+        let (a, b) = match tokio::join!(client_side, app_side) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                log::debug!("proxy: an upgrade failed: {:?} {:?}", a.err(), b.err());
+                return;
+            }
+        };
+        let mut a = hyper_util::rt::TokioIo::new(a);
+        let mut b = hyper_util::rt::TokioIo::new(b);
+        let recheck = async {
+            loop {
+                tokio::time::sleep(RECHECK).await;
+                let still =
+                    crate::reach::service(&ctx.app, service.instance_id, service.target_port)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.id == service.id);
+                if !still
+                    || !matches!(
+                        authorize(&ctx, &service, &hash).await,
+                        Ok(Verdict::Pass(..))
+                    )
+                {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut a, &mut b) => {
+                if let Err(e) = r {
+                    log::debug!("proxy: an upgraded connection ended: {e}");
+                }
+            }
+            () = ended => {}
+            () = recheck => {}
+        }
+        drop(hold);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn gpudock_cookies_and_hop_headers_never_reach_the_app() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static(
+                "a=1; gpudock_session=s; gpudock_app_3=x; __Host-gpudock_login=y; b=2",
+            ),
+        );
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert(header::HOST, HeaderValue::from_static("gpu.lab:8444"));
+        let mut out = h.clone();
+        strip_hop(&mut out);
+        assert!(out.get("x-secret").is_none() && out.get(header::CONNECTION).is_none());
+        let mut resp = HeaderMap::new();
+        resp.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("gpudock_session=evil; Path=/"),
+        );
+        resp.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("_xsrf=ok; Path=/"),
+        );
+        downstream_headers(&mut resp, false);
+        let set: Vec<_> = resp.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(set, [HeaderValue::from_static("_xsrf=ok; Path=/")]);
+        assert!(ours("gpudock_app_3") && ours("__Host-gpudock_login") && !ours("_xsrf"));
+        assert_eq!(cookie(&h, "gpudock_app_3").as_deref(), Some("x"));
+        assert_eq!(cookie(&h, "gpudock_app_33"), None);
+    }
+}
