@@ -132,29 +132,17 @@ pub async fn serve_router(
         log::info!("listening on https://{addr}");
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
             .acceptor(plain_http::RedirectPlainHttp);
-        let mut server = axum_server::from_tcp(listener).acceptor(acceptor);
-        http2_windows(server.http_builder());
-        server.handle(handle).serve(service).await?;
+        axum_server::from_tcp(listener)
+            .acceptor(acceptor)
+            .handle(handle)
+            .serve(service)
+            .await?;
     } else {
         log::warn!("TLS is off (tls.enabled = false); listening on http://{addr}");
-        let mut server = axum_server::from_tcp(listener);
-        http2_windows(server.http_builder());
-        server.handle(handle).serve(service).await?;
+        axum_server::from_tcp(listener)
+            .handle(handle)
+            .serve(service)
+            .await?;
     }
     Ok(())
-}
-
-/// How much a browser may send on one HTTP/2 request, and on one
-/// connection, before gpudock has taken it. HTTP/2's own default (64 KiB)
-/// makes an upload wait for a window update every 64 KiB, which held web
-/// uploads to a fifth of `docker cp`; HTTP/1.1 has no such limit. This is
-/// also the most a request's body can hold in memory while its writer is
-/// slow.
-const H2_STREAM_WINDOW: u32 = 1024 * 1024;
-const H2_CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
-
-fn http2_windows<E>(b: &mut hyper_util::server::conn::auto::Builder<E>) {
-    b.http2()
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW);
 }
