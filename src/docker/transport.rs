@@ -191,7 +191,12 @@ pub(super) fn classify(target: &Target, err: &(dyn StdError + 'static)) -> Docke
         let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
         return DockerError::Unreachable(format!("cannot resolve host {host}: {text}"));
     }
-    if text.contains("connection closed before message completed") {
+    // With TLS 1.3 the daemon checks the client certificate after the
+    // client's handshake is done, so its refusal reaches the pool either
+    // while the request is sent or before the connection was ready.
+    if text.contains("connection closed before message completed")
+        || text.contains("connection was not ready")
+    {
         return DockerError::Unreachable(closed_early(target));
     }
     DockerError::Unreachable(format!("{addr}: {text}"))
@@ -316,6 +321,25 @@ mod tests {
             unversioned_version_uri("http://h:1/v1.53/containers/version"),
             None
         );
+    }
+
+    /// Either way a TLS 1.3 daemon's refusal of the client certificate
+    /// reaches the pool, the message names the certificate (CI once saw
+    /// "connection was not ready" where the test expected it).
+    #[test]
+    fn a_connection_closed_early_over_tls_names_the_client_certificate() {
+        let tls = Target {
+            addr: "127.0.0.1:9".into(),
+            kind: Kind::Tls,
+        };
+        for text in [
+            "client error (Canceled): operation was canceled: connection was not ready",
+            "client error (SendRequest): connection closed before message completed",
+        ] {
+            let e = io::Error::other(text);
+            let said = classify(&tls, &e).to_string();
+            assert!(said.contains("client certificate"), "{text}: {said}");
+        }
     }
 
     #[test]
