@@ -42,6 +42,9 @@ pub struct App {
     pub proxy_ports: Arc<std::sync::OnceLock<Vec<u16>>>,
     /// Telemetry: collected series, live updates, this host's NVML.
     pub metrics: crate::metrics::Metrics,
+    /// Woken when an event alert was written, so its announcement goes out
+    /// now rather than at the alert engine's next cycle.
+    pub alert_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,7 @@ impl App {
             sign_ins,
             ports: crate::docker::port::Connector::default(),
             proxy_ports: Arc::default(),
+            alert_wake: Arc::default(),
         };
         Ok(app)
     }

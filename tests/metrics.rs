@@ -972,13 +972,45 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
         assert!(e["error"]["fields"][field].is_string(), "{k}: {e}");
         bad[k] = keep;
     }
+    // Event rules: an event instead of a metric, its threshold where the
+    // event has one.
     let mut with_event = rule(vec![a]);
     with_event["event"] = json!("node_unreachable");
-    let (s, _) = post(&admin, &api("alert-rules"), with_event).await;
+    for (body, field) in [
+        (with_event, "metric"),
+        (
+            json!({"name": "x", "event": "teleported", "level": "P2"}),
+            "event",
+        ),
+        (
+            json!({"name": "x", "event": "instance_oom", "threshold": 3, "level": "P2"}),
+            "threshold",
+        ),
+        (
+            json!({"name": "x", "event": "node_unreachable", "threshold": -1, "level": "P2"}),
+            "threshold",
+        ),
+    ] {
+        let (s, e) = post(&admin, &api("alert-rules"), body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert!(e["error"]["fields"][field].is_string(), "{field}: {e}");
+    }
+    let (s, ev) = post(
+        &admin,
+        &api("alert-rules"),
+        json!({"name": "node gone", "event": "node_unreachable", "level": "P0",
+               "channels": [ch], "enabled": false}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{ev}");
     assert_eq!(
-        s,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "event rules are not built"
+        (
+            ev["event"].as_str(),
+            ev["target"].as_str(),
+            ev["threshold"].as_f64()
+        ),
+        (Some("node_unreachable"), Some("node"), Some(60.0)),
+        "the event's default N: {ev}"
     );
     let (s, r) = post(&admin, &api("alert-rules"), rule(vec![a])).await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
@@ -1001,12 +1033,31 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
         "{fired:?}"
     );
     assert_eq!(fired[0]["rule_id"], rid);
-    poll("8 fired messages", 30, async || {
+    // A storm: eight alerts of one rule within a minute are one message
+    // listing them (a cycle that splits them sends the rest a minute on).
+    let fired_msgs = poll("8 alerts announced", 150, async || {
         let got = seen.lock().unwrap();
-        let n = got.iter().filter(|x| x.2["event"] == "fired").count();
-        (n == 8).then_some(())
+        let msgs: Vec<Value> = got
+            .iter()
+            .filter(|x| x.2["event"] == "fired")
+            .map(|x| x.2.clone())
+            .collect();
+        let n: u64 = msgs
+            .iter()
+            .map(|m| m["group"]["count"].as_u64().unwrap_or(1))
+            .sum();
+        (n == 8).then_some(msgs)
     })
     .await;
+    assert!(fired_msgs.len() < 8, "{fired_msgs:?}");
+    let group = fired_msgs.iter().find(|m| m["group"].is_object()).unwrap();
+    assert!(
+        group["message"]
+            .as_str()
+            .unwrap()
+            .contains("alerts of hot GPU"),
+        "{group}"
+    );
     assert!(seen.lock().unwrap().iter().all(|x| x.1 == "true"));
     let (s, log) = get(
         &admin,
@@ -1016,8 +1067,8 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
     assert_eq!(s, StatusCode::OK, "{log}");
     assert_eq!(
         log.as_array().unwrap().len(),
-        9,
-        "the test and 8 alerts: {log}"
+        1 + fired_msgs.len(),
+        "the test and the storm's messages: {log}"
     );
 
     // The pages in both languages: the list names the node, the rule and
@@ -1128,10 +1179,10 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
         (v["status"].as_str(), v["resolved_reason"].as_str()),
         (Some("resolved"), Some("closed"))
     );
+    assert_eq!(audit_count(&srv, &admin, "alert_rule.create").await, 2);
     for action in [
         "alert.ack",
         "alert.close",
-        "alert_rule.create",
         "notification_channel.create",
         "notification_channel.test",
     ] {
@@ -1214,4 +1265,245 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
     })
     .await;
     assert_eq!(audit_count(&srv, &admin, "maintenance_window.").await, 2);
+}
+
+/// The fixture with an XID error on every GPU.
+fn dcgm_with_xid(xid: u32) -> String {
+    DCGM.lines()
+        .map(|l| match l.strip_prefix("DCGM_FI_DEV_XID_ERRORS{") {
+            Some(rest) if !l.starts_with('#') => {
+                let labels = rest.rsplit_once(' ').unwrap().0;
+                format!("DCGM_FI_DEV_XID_ERRORS{{{labels} {xid}")
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Event rules end to end from where each event happens: a container
+/// killed behind gpudock's back (`docker kill`) raises "instance exited"
+/// naming the instance (gpudock's own stop does not); five failed sign-ins
+/// raise "account locked"; eight GPUs reporting an XID (dcgm-exporter's
+/// format) are one storm message; a node whose dockerd stops raises "node
+/// unreachable", its GPUs' alerts meanwhile are recorded as suppressed and
+/// never sent, and the node's alert resolves when the daemon returns. Every
+/// message reaches the local webhook signed.
+#[tokio::test]
+async fn event_rules_alert_from_real_parts_and_converge() {
+    let d = common::dockerd::start_restartable();
+    let lab = Lab::on(d, FAST, 64).await;
+    let (srv, admin, a) = (&lab.srv, &lab.admin, lab.node);
+    let api = |p: &str| srv.url(&format!("/api/v1/{p}"));
+    let seen = Seen::default();
+    let hook = webhook_receiver(seen.clone()).await;
+    let (s, ch) = post(
+        admin,
+        &api("notification-channels"),
+        json!({"name": "ops", "kind": "webhook", "url": hook, "secret": HOOK_SECRET}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{ch}");
+    let ch = ch["id"].as_i64().unwrap();
+    for (name, event, extra) in [
+        ("node down", "node_unreachable", json!({"threshold": 2})),
+        ("exited", "instance_exited", json!({})),
+        ("locked", "account_locked", json!({})),
+        ("xid", "gpu_xid", json!({})),
+    ] {
+        let mut body = json!({"name": name, "event": event, "level": "P1", "channels": [ch],
+                              "enabled": true, "silence": 3600});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, r) = post(admin, &api("alert-rules"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+    }
+    let messages = |rule: &str, event: &str| -> Vec<Value> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|x| x.2["rule"] == rule && x.2["event"] == event)
+            .map(|x| x.2.clone())
+            .collect()
+    };
+    let rule_alerts = async |rule: &str, query: &str| -> Vec<Value> {
+        alerts_of(srv, admin, query)
+            .await
+            .into_iter()
+            .filter(|x| x["rule"] == rule)
+            .collect()
+    };
+
+    // A container killed behind gpudock's back.
+    let spec = lab.spec(small_spec("ev")).await;
+    let (s, i) = post(
+        admin,
+        &api("instances"),
+        lab.create_body(spec, "victim-box"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let iid = i["id"].as_i64().unwrap();
+    let out = lab.docker(&["kill", i["container_id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let exited = poll("the instance-exited alert", 60, async || {
+        let v = rule_alerts("exited", &format!("node={a}")).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(exited[0]["instance_id"], iid);
+    assert_eq!(exited[0]["event"], "instance_exited");
+    assert!(
+        exited[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance victim-box on node n1"),
+        "{exited:?}"
+    );
+    poll("the exit delivered", 30, async || {
+        (messages("exited", "fired").len() == 1).then_some(())
+    })
+    .await;
+    // Closed by hand; then gpudock's own start and stop raise nothing.
+    let (s, v) = post(
+        admin,
+        &api(&format!("alerts/{}/close", exited[0]["id"])),
+        json!({"note": "seen"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for action in ["start", "stop"] {
+        let (s, v) = post(admin, &api(&format!("instances/{iid}/{action}")), json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{action}: {v}");
+    }
+
+    // Five failed sign-ins lock an account: an alert naming it.
+    make_user(
+        srv,
+        admin,
+        "locked-out",
+        "admin",
+        None,
+        "Quartz-Lantern-Orbit-83!",
+    )
+    .await;
+    for _ in 0..5 {
+        let (_, s, _) = srv.login("locked-out", "wrong-password-here").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let locked = poll("the account-locked alert", 30, async || {
+        let v = rule_alerts("locked", "").await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert!(
+        locked[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("account locked-out"),
+        "{locked:?}"
+    );
+    poll("the lock delivered", 30, async || {
+        (messages("locked", "fired").len() == 1).then_some(())
+    })
+    .await;
+
+    // A storm: eight GPUs of another node report an XID at once.
+    let xid = fake_exporter(Answer::Text(dcgm_with_xid(79))).await;
+    let b = node_at(srv, admin, "gpu-b", &common::dockerd::shared().unix_url).await;
+    let (s, v) = sources(srv, admin, b, json!({"dcgm_url": format!("{xid}/metrics")})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let storm = poll("one storm message", 120, async || {
+        let m = messages("xid", "fired");
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(storm.len(), 1, "{storm:?}");
+    assert_eq!(storm[0]["group"]["count"], 8, "{storm:?}");
+    assert_eq!(storm[0]["group"]["targets"][7], format!("gpu:{b}:7"));
+    assert!(
+        storm[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("8 alerts of xid: xid: GPU 0 of node gpu-b: XID 79"),
+        "{storm:?}"
+    );
+    assert_eq!(rule_alerts("xid", &format!("node={b}")).await.len(), 8);
+
+    // The node's daemon stops: unreachable (after N = 2 s), announced.
+    d.down();
+    let down = poll("the node-unreachable alert", 60, async || {
+        let v = rule_alerts("node down", &format!("node={a}&status=firing")).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert_eq!(down[0]["target"], format!("node:{a}"));
+    assert!(
+        down[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("node down: node n1: no answer for"),
+        "{down:?}"
+    );
+    poll("node down delivered", 30, async || {
+        (messages("node down", "fired").len() == 1).then_some(())
+    })
+    .await;
+    // Its GPUs report XIDs meanwhile: recorded as suppressed, never sent.
+    let (s, v) = sources(srv, admin, a, json!({"dcgm_url": format!("{xid}/metrics")})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let quiet = poll("8 suppressed XID alerts", 60, async || {
+        let v = rule_alerts("xid", &format!("node={a}")).await;
+        (v.len() == 8).then_some(v)
+    })
+    .await;
+    assert!(
+        quiet.iter().all(|x| x["suppressed"] == "node_down"),
+        "{quiet:?}"
+    );
+    let page = admin
+        .get(srv.url(&format!("/alerts?node={a}")))
+        .header("accept-language", "zh-CN")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("未通知：所在节点不可达"), "{page}");
+    // The daemon returns: the node's alert resolves, announced as such.
+    d.up();
+    poll("node back", 60, async || {
+        let v = rule_alerts("node down", &format!("node={a}&status=resolved")).await;
+        (v.len() == 1 && v[0]["resolved_reason"] == "cleared").then_some(())
+    })
+    .await;
+    poll("node back delivered", 30, async || {
+        (messages("node down", "resolved").len() == 1).then_some(())
+    })
+    .await;
+    let xid_msgs: Vec<Value> = messages("xid", "fired");
+    assert_eq!(
+        xid_msgs.len(),
+        1,
+        "node a's XIDs were never sent: {xid_msgs:?}"
+    );
+    assert!(
+        xid_msgs.iter().all(|m| m["group"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_str().unwrap().starts_with(&format!("gpu:{b}:")))),
+        "{xid_msgs:?}"
+    );
+    // gpudock's own stop raised no second exit alert, and everything sent
+    // was signed.
+    assert_eq!(rule_alerts("exited", "").await.len(), 1);
+    assert_eq!(messages("exited", "fired").len(), 1);
+    assert!(seen.lock().unwrap().iter().all(|x| x.1 == "true"));
+    assert!(
+        audit_count(srv, admin, "alert_rule.create").await >= 4,
+        "rule changes audited"
+    );
 }

@@ -310,6 +310,7 @@ pub async fn test(
         triggered_at: now,
         resolved_at: None,
         reason: None,
+        group: None,
     };
     let body = serde_json::to_vec(&notice).map_err(|e| AppError::Internal(e.to_string()))?;
     let sent = notify::deliver(&s, &target, None, &body).await;

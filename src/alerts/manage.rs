@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::eval::Reason;
+use super::events::EventKind;
 use super::model::{self, Combine, ConditionInput, Level, RuleId, Scope};
 use crate::audit::{self, Actor, Event, Source};
 use crate::error::{AppError, FieldError, FieldErrors};
@@ -50,6 +51,10 @@ pub struct RuleIn {
     /// Seconds before a still-firing alert is announced again (0: never).
     pub silence: Option<Value>,
     pub tags: Vec<String>,
+    /// An event rule's event (instead of `metric`): `node_unreachable`,
+    /// `instance_exited`, ... (see `alerts::EventKind`); `threshold` is then
+    /// the event's N where it has one.
+    pub event: Option<String>,
 }
 
 /// A rule that passed validation.
@@ -66,6 +71,8 @@ struct ValidRule {
     channels: Vec<i64>,
     silence: i64,
     tags: Vec<String>,
+    /// An event rule: its event and threshold (no conditions then).
+    event: Option<(EventKind, Option<f64>)>,
 }
 
 fn detail(errors: &mut FieldErrors, f: &'static str, message: impl Into<String>) {
@@ -136,22 +143,48 @@ fn kind_for(errors: &mut FieldErrors, given: Option<&str>, metric: &str) -> Opti
     }
 }
 
-fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
-    let mut errors = FieldErrors::new();
-    let name = crate::validate::required_text(&mut errors, "name", &input.name, 100);
-    let description =
-        crate::validate::optional_text(&mut errors, "description", &input.description, 500);
-    let level = Level::parse(input.level.trim());
-    if level.is_none() {
-        detail(&mut errors, "level", "one of P0, P1, P2, P3");
+/// The event of an event rule and its threshold (the kind's default when
+/// none is given), or field errors; metric fields beside it are refused.
+fn validate_event(
+    errors: &mut FieldErrors,
+    input: &RuleIn,
+    event: &str,
+) -> Option<(EventKind, Option<f64>)> {
+    let kind = EventKind::parse(event.trim());
+    if kind.is_none() {
+        let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        detail(errors, "event", format!("one of {}", known.join(", ")));
     }
-    let scope = match input.scope.as_deref().unwrap_or("all") {
-        s @ ("all" | "nodes" | "instances") => Scope::from_columns(s, &input.scope_ids),
-        _ => {
-            detail(&mut errors, "scope", "one of all, nodes, instances");
+    if input.metric.is_some() || input.conditions.is_some() || input.condition.is_some() {
+        detail(errors, "metric", "an event rule has no metric or condition");
+    }
+    let kind = kind?;
+    let threshold = match (kind.default_threshold(), input.threshold.as_ref()) {
+        (_, None | Some(Value::Null)) => kind.default_threshold(),
+        (None, Some(_)) => {
+            detail(errors, "threshold", "this event has no threshold");
             None
         }
+        (Some(_), Some(v)) => match v.as_f64().filter(|x| x.is_finite() && *x >= 0.0) {
+            Some(x) => Some(x),
+            None => {
+                detail(errors, "threshold", "a number of 0 or more is needed");
+                None
+            }
+        },
     };
+    Some((kind, threshold))
+}
+
+fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
+    let mut errors = FieldErrors::new();
+    if let Some(event) = &input.event {
+        let ev = validate_event(&mut errors, input, event);
+        return common(input, errors, |_| {
+            ev.map(|e| (Kind::Node, Combine::And, Vec::new(), Some(e)))
+        });
+    }
+
     let combine = Combine::parse(input.combine.as_deref().unwrap_or("and"));
     if combine.is_none() {
         detail(&mut errors, "combine", "and or or");
@@ -184,6 +217,51 @@ fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
             threshold: threshold(&mut errors, Some(&c.threshold)),
         })
         .collect();
+    common(input, errors, |errors| {
+        let scope = scope_of(errors, input)?;
+        let (_, combine) = (kind?, combine?);
+        match model::validate_conditions(&scope, &inputs) {
+            Ok((kind, conditions)) => Some((kind, combine, conditions, None)),
+            Err(e) => {
+                detail(errors, e.field, e.message);
+                None
+            }
+        }
+    })
+}
+
+type Checked = (
+    Kind,
+    Combine,
+    Vec<model::Condition>,
+    Option<(EventKind, Option<f64>)>,
+);
+
+fn scope_of(errors: &mut FieldErrors, input: &RuleIn) -> Option<Scope> {
+    match input.scope.as_deref().unwrap_or("all") {
+        s @ ("all" | "nodes" | "instances") => Scope::from_columns(s, &input.scope_ids),
+        _ => {
+            detail(errors, "scope", "one of all, nodes, instances");
+            None
+        }
+    }
+}
+
+/// The fields metric and event rules share, checked beside what `what`
+/// checks (conditions or the event).
+fn common(
+    input: &RuleIn,
+    mut errors: FieldErrors,
+    what: impl FnOnce(&mut FieldErrors) -> Option<Checked>,
+) -> Result<ValidRule, AppError> {
+    let name = crate::validate::required_text(&mut errors, "name", &input.name, 100);
+    let description =
+        crate::validate::optional_text(&mut errors, "description", &input.description, 500);
+    let level = Level::parse(input.level.trim());
+    if level.is_none() {
+        detail(&mut errors, "level", "one of P0, P1, P2, P3");
+    }
+    let scope = scope_of(&mut errors, input);
     let duration = seconds(&mut errors, "duration", input.duration.as_ref(), 0);
     let silence = seconds(&mut errors, "silence", input.silence.as_ref(), 3600);
     let enabled = crate::validate::bool_field(&mut errors, "enabled", input.enabled.as_ref(), true);
@@ -191,15 +269,9 @@ fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
     for t in &input.tags {
         tags.push(crate::validate::required_text(&mut errors, "tags", t, 40));
     }
-    let mut checked = None;
-    if let (Some(scope), Some(_)) = (&scope, kind) {
-        match model::validate_conditions(scope, &inputs) {
-            Ok(c) => checked = Some(c),
-            Err(e) => detail(&mut errors, e.field, e.message),
-        }
-    }
-    match (errors.is_empty(), checked, scope, level, combine) {
-        (true, Some((kind, conditions)), Some(scope), Some(level), Some(combine)) => {
+    let checked = what(&mut errors);
+    match (errors.is_empty(), checked, scope, level) {
+        (true, Some((kind, combine, conditions, event)), Some(scope), Some(level)) => {
             Ok(ValidRule {
                 name,
                 description,
@@ -213,6 +285,7 @@ fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
                 channels: input.channels.clone(),
                 silence,
                 tags,
+                event,
             })
         }
         _ => Err(AppError::Validation(errors)),
@@ -242,6 +315,8 @@ pub struct RuleView {
     pub created_by: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// An event rule's event (`threshold` is then its N; null without one).
+    pub event: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -254,13 +329,14 @@ pub struct CondView {
 fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<RuleView>> {
     let mut st = c.prepare(
         "SELECT id, name, description, scope, scope_ids, combine, duration_s, level, enabled,
-                silence_s, tags, created_by, created_at, updated_at
+                silence_s, tags, created_by, created_at, updated_at, event, event_threshold
          FROM alert_rules WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
     )?;
     let mut out: Vec<RuleView> = st
         .query_map([only], |r| {
             let json = |i| -> rusqlite::Result<String> { r.get(i) };
-            Ok(RuleView {
+            let event_threshold: Option<f64> = r.get(15)?;
+            let view = RuleView {
                 id: r.get(0)?,
                 name: r.get(1)?,
                 description: r.get(2)?,
@@ -281,9 +357,20 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
                 created_by: r.get(11)?,
                 created_at: r.get(12)?,
                 updated_at: r.get(13)?,
-            })
+                event: r.get(14)?,
+            };
+            Ok((view, event_threshold))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(mut v, t)| {
+            if let Some(e) = v.event.as_deref().and_then(EventKind::parse) {
+                v.target = e.subject_kind().to_string();
+                v.threshold = t.unwrap_or(0.0);
+            }
+            v
+        })
+        .collect();
     let mut conds = c.prepare_cached(
         "SELECT kind, metric, op, threshold FROM alert_conditions WHERE rule_id = ?1 ORDER BY position",
     )?;
@@ -392,6 +479,13 @@ fn write_rule_parts(tx: &Transaction<'_>, id: RuleId, r: &ValidRule) -> Result<(
 }
 
 fn rule_detail(r: &ValidRule) -> Value {
+    if let Some((event, threshold)) = r.event {
+        return json!({
+            "name": r.name, "level": r.level.as_str(), "enabled": r.enabled,
+            "scope": r.scope.as_str(), "scope_ids": r.scope.ids(), "event": event.as_str(),
+            "threshold": threshold, "silence": r.silence, "channels": r.channels,
+        });
+    }
     json!({
         "name": r.name, "level": r.level.as_str(), "enabled": r.enabled,
         "scope": r.scope.as_str(), "scope_ids": r.scope.ids(), "target": r.kind.as_str(),
@@ -411,12 +505,14 @@ pub async fn create_rule(db: &crate::db::Db, by: By, input: RuleIn) -> Result<Ru
             let id: RuleId = tx
                 .query_row(
                     "INSERT INTO alert_rules (name, description, scope, scope_ids, combine,
-                         duration_s, level, enabled, silence_s, tags, created_by, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) RETURNING id",
+                         duration_s, level, enabled, silence_s, tags, created_by, created_at, updated_at,
+                         event, event_threshold)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14) RETURNING id",
                     params![
                         r.name, r.description, r.scope.as_str(), json!(r.scope.ids()).to_string(),
                         r.combine, r.duration, r.level, r.enabled, r.silence,
-                        json!(r.tags).to_string(), by.actor.id.map(|u| u.0), now
+                        json!(r.tags).to_string(), by.actor.id.map(|u| u.0), now,
+                        r.event.map(|e| e.0.as_str()), r.event.and_then(|e| e.1)
                     ],
                     |row| row.get(0),
                 )
@@ -446,7 +542,7 @@ pub async fn update_rule(
             .execute(
                 "UPDATE alert_rules SET name = ?2, description = ?3, scope = ?4, scope_ids = ?5,
                      combine = ?6, duration_s = ?7, level = ?8, enabled = ?9, silence_s = ?10,
-                     tags = ?11, updated_at = ?12 WHERE id = ?1",
+                     tags = ?11, updated_at = ?12, event = ?13, event_threshold = ?14 WHERE id = ?1",
                 params![
                     id,
                     r.name,
@@ -459,7 +555,9 @@ pub async fn update_rule(
                     r.enabled,
                     r.silence,
                     json!(r.tags).to_string(),
-                    now
+                    now,
+                    r.event.map(|e| e.0.as_str()),
+                    r.event.and_then(|e| e.1)
                 ],
             )
             .map_err(crate::error::on_unique("name"))?;
@@ -549,6 +647,10 @@ pub struct AlertView {
     pub acknowledged_by: Option<String>,
     pub acknowledged_at: Option<i64>,
     pub note: String,
+    /// Recorded but not announced: `node_down` (its node was unreachable).
+    pub suppressed: Option<String>,
+    /// The event of an event rule's alert (null for a metric rule's).
+    pub event: Option<String>,
 }
 
 /// `(tenant, user)` filters of a scope: customers reach the instance
@@ -597,7 +699,7 @@ fn alert_views(
     let mut st = c.prepare_cached(
         "SELECT a.id, a.rule_id, r.name, a.target, a.node_id, n.name, a.instance_id, i.name,
                 a.metric, a.value, a.level, a.message, a.status, a.triggered_at, a.resolved_at,
-                a.resolved_reason, u.username, a.acknowledged_at, a.note
+                a.resolved_reason, u.username, a.acknowledged_at, a.note, a.suppressed, r.event
          FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id
          LEFT JOIN nodes n ON n.id = a.node_id
          LEFT JOIN instances i ON i.id = a.instance_id
@@ -639,6 +741,8 @@ fn alert_views(
                 acknowledged_by: r.get(16)?,
                 acknowledged_at: r.get(17)?,
                 note: r.get(18)?,
+                suppressed: r.get(19)?,
+                event: r.get(20)?,
             })
         },
     )?

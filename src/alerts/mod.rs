@@ -1,17 +1,21 @@
 //! Alerts (告警中心): metric rules evaluated against the latest samples of
-//! the metrics hub every collection interval, and the alerts they raise,
-//! repeat and resolve (one open alert per rule and target). The decision is
-//! pure ([`eval`]); this module owns the task that feeds it and writes what
-//! it decided.
+//! the metrics hub every collection interval, event rules fed by whatever
+//! raises an event ([`raise_event`], see [`events`]), and the alerts they
+//! raise, repeat and resolve (one open alert per rule and target). The
+//! decision is pure ([`eval`], [`storm`]); this module owns the task that
+//! feeds it, writes what it decided and sends the announcements (a storm
+//! of one rule grouped into one message).
 
 pub mod api;
 mod channels;
 pub mod eval;
+pub mod events;
 mod manage;
 pub mod model;
 pub mod notify;
 pub mod pages;
 mod store;
+pub mod storm;
 
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ use crate::metrics::model::Target;
 use eval::{Pending, Transition};
 use model::{Rule, RuleId};
 
+pub use events::{EventKind, Raised, Recorded, Subject};
 pub use store::{AlertRow, DeliveryRow};
 
 /// What one cycle did.
@@ -43,14 +48,49 @@ pub struct Cycle {
 pub struct Engine {
     pending: Pending,
     notifier: Option<notify::Notifier>,
+    storm: storm::Storm,
 }
 
 impl Engine {
     pub fn with_notifier(notifier: notify::Notifier) -> Self {
         Engine {
-            pending: Pending::default(),
             notifier: Some(notifier),
+            ..Engine::default()
         }
+    }
+
+    /// Sends announcements through the storm grouping (recorded only
+    /// without a notifier).
+    fn send(&mut self, notices: Vec<notify::Notice>, now: i64) {
+        let out = self.storm.admit(notices, now);
+        if let Some(n) = &self.notifier {
+            out.into_iter().for_each(|x| n.send(x));
+        }
+    }
+
+    /// Sends what event alerts owe their channels, and what storm windows
+    /// that ended by `now` held; returns how many alerts were announced.
+    pub async fn announce(&mut self, db: &Db, now: i64) -> Result<usize, AppError> {
+        let notices = db
+            .write(|c| {
+                let tx = c.transaction()?;
+                let mut out = Vec::new();
+                for (record, event) in events::take_pending(&tx)? {
+                    out.extend(store::notice(&tx, record, event)?);
+                }
+                tx.commit()?;
+                Ok::<_, AppError>(out)
+            })
+            .await?;
+        let n = notices.len();
+        if n > 0 {
+            self.send(notices, now);
+        }
+        let due = self.storm.due(now);
+        if let Some(n) = &self.notifier {
+            due.into_iter().for_each(|x| n.send(x));
+        }
+        Ok(n)
     }
 
     /// One evaluation at `now` (the clock is the caller's). Samples older
@@ -95,9 +135,7 @@ impl Engine {
             }
         }
         let notices = db.write(move |c| apply(c, &rules, &out, now)).await?;
-        if let Some(n) = &self.notifier {
-            notices.into_iter().for_each(|x| n.send(x));
-        }
+        self.send(notices, now);
         Ok(done)
     }
 }
@@ -129,6 +167,10 @@ fn apply(
                     continue;
                 }
                 let message = message(r, &target, metric, value, &nodes, &instances);
+                // A GPU or an instance of a node that is down: recorded
+                // as suppressed, not announced.
+                let suppressed = !matches!(target, Target::Node { .. })
+                    && events::node_down(&tx, target.node())?;
                 let a = store::NewAlert {
                     rule: id,
                     target,
@@ -140,16 +182,22 @@ fn apply(
                 };
                 if let Some(record) = store::insert_alert(&tx, &a)? {
                     log::warn!("alert {record} ({}): {message}", r.level);
-                    announce.push((record, Event::Fired));
+                    if suppressed {
+                        store::suppress(&tx, record)?;
+                    } else {
+                        announce.push((record, Event::Fired));
+                    }
                 }
             }
             Transition::Repeat { target, .. } if quiet.contains(&target.node()) => {}
+            Transition::Repeat { record, .. } if store::is_suppressed(&tx, record)? => {}
             Transition::Repeat { record, value, .. } => {
                 store::renotify(&tx, record, value, now)?;
                 announce.push((record, Event::Repeated));
             }
             Transition::Resolve { record, reason, .. } => {
-                if store::resolve(&tx, record, reason, now)? {
+                let quiet = store::is_suppressed(&tx, record)?;
+                if store::resolve(&tx, record, reason, now)? && !quiet {
                     log::info!("alert {record} resolved ({reason})");
                     announce.push((record, Event::Resolved));
                 }
@@ -196,6 +244,70 @@ fn message(
         .map(|c| format!(" ({} {})", c.op, c.threshold))
         .unwrap_or_default();
     format!("{}: {what}: {metric} = {value:.1}{cond}", rule.name)
+}
+
+/// Raises an event (see [`events`]): the one way every feature reports
+/// something an event rule may alert on: the node health loop (a node
+/// unreachable), the instance sync (a container exited, OOM-killed or
+/// restarting in a loop), the sign-in lockout (an account locked), the GPU
+/// collectors (an XID error), backups and leases. Returns what it recorded;
+/// the engine announces it at once.
+pub async fn raise_event(app: &App, ev: Raised) -> Result<Recorded, AppError> {
+    raise_events(app, vec![ev]).await
+}
+
+/// Raises several events at once (one transaction: a storm of them is
+/// announced as one message).
+pub async fn raise_events(app: &App, evs: Vec<Raised>) -> Result<Recorded, AppError> {
+    if evs.is_empty() {
+        return Ok(Recorded::default());
+    }
+    let now = crate::db::now();
+    let done = app
+        .db
+        .write(move |c| {
+            let tx = c.transaction()?;
+            let mut r = Recorded::default();
+            for ev in &evs {
+                let one = events::record(&tx, ev, now)?;
+                r.fired += one.fired;
+                r.repeated += one.repeated;
+                r.suppressed += one.suppressed;
+            }
+            tx.commit()?;
+            Ok::<_, AppError>(r)
+        })
+        .await?;
+    if done.announces() {
+        wake(app);
+    }
+    Ok(done)
+}
+
+/// Records an event in the caller's transaction (written with what caused
+/// it); call [`wake`] after the commit so it is announced at once.
+pub fn record_event(c: &rusqlite::Connection, ev: &Raised) -> rusqlite::Result<Recorded> {
+    events::record(c, ev, crate::db::now())
+}
+
+/// Tells the engine that event alerts wait to be announced.
+pub fn wake(app: &App) {
+    app.alert_wake.notify_one();
+}
+
+/// The condition behind an event cleared (the node answers again): its
+/// open alerts about `subject` resolve, announced as such.
+pub async fn clear_event(app: &App, kind: EventKind, subject: Subject) -> Result<usize, AppError> {
+    let now = crate::db::now();
+    let n = app
+        .db
+        .write(move |c| events::clear(c, kind, &subject, now).map_err(AppError::from))
+        .await?;
+    if n > 0 {
+        log::info!("{n} {kind} alert(s) of {} resolved", subject.text());
+        wake(app);
+    }
+    Ok(n)
 }
 
 /// The newest `limit` alerts, newest first.
@@ -273,17 +385,26 @@ async fn evaluate_until(app: &App, mut engine: Engine, cancel: &CancellationToke
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // A sample missed by two collections is no longer current.
     let stale_after = i64::try_from(secs.saturating_mul(3)).unwrap_or(i64::MAX);
+    // Storm windows end on time even when the metrics interval is long.
+    let mut flush = tokio::time::interval(Duration::from_secs(secs.min(5)));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tokio::select! {
+        let evaluate = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => true,
+            _ = flush.tick() => false,
+            _ = app.alert_wake.notified() => false,
+        };
         let now = crate::db::now();
-        if let Err(e) = engine
-            .cycle(&app.db, &app.metrics.hub, now, stale_after)
-            .await
+        if evaluate
+            && let Err(e) = engine
+                .cycle(&app.db, &app.metrics.hub, now, stale_after)
+                .await
         {
             log::warn!("alert evaluation: {e}");
+        }
+        if let Err(e) = engine.announce(&app.db, now).await {
+            log::warn!("alert announcements: {e}");
         }
     }
 }

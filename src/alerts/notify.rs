@@ -65,6 +65,18 @@ pub struct Notice {
     pub resolved_at: Option<i64>,
     /// Why it resolved, when it did.
     pub reason: Option<String>,
+    /// A storm (告警收敛): this one message stands for several alerts of
+    /// the rule (this one first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
+}
+
+/// The alerts a storm's one message stands for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub count: usize,
+    pub alert_ids: Vec<i64>,
+    pub targets: Vec<String>,
 }
 
 /// The engine's side of the queue. Cheap to clone.

@@ -87,7 +87,8 @@ pub fn enabled_rules(c: &Connection) -> rusqlite::Result<(Vec<Rule>, Vec<String>
 pub fn open_alerts(c: &Connection) -> rusqlite::Result<HashMap<Key, Open>> {
     let mut st = c.prepare(
         "SELECT id, rule_id, target, node_id, status, notified_at
-         FROM alert_records WHERE status != 'resolved'",
+         FROM alert_records WHERE status != 'resolved'
+           AND rule_id IN (SELECT id FROM alert_rules WHERE event IS NULL)",
     )?;
     let mut rows = st.query([])?;
     let mut out = HashMap::new();
@@ -185,6 +186,26 @@ pub fn nodes_in_maintenance(
     )?
     .query_map([now], |r| r.get(0))?
     .collect()
+}
+
+/// Marks a new alert suppressed: its node is down.
+pub fn suppress(tx: &Transaction<'_>, record: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE alert_records SET suppressed = 'node_down' WHERE id = ?1",
+        [record],
+    )?;
+    Ok(())
+}
+
+/// Whether an alert was recorded as suppressed (never announced).
+pub fn is_suppressed(tx: &Transaction<'_>, record: i64) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT suppressed IS NOT NULL FROM alert_records WHERE id = ?1",
+        [record],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(|x| x.unwrap_or(false))
 }
 
 /// Marks an open alert announced again at `now` with its latest value.
@@ -388,6 +409,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
                 triggered_at: r.get(10)?,
                 resolved_at: r.get(11)?,
                 reason: r.get(12)?,
+                group: None,
             })
         },
     )

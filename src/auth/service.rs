@@ -130,7 +130,8 @@ async fn record_failure(
     } else {
         "user"
     };
-    app.db
+    let locked = app
+        .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let locked =
@@ -148,10 +149,28 @@ async fn record_failure(
                         .id(id.0)
                         .detail(json!({ "failures": threshold, "minutes": lock_secs / 60 })),
                 )?;
+                // Seed 000 §7.4: an account locked by failed sign-ins is an
+                // alert, written with the lock.
+                let ev = crate::alerts::Raised {
+                    kind: crate::alerts::EventKind::AccountLocked,
+                    subject: crate::alerts::Subject::User(id),
+                    value: Some(f64::from(threshold)),
+                    detail: format!(
+                        "locked for {} min after {threshold} failed sign-ins (last from {})",
+                        lock_secs / 60,
+                        src.ip
+                    ),
+                };
+                crate::alerts::record_event(&tx, &ev)?;
             }
-            tx.commit().map_err(AppError::from)
+            tx.commit()?;
+            Ok::<_, AppError>(locked)
         })
-        .await
+        .await?;
+    if locked {
+        crate::alerts::wake(app);
+    }
+    Ok(())
 }
 
 /// Binds the browser session to `user` under a new session id (no fixation).

@@ -8,6 +8,27 @@ use anyhow::Context;
 
 use crate::config::Config;
 
+/// A failed backup is an alert (event `backup_failed`), recorded in the
+/// database for the running server to announce; best effort (the backup's
+/// own error is what the operator sees first).
+fn alert_failure(config: &Config, why: &str) {
+    let ev = crate::alerts::Raised {
+        kind: crate::alerts::EventKind::BackupFailed,
+        subject: crate::alerts::Subject::Appliance,
+        value: None,
+        detail: format!("backup failed: {why}"),
+    };
+    let recorded = super::open_existing(config).and_then(|db| {
+        let write = db.write(move |c| {
+            crate::alerts::record_event(c, &ev).map_err(crate::error::AppError::from)
+        });
+        Ok(super::runtime()?.block_on(write)?)
+    });
+    if let Err(e) = recorded {
+        eprintln!("warning: the failure could not be recorded as an alert: {e:#}");
+    }
+}
+
 pub fn create(config: &Config, to: &Path) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let done = crate::backup::create(&config.data_dir, to).with_context(|| {
@@ -16,7 +37,14 @@ pub fn create(config: &Config, to: &Path) -> anyhow::Result<ExitCode> {
             config.data_dir.display(),
             to.display()
         )
-    })?;
+    });
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            alert_failure(config, &format!("{e:#}"));
+            return Err(e);
+        }
+    };
     println!(
         "backup written to {} ({} bytes, mode 0600) in {:.1} s: {}; database {} bytes, \
          integrity ok, identity checked, {} audit records",

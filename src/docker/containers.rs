@@ -484,6 +484,32 @@ pub async fn state(d: &Docker, id: &str) -> Result<Option<String>, DockerError> 
     }
 }
 
+/// What Docker says of a container after it stopped or restarted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitFacts {
+    pub exit_code: i64,
+    /// The kernel killed it for lack of memory.
+    pub oom_killed: bool,
+    /// How often Docker restarted it (its restart policy).
+    pub restarts: i64,
+}
+
+/// The exit facts of a container (`None`: it is gone).
+pub async fn exit_facts(d: &Docker, id: &str) -> Result<Option<ExitFacts>, DockerError> {
+    match d.inspect_container(id, None).await {
+        Ok(c) => {
+            let st = c.state.unwrap_or_default();
+            Ok(Some(ExitFacts {
+                exit_code: st.exit_code.unwrap_or(0),
+                oom_killed: st.oom_killed.unwrap_or(false),
+                restarts: c.restart_count.unwrap_or(0),
+            }))
+        }
+        Err(e) if api_status(&e) == Some(404) => Ok(None),
+        Err(e) => Err(err(d)(e)),
+    }
+}
+
 /// Creates a named volume with `labels`; a volume of that name already
 /// there is refused (dockerd would hand it back as if new).
 pub async fn create_volume(

@@ -410,6 +410,7 @@ pub async fn delete(
         .container_id
         .clone()
         .unwrap_or_else(|| inst.objects.container.clone());
+    expect_stop(app, id, true).await?;
     let removed = async {
         let d = client(app, inst.node_id).await?;
         containers::remove(&d, &target, Some(&inst.objects.volume))
@@ -456,6 +457,15 @@ impl Action {
     }
 }
 
+/// Notes that the container's coming death is ours (no "exited
+/// unexpectedly" alert), or (`false`) that any death from now on is not.
+async fn expect_stop(app: &App, id: InstanceId, stopping: bool) -> Result<(), AppError> {
+    let at = stopping.then(crate::db::now);
+    app.db
+        .write(move |c| store::mark_stop_requested(c, id, at).map_err(AppError::from))
+        .await
+}
+
 /// Start, stop or restart the container; the row takes the daemon's state.
 pub async fn act(
     app: &App,
@@ -472,6 +482,8 @@ pub async fn act(
         .container_id
         .clone()
         .ok_or_else(|| AppError::field("id", "err.no_container"))?;
+    // A start forgets an earlier stop request: a crash after it is news.
+    expect_stop(app, id, action != Action::Start).await?;
     let done = async {
         let d = client(app, inst.node_id).await?;
         let grace = i32::try_from(app.config.instances.stop_timeout_secs).unwrap_or(10);

@@ -429,6 +429,33 @@ pub fn set_created(
     Ok(())
 }
 
+/// Notes that gpudock itself asks the container to stop at `at` (stop,
+/// restart, delete): its death is then expected; `None` after a start.
+pub fn mark_stop_requested(
+    conn: &Connection,
+    id: InstanceId,
+    at: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE instances SET stop_requested_at = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    Ok(())
+}
+
+/// When gpudock last asked the container to stop, and the instance's node.
+pub fn stop_requested(
+    conn: &Connection,
+    id: InstanceId,
+) -> rusqlite::Result<Option<(Option<i64>, NodeId)>> {
+    conn.query_row(
+        "SELECT stop_requested_at, node_id FROM instances WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
 /// Sets the status of instance `id` when its container is `container_id`
 /// and the status differs; whether it changed.
 pub fn set_status(

@@ -199,7 +199,82 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
             .map_err(crate::error::docker_error)?
     };
     let status = InstanceStatus::of_container(state.as_deref());
-    set_status(app, id, &ev.id, status, &format!("event {}", ev.action)).await
+    set_status(app, id, &ev.id, status, &format!("event {}", ev.action)).await?;
+    if matches!(ev.action.as_str(), "die" | "start" | "restart") {
+        alert_on(app, d, id, ev).await?;
+    }
+    Ok(())
+}
+
+/// How long after gpudock asked a container to stop its death is still
+/// ours: the stop's grace and a margin for a slow daemon.
+fn expected_for(app: &App) -> i64 {
+    i64::try_from(app.config.instances.stop_timeout_secs).unwrap_or(10) + 60
+}
+
+/// What a container's death or start means for the alerts: killed for
+/// lack of memory, exited without anyone stopping it (`stopped_by_us`:
+/// gpudock asked it to stop), or restarted by Docker (the rule's threshold
+/// says how often is a loop).
+pub fn alert_for(
+    action: &str,
+    f: &containers::ExitFacts,
+    stopped_by_us: bool,
+) -> Option<(crate::alerts::EventKind, Option<f64>, String)> {
+    use crate::alerts::EventKind;
+    match action {
+        "die" if f.oom_killed => Some((
+            EventKind::InstanceOom,
+            None,
+            format!("killed for lack of memory (exit code {})", f.exit_code),
+        )),
+        "die" if stopped_by_us => None,
+        "die" => Some((
+            EventKind::InstanceExited,
+            Some(f.exit_code as f64),
+            format!("exited with code {} without being stopped", f.exit_code),
+        )),
+        "start" | "restart" if f.restarts > 0 => Some((
+            EventKind::InstanceRestartLoop,
+            Some(f.restarts as f64),
+            format!("restarted {} times by Docker", f.restarts),
+        )),
+        _ => None,
+    }
+}
+
+/// Raises the alert a container event calls for, if any.
+async fn alert_on(
+    app: &App,
+    d: &Docker,
+    id: InstanceId,
+    ev: &ContainerEvent,
+) -> Result<(), AppError> {
+    let Some(facts) = containers::exit_facts(d, &ev.id)
+        .await
+        .map_err(crate::error::docker_error)?
+    else {
+        return Ok(());
+    };
+    let row = app
+        .db
+        .read(move |c| store::stop_requested(c, id).map_err(AppError::from))
+        .await?;
+    let Some((requested, node)) = row else {
+        return Ok(());
+    };
+    let now = crate::db::now();
+    let ours = requested.is_some_and(|at| now - at <= expected_for(app));
+    let Some((kind, value, detail)) = alert_for(&ev.action, &facts, ours) else {
+        return Ok(());
+    };
+    let raised = crate::alerts::Raised {
+        kind,
+        subject: crate::alerts::Subject::Instance(node, id),
+        value,
+        detail,
+    };
+    crate::alerts::raise_event(app, raised).await.map(drop)
 }
 
 async fn set_status(
@@ -404,6 +479,34 @@ mod tests {
 
     /// A restart in the same second as a crash: only the generation says
     /// whose a reservation is.
+    #[test]
+    fn container_deaths_and_restarts_become_the_right_alerts() {
+        use crate::alerts::EventKind;
+        let f = |exit_code, oom_killed, restarts| containers::ExitFacts {
+            exit_code,
+            oom_killed,
+            restarts,
+        };
+        let kind = |a, facts, ours| alert_for(a, &facts, ours).map(|x| x.0);
+        assert_eq!(
+            kind("die", f(137, true, 0), true),
+            Some(EventKind::InstanceOom)
+        );
+        assert_eq!(
+            kind("die", f(137, false, 0), false),
+            Some(EventKind::InstanceExited)
+        );
+        assert_eq!(
+            kind("die", f(143, false, 0), true),
+            None,
+            "stopped by gpudock"
+        );
+        assert_eq!(kind("start", f(0, false, 0), false), None);
+        let r = alert_for("restart", &f(1, false, 6), false).unwrap();
+        assert_eq!((r.0, r.1), (EventKind::InstanceRestartLoop, Some(6.0)));
+        assert_eq!(kind("stop", f(0, false, 9), false), None);
+    }
+
     #[test]
     fn reservations_of_an_older_generation_are_abandoned_whatever_the_clock() {
         assert!(abandoned(&row(InstanceStatus::Creating, 6), 7));

@@ -32,6 +32,8 @@ struct NodeState {
     docker: Option<Docker>,
     docker_root: Option<String>,
     gpu_inventory: Vec<(i64, String, String)>,
+    /// The last XID each GPU reported (an alert when it changes).
+    xids: HashMap<i64, f64>,
 }
 
 pub async fn run(app: App, cancel: CancellationToken) {
@@ -108,6 +110,7 @@ async fn round(app: &App, node: NodeId, st: &mut NodeState) -> Result<(), AppErr
             for g in list {
                 samples.extend(g.samples(node, now));
             }
+            xid_alerts(app, node, list, &mut st.xids).await;
             let inv: Vec<(i64, String, String)> = list
                 .iter()
                 .map(|g| (g.index, g.uuid.clone(), g.name.clone()))
@@ -123,6 +126,31 @@ async fn round(app: &App, node: NodeId, st: &mut NodeState) -> Result<(), AppErr
         hub.set_gpus(node, now, gpus);
     }
     hub.record(samples).await.map_err(AppError::from)
+}
+
+/// Raises a GPU XID alert for each GPU whose last XID is new (a GPU that
+/// reports one at the first round too: an open alert keeps it from
+/// repeating before its silence), all of a round at once.
+async fn xid_alerts(app: &App, node: NodeId, gpus: &[GpuReading], seen: &mut HashMap<i64, f64>) {
+    use crate::alerts::{EventKind, Raised, Subject};
+    let mut raised = Vec::new();
+    for g in gpus {
+        let Some(xid) = g.xid.filter(|x| *x > 0.0) else {
+            continue;
+        };
+        if seen.insert(g.index, xid) == Some(xid) {
+            continue;
+        }
+        raised.push(Raised {
+            kind: EventKind::GpuXid,
+            subject: Subject::Gpu(node, g.index),
+            value: Some(xid),
+            detail: format!("XID {xid} ({})", g.name),
+        });
+    }
+    if let Err(e) = crate::alerts::raise_events(app, raised).await {
+        log::warn!("node {node}: GPU XID alerts: {e}");
+    }
 }
 
 fn outcome<T, E: std::fmt::Display>(

@@ -89,6 +89,8 @@ pub fn next_probe(interval: Duration, online: bool, last: Option<Duration>) -> D
 async fn node_loop(app: App, id: NodeId, cancel: CancellationToken, interval: Duration) {
     let mut was_online = None;
     let mut wait: Option<Duration> = None;
+    // Since when the node has not answered (this loop's first failure).
+    let mut down_since: Option<i64> = None;
     loop {
         let check = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -103,6 +105,8 @@ async fn node_loop(app: App, id: NodeId, cancel: CancellationToken, interval: Du
                         Err(why) => log::warn!("node {id} is unreachable: {why}"),
                     }
                 }
+                let first = was_online.is_none();
+                down_since = report(&app, id, &outcome, down_since, first).await;
                 was_online = Some(online);
                 wait = (!online).then(|| next_probe(interval, false, wait));
             }
@@ -114,6 +118,48 @@ async fn node_loop(app: App, id: NodeId, cancel: CancellationToken, interval: Du
             _ = tokio::time::sleep(wait.unwrap_or(interval)) => {}
         }
     }
+}
+
+/// Tells the alerts what a probe found: a node unreachable (with how long
+/// it has been), or answering again (its node-unreachable alert resolves;
+/// also on the loop's first probe, for an alert left open by a restart).
+/// Returns since when the node has been down.
+async fn report<T>(
+    app: &App,
+    id: NodeId,
+    outcome: &Result<T, String>,
+    down_since: Option<i64>,
+    first: bool,
+) -> Option<i64> {
+    use crate::alerts::{EventKind, Raised, Subject};
+    let now = crate::db::now();
+    let (result, since) = match outcome {
+        Ok(_) if down_since.is_some() || first => (
+            crate::alerts::clear_event(app, EventKind::NodeUnreachable, Subject::Node(id))
+                .await
+                .map(drop),
+            None,
+        ),
+        Ok(_) => (Ok(()), None),
+        Err(why) => {
+            let since = down_since.unwrap_or(now);
+            let secs = now - since;
+            let ev = Raised {
+                kind: EventKind::NodeUnreachable,
+                subject: Subject::Node(id),
+                value: Some(secs as f64),
+                detail: format!("no answer for {secs} s: {why}"),
+            };
+            (
+                crate::alerts::raise_event(app, ev).await.map(drop),
+                Some(since),
+            )
+        }
+    };
+    if let Err(e) = result {
+        log::warn!("node {id}: reporting to the alerts failed: {e}");
+    }
+    since
 }
 
 #[cfg(test)]

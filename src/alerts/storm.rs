@@ -1,0 +1,184 @@
+//! Storm grouping (告警收敛): many announcements of one rule within a
+//! minute become one message listing them. The first announcement of a
+//! rule (or all of them, when one cycle or one event brings several) goes
+//! out at once and opens a window of [`WINDOW`] seconds; what the rule
+//! announces meanwhile is held and sent as one message when the window
+//! ends (which then opens the next, so a storm that goes on costs one
+//! message a minute). Fired, repeated and resolved announcements group
+//! apart. Pure: the clock is the caller's.
+
+use std::collections::HashMap;
+
+use super::model::RuleId;
+use super::notify::{Group, Notice};
+
+/// How long one rule's announcements are gathered into one message.
+pub const WINDOW: i64 = 60;
+/// The most alerts a grouped message spells out (the count says the rest).
+const LISTED: usize = 20;
+
+struct Window {
+    until: i64,
+    held: Vec<Notice>,
+}
+
+/// The open windows, by rule and kind of announcement.
+#[derive(Default)]
+pub struct Storm {
+    open: HashMap<(RuleId, &'static str), Window>,
+}
+
+impl Storm {
+    /// Takes what a cycle (or an event) announces at `now`; returns what
+    /// to send now.
+    pub fn admit(&mut self, batch: Vec<Notice>, now: i64) -> Vec<Notice> {
+        let mut groups: Vec<((RuleId, &'static str), Vec<Notice>)> = Vec::new();
+        for n in batch {
+            let key = (n.rule_id, n.event.as_str());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push(n),
+                None => groups.push((key, vec![n])),
+            }
+        }
+        let mut out = Vec::new();
+        for (key, g) in groups {
+            match self.open.get_mut(&key) {
+                Some(w) if w.until > now => w.held.extend(g),
+                _ => {
+                    let w = Window {
+                        until: now + WINDOW,
+                        held: Vec::new(),
+                    };
+                    self.open.insert(key, w);
+                    out.extend(merge(g));
+                }
+            }
+        }
+        out
+    }
+
+    /// What windows ended by `now` held, one message per rule.
+    pub fn due(&mut self, now: i64) -> Vec<Notice> {
+        let mut out = Vec::new();
+        self.open.retain(|_, w| {
+            if w.until > now {
+                return true;
+            }
+            if w.held.is_empty() {
+                return false;
+            }
+            out.extend(merge(std::mem::take(&mut w.held)));
+            w.until = now + WINDOW;
+            true
+        });
+        out.sort_by_key(|n| n.alert_id);
+        out
+    }
+}
+
+/// Several announcements of one rule as one message (one stays itself).
+fn merge(mut g: Vec<Notice>) -> Option<Notice> {
+    if g.len() <= 1 {
+        return g.pop();
+    }
+    let count = g.len();
+    let mut listed: Vec<&str> = g.iter().take(LISTED).map(|n| n.message.as_str()).collect();
+    let more = count.saturating_sub(LISTED);
+    let tail = (more > 0).then(|| format!("… and {more} more"));
+    listed.extend(tail.as_deref());
+    let message = format!("{count} alerts of {}: {}", g[0].rule, listed.join("; "));
+    let group = Group {
+        count,
+        alert_ids: g.iter().map(|n| n.alert_id).collect(),
+        targets: g.iter().map(|n| n.target.clone()).collect(),
+    };
+    let mut first = g.swap_remove(0);
+    first.message = message;
+    first.group = Some(group);
+    Some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::model::Level;
+    use crate::alerts::notify::Event;
+
+    fn notice(id: i64, rule: i64, event: Event) -> Notice {
+        Notice {
+            event,
+            alert_id: id,
+            rule_id: RuleId(rule),
+            rule: format!("rule {rule}"),
+            level: Level::P1,
+            message: format!("m{id}"),
+            target: format!("node:{id}"),
+            node_id: Some(id),
+            instance_id: None,
+            metric: String::new(),
+            value: None,
+            triggered_at: 0,
+            resolved_at: None,
+            reason: None,
+            group: None,
+        }
+    }
+
+    #[test]
+    fn a_storm_of_one_rule_becomes_one_message_a_minute() {
+        let mut s = Storm::default();
+        let t0 = 1_000;
+        // One cycle fires three of rule 1 and one of rule 2.
+        let out = s.admit(
+            vec![
+                notice(1, 1, Event::Fired),
+                notice(2, 1, Event::Fired),
+                notice(3, 2, Event::Fired),
+                notice(4, 1, Event::Fired),
+            ],
+            t0,
+        );
+        assert_eq!(out.len(), 2);
+        let g = out[0].group.as_ref().unwrap();
+        assert_eq!((g.count, g.alert_ids.clone()), (3, vec![1, 2, 4]));
+        assert_eq!(out[0].message, "3 alerts of rule 1: m1; m2; m4");
+        assert!(out[1].group.is_none());
+        // Within the minute: held; a resolve is another kind of message.
+        for id in 5..30 {
+            assert!(
+                s.admit(vec![notice(id, 1, Event::Fired)], t0 + 10)
+                    .is_empty()
+            );
+        }
+        assert_eq!(
+            s.admit(vec![notice(40, 1, Event::Resolved)], t0 + 10).len(),
+            1
+        );
+        assert!(s.due(t0 + 59).is_empty());
+        let out = s.due(t0 + 60);
+        assert_eq!(out.len(), 1);
+        let g = out[0].group.as_ref().unwrap();
+        assert_eq!(g.count, 25);
+        assert!(
+            out[0].message.ends_with("… and 5 more"),
+            "{}",
+            out[0].message
+        );
+        // The storm goes on: the next window holds the next one ...
+        assert!(
+            s.admit(vec![notice(50, 1, Event::Fired)], t0 + 70)
+                .is_empty()
+        );
+        let out = s.due(t0 + 120);
+        assert_eq!(
+            (out.len(), out[0].alert_id, out[0].group.is_none()),
+            (1, 50, true)
+        );
+        // ... and once a window passes empty, the next alert goes at once.
+        assert!(s.due(t0 + 180).is_empty());
+        assert_eq!(
+            s.admit(vec![notice(60, 1, Event::Fired)], t0 + 181).len(),
+            1
+        );
+    }
+}
