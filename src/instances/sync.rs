@@ -201,7 +201,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
     let status = InstanceStatus::of_container(state.as_deref());
     set_status(app, id, &ev.id, status, &format!("event {}", ev.action)).await?;
     if matches!(ev.action.as_str(), "die" | "start" | "restart") {
-        alert_on(app, d, id, ev).await?;
+        alert_on(app, d, id, &ev.id, &ev.action).await?;
     }
     Ok(())
 }
@@ -209,7 +209,7 @@ async fn on_event(app: &App, d: &Docker, ev: &ContainerEvent) -> Result<(), AppE
 /// How long after gpudock asked a container to stop its death is still
 /// ours: the stop's grace and a margin for a slow daemon.
 fn expected_for(app: &App) -> i64 {
-    i64::try_from(app.config.instances.stop_timeout_secs).unwrap_or(10) + 60
+    i64::from(app.config.instances.stop_timeout_secs) + 60
 }
 
 /// What a container's death or start means for the alerts: killed for
@@ -243,14 +243,16 @@ pub fn alert_for(
     }
 }
 
-/// Raises the alert a container event calls for, if any.
+/// Raises the alert a container event (`action`: die, start, restart)
+/// calls for, if any.
 async fn alert_on(
     app: &App,
     d: &Docker,
     id: InstanceId,
-    ev: &ContainerEvent,
+    container: &str,
+    action: &str,
 ) -> Result<(), AppError> {
-    let Some(facts) = containers::exit_facts(d, &ev.id)
+    let Some(facts) = containers::exit_facts(d, container)
         .await
         .map_err(crate::error::docker_error)?
     else {
@@ -265,7 +267,7 @@ async fn alert_on(
     };
     let now = crate::db::now();
     let ours = requested.is_some_and(|at| now - at <= expected_for(app));
-    let Some((kind, value, detail)) = alert_for(&ev.action, &facts, ours) else {
+    let Some((kind, value, detail)) = alert_for(action, &facts, ours) else {
         return Ok(());
     };
     let raised = crate::alerts::Raised {
@@ -354,6 +356,11 @@ pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppErr
         let status =
             InstanceStatus::of_container(by_id.get(cid.as_str()).map(|c| c.state.as_str()));
         set_status(app, row.id, cid, status, "reconcile").await?;
+        // A death the event stream missed (not followed yet, or broken).
+        let died = matches!(status, InstanceStatus::Exited | InstanceStatus::Dead);
+        if row.status == InstanceStatus::Running && died {
+            alert_on(app, d, row.id, cid, "die").await?;
+        }
     }
     report_orphans(app, node, &mine, &rows).await
 }
