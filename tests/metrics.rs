@@ -1284,7 +1284,8 @@ fn dcgm_with_xid(xid: u32) -> String {
 /// Event rules end to end from where each event happens: a container
 /// killed behind gpudock's back (`docker kill`) raises "instance exited"
 /// naming the instance (gpudock's own stop does not); five failed sign-ins
-/// raise "account locked"; eight GPUs reporting an XID (dcgm-exporter's
+/// raise "account locked"; a failed `gpudock backup` raises "backup failed";
+/// eight GPUs reporting an XID (dcgm-exporter's
 /// format) are one storm message; a node whose dockerd stops raises "node
 /// unreachable", its GPUs' alerts meanwhile are recorded as suppressed and
 /// never sent, and the node's alert resolves when the daemon returns. Every
@@ -1310,6 +1311,7 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         ("exited", "instance_exited", json!({})),
         ("locked", "account_locked", json!({})),
         ("xid", "gpu_xid", json!({})),
+        ("backup", "backup_failed", json!({})),
     ] {
         let mut body = json!({"name": name, "event": event, "level": "P1", "channels": [ch],
                               "enabled": true, "silence": 3600});
@@ -1408,6 +1410,24 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         (messages("locked", "fired").len() == 1).then_some(())
     })
     .await;
+
+    // A failed backup (its archive's path is taken): recorded by the CLI,
+    // announced by the running server.
+    let taken = tempfile::NamedTempFile::new().unwrap();
+    let out = srv.cli(&["backup", "--to", taken.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    poll("the backup failure delivered", 30, async || {
+        (messages("backup", "fired").len() == 1).then_some(())
+    })
+    .await;
+    let failed = rule_alerts("backup", "").await;
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("backup: the appliance: backup failed: while backing up"),
+        "{failed:?}"
+    );
 
     // A storm: eight GPUs of another node report an XID at once.
     let xid = fake_exporter(Answer::Text(dcgm_with_xid(79))).await;
