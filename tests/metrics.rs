@@ -1526,4 +1526,70 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         audit_count(srv, admin, "alert_rule.create").await >= 4,
         "rule changes audited"
     );
+
+    // The pages: switching a built-in event rule off keeps its event and
+    // N; an event rule made with the form; both languages name the events.
+    let (_, me) = get(admin, &srv.url("/api/v1/me")).await;
+    let token = me["csrf_token"].as_str().unwrap().to_string();
+    let (_, rules) = get(admin, &api("alert-rules")).await;
+    let builtin = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Node unreachable")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (builtin["enabled"].as_bool(), builtin["threshold"].as_f64()),
+        (Some(true), Some(60.0)),
+        "{builtin}"
+    );
+    let r = admin
+        .post(srv.url(&format!("/alert-rules/{}/enabled", builtin["id"])))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, v) = get(admin, &api(&format!("alert-rules/{}", builtin["id"]))).await;
+    assert_eq!(
+        (
+            v["enabled"].as_bool(),
+            v["event"].as_str(),
+            v["threshold"].as_f64()
+        ),
+        (Some(false), Some("node_unreachable"), Some(60.0)),
+        "{v}"
+    );
+    let r = admin
+        .post(srv.url("/alert-rules"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("name", "oom form"),
+            ("event", "instance_oom"),
+            ("level", "P1"),
+            ("enabled", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    for (lang, want) in [
+        ("en", "Event: Instance OOM-killed"),
+        ("zh-CN", "事件: 实例因内存不足被终止（OOM）"),
+    ] {
+        let html = admin
+            .get(srv.url("/alert-rules"))
+            .header("accept-language", lang)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("oom form") && html.contains(want),
+            "{lang}: {html}"
+        );
+    }
 }

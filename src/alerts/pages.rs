@@ -328,7 +328,8 @@ fn number(s: &str) -> Option<Value> {
 fn rule_input(form: &HashMap<String, String>) -> RuleIn {
     let v = |k: &str| form.get(k).cloned().unwrap_or_default();
     let nodes = ticked(form, "node_");
-    RuleIn {
+    let event = Some(v("event")).filter(|e| !e.is_empty());
+    let input = RuleIn {
         name: v("name"),
         description: v("description"),
         scope: Some(if nodes.is_empty() { "all" } else { "nodes" }.to_string()),
@@ -349,6 +350,18 @@ fn rule_input(form: &HashMap<String, String>) -> RuleIn {
             .map(str::to_string)
             .collect(),
         ..RuleIn::default()
+    };
+    // An event rule: the event, and N where one was given.
+    match event {
+        Some(e) => RuleIn {
+            event: Some(e),
+            target: None,
+            metric: None,
+            condition: None,
+            threshold: number(&v("threshold")),
+            ..input
+        },
+        None => input,
     }
 }
 
@@ -378,6 +391,11 @@ async fn switch_rule(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let r = manage::rule(&app.db, RuleId(id)).await?;
+    // An event rule keeps its event and N (none where the event has none).
+    let event = r.event.clone().map(|e| {
+        let has_n = super::EventKind::parse(&e).is_some_and(|k| k.default_threshold().is_some());
+        (e, has_n.then(|| Value::from(r.threshold)))
+    });
     let input = RuleIn {
         name: r.name,
         description: r.description,
@@ -402,6 +420,17 @@ async fn switch_rule(
         silence: Some(Value::from(r.silence)),
         tags: r.tags,
         ..RuleIn::default()
+    };
+    let input = match event {
+        Some((e, threshold)) => RuleIn {
+            threshold,
+            event: Some(e),
+            target: None,
+            conditions: None,
+            combine: None,
+            ..input
+        },
+        None => input,
     };
     manage::update_rule(&app.db, by(&ctx, src), RuleId(id), input).await?;
     Ok(Redirect::to("/alert-rules").into_response())
