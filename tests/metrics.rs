@@ -1285,6 +1285,7 @@ fn dcgm_with_xid(xid: u32) -> String {
 /// killed behind gpudock's back (`docker kill`) raises "instance exited"
 /// naming the instance (gpudock's own stop does not); five failed sign-ins
 /// raise "account locked"; a failed `gpudock backup` raises "backup failed";
+/// a web terminal session over N bytes raises "session over N bytes";
 /// eight GPUs reporting an XID (dcgm-exporter's
 /// format) are one storm message; a node whose dockerd stops raises "node
 /// unreachable", its GPUs' alerts meanwhile are recorded as suppressed and
@@ -1312,6 +1313,7 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         ("locked", "account_locked", json!({})),
         ("xid", "gpu_xid", json!({})),
         ("backup", "backup_failed", json!({})),
+        ("big session", "session_bytes", json!({"threshold": 2000})),
     ] {
         let mut body = json!({"name": name, "event": event, "level": "P1", "channels": [ch],
                               "enabled": true, "silence": 3600});
@@ -1375,10 +1377,30 @@ async fn event_rules_alert_from_real_parts_and_converge() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    for action in ["start", "stop"] {
-        let (s, v) = post(admin, &api(&format!("instances/{iid}/{action}")), json!({})).await;
-        assert_eq!(s, StatusCode::OK, "{action}: {v}");
-    }
+    let (s, v) = post(admin, &api(&format!("instances/{iid}/start")), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A web terminal session that moves more than N = 2000 bytes.
+    let cookie = common::ws::session_cookie(srv, "admin", common::ADMIN_PASSWORD).await;
+    let mut term = common::ws::Term::open(srv, &cookie, iid, 80, 24).await;
+    term.send("seq 1 3000\n").await;
+    term.expect("2999", Duration::from_secs(30)).await;
+    let big = poll("the big-session alert", 30, async || {
+        let v = rule_alerts("big session", "").await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert!(
+        big[0]["target"].as_str().unwrap().starts_with("session:")
+            && big[0]["message"].as_str().unwrap().contains("of admin"),
+        "{big:?}"
+    );
+    poll("the big session delivered", 30, async || {
+        (messages("big session", "fired").len() == 1).then_some(())
+    })
+    .await;
+    term.close().await;
+    let (s, v) = post(admin, &api(&format!("instances/{iid}/stop")), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 
     // Five failed sign-ins lock an account: an alert naming it.
     make_user(

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::eval::Reason;
 use super::model::{Level, RuleId, Scope};
-use crate::ids::{InstanceId, NodeId, UserId};
+use crate::ids::{InstanceId, NodeId, SessionId, UserId};
 use crate::metrics::model::Target;
 
 /// What can happen (the `event` of a rule).
@@ -32,6 +32,8 @@ pub enum EventKind {
     AccountLocked,
     /// A GPU reported an XID error (value: the XID).
     GpuXid,
+    /// A remote session moved N bytes or more (value: bytes in and out).
+    SessionBytes,
     /// A lease ends within N seconds (value: seconds left).
     LeaseExpiring,
     /// A backup failed.
@@ -44,6 +46,7 @@ crate::text_enum!(EventKind {
     InstanceRestartLoop => "instance_restart_loop",
     AccountLocked => "account_locked",
     GpuXid => "gpu_xid",
+    SessionBytes => "session_bytes",
     LeaseExpiring => "lease_expiring",
     BackupFailed => "backup_failed"
 });
@@ -55,6 +58,7 @@ impl EventKind {
         match self {
             EventKind::NodeUnreachable => Some(60.0),
             EventKind::InstanceRestartLoop => Some(5.0),
+            EventKind::SessionBytes => Some(10_737_418_240.0),
             EventKind::LeaseExpiring => Some(86_400.0),
             _ => None,
         }
@@ -70,6 +74,7 @@ impl EventKind {
                 "instance"
             }
             EventKind::AccountLocked => "user",
+            EventKind::SessionBytes => "session",
             EventKind::LeaseExpiring => "lease",
             EventKind::BackupFailed => "appliance",
         }
@@ -96,6 +101,7 @@ pub fn event_key<S: AsRef<str>>(event: S) -> &'static str {
         Some(EventKind::InstanceRestartLoop) => "alerts.event_instance_restart_loop",
         Some(EventKind::AccountLocked) => "alerts.event_account_locked",
         Some(EventKind::GpuXid) => "alerts.event_gpu_xid",
+        Some(EventKind::SessionBytes) => "alerts.event_session_bytes",
         Some(EventKind::LeaseExpiring) => "alerts.event_lease_expiring",
         Some(EventKind::BackupFailed) => "alerts.event_backup_failed",
         None => "alerts.event",
@@ -109,6 +115,8 @@ pub enum Subject {
     Gpu(NodeId, i64),
     Instance(NodeId, InstanceId),
     User(UserId),
+    /// A remote session (terminal, SSH, tunnel, SFTP).
+    Session(SessionId),
     /// A lease (its id), on a node where it has one.
     Lease(i64),
     /// The appliance itself (a backup).
@@ -135,6 +143,7 @@ impl Subject {
     pub fn text(&self) -> String {
         match self {
             Subject::User(u) => format!("user:{}", u.0),
+            Subject::Session(x) => format!("session:{}", x.0),
             Subject::Lease(l) => format!("lease:{l}"),
             Subject::Appliance => "appliance".into(),
             s => s
@@ -251,17 +260,20 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
     {
         return Ok(done);
     }
-    let rules = rules_of(c, ev.kind)?;
+    let rules: Vec<EventRule> = rules_of(c, ev.kind)?
+        .into_iter()
+        .filter(|r| ev.subject.covered_by(&r.scope) && ev.kind.reaches(ev.value, r.threshold))
+        .collect();
+    if rules.is_empty() {
+        return Ok(done);
+    }
     let target = ev.subject.text();
     let (what, tenant) = about(c, &ev.subject)?;
     let suppress = match (ev.subject, node) {
         (Subject::Node(_), _) | (_, None) => false,
         (_, Some(n)) => node_down(c, n)?,
     };
-    for rule in rules
-        .iter()
-        .filter(|r| ev.subject.covered_by(&r.scope) && ev.kind.reaches(ev.value, r.threshold))
-    {
+    for rule in &rules {
         let message = format!("{}: {what}: {}", rule.name, ev.detail);
         let open: Option<(i64, String, i64)> = c
             .prepare_cached(
@@ -361,6 +373,15 @@ fn about(c: &Connection, s: &Subject) -> rusqlite::Result<(String, Option<i64>)>
             Some(x) => (format!("account {x}"), None),
             None => (format!("account #{}", u.0), None),
         },
+        Subject::Session(x) => {
+            let who = name(
+                "SELECT u.username FROM remote_sessions r JOIN users u ON u.id = r.user_id
+                 WHERE r.id = ?1",
+                x.0,
+            )?;
+            let by = who.map(|u| format!(" of {u}")).unwrap_or_default();
+            (format!("session #{}{by}", x.0), None)
+        }
         Subject::Lease(l) => (format!("lease #{l}"), None),
         Subject::Appliance => ("the appliance".into(), None),
     })

@@ -579,6 +579,7 @@ async fn figures(app: &App, cancel: &CancellationToken) {
             .db
             .write(move |c| {
                 let tx = c.transaction()?;
+                let mut announce = false;
                 for s in snap.iter().filter(|s| s.id > 0) {
                     let status = model::live_status(now - s.last_secs);
                     store::touch(
@@ -589,14 +590,34 @@ async fn figures(app: &App, cancel: &CancellationToken) {
                         s.bytes_in,
                         s.bytes_out,
                     )?;
+                    announce |= big_session_alert(&tx, s)?;
                 }
-                tx.commit().map_err(AppError::from)
+                tx.commit()?;
+                Ok::<_, AppError>(announce)
             })
             .await;
-        if let Err(e) = r {
-            log::warn!("updating live session figures: {e}");
+        match r {
+            Ok(true) => crate::alerts::wake(app),
+            Ok(false) => {}
+            Err(e) => log::warn!("updating live session figures: {e}"),
         }
     }
+}
+
+/// Reports a live session's bytes to the alerts (event `session_bytes`:
+/// a rule's N decides); whether something is to be announced.
+fn big_session_alert(
+    tx: &rusqlite::Connection,
+    s: &crate::live::Snapshot,
+) -> rusqlite::Result<bool> {
+    let total = s.bytes_in.saturating_add(s.bytes_out);
+    let ev = crate::alerts::Raised {
+        kind: crate::alerts::EventKind::SessionBytes,
+        subject: crate::alerts::Subject::Session(SessionId(s.id)),
+        value: Some(total as f64),
+        detail: format!("{total} bytes moved so far"),
+    };
+    Ok(crate::alerts::record_event(tx, &ev)?.announces())
 }
 
 /// Scoped list with filters: the rows of `window`, newest first, and how
