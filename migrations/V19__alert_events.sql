@@ -2,11 +2,11 @@
 -- (a node unreachable, an instance exited or OOM-killed, an account locked
 -- ...) rather than on a metric. `event` names the kind (NULL: a metric
 -- rule with conditions); `event_threshold` is the kind's N (seconds
--- unreachable, restarts, bytes, seconds before a lease ends), NULL
+-- unreachable, restarts, percent, bytes, seconds before a lease ends), NULL
 -- where the kind has none.
 ALTER TABLE alert_rules ADD COLUMN event TEXT CHECK (event IS NULL OR event IN (
     'node_unreachable', 'instance_exited', 'instance_oom', 'instance_restart_loop',
-    'account_locked', 'gpu_xid', 'session_bytes', 'lease_expiring', 'backup_failed'));
+    'account_locked', 'gpu_xid', 'disk_full', 'session_bytes', 'lease_expiring', 'backup_failed'));
 ALTER TABLE alert_rules ADD COLUMN event_threshold REAL;
 CREATE INDEX alert_rules_event ON alert_rules (event) WHERE event IS NOT NULL;
 
@@ -28,7 +28,9 @@ ALTER TABLE instances ADD COLUMN stop_requested_at INTEGER;
 -- Built-in event rules: on where obviously right (a node gone, a container
 -- killed by the kernel or looping, an account locked by failed sign-ins,
 -- a GPU XID error, a failed backup), off where it depends on the lab (any
--- unexpected exit, big sessions, leases).
+-- unexpected exit, big sessions, leases). A full data disk has the
+-- metric rule of V18 already (the `disk_full` event is there for rules with
+-- their own N).
 INSERT INTO alert_rules (name, description, level, enabled, silence_s, event, event_threshold, created_at, updated_at) VALUES
     ('Node unreachable', 'A node''s Docker daemon has not answered for a minute', 'P0', 1, 3600, 'node_unreachable', 60, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER)),
     ('Instance OOM-killed', 'An instance''s container was killed for lack of memory', 'P1', 1, 3600, 'instance_oom', NULL, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER)),

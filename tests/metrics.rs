@@ -1285,7 +1285,8 @@ fn dcgm_with_xid(xid: u32) -> String {
 /// killed behind gpudock's back (`docker kill`) raises "instance exited"
 /// naming the instance (gpudock's own stop does not); five failed sign-ins
 /// raise "account locked"; a failed `gpudock backup` raises "backup failed";
-/// a web terminal session over N bytes raises "session over N bytes";
+/// a web terminal session over N bytes raises "session over N bytes"; the
+/// data directory's disk over N % raises "disk full";
 /// eight GPUs reporting an XID (dcgm-exporter's
 /// format) are one storm message; a node whose dockerd stops raises "node
 /// unreachable", its GPUs' alerts meanwhile are recorded as suppressed and
@@ -1314,6 +1315,7 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         ("xid", "gpu_xid", json!({})),
         ("backup", "backup_failed", json!({})),
         ("big session", "session_bytes", json!({"threshold": 2000})),
+        ("disk", "disk_full", json!({"threshold": 0.01})),
     ] {
         let mut body = json!({"name": name, "event": event, "level": "P1", "channels": [ch],
                               "enabled": true, "silence": 3600});
@@ -1432,6 +1434,20 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         (messages("locked", "fired").len() == 1).then_some(())
     })
     .await;
+
+    // The data directory's disk over N % (this host's node).
+    let disk = poll("the disk alert", 30, async || {
+        let v = rule_alerts("disk", &format!("node={a}")).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert!(
+        disk[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the data directory's disk is"),
+        "{disk:?}"
+    );
 
     // A failed backup (its archive's path is taken): recorded by the CLI,
     // announced by the running server.

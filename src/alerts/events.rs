@@ -32,6 +32,9 @@ pub enum EventKind {
     AccountLocked,
     /// A GPU reported an XID error (value: the XID).
     GpuXid,
+    /// The disk of the data directory is N % full or more (value: the
+    /// percentage; resolves when it falls below).
+    DiskFull,
     /// A remote session moved N bytes or more (value: bytes in and out).
     SessionBytes,
     /// A lease ends within N seconds (value: seconds left).
@@ -46,6 +49,7 @@ crate::text_enum!(EventKind {
     InstanceRestartLoop => "instance_restart_loop",
     AccountLocked => "account_locked",
     GpuXid => "gpu_xid",
+    DiskFull => "disk_full",
     SessionBytes => "session_bytes",
     LeaseExpiring => "lease_expiring",
     BackupFailed => "backup_failed"
@@ -58,6 +62,7 @@ impl EventKind {
         match self {
             EventKind::NodeUnreachable => Some(60.0),
             EventKind::InstanceRestartLoop => Some(5.0),
+            EventKind::DiskFull => Some(90.0),
             EventKind::SessionBytes => Some(10_737_418_240.0),
             EventKind::LeaseExpiring => Some(86_400.0),
             _ => None,
@@ -68,7 +73,7 @@ impl EventKind {
     /// appliance.
     pub fn subject_kind(self) -> &'static str {
         match self {
-            EventKind::NodeUnreachable => "node",
+            EventKind::NodeUnreachable | EventKind::DiskFull => "node",
             EventKind::GpuXid => "gpu",
             EventKind::InstanceExited | EventKind::InstanceOom | EventKind::InstanceRestartLoop => {
                 "instance"
@@ -101,6 +106,7 @@ pub fn event_key<S: AsRef<str>>(event: S) -> &'static str {
         Some(EventKind::InstanceRestartLoop) => "alerts.event_instance_restart_loop",
         Some(EventKind::AccountLocked) => "alerts.event_account_locked",
         Some(EventKind::GpuXid) => "alerts.event_gpu_xid",
+        Some(EventKind::DiskFull) => "alerts.event_disk_full",
         Some(EventKind::SessionBytes) => "alerts.event_session_bytes",
         Some(EventKind::LeaseExpiring) => "alerts.event_lease_expiring",
         Some(EventKind::BackupFailed) => "alerts.event_backup_failed",
@@ -241,12 +247,14 @@ pub struct Recorded {
     pub repeated: usize,
     /// New alerts recorded as suppressed (their node is down).
     pub suppressed: usize,
+    /// Open alerts resolved: the figure fell below their rule's N.
+    pub resolved: usize,
 }
 
 impl Recorded {
     /// Whether the engine has something to send.
     pub fn announces(&self) -> bool {
-        self.fired > self.suppressed || self.repeated > 0
+        self.fired > self.suppressed || self.repeated > 0 || self.resolved > 0
     }
 }
 
@@ -260,14 +268,24 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
     {
         return Ok(done);
     }
-    let rules: Vec<EventRule> = rules_of(c, ev.kind)?
+    let target = ev.subject.text();
+    let (rules, below): (Vec<EventRule>, Vec<EventRule>) = rules_of(c, ev.kind)?
         .into_iter()
-        .filter(|r| ev.subject.covered_by(&r.scope) && ev.kind.reaches(ev.value, r.threshold))
-        .collect();
+        .filter(|r| ev.subject.covered_by(&r.scope))
+        .partition(|r| ev.kind.reaches(ev.value, r.threshold));
+    // A figure back under a rule's N: that rule's alert resolves.
+    for r in &below {
+        done.resolved += c.execute(
+            "UPDATE alert_records SET status = 'resolved', resolved_at = ?3, resolved_reason = ?4,
+                 pending = CASE WHEN suppressed IS NOT NULL THEN NULL
+                            WHEN pending = 'fired' THEN 'fired' ELSE 'resolved' END
+             WHERE rule_id = ?1 AND target = ?2 AND status != 'resolved'",
+            params![r.id, target, now, Reason::Cleared],
+        )?;
+    }
     if rules.is_empty() {
         return Ok(done);
     }
-    let target = ev.subject.text();
     let (what, tenant) = about(c, &ev.subject)?;
     let suppress = match (ev.subject, node) {
         (Subject::Node(_), _) | (_, None) => false,
@@ -289,7 +307,8 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
             if due && status == "firing" {
                 c.execute(
                     "UPDATE alert_records SET notified_at = ?2, value = ?3, message = ?4,
-                         pending = CASE WHEN suppressed IS NULL THEN 'repeated' END
+                         pending = CASE WHEN suppressed IS NOT NULL THEN NULL
+                            WHEN pending = 'fired' THEN 'fired' ELSE 'repeated' END
                      WHERE id = ?1",
                     params![id, now, ev.value, message],
                 )?;
@@ -337,12 +356,16 @@ pub fn clear(
 ) -> rusqlite::Result<usize> {
     c.execute(
         "UPDATE alert_records SET status = 'resolved', resolved_at = ?3, resolved_reason = ?4,
-             pending = CASE WHEN suppressed IS NULL THEN 'resolved' END
+             pending = CASE WHEN suppressed IS NOT NULL THEN NULL
+                            WHEN pending = 'fired' THEN 'fired' ELSE 'resolved' END
          WHERE target = ?2 AND status != 'resolved'
            AND rule_id IN (SELECT id FROM alert_rules WHERE event = ?1)",
         params![kind.as_str(), subject.text(), now, Reason::Cleared],
     )
 }
+
+// An announcement still owed when another comes: a `fired` one stays
+// (it is read back at sending, so it carries the resolve too).
 
 /// What an alert names (node and instance by name, an account by its
 /// login) and the tenant whose customers may see it (an instance's).
@@ -521,6 +544,37 @@ mod tests {
             record(&c, &exited, 5000).unwrap().fired,
             0,
             "ships disabled"
+        );
+    }
+
+    #[test]
+    fn a_figure_back_under_n_resolves_its_alert() {
+        let c = db();
+        c.execute_batch(
+            "INSERT INTO alert_rules (name, level, event, event_threshold, created_at, updated_at)
+             VALUES ('disk', 'P2', 'disk_full', 80, 0, 0)",
+        )
+        .unwrap();
+        let disk = |pct| Raised {
+            kind: EventKind::DiskFull,
+            subject: Subject::Node(NodeId(1)),
+            value: Some(pct),
+            detail: format!("{pct} % used"),
+        };
+        assert_eq!(record(&c, &disk(50.0), 10).unwrap(), Recorded::default());
+        assert_eq!(record(&c, &disk(85.0), 20).unwrap().fired, 1);
+        assert_eq!(record(&c, &disk(86.0), 30).unwrap(), Recorded::default());
+        let r = record(&c, &disk(70.0), 40).unwrap();
+        assert!(r.resolved == 1 && r.announces());
+        assert_eq!(
+            status(&c),
+            [(
+                "node:1".into(),
+                "resolved".into(),
+                None,
+                Some("fired".into())
+            )],
+            "the fired announcement not yet taken stays owed"
         );
     }
 

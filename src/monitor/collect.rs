@@ -105,6 +105,7 @@ async fn round(app: &App, node: NodeId, st: &mut NodeState) -> Result<(), AppErr
         ));
         st.host = r.host;
     }
+    disk_alert(app, node, &samples).await;
     if let Some(gpus) = r.gpus {
         if let Ok(list) = &gpus {
             for g in list {
@@ -126,6 +127,36 @@ async fn round(app: &App, node: NodeId, st: &mut NodeState) -> Result<(), AppErr
         hub.set_gpus(node, now, gpus);
     }
     hub.record(samples).await.map_err(AppError::from)
+}
+
+/// Reports how full the data directory's disk is (this host's node only:
+/// the others do not hold it) to the alerts (event `disk_full`: a rule's
+/// N decides, and its alert resolves when the disk is below it again).
+async fn disk_alert(app: &App, node: NodeId, samples: &[Sample]) {
+    use crate::alerts::{EventKind, Raised, Subject};
+    let of = |m: &str| {
+        samples
+            .iter()
+            .find(|s| s.metric == m && s.target == Target::Node { node })
+            .map(|s| s.value)
+    };
+    let (Some(used), Some(total)) = (of("disk_data_used_bytes"), of("disk_data_total_bytes"))
+    else {
+        return;
+    };
+    if total <= 0.0 {
+        return;
+    }
+    let pct = (used / total * 1000.0).round() / 10.0;
+    let ev = Raised {
+        kind: EventKind::DiskFull,
+        subject: Subject::Node(node),
+        value: Some(pct),
+        detail: format!("the data directory's disk is {pct} % used"),
+    };
+    if let Err(e) = crate::alerts::raise_event(app, ev).await {
+        log::warn!("node {node}: disk alert: {e}");
+    }
 }
 
 /// Raises a GPU XID alert for each GPU whose last XID is new (a GPU that
