@@ -476,6 +476,60 @@ mod tests {
         assert_eq!(rows[0].resolved_reason.as_deref(), Some("cleared"));
     }
 
+    /// A metric alert about a GPU of a node that is down is recorded as
+    /// suppressed and owes no announcement; the node's own alert is sent.
+    #[tokio::test]
+    async fn metric_alerts_of_a_node_that_is_down_are_suppressed() {
+        let db = Db::open_memory().unwrap();
+        db.write(|c| {
+            c.execute_batch(
+                "INSERT INTO nodes (id, name, public_ip, private_ip, created_at, updated_at)
+                 VALUES (4, 'gpu-a', '10.0.0.4', '10.0.0.4', 0, 0);
+                 UPDATE alert_rules SET duration_s = 0 WHERE name = 'GPU temperature';",
+            )?;
+            let down = Raised {
+                kind: EventKind::NodeUnreachable,
+                subject: Subject::Node(NodeId(4)),
+                value: Some(120.0),
+                detail: "gone".into(),
+            };
+            assert_eq!(events::record(c, &down, 100)?.fired, 1);
+            Ok::<_, AppError>(())
+        })
+        .await
+        .unwrap();
+        let hub = Hub::new(db.clone(), 5.0);
+        let s = Sample {
+            target: Target::Gpu {
+                node: NodeId(4),
+                gpu: 0,
+            },
+            metric: "temp_c",
+            ts: 100,
+            value: 95.0,
+        };
+        hub.record(vec![s]).await.unwrap();
+        let mut engine = Engine::default();
+        assert_eq!(engine.cycle(&db, &hub, 100, 45).await.unwrap().fired, 1);
+        let rows: Vec<(String, Option<String>, Option<String>)> = db
+            .read(|c| {
+                c.prepare("SELECT target, suppressed, pending FROM alert_records ORDER BY id")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(AppError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("node:4".into(), None, Some("fired".into())),
+                ("gpu:4:0".into(), Some("node_down".into()), None),
+            ]
+        );
+        assert_eq!(engine.announce(&db, 101).await.unwrap(), 1);
+    }
+
     /// What the local receiver saw: timestamp, signature, body.
     type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
 
