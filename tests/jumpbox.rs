@@ -2410,10 +2410,13 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     while let Some(c) = r.chunk().await.unwrap() {
         total += c.len();
     }
-    assert!(started.elapsed() >= Duration::from_secs(2));
+    let ended = started.elapsed();
+    assert!(ended >= Duration::from_secs(2));
+    // A buffered body would bring its first bytes with the last ones; a
+    // loaded machine may delay both, but not the 2 s between them.
     assert!(
-        first_after < Duration::from_millis(1500),
-        "first bytes after {first_after:?}"
+        ended - first_after >= Duration::from_secs(1),
+        "first bytes after {first_after:?}, the end after {ended:?}"
     );
     assert_eq!(total, 262_144 + 4, "the whole body");
 
