@@ -412,7 +412,7 @@ pub async fn delete(
         .unwrap_or_else(|| inst.objects.container.clone());
     let mark = move |back: Option<InstanceStatus>| {
         app.db.write(move |c| {
-            store::mark_removing(c, id, back, crate::db::now()).map_err(AppError::from)
+            store::mark_deleting(c, id, back, crate::db::now()).map_err(AppError::from)
         })
     };
     mark(None).await?;
