@@ -310,6 +310,16 @@ pub async fn clear_event(app: &App, kind: EventKind, subject: Subject) -> Result
     Ok(n)
 }
 
+/// [`clear_event`] in the caller's transaction (written with what cleared
+/// it); call [`wake`] after the commit when it resolved something.
+pub fn clear_event_in(
+    c: &rusqlite::Connection,
+    kind: EventKind,
+    subject: &Subject,
+) -> rusqlite::Result<usize> {
+    events::clear(c, kind, subject, crate::db::now())
+}
+
 /// The newest `limit` alerts, newest first.
 pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AlertRow>, AppError> {
     db.read(move |c| store::recent(c, limit).map_err(AppError::from))
