@@ -277,15 +277,73 @@ pub fn recent(c: &Connection, limit: i64) -> rusqlite::Result<Vec<AlertRow>> {
     .collect()
 }
 
-/// The enabled channels of a rule: id, URL, sealed secret.
-pub fn channels_of(c: &Connection, rule: RuleId) -> rusqlite::Result<Vec<(i64, String, Vec<u8>)>> {
-    c.prepare(
-        "SELECT n.id, n.url, n.secret_sealed
+/// A channel as stored: its secrets still sealed.
+pub struct SealedChannel {
+    pub id: i64,
+    pub kind: super::send::Kind,
+    pub url: String,
+    pub url_sealed: Option<Vec<u8>>,
+    pub secret_sealed: Vec<u8>,
+    pub settings: String,
+    pub proxy: String,
+}
+
+impl SealedChannel {
+    /// The channel with its secrets unsealed (blocking: age work).
+    pub fn unseal(
+        self,
+        sealer: &crate::secrets::Sealer,
+    ) -> Result<super::send::Channel, crate::secrets::SecretError> {
+        let url = match &self.url_sealed {
+            Some(u) => String::from_utf8_lossy(sealer.unseal(u)?.expose()).into_owned(),
+            None => self.url,
+        };
+        Ok(super::send::Channel {
+            id: self.id,
+            kind: self.kind,
+            url,
+            secret: sealer.unseal(&self.secret_sealed)?,
+            // written by us from a validated struct; a bad one sends nothing useful
+            settings: serde_json::from_str(&self.settings).unwrap_or_default(),
+            proxy: self.proxy,
+        })
+    }
+}
+
+const SEALED_COLUMNS: &str =
+    "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy";
+
+fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
+    Ok(SealedChannel {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        url: r.get(2)?,
+        url_sealed: r.get(3)?,
+        secret_sealed: r.get(4)?,
+        settings: r.get(5)?,
+        proxy: r.get(6)?,
+    })
+}
+
+/// The enabled channels of a rule, secrets sealed.
+pub fn channels_of(c: &Connection, rule: RuleId) -> rusqlite::Result<Vec<SealedChannel>> {
+    c.prepare(&format!(
+        "SELECT {SEALED_COLUMNS}
          FROM alert_rule_channels rc JOIN notification_channels n ON n.id = rc.channel_id
-         WHERE rc.rule_id = ?1 AND n.enabled = 1 ORDER BY n.id",
-    )?
-    .query_map([rule], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+         WHERE rc.rule_id = ?1 AND n.enabled = 1 ORDER BY n.id"
+    ))?
+    .query_map([rule], sealed_row)?
     .collect()
+}
+
+/// One channel, secrets sealed.
+pub fn sealed_channel(c: &Connection, id: i64) -> rusqlite::Result<Option<SealedChannel>> {
+    c.query_row(
+        &format!("SELECT {SEALED_COLUMNS} FROM notification_channels n WHERE n.id = ?1"),
+        [id],
+        sealed_row,
+    )
+    .optional()
 }
 
 /// A new webhook channel (its secret already sealed); returns its id.
