@@ -11,10 +11,13 @@
 -- * url_sealed: the full URL, sealed, for kinds whose URL carries the
 --   robot's token (DingTalk, WeCom, Feishu, Slack); `url` then holds the
 --   masked form that pages and the API show;
--- * proxy: an http:// proxy the HTTP kinds are sent through ('' = none).
+-- * proxy: an http:// proxy the HTTP kinds are sent through ('' = none);
+-- * tenant_id: a customer's own channel (NULL: the lab's). It receives
+--   the instance alerts of its tenant, of any rule, and nothing else; names
+--   are unique within the lab's channels and within each tenant's.
 CREATE TABLE notification_channels_new (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    name          TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('webhook', 'email', 'dingtalk', 'wecom', 'feishu', 'slack', 'telegram')),
     url           TEXT NOT NULL,
     secret_sealed BLOB NOT NULL,
@@ -24,7 +27,8 @@ CREATE TABLE notification_channels_new (
     updated_at    INTEGER NOT NULL,
     settings      TEXT NOT NULL DEFAULT '{}',
     url_sealed    BLOB,
-    proxy         TEXT NOT NULL DEFAULT ''
+    proxy         TEXT NOT NULL DEFAULT '',
+    tenant_id     INTEGER REFERENCES tenants(id) ON DELETE CASCADE
 );
 INSERT INTO notification_channels_new (id, name, kind, url, secret_sealed, enabled, created_by, created_at, updated_at)
     SELECT id, name, kind, url, secret_sealed, enabled, created_by, created_at, updated_at FROM notification_channels;
@@ -34,6 +38,18 @@ INSERT INTO sqlite_sequence (name, seq)
     SELECT 'notification_channels_new', seq FROM sqlite_sequence WHERE name = 'notification_channels';
 DROP TABLE notification_channels;
 ALTER TABLE notification_channels_new RENAME TO notification_channels;
+CREATE UNIQUE INDEX notification_channels_name ON notification_channels (COALESCE(tenant_id, 0), name);
+CREATE INDEX notification_channels_tenant ON notification_channels (tenant_id) WHERE tenant_id IS NOT NULL;
 
 INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed, admin_only) VALUES
- ('POST', '/notification-channels/{id}', 'pages', 'Change a notification channel (form)', '修改通知渠道（表单）', 0, 1);
+ ('POST', '/notification-channels/{id}', 'pages', 'Change a notification channel (form)', '修改通知渠道（表单）', 0, 0);
+
+-- Customer owners manage their tenant's own channels (e-mail and webhook;
+-- scoped in the queries): the channel records are no longer admin-only,
+-- and owners hold them.
+UPDATE permissions SET admin_only = 0,
+    description = description || ' (scoped)', description_zh = description_zh || '（按范围限定）'
+WHERE path_pattern LIKE '/api/v1/notification-channels%' OR path_pattern LIKE '/notification-channels%';
+INSERT OR IGNORE INTO role_permissions (role, permission_id)
+SELECT 'customer_owner', id FROM permissions
+WHERE path_pattern LIKE '/api/v1/notification-channels%' OR path_pattern LIKE '/notification-channels%';

@@ -1677,5 +1677,124 @@ async fn every_channel_kind_delivers_in_its_vendors_format_and_email_arrives() {
     assert!(last_call().signed);
     assert!(audit_count(&srv, &admin, "notification_channel.update").await >= 2);
     assert!(audit_count(&srv, &admin, "notification_channel.create").await >= 9);
+
+    // A customer owner manages their tenant's own e-mail and webhook
+    // channels only, sees no one else's, and cannot aim them at the lab.
+    let ta = make_tenant(&srv, &admin, "CH-A").await;
+    let tb = make_tenant(&srv, &admin, "CH-B").await;
+    let (_, owner) = make_user(
+        &srv,
+        &admin,
+        "ch-owner",
+        "customer_owner",
+        Some(ta),
+        "Velvet-Canyon-Harbor-58!",
+    )
+    .await;
+    let (_, member) = make_user(
+        &srv,
+        &admin,
+        "ch-member",
+        "customer_member",
+        Some(ta),
+        "Saffron-Glacier-Pilot-36!",
+    )
+    .await;
+    let (s, v) = get(&owner, &api("notification-channels")).await;
+    assert_eq!(
+        (s, v.clone()),
+        (StatusCode::OK, json!([])),
+        "none of the lab's: {v}"
+    );
+    for (body, field) in [
+        (
+            json!({"name": "o", "kind": "slack", "url": "https://hooks.slack.com/services/x"}),
+            "kind",
+        ),
+        (
+            json!({"name": "o", "kind": "webhook", "url": format!("{robot}/hook"), "secret": HOOK_SECRET}),
+            "url",
+        ),
+        (
+            json!({"name": "o", "kind": "webhook", "url": "http://10.0.0.5/hook", "secret": HOOK_SECRET}),
+            "url",
+        ),
+        (
+            json!({"name": "o", "kind": "webhook", "url": "https://hooks.example.com/x", "secret": HOOK_SECRET, "proxy": "http://p.example:3128"}),
+            "proxy",
+        ),
+        (
+            json!({"name": "o", "kind": "email", "host": "localhost", "from": "a@b.c", "to": ["x@y.z"]}),
+            "host",
+        ),
+        (
+            json!({"name": "o", "kind": "webhook", "url": "https://hooks.example.com/x", "secret": HOOK_SECRET, "tenant_id": tb}),
+            "tenant_id",
+        ),
+    ] {
+        let (s, v) = post(&owner, &api("notification-channels"), body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert!(v["error"]["fields"][field].is_string(), "{field}: {v}");
+    }
+    let (s, own) = post(
+        &owner,
+        &api("notification-channels"),
+        json!({"name": "ding3", "kind": "email",
+        "host": "smtp.customer.example", "port": 587, "from": "gpu@customer.example",
+        "to": ["me@customer.example"]}),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "a name the lab uses is free for a tenant: {own}"
+    );
+    assert_eq!(own["tenant_id"], ta);
+    let own_id = own["id"].as_i64().unwrap();
+    let (_, v) = get(&owner, &api("notification-channels")).await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    for (m, path) in [
+        ("GET", format!("notification-channels/{ding_id}")),
+        ("DELETE", format!("notification-channels/{ding_id}")),
+        ("POST", format!("notification-channels/{ding_id}/test")),
+        ("GET", format!("notification-channels/{ding_id}/deliveries")),
+    ] {
+        let (s, _) = send(&owner, m, &api(&path), (m != "GET").then(|| json!({}))).await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "{m} {path}: the lab's channel is not the owner's"
+        );
+    }
+    let (s, _) = get(&member, &api("notification-channels")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "members do not manage channels");
+    let (s, v) = get(&admin, &api(&format!("notification-channels/{own_id}"))).await;
+    assert_eq!(
+        (s, v["tenant_id"].clone()),
+        (StatusCode::OK, json!(ta)),
+        "admins see it: {v}"
+    );
+    // An admin may give a channel to a tenant; the owner then sees it.
+    let given = create(json!({"name": "given", "kind": "slack", "tenant_id": ta,
+        "url": format!("{robot}/slack/services/T0/B0/given")}))
+    .await;
+    let (_, v) = get(&owner, &api("notification-channels")).await;
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let (s, _) = send(
+        &owner,
+        "DELETE",
+        &api(&format!("notification-channels/{}", given["id"])),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = send(
+        &owner,
+        "DELETE",
+        &api(&format!("notification-channels/{own_id}")),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     drop(sink);
 }

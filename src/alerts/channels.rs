@@ -19,6 +19,7 @@ use crate::audit::{self, Event as AuditEvent};
 use crate::db::Db;
 use crate::error::{AppError, FieldError, FieldErrors};
 use crate::i18n::{Lang, Tr};
+use crate::ids::Scope;
 use crate::secrets::Sealer;
 
 /// A channel as submitted. `kind` is fixed at creation; on a change an
@@ -49,6 +50,9 @@ pub struct ChannelIn {
     pub chat_id: String,
     pub language: String,
     pub proxy: String,
+    /// The tenant whose own channel this is (admins may set it; a customer
+    /// owner's channels are always their tenant's).
+    pub tenant_id: Option<i64>,
 }
 
 /// A channel as shown: never its secret, a token URL masked, a proxy's
@@ -64,6 +68,8 @@ pub struct ChannelView {
     #[serde(flatten)]
     pub settings: Settings,
     pub proxy: String,
+    /// A customer's own channel: its tenant (None: the lab's).
+    pub tenant_id: Option<i64>,
     pub created_by: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -324,13 +330,25 @@ fn masked_proxy(proxy: &str) -> String {
     }
 }
 
-fn views(c: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<ChannelView>> {
+/// The tenant filter of a scope: None for admins (every channel), the
+/// tenant for a customer owner, and one that matches nothing for anyone
+/// else (fails closed).
+fn owner(scope: Scope) -> Option<i64> {
+    match scope {
+        Scope::All => None,
+        Scope::Tenant(t) => Some(t.0),
+        Scope::User(..) => Some(-1),
+    }
+}
+
+fn views(c: &Connection, only: Option<i64>, scope: Scope) -> rusqlite::Result<Vec<ChannelView>> {
     c.prepare_cached(
         "SELECT id, name, kind, url, enabled, length(secret_sealed) > 0, created_by, created_at,
-                updated_at, settings, proxy
-         FROM notification_channels WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
+                updated_at, settings, proxy, tenant_id
+         FROM notification_channels WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR tenant_id = ?2)
+         ORDER BY id",
     )?
-    .query_map([only], |r| {
+    .query_map(params![only, owner(scope)], |r| {
         let settings: String = r.get(9)?;
         let proxy: String = r.get(10)?;
         Ok(ChannelView {
@@ -345,17 +363,21 @@ fn views(c: &Connection, only: Option<i64>) -> rusqlite::Result<Vec<ChannelView>
             updated_at: r.get(8)?,
             settings: serde_json::from_str(&settings).unwrap_or_default(),
             proxy: masked_proxy(&proxy),
+            tenant_id: r.get(11)?,
         })
     })?
     .collect()
 }
 
-pub async fn list(db: &Db) -> Result<Vec<ChannelView>, AppError> {
-    db.read(|c| views(c, None).map_err(AppError::from)).await
+/// The channels `scope` reaches (a customer owner: their tenant's own).
+pub async fn list(db: &Db, scope: Scope) -> Result<Vec<ChannelView>, AppError> {
+    db.read(move |c| views(c, None, scope).map_err(AppError::from))
+        .await
 }
 
-pub async fn get(db: &Db, id: i64) -> Result<ChannelView, AppError> {
-    db.read(move |c| views(c, Some(id)).map_err(AppError::from))
+/// One channel `scope` reaches; not found otherwise.
+pub async fn get(db: &Db, scope: Scope, id: i64) -> Result<ChannelView, AppError> {
+    db.read(move |c| views(c, Some(id), scope).map_err(AppError::from))
         .await?
         .into_iter()
         .next()
@@ -392,13 +414,107 @@ fn settings_json(s: &Settings) -> Result<String, AppError> {
     serde_json::to_string(s).map_err(|e| AppError::Internal(e.to_string()))
 }
 
-/// Creates a channel; returns it.
+/// A host of this machine or of a private network, named literally: a
+/// customer's channel may not make the appliance send there (its own
+/// services, the nodes' agents, the lab's LAN).
+fn internal_host(host: &str) -> bool {
+    use std::net::IpAddr;
+    let h = host
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") || h.is_empty() {
+        return true;
+    }
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => {
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64
+        }
+        Ok(IpAddr::V6(a)) => {
+            let seg = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (seg & 0xfe00) == 0xfc00
+                || (seg & 0xffc0) == 0xfe80
+                || a.to_ipv4_mapped()
+                    .is_some_and(|m| internal_host(&m.to_string()))
+        }
+        Err(_) => false,
+    }
+}
+
+/// What a customer owner's channel may be: their tenant's, an e-mail or a
+/// webhook, no proxy, to no internal host. Admins may give any channel to
+/// a tenant that exists.
+async fn owner_of(db: &Db, scope: Scope, input: &ChannelIn) -> Result<Option<i64>, AppError> {
+    let mut errors = FieldErrors::new();
+    let tenant = match scope {
+        Scope::All => input.tenant_id,
+        Scope::Tenant(t) => {
+            if !matches!(input.kind.trim(), "email" | "webhook") {
+                field(&mut errors, "kind", "one of: email, webhook");
+            }
+            if !input.proxy.trim().is_empty() {
+                field(&mut errors, "proxy", "set by the lab's administrators only");
+            }
+            let url_host = url::Url::parse(input.url.trim())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string));
+            if url_host.is_some_and(|h| internal_host(&h)) {
+                field(
+                    &mut errors,
+                    "url",
+                    "an address on the internet, not of this lab",
+                );
+            }
+            if input.kind.trim() == "email" && internal_host(&input.host) {
+                field(
+                    &mut errors,
+                    "host",
+                    "a mail server on the internet, not of this lab",
+                );
+            }
+            if input.tenant_id.is_some_and(|x| x != t.0) {
+                field(&mut errors, "tenant_id", "your own tenant only");
+            }
+            Some(t.0)
+        }
+        Scope::User(..) => return Err(AppError::Forbidden),
+    };
+    if let (Scope::All, Some(t)) = (scope, tenant) {
+        let exists = db
+            .read(move |c| {
+                c.query_row("SELECT 1 FROM tenants WHERE id = ?1", [t], |_| Ok(()))
+                    .optional()
+                    .map_err(AppError::from)
+            })
+            .await?;
+        if exists.is_none() {
+            field(&mut errors, "tenant_id", "no such tenant");
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    Ok(tenant)
+}
+
+/// Creates a channel in `scope` (a customer owner's is their tenant's);
+/// returns it.
 pub async fn create(
     db: &Db,
     sealer: &Sealer,
     by: By,
+    scope: Scope,
     input: ChannelIn,
 ) -> Result<ChannelView, AppError> {
+    let tenant = owner_of(db, scope, &input).await?;
     let v = validate(&input, true)?;
     let sealed = sealer.seal(v.secret.as_deref().unwrap_or_default().as_bytes())?;
     let (url, url_sealed) = stored_url(sealer, v.kind, &v.url)?;
@@ -410,8 +526,8 @@ pub async fn create(
             let id: i64 = tx
                 .query_row(
                     "INSERT INTO notification_channels (name, kind, url, url_sealed, secret_sealed,
-                         settings, proxy, enabled, created_by, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id",
+                         settings, proxy, enabled, created_by, created_at, updated_at, tenant_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11) RETURNING id",
                     params![
                         v.name,
                         v.kind,
@@ -422,19 +538,21 @@ pub async fn create(
                         v.proxy,
                         v.enabled,
                         by.actor.id.map(|u| u.0),
-                        now
+                        now,
+                        tenant
                     ],
                     |r| r.get(0),
                 )
                 .map_err(crate::error::on_unique("name"))?;
             let d = json!({"name": v.name, "kind": v.kind, "url": url, "enabled": v.enabled,
-                           "settings": v.settings, "proxy": masked_proxy(&v.proxy)});
+                           "settings": v.settings, "proxy": masked_proxy(&v.proxy),
+                           "tenant_id": tenant});
             audit(&tx, &by, "notification_channel.create", id, d)?;
             tx.commit()?;
             Ok::<_, AppError>(id)
         })
         .await?;
-    get(db, id).await
+    get(db, scope, id).await
 }
 
 /// Changes a channel (its kind stays); a new secret replaces the old one, a
@@ -443,10 +561,11 @@ pub async fn update(
     db: &Db,
     sealer: &Sealer,
     by: By,
+    scope: Scope,
     id: i64,
     input: ChannelIn,
 ) -> Result<ChannelView, AppError> {
-    let cur = get(db, id).await?;
+    let cur = get(db, scope, id).await?;
     if input.kind.trim() != cur.kind {
         return Err(AppError::Validation(FieldErrors::from([(
             "kind",
@@ -454,6 +573,9 @@ pub async fn update(
         )])));
     }
     let mut input = input;
+    // a channel stays whose it is
+    input.tenant_id = cur.tenant_id;
+    owner_of(db, scope, &input).await?;
     let kind = Kind::parse(&cur.kind).unwrap_or(Kind::Webhook);
     let keep_url =
         kind.url_is_secret() && (input.url.trim().is_empty() || input.url.trim() == cur.url);
@@ -506,10 +628,11 @@ pub async fn update(
         Ok::<_, AppError>(())
     })
     .await?;
-    get(db, id).await
+    get(db, scope, id).await
 }
 
-pub async fn delete(db: &Db, by: By, id: i64) -> Result<(), AppError> {
+pub async fn delete(db: &Db, by: By, scope: Scope, id: i64) -> Result<(), AppError> {
+    get(db, scope, id).await?;
     db.write(move |c| {
         let tx = c.transaction()?;
         let name: String = tx
@@ -534,8 +657,8 @@ pub async fn delete(db: &Db, by: By, id: i64) -> Result<(), AppError> {
 }
 
 /// The delivery log of a channel, newest first (at most 200 rows).
-pub async fn deliveries(db: &Db, id: i64) -> Result<Vec<DeliveryRow>, AppError> {
-    get(db, id).await?;
+pub async fn deliveries(db: &Db, scope: Scope, id: i64) -> Result<Vec<DeliveryRow>, AppError> {
+    get(db, scope, id).await?;
     let mut rows = db
         .read(move |c| store::deliveries(c, id).map_err(AppError::from))
         .await?;
@@ -558,10 +681,11 @@ pub async fn test(
     db: &Db,
     sealer: Arc<Sealer>,
     by: By,
+    scope: Scope,
     id: i64,
     backoff: Duration,
 ) -> Result<TestResult, AppError> {
-    let ch = get(db, id).await?;
+    let ch = get(db, scope, id).await?;
     let row = db
         .read(move |c| store::sealed_channel(c, id).map_err(AppError::from))
         .await?

@@ -122,9 +122,9 @@ async fn run(s: Arc<Sender>, mut rx: mpsc::Receiver<Notice>, cancel: Cancellatio
 
 /// Sends one notice to every enabled channel of its rule, side by side.
 async fn deliver_all(s: &Sender, n: &Notice) -> Result<(), AppError> {
-    let rule = n.rule_id;
+    let (rule, alert) = (n.rule_id, n.alert_id);
     let rows =
-        s.db.read(move |c| store::channels_of(c, rule).map_err(AppError::from))
+        s.db.read(move |c| store::channels_of(c, rule, alert).map_err(AppError::from))
             .await?;
     let sealer = s.sealer.clone();
     let targets = tokio::task::spawn_blocking(move || {

@@ -283,7 +283,12 @@ async fn render_rules(
     html(&RulesPage {
         l: ctx.nav("alerts").l,
         rules: manage::rules(&app.db).await?,
-        channels: channels::list(&app.db).await?,
+        // the lab's channels (a customer's own get their tenant's alerts)
+        channels: channels::list(&app.db, crate::ids::Scope::All)
+            .await?
+            .into_iter()
+            .filter(|c| c.tenant_id.is_none())
+            .collect(),
         nodes: node_names(app).await?,
         form,
         errs,
@@ -435,9 +440,10 @@ async fn render_channels(
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
+    let scope = ctx.me.scope();
     html(&ChannelsPage {
         l: ctx.nav("alerts").l,
-        channels: channels::list(&app.db).await?,
+        channels: channels::list(&app.db, scope).await?,
         form,
         errs,
     })
@@ -455,7 +461,7 @@ async fn create_channel(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     let input = channel_input(&form, Value::Bool(true));
-    match channels::create(&app.db, &app.sealer, by(&ctx, src), input).await {
+    match channels::create(&app.db, &app.sealer, by(&ctx, src), ctx.me.scope(), input).await {
         Ok(c) => Ok(Redirect::to(&format!("/notification-channels/{}", c.id)).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
@@ -488,6 +494,7 @@ fn channel_input(form: &HashMap<String, String>, enabled: Value) -> ChannelIn {
         chat_id: v("chat_id"),
         language: v("language"),
         proxy: v("proxy"),
+        tenant_id: None,
     }
 }
 
@@ -540,7 +547,7 @@ async fn render_channel(
     id: i64,
     test: Option<TestResult>,
 ) -> Result<Response, AppError> {
-    let channel = channels::get(&app.db, id).await?;
+    let channel = channels::get(&app.db, ctx.me.scope(), id).await?;
     let form = channel_form(&channel);
     render_channel_with(app, ctx, channel, test, form, FormErrs::default()).await
 }
@@ -554,10 +561,11 @@ async fn render_channel_with(
     errs: FormErrs,
 ) -> Result<Response, AppError> {
     let id = channel.id;
+    let scope = ctx.me.scope();
     html(&ChannelPage {
         l: ctx.nav("alerts").l,
         channel,
-        log: channels::deliveries(&app.db, id).await?,
+        log: channels::deliveries(&app.db, scope, id).await?,
         test,
         form,
         errs,
@@ -571,11 +579,20 @@ async fn update_channel(
     ApiPath(id): ApiPath<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    let cur = channels::get(&app.db, id).await?;
+    let cur = channels::get(&app.db, ctx.me.scope(), id).await?;
     let enabled = FormValues::from_map(form.clone()).bool_value("enabled");
     let mut input = channel_input(&form, enabled.unwrap_or(Value::Bool(false)));
     input.kind = cur.kind.clone();
-    match channels::update(&app.db, &app.sealer, by(&ctx, src), id, input).await {
+    match channels::update(
+        &app.db,
+        &app.sealer,
+        by(&ctx, src),
+        ctx.me.scope(),
+        id,
+        input,
+    )
+    .await
+    {
         Ok(c) => Ok(Redirect::to(&format!("/notification-channels/{}", c.id)).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
@@ -606,7 +623,8 @@ async fn test_channel(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let by = by(&ctx, src);
-    let r = channels::test(&app.db, app.sealer.clone(), by, id, super::BACKOFF).await?;
+    let scope = ctx.me.scope();
+    let r = channels::test(&app.db, app.sealer.clone(), by, scope, id, super::BACKOFF).await?;
     render_channel(&app, ctx, id, Some(r)).await
 }
 
@@ -616,7 +634,7 @@ async fn delete_channel(
     src: Source,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
-    channels::delete(&app.db, by(&ctx, src), id).await?;
+    channels::delete(&app.db, by(&ctx, src), ctx.me.scope(), id).await?;
     Ok(Redirect::to("/notification-channels").into_response())
 }
 
