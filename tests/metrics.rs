@@ -1753,6 +1753,15 @@ async fn every_channel_kind_delivers_in_its_vendors_format_and_email_arrives() {
     let own_id = own["id"].as_i64().unwrap();
     let (_, v) = get(&owner, &api("notification-channels")).await;
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let page = common::text(&owner, &srv.url("/notification-channels")).await;
+    assert!(
+        page.contains(&format!("/notification-channels/{own_id}")),
+        "the owner's page lists theirs"
+    );
+    assert!(
+        !page.contains("mail-en") && !page.contains("proxied"),
+        "and none of the lab's"
+    );
     for (m, path) in [
         ("GET", format!("notification-channels/{ding_id}")),
         ("DELETE", format!("notification-channels/{ding_id}")),
