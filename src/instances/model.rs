@@ -1,4 +1,4 @@
-//! An instance's status: ours (`creating`, `missing`) plus the container
+//! An instance's status: ours (`creating`, `missing`, `deleting`) plus the container
 //! states Docker reports. Pure: no I/O.
 
 /// `instances.status`. Docker states outside the known set (and a container
@@ -16,6 +16,8 @@ pub enum InstanceStatus {
     Dead,
     /// The container is gone from its node.
     Missing,
+    /// gpudock is deleting it: its container going away is expected.
+    Deleting,
     Unknown,
 }
 
@@ -29,6 +31,7 @@ crate::text_enum!(InstanceStatus else Unknown {
     Exited => "exited",
     Dead => "dead",
     Missing => "missing",
+    Deleting => "deleting",
     Unknown => "unknown",
 });
 
@@ -67,6 +70,7 @@ impl InstanceStatus {
             InstanceStatus::Exited => "instances.s_exited",
             InstanceStatus::Dead => "instances.s_dead",
             InstanceStatus::Missing => "instances.s_missing",
+            InstanceStatus::Deleting => "instances.s_deleting",
             InstanceStatus::Unknown => "instances.s_unknown",
         }
     }
