@@ -379,6 +379,9 @@ pub async fn unlock(
     id: UserId,
     src: &Source,
 ) -> Result<User, AppError> {
+    if id == by.user.id {
+        return Err(AppError::field("id", "err.unlock_own"));
+    }
     let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
     app.db
         .write(move |c| {
