@@ -14,6 +14,7 @@ mod manage;
 pub mod model;
 pub mod notify;
 pub mod pages;
+mod send;
 mod store;
 pub mod storm;
 
