@@ -720,6 +720,7 @@ pub async fn test(
         resolved_at: None,
         reason: None,
         group: None,
+        tenant_id: None,
     };
     let sent = notify::deliver(&s, &target, None, &notice).await;
     let tries = db

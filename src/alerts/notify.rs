@@ -66,6 +66,10 @@ pub struct Notice {
     /// the rule (this one first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<Group>,
+    /// The tenant of the instance it is about (not sent): a storm groups
+    /// only alerts of one tenant, since a tenant's own channels get it.
+    #[serde(skip)]
+    pub tenant_id: Option<i64>,
 }
 
 /// The alerts a storm's one message stands for.

@@ -459,7 +459,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
     c.query_row(
         "SELECT a.id, a.rule_id, r.name, a.level, a.message, a.target, a.node_id,
                 a.instance_id, a.metric, a.value, a.triggered_at, a.resolved_at,
-                a.resolved_reason
+                a.resolved_reason, a.tenant_id
          FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = ?1",
         [record],
         |r| {
@@ -479,6 +479,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
                 resolved_at: r.get(11)?,
                 reason: r.get(12)?,
                 group: None,
+                tenant_id: r.get(13)?,
             })
         },
     )

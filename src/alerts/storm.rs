@@ -22,19 +22,23 @@ struct Window {
     held: Vec<Notice>,
 }
 
-/// The open windows, by rule and kind of announcement.
+/// A rule, a kind of announcement and a tenant (instance alerts of one
+/// tenant group apart from another's: a tenant's own channels get them).
+type Key = (RuleId, &'static str, Option<i64>);
+
+/// The open windows, by rule, kind of announcement and tenant.
 #[derive(Default)]
 pub struct Storm {
-    open: HashMap<(RuleId, &'static str), Window>,
+    open: HashMap<Key, Window>,
 }
 
 impl Storm {
     /// Takes what a cycle (or an event) announces at `now`; returns what
     /// to send now.
     pub fn admit(&mut self, batch: Vec<Notice>, now: i64) -> Vec<Notice> {
-        let mut groups: Vec<((RuleId, &'static str), Vec<Notice>)> = Vec::new();
+        let mut groups: Vec<(Key, Vec<Notice>)> = Vec::new();
         for n in batch {
-            let key = (n.rule_id, n.event.as_str());
+            let key = (n.rule_id, n.event.as_str(), n.tenant_id);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, g)) => g.push(n),
                 None => groups.push((key, vec![n])),
@@ -121,6 +125,7 @@ mod tests {
             resolved_at: None,
             reason: None,
             group: None,
+            tenant_id: None,
         }
     }
 
@@ -174,6 +179,15 @@ mod tests {
             (out.len(), out[0].alert_id, out[0].group.is_none()),
             (1, 50, true)
         );
+        // Instance alerts of two tenants never share a message.
+        let of = |id, t| Notice {
+            tenant_id: Some(t),
+            ..notice(id, 3, Event::Fired)
+        };
+        let out = s.admit(vec![of(70, 1), of(71, 2), of(72, 1)], t0 + 70);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].group.as_ref().unwrap().alert_ids, [70, 72]);
+        assert!(out[1].group.is_none() && out[1].tenant_id == Some(2));
         // ... and once a window passes empty, the next alert goes at once.
         assert!(s.due(t0 + 180).is_empty());
         assert_eq!(
