@@ -38,6 +38,9 @@ pub struct CreateInput {
     pub remark: Option<String>,
     /// Datasets on the node to mount read-only at `/datasets/<name>`.
     pub dataset_ids: Option<Value>,
+    /// Unix seconds; absent: the spec's default lease length (none:
+    /// open-ended).
+    pub lease_end: Option<Value>,
 }
 
 pub const LABEL_INSTALL: &str = "gpudock.install";
@@ -141,6 +144,8 @@ pub async fn reserve(
     let spec = crate::catalog::get_spec(app, me, spec_id)
         .await
         .map_err(not_found_as("spec_id", "err.no_such_spec"))?;
+    let lease_end =
+        crate::leases::at_creation(app, me, spec.lease_days, input.lease_end.as_ref()).await?;
     let req = super::request_of(&spec);
     let (uid, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
     let (n, r) = (name.clone(), remark);
@@ -173,6 +178,7 @@ pub async fn reserve(
                 reserved: req.need,
                 remark: &r,
                 generation,
+                lease_end,
             };
             let mut objects = ObjectNames::default();
             let id = store::insert(

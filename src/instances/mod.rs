@@ -113,6 +113,23 @@ pub async fn tenant_usage(
         .await
 }
 
+/// Records the status Docker reported for instance `id`'s container `cid`
+/// (work done outside a user's request, such as the lease checker's stop).
+pub async fn record_status(
+    app: &App,
+    id: InstanceId,
+    cid: String,
+    status: InstanceStatus,
+) -> Result<(), AppError> {
+    app.db
+        .write(move |c| {
+            store::set_status(c, id, &cid, status, crate::db::now())
+                .map(|_| ())
+                .map_err(AppError::from)
+        })
+        .await
+}
+
 /// Every instance placed on `node`, whoever owns it (per-node work such as
 /// metrics collection; never shown to a user as it is).
 pub async fn on_node(app: &App, node: NodeId) -> Result<Vec<Instance>, AppError> {
