@@ -78,12 +78,20 @@ CREATE INDEX remote_sessions_started ON remote_sessions(started_at);
 CREATE INDEX remote_sessions_live ON remote_sessions(status) WHERE status IN ('active', 'idle');
 CREATE INDEX remote_sessions_unswept ON remote_sessions(node_id) WHERE swept_at IS NULL;
 
--- Permission records. Setting a lease end and reclaiming are the admins'
--- (admin_only); every role sees the lease section of what it reaches.
+-- Permission records. Setting a lease end, deciding requests and reclaiming
+-- are the admins' (admin_only); every role sees the lease section of what it
+-- reaches, asks for extensions of it and sees its requests.
 INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed, admin_only) VALUES
  ('PATCH', '/api/v1/instances/{id}',                    'instances', 'Set or extend an instance''s lease end (续期)', '设置或延长实例租期（续期）', 0, 1),
  ('GET',   '/api/v1/instances/{id}/reclaim',            'instances', 'What a reclaim would end (processes, sessions)', '回收前检查（进程、会话）', 0, 1),
  ('POST',  '/api/v1/instances/{id}/reclaim',            'instances', 'Reclaim an instance (回收)',                   '回收实例', 0, 1),
+ ('POST',  '/api/v1/instances/{id}/lease-requests',     'instances', 'Ask for a lease extension (续期申请)',            '申请续期', 0, 0),
+ ('GET',   '/api/v1/lease-requests',                    'instances', 'List lease extension requests (own / tenant / all)', '查看续期申请（本人/本租户/全部）', 0, 0),
+ ('POST',  '/api/v1/lease-requests/{id}/approve',       'instances', 'Approve a lease extension request',           '批准续期申请', 0, 1),
+ ('POST',  '/api/v1/lease-requests/{id}/reject',        'instances', 'Reject a lease extension request',            '拒绝续期申请', 0, 1),
+ ('POST',  '/instances/{id}/lease-request',             'pages',     'Ask for a lease extension (form)',            '申请续期（表单）', 0, 0),
+ ('POST',  '/lease-requests/{id}/approve',              'pages',     'Approve a lease extension request (form)',    '批准续期申请（表单）', 0, 1),
+ ('POST',  '/lease-requests/{id}/reject',               'pages',     'Reject a lease extension request (form)',     '拒绝续期申请（表单）', 0, 1),
  ('GET',   '/instances/{id}/lease',                     'pages',     'Lease of an instance (section of the instance page)', '实例租期（实例页面中的一节）', 0, 0),
  ('POST',  '/instances/{id}/lease',                     'pages',     'Set or extend a lease end (form)',            '设置或延长租期（表单）', 0, 1),
  ('GET',   '/instances/{id}/reclaim',                   'pages',     'Reclaim an instance: checks and confirmation', '回收实例：检查与确认', 0, 1),
@@ -92,4 +100,5 @@ INSERT INTO permissions (method, path_pattern, grp, description, description_zh,
 INSERT INTO role_permissions (role, permission_id)
 SELECT r.role, p.id FROM permissions p, (SELECT 'customer_owner' AS role UNION ALL SELECT 'customer_member') r
 WHERE p.admin_only = 0 AND (p.method, p.path_pattern) IN (
- VALUES ('GET', '/instances/{id}/lease'));
+ VALUES ('GET', '/instances/{id}/lease'), ('POST', '/api/v1/instances/{id}/lease-requests'),
+        ('GET', '/api/v1/lease-requests'), ('POST', '/instances/{id}/lease-request'));

@@ -1711,3 +1711,67 @@ async fn a_manual_reclaim_shows_what_runs_and_needs_confirmation() {
     assert_eq!(s, StatusCode::CONFLICT, "reclaimed once");
     assert_eq!(lab.audited("action=instance.reclaim").await, 1);
 }
+
+/// Issue 14: an owner asks for an extension (续期申请); an admin approves it
+/// and the lease end becomes the one asked for; both audited.
+#[tokio::test]
+async fn an_owner_asks_for_an_extension_and_an_admin_approves_it() {
+    let lab = Lab::new(FAST_STOP, 4).await;
+    let mut body = small_spec("s");
+    body["lease_days"] = json!(10);
+    let spec = lab.spec(body).await;
+    let (alice, bob) = two_tenants(&lab).await;
+    let (s, inst) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "x1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_i64().unwrap();
+    let ask = lab
+        .srv
+        .url(&format!("/api/v1/instances/{id}/lease-requests"));
+    let want = inst["lease_end"].as_i64().unwrap() + 20 * 86_400;
+    let (s, _) = post(&bob, &ask, json!({"lease_end": want})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's instance");
+    let (s, e) = post(&alice, &ask, json!({"lease_end": now() + 60})).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not later than the lease: {e}"
+    );
+    let (s, r) = post(
+        &alice,
+        &ask,
+        json!({"lease_end": want, "reason": "training runs"}),
+    )
+    .await;
+    assert_eq!(
+        (s, &r["status"]),
+        (StatusCode::CREATED, &json!("pending")),
+        "{r}"
+    );
+    let (s, _) = post(&alice, &ask, json!({"lease_end": want + 1})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "one pending at a time");
+    let rid = r["id"].as_i64().unwrap();
+    let (s, list) = get(&bob, &lab.srv.url("/api/v1/lease-requests")).await;
+    assert_eq!((s, list), (StatusCode::OK, json!([])));
+    let approve = lab
+        .srv
+        .url(&format!("/api/v1/lease-requests/{rid}/approve"));
+    let (s, _) = post(&alice, &approve, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "approving is an admin's");
+    let (s, r) = post(&lab.admin, &approve, json!({})).await;
+    assert_eq!(
+        (s, &r["status"]),
+        (StatusCode::OK, &json!("approved")),
+        "{r}"
+    );
+    let (_, b) = get(&alice, &lab.srv.url(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(b["lease_end"], json!(want));
+    let (s, _) = post(&lab.admin, &approve, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "decided once");
+    assert_eq!(lab.audited("action=lease.request").await, 1);
+    assert_eq!(lab.audited("action=lease.request.approve").await, 1);
+}

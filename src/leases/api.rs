@@ -6,7 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{get, patch};
+use axum::routing::{get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,6 +21,16 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/api/v1/instances/{id}", patch(set_lease))
         .route("/api/v1/instances/{id}/reclaim", get(preview).post(reclaim))
+        .route("/api/v1/instances/{id}/lease-requests", post(request))
+        .route("/api/v1/lease-requests", get(requests))
+        .route(
+            "/api/v1/lease-requests/{id}/approve",
+            post(async |s, m, src, p| decide(true, s, m, src, p).await),
+        )
+        .route(
+            "/api/v1/lease-requests/{id}/reject",
+            post(async |s, m, src, p| decide(false, s, m, src, p).await),
+        )
 }
 
 /// Keeps `null` apart from an absent key.
@@ -80,4 +90,37 @@ async fn reclaim(
     }
     let steps = super::reclaim_by(&app, &me, id, confirm, &src).await?;
     Ok(Json(json!({"steps": steps})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RequestBody {
+    lease_end: Option<Value>,
+    reason: Option<String>,
+}
+
+async fn request(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<InstanceId>,
+    ApiJson(b): ApiJson<RequestBody>,
+) -> Result<impl IntoResponse, AppError> {
+    let reason = b.reason.unwrap_or_default();
+    let r = super::request(&app, &me, id, b.lease_end.as_ref(), &reason, &src).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(r)))
+}
+
+async fn requests(State(app): State<App>, me: CurrentUser) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::requests(&app, &me, None).await?))
+}
+
+async fn decide(
+    approve: bool,
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::decide(&app, &me, id, approve, &src).await?))
 }

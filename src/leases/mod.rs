@@ -27,7 +27,7 @@ use crate::ids::InstanceId;
 use crate::instances::{Instance, InstanceStatus};
 use crate::sessions::EndReason;
 pub use model::{DAY, LeaseState};
-pub use store::{Notice, Step};
+pub use store::{Notice, Request, Step};
 
 /// The one rule of an instance's lease state (see [`model::state`]).
 pub fn state(end: Option<i64>, reclaimed_at: Option<i64>, now: i64) -> LeaseState {
@@ -575,5 +575,126 @@ pub async fn ssh_notice(app: &App, me: &CurrentUser) -> Result<Option<String>, A
 pub async fn reminders(app: &App, id: InstanceId) -> Result<Vec<(i64, i64)>, AppError> {
     app.db
         .read(move |c| store::reminders(c, id).map_err(AppError::from))
+        .await
+}
+
+/// An owner's (or member's) request to extend the lease of instance `id`
+/// to `lease_end` (续期申请), for an admin to approve; audited. One request
+/// per instance is pending at a time.
+pub async fn request(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+    lease_end: Option<&Value>,
+    reason: &str,
+    src: &Source,
+) -> Result<Request, AppError> {
+    let mut e = FieldErrors::new();
+    let end = lease_field(&mut e, lease_end).flatten();
+    let reason = crate::validate::multiline_text(&mut e, "reason", reason, 500);
+    if end.is_none() && !e.contains_key("lease_end") {
+        e.insert("lease_end", FieldError::new("err.required"));
+    }
+    if !e.is_empty() {
+        return Err(AppError::Validation(e));
+    }
+    let end = end.unwrap_or_default();
+    let inst = reclaimable(app, me, id).await?;
+    if end <= crate::db::now().max(inst.lease_end.unwrap_or(0)) {
+        return Err(AppError::field("lease_end", "err.leases.not_later"));
+    }
+    let new = store::NewRequest {
+        instance_id: id,
+        user_id: me.user.id.0,
+        tenant_id: inst.tenant_id,
+        lease_end: end,
+        reason,
+    };
+    let (actor, src, scope) = (me.actor(), src.clone(), me.scope());
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(rid) = store::insert_request(&tx, &new, crate::db::now())? else {
+                return Err(AppError::Conflict(FieldErrors::from([(
+                    "lease_end",
+                    FieldError::new("err.leases.pending"),
+                )])));
+            };
+            let detail = json!({"instance_id": id, "lease_end": end, "reason": new.reason});
+            let e = Event::new(&actor, &src, "lease.request", "lease_request")
+                .id(rid)
+                .detail(detail);
+            audit::append(&tx, &e)?;
+            let made = store::requests(&tx, scope, Some(id))?
+                .into_iter()
+                .find(|r| r.id == rid)
+                .ok_or(AppError::NotFound)?;
+            tx.commit()?;
+            Ok(made)
+        })
+        .await
+}
+
+/// The extension requests `me` reaches (of one instance, or all).
+pub async fn requests(
+    app: &App,
+    me: &CurrentUser,
+    instance: Option<InstanceId>,
+) -> Result<Vec<Request>, AppError> {
+    let scope = me.scope();
+    app.db
+        .read(move |c| store::requests(c, scope, instance).map_err(AppError::from))
+        .await
+}
+
+/// Approves (the lease end becomes the one asked for) or rejects a pending
+/// request: an admin's (the routes' records are admin-only), audited.
+pub async fn decide(
+    app: &App,
+    me: &CurrentUser,
+    rid: i64,
+    approve: bool,
+    src: &Source,
+) -> Result<Request, AppError> {
+    let (actor, src, scope, by) = (me.actor(), src.clone(), me.scope(), me.user.id.0);
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if !store::requests(&tx, scope, None)?
+                .iter()
+                .any(|r| r.id == rid)
+            {
+                return Err(AppError::NotFound);
+            }
+            let now = crate::db::now();
+            let Some((id, end)) = store::decide(&tx, rid, approve, by, now)? else {
+                return Err(AppError::Conflict(FieldErrors::from([(
+                    "status",
+                    FieldError::new("err.leases.decided"),
+                )])));
+            };
+            if approve && !store::set_lease(&tx, id, Some(end), now)? {
+                return Err(AppError::Conflict(FieldErrors::from([(
+                    "status",
+                    FieldError::new("err.leases.reclaimed"),
+                )])));
+            }
+            let action = if approve {
+                "lease.request.approve"
+            } else {
+                "lease.request.reject"
+            };
+            let detail = json!({"instance_id": id, "lease_end": end});
+            let e = Event::new(&actor, &src, action, "lease_request")
+                .id(rid)
+                .detail(detail);
+            audit::append(&tx, &e)?;
+            let r = store::requests(&tx, scope, Some(id))?
+                .into_iter()
+                .find(|r| r.id == rid)
+                .ok_or(AppError::NotFound)?;
+            tx.commit()?;
+            Ok(r)
+        })
         .await
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{Check, LeaseState, Step};
+use super::{Check, LeaseState, Request, Step};
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
@@ -25,6 +25,15 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/instances/{id}/lease", get(section).post(set_lease))
         .route("/instances/{id}/reclaim", get(reclaim_page).post(reclaim))
+        .route("/instances/{id}/lease-request", axum::routing::post(ask))
+        .route(
+            "/lease-requests/{id}/approve",
+            axum::routing::post(async |s, c, src, p| decide(true, s, c, src, p).await),
+        )
+        .route(
+            "/lease-requests/{id}/reject",
+            axum::routing::post(async |s, c, src, p| decide(false, s, c, src, p).await),
+        )
 }
 
 #[derive(Template)]
@@ -35,6 +44,7 @@ struct Section {
     /// Until when the data is kept (once the lease has ended).
     keep_until: Option<i64>,
     steps: Vec<Step>,
+    requests: Vec<Request>,
     typed: String,
     errs: FormErrs,
 }
@@ -49,6 +59,13 @@ impl Section {
     fn state_key(&self) -> &'static str {
         self.i.lease_state.key()
     }
+    fn request_key(&self, status: &str) -> &'static str {
+        match status {
+            "approved" => "leases.rq_approved",
+            "rejected" => "leases.rq_rejected",
+            _ => "leases.rq_pending",
+        }
+    }
 }
 
 async fn render(
@@ -61,11 +78,13 @@ async fn render(
     let i = crate::instances::get(app, &ctx.me, id).await?;
     let steps = super::steps(app, &ctx.me, id).await?;
     let keep_until = i.lease_end.map(|e| super::keep_until(app, e));
+    let requests = super::requests(app, &ctx.me, Some(id)).await?;
     html(&Section {
         l: ctx.l,
         i,
         keep_until,
         steps,
+        requests,
         typed,
         errs,
     })
@@ -200,4 +219,56 @@ async fn reclaim(
             Ok(resp)
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AskForm {
+    lease_end: String,
+    reason: String,
+}
+
+/// An owner's request for an extension (the form in the lease section).
+async fn ask(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<InstanceId>,
+    Form(f): Form<AskForm>,
+) -> Result<Response, AppError> {
+    let done = match parse_date(&f.lease_end) {
+        Ok(end) => {
+            let end = end.map(serde_json::Value::from);
+            super::request(&app, &ctx.me, id, end.as_ref(), &f.reason, &src)
+                .await
+                .map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) if is_htmx(&headers) => {
+            render(&app, ctx, id, String::new(), FormErrs::default()).await
+        }
+        Ok(()) => Ok(Redirect::to(&format!("/instances/{id}")).into_response()),
+        Err(e) if e.fields().is_some() => {
+            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
+            let mut resp = render(&app, ctx, id, f.lease_end, errs).await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An admin approves or rejects a request; back to the instance's page.
+async fn decide(
+    approve: bool,
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(rid): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let r = super::decide(&app, &ctx.me, rid, approve, &src).await?;
+    Ok(Redirect::to(&format!("/instances/{}", r.instance_id)).into_response())
 }

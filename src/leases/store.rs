@@ -205,3 +205,109 @@ pub fn ended(conn: &Connection, id: InstanceId, now: i64) -> rusqlite::Result<Op
     )
     .optional()
 }
+
+/// An owner's (or member's) request to extend a lease (续期申请).
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    pub id: i64,
+    pub instance_id: InstanceId,
+    pub instance_name: String,
+    pub user_id: i64,
+    pub username: String,
+    pub tenant_id: Option<i64>,
+    /// The lease end asked for (Unix seconds).
+    pub lease_end: i64,
+    pub reason: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub decided_by: Option<i64>,
+    pub decided_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub struct NewRequest {
+    pub instance_id: InstanceId,
+    pub user_id: i64,
+    pub tenant_id: Option<i64>,
+    pub lease_end: i64,
+    pub reason: String,
+}
+
+/// Records a request; none when one is pending for the instance already.
+pub fn insert_request(
+    conn: &Connection,
+    r: &NewRequest,
+    now: i64,
+) -> rusqlite::Result<Option<i64>> {
+    let n = conn.execute(
+        "INSERT INTO lease_requests (instance_id, user_id, tenant_id, lease_end, reason, created_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS \
+         (SELECT 1 FROM lease_requests WHERE instance_id = ?1 AND status = 'pending')",
+        params![r.instance_id, r.user_id, r.tenant_id, r.lease_end, r.reason, now],
+    )?;
+    Ok((n == 1).then(|| conn.last_insert_rowid()))
+}
+
+/// The requests `scope` reaches (member: own; owner: tenant; admin: all),
+/// of one instance or all, newest first.
+pub fn requests(
+    conn: &Connection,
+    scope: Scope,
+    instance: Option<InstanceId>,
+) -> rusqlite::Result<Vec<Request>> {
+    let (t, u) = match scope {
+        Scope::All => (None, None),
+        Scope::Tenant(t) => (Some(t.0), None),
+        Scope::User(u, _) => (None, Some(u.0)),
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.id, r.instance_id, i.name, r.user_id, u.username, r.tenant_id, r.lease_end, r.reason, \
+         r.status, r.decided_by, r.decided_at, r.created_at FROM lease_requests r \
+         JOIN instances i ON i.id = r.instance_id JOIN users u ON u.id = r.user_id \
+         WHERE (?1 IS NULL OR r.tenant_id = ?1) AND (?2 IS NULL OR r.user_id = ?2) \
+         AND (?3 IS NULL OR r.instance_id = ?3) ORDER BY r.id DESC LIMIT 500",
+    )?;
+    stmt.query_map(params![t, u, instance], |r| {
+        Ok(Request {
+            id: r.get(0)?,
+            instance_id: r.get(1)?,
+            instance_name: r.get(2)?,
+            user_id: r.get(3)?,
+            username: r.get(4)?,
+            tenant_id: r.get(5)?,
+            lease_end: r.get(6)?,
+            reason: r.get(7)?,
+            status: r.get(8)?,
+            decided_by: r.get(9)?,
+            decided_at: r.get(10)?,
+            created_at: r.get(11)?,
+        })
+    })?
+    .collect()
+}
+
+/// Decides a pending request; its instance and lease end when it was
+/// pending (none otherwise).
+pub fn decide(
+    conn: &Connection,
+    id: i64,
+    approve: bool,
+    by: i64,
+    now: i64,
+) -> rusqlite::Result<Option<(InstanceId, i64)>> {
+    let status = if approve { "approved" } else { "rejected" };
+    let n = conn.execute(
+        "UPDATE lease_requests SET status = ?2, decided_by = ?3, decided_at = ?4 \
+         WHERE id = ?1 AND status = 'pending'",
+        params![id, status, by, now],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT instance_id, lease_end FROM lease_requests WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
