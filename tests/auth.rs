@@ -170,6 +170,34 @@ async fn lockout_after_five_failures_applies_whatever_the_password() {
         .find(|u| u["username"] == "carol")
         .unwrap();
     assert!(carol["locked_until"].is_i64(), "{carol}");
+    let carol_id = carol["id"].as_i64().unwrap();
+
+    // The user's page offers Unlock; an owner of another tenant cannot.
+    let page_html = admin
+        .get(srv.url(&format!("/users/{carol_id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page_html.contains("id=\"user-unlock\""), "{page_html}");
+    let other = make_tenant(&srv, &admin, "ELSE").await;
+    let (_, dave) = make_user(&srv, &admin, "dave", "customer_owner", Some(other), pw).await;
+    let unlock_url = srv.url(&format!("/api/v1/users/{carol_id}/unlock"));
+    let (s, _) = post(&dave, &unlock_url, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's owner");
+    // The admin unlocks (audited): the right password works again at once.
+    let (s, b) = post(&admin, &unlock_url, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["locked_until"].is_null(), "{b}");
+    let (_, s, _) = srv.login("carol", pw).await;
+    assert_eq!(s, StatusCode::OK, "signed in after the unlock");
+    let (s, b) = post(&admin, &unlock_url, json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["id"].is_string(), "{b}");
+    let (_, a) = get(&admin, &srv.url("/api/v1/audit?action=user.unlock")).await;
+    assert_eq!(a.as_array().unwrap().len(), 1, "{a}");
 
     let (s, recs) = get(&admin, &srv.url("/api/v1/audit?actor=carol&action=auth.")).await;
     assert_eq!(s, StatusCode::OK);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -527,6 +527,29 @@ async fn browser_walks_the_instance_wizard() {
     .await;
     shot(&c, "instance").await;
 
+    // The member's dashboard lists their own instances, not tenant counts.
+    c.goto(&server.url("/")).await.unwrap();
+    poll("the member's instances on the dashboard", || async {
+        let t = text_of(&c, "#my-instances").await;
+        if t.contains("from-the-wizard") {
+            Ok(())
+        } else {
+            Err(t)
+        }
+    })
+    .await;
+    find(&c, "#my-sessions").await;
+    assert!(
+        c.find_all(Locator::Css("#count-tenants"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no tenant count for a member"
+    );
+    c.goto(&server.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
+
     // The API agrees: the owner is the member, not whatever the form said.
     let (s, i) = common::get(&admin, &api(&format!("/api/v1/instances/{id}"))).await;
     assert_eq!(
@@ -695,23 +718,89 @@ async fn browser_web_terminal_runs_commands_in_the_container() {
     }
     let cols = |s: &str| s.split(' ').nth(1).unwrap().parse::<u32>().unwrap();
     assert!(cols(&after) < cols(&before), "{before} -> {after}");
+
+    // A dropped connection (an admin ends the session) offers Reconnect,
+    // which opens a new session in the same terminal.
+    let (_, list) = lab.get("/api/v1/sessions?protocol=web_terminal").await;
+    let first = list[0]["id"].as_i64().unwrap();
+    let (s, b) = lab
+        .post(&format!("/api/v1/sessions/{first}/terminate"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let shown = |c: &Client, css: &'static str| {
+        let c = c.clone();
+        async move {
+            let v = c
+                .execute(
+                    "const e = document.querySelector(arguments[0]); \
+                     return e ? [!e.hidden, e.className] : null;",
+                    vec![json!(css)],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<Value, String>(v)
+        }
+    };
+    poll("the Reconnect button after the drop", || async {
+        let v = shown(&c, "#terminal-reconnect").await?;
+        if v[0] == json!(true) {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    click(&c, "#terminal-reconnect").await;
+    poll("the terminal connected again", || async {
+        let v = shown(&c, "#terminal-state").await?;
+        let hidden = shown(&c, "#terminal-reconnect").await?;
+        if v[1] == json!("badge on") && hidden[0] == json!(false) {
+            Ok(())
+        } else {
+            Err(format!("{v} {hidden}"))
+        }
+    })
+    .await;
+    let again = stty(&c, 50).await;
+    assert_eq!(again.split(' ').count(), 2, "{again}");
+    // Colours written to the container's output are not shown raw in the
+    // followed logs.
+    find(&c, ".xterm-helper-textarea")
+        .await
+        .send_keys("printf 'col\\033[31mour-\\033[1;32mLOG\\033[0m-end\\n' > /proc/1/fd/1\n")
+        .await
+        .unwrap();
+    c.goto(&lab.srv.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
+    let logs = poll("the coloured line in the logs", || async {
+        let t = find(&c, "#logs")
+            .await
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        if t.contains("-end") { Ok(t) } else { Err(t) }
+    })
+    .await;
+    assert!(
+        logs.contains("colour-LOG-end") && !logs.contains('\u{1b}') && !logs.contains("[31m"),
+        "{logs:?}"
+    );
     c.close().await.unwrap();
     drop(driver);
 
-    // The session: recorded as web_terminal, ended when the page went away.
+    // The sessions: recorded as web_terminal, the first ended by the admin,
+    // the second when the page went away.
     let deadline = Instant::now() + WAIT;
     let rec = loop {
         let (_, list) = lab.get("/api/v1/sessions?protocol=web_terminal").await;
-        if let Some(s) = list
-            .as_array()
-            .and_then(|l| l.first())
-            .filter(|s| s["ended_at"].is_i64())
-        {
-            break s.clone();
+        let all = list.as_array().cloned().unwrap_or_default();
+        if all.len() >= 2 && all.iter().all(|s| s["ended_at"].is_i64()) {
+            break all.into_iter().find(|s| s["id"] == first).unwrap();
         }
         assert!(
             Instant::now() < deadline,
-            "no ended web_terminal session: {list}"
+            "not two ended web_terminal sessions: {list}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -1387,6 +1476,25 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     }
     let data_disk: i64 = value_of(&c, "#node-data_disk_gb").await.parse().unwrap();
     shot(&c, "first-run-node").await;
+    // The registered host's unix:// endpoint: "Use TLS" is neither checked
+    // nor shown, and the SSH fields say what they are for.
+    let tls_state = |c: &Client| {
+        let c = c.clone();
+        async move {
+            c.execute(
+                "const t = document.getElementById('node-tls'); \
+                 return [t.checked, t.closest('label').hidden];",
+                vec![],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(tls_state(&c).await, json!([false, true]));
+    assert!(
+        text_of(&c, "#node-ssh-hint").await.contains("cloud-user"),
+        "the SSH hint"
+    );
     // Deleting the node asks first, naming it; dismissed, nothing goes.
     click(&c, "#node-delete").await;
     let text = poll("the node's confirmation", || async {
@@ -1399,6 +1507,37 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     );
     c.dismiss_alert().await.unwrap();
     assert_eq!(path_and_query(&c).await, format!("/nodes/{node_id}"));
+
+    // On the new-node form, typing a tcp:// endpoint checks it and shows
+    // the certificates; a unix:// one unchecks and hides them.
+    c.goto(&server.url("/nodes")).await.unwrap();
+    fill(&c, "#node-endpoint", "tcp://10.0.0.5:2376").await;
+    assert_eq!(tls_state(&c).await, json!([true, false]));
+    fill(&c, "#node-endpoint", "unix:///var/run/docker.sock").await;
+    assert_eq!(tls_state(&c).await, json!([false, true]));
+
+    // At 420 px the header wraps: no link of it reaches past the window.
+    c.set_window_size(420, 800).await.unwrap();
+    for lang in ["en", "zh-CN"] {
+        c.goto(&server.url(&format!("/lang/{lang}?next=/")))
+            .await
+            .unwrap();
+        wait_for_path(&c, "/").await;
+        let spill = c
+            .execute(
+                "const w = document.documentElement.clientWidth; \
+                 return [...document.querySelectorAll('header.top a, header.top button')] \
+                   .filter(e => e.getBoundingClientRect().right > w + 1) \
+                   .map(e => e.textContent + ' ' + e.getBoundingClientRect().right + '>' + w);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(spill, json!([]), "{lang}: header links past the window");
+        shot(&c, &format!("narrow-{lang}")).await;
+    }
+    c.goto(&server.url("/lang/en?next=/")).await.unwrap();
+    c.set_window_size(1280, 900).await.unwrap();
 
     // Steps 2 and 3: an image and a spec from their pages.
     c.goto(&server.url("/")).await.unwrap();

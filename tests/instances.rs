@@ -417,6 +417,12 @@ async fn create_runs_a_container_with_exactly_the_specs_limits_and_a_data_volume
     ] {
         assert!(actions.contains(&want), "{want} not audited: {actions:?}");
     }
+    // The container that the delete removed was expected to go: it is not
+    // also reported as missing.
+    assert!(
+        !actions.contains(&"instance.missing"),
+        "a delete audited as missing: {actions:?}"
+    );
 }
 
 /// Names of the containers and volumes on the daemon for instance `id` of

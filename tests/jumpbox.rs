@@ -456,6 +456,21 @@ async fn menu_shell_direct_target_commands_and_scoping() {
         );
         assert!(!r.stdout.contains(&short(&j.bobinst)));
     }
+    // Both refusals are audited as denied, naming the target as typed.
+    let (_, denied) = j
+        .lab
+        .get("/api/v1/audit?action=session.open&outcome=denied")
+        .await;
+    let ids: Vec<&str> = denied
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["resource_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"bobinst") && ids.contains(&j.bobinst["id"].to_string().as_str()),
+        "{denied}"
+    );
     // Wrong password: refused (exit 255), audited.
     let r = run(
         ssh(p, "alice", Some("Not-The-Password-1"), None, &[]).arg("true"),
@@ -478,7 +493,10 @@ async fn menu_shell_direct_target_commands_and_scoping() {
     assert_eq!(cmd["bytes_in"], 5);
     assert_eq!(cmd["end_reason"], "user_close");
     assert_eq!(cmd["instance_name"], "alpha");
-    assert_eq!(j.lab.audited("action=session.open").await, list.len());
+    assert_eq!(
+        j.lab.audited("action=session.open&outcome=success").await,
+        list.len()
+    );
     // The owner's view (admin here) of the bob instance is untouched.
     let _ = &j.alice;
 }
@@ -2410,10 +2428,13 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     while let Some(c) = r.chunk().await.unwrap() {
         total += c.len();
     }
-    assert!(started.elapsed() >= Duration::from_secs(2));
+    let ended = started.elapsed();
+    assert!(ended >= Duration::from_secs(2));
+    // A buffered body would bring its first bytes with the last ones; a
+    // loaded machine may delay both, but not the 2 s between them.
     assert!(
-        first_after < Duration::from_millis(1500),
-        "first bytes after {first_after:?}"
+        ended - first_after >= Duration::from_secs(1),
+        "first bytes after {first_after:?}, the end after {ended:?}"
     );
     assert_eq!(total, 262_144 + 4, "the whole body");
 

@@ -370,6 +370,47 @@ pub async fn reset_password(
     Ok((user, password))
 }
 
+/// Lifts a lockout by failed sign-ins (解锁) before it runs out, for the
+/// same callers as a reset ([`may_reset`]). An account that is not locked
+/// is refused with a field error, so a stale page says so.
+pub async fn unlock(
+    app: &App,
+    by: &CurrentUser,
+    id: UserId,
+    src: &Source,
+) -> Result<User, AppError> {
+    if id == by.user.id {
+        return Err(AppError::field("id", "err.unlock_own"));
+    }
+    let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let target = store::get_user(&tx, scope, id)?.ok_or(AppError::NotFound)?;
+            if !may_reset(&caller, &target) {
+                return Err(AppError::Forbidden);
+            }
+            let now = crate::db::now();
+            if !target.is_locked(now) {
+                return Err(AppError::field("id", "err.not_locked"));
+            }
+            store::clear_login_failures(&tx, id)?;
+            audit::append(
+                &tx,
+                &Event::new(&actor, &src, "user.unlock", "user")
+                    .id(id.0)
+                    .detail(json!({
+                        "username": target.username,
+                        "locked_until": target.locked_until,
+                    })),
+            )?;
+            let user = store::get_user(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;
+            tx.commit()?;
+            Ok(user)
+        })
+        .await
+}
+
 /// Whose password `caller` may reset (besides the guard's record and the
 /// caller's scope): one they could assign their role and tenant to, and, for
 /// a customer, only a member: an owner taking over another owner's account

@@ -28,6 +28,7 @@ pub fn routes() -> Router<App> {
         .route("/users", get(users).post(user_create))
         .route("/users/{id}", get(user_edit).post(user_save))
         .route("/users/{id}/reset-password", post(user_reset))
+        .route("/users/{id}/unlock", post(user_unlock))
         .route("/tenants", get(tenants).post(tenant_create))
         .route("/tenants/{id}", get(tenant_edit).post(tenant_save))
         .route("/permissions", get(matrix))
@@ -300,6 +301,17 @@ async fn user_reset(
     let (_, temp) = accounts::reset_password(&app, &ctx.me, UserId(id), &src).await?;
     let (user, tenants) = load_user(&app, &ctx, id).await?;
     edit_page(ctx, user, tenants, temp)
+}
+
+/// Lifts the user's lockout, then shows their page again.
+async fn user_unlock(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    accounts::unlock(&app, &ctx.me, UserId(id), &src).await?;
+    Ok(Redirect::to(&format!("/users/{id}")).into_response())
 }
 
 async fn user_save(

@@ -32,6 +32,7 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{id}", get(get_user).patch(update_user))
         .route("/api/v1/users/{id}/reset-password", post(reset_password))
+        .route("/api/v1/users/{id}/unlock", post(unlock))
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/api/v1/tenants/{id}", get(get_tenant).patch(update_tenant))
         .route("/api/v1/permissions", get(list_permissions))
@@ -219,6 +220,15 @@ async fn reset_password(
     Ok(Json(
         json!({ "user": user, "temporary_password": password }),
     ))
+}
+
+async fn unlock(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(accounts::unlock(&app, &me, UserId(id), &src).await?))
 }
 
 async fn list_tenants(

@@ -237,6 +237,9 @@ struct DashboardPage {
     audit_24h: i64,
     recent: Vec<AuditRecord>,
     show_sessions: bool,
+    /// A member sees their own instances and live sessions instead of counts.
+    member: bool,
+    my_sessions: Vec<crate::sessions::LiveLine>,
     changed: bool,
     /// Account-opening requests and cloud users per status (仪表盘).
     accounts: crate::accounts::Counts,
@@ -278,9 +281,16 @@ async fn dashboard(
         })
         .await?;
     let accounts = crate::accounts::counts(&app, &ctx.me).await?;
+    let member = matches!(scope, super::Scope::User(..));
+    let my_sessions = match member {
+        true => crate::sessions::live_lines(&app, &ctx.me).await?,
+        false => Vec::new(),
+    };
     html(&DashboardPage {
         accounts,
         show_sessions: scope == super::Scope::All,
+        member,
+        my_sessions,
         l: ctx.l,
         counts,
         audit_24h,

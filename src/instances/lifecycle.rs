@@ -416,6 +416,12 @@ pub async fn delete(
         .container_id
         .clone()
         .unwrap_or_else(|| inst.objects.container.clone());
+    let mark = move |back: Option<InstanceStatus>| {
+        app.db.write(move |c| {
+            store::mark_deleting(c, id, back, crate::db::now()).map_err(AppError::from)
+        })
+    };
+    mark(None).await?;
     let removed = async {
         let d = client(app, inst.node_id).await?;
         containers::remove(&d, &target, Some(&inst.objects.volume))
@@ -426,6 +432,7 @@ pub async fn delete(
     let detail =
         json!({"name": inst.name, "node_id": inst.node_id, "container_id": inst.container_id});
     if let Err(err) = removed {
+        mark(Some(inst.status)).await?;
         return Err(failed(app, me, src, "instance.delete", id, detail, err).await);
     }
     let (actor, src) = (me.actor(), src.clone());

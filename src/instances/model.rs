@@ -1,4 +1,4 @@
-//! An instance's status: ours (`creating`, `missing`) plus the container
+//! An instance's status: ours (`creating`, `missing`, `deleting`) plus the container
 //! states Docker reports. Pure: no I/O.
 
 /// `instances.status`. Docker states outside the known set (and a container
@@ -19,6 +19,8 @@ pub enum InstanceStatus {
     /// Its lease ended and the reclaim removed container and data volume
     /// (issue 14): the record stays.
     Reclaimed,
+    /// gpudock is deleting it: its container going away is expected.
+    Deleting,
     Unknown,
 }
 
@@ -33,6 +35,7 @@ crate::text_enum!(InstanceStatus else Unknown {
     Dead => "dead",
     Missing => "missing",
     Reclaimed => "reclaimed",
+    Deleting => "deleting",
     Unknown => "unknown",
 });
 
@@ -41,9 +44,10 @@ impl InstanceStatus {
     pub fn from_docker(state: &str) -> Self {
         match Self::parse_or_fallback(state) {
             // Ours, never a word of Docker's.
-            InstanceStatus::Reclaimed | InstanceStatus::Creating | InstanceStatus::Missing => {
-                InstanceStatus::Unknown
-            }
+            InstanceStatus::Reclaimed
+            | InstanceStatus::Creating
+            | InstanceStatus::Missing
+            | InstanceStatus::Deleting => InstanceStatus::Unknown,
             other => other,
         }
     }
@@ -78,6 +82,7 @@ impl InstanceStatus {
             InstanceStatus::Dead => "instances.s_dead",
             InstanceStatus::Missing => "instances.s_missing",
             InstanceStatus::Reclaimed => "leases.s_reclaimed",
+            InstanceStatus::Deleting => "instances.s_deleting",
             InstanceStatus::Unknown => "instances.s_unknown",
         }
     }

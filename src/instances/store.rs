@@ -453,10 +453,33 @@ pub fn set_status(
     now: i64,
 ) -> rusqlite::Result<bool> {
     Ok(conn.execute(
-        "UPDATE instances SET status = ?3, updated_at = ?4 WHERE id = ?1 AND container_id = ?2 AND status <> ?3 \
+        "UPDATE instances SET status = ?3, updated_at = ?4 \
+         WHERE id = ?1 AND container_id = ?2 AND status <> ?3 AND status <> 'deleting' \
          AND reclaimed_at IS NULL",
         params![id, container_id, status, now],
     )? == 1)
+}
+
+/// Marks the instance as being deleted by gpudock (its container going away
+/// is then expected, not `missing`), or with `back`, returns it to `back`
+/// after a removal that failed.
+pub fn mark_deleting(
+    conn: &Connection,
+    id: InstanceId,
+    back: Option<InstanceStatus>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    match back {
+        None => conn.execute(
+            "UPDATE instances SET status = 'deleting', updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+        ),
+        Some(s) => conn.execute(
+            "UPDATE instances SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'deleting'",
+            params![id, s, now],
+        ),
+    }?;
+    Ok(())
 }
 
 /// What the reconciler needs of one instance (its status as stored).

@@ -324,6 +324,7 @@ impl Conn {
             (Some(t), _) => match menu::find(&ids_and_names(&reachable), t) {
                 Ok(i) => (i, Vec::new()),
                 Err(why) => {
+                    self.audit_target_denied(&user, t, &why).await;
                     out.fail(&why).await;
                     return;
                 }
@@ -353,6 +354,27 @@ impl Conn {
         .await;
         if let Err(e) = r {
             log::error!("jumpbox: auditing a denied shell: {e}");
+        }
+    }
+
+    /// Audits a login's target that names no instance the user reaches
+    /// (someone else's, an unknown name, one not running) as denied.
+    async fn audit_target_denied(&self, user: &User, target: &str, why: &str) {
+        let (target, why) = (target.to_string(), why.to_string());
+        let r = audit::record(
+            &self.app.db,
+            Actor::user(user),
+            self.source(),
+            move |a, s| {
+                audit::Event::new(a, s, "session.open", "instance")
+                    .id(&target)
+                    .outcome(Outcome::Denied)
+                    .detail(json!({"via": "ssh", "target": target, "reason": why}))
+            },
+        )
+        .await;
+        if let Err(e) = r {
+            log::error!("jumpbox: auditing a refused target: {e}");
         }
     }
 

@@ -447,6 +447,7 @@ async fn reclaimable(app: &App, me: &CurrentUser, id: InstanceId) -> Result<Inst
     match inst.status {
         InstanceStatus::Creating => Err(refuse("err.still_creating")),
         InstanceStatus::Reclaimed => Err(refuse("err.leases.reclaimed")),
+        InstanceStatus::Deleting => Err(refuse("err.leases.deleting")),
         _ => Ok(inst),
     }
 }

@@ -44,7 +44,7 @@ fn leased_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Leased> {
 pub fn leased(conn: &Connection) -> rusqlite::Result<Vec<Leased>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {LEASED_COLS} FROM instances WHERE lease_end IS NOT NULL AND reclaimed_at IS NULL \
-         AND status <> 'creating' ORDER BY lease_end"
+         AND status NOT IN ('creating', 'deleting') ORDER BY lease_end"
     ))?;
     stmt.query_map([], leased_row)?.collect()
 }

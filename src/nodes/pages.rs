@@ -37,6 +37,8 @@ pub fn routes() -> Router<App> {
 }
 
 fn values(f: &NodeFields) -> FormValues {
+    // TLS is for tcp:// only: never shown checked for a unix:// endpoint.
+    let tls = f.tls_enabled && !f.docker_endpoint.starts_with("unix://");
     let pairs: Vec<(&str, String)> = vec![
         ("name", f.name.clone()),
         ("region", f.region.clone()),
@@ -51,7 +53,7 @@ fn values(f: &NodeFields) -> FormValues {
         ("gpu_name", f.gpu_name.clone()),
         ("gpu_count", f.gpu_count.to_string()),
         ("docker_endpoint", f.docker_endpoint.clone()),
-        ("tls_enabled", if f.tls_enabled { "1" } else { "" }.into()),
+        ("tls_enabled", if tls { "1" } else { "" }.into()),
         ("tls_ca_cert", f.tls_ca_cert.clone()),
         ("tls_client_cert", f.tls_client_cert.clone()),
         ("listed", if f.listed { "1" } else { "" }.into()),

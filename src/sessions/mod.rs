@@ -621,6 +621,39 @@ pub async fn list(
         .await
 }
 
+/// One live session as a dashboard line: what it reaches and since when.
+pub struct LiveLine {
+    pub id: SessionId,
+    pub instance_name: String,
+    /// i18n keys of its protocol and status.
+    pub protocol: &'static str,
+    pub status: &'static str,
+    pub started_at: i64,
+}
+
+/// The live sessions `me` may see (a member: their own), newest first.
+pub async fn live_lines(
+    app: &App,
+    me: &crate::auth::CurrentUser,
+) -> Result<Vec<LiveLine>, AppError> {
+    let f = Filter {
+        status: Some("live".into()),
+        ..Filter::default()
+    };
+    let page = list(app, me, f, crate::paging::Window::first(20)).await?;
+    Ok(page
+        .items
+        .into_iter()
+        .map(|s| LiveLine {
+            id: s.id,
+            protocol: pages::protocol_key(s.protocol.as_str()),
+            status: pages::status_key(s.status.as_str()),
+            instance_name: s.instance_name,
+            started_at: s.started_at,
+        })
+        .collect())
+}
+
 pub async fn get(
     app: &App,
     me: &crate::auth::CurrentUser,

@@ -6,7 +6,19 @@
   if (!pre) return;
   const MAX = 200000; // characters kept on screen
   const atBottom = () => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 30;
-  const append = (text) => {
+  // Terminal escape codes (colours, cursor moves, titles) are removed, not
+  // shown raw; a code cut in two by the stream waits for its other half.
+  const CODES = /\x1b\[[0-?]*[ -\/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\^_]/g;
+  const PARTIAL = /\x1b(?:\[[0-?]*[ -\/]*|\][^\x07\x1b]*)?$/;
+  let carry = "";
+  const strip = (text) => {
+    const all = (carry + text).replace(CODES, "");
+    const cut = all.match(PARTIAL);
+    carry = cut ? cut[0] : "";
+    return cut ? all.slice(0, cut.index) : all;
+  };
+  const append = (raw) => {
+    const text = strip(raw);
     const stick = atBottom();
     pre.textContent = (pre.textContent + text).slice(-MAX);
     if (stick) pre.scrollTop = pre.scrollHeight;

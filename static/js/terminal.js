@@ -15,20 +15,30 @@
     state.className = "badge " + cls;
   };
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}${el.dataset.ws}?cols=${term.cols}&rows=${term.rows}`);
-  ws.binaryType = "arraybuffer";
+  const again = document.getElementById("terminal-reconnect");
   const encoder = new TextEncoder();
-  const send = (data) => { if (ws.readyState === WebSocket.OPEN) ws.send(data); };
-  ws.onopen = () => { show("open", "on"); term.focus(); };
-  ws.onmessage = (e) => {
-    if (typeof e.data === "string") {
-      const m = JSON.parse(e.data);
-      if (m.type === "end" && m.message) term.write(`\r\n\x1b[33m[${m.message}]\x1b[0m\r\n`);
-      return;
-    }
-    term.write(new Uint8Array(e.data));
+  let ws = null;
+  const send = (data) => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(data); };
+  // Each (re)connection is a new session on the server; after a drop the
+  // Reconnect button opens the next one in the same terminal.
+  const connect = () => {
+    show("connecting", "");
+    again.hidden = true;
+    ws = new WebSocket(`${scheme}//${location.host}${el.dataset.ws}?cols=${term.cols}&rows=${term.rows}`);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => { show("open", "on"); term.focus(); };
+    ws.onmessage = (e) => {
+      if (typeof e.data === "string") {
+        const m = JSON.parse(e.data);
+        if (m.type === "end" && m.message) term.write(`\r\n\x1b[33m[${m.message}]\x1b[0m\r\n`);
+        return;
+      }
+      term.write(new Uint8Array(e.data));
+    };
+    ws.onclose = () => { show("closed", "off"); again.hidden = false; };
   };
-  ws.onclose = () => show("closed", "off");
+  again.addEventListener("click", () => { term.write("\r\n"); connect(); });
+  connect();
   term.onData((d) => send(encoder.encode(d)));
   term.onBinary((d) => send(Uint8Array.from(d, (c) => c.charCodeAt(0))));
   term.onResize(({ cols, rows }) => send(JSON.stringify({ type: "resize", cols, rows })));
