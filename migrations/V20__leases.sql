@@ -83,6 +83,7 @@ CREATE INDEX remote_sessions_unswept ON remote_sessions(node_id) WHERE swept_at 
 -- reaches, asks for extensions of it and sees its requests.
 INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed, admin_only) VALUES
  ('PATCH', '/api/v1/instances/{id}',                    'instances', 'Set or extend an instance''s lease end (续期)', '设置或延长实例租期（续期）', 0, 1),
+ ('POST',  '/api/v1/instances/allocate',                'instances', 'Allocate instances to a user of a tenant (分配)', '为租户用户分配实例', 0, 1),
  ('GET',   '/api/v1/instances/{id}/reclaim',            'instances', 'What a reclaim would end (processes, sessions)', '回收前检查（进程、会话）', 0, 1),
  ('POST',  '/api/v1/instances/{id}/reclaim',            'instances', 'Reclaim an instance (回收)',                   '回收实例', 0, 1),
  ('POST',  '/api/v1/instances/{id}/lease-requests',     'instances', 'Ask for a lease extension (续期申请)',            '申请续期', 0, 0),

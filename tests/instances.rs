@@ -1781,3 +1781,58 @@ async fn an_owner_asks_for_an_extension_and_an_admin_approves_it() {
     assert_eq!(lab.audited("action=lease.request").await, 1);
     assert_eq!(lab.audited("action=lease.request.approve").await, 1);
 }
+
+/// Issue 14: an admin allocates (分配) instances to a user of a tenant: the
+/// owner is that user (who sees them), N at once, audited; customers may
+/// not allocate.
+#[tokio::test]
+async fn an_admin_allocates_instances_to_a_customer() {
+    let lab = Lab::new(FAST_STOP, 8).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let ta = make_tenant(&lab.srv, &lab.admin, "AL").await;
+    let (uid, carol) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "carol",
+        "customer_member",
+        Some(ta),
+        "Harbor-Velvet-Canyon-77!",
+    )
+    .await;
+    let url = lab.srv.url("/api/v1/instances/allocate");
+    let mut body = lab.create_body(spec, "gpu");
+    body["user_id"] = json!(uid);
+    body["count"] = json!(2);
+    let (s, _) = post(&carol, &url, body.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = post(&lab.admin, &url, body).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let made = b["instances"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "{b}");
+    for (i, n) in made.iter().zip(["gpu-1", "gpu-2"]) {
+        assert_eq!(
+            (i["name"].as_str(), i["user_id"].as_i64()),
+            (Some(n), Some(uid)),
+            "{i}"
+        );
+        assert_eq!(i["tenant_id"].as_i64(), Some(ta));
+        let cid = i["container_id"].as_str().unwrap();
+        let c = lab.inspect("container", cid).unwrap();
+        assert_eq!(
+            c["Config"]["Labels"]["gpudock.user"],
+            json!(uid.to_string())
+        );
+    }
+    let (s, mine) = get(&carol, &lab.srv.url("/api/v1/instances")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ids(&mine).len(), 2, "{mine}");
+    let mut bad = lab.create_body(spec, "x");
+    bad["user_id"] = json!(1);
+    let (s, e) = post(&lab.admin, &url, bad).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an admin owns no tenant: {e}"
+    );
+    assert_eq!(lab.audited("action=instance.allocate").await, 1);
+}
