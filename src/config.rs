@@ -138,13 +138,25 @@ impl MetricsConfig {
     }
 }
 
-/// How gpudock names itself in what it shows users (links, SSH lines).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// How gpudock names itself in what it shows users (links, SSH lines,
+/// prices).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {
     /// The public host name (or IP), optionally with `:port` for the web
     /// address; empty: the address the browser used.
     pub public_host: String,
+    /// The currency sign or code shown before prices (e.g. "¥", "US$").
+    pub currency: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public_host: String::new(),
+            currency: "¥".into(),
+        }
+    }
 }
 
 /// Account opening (开户申请) and cloud users.

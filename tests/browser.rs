@@ -447,7 +447,8 @@ async fn browser_walks_the_instance_wizard() {
     let (s, spec) = common::post(
         &admin,
         &api("/api/v1/specs"),
-        json!({"name": "small", "gpu_model": "RTX 4090", "gpu_count": 0, "cpu_cores": 1, "memory_gb": 1}),
+        json!({"name": "small", "gpu_model": "RTX 4090", "gpu_count": 0, "cpu_cores": 1, "memory_gb": 1,
+               "price_per_hour": 12.5}),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{spec}");
@@ -499,6 +500,10 @@ async fn browser_walks_the_instance_wizard() {
         .select_by_value(&img["id"].to_string())
         .await
         .unwrap();
+    // Each spec shows its price per hour in the configured currency.
+    let spec_option = format!("#spec_id option[value='{}']", spec["id"]);
+    let priced = find(&c, &spec_option).await.text().await.unwrap();
+    assert!(priced.ends_with("· ¥12.50/h"), "{priced}");
     find(&c, "#spec_id")
         .await
         .select_by_value(&spec["id"].to_string())

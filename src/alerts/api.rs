@@ -150,8 +150,11 @@ async fn close(
     Ok(Json(a))
 }
 
-async fn list_channels(State(app): State<App>) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(channels::list(&app.db).await?))
+async fn list_channels(
+    State(app): State<App>,
+    me: CurrentUser,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(channels::list(&app.db, me.scope()).await?))
 }
 
 async fn create_channel(
@@ -160,15 +163,16 @@ async fn create_channel(
     src: Source,
     ApiJson(input): ApiJson<ChannelIn>,
 ) -> Result<impl IntoResponse, AppError> {
-    let c = channels::create(&app.db, &app.sealer, by(&me, src), input).await?;
+    let c = channels::create(&app.db, &app.sealer, by(&me, src), me.scope(), input).await?;
     Ok((StatusCode::CREATED, Json(c)))
 }
 
 async fn show_channel(
     State(app): State<App>,
+    me: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(channels::get(&app.db, id).await?))
+    Ok(Json(channels::get(&app.db, me.scope(), id).await?))
 }
 
 async fn update_channel(
@@ -178,7 +182,7 @@ async fn update_channel(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<ChannelIn>,
 ) -> Result<impl IntoResponse, AppError> {
-    let c = channels::update(&app.db, &app.sealer, by(&me, src), id, input).await?;
+    let c = channels::update(&app.db, &app.sealer, by(&me, src), me.scope(), id, input).await?;
     Ok(Json(c))
 }
 
@@ -188,7 +192,7 @@ async fn delete_channel(
     src: Source,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
-    channels::delete(&app.db, by(&me, src), id).await?;
+    channels::delete(&app.db, by(&me, src), me.scope(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -199,15 +203,24 @@ async fn test_channel(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
     let sealer = app.sealer.clone();
-    let r = channels::test(&app.db, sealer, by(&me, src), id, super::BACKOFF).await?;
+    let r = channels::test(
+        &app.db,
+        sealer,
+        by(&me, src),
+        me.scope(),
+        id,
+        super::BACKOFF,
+    )
+    .await?;
     Ok(Json(r))
 }
 
 async fn channel_deliveries(
     State(app): State<App>,
+    me: CurrentUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(channels::deliveries(&app.db, id).await?))
+    Ok(Json(channels::deliveries(&app.db, me.scope(), id).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,6 +11,7 @@ mod manage;
 pub mod model;
 pub mod notify;
 pub mod pages;
+mod send;
 mod store;
 
 use std::time::Duration;

@@ -2,19 +2,15 @@
 //! hands each announcement to a bounded queue and never waits for a
 //! receiver; one owned task sends them, each to every enabled channel of
 //! the rule, up to three tries with a growing pause, every try written to
-//! the delivery log. A generic webhook gets a JSON body signed with its
-//! channel's secret: `X-Gpudock-Signature` is the lowercase hex
-//! HMAC-SHA256 of `X-Gpudock-Timestamp` followed by the body.
+//! the delivery log. Each kind's format is in [`send`]; a generic webhook
+//! gets a JSON body signed with its channel's secret: `X-Gpudock-Signature`
+//! is the lowercase hex HMAC-SHA256 of `X-Gpudock-Timestamp` followed by
+//! the body.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -22,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{Level, RuleId};
+use super::send::{self, Channel};
 use super::store;
 use crate::db::Db;
 use crate::error::AppError;
@@ -83,13 +80,6 @@ impl Notifier {
     }
 }
 
-/// A channel as the sender needs it (secret unsealed).
-pub struct Target {
-    pub channel_id: i64,
-    pub url: String,
-    pub secret: crate::secrets::Secret<Vec<u8>>,
-}
-
 /// The sender's parts: where it reads channels, how it unseals their
 /// secrets, and the pause before the second try (doubled for the third).
 pub struct Sender {
@@ -132,46 +122,32 @@ async fn run(s: Arc<Sender>, mut rx: mpsc::Receiver<Notice>, cancel: Cancellatio
 
 /// Sends one notice to every enabled channel of its rule, side by side.
 async fn deliver_all(s: &Sender, n: &Notice) -> Result<(), AppError> {
-    let rule = n.rule_id;
+    let (rule, alert) = (n.rule_id, n.alert_id);
     let rows =
-        s.db.read(move |c| store::channels_of(c, rule).map_err(AppError::from))
+        s.db.read(move |c| store::channels_of(c, rule, alert).map_err(AppError::from))
             .await?;
     let sealer = s.sealer.clone();
     let targets = tokio::task::spawn_blocking(move || {
         rows.into_iter()
-            .map(|(channel_id, url, sealed)| {
-                Ok(Target {
-                    channel_id,
-                    url,
-                    secret: sealer.unseal(&sealed)?,
-                })
-            })
+            .map(|row| row.unseal(&sealer))
             .collect::<Result<Vec<_>, crate::secrets::SecretError>>()
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;
-    let body = serde_json::to_vec(&n).map_err(|e| AppError::Internal(e.to_string()))?;
-    let sends = targets
-        .iter()
-        .map(|t| deliver(s, t, Some(n.alert_id), &body));
+    let sends = targets.iter().map(|t| deliver(s, t, Some(n.alert_id), n));
     futures_util::future::join_all(sends).await;
     Ok(())
 }
 
-/// Up to [`TRIES`] tries to one channel, each logged; true when one got a
-/// 2xx answer.
-pub async fn deliver(s: &Sender, t: &Target, alert: Option<i64>, body: &[u8]) -> bool {
+/// Up to [`TRIES`] tries to one channel, each logged; true when one was
+/// delivered.
+pub async fn deliver(s: &Sender, t: &Channel, alert: Option<i64>, n: &Notice) -> bool {
     let mut pause = s.backoff;
     for attempt in 1..=TRIES {
-        let result = post_signed(&t.url, t.secret.expose(), body, crate::db::now()).await;
-        let (status, error) = match &result {
-            Ok(code) => (Some(*code), None),
-            Err(e) => (None, Some(e.clone())),
-        };
-        let ok = status.is_some_and(|c| (200..300).contains(&c));
-        let error =
-            error.or_else(|| (!ok).then(|| format!("answered HTTP {}", status.unwrap_or(0))));
-        let (channel, at) = (t.channel_id, crate::db::now());
+        let tried = send::send(t, n, TRY_TIMEOUT).await;
+        let ok = tried.error.is_none();
+        let (status, error) = (tried.http_status, tried.error);
+        let (channel, at) = (t.id, crate::db::now());
         let logged =
             s.db.write(move |c| {
                 store::log_delivery(c, channel, alert, attempt, status, error.as_deref(), at)
@@ -201,51 +177,8 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// One signed POST; the HTTP status, or why there was none.
-async fn post_signed(url: &str, secret: &[u8], body: &[u8], ts: i64) -> Result<u16, String> {
-    let uri: axum::http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => return Err("the URL must start with http:// or https://".into()),
-    };
-    let req = axum::http::Request::post(uri)
-        .header("content-type", "application/json")
-        .header("user-agent", "gpudock-alerts")
-        .header("x-gpudock-timestamp", ts.to_string())
-        .header("x-gpudock-signature", signature(secret, ts, body))
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(TRY_TIMEOUT));
-    let work = async {
-        let resp = if https {
-            let conn = hyper_rustls::HttpsConnector::from((http, verified_tls()?));
-            Client::builder(TokioExecutor::new())
-                .build(conn)
-                .request(req)
-                .await
-        } else {
-            Client::builder(TokioExecutor::new())
-                .build(http)
-                .request(req)
-                .await
-        };
-        resp.map(|r| r.status().as_u16()).map_err(|e| {
-            format!(
-                "{e}: {}",
-                std::error::Error::source(&e).map_or_else(String::new, |s| s.to_string())
-            )
-        })
-    };
-    tokio::time::timeout(TRY_TIMEOUT, work)
-        .await
-        .map_err(|_| format!("no answer within {} s", TRY_TIMEOUT.as_secs()))?
-}
-
 /// TLS that verifies the receiver against this system's trusted roots.
-fn verified_tls() -> Result<rustls::ClientConfig, String> {
+pub(super) fn verified_tls() -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for e in &found.errors {

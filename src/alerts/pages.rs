@@ -43,7 +43,10 @@ pub fn routes() -> Router<App> {
             "/notification-channels",
             get(channels_page).post(create_channel),
         )
-        .route("/notification-channels/{id}", get(channel_page))
+        .route(
+            "/notification-channels/{id}",
+            get(channel_page).post(update_channel),
+        )
         .route("/notification-channels/{id}/test", post(test_channel))
         .route("/notification-channels/{id}/delete", post(delete_channel))
         .route(
@@ -280,7 +283,12 @@ async fn render_rules(
     html(&RulesPage {
         l: ctx.nav("alerts").l,
         rules: manage::rules(&app.db).await?,
-        channels: channels::list(&app.db).await?,
+        // the lab's channels (a customer's own get their tenant's alerts)
+        channels: channels::list(&app.db, crate::ids::Scope::All)
+            .await?
+            .into_iter()
+            .filter(|c| c.tenant_id.is_none())
+            .collect(),
         nodes: node_names(app).await?,
         form,
         errs,
@@ -432,9 +440,10 @@ async fn render_channels(
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
+    let scope = ctx.me.scope();
     html(&ChannelsPage {
         l: ctx.nav("alerts").l,
-        channels: channels::list(&app.db).await?,
+        channels: channels::list(&app.db, scope).await?,
         form,
         errs,
     })
@@ -451,15 +460,8 @@ async fn create_channel(
     src: Source,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    let v = |k: &str| form.get(k).cloned().unwrap_or_default();
-    let input = ChannelIn {
-        name: v("name"),
-        kind: v("kind"),
-        url: v("url"),
-        secret: Some(v("secret")),
-        enabled: Some(Value::Bool(true)),
-    };
-    match channels::create(&app.db, &app.sealer, by(&ctx, src), input).await {
+    let input = channel_input(&form, Value::Bool(true));
+    match channels::create(&app.db, &app.sealer, by(&ctx, src), ctx.me.scope(), input).await {
         Ok(c) => Ok(Redirect::to(&format!("/notification-channels/{}", c.id)).into_response()),
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
@@ -473,6 +475,61 @@ async fn create_channel(
     }
 }
 
+/// A channel as its form submits it (every kind's fields; the kind picks).
+fn channel_input(form: &HashMap<String, String>, enabled: Value) -> ChannelIn {
+    let v = |k: &str| form.get(k).cloned().unwrap_or_default();
+    ChannelIn {
+        name: v("name"),
+        kind: v("kind"),
+        url: v("url"),
+        secret: Some(v("secret")),
+        enabled: Some(enabled),
+        host: v("host"),
+        port: Some(Value::String(v("port"))),
+        security: v("security"),
+        user: v("user"),
+        password: None,
+        from: v("from"),
+        to: Some(Value::String(v("to"))),
+        chat_id: v("chat_id"),
+        language: v("language"),
+        proxy: v("proxy"),
+        tenant_id: None,
+    }
+}
+
+/// The form values of a channel as stored (never its secret).
+fn channel_form(c: &ChannelView) -> FormValues {
+    FormValues::from_pairs(&[
+        ("name", c.name.clone()),
+        ("kind", c.kind.clone()),
+        ("url", c.url.clone()),
+        ("host", c.settings.host.clone()),
+        ("port", c.port_text()),
+        ("security", c.security().to_string()),
+        ("user", c.settings.user.clone()),
+        ("from", c.settings.from.clone()),
+        ("to", c.to_text()),
+        ("chat_id", c.settings.chat_id.clone()),
+        ("language", c.settings.language.clone()),
+        ("proxy", c.proxy.clone()),
+        ("enabled", if c.enabled { "1" } else { "" }.to_string()),
+    ])
+}
+
+/// The text key of a channel kind.
+pub fn kind_key<S: AsRef<str>>(kind: S) -> &'static str {
+    match kind.as_ref() {
+        "email" => "alerts.kind_email",
+        "dingtalk" => "alerts.kind_dingtalk",
+        "wecom" => "alerts.kind_wecom",
+        "feishu" => "alerts.kind_feishu",
+        "slack" => "alerts.kind_slack",
+        "telegram" => "alerts.kind_telegram",
+        _ => "alerts.kind_webhook",
+    }
+}
+
 #[derive(Template)]
 #[template(path = "alerts/channel.html")]
 struct ChannelPage {
@@ -480,6 +537,8 @@ struct ChannelPage {
     channel: ChannelView,
     log: Vec<DeliveryRow>,
     test: Option<TestResult>,
+    form: FormValues,
+    errs: FormErrs,
 }
 
 async fn render_channel(
@@ -488,12 +547,65 @@ async fn render_channel(
     id: i64,
     test: Option<TestResult>,
 ) -> Result<Response, AppError> {
+    let channel = channels::get(&app.db, ctx.me.scope(), id).await?;
+    let form = channel_form(&channel);
+    render_channel_with(app, ctx, channel, test, form, FormErrs::default()).await
+}
+
+async fn render_channel_with(
+    app: &App,
+    ctx: PageCtx,
+    channel: ChannelView,
+    test: Option<TestResult>,
+    form: FormValues,
+    errs: FormErrs,
+) -> Result<Response, AppError> {
+    let id = channel.id;
+    let scope = ctx.me.scope();
     html(&ChannelPage {
         l: ctx.nav("alerts").l,
-        channel: channels::get(&app.db, id).await?,
-        log: channels::deliveries(&app.db, id).await?,
+        channel,
+        log: channels::deliveries(&app.db, scope, id).await?,
         test,
+        form,
+        errs,
     })
+}
+
+async fn update_channel(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    let cur = channels::get(&app.db, ctx.me.scope(), id).await?;
+    let enabled = FormValues::from_map(form.clone()).bool_value("enabled");
+    let mut input = channel_input(&form, enabled.unwrap_or(Value::Bool(false)));
+    input.kind = cur.kind.clone();
+    match channels::update(
+        &app.db,
+        &app.sealer,
+        by(&ctx, src),
+        ctx.me.scope(),
+        id,
+        input,
+    )
+    .await
+    {
+        Ok(c) => Ok(Redirect::to(&format!("/notification-channels/{}", c.id)).into_response()),
+        Err(e) if e.fields().is_some() => {
+            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
+            let mut shown = form;
+            shown.remove("secret");
+            shown.insert("kind".into(), cur.kind.clone());
+            let form = FormValues::from_map(shown);
+            let mut resp = render_channel_with(&app, ctx, cur, None, form, errs).await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn channel_page(
@@ -511,7 +623,8 @@ async fn test_channel(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
     let by = by(&ctx, src);
-    let r = channels::test(&app.db, app.sealer.clone(), by, id, super::BACKOFF).await?;
+    let scope = ctx.me.scope();
+    let r = channels::test(&app.db, app.sealer.clone(), by, scope, id, super::BACKOFF).await?;
     render_channel(&app, ctx, id, Some(r)).await
 }
 
@@ -521,7 +634,7 @@ async fn delete_channel(
     src: Source,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, AppError> {
-    channels::delete(&app.db, by(&ctx, src), id).await?;
+    channels::delete(&app.db, by(&ctx, src), ctx.me.scope(), id).await?;
     Ok(Redirect::to("/notification-channels").into_response())
 }
 

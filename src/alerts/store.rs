@@ -277,15 +277,84 @@ pub fn recent(c: &Connection, limit: i64) -> rusqlite::Result<Vec<AlertRow>> {
     .collect()
 }
 
-/// The enabled channels of a rule: id, URL, sealed secret.
-pub fn channels_of(c: &Connection, rule: RuleId) -> rusqlite::Result<Vec<(i64, String, Vec<u8>)>> {
-    c.prepare(
-        "SELECT n.id, n.url, n.secret_sealed
-         FROM alert_rule_channels rc JOIN notification_channels n ON n.id = rc.channel_id
-         WHERE rc.rule_id = ?1 AND n.enabled = 1 ORDER BY n.id",
-    )?
-    .query_map([rule], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+/// A channel as stored: its secrets still sealed.
+pub struct SealedChannel {
+    pub id: i64,
+    pub kind: super::send::Kind,
+    pub url: String,
+    pub url_sealed: Option<Vec<u8>>,
+    pub secret_sealed: Vec<u8>,
+    pub settings: String,
+    pub proxy: String,
+}
+
+impl SealedChannel {
+    /// The channel with its secrets unsealed (blocking: age work).
+    pub fn unseal(
+        self,
+        sealer: &crate::secrets::Sealer,
+    ) -> Result<super::send::Channel, crate::secrets::SecretError> {
+        let url = match &self.url_sealed {
+            Some(u) => String::from_utf8_lossy(sealer.unseal(u)?.expose()).into_owned(),
+            None => self.url,
+        };
+        Ok(super::send::Channel {
+            id: self.id,
+            kind: self.kind,
+            url,
+            secret: sealer.unseal(&self.secret_sealed)?,
+            // written by us from a validated struct; a bad one sends nothing useful
+            settings: serde_json::from_str(&self.settings).unwrap_or_default(),
+            proxy: self.proxy,
+        })
+    }
+}
+
+const SEALED_COLUMNS: &str =
+    "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy";
+
+fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
+    Ok(SealedChannel {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        url: r.get(2)?,
+        url_sealed: r.get(3)?,
+        secret_sealed: r.get(4)?,
+        settings: r.get(5)?,
+        proxy: r.get(6)?,
+    })
+}
+
+/// The enabled channels an alert goes to, secrets sealed: its rule's
+/// (a customer's own channel only when the alert is of its tenant), and
+/// every own channel of the tenant of the instance it is about.
+pub fn channels_of(
+    c: &Connection,
+    rule: RuleId,
+    alert: i64,
+) -> rusqlite::Result<Vec<SealedChannel>> {
+    c.prepare(&format!(
+        "SELECT {SEALED_COLUMNS} FROM notification_channels n
+         WHERE n.enabled = 1 AND (
+             (n.id IN (SELECT channel_id FROM alert_rule_channels WHERE rule_id = ?1)
+              AND (n.tenant_id IS NULL
+                   OR n.tenant_id = (SELECT tenant_id FROM alert_records WHERE id = ?2)))
+             OR n.tenant_id = (SELECT tenant_id FROM alert_records
+                               WHERE id = ?2 AND instance_id IS NOT NULL))
+         ORDER BY n.id"
+    ))?
+    .query_map(params![rule, alert], sealed_row)?
     .collect()
+}
+
+/// One channel, secrets sealed.
+pub fn sealed_channel(c: &Connection, id: i64) -> rusqlite::Result<Option<SealedChannel>> {
+    c.query_row(
+        &format!("SELECT {SEALED_COLUMNS} FROM notification_channels n WHERE n.id = ?1"),
+        [id],
+        sealed_row,
+    )
+    .optional()
 }
 
 /// A new webhook channel (its secret already sealed); returns its id.
@@ -397,6 +466,53 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An alert goes to its rule's lab channels, to the own channels of the
+    /// tenant of its instance (of any rule), and never to another tenant's
+    /// channel, even one an admin put on the rule.
+    #[test]
+    fn alerts_reach_their_rules_channels_and_their_tenants_own() {
+        let c = crate::db::memory().unwrap();
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, company_code, created_at, updated_at)
+                 VALUES (1, 'A', 'A', 0, 0), (2, 'B', 'B', 0, 0);
+             INSERT INTO notification_channels (id, name, kind, url, secret_sealed, created_at,
+                 updated_at, tenant_id) VALUES
+                 (1, 'lab', 'webhook', 'http://h/', x'', 0, 0, NULL),
+                 (2, 'a-own', 'email', '', x'', 0, 0, 1),
+                 (3, 'b-own', 'webhook', 'http://h/', x'', 0, 0, 2),
+                 (4, 'lab-off', 'webhook', 'http://h/', x'', 0, 0, NULL);
+             UPDATE notification_channels SET enabled = 0 WHERE id = 4;
+             INSERT INTO alert_rule_channels (rule_id, channel_id) VALUES (1, 1), (1, 3), (1, 4);
+             INSERT INTO alert_records (id, rule_id, target, node_id, instance_id, tenant_id,
+                 level, message, triggered_at, notified_at) VALUES
+                 (1, 1, 'instance:5', 1, 5, 1, 'P1', 'm', 0, 0),
+                 (2, 1, 'gpu:1:0', 1, NULL, NULL, 'P1', 'm', 0, 0),
+                 (3, 2, 'instance:6', 1, 6, 2, 'P1', 'm', 0, 0);",
+        )
+        .unwrap();
+        let ids = |rule: i64, alert: i64| -> Vec<i64> {
+            channels_of(&c, RuleId(rule), alert)
+                .unwrap()
+                .iter()
+                .map(|x| x.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(1, 1),
+            [1, 2],
+            "tenant A's instance: lab channel and A's own"
+        );
+        assert_eq!(ids(1, 2), [1], "a GPU alert: no customer's channel");
+        assert_eq!(
+            ids(2, 3),
+            [3],
+            "tenant B's instance under a rule without channels"
+        );
+        // same name in two tenants and the lab is allowed; twice in one is not
+        c.execute("INSERT INTO notification_channels (name, kind, url, secret_sealed, created_at, updated_at, tenant_id) VALUES ('lab', 'webhook', 'u', x'', 0, 0, 2)", []).unwrap();
+        assert!(c.execute("INSERT INTO notification_channels (name, kind, url, secret_sealed, created_at, updated_at, tenant_id) VALUES ('lab', 'webhook', 'u', x'', 0, 0, 2)", []).is_err());
+    }
 
     #[test]
     fn built_in_rules_load_and_one_open_alert_per_rule_and_target() {

@@ -141,6 +141,8 @@ struct WizardPage {
     refused: Vec<String>,
     /// The dataset checkboxes for the chosen node (rendered).
     datasets: String,
+    /// `[server] currency`, before each spec's price.
+    currency: String,
 }
 
 #[derive(Template)]
@@ -155,24 +157,26 @@ struct WizardForm {
     /// Why each other node cannot take the chosen spec (rendered lines).
     refused: Vec<String>,
     datasets: String,
+    currency: String,
 }
 
 impl WizardForm {
     fn spec_label(&self, s: &Spec) -> String {
-        spec_label(self.l.tr, s)
+        spec_label(self.l.tr, s, &self.currency)
     }
 }
 
 impl WizardPage {
     fn spec_label(&self, s: &Spec) -> String {
-        spec_label(self.l.tr, s)
+        spec_label(self.l.tr, s, &self.currency)
     }
 }
 
-/// name · GPU model × count · CPU / memory / system disk / data disk.
-fn spec_label(tr: Tr, s: &Spec) -> String {
+/// name · GPU model × count · CPU / memory / system disk / data disk ·
+/// price per hour.
+fn spec_label(tr: Tr, s: &Spec, currency: &str) -> String {
     format!(
-        "{} · {} × {} · {} {} / {} GB / {} {} GB / {} {} GB",
+        "{} · {} × {} · {} {} / {} GB / {} {} GB / {} {} GB · {currency}{}{}",
         s.name,
         s.gpu_model,
         s.gpu_count,
@@ -182,7 +186,9 @@ fn spec_label(tr: Tr, s: &Spec) -> String {
         tr.t("instances.system_disk"),
         s.system_disk_gb,
         tr.t("instances.data_disk"),
-        s.data_disk_gb
+        s.data_disk_gb,
+        s.price_text(),
+        tr.t("instances.per_hour"),
     )
 }
 
@@ -279,6 +285,7 @@ async fn wizard(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppErr
         nodes,
         refused,
         datasets,
+        currency: app.config.server.currency.clone(),
     })
 }
 
@@ -366,6 +373,7 @@ async fn create(
                     nodes,
                     refused,
                     datasets,
+                    currency: app.config.server.currency.clone(),
                 })?
             } else {
                 html(&WizardPage {
@@ -377,6 +385,7 @@ async fn create(
                     nodes,
                     refused,
                     datasets,
+                    currency: app.config.server.currency.clone(),
                 })?
             };
             *r.status_mut() = status;
