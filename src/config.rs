@@ -30,6 +30,29 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub files: FilesConfig,
     pub datasets: DatasetsConfig,
+    pub leases: LeasesConfig,
+}
+
+/// Leases (租期): how often the checker runs and how long data is kept
+/// after a lease ends (缓冲期) before the reclaim.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LeasesConfig {
+    /// How often the lease checker looks at lease ends (reminders, stop at
+    /// the end, reclaim after the buffer).
+    pub check_interval_secs: u64,
+    /// Days the stopped instance and its data volume are kept after the
+    /// lease end before they are reclaimed.
+    pub buffer_days: u32,
+}
+
+impl Default for LeasesConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_secs: 60,
+            buffer_days: 3,
+        }
+    }
 }
 
 /// Telemetry: collection, the three storage tiers, the Prometheus endpoint.
@@ -368,6 +391,7 @@ impl Default for Config {
             accounts: AccountsConfig::default(),
             files: FilesConfig::default(),
             datasets: DatasetsConfig::default(),
+            leases: LeasesConfig::default(),
         }
     }
 }
@@ -499,6 +523,9 @@ impl Config {
         }
         if !(1..=120).contains(&self.nodes.probe_timeout_secs) {
             return invalid("nodes.probe_timeout_secs", "must be between 1 and 120");
+        }
+        if self.leases.check_interval_secs == 0 {
+            return invalid("leases.check_interval_secs", "must be at least 1");
         }
         if self.instances.reconcile_interval_secs == 0 {
             return invalid("instances.reconcile_interval_secs", "must be at least 1");

@@ -44,6 +44,7 @@ const CAPABILITIES: &[&str] = &[
     "files",
     "instances",
     "jumpbox",
+    "leases",
     "monitor",
     "nodes",
     "proxy",

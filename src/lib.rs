@@ -27,6 +27,7 @@ pub mod jobs;
 pub mod jumpbox;
 #[cfg(test)]
 mod layering;
+pub mod leases;
 pub mod live;
 pub mod logging;
 pub mod metrics;

@@ -43,6 +43,8 @@ pub fn router(app: App) -> Router {
         .merge(crate::files::pages::routes())
         .merge(crate::datasets::api::routes())
         .merge(crate::datasets::pages::routes())
+        .merge(crate::leases::api::routes())
+        .merge(crate::leases::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

@@ -979,6 +979,7 @@ async fn concurrent_reservations_get_distinct_gpu_indices() {
             name: Some(format!("r{n}")),
             remark: None,
             dataset_ids: None,
+            lease_end: None,
         };
         tokio::spawn(async move { lifecycle::reserve(&app, &me, input).await })
     });
@@ -1488,4 +1489,350 @@ async fn sigterm_cancels_a_long_create_and_ends_followed_logs() {
     )
     .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+/// Polls instance `id` (as `c`) until `ok` holds of it.
+async fn wait_for(
+    c: &reqwest::Client,
+    srv: &Server,
+    id: i64,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let (s, b) = get(c, &srv.url(&format!("/api/v1/instances/{id}"))).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        if ok(&b) {
+            return b;
+        }
+        last = b;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "instance {id}: not {what} within 90 s: {last}\n{}",
+        srv.logs()
+    );
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Issue 14: a lease set from the spec's default; reminders sent once each;
+/// at lease end the container stops and the owner is told to back up by a
+/// date; after the buffer the reclaim removes container and data volume,
+/// capacity comes back and the record stays `reclaimed`.
+#[tokio::test]
+async fn a_lease_reminds_stops_at_its_end_and_is_reclaimed_after_the_buffer() {
+    let config = format!("{FAST_STOP}[leases]\ncheck_interval_secs = 1\nbuffer_days = 3\n");
+    let lab = Lab::new(&config, 2).await;
+    let mut body = small_spec("leased");
+    body["cpu_cores"] = json!(2);
+    body["lease_days"] = json!(30);
+    let spec = lab.spec(body).await;
+    let (alice, _) = two_tenants(&lab).await;
+    let create = lab.srv.url("/api/v1/instances");
+
+    // A customer may not choose beyond the spec's default lease.
+    let mut b = lab.create_body(spec, "too-long");
+    b["lease_end"] = json!(now() + 40 * 86_400);
+    let (s, e) = post(&alice, &create, b).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["error"]["fields"]["lease_end"].is_string(), "{e}");
+    let (s, inst) = post(&alice, &create, lab.create_body(spec, "leased")).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_i64().unwrap();
+    let cid = inst["container_id"].as_str().unwrap().to_string();
+    let end = inst["lease_end"].as_i64().unwrap();
+    assert!((end - (now() + 30 * 86_400)).abs() < 600, "{inst}");
+    assert_eq!(inst["lease_state"], "active");
+    let volume = data_volume(&lab, &cid);
+    let url = lab.srv.url(&format!("/api/v1/instances/{id}"));
+    let candidates = format!("/api/v1/instances/candidate-nodes?spec_id={spec}");
+    assert_eq!(lab.get(&candidates).await.1, json!([]), "the node is full");
+
+    // Setting a lease end is an admin's.
+    let (s, _) = patch(&alice, &url, json!({"lease_end": now()})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = patch(&lab.admin, &url, json!({"lease_end": now() + 2 * 86_400})).await;
+    assert_eq!(
+        (s, &b["lease_state"]),
+        (StatusCode::OK, &json!("expiring")),
+        "{b}"
+    );
+    assert_eq!(lab.audited("action=instance.lease").await, 1);
+
+    // The 3-day reminder goes out once (not the 7-day one too).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.audited("action=lease.reminder").await == 0 {
+        assert!(Instant::now() < deadline, "no reminder\n{}", lab.srv.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, page) = (
+        StatusCode::OK,
+        common::text(&alice, &lab.srv.url("/instances")).await,
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("lease-banner-1") && page.contains("leased"),
+        "{page}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        lab.audited("action=lease.reminder").await,
+        1,
+        "each reminder once"
+    );
+
+    // At lease end: stopped, sessions refused, "back up by" shown.
+    let (s, b) = patch(&lab.admin, &url, json!({"lease_end": now() - 60})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let b = wait_for(&alice, &lab.srv, id, "stopped by its lease", |b| {
+        b["status"] == "exited" && b["lease_state"] == "expired"
+    })
+    .await;
+    assert_eq!(b["reclaimed_at"], Value::Null);
+    let state = lab.inspect("container", &cid).unwrap();
+    assert_eq!(state["State"]["Running"], false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.audited("action=lease.expire").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no lease.expire\n{}",
+            lab.srv.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let section = common::text(&alice, &lab.srv.url(&format!("/instances/{id}/lease"))).await;
+    assert!(section.contains("lease-backup"), "{section}");
+    let banner = common::text(&alice, &lab.srv.url("/instances")).await;
+    assert!(banner.contains("lease-banner-1"), "{banner}");
+
+    // After the buffer: reclaimed, container then volume gone, capacity back.
+    let (s, b) = patch(&lab.admin, &url, json!({"lease_end": now() - 4 * 86_400})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let b = wait_for(&alice, &lab.srv, id, "reclaimed", |b| {
+        b["status"] == "reclaimed"
+    })
+    .await;
+    assert_eq!(b["lease_state"], "reclaimed");
+    assert!(b["reclaimed_at"].as_i64().is_some(), "{b}");
+    assert!(
+        lab.inspect("container", &cid).is_none(),
+        "container removed"
+    );
+    assert!(lab.inspect("volume", &volume).is_none(), "volume removed");
+    let listed = lab.get(&candidates).await.1;
+    assert_eq!(ids(&listed), [lab.node], "capacity back: {listed}");
+    assert_eq!(lab.audited("action=instance.reclaim").await, 1);
+    let section = lab.srv.url(&format!("/instances/{id}/lease"));
+    let steps = common::text(&lab.admin, &section).await;
+    for step in [
+        "check",
+        "end_sessions",
+        "remove_container",
+        "remove_volume",
+        "release",
+        "record",
+    ] {
+        assert!(
+            steps.contains(&format!("data-step=\"{step}\" data-status=\"done\"")),
+            "{step}: {steps}"
+        );
+    }
+    // A reclaimed instance takes no lease again.
+    let (s, _) = patch(&lab.admin, &url, json!({"lease_end": now() + 86_400})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+/// Issue 14: an admin's reclaim shows the processes running (`docker top`)
+/// and asks for confirmation first; customers cannot reclaim.
+#[tokio::test]
+async fn a_manual_reclaim_shows_what_runs_and_needs_confirmation() {
+    let lab = Lab::new(FAST_STOP, 4).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (alice, _) = two_tenants(&lab).await;
+    let (s, inst) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "r1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    assert_eq!(
+        inst["lease_end"],
+        Value::Null,
+        "open-ended without a default"
+    );
+    let id = inst["id"].as_i64().unwrap();
+    let cid = inst["container_id"].as_str().unwrap().to_string();
+    let url = lab.srv.url(&format!("/api/v1/instances/{id}/reclaim"));
+    let (s, _) = get(&alice, &url).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, check) = get(&lab.admin, &url).await;
+    assert_eq!(s, StatusCode::OK, "{check}");
+    assert!(
+        !check["processes"].as_array().unwrap().is_empty(),
+        "{check}"
+    );
+    assert_eq!(check["sessions"], json!([]));
+    let (s, e) = post(&lab.admin, &url, json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(
+        lab.inspect("container", &cid).is_some(),
+        "nothing removed unconfirmed"
+    );
+    let (s, done) = post(&lab.admin, &url, json!({"confirm": true})).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "check",
+            "end_sessions",
+            "remove_container",
+            "remove_volume",
+            "release",
+            "record"
+        ]
+    );
+    assert!(lab.inspect("container", &cid).is_none());
+    let (s, b) = get(&alice, &lab.srv.url(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(
+        (s, &b["status"]),
+        (StatusCode::OK, &json!("reclaimed")),
+        "{b}"
+    );
+    let (s, _) = post(&lab.admin, &url, json!({"confirm": true})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "reclaimed once");
+    assert_eq!(lab.audited("action=instance.reclaim").await, 1);
+}
+
+/// Issue 14: an owner asks for an extension (续期申请); an admin approves it
+/// and the lease end becomes the one asked for; both audited.
+#[tokio::test]
+async fn an_owner_asks_for_an_extension_and_an_admin_approves_it() {
+    let lab = Lab::new(FAST_STOP, 4).await;
+    let mut body = small_spec("s");
+    body["lease_days"] = json!(10);
+    let spec = lab.spec(body).await;
+    let (alice, bob) = two_tenants(&lab).await;
+    let (s, inst) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "x1"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_i64().unwrap();
+    let ask = lab
+        .srv
+        .url(&format!("/api/v1/instances/{id}/lease-requests"));
+    let want = inst["lease_end"].as_i64().unwrap() + 20 * 86_400;
+    let (s, _) = post(&bob, &ask, json!({"lease_end": want})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's instance");
+    let (s, e) = post(&alice, &ask, json!({"lease_end": now() + 60})).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not later than the lease: {e}"
+    );
+    let (s, r) = post(
+        &alice,
+        &ask,
+        json!({"lease_end": want, "reason": "training runs"}),
+    )
+    .await;
+    assert_eq!(
+        (s, &r["status"]),
+        (StatusCode::CREATED, &json!("pending")),
+        "{r}"
+    );
+    let (s, _) = post(&alice, &ask, json!({"lease_end": want + 1})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "one pending at a time");
+    let rid = r["id"].as_i64().unwrap();
+    let (s, list) = get(&bob, &lab.srv.url("/api/v1/lease-requests")).await;
+    assert_eq!((s, list), (StatusCode::OK, json!([])));
+    let approve = lab
+        .srv
+        .url(&format!("/api/v1/lease-requests/{rid}/approve"));
+    let (s, _) = post(&alice, &approve, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "approving is an admin's");
+    let (s, r) = post(&lab.admin, &approve, json!({})).await;
+    assert_eq!(
+        (s, &r["status"]),
+        (StatusCode::OK, &json!("approved")),
+        "{r}"
+    );
+    let (_, b) = get(&alice, &lab.srv.url(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(b["lease_end"], json!(want));
+    let (s, _) = post(&lab.admin, &approve, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "decided once");
+    assert_eq!(lab.audited("action=lease.request").await, 1);
+    assert_eq!(lab.audited("action=lease.request.approve").await, 1);
+}
+
+/// Issue 14: an admin allocates (分配) instances to a user of a tenant: the
+/// owner is that user (who sees them), N at once, audited; customers may
+/// not allocate.
+#[tokio::test]
+async fn an_admin_allocates_instances_to_a_customer() {
+    let lab = Lab::new(FAST_STOP, 8).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let ta = make_tenant(&lab.srv, &lab.admin, "AL").await;
+    let (uid, carol) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "carol",
+        "customer_member",
+        Some(ta),
+        "Harbor-Velvet-Canyon-77!",
+    )
+    .await;
+    let url = lab.srv.url("/api/v1/instances/allocate");
+    let mut body = lab.create_body(spec, "gpu");
+    body["user_id"] = json!(uid);
+    body["count"] = json!(2);
+    let (s, _) = post(&carol, &url, body.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = post(&lab.admin, &url, body).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let made = b["instances"].as_array().unwrap();
+    assert_eq!(made.len(), 2, "{b}");
+    for (i, n) in made.iter().zip(["gpu-1", "gpu-2"]) {
+        assert_eq!(
+            (i["name"].as_str(), i["user_id"].as_i64()),
+            (Some(n), Some(uid)),
+            "{i}"
+        );
+        assert_eq!(i["tenant_id"].as_i64(), Some(ta));
+        let cid = i["container_id"].as_str().unwrap();
+        let c = lab.inspect("container", cid).unwrap();
+        assert_eq!(
+            c["Config"]["Labels"]["gpudock.user"],
+            json!(uid.to_string())
+        );
+    }
+    let (s, mine) = get(&carol, &lab.srv.url("/api/v1/instances")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ids(&mine).len(), 2, "{mine}");
+    let mut bad = lab.create_body(spec, "x");
+    bad["user_id"] = json!(1);
+    let (s, e) = post(&lab.admin, &url, bad).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an admin owns no tenant: {e}"
+    );
+    assert_eq!(lab.audited("action=instance.allocate").await, 1);
 }

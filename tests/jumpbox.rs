@@ -2770,3 +2770,97 @@ async fn the_proxy_serves_sub_domains_with_a_base_domain() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Issue 14: at lease end a live SSH session ends with `lease_expired`; a
+/// new session to the expired instance is refused even once an admin has
+/// started it again; a lease ending soon is announced at sign-in.
+#[tokio::test]
+async fn a_lease_end_cuts_the_ssh_session_and_refuses_new_ones() {
+    let j = jump("[leases]\ncheck_interval_secs = 1\n").await;
+    let beta = j
+        .lab
+        .srv
+        .url(&format!("/api/v1/instances/{}", j.beta["id"]));
+    let (s, b) = patch(
+        &j.lab.admin,
+        &beta,
+        json!({"lease_end": unix_now() + 2 * 86_400}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    until("the reminder", Duration::from_secs(60), async || {
+        j.lab.audited("action=lease.reminder").await == 1
+    })
+    .await;
+    let mut t = Talk::start(&mut ssh(j.port, "alice", Some(ALICE_PW), None, &["-tt"])).await;
+    let menu = t.expect("q to quit): ", Duration::from_secs(20)).await;
+    assert!(
+        menu.contains("the lease of instance \"beta\" ends at"),
+        "{menu}"
+    );
+    t.send("q\r").await;
+    t.finish(false, Duration::from_secs(20)).await;
+
+    let mut t = Talk::start(&mut ssh(
+        j.port,
+        "alice+alpha",
+        Some(ALICE_PW),
+        None,
+        &["-tt"],
+    ))
+    .await;
+    t.expect("# ", Duration::from_secs(20)).await;
+    let alpha = j
+        .lab
+        .srv
+        .url(&format!("/api/v1/instances/{}", j.alpha["id"]));
+    let (s, b) = patch(&j.lab.admin, &alpha, json!({"lease_end": unix_now() - 60})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let r = t.finish(true, Duration::from_secs(60)).await;
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("lease"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    let s = ended_session(&j, "username=alice&protocol=ssh").await;
+    assert_eq!(
+        (s["end_reason"].as_str(), s["status"].as_str()),
+        (Some("lease_expired"), Some("terminated")),
+        "{s}"
+    );
+    // Started again by an admin, it is still out of reach while expired.
+    until(
+        "stopped by its lease",
+        Duration::from_secs(60),
+        async || get(&j.alice, &alpha).await.1["status"] == "exited",
+    )
+    .await;
+    let (s, b) = post(&j.lab.admin, &format!("{alpha}/start"), json!({})).await;
+    assert_eq!(
+        (s, &b["status"]),
+        (StatusCode::OK, &json!("running")),
+        "{b}"
+    );
+    let r = run(
+        ssh(j.port, "alice+alpha", Some(ALICE_PW), None, &[]).arg("echo hi"),
+        "",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr.contains("lease ended") || r.stdout.contains("lease ended"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(!r.stdout.contains("hi\n"), "{}", r.stdout);
+}

@@ -35,6 +35,23 @@ pub fn usable(c: &rusqlite::Connection, u: &User, now: i64) -> rusqlite::Result<
     Ok(u.enabled && !u.is_locked(now) && store::tenant_enabled_for(c, u)?)
 }
 
+/// User `id` if `scope` reaches it and the account is usable now.
+pub async fn usable_user(
+    app: &crate::app::App,
+    scope: Scope,
+    id: UserId,
+) -> Result<Option<User>, crate::error::AppError> {
+    let now = crate::db::now();
+    app.db
+        .read(move |c| {
+            let Some(u) = store::get_user(c, scope, id)? else {
+                return Ok(None);
+            };
+            Ok(usable(c, &u, now)?.then_some(u))
+        })
+        .await
+}
+
 /// The user named `name`, when their account is usable now.
 pub async fn usable_user_named(
     app: &crate::app::App,

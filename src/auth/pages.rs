@@ -63,11 +63,14 @@ impl PageUser for CurrentUser {
                 permissions::allowed_before_password_change(method, path)
             });
         }
+        let tr = Tr::new(Lang::from_headers(&parts.headers));
+        let notices = crate::leases::banners(app, &me, tr).await?;
         let viewer = Viewer {
             username: me.user.username.clone(),
             role_key: me.user.role.label_key(),
             csrf: csrf_token(&session).await?,
             allowed,
+            notices,
         };
         Ok((me, viewer))
     }
@@ -93,6 +96,7 @@ fn login_form(
         nav: "",
         allowed: Vec::new(),
         path: login_path(&next),
+        notices: Vec::new(),
     };
     let mut resp = html(&LoginPage {
         l,

@@ -36,6 +36,8 @@ pub struct Spec {
     pub price_per_hour: f64,
     pub listed: bool,
     pub remark: String,
+    /// The default lease length of its instances in days (none: open-ended).
+    pub lease_days: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -188,6 +190,8 @@ pub struct SpecInput {
     pub price_per_hour: Option<Value>,
     pub listed: Option<Value>,
     pub remark: Option<String>,
+    /// Days; `0` or empty: open-ended.
+    pub lease_days: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +206,7 @@ pub struct SpecFields {
     pub price_cents: i64,
     pub listed: bool,
     pub remark: String,
+    pub lease_days: Option<i64>,
 }
 
 /// Upper bounds: generous for one host, small enough to catch typos.
@@ -223,6 +228,7 @@ impl SpecFields {
             price_cents: 0,
             listed: true,
             remark: String::new(),
+            lease_days: None,
         }
     }
 
@@ -238,6 +244,7 @@ impl SpecFields {
             price_cents: s.price_cents,
             listed: s.listed,
             remark: s.remark.clone(),
+            lease_days: s.lease_days,
         }
     }
 
@@ -296,6 +303,12 @@ impl SpecFields {
                 &i.remark.clone().unwrap_or(base.remark),
                 500,
             ),
+            lease_days: match i.lease_days.as_ref() {
+                None => base.lease_days,
+                Some(v) => {
+                    Some(int_field(&mut e, "lease_days", Some(v), 0, 3650)).filter(|d| *d > 0)
+                }
+            },
         };
         if e.is_empty() { Ok(out) } else { Err(e) }
     }

@@ -154,6 +154,10 @@ fn spec_values(f: &SpecFields) -> FormValues {
         ("price_per_hour", f.price_text()),
         ("listed", if f.listed { "1" } else { "" }.into()),
         ("remark", f.remark.clone()),
+        (
+            "lease_days",
+            f.lease_days.map(|d| d.to_string()).unwrap_or_default(),
+        ),
     ])
 }
 
@@ -169,6 +173,7 @@ fn spec_input(f: &FormValues) -> SpecInput {
         price_per_hour: f.value("price_per_hour"),
         listed: f.bool_value("listed"),
         remark: f.text("remark"),
+        lease_days: f.value("lease_days"),
     }
 }
 

@@ -61,7 +61,7 @@ pub fn update_image(conn: &Connection, id: i64, f: &ImageFields, now: i64) -> ru
 }
 
 const SPEC_COLS: &str = "id, name, gpu_model, gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, \
-    price_cents, listed, remark, created_at, updated_at";
+    price_cents, listed, remark, created_at, updated_at, lease_days";
 
 fn spec_row(r: &Row<'_>) -> rusqlite::Result<Spec> {
     let price_cents: i64 = r.get(8)?;
@@ -80,6 +80,7 @@ fn spec_row(r: &Row<'_>) -> rusqlite::Result<Spec> {
         remark: r.get(10)?,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        lease_days: r.get(13)?,
     })
 }
 
@@ -105,8 +106,8 @@ pub fn get_spec(conn: &Connection, id: i64, listed_only: bool) -> rusqlite::Resu
 pub fn insert_spec(conn: &Connection, f: &SpecFields, now: i64) -> rusqlite::Result<i64> {
     conn.execute(
         "INSERT INTO specs (name, gpu_model, gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, \
-         price_cents, listed, remark, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-        params![f.name, f.gpu_model, f.gpu_count, f.cpu_cores, f.memory_gb, f.system_disk_gb, f.data_disk_gb, f.price_cents, f.listed, f.remark, now],
+         price_cents, listed, remark, created_at, updated_at, lease_days) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+        params![f.name, f.gpu_model, f.gpu_count, f.cpu_cores, f.memory_gb, f.system_disk_gb, f.data_disk_gb, f.price_cents, f.listed, f.remark, now, f.lease_days],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -114,9 +115,9 @@ pub fn insert_spec(conn: &Connection, f: &SpecFields, now: i64) -> rusqlite::Res
 pub fn update_spec(conn: &Connection, id: i64, f: &SpecFields, now: i64) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE specs SET name = ?2, gpu_model = ?3, gpu_count = ?4, cpu_cores = ?5, memory_gb = ?6, \
-         system_disk_gb = ?7, data_disk_gb = ?8, price_cents = ?9, listed = ?10, remark = ?11, updated_at = ?12 \
-         WHERE id = ?1",
-        params![id, f.name, f.gpu_model, f.gpu_count, f.cpu_cores, f.memory_gb, f.system_disk_gb, f.data_disk_gb, f.price_cents, f.listed, f.remark, now],
+         system_disk_gb = ?7, data_disk_gb = ?8, price_cents = ?9, listed = ?10, remark = ?11, updated_at = ?12, \
+         lease_days = ?13 WHERE id = ?1",
+        params![id, f.name, f.gpu_model, f.gpu_count, f.cpu_cores, f.memory_gb, f.system_disk_gb, f.data_disk_gb, f.price_cents, f.listed, f.remark, now, f.lease_days],
     )?;
     Ok(())
 }

@@ -276,6 +276,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let openings = tokio::spawn(crate::accounts::sweep::run(app.clone(), cancel.clone()));
     let alerts = tokio::spawn(crate::alerts::run(app.clone(), cancel.clone()));
     let datasets = tokio::spawn(crate::datasets::run(app.clone(), cancel.clone()));
+    let leases = tokio::spawn(crate::leases::run(app.clone(), cancel.clone()));
     let signals = tokio::spawn(stop_on_signal(cancel.clone()));
     let stop = cancel.clone();
     let (jobs, live) = (app.jobs.clone(), app.live.clone());
@@ -302,6 +303,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         ("node health", health),
         ("instance sync", sync),
         ("dataset transfers", datasets),
+        ("lease checker", leases),
         ("remote sessions", sessions),
         ("metrics", metrics),
         ("account openings", openings),

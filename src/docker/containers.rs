@@ -664,6 +664,25 @@ pub async fn list_labelled(
         .collect())
 }
 
+/// The processes running in the container (`docker top`), each as its
+/// `ps` columns joined by spaces; none when it is not running or is gone.
+pub async fn top(d: &Docker, id: &str) -> Result<Vec<String>, DockerError> {
+    match d
+        .top_processes(id, None::<bollard::query_parameters::TopOptions>)
+        .await
+    {
+        Ok(t) => Ok(t
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.join(" "))
+            .collect()),
+        // 404: no such container; 409: not running.
+        Err(e) if matches!(api_status(&e), Some(404) | Some(409)) => Ok(Vec::new()),
+        Err(e) => Err(err(d)(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

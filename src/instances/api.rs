@@ -27,6 +27,7 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/instances", get(list).post(create))
         .route("/api/v1/instances/candidate-nodes", get(candidates))
         .route("/api/v1/instances/orphans", get(orphans))
+        .route("/api/v1/instances/allocate", post(allocate))
         .route("/api/v1/instances/{id}", get(show).delete(remove))
         .route(
             "/api/v1/instances/{id}/start",
@@ -147,4 +148,48 @@ async fn logs(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// `POST /api/v1/instances/allocate`: the create fields plus `user_id` (the
+/// owner, a user of a tenant) and `count` (1..20).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AllocateInput {
+    user_id: Option<serde_json::Value>,
+    count: Option<serde_json::Value>,
+    image_id: Option<serde_json::Value>,
+    spec_id: Option<serde_json::Value>,
+    node_id: Option<serde_json::Value>,
+    name: Option<String>,
+    remark: Option<String>,
+    dataset_ids: Option<serde_json::Value>,
+    lease_end: Option<serde_json::Value>,
+}
+
+async fn allocate(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiJson(a): ApiJson<AllocateInput>,
+) -> Result<impl IntoResponse, AppError> {
+    let input = CreateInput {
+        image_id: a.image_id,
+        spec_id: a.spec_id,
+        node_id: a.node_id,
+        name: a.name,
+        remark: a.remark,
+        dataset_ids: a.dataset_ids,
+        lease_end: a.lease_end,
+    };
+    let (made, failed) =
+        super::allocate(&app, &me, a.user_id.as_ref(), a.count.as_ref(), input, &src).await?;
+    let status = if made.is_empty() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(serde_json::json!({"instances": made, "failed": failed})),
+    ))
 }

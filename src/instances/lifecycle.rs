@@ -38,6 +38,9 @@ pub struct CreateInput {
     pub remark: Option<String>,
     /// Datasets on the node to mount read-only at `/datasets/<name>`.
     pub dataset_ids: Option<Value>,
+    /// Unix seconds; absent: the spec's default lease length (none:
+    /// open-ended).
+    pub lease_end: Option<Value>,
 }
 
 pub const LABEL_INSTALL: &str = "gpudock.install";
@@ -109,6 +112,9 @@ pub struct Reserved {
     pub objects: ObjectNames,
     /// The datasets' volumes and where they are mounted (read-only).
     pub datasets: Vec<(String, String)>,
+    /// Whom it belongs to (the user an admin allocated it to, or the
+    /// creator).
+    pub owner_id: i64,
 }
 
 /// Validates the input and reserves capacity and GPU indices on the node in
@@ -116,6 +122,17 @@ pub struct Reserved {
 pub async fn reserve(
     app: &App,
     me: &CurrentUser,
+    input: CreateInput,
+) -> Result<Reserved, AppError> {
+    reserve_for(app, me, me, input).await
+}
+
+/// [`reserve`] by `me` for `owner` (an admin's allocation, 分配): the owner
+/// and tenant, and the datasets it may mount, are the owner's.
+pub async fn reserve_for(
+    app: &App,
+    me: &CurrentUser,
+    owner: &CurrentUser,
     input: CreateInput,
 ) -> Result<Reserved, AppError> {
     let mut e = FieldErrors::new();
@@ -128,7 +145,7 @@ pub async fn reserve(
     if !e.is_empty() {
         return Err(AppError::Validation(e));
     }
-    let scope = me.scope();
+    let scope = owner.scope();
     let not_found_as = |field: &'static str, key: &'static str| {
         move |err| match err {
             AppError::NotFound => AppError::field(field, key),
@@ -141,8 +158,10 @@ pub async fn reserve(
     let spec = crate::catalog::get_spec(app, me, spec_id)
         .await
         .map_err(not_found_as("spec_id", "err.no_such_spec"))?;
+    let lease_end =
+        crate::leases::at_creation(app, me, spec.lease_days, input.lease_end.as_ref()).await?;
     let req = super::request_of(&spec);
-    let (uid, tenant) = (me.user.id.0, me.user.tenant_id.map(|t| t.0));
+    let (uid, tenant) = (owner.user.id.0, owner.user.tenant_id.map(|t| t.0));
     let (n, r) = (name.clone(), remark);
     let (install, generation) = (app.install_id.clone(), app.generation);
     let (id, gpus, objects, datasets) = app
@@ -173,6 +192,7 @@ pub async fn reserve(
                 reserved: req.need,
                 remark: &r,
                 generation,
+                lease_end,
             };
             let mut objects = ObjectNames::default();
             let id = store::insert(
@@ -198,6 +218,7 @@ pub async fn reserve(
         gpus,
         objects,
         datasets,
+        owner_id: uid,
     })
 }
 
@@ -210,7 +231,18 @@ pub async fn create(
     input: CreateInput,
     src: &Source,
 ) -> Result<(u64, JoinHandle<Result<Instance, AppError>>), AppError> {
-    let r = reserve(app, me, input).await?;
+    create_for(app, me, me, input, src).await
+}
+
+/// [`create`] by `me` for `owner` (see [`reserve_for`]).
+pub async fn create_for(
+    app: &App,
+    me: &CurrentUser,
+    owner: &CurrentUser,
+    input: CreateInput,
+    src: &Source,
+) -> Result<(u64, JoinHandle<Result<Instance, AppError>>), AppError> {
+    let r = reserve_for(app, me, owner, input).await?;
     let (app2, actor, src) = (app.clone(), me.actor(), src.clone());
     let first = Progress {
         key: "instances.p_connect",
@@ -236,7 +268,7 @@ async fn provision(
     let detail = json!({"name": r.name, "node_id": r.node_id, "image": r.image,
                         "spec_id": r.spec.id, "gpu_indices": r.gpus, "job": job.id(),
                         "datasets": mounted});
-    match make_container(&app, &actor, &r, &job).await {
+    match make_container(&app, &r, &job).await {
         Ok((inst, pulled)) => {
             let mut detail = detail;
             detail["container_id"] = json!(inst.container_id);
@@ -297,7 +329,6 @@ fn report(job: &JobHandle, step: Step<'_>) {
 
 async fn make_container(
     app: &App,
-    actor: &Actor,
     r: &Reserved,
     job: &JobHandle,
 ) -> Result<(Instance, Option<PullProgress>), AppError> {
@@ -310,10 +341,7 @@ async fn make_container(
         (LABEL_INSTALL.to_string(), install.clone()),
         (LABEL_INSTANCE.to_string(), r.id.to_string()),
         (LABEL_NODE.to_string(), r.node_id.to_string()),
-        (
-            LABEL_USER.to_string(),
-            actor.id.map(|u| u.0.to_string()).unwrap_or_default(),
-        ),
+        (LABEL_USER.to_string(), r.owner_id.to_string()),
     ]);
     let cs = ContainerSpec {
         name: r.objects.container.clone(),

@@ -113,6 +113,97 @@ pub async fn tenant_usage(
         .await
 }
 
+/// The most instances one allocation makes.
+pub const MAX_ALLOCATE: i64 = 20;
+
+/// An admin allocates (分配) `count` instances of one spec to user
+/// `user_id` of a tenant (the owner is that user): each is created like
+/// the user's own (`name`, or `name-1`…`name-N`), one after the other; the
+/// ones made and why the rest failed. Audited as a whole and each.
+pub async fn allocate(
+    app: &App,
+    me: &CurrentUser,
+    user_id: Option<&serde_json::Value>,
+    count: Option<&serde_json::Value>,
+    input: CreateInput,
+    src: &crate::audit::Source,
+) -> Result<(Vec<Instance>, Vec<String>), AppError> {
+    let mut e = crate::error::FieldErrors::new();
+    let uid = crate::validate::int_field(&mut e, "user_id", user_id, 0, i64::MAX);
+    let count = crate::validate::int_field(&mut e, "count", count, 1, MAX_ALLOCATE);
+    if uid == 0 && !e.contains_key("user_id") {
+        e.insert("user_id", crate::error::FieldError::new("err.required"));
+    }
+    if count == 0 && !e.contains_key("count") {
+        e.insert(
+            "count",
+            crate::error::FieldError::with_detail("err.out_of_range", "1..20"),
+        );
+    }
+    if !e.is_empty() {
+        return Err(AppError::Validation(e));
+    }
+    let owner = crate::auth::usable_user(app, me.scope(), crate::ids::UserId(uid))
+        .await?
+        .filter(|u| u.tenant_id.is_some())
+        .ok_or_else(|| AppError::field("user_id", "err.leases.no_customer"))?;
+    let owner = CurrentUser {
+        user: owner,
+        via: me.via,
+    };
+    let base = input.name.clone().unwrap_or_default();
+    let (mut made, mut failed) = (Vec::new(), Vec::new());
+    for n in 1..=count {
+        let mut one = input.clone();
+        if count > 1 {
+            one.name = Some(format!("{base}-{n}"));
+        }
+        let done = match lifecycle::create_for(app, me, &owner, one, src).await {
+            Ok((_, task)) => task.await.map_err(AppError::internal).and_then(|r| r),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(i) => made.push(i),
+            // Bad input fails the same for every one: say so once.
+            Err(e @ AppError::Validation(_)) if made.is_empty() => return Err(e),
+            Err(e) => failed.push(e.user_text(false)),
+        }
+    }
+    let ids: Vec<InstanceId> = made.iter().map(|i| i.id).collect();
+    let detail = serde_json::json!({"user_id": uid, "username": owner.user.username,
+                                    "count": count, "instances": ids, "failed": failed});
+    let outcome = if failed.is_empty() {
+        crate::audit::Outcome::Success
+    } else {
+        crate::audit::Outcome::Failure
+    };
+    crate::audit::record(&app.db, me.actor(), src.clone(), move |a, s| {
+        crate::audit::Event::new(a, s, "instance.allocate", "user")
+            .id(uid)
+            .outcome(outcome)
+            .detail(detail)
+    })
+    .await?;
+    Ok((made, failed))
+}
+
+/// Records the status Docker reported for instance `id`'s container `cid`
+/// (work done outside a user's request, such as the lease checker's stop).
+pub async fn record_status(
+    app: &App,
+    id: InstanceId,
+    cid: String,
+    status: InstanceStatus,
+) -> Result<(), AppError> {
+    app.db
+        .write(move |c| {
+            store::set_status(c, id, &cid, status, crate::db::now())
+                .map(|_| ())
+                .map_err(AppError::from)
+        })
+        .await
+}
+
 /// Every instance placed on `node`, whoever owns it (per-node work such as
 /// metrics collection; never shown to a user as it is).
 pub async fn on_node(app: &App, node: NodeId) -> Result<Vec<Instance>, AppError> {

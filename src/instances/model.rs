@@ -16,6 +16,9 @@ pub enum InstanceStatus {
     Dead,
     /// The container is gone from its node.
     Missing,
+    /// Its lease ended and the reclaim removed container and data volume
+    /// (issue 14): the record stays.
+    Reclaimed,
     /// gpudock is deleting it: its container going away is expected.
     Deleting,
     Unknown,
@@ -31,6 +34,7 @@ crate::text_enum!(InstanceStatus else Unknown {
     Exited => "exited",
     Dead => "dead",
     Missing => "missing",
+    Reclaimed => "reclaimed",
     Deleting => "deleting",
     Unknown => "unknown",
 });
@@ -38,7 +42,14 @@ crate::text_enum!(InstanceStatus else Unknown {
 impl InstanceStatus {
     /// The status of a container in Docker's `State.Status` words.
     pub fn from_docker(state: &str) -> Self {
-        Self::parse_or_fallback(state)
+        match Self::parse_or_fallback(state) {
+            // Ours, never a word of Docker's.
+            InstanceStatus::Reclaimed
+            | InstanceStatus::Creating
+            | InstanceStatus::Missing
+            | InstanceStatus::Deleting => InstanceStatus::Unknown,
+            other => other,
+        }
     }
 
     /// The status of a container Docker may no longer have (`None`: gone).
@@ -52,7 +63,7 @@ impl InstanceStatus {
     /// `unknown`; only our own `creating` stays what it is.
     pub fn seen(self, node_unreachable: bool) -> Self {
         match self {
-            InstanceStatus::Creating => self,
+            InstanceStatus::Creating | InstanceStatus::Reclaimed => self,
             _ if node_unreachable => InstanceStatus::Unknown,
             other => other,
         }
@@ -70,6 +81,7 @@ impl InstanceStatus {
             InstanceStatus::Exited => "instances.s_exited",
             InstanceStatus::Dead => "instances.s_dead",
             InstanceStatus::Missing => "instances.s_missing",
+            InstanceStatus::Reclaimed => "leases.s_reclaimed",
             InstanceStatus::Deleting => "instances.s_deleting",
             InstanceStatus::Unknown => "instances.s_unknown",
         }

@@ -322,6 +322,7 @@ fn input(f: &FormValues) -> CreateInput {
         name: Some(f.v("name").to_string()),
         remark: Some(f.v("remark").to_string()),
         dataset_ids: Some(Value::String(f.v("dataset_ids").to_string())),
+        lease_end: None,
     }
 }
 

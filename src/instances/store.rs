@@ -44,6 +44,13 @@ pub struct Instance {
     /// Its container's and data volume's names on the node.
     #[serde(skip)]
     pub objects: ObjectNames,
+    /// The lease end (Unix seconds); none: open-ended.
+    pub lease_end: Option<i64>,
+    /// `active`, `expiring`, `expired` or `reclaimed` (see
+    /// [`crate::leases::state`]).
+    pub lease_state: crate::leases::LeaseState,
+    /// When the reclaim finished (the record stays, as `reclaimed`).
+    pub reclaimed_at: Option<i64>,
 }
 
 /// The names of an instance's container and data volume on its node:
@@ -57,7 +64,7 @@ pub struct ObjectNames {
 
 const COLS: &str = "id, name, image_id, spec_id, node_id, user_id, tenant_id, container_id, status, gpu_indices, \
     gpu_count, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, warnings, remark, created_at, updated_at, \
-    container_name, volume_name";
+    container_name, volume_name, lease_end, reclaimed_at";
 
 /// Columns read after `COLS`: the status of the instance's node (what is
 /// shown depends on it, see [`InstanceStatus::seen`]).
@@ -78,13 +85,15 @@ fn cols_of_i() -> String {
 }
 
 /// How many columns [`row`] reads.
-const ROW_WIDTH: usize = 22;
+const ROW_WIDTH: usize = 24;
 
 /// An instance as users see it (`COLS` then the node's status).
 fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
     let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
     let stored: InstanceStatus = r.get(8)?;
-    let node: Option<String> = r.get(21)?;
+    let node: Option<String> = r.get(23)?;
+    let lease_end: Option<i64> = r.get(21)?;
+    let reclaimed_at: Option<i64> = r.get(22)?;
     Ok(Instance {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -112,6 +121,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Instance> {
             container: r.get(19)?,
             volume: r.get(20)?,
         },
+        lease_end,
+        lease_state: crate::leases::state(lease_end, reclaimed_at, crate::db::now()),
+        reclaimed_at,
     })
 }
 
@@ -373,6 +385,8 @@ pub struct NewInstance<'a> {
     pub remark: &'a str,
     /// The generation of the process reserving it (`App::generation`).
     pub generation: i64,
+    /// The lease end (Unix seconds); none: open-ended.
+    pub lease_end: Option<i64>,
 }
 
 /// Inserts the reservation (status `creating`); its container and volume
@@ -386,12 +400,12 @@ pub fn insert(
     let r = n.reserved;
     conn.execute(
         "INSERT INTO instances (name, image_id, spec_id, node_id, user_id, tenant_id, status, gpu_indices, gpu_count, \
-         cpu_cores, memory_gb, system_disk_gb, data_disk_gb, remark, created_at, updated_at, generation) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'creating', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+         cpu_cores, memory_gb, system_disk_gb, data_disk_gb, remark, created_at, updated_at, generation, lease_end) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'creating', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)",
         params![
             n.name, n.image_id, n.spec_id, n.node_id, n.user_id, n.tenant_id,
             serde_json::to_string(n.gpu_indices).unwrap_or_else(|_| "[]".into()),
-            r.gpus, r.cpu_cores, r.memory_gb, r.system_disk_gb, r.data_disk_gb, n.remark, now, n.generation
+            r.gpus, r.cpu_cores, r.memory_gb, r.system_disk_gb, r.data_disk_gb, n.remark, now, n.generation, n.lease_end
         ],
     )?;
     let id = InstanceId(conn.last_insert_rowid());
@@ -467,7 +481,8 @@ pub fn set_status(
 ) -> rusqlite::Result<bool> {
     Ok(conn.execute(
         "UPDATE instances SET status = ?3, updated_at = ?4 \
-         WHERE id = ?1 AND container_id = ?2 AND status <> ?3 AND status <> 'deleting'",
+         WHERE id = ?1 AND container_id = ?2 AND status <> ?3 AND status <> 'deleting' \
+         AND reclaimed_at IS NULL",
         params![id, container_id, status, now],
     )? == 1)
 }
@@ -510,7 +525,7 @@ pub struct Tracked {
 pub fn on_node(conn: &Connection, node: NodeId) -> rusqlite::Result<Vec<Tracked>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, container_id, status, container_name, volume_name, generation \
-         FROM instances WHERE node_id = ?1 ORDER BY id",
+         FROM instances WHERE node_id = ?1 AND reclaimed_at IS NULL ORDER BY id",
     )?;
     stmt.query_map([node], |r| {
         Ok(Tracked {
@@ -655,6 +670,7 @@ mod tests {
                 reserved,
                 remark: "",
                 generation: 1,
+                lease_end: None,
             },
             |id| ObjectNames {
                 container: format!("c{id}"),

@@ -304,6 +304,15 @@ impl Conn {
             user: user.clone(),
             via: AuthVia::Ssh,
         };
+        // At sign-in to a shell (not before a command's output): leases
+        // ending or ended, names escaped for the terminal.
+        if command.is_none() {
+            match crate::leases::ssh_notice(&self.app, &me).await {
+                Ok(Some(notice)) => out.say(&notice).await,
+                Ok(None) => {}
+                Err(e) => log::warn!("jumpbox: lease notice for {}: {e}", user.username),
+            }
+        }
         let reachable = match running_instances(&self.app, &me).await {
             Ok(r) => r,
             Err(e) => {

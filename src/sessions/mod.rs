@@ -35,7 +35,7 @@ use crate::instances::Instance;
 use crate::live::Registration;
 pub use model::{EndReason, Protocol};
 use recording::Recorder;
-pub use store::{Filter, SessionRecord};
+pub use store::{Filter, LiveOn, SessionRecord};
 
 /// What a session connects to: an instance's container, or the transfer
 /// container of a dataset (instance id 0, name `dataset:<name>`).
@@ -89,6 +89,9 @@ pub enum OpenError {
     /// The user's account changed since they signed in (disabled, password,
     /// role or tenant changed): nothing opens.
     Revoked,
+    /// The instance's lease has ended ([`crate::leases::refusal`]): the
+    /// text says so and until when its data is kept.
+    LeaseExpired(String),
     App(AppError),
 }
 
@@ -96,7 +99,7 @@ impl OpenError {
     /// What the client is told (never internal details).
     pub fn message(&self) -> String {
         match self {
-            OpenError::TooMany(m) => m.clone(),
+            OpenError::TooMany(m) | OpenError::LeaseExpired(m) => m.clone(),
             OpenError::Revoked => model::ACCESS_REVOKED_MESSAGE.into(),
             OpenError::App(e) => e.user_text(false),
         }
@@ -167,23 +170,28 @@ pub async fn open(app: &App, o: Opening<'_>) -> Result<Session, OpenError> {
         o.user.clone(),
         app.install_id.clone(),
     );
+    let buffer = crate::leases::buffer_secs(app);
     let (id, tag) = app
         .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = crate::db::now();
             if !crate::auth::current(&tx, &user, now)? {
-                return Ok(None);
+                return Ok(Err(OpenError::Revoked));
+            }
+            // The one decision on an instance's lease, for every kind of
+            // session (shell, command, SFTP, tunnel) and every way in.
+            if let Some(why) = crate::leases::refusal(&tx, new.instance_id, now, buffer)? {
+                return Ok(Err(OpenError::LeaseExpired(why)));
             }
             let (id, tag) = store::insert(&tx, &new.borrowed(), |id| exec_tag(&install, id), now)?;
             let detail = json!({"instance_id": new.instance_id, "instance": new.instance_name, "node": new.node_name,
                                 "protocol": new.protocol, "command": new.command, "target_port": new.target_port});
             audit::append(&tx, &Event::new(&a2, &s2, "session.open", "session").id(id).detail(detail))?;
             tx.commit()?;
-            Ok::<_, AppError>(Some((id, tag)))
+            Ok::<_, AppError>(Ok((id, tag)))
         })
-        .await?
-        .ok_or(OpenError::Revoked)?;
+        .await??;
     reg.rekey(id.0);
     let title = format!("{} · {} · {}", o.user.username, t.name, o.protocol.as_str());
     let dir = app.config.recordings_dir();
@@ -695,6 +703,31 @@ pub async fn end_tunnels_to(
         .iter()
         .filter(|s| app.live.stop(s.0, reason.as_str()))
         .count())
+}
+
+/// The live sessions (every protocol) to instance `id`.
+pub async fn live_on(app: &App, id: InstanceId) -> Result<Vec<store::LiveOn>, AppError> {
+    app.db
+        .read(move |c| store::live_on(c, id).map_err(AppError::from))
+        .await
+}
+
+/// Ends every live session to instance `id` with `reason` (its lease
+/// ended, it is reclaimed); how many were live. Each session's own loop
+/// records the end; this waits (briefly) for them to do so.
+pub async fn end_all_to(app: &App, id: InstanceId, reason: EndReason) -> Result<usize, AppError> {
+    let live = live_on(app, id).await?;
+    let ended = live
+        .iter()
+        .filter(|s| app.live.stop(s.id.0, reason.as_str()))
+        .count();
+    for _ in 0..100 {
+        if !live.iter().any(|s| app.live.is_live(s.id.0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(ended)
 }
 
 /// Force-terminates a live session in the caller's scope (whoever holds

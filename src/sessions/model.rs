@@ -72,6 +72,8 @@ pub enum EndReason {
     /// password, role or tenant changed): see [`crate::live::ACCESS_REVOKED`].
     AccessRevoked,
     Error,
+    /// The instance's lease ended (issue 14): the container stops.
+    LeaseExpired,
 }
 
 crate::text_enum!(EndReason {
@@ -83,6 +85,7 @@ crate::text_enum!(EndReason {
     MaxDuration => "max_duration",
     AccessRevoked => "access_revoked",
     Error => "error",
+    LeaseExpired => "lease_expired",
 });
 
 impl EndReason {
@@ -92,7 +95,8 @@ impl EndReason {
             EndReason::IdleTimeout
             | EndReason::AdminForce
             | EndReason::MaxDuration
-            | EndReason::AccessRevoked => SessionStatus::Terminated,
+            | EndReason::AccessRevoked
+            | EndReason::LeaseExpired => SessionStatus::Terminated,
             EndReason::UserClose
             | EndReason::ClientLost
             | EndReason::NodeLost
@@ -119,6 +123,7 @@ impl EndReason {
                     .into(),
             ),
             EndReason::AccessRevoked => Some(ACCESS_REVOKED_MESSAGE.into()),
+            EndReason::LeaseExpired => Some(LEASE_EXPIRED_MESSAGE.into()),
             EndReason::UserClose | EndReason::ClientLost | EndReason::Error => None,
         }
     }
@@ -127,6 +132,10 @@ impl EndReason {
 /// What a user whose access changed is told, wherever they were connected.
 pub const ACCESS_REVOKED_MESSAGE: &str =
     "session ended: access revoked (your account was changed; 账号权限已变更，会话已结束)";
+
+/// What a user is told when the instance's lease ends under the session.
+pub const LEASE_EXPIRED_MESSAGE: &str = "session ended: the instance's lease has ended; its data is kept \
+     until the buffer period ends (租期已到期，会话已结束；数据在缓冲期内保留)";
 
 /// `90` → `1 min 30 s`, `1800` → `30 min`.
 pub fn human(secs: u64) -> String {
@@ -179,6 +188,7 @@ mod tests {
             "max_duration",
             "access_revoked",
             "error",
+            "lease_expired",
         ] {
             assert_eq!(EndReason::parse(r).map(EndReason::as_str), Some(r));
         }

@@ -54,6 +54,7 @@ pub fn reason_key(r: &Option<EndReason>) -> &'static str {
         Some(EndReason::AdminForce) => "sessions.r_admin_force",
         Some(EndReason::MaxDuration) => "sessions.r_max_duration",
         Some(EndReason::Error) => "sessions.r_error",
+        Some(EndReason::LeaseExpired) => "leases.r_lease_expired",
         None => "sessions.r_none",
     }
 }

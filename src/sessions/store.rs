@@ -207,6 +207,33 @@ pub fn live_tunnels(conn: &Connection, instance: InstanceId) -> rusqlite::Result
     stmt.query_map([instance], |r| r.get(0))?.collect()
 }
 
+/// Every live session (any protocol) to instance `instance`: id, user and
+/// protocol (what a reclaim shows before it ends them).
+pub fn live_on(conn: &Connection, instance: InstanceId) -> rusqlite::Result<Vec<LiveOn>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, username, protocol, started_at FROM remote_sessions WHERE instance_id = ?1 \
+         AND status IN ('active', 'idle') ORDER BY id",
+    )?;
+    stmt.query_map([instance], |r| {
+        Ok(LiveOn {
+            id: r.get(0)?,
+            username: r.get(1)?,
+            protocol: r.get(2)?,
+            started_at: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// A live session to an instance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveOn {
+    pub id: SessionId,
+    pub username: String,
+    pub protocol: Protocol,
+    pub started_at: i64,
+}
+
 /// History filters; all optional.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(default)]

@@ -189,6 +189,7 @@ async fn serve(
         Err(e) => {
             let reason = match e {
                 OpenError::Revoked => crate::sessions::EndReason::AccessRevoked,
+                OpenError::LeaseExpired(_) => crate::sessions::EndReason::LeaseExpired,
                 OpenError::TooMany(_) | OpenError::App(_) => crate::sessions::EndReason::Error,
             };
             let end = Finish {

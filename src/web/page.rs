@@ -20,6 +20,8 @@ pub struct Viewer {
     pub csrf: String,
     /// Page routes the user may use (see [`Layout::allowed`]).
     pub allowed: Vec<String>,
+    /// Banners shown on every page (see [`Layout::notices`]).
+    pub notices: Vec<String>,
 }
 
 /// A signed-in user as pages see it.
@@ -58,6 +60,7 @@ impl<M: PageUser> FromRequestParts<App> for PageCtx<M> {
             csrf: v.csrf,
             nav: "",
             allowed: v.allowed,
+            notices: v.notices,
             path: parts
                 .uri
                 .path_and_query()

@@ -23,6 +23,9 @@ pub struct Layout {
     /// `METHOD path`; the nav and buttons show only these.
     pub allowed: Vec<String>,
     pub path: String,
+    /// Banners for the signed-in user on every page (a lease ending or
+    /// ended: "back up your data by ..."), in the page's language.
+    pub notices: Vec<String>,
 }
 
 impl Layout {
