@@ -1556,6 +1556,16 @@ async fn a_lease_reminds_stops_at_its_end_and_is_reclaimed_after_the_buffer() {
     let candidates = format!("/api/v1/instances/candidate-nodes?spec_id={spec}");
     assert_eq!(lab.get(&candidates).await.1, json!([]), "the node is full");
 
+    // An event rule on expiring leases (the alert hook leases call).
+    let (s, rule) = lab
+        .post(
+            "/api/v1/alert-rules",
+            json!({"name": "lease soon", "event": "lease_expiring", "level": "P3",
+                   "channels": [], "enabled": true, "threshold": 3 * 86_400}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{rule}");
+
     // Setting a lease end is an admin's.
     let (s, _) = patch(&alice, &url, json!({"lease_end": now()})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -1587,6 +1597,19 @@ async fn a_lease_reminds_stops_at_its_end_and_is_reclaimed_after_the_buffer() {
         lab.audited("action=lease.reminder").await,
         1,
         "each reminder once"
+    );
+    // The reminder raised the rule's alert, once, naming the instance.
+    let (_, alerts) = lab.get("/api/v1/alerts").await;
+    let raised: Vec<&Value> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule_id"] == rule["id"])
+        .collect();
+    assert_eq!(raised.len(), 1, "{alerts}");
+    assert!(
+        raised[0]["message"].as_str().unwrap().contains("leased"),
+        "{alerts}"
     );
 
     // At lease end: stopped, sessions refused, "back up by" shown.

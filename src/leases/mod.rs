@@ -201,19 +201,35 @@ async fn remind(
 ) -> Result<(), AppError> {
     let (id, user) = (l.id, l.user_id);
     let detail = json!({"days": days, "lease_end": end, "user_id": user, "name": l.name});
-    app.db
+    // The alert rules' hook (事件告警 lease_expiring): raised with the
+    // reminder, in its transaction, so each reminder raises it once.
+    let event = crate::alerts::Raised {
+        kind: crate::alerts::EventKind::LeaseExpiring,
+        subject: crate::alerts::Subject::Lease(id.0),
+        value: Some((end - now).max(0) as f64),
+        detail: format!("the lease of instance {} ends in {days} day(s)", l.name),
+    };
+    let sent = app
+        .db
         .write(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if store::remind(&tx, id, end, days, now)? {
+            let sent = store::remind(&tx, id, end, days, now)?;
+            if sent {
                 let (a, s) = (Actor::system(), Source::local());
                 let e = Event::new(&a, &s, "lease.reminder", "instance")
                     .id(id)
                     .detail(detail);
                 audit::append(&tx, &e)?;
+                crate::alerts::record_event(&tx, &event)?;
             }
-            tx.commit().map_err(AppError::from)
+            tx.commit()?;
+            Ok::<_, AppError>(sent)
         })
-        .await
+        .await?;
+    if sent {
+        crate::alerts::wake(app);
+    }
+    Ok(())
 }
 
 /// At lease end: its live sessions end (`lease_expired`), the container
