@@ -1220,6 +1220,40 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
         (w["active"].as_bool(), w["node"].as_str()),
         (Some(true), Some("gpu-a"))
     );
+    // The node's page lists its windows.
+    let node_page = admin
+        .get(srv.url(&format!("/nodes/{a}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        node_page.contains(&format!("hx-get=\"/nodes/{a}/maintenance-windows\"")),
+        "{node_page}"
+    );
+    let listed = admin
+        .get(srv.url(&format!("/nodes/{a}/maintenance-windows")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("fans") && listed.contains(&format!("node-window-{}", w["id"])),
+        "{listed}"
+    );
+    let listed_b = admin
+        .get(srv.url(&format!("/nodes/{b}/maintenance-windows")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed_b.contains("fans"), "{listed_b}");
     let (s, v) = send(
         &admin,
         "PUT",
@@ -1316,9 +1350,26 @@ async fn event_rules_alert_from_real_parts_and_converge() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{ch}");
     let ch = ch["id"].as_i64().unwrap();
+    // "instance exited" also goes by e-mail, to a real SMTP server.
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("mail.jsonl");
+    let sink = smtp_sink(free_port(), &inbox);
+    let (s, mail) = post(
+        admin,
+        &api("notification-channels"),
+        json!({"name": "ops mail", "kind": "email", "host": "127.0.0.1", "port": sink.port,
+               "security": "none", "from": "gpudock@lab.test", "to": ["ops@lab.test"],
+               "language": "en"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{mail}");
     for (name, event, extra) in [
         ("node down", "node_unreachable", json!({"threshold": 2})),
-        ("exited", "instance_exited", json!({})),
+        (
+            "exited",
+            "instance_exited",
+            json!({"channels": [ch, mail["id"]]}),
+        ),
         ("locked", "account_locked", json!({})),
         ("xid", "gpu_xid", json!({})),
         ("backup", "backup_failed", json!({})),
@@ -1379,6 +1430,17 @@ async fn event_rules_alert_from_real_parts_and_converge() {
         (messages("exited", "fired").len() == 1).then_some(())
     })
     .await;
+    let got = poll("the exit by e-mail", 60, async || {
+        mails(&inbox).into_iter().next()
+    })
+    .await;
+    assert!(
+        got["body"].as_str().unwrap().contains("victim-box")
+            && got["subject"].as_str().unwrap().contains("exited"),
+        "{got}"
+    );
+    assert_eq!(got["rcpt_tos"], json!(["ops@lab.test"]), "{got}");
+    drop(sink);
     // Closed by hand; then gpudock's own start and stop raise nothing.
     let (s, v) = post(
         admin,
@@ -1653,6 +1715,70 @@ async fn event_rules_alert_from_real_parts_and_converge() {
             "{lang}: {html}"
         );
     }
+    // The rule's edit page: filled with the rule; saving changes it
+    // (audited), and a bad field comes back named on the form.
+    let (_, rules) = get(admin, &api("alert-rules")).await;
+    let oom = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "oom form")
+        .unwrap()
+        .clone();
+    let edit_url = srv.url(&format!("/alert-rules/{}", oom["id"]));
+    let html = admin
+        .get(&edit_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("value=\"oom form\"") && html.contains("id=\"rule-save\""),
+        "{html}"
+    );
+    let before = audit_count(srv, admin, "alert_rule.update").await;
+    let form = |name: &'static str| {
+        vec![
+            ("csrf_token", token.clone()),
+            ("name", name.to_string()),
+            ("event", "instance_oom".to_string()),
+            ("level", "P3".to_string()),
+            ("silence", "120".to_string()),
+            ("enabled", "on".to_string()),
+        ]
+    };
+    let r = admin.post(&edit_url).form(&form("")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("field-error"));
+    let r = admin
+        .post(&edit_url)
+        .form(&form("oom edited"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, v) = get(admin, &api(&format!("alert-rules/{}", oom["id"]))).await;
+    assert_eq!(
+        (
+            v["name"].as_str(),
+            v["level"].as_str(),
+            v["silence"].as_i64(),
+            v["event"].as_str()
+        ),
+        (
+            Some("oom edited"),
+            Some("P3"),
+            Some(120),
+            Some("instance_oom")
+        ),
+        "{v}"
+    );
+    assert_eq!(
+        audit_count(srv, admin, "alert_rule.update").await,
+        before + 1
+    );
 }
 
 /// What the robot receiver saw: the request's URI (path and query as

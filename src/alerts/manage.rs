@@ -776,26 +776,39 @@ pub async fn alert(
 }
 
 /// Counts of firing (unacknowledged) alerts `scope` reaches, by level, P0
-/// first.
+/// first: counted in the query (scoped like the list), however many.
 pub async fn firing_by_level(
     db: &crate::db::Db,
     scope: crate::ids::Scope,
 ) -> Result<[(Level, i64); 4], AppError> {
-    let f = AlertFilter {
-        status: Some("firing".into()),
-        limit: Some(1000),
-        ..AlertFilter::default()
-    };
-    let alerts = alerts(db, scope, f).await?;
+    let (customer, tenant, user) = scope_filters(scope);
+    let counts: Vec<(Level, i64)> = db
+        .read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT a.level, COUNT(*)
+                 FROM alert_records a LEFT JOIN instances i ON i.id = a.instance_id
+                 WHERE a.status = 'firing'
+                   AND (?1 = 0 OR a.instance_id IS NOT NULL)
+                   AND (?2 IS NULL OR a.tenant_id = ?2)
+                   AND (?3 IS NULL OR i.user_id = ?3)
+                 GROUP BY a.level",
+            )?;
+            st.query_map(params![customer, tenant, user], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(AppError::from)
+        })
+        .await?;
     let mut out = [
         (Level::P0, 0),
         (Level::P1, 0),
         (Level::P2, 0),
         (Level::P3, 0),
     ];
-    for a in &alerts {
-        if let Some(slot) = out.iter_mut().find(|(l, _)| *l == a.level) {
-            slot.1 += 1;
+    for (level, n) in counts {
+        if let Some(slot) = out.iter_mut().find(|(l, _)| *l == level) {
+            slot.1 = n;
         }
     }
     Ok(out)

@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::error::AppError;
+use crate::ids::NodeId;
 use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, fmt_ts, html};
@@ -37,7 +38,9 @@ pub fn routes() -> Router<App> {
         .route("/alerts/{id}/ack", post(ack))
         .route("/alerts/{id}/close", post(close))
         .route("/alert-rules", get(rules_page).post(create_rule))
+        .route("/alert-rules/{id}", get(edit_rule_page).post(save_rule))
         .route("/alert-rules/{id}/enabled", post(switch_rule))
+        .route("/nodes/{id}/maintenance-windows", get(node_windows))
         .route("/alert-rules/{id}/delete", post(delete_rule))
         .route(
             "/notification-channels",
@@ -236,6 +239,8 @@ struct RulesPage {
     nodes: Vec<(i64, String)>,
     form: FormValues,
     errs: FormErrs,
+    /// The rule being edited (the form then saves it; the list is hidden).
+    editing: Option<i64>,
 }
 
 impl RulesPage {
@@ -280,7 +285,18 @@ async fn render_rules(
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
+    render_rule_form(app, ctx, form, errs, None).await
+}
+
+async fn render_rule_form(
+    app: &App,
+    ctx: PageCtx,
+    form: FormValues,
+    errs: FormErrs,
+    editing: Option<i64>,
+) -> Result<Response, AppError> {
     html(&RulesPage {
+        editing,
         l: ctx.nav("alerts").l,
         rules: manage::rules(&app.db).await?,
         // the lab's channels (a customer's own get their tenant's alerts)
@@ -384,6 +400,118 @@ async fn create_rule(
         Err(e) if e.fields().is_some() => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
             let mut resp = render_rules(&app, ctx, FormValues::from_map(form), errs).await?;
+            *resp.status_mut() = status;
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The form's fields of a stored rule (its first condition; the others
+/// are kept on save).
+fn rule_form(r: &RuleView) -> FormValues {
+    let first = r.conditions.first();
+    let mut form: HashMap<String, String> = [
+        ("name", r.name.clone()),
+        ("description", r.description.clone()),
+        ("level", r.level.as_str().to_string()),
+        ("event", r.event.clone().unwrap_or_default()),
+        (
+            "target",
+            if r.event.is_some() {
+                String::new()
+            } else {
+                r.target.clone()
+            },
+        ),
+        (
+            "metric",
+            first.map(|c| c.metric.clone()).unwrap_or_default(),
+        ),
+        (
+            "condition",
+            first.map_or_else(|| ">".into(), |c| c.condition.clone()),
+        ),
+        (
+            "threshold",
+            match (&r.event, first) {
+                (Some(_), _) => r.threshold.to_string(),
+                (None, Some(c)) => c.threshold.to_string(),
+                (None, None) => String::new(),
+            },
+        ),
+        ("duration", r.duration.to_string()),
+        ("silence", r.silence.to_string()),
+        ("tags", r.tags.join(", ")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if r.enabled {
+        form.insert("enabled".into(), "on".into());
+    }
+    if r.scope == "nodes" {
+        for id in &r.scope_ids {
+            form.insert(format!("node_{id}"), "on".into());
+        }
+    }
+    for id in &r.channels {
+        form.insert(format!("channel_{id}"), "on".into());
+    }
+    FormValues::from_map(form)
+}
+
+/// The rule's edit page: the create form, filled with the rule.
+async fn edit_rule_page(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let r = manage::rule(&app.db, RuleId(id)).await?;
+    render_rule_form(&app, ctx, rule_form(&r), FormErrs::default(), Some(id)).await
+}
+
+/// Saves the edit form. A rule's further conditions (the form shows the
+/// first), its AND/OR and a scope of chosen instances are kept.
+async fn save_rule(
+    State(app): State<App>,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath(id): ApiPath<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    let stored = manage::rule(&app.db, RuleId(id)).await?;
+    let mut input = rule_input(&form);
+    if input.event.is_none() && stored.conditions.len() > 1 {
+        let mut all = vec![manage::ConditionIn {
+            metric: input.metric.take().unwrap_or_default(),
+            condition: input.condition.take().unwrap_or_default(),
+            threshold: input.threshold.take().unwrap_or(Value::Null),
+        }];
+        all.extend(
+            stored
+                .conditions
+                .iter()
+                .skip(1)
+                .map(|c| manage::ConditionIn {
+                    metric: c.metric.clone(),
+                    condition: c.condition.clone(),
+                    threshold: Value::from(c.threshold),
+                }),
+        );
+        input.conditions = Some(all);
+        input.combine = Some(stored.combine.clone());
+    }
+    if stored.scope == "instances" && input.scope_ids.is_empty() {
+        input.scope = Some(stored.scope.clone());
+        input.scope_ids = stored.scope_ids.clone();
+    }
+    match manage::update_rule(&app.db, by(&ctx, src), RuleId(id), input).await {
+        Ok(_) => Ok(Redirect::to("/alert-rules").into_response()),
+        Err(e) if e.fields().is_some() => {
+            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
+            let mut resp =
+                render_rule_form(&app, ctx, FormValues::from_map(form), errs, Some(id)).await?;
             *resp.status_mut() = status;
             Ok(resp)
         }
@@ -689,6 +817,26 @@ async fn render_windows(
         nodes: node_names(app).await?,
         form,
         errs,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "alerts/node_windows.html")]
+struct NodeWindows {
+    l: Layout,
+    windows: Vec<WindowView>,
+}
+
+/// The node page's list of the node's maintenance windows (htmx).
+async fn node_windows(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, AppError> {
+    let windows = manage::windows(&app.db, Some(NodeId(id))).await?;
+    html(&NodeWindows {
+        l: ctx.nav("nodes").l,
+        windows,
     })
 }
 
