@@ -1003,6 +1003,32 @@ async fn alert_rules_fire_to_a_signed_webhook_and_windows_silence_a_node() {
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
         assert!(e["error"]["fields"][field].is_string(), "{field}: {e}");
     }
+    // The form says what is wrong in the reader's language, the value as
+    // given (the API's JSON stays English).
+    let (_, me) = get(&admin, &srv.url("/api/v1/me")).await;
+    let token = me["csrf_token"].as_str().unwrap().to_string();
+    for (lang, want) in [
+        ("en", "unknown metric: warp_factor"),
+        ("zh-CN", "未知的指标: warp_factor"),
+    ] {
+        let r = admin
+            .post(srv.url("/alert-rules"))
+            .header("accept-language", lang)
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("name", "x"),
+                ("metric", "warp_factor"),
+                ("condition", ">"),
+                ("threshold", "1"),
+                ("level", "P2"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = r.text().await.unwrap();
+        assert!(html.contains(want), "{lang}: {html}");
+    }
     let (s, ev) = post(
         &admin,
         &api("alert-rules"),

@@ -113,8 +113,9 @@ struct Valid {
     proxy: String,
 }
 
-fn field(errors: &mut FieldErrors, name: &'static str, detail: impl Into<String>) {
-    errors.insert(name, FieldError::with_detail("err.alert_field", detail));
+/// A refused field: what is wrong (an i18n key).
+fn field(errors: &mut FieldErrors, name: &'static str, key: &'static str) {
+    errors.insert(name, FieldError::new(key));
 }
 
 fn addresses(errors: &mut FieldErrors, to: Option<&Value>) -> Vec<String> {
@@ -127,7 +128,7 @@ fn addresses(errors: &mut FieldErrors, to: Option<&Value>) -> Vec<String> {
             .map(str::to_string)
             .collect(),
         Some(_) => {
-            field(errors, "to", "an array of e-mail addresses");
+            field(errors, "to", "err.ch_to_list");
             return Vec::new();
         }
     };
@@ -137,11 +138,11 @@ fn addresses(errors: &mut FieldErrors, to: Option<&Value>) -> Vec<String> {
         .filter(|a| !a.is_empty())
         .collect();
     if list.is_empty() {
-        field(errors, "to", "at least one e-mail address");
+        field(errors, "to", "err.ch_to_empty");
     }
     for a in &list {
         if a.parse::<lettre::Address>().is_err() || a.chars().any(char::is_control) {
-            field(errors, "to", format!("not an e-mail address: {a}"));
+            errors.insert("to", FieldError::with_detail("err.ch_not_email", a.clone()));
         }
     }
     list
@@ -160,7 +161,7 @@ fn email_settings(errors: &mut FieldErrors, input: &ChannelIn) -> Settings {
                 (_, Some("")) => None,
                 (Some(n), _) => u16::try_from(n).ok(),
                 (None, _) => {
-                    field(errors, "port", "a port from 1 to 65535");
+                    field(errors, "port", "err.ch_port");
                     None
                 }
             }
@@ -171,18 +172,17 @@ fn email_settings(errors: &mut FieldErrors, input: &ChannelIn) -> Settings {
         "none" => Security::None,
         "tls" => Security::Tls,
         _ => {
-            field(errors, "security", "one of: none, starttls, tls");
+            errors.insert(
+                "security",
+                FieldError::with_detail("err.one_of", "none, starttls, tls"),
+            );
             Security::Starttls
         }
     };
     let user = crate::validate::optional_text(errors, "user", &input.user, 200);
     let from = crate::validate::required_text(errors, "from", &input.from, 300);
     if !from.is_empty() && from.parse::<lettre::message::Mailbox>().is_err() {
-        field(
-            errors,
-            "from",
-            "an address such as gpudock@lab.example or \"Lab <gpudock@lab.example>\"",
-        );
+        field(errors, "from", "err.ch_from");
     }
     let to = addresses(errors, input.to.as_ref());
     Settings {
@@ -201,7 +201,10 @@ fn validate(input: &ChannelIn, creating: bool) -> Result<Valid, AppError> {
     let name = crate::validate::required_text(&mut errors, "name", &input.name, 100);
     let kind = Kind::parse(input.kind.trim());
     if kind.is_none() {
-        field(&mut errors, "kind", format!("one of: {}", KINDS.join(", ")));
+        errors.insert(
+            "kind",
+            FieldError::with_detail("err.one_of", KINDS.join(", ")),
+        );
     }
     let kind = kind.unwrap_or(Kind::Webhook);
     let url = match kind {
@@ -217,8 +220,8 @@ fn validate(input: &ChannelIn, creating: bool) -> Result<Valid, AppError> {
         _ if !creating && kind.url_is_secret() && input.url.trim().is_empty() => String::new(),
         _ => crate::validate::required_text(&mut errors, "url", &input.url, 2000),
     };
-    if let (false, Err(m)) = (url.is_empty(), notify::valid_url(&url)) {
-        errors.insert("url", FieldError::with_detail("err.alert_url", m));
+    if !url.is_empty() && notify::valid_url(&url).is_err() {
+        errors.insert("url", FieldError::new("err.alert_url"));
     }
     let secret = input
         .secret
@@ -258,11 +261,7 @@ fn validate(input: &ChannelIn, creating: bool) -> Result<Valid, AppError> {
         Kind::Telegram => {
             let chat = crate::validate::required_text(&mut errors, "chat_id", &input.chat_id, 100);
             if chat.contains(char::is_whitespace) {
-                field(
-                    &mut errors,
-                    "chat_id",
-                    "a chat id such as -1001234567890 or @channel",
-                );
+                field(&mut errors, "chat_id", "err.ch_chat_id");
             }
             Settings {
                 chat_id: chat,
@@ -284,13 +283,9 @@ fn validate(input: &ChannelIn, creating: bool) -> Result<Valid, AppError> {
     let proxy = crate::validate::optional_text(&mut errors, "proxy", &input.proxy, 500);
     if !proxy.is_empty() {
         if kind == Kind::Email {
-            field(
-                &mut errors,
-                "proxy",
-                "e-mail is sent straight to the SMTP server",
-            );
-        } else if let Err(m) = notify::valid_url(&proxy) {
-            errors.insert("proxy", FieldError::with_detail("err.alert_url", m));
+            field(&mut errors, "proxy", "err.ch_no_proxy_mail");
+        } else if notify::valid_url(&proxy).is_err() {
+            errors.insert("proxy", FieldError::new("err.alert_url"));
         }
     }
     let enabled = crate::validate::bool_field(&mut errors, "enabled", input.enabled.as_ref(), true);
@@ -467,18 +462,10 @@ async fn owner_of(db: &Db, scope: Scope, input: &ChannelIn) -> Result<Option<i64
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_string));
             if url_host.is_some_and(|h| internal_host(&h)) {
-                field(
-                    &mut errors,
-                    "url",
-                    "an address on the internet, not of this lab",
-                );
+                field(&mut errors, "url", "err.ch_internal_url");
             }
             if input.kind.trim() == "email" && internal_host(&input.host) {
-                field(
-                    &mut errors,
-                    "host",
-                    "a mail server on the internet, not of this lab",
-                );
+                field(&mut errors, "host", "err.ch_internal_host");
             }
             if input.tenant_id.is_some_and(|x| x != t.0) {
                 field(&mut errors, "tenant_id", "your own tenant only");
@@ -569,7 +556,7 @@ pub async fn update(
     if input.kind.trim() != cur.kind {
         return Err(AppError::Validation(FieldErrors::from([(
             "kind",
-            FieldError::with_detail("err.alert_field", "a channel's kind cannot change"),
+            FieldError::new("err.ch_kind_fixed"),
         )])));
     }
     let mut input = input;

@@ -75,8 +75,14 @@ struct ValidRule {
     event: Option<(EventKind, Option<f64>)>,
 }
 
-fn detail(errors: &mut FieldErrors, f: &'static str, message: impl Into<String>) {
-    errors.insert(f, FieldError::with_detail("err.alert_field", message));
+/// A refused field: what is wrong (an i18n key).
+fn detail(errors: &mut FieldErrors, f: &'static str, key: &'static str) {
+    errors.insert(f, FieldError::new(key));
+}
+
+/// A refused field, with the value it concerns (language-neutral).
+fn detail_about(errors: &mut FieldErrors, f: &'static str, key: &'static str, about: String) {
+    errors.insert(f, FieldError::with_detail(key, about));
 }
 
 /// A whole number of seconds from 0 to a week, or the default when absent.
@@ -86,7 +92,7 @@ fn seconds(errors: &mut FieldErrors, f: &'static str, v: Option<&Value>, default
         Some(v) => match v.as_i64().filter(|s| (0..=7 * 86_400).contains(s)) {
             Some(s) => s,
             None => {
-                detail(errors, f, "whole seconds from 0 to 604800");
+                detail(errors, f, "err.alert_seconds");
                 default
             }
         },
@@ -97,7 +103,7 @@ fn threshold(errors: &mut FieldErrors, v: Option<&Value>) -> f64 {
     match v.and_then(Value::as_f64).filter(|x| x.is_finite()) {
         Some(x) => x,
         None => {
-            detail(errors, "threshold", "a number is needed");
+            detail(errors, "threshold", "err.alert_number");
             0.0
         }
     }
@@ -118,7 +124,7 @@ fn kind_for(errors: &mut FieldErrors, given: Option<&str>, metric: &str) -> Opti
     if let Some(t) = given {
         let k = parse_kind(t);
         if k.is_none() {
-            detail(errors, "target", "one of node, gpu, instance");
+            detail_about(errors, "target", "err.one_of", "node, gpu, instance".into());
         }
         return k;
     }
@@ -129,15 +135,16 @@ fn kind_for(errors: &mut FieldErrors, given: Option<&str>, metric: &str) -> Opti
     match kinds.as_slice() {
         [k] => Some(*k),
         [] => {
-            detail(errors, "metric", format!("unknown metric {metric:?}"));
+            detail_about(
+                errors,
+                "metric",
+                "err.alert_unknown_metric",
+                metric.to_string(),
+            );
             None
         }
         _ => {
-            detail(
-                errors,
-                "target",
-                "this metric exists for several kinds: say node, gpu or instance",
-            );
+            detail(errors, "target", "err.alert_target_needed");
             None
         }
     }
@@ -153,22 +160,22 @@ fn validate_event(
     let kind = EventKind::parse(event.trim());
     if kind.is_none() {
         let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-        detail(errors, "event", format!("one of {}", known.join(", ")));
+        detail_about(errors, "event", "err.one_of", known.join(", "));
     }
     if input.metric.is_some() || input.conditions.is_some() || input.condition.is_some() {
-        detail(errors, "metric", "an event rule has no metric or condition");
+        detail(errors, "metric", "err.alert_event_no_metric");
     }
     let kind = kind?;
     let threshold = match (kind.default_threshold(), input.threshold.as_ref()) {
         (_, None | Some(Value::Null)) => kind.default_threshold(),
         (None, Some(_)) => {
-            detail(errors, "threshold", "this event has no threshold");
+            detail(errors, "threshold", "err.alert_event_no_threshold");
             None
         }
         (Some(_), Some(v)) => match v.as_f64().filter(|x| x.is_finite() && *x >= 0.0) {
             Some(x) => Some(x),
             None => {
-                detail(errors, "threshold", "a number of 0 or more is needed");
+                detail(errors, "threshold", "err.alert_non_negative");
                 None
             }
         },
@@ -223,7 +230,13 @@ fn validate_rule(input: &RuleIn) -> Result<ValidRule, AppError> {
         match model::validate_conditions(&scope, &inputs) {
             Ok((kind, conditions)) => Some((kind, combine, conditions, None)),
             Err(e) => {
-                detail(errors, e.field, e.message);
+                errors.insert(
+                    e.field,
+                    match e.detail {
+                        Some(d) => FieldError::with_detail(e.key, d),
+                        None => FieldError::new(e.key),
+                    },
+                );
                 None
             }
         }
@@ -241,7 +254,12 @@ fn scope_of(errors: &mut FieldErrors, input: &RuleIn) -> Option<Scope> {
     match input.scope.as_deref().unwrap_or("all") {
         s @ ("all" | "nodes" | "instances") => Scope::from_columns(s, &input.scope_ids),
         _ => {
-            detail(errors, "scope", "one of all, nodes, instances");
+            detail_about(
+                errors,
+                "scope",
+                "err.one_of",
+                "all, nodes, instances".into(),
+            );
             None
         }
     }

@@ -342,8 +342,8 @@ pub async fn create_webhook(
     let mut errors = FieldErrors::new();
     let name = crate::validate::required_text(&mut errors, "name", name, 100);
     let url = crate::validate::required_text(&mut errors, "url", url, 2000);
-    if let (false, Err(m)) = (url.is_empty(), notify::valid_url(&url)) {
-        errors.insert("url", FieldError::with_detail("err.alert_url", m));
+    if !url.is_empty() && notify::valid_url(&url).is_err() {
+        errors.insert("url", FieldError::new("err.alert_url"));
     }
     if secret.chars().count() < 16 {
         errors.insert("secret", FieldError::new("err.alert_secret"));

@@ -259,18 +259,29 @@ impl Rule {
     }
 }
 
-/// Why a submitted rule was refused: the field and what is wrong.
+/// Why a submitted rule was refused: the field, what is wrong (an i18n
+/// key) and the value it concerns, if any (language-neutral).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{field}: {key} {detail:?}")]
 pub struct FieldError {
     pub field: &'static str,
-    pub message: String,
+    pub key: &'static str,
+    pub detail: Option<String>,
 }
 
-fn field(field: &'static str, message: impl Into<String>) -> FieldError {
+fn field(field: &'static str, key: &'static str) -> FieldError {
     FieldError {
         field,
-        message: message.into(),
+        key,
+        detail: None,
+    }
+}
+
+fn field_about(field: &'static str, key: &'static str, detail: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        key,
+        detail: Some(detail.into()),
     }
 }
 
@@ -292,26 +303,24 @@ pub fn validate_conditions(
 ) -> Result<(Kind, Vec<Condition>), FieldError> {
     let first = inputs
         .first()
-        .ok_or_else(|| field("conditions", "at least one condition is needed"))?;
+        .ok_or_else(|| field("conditions", "err.alert_conditions"))?;
     let kind = parse_kind(&first.kind)?;
     let mut out = Vec::with_capacity(inputs.len());
     for c in inputs {
         if parse_kind(&c.kind)? != kind {
-            return Err(field(
-                "conditions",
-                "all conditions of a rule read the same kind of target",
-            ));
+            return Err(field("conditions", "err.alert_one_kind"));
         }
         let metric = known_metric(kind, &c.metric).ok_or_else(|| {
-            field(
+            field_about(
                 "metric",
-                format!("unknown {} metric {:?}", kind.as_str(), c.metric),
+                "err.alert_unknown_metric",
+                format!("{} {}", kind.as_str(), c.metric),
             )
         })?;
         let op = Op::parse(c.op.trim())
-            .ok_or_else(|| field("condition", "one of >, <, >=, <=, ==, !="))?;
+            .ok_or_else(|| field_about("condition", "err.one_of", ">, <, >=, <=, ==, !="))?;
         if !c.threshold.is_finite() {
-            return Err(field("threshold", "a finite number is needed"));
+            return Err(field("threshold", "err.alert_number"));
         }
         out.push(Condition {
             metric,
@@ -320,15 +329,12 @@ pub fn validate_conditions(
         });
     }
     match scope {
-        Scope::Nodes(v) if v.is_empty() => return Err(field("scope", "choose at least one node")),
+        Scope::Nodes(v) if v.is_empty() => return Err(field("scope", "err.alert_scope_nodes")),
         Scope::Instances(v) if v.is_empty() => {
-            return Err(field("scope", "choose at least one instance"));
+            return Err(field("scope", "err.alert_scope_instances"));
         }
         Scope::Instances(_) if kind != Kind::Instance => {
-            return Err(field(
-                "scope",
-                "chosen instances need conditions on instance metrics",
-            ));
+            return Err(field("scope", "err.alert_scope_instance_metrics"));
         }
         _ => {}
     }
@@ -340,10 +346,7 @@ fn parse_kind(s: &str) -> Result<Kind, FieldError> {
         "node" => Ok(Kind::Node),
         "gpu" => Ok(Kind::Gpu),
         "instance" => Ok(Kind::Instance),
-        other => Err(field(
-            "kind",
-            format!("{other:?} is not one of node, gpu, instance"),
-        )),
+        _ => Err(field_about("kind", "err.one_of", "node, gpu, instance")),
     }
 }
 
