@@ -1859,3 +1859,40 @@ async fn an_admin_allocates_instances_to_a_customer() {
     );
     assert_eq!(lab.audited("action=instance.allocate").await, 1);
 }
+
+/// Infrastructure warnings (the system-disk quota dockerd could not apply
+/// here, with its own words) reach admins, never customers: not in the API
+/// (create, show, list) nor on their pages.
+#[tokio::test]
+async fn infrastructure_warnings_are_for_admins_only() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (alice, _) = two_tenants(&lab).await;
+    let create = lab.srv.url("/api/v1/instances");
+    let (s, inst) = post(&alice, &create, lab.create_body(spec, "warned")).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    assert_eq!(inst["warnings"], json!([]), "create: {inst}");
+    let id = inst["id"].as_i64().unwrap();
+    let (_, mine) = get(&alice, &lab.srv.url(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(mine["warnings"], json!([]), "show: {mine}");
+    let (_, list) = get(&alice, &lab.srv.url("/api/v1/instances")).await;
+    assert_eq!(list[0]["warnings"], json!([]), "list: {list}");
+    let (_, seen) = lab.get(&format!("/api/v1/instances/{id}")).await;
+    assert_eq!(
+        seen["warnings"][0]["code"], "system_disk_not_enforced",
+        "the admin: {seen}"
+    );
+    let page = |c: &reqwest::Client, path: String| {
+        let (c, url) = (c.clone(), lab.srv.url(&path));
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    for path in [format!("/instances/{id}"), "/instances".to_string()] {
+        let html = page(&alice, path.clone()).await;
+        assert!(
+            !html.contains("storage-opt") && !html.contains("class=\"badge warn\""),
+            "{path}: {html}"
+        );
+    }
+    let html = page(&lab.admin, format!("/instances/{id}")).await;
+    assert!(html.contains("storage-opt"), "the admin's page: {html}");
+}

@@ -49,7 +49,9 @@ async fn list(
     me: CurrentUser,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    Ok(paging.json(&super::list(&app, &me, paging.window).await?))
+    let mut page = super::list(&app, &me, paging.window).await?;
+    super::shield(&app, &me, &mut page.items).await?;
+    Ok(paging.json(&page))
 }
 
 async fn show(
@@ -57,7 +59,9 @@ async fn show(
     me: CurrentUser,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::get(&app, &me, id).await?))
+    let mut inst = super::get(&app, &me, id).await?;
+    super::shield(&app, &me, [&mut inst]).await?;
+    Ok(Json(inst))
 }
 
 async fn create(
@@ -67,7 +71,8 @@ async fn create(
     ApiJson(input): ApiJson<CreateInput>,
 ) -> Result<impl IntoResponse, AppError> {
     let (_job, task) = super::create(&app, &me, input, &src).await?;
-    let inst = task.await.map_err(AppError::internal)??;
+    let mut inst = task.await.map_err(AppError::internal)??;
+    super::shield(&app, &me, [&mut inst]).await?;
     Ok((StatusCode::CREATED, Json(inst)))
 }
 
@@ -88,7 +93,9 @@ async fn act(
     src: Source,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<impl IntoResponse, AppError> {
-    Ok(Json(super::act(&app, &me, id, action, &src).await?))
+    let mut inst = super::act(&app, &me, id, action, &src).await?;
+    super::shield(&app, &me, [&mut inst]).await?;
+    Ok(Json(inst))
 }
 
 /// JSON for API clients; for the wizard (an htmx request) the same

@@ -102,6 +102,22 @@ pub async fn placement_of(
     Ok((placement::candidates(&req, &usable), refused))
 }
 
+/// Infrastructure warnings (a disk quota dockerd could not apply, in its
+/// own words) are for those who see node details, never for customers:
+/// cleared from `insts` for anyone else.
+pub async fn shield<'a>(
+    app: &App,
+    me: &CurrentUser,
+    insts: impl IntoIterator<Item = &'a mut Instance>,
+) -> Result<(), AppError> {
+    if !crate::auth::sees_node_details(app, &me.user).await? {
+        for i in insts {
+            i.warnings.clear();
+        }
+    }
+    Ok(())
+}
+
 /// What tenant `tenant`'s instances hold (how many, and their reservations
 /// added up), as kept in the reserving transactions: what quotas read.
 pub async fn tenant_usage(

@@ -97,7 +97,8 @@ async fn list(
     ctx: PageCtx,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let page = super::named_page(&app, &ctx.me, paging.window).await?;
+    let mut page = super::named_page(&app, &ctx.me, paging.window).await?;
+    super::shield(&app, &ctx.me, page.items.iter_mut().map(|(i, _)| i)).await?;
     let pager = paging.pager(page.total, page.items.len());
     let rows = page.items;
     let show_user = ctx.me.user.role != Role::CustomerMember;
@@ -502,10 +503,11 @@ async fn show(
     origin: crate::web::public::PublicOrigin,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
-    let (i, n) = super::named(&app, &ctx.me, Some(id))
+    let (mut i, n) = super::named(&app, &ctx.me, Some(id))
         .await?
         .pop()
         .ok_or(AppError::NotFound)?;
+    super::shield(&app, &ctx.me, [&mut i]).await?;
     let show_user = ctx.me.user.role != Role::CustomerMember;
     let ctx_me = ctx.me.clone();
     let l = ctx.nav("instances").l;
