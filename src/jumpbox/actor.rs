@@ -288,7 +288,12 @@ impl Conn {
             Ok(Access::Allowed) => {}
             Ok(Access::Revoked) => return out.fail(ACCESS_REVOKED_MESSAGE).await,
             Ok(Access::Denied) => {
-                self.audit_denied(&user).await;
+                let what = (
+                    "permission.denied",
+                    "action",
+                    Action::Shell.label().to_string(),
+                );
+                self.audit_denied(&user, what, json!({"via": "ssh"})).await;
                 return out
                     .fail("permission denied: your role may not open shells in instances (您的角色无权在实例中打开终端)")
                     .await;
@@ -324,7 +329,11 @@ impl Conn {
             (Some(t), _) => match menu::find(&ids_and_names(&reachable), t) {
                 Ok(i) => (i, Vec::new()),
                 Err(why) => {
-                    self.audit_target_denied(&user, t, &why).await;
+                    // A target naming no instance the user reaches
+                    // (someone else's, unknown, not running).
+                    let detail = json!({"via": "ssh", "target": t, "reason": why});
+                    self.audit_denied(&user, ("session.open", "instance", t.clone()), detail)
+                        .await;
                     out.fail(&why).await;
                     return;
                 }
@@ -343,38 +352,28 @@ impl Conn {
             .await;
     }
 
-    /// Audits a shell the permission records refuse.
-    async fn audit_denied(&self, user: &User) {
-        let r = audit::record(&self.app.db, Actor::user(user), self.source(), |a, s| {
-            audit::Event::new(a, s, "permission.denied", "action")
-                .id(Action::Shell.label())
-                .outcome(Outcome::Denied)
-                .detail(json!({"via": "ssh"}))
-        })
-        .await;
-        if let Err(e) = r {
-            log::error!("jumpbox: auditing a denied shell: {e}");
-        }
-    }
-
-    /// Audits a login's target that names no instance the user reaches
-    /// (someone else's, an unknown name, one not running) as denied.
-    async fn audit_target_denied(&self, user: &User, target: &str, why: &str) {
-        let (target, why) = (target.to_string(), why.to_string());
+    /// Audits a refusal as denied: `action` on `kind` `id`, with what
+    /// the jumpbox was asked (`detail`).
+    async fn audit_denied(
+        &self,
+        user: &User,
+        (action, kind, id): (&'static str, &'static str, String),
+        detail: serde_json::Value,
+    ) {
         let r = audit::record(
             &self.app.db,
             Actor::user(user),
             self.source(),
             move |a, s| {
-                audit::Event::new(a, s, "session.open", "instance")
-                    .id(&target)
+                audit::Event::new(a, s, action, kind)
+                    .id(id)
                     .outcome(Outcome::Denied)
-                    .detail(json!({"via": "ssh", "target": target, "reason": why}))
+                    .detail(detail)
             },
         )
         .await;
         if let Err(e) = r {
-            log::error!("jumpbox: auditing a refused target: {e}");
+            log::error!("jumpbox: auditing a refused {action}: {e}");
         }
     }
 
