@@ -247,6 +247,102 @@ impl Paging {
     }
 }
 
+/// The most characters of a search that count (the rest is dropped).
+const MAX_SEARCH: usize = 100;
+
+/// What a list is narrowed to, from its query string (kept in the pager's
+/// links like every other pair): `q`, text that a row's names contain
+/// (case-blind for ASCII), and `status`, one status word of the list's.
+/// Both only narrow a list already scoped in its query: never widen it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    pub q: String,
+    pub status: String,
+}
+
+impl Search {
+    /// `q` as a LIKE pattern (with `ESCAPE '\'`), or None when empty.
+    pub fn like(&self) -> Option<String> {
+        let q = self.q.trim();
+        if q.is_empty() {
+            return None;
+        }
+        let mut p = String::from("%");
+        for c in q.chars().take(MAX_SEARCH) {
+            if matches!(c, '%' | '_' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        Some(p)
+    }
+
+    /// `status` when given, if it is one of `known` (else a field error
+    /// naming the words that are).
+    pub fn status_of(&self, known: &[&str]) -> Result<Option<String>, AppError> {
+        let s = self.status.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if known.contains(&s) {
+            return Ok(Some(s.to_string()));
+        }
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            "status",
+            FieldError::with_detail("err.one_of", known.join(", ")),
+        );
+        Err(AppError::Validation(errors))
+    }
+}
+
+impl Paging {
+    /// The list's [`Search`] (`q` and `status` of the query string).
+    pub fn search(&self) -> Search {
+        let get = |name: &str| {
+            self.rest
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        Search {
+            q: get("q"),
+            status: get("status"),
+        }
+    }
+}
+
+/// The search form above a list (`templates/search.html`): where it
+/// sends, what was asked, and the status words offered with their i18n
+/// keys.
+#[derive(Debug, Clone)]
+pub struct SearchForm {
+    pub action: &'static str,
+    pub search: Search,
+    pub statuses: Vec<(&'static str, &'static str)>,
+}
+
+impl SearchForm {
+    pub fn new(
+        action: &'static str,
+        paging: &Paging,
+        statuses: impl IntoIterator<Item = (&'static str, &'static str)>,
+    ) -> Self {
+        SearchForm {
+            action,
+            search: paging.search(),
+            statuses: statuses.into_iter().collect(),
+        }
+    }
+
+    /// Whether anything narrows the list (the form offers to clear it).
+    pub fn narrowed(&self) -> bool {
+        !self.search.q.trim().is_empty() || !self.search.status.trim().is_empty()
+    }
+}
+
 fn default_limit(path: &str) -> u32 {
     if path.starts_with("/api/") {
         API_LIMIT
@@ -352,6 +448,34 @@ mod tests {
             .unwrap()
             .pager(3, 0);
         assert!(g.next.is_none() && g.prev.is_some());
+    }
+
+    #[test]
+    fn searches_from_the_query_string() {
+        let p = Paging::parse("/x", Some("q=%2050%25_a%5Cb%20&status=running&limit=5")).unwrap();
+        let s = p.search();
+        assert_eq!(s.like().as_deref(), Some("%50\\%\\_a\\\\b%"));
+        assert_eq!(
+            s.status_of(&["running", "exited"]).unwrap().as_deref(),
+            Some("running")
+        );
+        assert!(p.link(5).contains("q=") && p.link(5).contains("status=running"));
+        let none = Paging::parse("/x", Some("q=%20%20")).unwrap().search();
+        assert_eq!((none.like(), none.status_of(&["a"]).unwrap()), (None, None));
+        let long = Search {
+            q: "x".repeat(500),
+            status: String::new(),
+        };
+        assert_eq!(long.like().unwrap().len(), MAX_SEARCH + 2);
+        match (Search {
+            q: String::new(),
+            status: "nope".into(),
+        })
+        .status_of(&["a", "b"])
+        {
+            Err(AppError::Validation(f)) => assert_eq!(f.len(), 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

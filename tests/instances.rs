@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::dockerd::{self, docker_cli};
 use common::lab::{FAST_STOP, Lab, small_spec};
-use common::{Server, code, get, make_tenant, make_user, patch, post, send};
+use common::{Server, code, get, make_tenant, make_user, patch, post, send, text};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -897,6 +897,80 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
             );
         }
     }
+    // Search and filters narrow a list within its scope, never beyond it.
+    let (s, x) = post(
+        &mb,
+        &srv.url("/api/v1/instances"),
+        lab.create_body(spec, "THEIRS-mine"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{x}");
+    let theirs = x["id"].as_i64().unwrap();
+    wait_status(admin, srv, id, "running", Duration::from_secs(60)).await;
+    wait_status(admin, srv, theirs, "running", Duration::from_secs(60)).await;
+    let found = |c: &'static str| srv.url(&format!("/api/v1/instances?{c}"));
+    for (who, c, query, want) in [
+        ("admin", admin, "q=MINE", vec![id, theirs]),
+        ("admin", admin, "q=theirs", vec![theirs]),
+        ("admin", admin, "q=ma1", vec![id]),
+        ("admin", admin, "q=%25", vec![]),
+        ("admin", admin, "q=_", vec![]),
+        ("admin", admin, "q=mine&status=running", vec![id, theirs]),
+        ("admin", admin, "q=mine&status=exited", vec![]),
+        ("ob", &ob, "q=mine", vec![theirs]),
+        ("ob", &ob, "q=ma1", vec![]),
+        ("ma2", &ma2, "q=mine", vec![]),
+    ] {
+        let (s, l) = get(c, &found(query)).await;
+        assert_eq!(s, StatusCode::OK, "{who} {query}: {l}");
+        assert_eq!(ids(&l), want, "{who} {query}");
+    }
+    let (s, b) = get(admin, &found("status=sleeping")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.to_string().contains("status"), "{b}");
+    // The page shows the same rows, and its pager and refresh keep the search.
+    let page = text(&ob, &srv.url("/instances?q=mine")).await;
+    assert!(
+        page.contains(&format!("id=\"instance-{theirs}\"")),
+        "{page}"
+    );
+    assert!(!page.contains(&format!("id=\"instance-{id}\"")), "{page}");
+    assert!(
+        page.contains("q=mine"),
+        "the refresh keeps the search: {page}"
+    );
+    // Users: owners search their tenant only; a status narrows.
+    let names = |v: &Value| {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let (_, l) = get(&oa, &srv.url("/api/v1/users?q=M")).await;
+    assert_eq!(names(&l), ["ma1", "ma2"]);
+    let (_, l) = get(admin, &srv.url("/api/v1/users?q=B&status=enabled")).await;
+    assert_eq!(names(&l), ["mb", "ob"]);
+    let (_, l) = get(admin, &srv.url("/api/v1/users?q=b&status=disabled")).await;
+    assert_eq!(names(&l), Vec::<String>::new());
+    let (s, _) = get(admin, &srv.url("/api/v1/users?status=gone")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Nodes: by name or endpoint, and by status; the page shows what is free.
+    let (_, n) = get(admin, &srv.url(&format!("/api/v1/nodes/{}", lab.node))).await;
+    let name = n["name"].as_str().unwrap().to_string();
+    let (_, l) = get(
+        admin,
+        &srv.url(&format!("/api/v1/nodes?q={name}&status=online")),
+    )
+    .await;
+    assert_eq!(ids(&l), vec![lab.node]);
+    let (_, l) = get(admin, &srv.url("/api/v1/nodes?q=no-such-node")).await;
+    assert_eq!(ids(&l), Vec::<i64>::new());
+    let page = text(admin, &srv.url(&format!("/nodes?q={name}"))).await;
+    assert!(page.contains("class=\"node-free\""), "{page}");
     // Orphans are for admins only.
     for c in [&oa, &ma1] {
         let (s, _) = get(c, &srv.url("/api/v1/instances/orphans")).await;

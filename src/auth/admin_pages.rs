@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::audit::Source;
 use crate::error::AppError;
 use crate::i18n::Lang;
-use crate::paging::{Pager, Paging};
+use crate::paging::{Pager, Paging, SearchForm};
 use crate::web::extract::ApiPath;
 use crate::web::render::{FormErrs, Layout, form_error, html, is_htmx};
 
@@ -100,6 +100,7 @@ struct UsersPage {
     l: Layout,
     users: Vec<User>,
     pager: Pager,
+    sf: SearchForm,
     tenants: Vec<Tenant>,
     roles: Vec<Role>,
     is_admin: bool,
@@ -133,13 +134,14 @@ async fn users_page(
     errs: FormErrs,
     created: (String, String),
 ) -> Result<Response, AppError> {
-    let (scope, w) = (ctx.me.scope(), paging.window);
+    let (scope, w, search) = (ctx.me.scope(), paging.window, paging.search());
+    search.status_of(&store::USER_STATUSES)?;
     // All tenants: the form offers them and the rows name them.
     let (users, tenants) = app
         .db
         .read(move |c| {
             Ok::<_, AppError>((
-                store::users_page(c, scope, w)?,
+                store::users_page(c, scope, &search, w)?,
                 store::list_tenants(c, scope)?,
             ))
         })
@@ -152,6 +154,11 @@ async fn users_page(
         l: ctx.nav("users").l,
         users,
         pager,
+        sf: SearchForm::new(
+            "/users",
+            paging,
+            store::USER_STATUSES.map(|s| (s, status_key(s))),
+        ),
         tenants,
         roles: assignable_roles(&me),
         is_admin: me.role == Role::Admin,
@@ -162,6 +169,15 @@ async fn users_page(
         created: created.0,
         temp_password: created.1,
     })
+}
+
+/// The i18n key of a user status word ([`store::USER_STATUSES`]).
+fn status_key(s: &str) -> &'static str {
+    match s {
+        "disabled" => "status.disabled",
+        "locked" => "status.locked",
+        _ => "status.enabled",
+    }
 }
 
 async fn users(State(app): State<App>, ctx: PageCtx, paging: Paging) -> Result<Response, AppError> {

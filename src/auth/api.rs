@@ -161,10 +161,11 @@ async fn list_users(
     me: CurrentUser,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let (scope, w) = (me.scope(), paging.window);
+    let (scope, w, search) = (me.scope(), paging.window, paging.search());
+    search.status_of(&store::USER_STATUSES)?;
     let users = app
         .db
-        .read(move |c| store::users_page(c, scope, w).map_err(AppError::from))
+        .read(move |c| store::users_page(c, scope, &search, w).map_err(AppError::from))
         .await?;
     Ok(paging.json(&users))
 }

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Role, Scope, Tenant, TenantId, TokenScope, User, UserId};
-use crate::paging::{Page, Window};
+use crate::paging::{Page, Search, Window};
 
 const USER_COLS: &str = "id, username, display_name, role, tenant_id, enabled, \
     must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at, email, phone";
@@ -85,10 +85,39 @@ pub fn list_users(conn: &Connection, scope: Scope) -> rusqlite::Result<Vec<User>
     stmt.query_map(params![t, u], user_row)?.collect()
 }
 
-/// [`list_users`] for the rows of `window`, and how many there are.
-pub fn users_page(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result<Page<User>> {
+/// The status words a user search may ask for.
+pub const USER_STATUSES: [&str; 3] = ["enabled", "disabled", "locked"];
+
+/// [`list_users`] for the rows of `window` that `search` matches (`q` in
+/// the user name, display name or e-mail; `status` one of
+/// [`USER_STATUSES`], checked by the caller), and how many there are.
+pub fn users_page(
+    conn: &Connection,
+    scope: Scope,
+    search: &Search,
+    window: Window,
+) -> rusqlite::Result<Page<User>> {
     let (t, u) = user_filters(scope);
-    crate::paging::query(conn, &users_sql(), &[&t, &u], window, user_row)
+    let sql = format!(
+        "SELECT {USER_COLS} FROM users WHERE (?1 IS NULL OR tenant_id = ?1) \
+         AND (?2 IS NULL OR id = ?2) \
+         AND (?3 IS NULL OR username LIKE ?3 ESCAPE '\\' OR display_name LIKE ?3 ESCAPE '\\' \
+              OR email LIKE ?3 ESCAPE '\\') \
+         AND (?4 IS NULL OR (?4 = 'disabled' AND enabled = 0) \
+              OR (?4 = 'locked' AND enabled = 1 AND locked_until > ?5) \
+              OR (?4 = 'enabled' AND enabled = 1 AND (locked_until IS NULL OR locked_until <= ?5))) \
+         ORDER BY id"
+    );
+    let status = search.status.trim();
+    let status = (!status.is_empty()).then(|| status.to_string());
+    let now = crate::db::now();
+    crate::paging::query(
+        conn,
+        &sql,
+        &[&t, &u, &search.like(), &status, &now],
+        window,
+        user_row,
+    )
 }
 
 pub fn get_user(conn: &Connection, scope: Scope, id: UserId) -> rusqlite::Result<Option<User>> {

@@ -49,7 +49,7 @@ async fn list(
     me: CurrentUser,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let mut page = super::list(&app, &me, paging.window).await?;
+    let mut page = super::list(&app, &me, paging.search(), paging.window).await?;
     super::shield(&app, &me, &mut page.items).await?;
     Ok(paging.json(&page))
 }

@@ -20,7 +20,7 @@ use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
 use crate::ids::{InstanceId, NodeId};
-use crate::paging::{Page, Window};
+use crate::paging::{Page, Search, Window};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Refusal, Request};
@@ -241,24 +241,40 @@ pub async fn named(
         .await
 }
 
-/// The instances `me` reaches in `window` (by id), with how many there are.
-pub async fn list(app: &App, me: &CurrentUser, window: Window) -> Result<Page<Instance>, AppError> {
+/// The instances `me` reaches in `window` (by id) that `search` matches,
+/// with how many there are.
+pub async fn list(
+    app: &App,
+    me: &CurrentUser,
+    search: Search,
+    window: Window,
+) -> Result<Page<Instance>, AppError> {
     let scope = me.scope();
+    checked(&search)?;
     app.db
-        .read(move |c| store::list(c, scope, window).map_err(AppError::from))
+        .read(move |c| store::list(c, scope, &search, window).map_err(AppError::from))
         .await
 }
 
-/// [`named`] for the rows of `window`, with how many there are.
+/// [`named`] for the rows of `window` that `search` matches, with how many
+/// there are.
 pub async fn named_page(
     app: &App,
     me: &CurrentUser,
+    search: Search,
     window: Window,
 ) -> Result<Page<(Instance, store::Names)>, AppError> {
     let scope = me.scope();
+    checked(&search)?;
     app.db
-        .read(move |c| store::list_named_page(c, scope, window).map_err(AppError::from))
+        .read(move |c| store::list_named_page(c, scope, &search, window).map_err(AppError::from))
         .await
+}
+
+/// The status words a search may ask for (a field error for any other).
+fn checked(search: &Search) -> Result<(), AppError> {
+    let known: Vec<&str> = InstanceStatus::ALL.iter().map(|s| s.as_str()).collect();
+    search.status_of(&known).map(|_| ())
 }
 
 /// Containers labelled for this installation that no instance owns, for

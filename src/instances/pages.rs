@@ -27,7 +27,7 @@ use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::ids::InstanceId;
 use crate::jobs::JobView;
-use crate::paging::{Pager, Paging, Window};
+use crate::paging::{Pager, Paging, SearchForm, Window};
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, hx_redirect, is_htmx, page_or_fragment};
@@ -80,6 +80,7 @@ struct ListPage {
     show_user: bool,
     orphans: Vec<Orphan>,
     pager: Pager,
+    sf: SearchForm,
 }
 
 #[derive(Template)]
@@ -97,7 +98,7 @@ async fn list(
     ctx: PageCtx,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let mut page = super::named_page(&app, &ctx.me, paging.window).await?;
+    let mut page = super::named_page(&app, &ctx.me, paging.search(), paging.window).await?;
     super::shield(&app, &ctx.me, page.items.iter_mut().map(|(i, _)| i)).await?;
     let pager = paging.pager(page.total, page.items.len());
     let rows = page.items;
@@ -119,12 +120,14 @@ async fn list(
         Err(AppError::Forbidden) => Vec::new(),
         Err(e) => return Err(e),
     };
+    let statuses = InstanceStatus::ALL.iter().map(|s| (s.as_str(), s.key()));
     html(&ListPage {
         l: ctx.nav("instances").l,
         rows,
         show_user,
         orphans,
         pager,
+        sf: SearchForm::new("/instances", &paging, statuses),
     })
 }
 

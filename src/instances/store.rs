@@ -8,7 +8,7 @@ use super::model::InstanceStatus;
 use super::placement::{Capacity, NodeSnapshot, NodeState};
 use crate::auth::Scope;
 use crate::ids::{InstanceId, NodeId};
-use crate::paging::{Page, Window};
+use crate::paging::{Page, Search, Window};
 
 /// Something the user should know about an instance: a stable code (also an
 /// i18n key under `instances.w_`) and the daemon's words.
@@ -136,13 +136,40 @@ fn filters(scope: Scope) -> (Option<i64>, Option<i64>) {
     }
 }
 
-/// The scoped instances of `window`, by id, and how many there are.
-pub fn list(conn: &Connection, scope: Scope, window: Window) -> rusqlite::Result<Page<Instance>> {
+/// What a search narrows the scoped instances to (alias `i`): `?4` a LIKE
+/// pattern the instance's name or its user's, node's or image's name
+/// matches, `?5` a stored status; either NULL for any.
+const SEARCH_WHERE: &str = "(?4 IS NULL OR i.name LIKE ?4 ESCAPE '\\' \
+    OR i.user_id IN (SELECT id FROM users WHERE username LIKE ?4 ESCAPE '\\') \
+    OR i.node_id IN (SELECT id FROM nodes WHERE name LIKE ?4 ESCAPE '\\') \
+    OR i.image_id IN (SELECT id FROM images WHERE name LIKE ?4 ESCAPE '\\')) \
+    AND (?5 IS NULL OR i.status = ?5)";
+
+/// A search's `?4` and `?5` (see [`SEARCH_WHERE`]); a status outside
+/// [`InstanceStatus`]'s words is the caller's field error, checked before.
+pub fn search_params(search: &Search) -> (Option<String>, Option<String>) {
+    let status = search.status.trim();
+    (
+        search.like(),
+        (!status.is_empty()).then(|| status.to_string()),
+    )
+}
+
+/// The scoped instances of `window` that `search` matches, by id, and how
+/// many there are.
+pub fn list(
+    conn: &Connection,
+    scope: Scope,
+    search: &Search,
+    window: Window,
+) -> rusqlite::Result<Page<Instance>> {
     let (t, u) = filters(scope);
-    let filter = "(?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)";
-    let sql = format!("SELECT {COLS}, {NODE_STATUS} FROM instances WHERE {filter} ORDER BY id");
-    let count = format!("SELECT COUNT(*) FROM instances WHERE {filter}");
-    crate::paging::counted(conn, &sql, &count, &[&t, &u], window, row)
+    let (q, st) = search_params(search);
+    let none: Option<i64> = None;
+    let filter = format!("{NAMED_WHERE} AND {SEARCH_WHERE}");
+    let sql = format!("SELECT {COLS}, {NODE_STATUS} FROM instances i WHERE {filter} ORDER BY id");
+    let count = format!("SELECT COUNT(*) FROM instances i WHERE {filter}");
+    crate::paging::counted(conn, &sql, &count, &[&t, &u, &none, &q, &st], window, row)
 }
 
 /// Every instance on `node`, by id, as lists show it.
@@ -168,13 +195,13 @@ const NAMED_WHERE: &str = "(?1 IS NULL OR i.tenant_id = ?1) AND (?2 IS NULL OR i
     AND (?3 IS NULL OR i.id = ?3)";
 
 /// Instances with the names of their image, spec, node and user, by id
-/// ([`NAMED_WHERE`]).
-fn named_sql() -> String {
+/// ([`NAMED_WHERE`] and `also`).
+fn named_sql(also: &str) -> String {
     format!(
         "SELECT {}, im.name, s.name, n.name, us.username FROM instances i \
          JOIN images im ON im.id = i.image_id JOIN specs s ON s.id = i.spec_id \
          JOIN nodes n ON n.id = i.node_id JOIN users us ON us.id = i.user_id \
-         WHERE {NAMED_WHERE} ORDER BY i.id",
+         WHERE {NAMED_WHERE}{also} ORDER BY i.id",
         cols_of_i()
     )
 }
@@ -199,25 +226,29 @@ pub fn list_named(
     only: Option<InstanceId>,
 ) -> rusqlite::Result<Vec<(Instance, Names)>> {
     let (t, u) = filters(scope);
-    let mut stmt = conn.prepare_cached(&named_sql())?;
+    let mut stmt = conn.prepare_cached(&named_sql(""))?;
     stmt.query_map(params![t, u, only], named_row)?.collect()
 }
 
-/// [`list_named`] for the rows of `window`, and how many there are.
+/// [`list_named`] for the rows of `window` that `search` matches, and how
+/// many there are.
 pub fn list_named_page(
     conn: &Connection,
     scope: Scope,
+    search: &Search,
     window: Window,
 ) -> rusqlite::Result<Page<(Instance, Names)>> {
     let (t, u) = filters(scope);
+    let (q, st) = search_params(search);
     let none: Option<i64> = None;
+    let also = format!(" AND {SEARCH_WHERE}");
     // Counted without the joins (each joins exactly one row: foreign keys).
-    let count = format!("SELECT COUNT(*) FROM instances i WHERE {NAMED_WHERE}");
+    let count = format!("SELECT COUNT(*) FROM instances i WHERE {NAMED_WHERE}{also}");
     crate::paging::counted(
         conn,
-        &named_sql(),
+        &named_sql(&also),
         &count,
-        &[&t, &u, &none],
+        &[&t, &u, &none, &q, &st],
         window,
         named_row,
     )
@@ -688,20 +719,31 @@ mod tests {
         let a1 = add(&conn, 10, 1, &[0, 1]);
         add(&conn, 11, 1, &[2, 3]);
         let b1 = add(&conn, 20, 2, &[4]);
-        assert_eq!(list(&conn, Scope::All, all()).unwrap().items.len(), 3);
         assert_eq!(
-            list(&conn, Scope::Tenant(TenantId(1)), all())
+            list(&conn, Scope::All, &Search::default(), all())
+                .unwrap()
+                .items
+                .len(),
+            3
+        );
+        assert_eq!(
+            list(&conn, Scope::Tenant(TenantId(1)), &Search::default(), all())
                 .unwrap()
                 .total,
             2
         );
         assert_eq!(
-            list(&conn, Scope::User(UserId(10), Some(TenantId(1))), all())
-                .unwrap()
-                .items
-                .iter()
-                .map(|i| i.id)
-                .collect::<Vec<_>>(),
+            list(
+                &conn,
+                Scope::User(UserId(10), Some(TenantId(1))),
+                &Search::default(),
+                all()
+            )
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
             [a1]
         );
         assert!(

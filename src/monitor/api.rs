@@ -224,9 +224,10 @@ pub struct Busy {
 
 pub async fn overview(app: &App, me: &CurrentUser) -> Result<Overview, AppError> {
     let admin = matches!(me.scope(), Scope::All);
-    let instances = crate::instances::list(app, me, crate::paging::Window::all())
-        .await?
-        .items;
+    let instances =
+        crate::instances::list(app, me, Default::default(), crate::paging::Window::all())
+            .await?
+            .items;
     let latest = app.metrics.hub.latest();
     let c = &app.config.metrics;
     let now = crate::db::now();

@@ -95,7 +95,7 @@ pub async fn resolve(app: &App, me: &CurrentUser, t: TargetRef) -> Result<(Targe
         TargetRef::Node(_) => Err(AppError::NotFound),
         TargetRef::Gpu(n, g) => {
             let held: Vec<(NodeId, Vec<i64>, i64)> =
-                crate::instances::list(app, me, crate::paging::Window::all())
+                crate::instances::list(app, me, Default::default(), crate::paging::Window::all())
                     .await?
                     .items
                     .into_iter()

@@ -28,7 +28,7 @@ pub fn routes() -> Router<App> {
 }
 
 async fn list(State(app): State<App>, paging: Paging) -> Result<Response, AppError> {
-    Ok(paging.json(&super::list(&app, paging.window).await?))
+    Ok(paging.json(&super::list(&app, paging.search(), paging.window).await?))
 }
 
 async fn show(

@@ -33,13 +33,40 @@ pub async fn all(app: &App) -> Result<Vec<Node>, AppError> {
     app.db.read(|c| store::all(c).map_err(AppError::from)).await
 }
 
-/// The nodes of `window`, by id, and how many there are.
+/// The nodes of `window` that `search` matches, by id, and how many there
+/// are.
 pub async fn list(
     app: &App,
+    search: crate::paging::Search,
     window: crate::paging::Window,
 ) -> Result<crate::paging::Page<Node>, AppError> {
+    let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    search.status_of(&known)?;
     app.db
-        .read(move |c| store::list(c, window).map_err(AppError::from))
+        .read(move |c| store::list(c, &search, window).map_err(AppError::from))
+        .await
+}
+
+/// [`list`] with what each node's instances hold (the node list page).
+pub async fn list_used(
+    app: &App,
+    search: crate::paging::Search,
+    window: crate::paging::Window,
+) -> Result<crate::paging::Page<(Node, model::Used)>, AppError> {
+    let page = list(app, search, window).await?;
+    app.db
+        .read(move |c| {
+            let mut items = Vec::with_capacity(page.items.len());
+            for n in page.items {
+                let u = store::used(c, n.id)?;
+                items.push((n, u));
+            }
+            Ok::<_, AppError>(crate::paging::Page {
+                items,
+                total: page.total,
+                window: page.window,
+            })
+        })
         .await
 }
 

@@ -25,6 +25,25 @@ crate::text_enum!(Status {
     Unreachable => "unreachable",
 });
 
+/// What a node's instances hold (`node_usage`, kept by the schema's
+/// triggers in the transaction that reserves), as the node list shows it.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Used {
+    pub instances: i64,
+    pub gpus: i64,
+    pub cpu_cores: i64,
+    pub memory_gb: i64,
+}
+
+impl Used {
+    /// What is left of `total` after `used` (never below 0: an admin may
+    /// lower a node's figures under what is placed on it). By reference:
+    /// templates pass their fields so.
+    pub fn free(&self, total: &i64, used: &i64) -> i64 {
+        (total - used).max(0)
+    }
+}
+
 /// A node as stored, minus the sealed values (only whether they exist).
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {

@@ -14,14 +14,14 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::TestResult;
-use super::model::{Node, NodeFields, NodeInput};
+use super::model::{Node, NodeFields, NodeInput, Used};
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
 use crate::docker::EngineReport;
 use crate::error::AppError;
 use crate::ids::NodeId;
-use crate::paging::{Pager, Paging};
+use crate::paging::{Pager, Paging, SearchForm};
 use crate::web::extract::ApiPath;
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html, page_or_fragment};
@@ -102,8 +102,9 @@ fn input(f: &FormValues) -> NodeInput {
 #[template(path = "nodes/nodes.html")]
 struct NodesPage {
     l: Layout,
-    nodes: Vec<Node>,
+    nodes: Vec<(Node, Used)>,
     pager: Pager,
+    sf: SearchForm,
     offer: Option<EngineReport>,
     action: String,
     editing: bool,
@@ -113,13 +114,18 @@ struct NodesPage {
     errs: FormErrs,
 }
 
+/// The i18n key of a node's status.
+fn status_key(s: super::model::Status) -> &'static str {
+    match s {
+        super::model::Status::Online => "nodes.s_online",
+        super::model::Status::Unreachable => "nodes.s_unreachable",
+        super::model::Status::Unknown => "nodes.s_unknown",
+    }
+}
+
 impl NodesPage {
     fn status_key(&self, n: &Node) -> &'static str {
-        match n.status {
-            super::model::Status::Online => "nodes.s_online",
-            super::model::Status::Unreachable => "nodes.s_unreachable",
-            super::model::Status::Unknown => "nodes.s_unknown",
-        }
+        status_key(n.status)
     }
 }
 
@@ -130,12 +136,19 @@ async fn nodes_page(
     form: FormValues,
     errs: FormErrs,
 ) -> Result<Response, AppError> {
-    let page = super::list(app, paging.window).await?;
+    let page = super::list_used(app, paging.search(), paging.window).await?;
     let offer = super::local_offer(app).await;
     html(&NodesPage {
         l: ctx.nav("nodes").l,
         pager: paging.pager(page.total, page.items.len()),
         nodes: page.items,
+        sf: SearchForm::new(
+            "/nodes",
+            paging,
+            super::model::Status::ALL
+                .iter()
+                .map(|s| (s.as_str(), status_key(*s))),
+        ),
         offer,
         action: "/nodes".into(),
         editing: false,

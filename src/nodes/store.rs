@@ -1,10 +1,10 @@
 //! SQL for compute nodes. Sealed columns are written as age ciphertext and
 //! read only by `connection`, which hands them to the sealer.
 
-use crate::paging::{Page, Window};
+use crate::paging::{Page, Search, Window};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::model::{Node, NodeFields, Status};
+use super::model::{Node, NodeFields, Status, Used};
 use crate::ids::NodeId;
 
 const COLS: &str = "id, name, region, cpu_cores, memory_gb, system_disk_gb, data_disk_gb, public_ip, private_ip, \
@@ -51,10 +51,37 @@ pub fn all(conn: &Connection) -> rusqlite::Result<Vec<Node>> {
     stmt.query_map([], row)?.collect()
 }
 
-/// The nodes of `window`, by id, and how many there are.
-pub fn list(conn: &Connection, window: Window) -> rusqlite::Result<Page<Node>> {
-    let sql = format!("SELECT {COLS} FROM nodes ORDER BY id");
-    crate::paging::query(conn, &sql, &[], window, row)
+/// The nodes of `window` that `search` matches (`q` in the name, region,
+/// endpoint, public address or GPU name; `status` the node's), by id, and
+/// how many there are. A status outside [`Status`]'s words is the caller's
+/// field error, checked before.
+pub fn list(conn: &Connection, search: &Search, window: Window) -> rusqlite::Result<Page<Node>> {
+    let sql = format!(
+        "SELECT {COLS} FROM nodes WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' \
+         OR region LIKE ?1 ESCAPE '\\' OR docker_endpoint LIKE ?1 ESCAPE '\\' \
+         OR public_ip LIKE ?1 ESCAPE '\\' OR gpu_name LIKE ?1 ESCAPE '\\') \
+         AND (?2 IS NULL OR status = ?2) ORDER BY id"
+    );
+    let status = search.status.trim();
+    let status = (!status.is_empty()).then(|| status.to_string());
+    crate::paging::query(conn, &sql, &[&search.like(), &status], window, row)
+}
+
+/// What the instances on `node` hold (zero for a node without any).
+pub fn used(conn: &Connection, node: NodeId) -> rusqlite::Result<Used> {
+    conn.prepare_cached(
+        "SELECT instances, gpus, cpu_cores, memory_gb FROM node_usage WHERE node_id = ?1",
+    )?
+    .query_row([node], |r| {
+        Ok(Used {
+            instances: r.get(0)?,
+            gpus: r.get(1)?,
+            cpu_cores: r.get(2)?,
+            memory_gb: r.get(3)?,
+        })
+    })
+    .optional()
+    .map(Option::unwrap_or_default)
 }
 
 pub fn get(conn: &Connection, id: NodeId) -> rusqlite::Result<Option<Node>> {
