@@ -40,6 +40,18 @@ fn pem_body_line(pem: &str) -> String {
         .to_string()
 }
 
+/// Sync hardware on node `id`, answered 200.
+async fn sync(srv: &Server, c: &Client, id: i64) -> Value {
+    let (s, b) = post(c, &srv.url(&format!("/api/v1/nodes/{id}/sync")), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b
+}
+
+/// A node's (system, data) disk sizes.
+fn disks(n: &Value) -> (Option<i64>, Option<i64>) {
+    (n["system_disk_gb"].as_i64(), n["data_disk_gb"].as_i64())
+}
+
 async fn create(srv: &Server, c: &Client, body: Value) -> i64 {
     let (s, b) = post(c, &srv.url("/api/v1/nodes"), body).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -385,10 +397,8 @@ async fn register_this_host_and_sync_hardware() {
     );
     // Both disks are filled from this host: the Docker root's filesystem
     // and the volume location's (here the same filesystem).
-    let (sys, data) = (
-        n["system_disk_gb"].as_i64().unwrap(),
-        n["data_disk_gb"].as_i64().unwrap(),
-    );
+    let (sys, data) = disks(&n);
+    let (sys, data) = (sys.unwrap(), data.unwrap());
     assert!(sys >= 1 && data >= 1, "disk sizes filled: {n}");
     let local_id = n["id"].as_i64().unwrap();
     let (s, b) = patch(
@@ -398,18 +408,9 @@ async fn register_this_host_and_sync_hardware() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, synced) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/nodes/{local_id}/sync")),
-        json!({}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{synced}");
+    let synced = sync(&srv, &admin, local_id).await;
     assert_eq!(
-        (
-            synced["system_disk_gb"].as_i64(),
-            synced["data_disk_gb"].as_i64()
-        ),
+        disks(&synced),
         (Some(sys), Some(data)),
         "Sync hardware fills both disks again"
     );
@@ -432,13 +433,7 @@ async fn register_this_host_and_sync_hardware() {
     );
 
     let id = create(&srv, &admin, tls_node("sync-me", d)).await;
-    let (s, synced) = post(
-        &admin,
-        &srv.url(&format!("/api/v1/nodes/{id}/sync")),
-        json!({}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{synced}");
+    let synced = sync(&srv, &admin, id).await;
     assert_eq!(synced["cpu_cores"], n["cpu_cores"]);
     assert_eq!(synced["memory_gb"], n["memory_gb"]);
     assert_eq!(
@@ -446,6 +441,31 @@ async fn register_this_host_and_sync_hardware() {
         (Some("RTX 4090"), Some(2)),
         "no NVML: GPU fields left to the admin"
     );
+    // A remote node without an agent or node_exporter: its disk sizes stay
+    // unknown, and its page asks for them.
+    assert_eq!(disks(&synced), (Some(0), Some(0)), "{synced}");
+    let page = common::text(&admin, &srv.url(&format!("/nodes/{id}"))).await;
+    assert!(page.contains("id=\"disks-unknown\""), "{page}");
+    // With a node_exporter as its source (Debian's, real), Sync hardware
+    // reads both from the filesystems it lists: the Docker root's, which is
+    // the filesystem this host's sync measured above.
+    let ne = common::exporters::node_exporter();
+    let (s, b) = send(
+        &admin,
+        "PUT",
+        &srv.url(&format!("/api/v1/nodes/{id}/metrics/sources")),
+        Some(json!({"node_exporter_url": ne.url()})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let synced = sync(&srv, &admin, id).await;
+    assert_eq!(
+        disks(&synced),
+        (Some(sys), Some(data)),
+        "disk sizes from node_exporter: {synced}"
+    );
+    let page = common::text(&admin, &srv.url(&format!("/nodes/{id}"))).await;
+    assert!(!page.contains("id=\"disks-unknown\""));
     let (s, b) = post(&admin, &srv.url("/api/v1/nodes"), json!({"name": "dead", "public_ip": "1.1.1.1", "private_ip": "1.1.1.1", "docker_endpoint": "tcp://127.0.0.1:1", "tls_enabled": false})).await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, e) = post(

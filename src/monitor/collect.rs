@@ -295,6 +295,23 @@ async fn text(
     prom::parse(&f.body).map_err(|e| e.to_string())
 }
 
+/// The node's host figures read once from its enrolled agent or its
+/// node_exporter (None without either, or when it does not answer).
+pub(super) async fn host_once(app: &App, s: &store::Sources) -> Option<HostReading> {
+    let lim = limits(app);
+    let samples = if s.has_agent() && !s.agent_fingerprint.is_empty() {
+        let token = agent_token(app, s).ok()?;
+        text(&s.agent_url, Some(&token), Some(&s.agent_fingerprint), lim)
+            .await
+            .ok()?
+    } else if !s.node_exporter_url.is_empty() {
+        text(&s.node_exporter_url, None, None, lim).await.ok()?
+    } else {
+        return None;
+    };
+    prom::host_from_node_exporter(&samples, now_f64())
+}
+
 /// The node's agent token, opened from its seal.
 fn agent_token(app: &App, s: &store::Sources) -> Result<String, String> {
     let sealed = s.agent_token_sealed.as_ref().ok_or("no agent token")?;

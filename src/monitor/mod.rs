@@ -220,6 +220,29 @@ pub async fn series(
     })
 }
 
+/// A remote node's disk sizes in whole GiB (rounded down), read from its
+/// agent or node_exporter: the system disk is the filesystem of the node's
+/// Docker root (`docker_root`, from the daemon), the data disk that of the
+/// volumes under it. None without either source, or when the root's
+/// filesystem is not among those the source lists.
+pub async fn remote_disks(app: &App, node: NodeId, docker_root: &str) -> Option<(i64, i64)> {
+    if docker_root.is_empty() {
+        return None;
+    }
+    let sources = app
+        .db
+        .read(move |c| store::sources(c, node).map_err(AppError::from))
+        .await
+        .ok()?;
+    let host = collect::host_once(app, &sources).await?;
+    let size = |p: &str| model::filesystem_of(&host.filesystems, p).map(|f| f.size_bytes);
+    let system = size(docker_root)?;
+    let volumes = format!("{}/volumes", docker_root.trim_end_matches('/'));
+    let data = size(&volumes).unwrap_or(system);
+    let gb = |b: f64| (b / f64::from(1u32 << 30)).floor() as i64;
+    Some((gb(system), gb(data)))
+}
+
 /// GPU model, count and UUIDs of a node for Sync hardware: from NVML for
 /// this host, else from its agent or dcgm-exporter (scraped now). The UUIDs
 /// are recorded for `node`; `None` when no source reports GPUs.

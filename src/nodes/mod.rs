@@ -295,7 +295,9 @@ const GIB: i64 = 1 << 30;
 
 /// Sync hardware: CPU and memory from the daemon; GPU model, count and
 /// UUIDs from NVML when the node is this host (a unix socket), else from its
-/// gpudock agent or dcgm-exporter (see `monitor::gpu_inventory`).
+/// gpudock agent or dcgm-exporter (see `monitor::gpu_inventory`); disk sizes
+/// from this host's filesystems, else from the node's agent or
+/// node_exporter (see `monitor::remote_disks`), else left as entered.
 pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Result<Node, AppError> {
     let report = match check(app, id).await? {
         Ok(r) => r,
@@ -309,7 +311,7 @@ pub async fn sync(app: &App, me: &CurrentUser, id: NodeId, src: &Source) -> Resu
     let disks = if local {
         local_disks(&report.docker_root).await
     } else {
-        None
+        crate::monitor::remote_disks(app, id, &report.docker_root).await
     };
     let (actor, src) = (me.actor(), src.clone());
     app.db
