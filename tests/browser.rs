@@ -123,6 +123,9 @@ impl ChromeDriver {
                     "--disable-sync",
                     "--no-first-run",
                     "--disable-dev-shm-usage",
+                    // A name for this host other than localhost (what a lab's
+                    // browsers use): the connection lines must name it.
+                    "--host-resolver-rules=MAP gpudock.test 127.0.0.1",
                     format!("--user-data-dir={}", self.profile_dir().display()),
                 ],
                 "prefs": {
@@ -402,7 +405,12 @@ async fn create_in_wizard(c: &Client, node_id: i64, name: &str) -> i64 {
 
 /// Signs in on the real login page and waits to be let in.
 async fn sign_in(c: &Client, server: &common::Server, user: &str, password: &str) {
-    c.goto(&server.url("/login")).await.unwrap();
+    sign_in_at(c, &server.url(""), user, password).await;
+}
+
+/// [`sign_in`] at `base` (the server under another name).
+async fn sign_in_at(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
     fill(c, "#username", user).await;
     fill(c, "#password", password).await;
     click(c, "#login-submit").await;
@@ -1650,6 +1658,31 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     for line in ["web", "terminal", "ssh"] {
         find(&c, &format!("#copy-conn-{line}")).await;
     }
+    // Opened under another name, over HTTP/2 (no Host header, only
+    // `:authority`), every connection line names that host, not localhost.
+    let other = server.url("").replace("127.0.0.1", "gpudock.test");
+    sign_in_at(&c, &other, "admin", common::ADMIN_PASSWORD).await;
+    c.goto(&format!("{other}/instances/{id}")).await.unwrap();
+    let ssh = text_of(&c, "#conn-ssh").await;
+    let protocol = c
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(protocol, json!("h2"), "the page came over HTTP/2");
+    assert!(ssh.ends_with("@gpudock.test"), "{ssh}");
+    for line in ["web", "terminal"] {
+        let t = text_of(&c, &format!("#conn-{line}")).await;
+        assert!(
+            t.contains("gpudock.test") && !t.contains("127.0.0.1"),
+            "{t}"
+        );
+    }
+    c.goto(&server.url(&format!("/instances/{id}")))
+        .await
+        .unwrap();
     click(&c, "#instance-stop").await;
     wait_instance_status(&c, "exited").await;
     assert!(has("#instance-start").await, "Start once stopped");
