@@ -1581,3 +1581,123 @@ async fn plain_http_on_the_https_port_is_redirected_to_https() {
     let r = srv.client().get(srv.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// The permission matrix in words: one switch per action grants or revokes
+/// its page and its API together, for that role only, audited once; the
+/// raw routes stay as a detail view.
+#[tokio::test]
+async fn one_switch_per_action_covers_its_page_and_its_api() {
+    let srv = Server::start();
+    let admin = srv.admin().await;
+    let t = make_tenant(&srv, &admin, "PMW").await;
+    let (_, member) = make_user(
+        &srv,
+        &admin,
+        "pm-member",
+        "customer_member",
+        Some(t),
+        "Lantern-Quarry-Mosaic-83!",
+    )
+    .await;
+    let (_, owner) = make_user(
+        &srv,
+        &admin,
+        "pm-owner",
+        "customer_owner",
+        Some(t),
+        "Harbor-Violet-Comet-27!",
+    )
+    .await;
+    let status = |c: &reqwest::Client, path: &'static str| {
+        let (c, url) = (c.clone(), srv.url(path));
+        async move { c.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(
+        status(&member, "/api/v1/users").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status(&member, "/users").await, StatusCode::FORBIDDEN);
+
+    let page = common::text(&admin, &srv.url("/permissions")).await;
+    assert!(page.contains("id=\"actions-matrix\"") && !page.contains("id=\"matrix\""));
+    assert!(
+        page.contains("id=\"acell-customer_member-users-view\""),
+        "{page}"
+    );
+    let detail = common::text(&admin, &srv.url("/permissions?view=routes")).await;
+    assert!(detail.contains("id=\"matrix\"") && detail.contains("GET /api/v1/users"));
+
+    let path = "/permissions/customer_member/action/users/view";
+    let r = form_post(&srv, &admin, path, &[("granted", "1")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(status(&member, "/api/v1/users").await, StatusCode::OK);
+    assert_eq!(status(&member, "/users").await, StatusCode::OK);
+    let (_, one) = get(&member, &srv.url("/api/v1/users")).await;
+    assert!(
+        one.as_array().unwrap().len() == 1,
+        "still scoped to themselves: {one}"
+    );
+    let page = common::text(&admin, &srv.url("/permissions")).await;
+    let cell = page
+        .split("id=\"acell-customer_member-users-view\"")
+        .nth(1)
+        .unwrap();
+    assert!(
+        cell.split("</td>")
+            .next()
+            .unwrap()
+            .contains("data-held=\"all\""),
+        "{cell}"
+    );
+    // The owner's grants are the owner's: unchanged.
+    let (s, _) = get(&owner, &srv.url("/api/v1/users")).await;
+    assert_eq!(s, StatusCode::OK);
+    let r = form_post(&srv, &admin, path, &[("granted", "0")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        status(&member, "/api/v1/users").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status(&member, "/users").await, StatusCode::FORBIDDEN);
+    // One audit record per switch, naming the routes it changed.
+    let audited = rows(
+        &srv,
+        "SELECT action || ' ' || detail FROM audit_log WHERE action LIKE 'permission.%' ORDER BY id",
+    );
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert!(
+        audited[0].starts_with("permission.grant")
+            && audited[0].contains("GET /api/v1/users")
+            && audited[0].contains("GET /users"),
+        "{audited:?}"
+    );
+    // Fixed and admin-only actions have no switch; a customer cannot flip.
+    let r = form_post(
+        &srv,
+        &admin,
+        "/permissions/customer_member/action/nodes/view",
+        &[("granted", "1")],
+    )
+    .await;
+    assert_eq!(
+        status(&member, "/api/v1/nodes").await,
+        StatusCode::FORBIDDEN,
+        "{r:?}"
+    );
+    let r = form_post(
+        &srv,
+        &owner,
+        "/permissions/customer_member/action/users/view",
+        &[("granted", "1")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = form_post(
+        &srv,
+        &admin,
+        "/permissions/customer_member/action/users/fly",
+        &[("granted", "1")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -638,6 +638,72 @@ pub async fn set_grant(
         .await
 }
 
+/// Grants or revokes every record of one action of the matrix in words
+/// (`feature`, `action`: see [`super::features`]) for a customer role, in
+/// one transaction with one audit record listing the routes. Fixed and
+/// admin-only records are left as they are (they have no switch); any other
+/// record the caller may not change refuses the whole change.
+pub async fn set_action_grant(
+    app: &App,
+    by: &CurrentUser,
+    role: &str,
+    feature: &str,
+    action: &str,
+    granted: bool,
+    src: &Source,
+) -> Result<super::features::ActionRow, AppError> {
+    let role = match Role::parse(role) {
+        Some(r @ (Role::CustomerOwner | Role::CustomerMember)) => r,
+        _ => return Err(AppError::field("role", "err.role_not_grantable")),
+    };
+    let (feature, action) = (feature.to_string(), action.to_string());
+    let (caller, actor, src) = (by.user.clone(), by.actor(), src.clone());
+    app.db
+        .write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let of_action = |tx: &rusqlite::Transaction<'_>| {
+                Ok::<_, AppError>(
+                    super::features::rows(permissions::list(tx)?)
+                        .into_iter()
+                        .find(|r| r.feature == feature && r.action == action),
+                )
+            };
+            let row = of_action(&tx)?.ok_or(AppError::NotFound)?;
+            let mut changed = Vec::new();
+            for p in row.records.iter().filter(|p| !p.fixed && !p.admin_only) {
+                let held = super::Action::Route {
+                    method: &p.method,
+                    pattern: &p.path_pattern,
+                };
+                let holds = super::allowed(&tx, &caller, held)? == permissions::Decision::Allow;
+                if let Err(key) = permissions::may_change(caller.role, holds, p, role) {
+                    return Err(AppError::field("permission", key));
+                }
+                if permissions::set_grant(&tx, role, p.id, granted)? {
+                    changed.push(format!("{} {}", p.method, p.path_pattern));
+                }
+            }
+            if !changed.is_empty() {
+                let what = if granted {
+                    "permission.grant"
+                } else {
+                    "permission.revoke"
+                };
+                audit::append(
+                    &tx,
+                    &Event::new(&actor, &src, what, "permission").detail(json!({
+                        "role": role.as_str(), "feature": row.feature, "action": row.action,
+                        "routes": changed
+                    })),
+                )?;
+            }
+            let row = of_action(&tx)?.ok_or(AppError::NotFound)?;
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::accounts::{self, TenantInput, TenantPatch, UserInput, UserPatch};
+use super::features::{self, ActionRow, Held};
 use super::model::{Role, Tenant, TenantId, User, UserId};
 use super::pages::PageCtx;
 use super::permissions::{self, Permission};
@@ -20,7 +21,7 @@ use crate::audit::Source;
 use crate::error::AppError;
 use crate::i18n::Lang;
 use crate::paging::{Pager, Paging, SearchForm};
-use crate::web::extract::ApiPath;
+use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::render::{FormErrs, Layout, form_error, html, is_htmx};
 
 pub fn routes() -> Router<App> {
@@ -33,6 +34,10 @@ pub fn routes() -> Router<App> {
         .route("/tenants/{id}", get(tenant_edit).post(tenant_save))
         .route("/permissions", get(matrix))
         .route("/permissions/{role}/{id}", post(toggle))
+        .route(
+            "/permissions/{role}/action/{feature}/{action}",
+            post(toggle_action),
+        )
 }
 
 /// Roles the caller may hand out.
@@ -570,20 +575,77 @@ async fn tenant_save(
 #[template(path = "auth/permissions.html")]
 struct MatrixPage {
     l: Layout,
+    /// The raw routes (the detail view, `?view=routes`).
     perms: Vec<Permission>,
+    /// The matrix in words: each action, and whether it starts a feature.
+    rows: Vec<(bool, ActionRow)>,
+    routes: bool,
     zh: bool,
 }
 
-async fn matrix(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MatrixQuery {
+    view: String,
+}
+
+async fn matrix(
+    State(app): State<App>,
+    ctx: PageCtx,
+    ApiQuery(q): ApiQuery<MatrixQuery>,
+) -> Result<Response, AppError> {
     let perms = app
         .db
         .read(|c| permissions::list(c).map_err(AppError::from))
         .await?;
     let zh = ctx.tr().lang == Lang::ZhCn;
+    let mut last = "";
+    let rows = features::rows(perms.clone())
+        .into_iter()
+        .map(|r| {
+            let first = r.feature != last;
+            last = r.feature;
+            (first, r)
+        })
+        .collect();
     html(&MatrixPage {
         l: ctx.nav("permissions").l,
         perms,
+        rows,
+        routes: q.view == "routes",
         zh,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "auth/action_cell.html")]
+struct ActionCell<'a> {
+    l: Layout,
+    r: ActionRow,
+    role: &'a str,
+    held: Held,
+}
+
+async fn toggle_action(
+    State(app): State<App>,
+    headers: HeaderMap,
+    ctx: PageCtx,
+    src: Source,
+    ApiPath((role, feature, action)): ApiPath<(String, String, String)>,
+    Form(f): Form<ToggleForm>,
+) -> Result<Response, AppError> {
+    let granted = f.granted == "1";
+    let r =
+        accounts::set_action_grant(&app, &ctx.me, &role, &feature, &action, granted, &src).await?;
+    if !is_htmx(&headers) {
+        return Ok(Redirect::to("/permissions").into_response());
+    }
+    let held = r.held(&role);
+    html(&ActionCell {
+        l: ctx.l,
+        r,
+        role: &role,
+        held,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin_pages;
 pub mod api;
 mod bootstrap;
+pub mod features;
 pub mod guard;
 mod login_csrf;
 pub mod model;

@@ -1,0 +1,5 @@
+-- The permission matrix in words (issue 18): one switch grants or revokes
+-- every route of an action (its page and its API) for a customer role.
+-- Admin-only like the rest of the matrix.
+INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed, admin_only) VALUES
+ ('POST', '/permissions/{role}/action/{feature}/{action}', 'pages', 'Grant or revoke an action (all its routes) for a role (form)', '为角色授予或撤销一个操作（其全部路由）（表单）', 0, 1);
