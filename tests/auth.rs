@@ -685,6 +685,28 @@ async fn audit_export_and_page_forms_keep_input() {
         .unwrap();
     let frag = r.text().await.unwrap();
     assert!(frag.contains("audit-table") && !frag.contains("<html"));
+    // In words, in the reader's language: the action, resource and outcome,
+    // and the detail as labelled fields, not JSON; the code stays at hand.
+    for (lang, words) in [
+        ("en", ["Tenant: create", "success", "<dt>"]),
+        ("zh-CN", ["租户：创建", "成功", "<dt>"]),
+    ] {
+        let frag = admin
+            .get(srv.url("/audit?action=tenant.create"))
+            .header("hx-request", "true")
+            .header("accept-language", lang)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for w in words {
+            assert!(frag.contains(w), "{lang}: {w} in {frag}");
+        }
+        assert!(frag.contains("data-action=\"tenant.create\""), "{frag}");
+        assert!(!frag.contains("<code>{"), "no JSON: {frag}");
+    }
     let r = admin
         .get(srv.url("/audit?action=tenant."))
         .send()

@@ -5,6 +5,7 @@
 mod chain;
 mod store;
 pub mod web;
+pub mod words;
 
 pub use chain::{VerifyReport, append, verify};
 pub use store::{AuditFilter, AuditRecord, count_since, query, records};
