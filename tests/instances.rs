@@ -1970,3 +1970,170 @@ async fn infrastructure_warnings_are_for_admins_only() {
     let html = page(&lab.admin, format!("/instances/{id}")).await;
     assert!(html.contains("storage-opt"), "the admin's page: {html}");
 }
+
+/// Visible text of a page: text between tags, without scripts, styles,
+/// code, preformatted text and form values (what users typed or data).
+fn visible_text(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    // `dd`: values beside their labels (data, addresses, the daemon's words).
+    let skip = ["script", "style", "code", "pre", "textarea", "option", "dd"];
+    while let Some(lt) = rest.find('<') {
+        let text = rest[..lt].trim();
+        if !text.is_empty() {
+            out.push(
+                text.replace("&amp;", "&")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&quot;", "\"")
+                    .replace("&#39;", "'"),
+            );
+        }
+        rest = &rest[lt..];
+        let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+        let tag = rest[1..end.saturating_sub(1)]
+            .split([' ', '\n', '/', '>'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        rest = &rest[end..];
+        if skip.contains(&tag.as_str()) {
+            let close = format!("</{tag}");
+            rest = rest.find(&close).map_or("", |at| &rest[at..]);
+        }
+    }
+    out
+}
+
+/// Every page an admin can open, in both languages: no visible English
+/// word in zh-CN beyond proper nouns, units and the data this test made,
+/// and no Chinese in English.
+#[tokio::test]
+async fn every_page_speaks_one_language() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("s")).await;
+    let (srv, admin) = (&lab.srv, &lab.admin);
+    let tenant = make_tenant(srv, admin, "WALK").await;
+    let (user, _) = make_user(
+        srv,
+        admin,
+        "walker",
+        "customer_member",
+        Some(tenant),
+        "Pebble-Lantern-Harvest-64!",
+    )
+    .await;
+    let (s, x) = post(
+        admin,
+        &srv.url("/api/v1/instances"),
+        lab.create_body(spec, "walk"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{x}");
+    let inst = x["id"].as_i64().unwrap();
+    wait_status(admin, srv, inst, "running", Duration::from_secs(60)).await;
+    let (_, perms) = get(admin, &srv.url("/api/v1/permissions")).await;
+    let ids = |pattern: &str| -> Option<String> {
+        let first = pattern
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
+        Some(match first {
+            "instances" => inst.to_string(),
+            "nodes" => lab.node.to_string(),
+            "images" => lab.image.to_string(),
+            "specs" => spec.to_string(),
+            "tenants" => tenant.to_string(),
+            "users" => user.to_string(),
+            "alert-rules" => "1".into(),
+            _ => return None,
+        })
+    };
+    let mut pages = Vec::new();
+    for p in perms.as_array().unwrap() {
+        let (m, pat) = (
+            p["method"].as_str().unwrap(),
+            p["path_pattern"].as_str().unwrap(),
+        );
+        if m != "GET" || pat.starts_with("/api/") || p["group"] != "pages" {
+            continue;
+        }
+        if ["/terminal/ws", "/open", "/jobs/", "/download"]
+            .iter()
+            .any(|x| pat.contains(x))
+        {
+            continue;
+        }
+        let path = if pat.contains('{') {
+            match ids(pat) {
+                Some(id) if pat.matches('{').count() == 1 => pat.replace("{id}", &id),
+                _ => continue,
+            }
+        } else {
+            pat.to_string()
+        };
+        pages.push(path);
+    }
+    assert!(pages.len() > 40, "{pages:?}");
+    // Proper nouns, units and protocols that stay as they are, and what
+    // this test named.
+    let allowed: Vec<&str> = "GPU GPUs CPU SSH API Docker HTTP HTTPS TLS IP URL ID UUID NVML SFTP \
+        scp ssh sftp Jupyter TensorBoard Prometheus node_exporter dcgm-exporter Exporter Webhook \
+        DingTalk WeCom Feishu Slack Telegram Bot SMTP STARTTLS CSV JSON gpudock GiB GB MB KB MiB KiB \
+        UTC PEM CA ECC XID OOM P0 P1 P2 P3 NVIDIA GeForce RTX Linux Agent Shell VS Code Remote-SSH \
+        SSE asciicast sudo bash Ctrl Shift localhost PORT YYYY-MM-DD HH MM Authorization \
+        Ed25519 ed25519 ECDSA RSA ssh-keygen pub id_ed25519 xfs pquota overlay chat id metrics \
+        Bearer Web English n1 s walk walker WALK Tenant admin Administrator local busybox data"
+        .split_whitespace()
+        .collect();
+    let mut bad = Vec::new();
+    for lang in ["zh-CN", "en"] {
+        let r = admin
+            .get(srv.url(&format!("/lang/{lang}?next=/")))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success() || r.status().is_redirection());
+        for path in &pages {
+            let r = admin.get(srv.url(path)).send().await.unwrap();
+            let status = r.status();
+            let html = r.text().await.unwrap();
+            if status.is_redirection() {
+                continue; // a part of another page, only for htmx
+            }
+            assert!(status.is_success(), "{path}: {status} {html}");
+            for t in visible_text(&html) {
+                // Paths, addresses, key combinations and placeholders
+                // (`/data`, `api.telegram.org`, `Ctrl+Shift+C`, `<名称>`)
+                // are not words of a language.
+                let words: Vec<&str> = t
+                    .split_whitespace()
+                    .filter(|w| !w.contains(['/', '.', '~', ':', '@', '<', '&', '+', '=', '#']))
+                    .flat_map(|w| {
+                        w.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                    })
+                    .filter(|w| w.chars().filter(char::is_ascii_alphabetic).count() >= 2)
+                    .collect();
+                let cjk = t.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+                if lang == "zh-CN" {
+                    let english: Vec<&&str> =
+                        words.iter().filter(|w| !allowed.contains(w)).collect();
+                    if !english.is_empty() {
+                        bad.push(format!("{lang} {path}: {t:?} ({english:?})"));
+                    }
+                } else if cjk && t != "中文" {
+                    bad.push(format!("{lang} {path}: {t:?}"));
+                }
+            }
+        }
+    }
+    bad.sort();
+    bad.dedup();
+    assert!(
+        bad.is_empty(),
+        "{} texts in the wrong language:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}

@@ -15,6 +15,7 @@ pub mod model;
 pub mod notify;
 pub mod pages;
 mod send;
+pub mod shipped;
 mod store;
 pub mod storm;
 

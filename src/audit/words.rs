@@ -52,19 +52,20 @@ pub fn fields(tr: &Tr, detail: &Value) -> Vec<(String, String)> {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| {
                 let label = word(tr, &format!("auditf.{k}")).unwrap_or_else(|| spaced(k));
-                (label, text(v))
+                (label, text(tr, v))
             })
             .collect(),
-        other => vec![(String::new(), text(other))],
+        other => vec![(String::new(), text(tr, other))],
     }
 }
 
-/// A value as a reader sees it: text unquoted, lists joined with commas,
-/// anything nested as compact JSON.
-fn text(v: &Value) -> String {
+/// A value as a reader sees it: text unquoted, yes or no in words, lists
+/// joined with commas, anything nested as compact JSON.
+fn text(tr: &Tr, v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
+        Value::Bool(b) => tr.t(if *b { "audit.yes" } else { "audit.no" }).to_string(),
+        Value::Array(a) => a.iter().map(|v| text(tr, v)).collect::<Vec<_>>().join(", "),
         Value::Null => String::new(),
         other => other.to_string(),
     }
@@ -94,11 +95,12 @@ mod tests {
         assert_eq!(outcome(&en, "odd"), "odd");
         let f = fields(
             &en,
-            &json!({"role": "customer_member", "routes": ["GET /a", "GET /b"], "n": 3, "gone": null, "x": {"y": 1}}),
+            &json!({"role": "customer_member", "routes": ["GET /a", "GET /b"], "n": 3, "gone": null, "x": {"y": 1}, "listed": true}),
         );
         assert_eq!(
             f,
             [
+                ("Listed".to_string(), "yes".to_string()),
                 ("n".to_string(), "3".to_string()),
                 ("Role".to_string(), "customer_member".to_string()),
                 ("Routes".to_string(), "GET /a, GET /b".to_string()),

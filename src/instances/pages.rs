@@ -58,13 +58,14 @@ pub fn status_key(status: &InstanceStatus) -> &'static str {
     status.key()
 }
 
-/// The translated text of a warning, with the daemon's words.
+/// The translated sentence of a warning (pages show the daemon's words
+/// beside it, as they are).
 pub fn warning_text(tr: &Tr, w: &Warning) -> String {
     let key = match w.code.as_str() {
         "system_disk_not_enforced" => "instances.w_system_disk_not_enforced",
         _ => "instances.w_other",
     };
-    format!("{}: {}", tr.t(key), w.detail)
+    tr.t(key).to_string()
 }
 
 /// A container ID as docker shows it (12 characters).

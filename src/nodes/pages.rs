@@ -115,7 +115,7 @@ struct NodesPage {
 }
 
 /// The i18n key of a node's status.
-fn status_key(s: super::model::Status) -> &'static str {
+pub fn status_key(s: &super::model::Status) -> &'static str {
     match s {
         super::model::Status::Online => "nodes.s_online",
         super::model::Status::Unreachable => "nodes.s_unreachable",
@@ -125,7 +125,7 @@ fn status_key(s: super::model::Status) -> &'static str {
 
 impl NodesPage {
     fn status_key(&self, n: &Node) -> &'static str {
-        status_key(n.status)
+        status_key(&n.status)
     }
 }
 
@@ -147,7 +147,7 @@ async fn nodes_page(
             paging,
             super::model::Status::ALL
                 .iter()
-                .map(|s| (s.as_str(), status_key(*s))),
+                .map(|s| (s.as_str(), status_key(s))),
         ),
         offer,
         action: "/nodes".into(),
