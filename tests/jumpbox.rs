@@ -189,6 +189,23 @@ impl Talk {
         }
     }
 
+    /// [`Talk::expect`] for `needle` after the last `mark`; the text after it.
+    async fn expect_after(&mut self, mark: &str, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.expect(mark, within).await;
+            let after = text.rsplit(mark).next().unwrap_or("").to_string();
+            if after.contains(needle) {
+                return after;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} after {mark:?} within {within:?} in:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Ends the client; what it said.
     async fn kill(mut self) -> Ran {
         let _ = self.child.start_kill();
@@ -389,9 +406,24 @@ async fn menu_shell_direct_target_commands_and_scoping() {
         .expect(&format!("{}\r\n", short(&j.beta)), Duration::from_secs(20))
         .await;
     assert!(!out.contains(&format!("{}\r\n", short(&j.alpha))), "{out}");
+    // Leaving that shell returns to the menu; another pick, another shell.
+    t.send("exit 5\r").await;
+    let back = "exit 5; 返回菜单";
+    let menu2 = t
+        .expect_after(back, "q to quit): ", Duration::from_secs(20))
+        .await;
+    assert!(menu2.contains(&want1) && menu2.contains(&want2), "{menu2}");
+    t.send("1\r").await;
+    t.send("hostname\r").await;
+    let alpha = format!("{}\r\n", short(&j.alpha));
+    t.expect_after(back, &alpha, Duration::from_secs(20)).await;
     t.send("exit\r").await;
+    t.expect("exit 0; 返回菜单", Duration::from_secs(20)).await;
+    t.send("q\r").await;
     let r = t.finish(true, Duration::from_secs(20)).await;
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let shells = sessions(&j, "username=alice").await;
+    assert!(shells.len() >= 2, "each shell its own session: {shells:?}");
 
     // Direct target: no menu.
     let mut t = Talk::start(&mut ssh(p, "alice+alpha", Some(ALICE_PW), None, &["-tt"])).await;

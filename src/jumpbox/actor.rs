@@ -4,6 +4,8 @@
 //! ends when the session does; the connection goes with it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -263,6 +265,7 @@ impl Conn {
             handle,
             channel,
             tty: false,
+            menu: None,
         };
         let source = self.source();
         super::sftp::run(&self.app, user, self.target.as_deref(), source, out, rx).await;
@@ -278,6 +281,7 @@ impl Conn {
             handle,
             channel,
             tty: self.pty.is_some(),
+            menu: None,
         };
         if user.must_change_password {
             out.fail("your password must be changed first: sign in on the web page (请先在网页上修改密码)").await;
@@ -342,14 +346,45 @@ impl Conn {
                 out.fail("name the instance to run a command in: ssh -p PORT user+instance@host 'command'").await;
                 return;
             }
-            (None, None) => match self.menu(&reachable, &mut out, &mut rx).await {
-                Some(picked) => picked,
-                None => return,
-            },
+            (None, None) => return self.menu_loop(&me, reachable, out, rx).await,
         };
         let (inst, names) = reachable[picked].clone();
-        self.session(&me, inst, names, command, out, events(typed_ahead, rx))
-            .await;
+        let events = events(typed_ahead, &mut rx, None);
+        self.session(&me, inst, names, command, out, events).await;
+    }
+
+    /// The menu, a shell in the instance picked, and the menu again when
+    /// that shell exits by itself (not when the client's input ended in
+    /// it, the client left, or gpudock ended the session).
+    async fn menu_loop(
+        &self,
+        me: &CurrentUser,
+        mut reachable: Vec<(Instance, Names)>,
+        mut out: SshSink,
+        mut rx: mpsc::Receiver<Event>,
+    ) {
+        loop {
+            let Some((picked, typed_ahead)) = self.menu(&reachable, &mut out, &mut rx).await else {
+                return;
+            };
+            let (inst, names) = reachable[picked].clone();
+            let state = Arc::new(MenuReturn::default());
+            let sink = SshSink {
+                handle: out.handle.clone(),
+                channel: out.channel,
+                tty: out.tty,
+                menu: Some(state.clone()),
+            };
+            let events = events(typed_ahead, &mut rx, Some(state.clone()));
+            self.session(me, inst, names, None, sink, events).await;
+            if !state.back.load(Ordering::SeqCst) {
+                return;
+            }
+            reachable = match running_instances(&self.app, me).await {
+                Ok(r) => r,
+                Err(e) => return out.fail(&e.user_text(false)).await,
+            };
+        }
     }
 
     /// Audits a refusal as denied: `action` on `kind` `id`, with what
@@ -459,7 +494,7 @@ impl Conn {
     }
 
     async fn session(
-        self,
+        &self,
         me: &CurrentUser,
         inst: Instance,
         names: Names,
@@ -501,11 +536,12 @@ impl Conn {
 }
 
 /// The events of the session's channel as the bridge wants them, after
-/// what was typed ahead at the menu.
+/// what was typed ahead at the menu (`menu`: noting the client's EOF).
 fn events(
     typed_ahead: Vec<u8>,
-    mut rx: mpsc::Receiver<Event>,
-) -> impl Stream<Item = ClientEvent> + Unpin + Send {
+    rx: &mut mpsc::Receiver<Event>,
+    menu: Option<Arc<MenuReturn>>,
+) -> impl Stream<Item = ClientEvent> + Unpin + Send + '_ {
     let first = (!typed_ahead.is_empty()).then(|| ClientEvent::Input(typed_ahead.into()));
     let rest = futures_util::stream::poll_fn(move |cx| {
         loop {
@@ -517,7 +553,12 @@ fn events(
                     Event::WindowChange { cols, rows, .. } => {
                         std::task::Poll::Ready(Some(ClientEvent::Resize(size(cols), size(rows))))
                     }
-                    Event::Eof { .. } => std::task::Poll::Ready(Some(ClientEvent::Eof)),
+                    Event::Eof { .. } => {
+                        if let Some(m) = &menu {
+                            m.eof.store(true, Ordering::SeqCst);
+                        }
+                        std::task::Poll::Ready(Some(ClientEvent::Eof))
+                    }
                     Event::Close { .. } => std::task::Poll::Ready(Some(ClientEvent::Closed)),
                     _ => continue,
                 },
@@ -569,6 +610,16 @@ pub(super) struct SshSink {
     pub(super) handle: Handle,
     pub(super) channel: ChannelId,
     tty: bool,
+    /// A shell picked from the menu: its exit returns to the menu.
+    menu: Option<Arc<MenuReturn>>,
+}
+
+/// Whether a shell picked from the menu went back to it (`back`), and
+/// whether the client's input ended while it ran (`eof`: then it does not).
+#[derive(Debug, Default)]
+struct MenuReturn {
+    back: AtomicBool,
+    eof: AtomicBool,
 }
 
 impl SshSink {
@@ -602,6 +653,15 @@ impl ClientSink for SshSink {
     }
 
     async fn finish(&mut self, end: &Finish) {
+        if let (Some(menu), EndReason::UserClose, Some(code)) =
+            (&self.menu, end.reason, end.exit_code)
+            && !menu.eof.load(Ordering::SeqCst)
+        {
+            menu.back.store(true, Ordering::SeqCst);
+            let text = format!("\r\n[gpudock] exit {code}; 返回菜单 (back to the menu)\r\n");
+            let _ = self.handle.data(self.channel, text.into_bytes()).await;
+            return;
+        }
         if let Some(m) = &end.message {
             // Messages quote names and daemons: shown, never run.
             let m = crate::escape::for_terminal(m);
