@@ -1685,6 +1685,8 @@ async fn browser_first_run_from_a_fresh_data_directory() {
         .unwrap();
     click(&c, "#instance-stop").await;
     wait_instance_status(&c, "exited").await;
+    // The page says what the action did.
+    assert_eq!(text_of(&c, "#action-done").await, "Stopped.");
     assert!(has("#instance-start").await, "Start once stopped");
     assert!(!has("#instance-stop").await && !has("#instance-restart").await);
 

@@ -28,7 +28,7 @@ use crate::i18n::Tr;
 use crate::ids::InstanceId;
 use crate::jobs::JobView;
 use crate::paging::{Pager, Paging, SearchForm, Window};
-use crate::web::extract::ApiPath;
+use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, html, hx_redirect, is_htmx, page_or_fragment};
 
@@ -39,15 +39,15 @@ pub fn routes() -> Router<App> {
         .route("/instances/{id}", get(show))
         .route(
             "/instances/{id}/start",
-            post(async |s, c, src, id| act(Action::Start, s, c, src, id).await),
+            post(async |s, h, c, src, id| act(Action::Start, s, h, c, src, id).await),
         )
         .route(
             "/instances/{id}/stop",
-            post(async |s, c, src, id| act(Action::Stop, s, c, src, id).await),
+            post(async |s, h, c, src, id| act(Action::Stop, s, h, c, src, id).await),
         )
         .route(
             "/instances/{id}/restart",
-            post(async |s, c, src, id| act(Action::Restart, s, c, src, id).await),
+            post(async |s, h, c, src, id| act(Action::Restart, s, h, c, src, id).await),
         )
         .route("/instances/{id}/delete", post(remove))
         .route("/jobs/{id}", get(job))
@@ -478,6 +478,8 @@ struct ShowPage {
     host: String,
     /// The datasets it mounts (read-only).
     datasets: Vec<crate::datasets::Dataset>,
+    /// The result of the action just done (`?done=stop`): its i18n key.
+    done: Option<&'static str>,
 }
 
 impl ShowPage {
@@ -500,12 +502,31 @@ struct Summary {
     show_user: bool,
 }
 
+/// Which action's result a page shows (`?done=`): anything else, none.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Done {
+    done: String,
+}
+
+impl Done {
+    fn key(&self) -> Option<&'static str> {
+        match self.done.as_str() {
+            "start" => Some("instances.done_start"),
+            "stop" => Some("instances.done_stop"),
+            "restart" => Some("instances.done_restart"),
+            _ => None,
+        }
+    }
+}
+
 async fn show(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
     origin: crate::web::public::PublicOrigin,
     ApiPath(id): ApiPath<InstanceId>,
+    ApiQuery(done): ApiQuery<Done>,
 ) -> Result<Response, AppError> {
     let (mut i, n) = super::named(&app, &ctx.me, Some(id))
         .await?
@@ -553,6 +574,7 @@ async fn show(
         ssh_port: origin.ssh_port,
         host: origin.ssh_host.clone(),
         datasets,
+        done: done.key(),
     };
     page_or_fragment(&headers, &full, &fragment)
 }
@@ -560,12 +582,24 @@ async fn show(
 async fn act(
     action: Action,
     State(app): State<App>,
+    headers: HeaderMap,
     ctx: PageCtx,
     src: Source,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     super::act(&app, &ctx.me, id, action, &src).await?;
-    Ok(Redirect::to(&format!("/instances/{id}")).into_response())
+    // The page again, saying what was done (htmx: the whole page, as the
+    // state and the buttons that fit it change).
+    let word = match action {
+        Action::Start => "start",
+        Action::Stop => "stop",
+        Action::Restart => "restart",
+    };
+    let to = format!("/instances/{id}?done={word}");
+    if is_htmx(&headers) {
+        return Ok(hx_redirect(&to));
+    }
+    Ok(Redirect::to(&to).into_response())
 }
 
 /// Deletes after the browser's confirmation (htmx `hx-confirm`).
