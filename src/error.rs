@@ -31,14 +31,29 @@ impl FieldError {
             detail: Some(detail.into()),
         }
     }
+    /// A detail made of catalogue keys, each said in the reader's language
+    /// (e.g. the password estimator's feedback).
+    pub fn with_detail_keys(key: &'static str, keys: &[String]) -> Self {
+        Self::with_detail(key, format!("{DETAIL_KEYS}{}", keys.join(" ")))
+    }
+
     /// The message in `tr`'s language.
     pub fn text(&self, tr: Tr) -> String {
         match &self.detail {
-            Some(d) => format!("{}: {d}", tr.t(self.key)),
+            Some(d) => match d.strip_prefix(DETAIL_KEYS) {
+                Some(keys) => {
+                    let said: Vec<&str> = keys.split(' ').map(|k| tr.t(k)).collect();
+                    format!("{}: {}", tr.t(self.key), said.join(" "))
+                }
+                None => format!("{}: {d}", tr.t(self.key)),
+            },
             None => tr.t(self.key).to_string(),
         }
     }
 }
+
+/// How a detail of catalogue keys begins ([`FieldError::with_detail_keys`]).
+const DETAIL_KEYS: &str = "\u{1f}keys:";
 
 pub type FieldErrors = BTreeMap<&'static str, FieldError>;
 

@@ -202,20 +202,19 @@ pub fn check_password_strength(
     if score >= min_score {
         return Ok(());
     }
+    // The estimator's feedback by its names, said in the reader's language
+    // (`[pwfb]` in the catalogues).
     let mut reasons = Vec::new();
     if let Some(fb) = estimate.feedback() {
         if let Some(w) = fb.warning() {
-            reasons.push(w.to_string());
+            reasons.push(format!("pwfb.{w:?}"));
         }
-        reasons.extend(fb.suggestions().iter().map(|s| s.to_string()));
+        reasons.extend(fb.suggestions().iter().map(|s| format!("pwfb.{s:?}")));
     }
     if reasons.is_empty() {
-        reasons.push(format!("strength {score}/4, at least {min_score}/4 needed"));
+        reasons.push(format!("pwfb.Score{min_score}"));
     }
-    Err(FieldError::with_detail(
-        "err.password_weak",
-        reasons.join(" "),
-    ))
+    Err(FieldError::with_detail_keys("err.password_weak", &reasons))
 }
 
 #[cfg(test)]
@@ -306,6 +305,64 @@ mod tests {
         let err = check_password_strength("password1", &[], 3).unwrap_err();
         assert_eq!(err.key, "err.password_weak");
         assert!(err.detail.as_deref().is_some_and(|d| !d.is_empty()));
+        // The estimator's feedback in the reader's language.
+        let en = err.text(crate::i18n::Tr::new(crate::i18n::Lang::En));
+        let zh = err.text(crate::i18n::Tr::new(crate::i18n::Lang::ZhCn));
+        assert!(
+            en.starts_with("password too weak: ") && en.contains("password."),
+            "{en}"
+        );
+        assert!(
+            zh.starts_with("密码强度不足: ") && zh.contains("密码"),
+            "{zh}"
+        );
+        assert!(!en.contains("pwfb.") && !zh.contains("pwfb."), "{en} {zh}");
+        use zxcvbn::feedback::{Suggestion as S, Warning as W};
+        let names: Vec<String> = [
+            W::StraightRowsOfKeysAreEasyToGuess,
+            W::ShortKeyboardPatternsAreEasyToGuess,
+            W::RepeatsLikeAaaAreEasyToGuess,
+            W::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess,
+            W::ThisIsATop10Password,
+            W::ThisIsATop100Password,
+            W::ThisIsACommonPassword,
+            W::ThisIsSimilarToACommonlyUsedPassword,
+            W::SequencesLikeAbcAreEasyToGuess,
+            W::RecentYearsAreEasyToGuess,
+            W::AWordByItselfIsEasyToGuess,
+            W::DatesAreOftenEasyToGuess,
+            W::NamesAndSurnamesByThemselvesAreEasyToGuess,
+            W::CommonNamesAndSurnamesAreEasyToGuess,
+        ]
+        .iter()
+        .map(|w| format!("pwfb.{w:?}"))
+        .chain(
+            [
+                S::UseAFewWordsAvoidCommonPhrases,
+                S::NoNeedForSymbolsDigitsOrUppercaseLetters,
+                S::AddAnotherWordOrTwo,
+                S::CapitalizationDoesntHelpVeryMuch,
+                S::AllUppercaseIsAlmostAsEasyToGuessAsAllLowercase,
+                S::ReversedWordsArentMuchHarderToGuess,
+                S::PredictableSubstitutionsDontHelpVeryMuch,
+                S::UseALongerKeyboardPatternWithMoreTurns,
+                S::AvoidRepeatedWordsAndCharacters,
+                S::AvoidSequences,
+                S::AvoidRecentYears,
+                S::AvoidYearsThatAreAssociatedWithYou,
+                S::AvoidDatesAndYearsThatAreAssociatedWithYou,
+            ]
+            .iter()
+            .map(|s| format!("pwfb.{s:?}")),
+        )
+        .chain((1..=4).map(|n| format!("pwfb.Score{n}")))
+        .collect();
+        for lang in [crate::i18n::Lang::En, crate::i18n::Lang::ZhCn] {
+            let tr = crate::i18n::Tr::new(lang);
+            for k in &names {
+                assert_ne!(tr.t(k), k.as_str(), "{k} in {lang:?}");
+            }
+        }
         assert!(check_password_strength("alice1990", &["alice"], 3).is_err());
         assert!(check_password_strength("", &[], 3).is_err());
         assert!(check_password_strength("correct horse battery staple 91!", &[], 3).is_ok());
