@@ -1710,6 +1710,47 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     assert!(text.contains("first") && text.contains("/data"), "{text}");
     c.accept_alert().await.unwrap();
     wait_for_path(&c, "/instances").await;
+
+    // The permission matrix in words: one switch grants an action's page
+    // and API at once, in place; the audit log says so in words.
+    c.goto(&server.url("/permissions")).await.unwrap();
+    let cell = "#acell-customer_member-users-view button";
+    assert_eq!(
+        find(&c, cell)
+            .await
+            .attr("data-held")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("none")
+    );
+    let feature = text_of(&c, "#action-users-view").await;
+    assert!(
+        feature.starts_with("Users") && feature.contains("view"),
+        "{feature}"
+    );
+    click(&c, cell).await;
+    poll("the switch on", || async {
+        let held = find(&c, cell)
+            .await
+            .attr("data-held")
+            .await
+            .map_err(|e| e.to_string())?;
+        (held.as_deref() == Some("all"))
+            .then_some(())
+            .ok_or(format!("{held:?}"))
+    })
+    .await;
+    c.goto(&server.url("/audit?action=permission."))
+        .await
+        .unwrap();
+    let first = text_of(&c, "#audit-table tbody td.audit-action").await;
+    assert_eq!(first, "Permission: grant");
+    let detail = text_of(&c, "#audit-table tbody dl.audit-detail").await;
+    assert!(
+        detail.contains("Routes") && detail.contains("GET /users"),
+        "{detail}"
+    );
     c.close().await.unwrap();
     drop(driver);
 }
