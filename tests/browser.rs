@@ -1472,7 +1472,12 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     })
     .await;
     click(&c, "#node-sync").await;
-    wait_for_path(&c, &format!("/nodes/{node_id}")).await;
+    wait_for_path(&c, &format!("/nodes/{node_id}?done=sync")).await;
+    assert!(
+        text_of(&c, "#action-done")
+            .await
+            .starts_with("Hardware synced")
+    );
     for key in ["cpu_cores", "memory_gb", "system_disk_gb", "data_disk_gb"] {
         poll(&format!("{key} filled by Sync hardware"), || async {
             let el = c
@@ -1519,7 +1524,10 @@ async fn browser_first_run_from_a_fresh_data_directory() {
         "{text}"
     );
     c.dismiss_alert().await.unwrap();
-    assert_eq!(path_and_query(&c).await, format!("/nodes/{node_id}"));
+    assert_eq!(
+        path_and_query(&c).await,
+        format!("/nodes/{node_id}?done=sync")
+    );
 
     // On the new-node form, typing a tcp:// endpoint checks it and shows
     // the certificates; a unix:// one unchecks and hides them.

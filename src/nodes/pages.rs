@@ -22,7 +22,7 @@ use crate::docker::EngineReport;
 use crate::error::AppError;
 use crate::ids::NodeId;
 use crate::paging::{Pager, Paging, SearchForm};
-use crate::web::extract::ApiPath;
+use crate::web::extract::{ApiPath, ApiQuery};
 use crate::web::form::FormValues;
 use crate::web::render::{FormErrs, Layout, form_error, html, page_or_fragment};
 
@@ -204,6 +204,8 @@ struct EditPage {
     form: FormValues,
     errs: FormErrs,
     result: Option<TestResult>,
+    /// The action just done (`?done=sync`, `?done=saved`): its i18n key.
+    done: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -230,17 +232,31 @@ fn edit_page(
         form,
         errs,
         result,
+        done: None,
     }
+}
+
+/// Which action's result the node page shows (`?done=`).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Done {
+    done: String,
 }
 
 async fn edit(
     State(app): State<App>,
     ctx: PageCtx,
     ApiPath(id): ApiPath<NodeId>,
+    ApiQuery(done): ApiQuery<Done>,
 ) -> Result<Response, AppError> {
     let node = super::get(&app, id).await?;
     let form = values(&NodeFields::of(&node));
-    html(&edit_page(ctx, node, form, FormErrs::default(), None))
+    let mut page = edit_page(ctx, node, form, FormErrs::default(), None);
+    page.done = match done.done.as_str() {
+        "sync" => Some("nodes.done_sync"),
+        _ => None,
+    };
+    html(&page)
 }
 
 async fn save(
@@ -296,5 +312,5 @@ async fn sync(
     ApiPath(id): ApiPath<NodeId>,
 ) -> Result<Response, AppError> {
     super::sync(&app, &ctx.me, id, &src).await?;
-    Ok(Redirect::to(&format!("/nodes/{id}")).into_response())
+    Ok(Redirect::to(&format!("/nodes/{id}?done=sync")).into_response())
 }
