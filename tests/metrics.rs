@@ -2398,3 +2398,132 @@ async fn every_channel_kind_delivers_in_its_vendors_format_and_email_arrives() {
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     drop(sink);
 }
+
+/// Users to notify: a rule names users besides its channels; each gets its
+/// alerts by e-mail at their account's address through the lab's mail
+/// channel, in their own language (en and zh-CN, through a real SMTP
+/// server), and only alerts they may see (a customer owner gets no account
+/// alert); the channel's own recipients get it in the channel's language;
+/// an unknown user id is refused by name; the rule shows and keeps them,
+/// the form offers them, and the language preference is validated.
+#[tokio::test]
+async fn users_to_notify_get_alerts_by_email_in_their_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("mail.jsonl");
+    let _sink = smtp_sink(free_port(), &inbox);
+    let port = _sink.port;
+    let srv = Server::start_with(FAST);
+    let admin = srv.admin().await;
+    let api = |p: &str| srv.url(&format!("/api/v1/{p}"));
+    let (s, mail) = post(
+        &admin,
+        &api("notification-channels"),
+        json!({"name": "lab mail", "kind": "email", "host": "127.0.0.1", "port": port,
+               "security": "none", "from": "gpudock@lab.test", "to": ["ops@lab.test"],
+               "language": "zh-CN"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{mail}");
+    let tenant = make_tenant(&srv, &admin, "NOTIFY").await;
+    let mut ids = Vec::new();
+    for (name, role, tenant, lang) in [
+        ("ann", "admin", None, "en"),
+        ("bo", "admin", None, "zh-CN"),
+        ("cus", "customer_owner", Some(tenant), "en"),
+    ] {
+        let (id, _) = make_user(&srv, &admin, name, role, tenant, "Quartz-Lantern-Orbit-83!").await;
+        let (s, v) = patch(
+            &admin,
+            &api(&format!("users/{id}")),
+            json!({"email": format!("{name}@lab.test"), "language": lang}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push(id);
+    }
+    let (s, v) = patch(
+        &admin,
+        &api(&format!("users/{}", ids[0])),
+        json!({"language": "fr"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["language"].is_string(), "{v}");
+
+    let rule = |users: Value| {
+        json!({"name": "locked accounts", "event": "account_locked", "level": "P1",
+               "channels": [mail["id"]], "notify_users": users, "enabled": true})
+    };
+    let (s, v) = post(&admin, &api("alert-rules"), rule(json!([ids[0], 987_654]))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["notify_users"].is_string(), "{v}");
+    let (s, r) = post(&admin, &api("alert-rules"), rule(json!(ids))).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["notify_users"], json!(ids), "{r}");
+    let page = common::text(&admin, &srv.url(&format!("/alert-rules/{}", r["id"]))).await;
+    assert!(
+        page.contains(&format!("name=\"user_{}\" checked", ids[1])),
+        "{page}"
+    );
+
+    // Five failed sign-ins lock an account: an alert about it.
+    make_user(
+        &srv,
+        &admin,
+        "victim",
+        "admin",
+        None,
+        "Quartz-Lantern-Orbit-84!",
+    )
+    .await;
+    for _ in 0..5 {
+        let (_, s, _) = srv.login("victim", "wrong-password-here").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let got = poll(
+        "the alert e-mailed to the channel, ann and bo",
+        60,
+        async || {
+            let m = mails(&inbox);
+            (m.len() >= 3).then_some(m)
+        },
+    )
+    .await;
+    let to = |who: &str| -> Value {
+        got.iter()
+            .find(|m| m["rcpt_tos"] == json!([who]))
+            .unwrap_or_else(|| panic!("nothing for {who}: {got:?}"))
+            .clone()
+    };
+    let (ann, bo, ops) = (to("ann@lab.test"), to("bo@lab.test"), to("ops@lab.test"));
+    let body = |m: &Value| m["body"].as_str().unwrap().to_string();
+    assert!(
+        body(&ann).contains("locked accounts: account victim: locked for")
+            && ann["subject"].as_str().unwrap().contains("locked accounts"),
+        "{ann}"
+    );
+    for m in [&bo, &ops] {
+        assert!(
+            body(m).contains("locked accounts：账号 victim：")
+                && body(m).contains("账号因登录失败被锁定")
+                && !body(m).contains("account victim"),
+            "{m}"
+        );
+    }
+    // Three deliveries, all through the lab's mail channel; the customer
+    // owner may not see account alerts: nothing for them.
+    let log_url = api(&format!("notification-channels/{}/deliveries", mail["id"]));
+    poll("the deliveries logged", 30, async || {
+        let (_, log) = get(&admin, &log_url).await;
+        let log = log.as_array().cloned().unwrap_or_default();
+        (log.len() >= 3 && log.iter().all(|d| d["status"] == "sent")).then_some(())
+    })
+    .await;
+    assert!(
+        mails(&inbox)
+            .iter()
+            .all(|m| m["rcpt_tos"] != json!(["cus@lab.test"])),
+        "{got:?}"
+    );
+    assert!(audit_count(&srv, &admin, "alert_rule.create").await >= 1);
+}

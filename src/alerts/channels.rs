@@ -708,6 +708,7 @@ pub async fn test(
         reason: None,
         group: None,
         tenant_id: None,
+        facts: None,
     };
     let sent = notify::deliver(&s, &target, None, &notice).await;
     let tries = db

@@ -48,6 +48,8 @@ pub struct RuleIn {
     pub level: String,
     pub enabled: Option<Value>,
     pub channels: Vec<i64>,
+    /// Users who also get its alerts by e-mail (those they may see).
+    pub notify_users: Vec<i64>,
     /// Seconds before a still-firing alert is announced again (0: never).
     pub silence: Option<Value>,
     pub tags: Vec<String>,
@@ -69,6 +71,7 @@ struct ValidRule {
     level: Level,
     enabled: bool,
     channels: Vec<i64>,
+    notify_users: Vec<i64>,
     silence: i64,
     tags: Vec<String>,
     /// An event rule: its event and threshold (no conditions then).
@@ -301,6 +304,7 @@ fn common(
                 level,
                 enabled,
                 channels: input.channels.clone(),
+                notify_users: input.notify_users.clone(),
                 silence,
                 tags,
                 event,
@@ -328,6 +332,7 @@ pub struct RuleView {
     pub level: Level,
     pub enabled: bool,
     pub channels: Vec<i64>,
+    pub notify_users: Vec<i64>,
     pub silence: i64,
     pub tags: Vec<String>,
     pub created_by: Option<i64>,
@@ -370,6 +375,7 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
                 level: r.get(7)?,
                 enabled: r.get(8)?,
                 channels: Vec::new(),
+                notify_users: Vec::new(),
                 silence: r.get(9)?,
                 tags: serde_json::from_str(&json(10)?).unwrap_or_default(),
                 created_by: r.get(11)?,
@@ -418,6 +424,7 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
         v.channels = chans
             .query_map([v.id], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        v.notify_users = super::recipients::of_rule(c, v.id)?;
     }
     Ok(out)
 }
@@ -425,6 +432,12 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
 /// Every rule, or one (`None`: no such rule).
 pub async fn rules(db: &crate::db::Db) -> Result<Vec<RuleView>, AppError> {
     db.read(|c| rule_views(c, None).map_err(AppError::from))
+        .await
+}
+
+/// The users a rule may notify (id, name), for the rule form.
+pub async fn notify_choices(db: &crate::db::Db) -> Result<Vec<(i64, String)>, AppError> {
+    db.read(|c| super::recipients::choices(c).map_err(AppError::from))
         .await
 }
 
@@ -493,7 +506,7 @@ fn write_rule_parts(tx: &Transaction<'_>, id: RuleId, r: &ValidRule) -> Result<(
             params![id, ch],
         )?;
     }
-    Ok(())
+    super::recipients::write(tx, id, &r.notify_users)
 }
 
 fn rule_detail(r: &ValidRule) -> Value {
@@ -502,6 +515,7 @@ fn rule_detail(r: &ValidRule) -> Value {
             "name": r.name, "level": r.level.as_str(), "enabled": r.enabled,
             "scope": r.scope.as_str(), "scope_ids": r.scope.ids(), "event": event.as_str(),
             "threshold": threshold, "silence": r.silence, "channels": r.channels,
+            "notify_users": r.notify_users,
         });
     }
     json!({
@@ -510,6 +524,7 @@ fn rule_detail(r: &ValidRule) -> Value {
         "combine": r.combine.as_str(),
         "conditions": r.conditions.iter().map(|c| json!([c.metric, c.op.as_str(), c.threshold])).collect::<Vec<_>>(),
         "duration": r.duration, "silence": r.silence, "channels": r.channels,
+        "notify_users": r.notify_users,
     })
 }
 

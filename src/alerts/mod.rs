@@ -10,10 +10,12 @@ pub mod api;
 mod channels;
 pub mod eval;
 pub mod events;
+mod facts;
 mod manage;
 pub mod model;
 pub mod notify;
 pub mod pages;
+mod recipients;
 mod send;
 mod store;
 pub mod storm;
@@ -167,7 +169,8 @@ fn apply(
                 if quiet.contains(&target.node()) {
                     continue;
                 }
-                let message = message(r, &target, metric, value, &nodes, &instances);
+                let (message, facts) = message(r, &target, metric, value, &nodes, &instances);
+                let facts = facts.json();
                 // A GPU or an instance of a node that is down: recorded
                 // as suppressed, not announced.
                 let suppressed = !matches!(target, Target::Node { .. })
@@ -179,6 +182,7 @@ fn apply(
                     value,
                     level: r.level,
                     message: &message,
+                    facts: &facts,
                     now,
                 };
                 if let Some(record) = store::insert_alert(&tx, &a)? {
@@ -214,7 +218,8 @@ fn apply(
 }
 
 /// What a new alert says: the rule, what it is about by name, and the
-/// value against the condition that held.
+/// value against the condition that held (in English, and as facts for
+/// other languages).
 fn message(
     rule: &Rule,
     target: &Target,
@@ -222,29 +227,34 @@ fn message(
     value: f64,
     nodes: &std::collections::HashMap<NodeId, String>,
     instances: &std::collections::HashMap<InstanceId, String>,
-) -> String {
-    let node = |n: NodeId| {
-        nodes
-            .get(&n)
-            .map_or_else(|| format!("node {n}"), |name| format!("node {name}"))
-    };
-    let what = match *target {
-        Target::Node { node: n } => node(n),
-        Target::Gpu { node: n, gpu } => format!("GPU {gpu} of {}", node(n)),
-        Target::Instance { node: n, instance } => {
-            let name = instances
+) -> (String, facts::Facts) {
+    let node = |n: NodeId| nodes.get(&n).cloned().unwrap_or_else(|| n.to_string());
+    let about = match *target {
+        Target::Node { node: n } => facts::About::Node { node: node(n) },
+        Target::Gpu { node: n, gpu } => facts::About::Gpu { gpu, node: node(n) },
+        Target::Instance { node: n, instance } => facts::About::Instance {
+            instance: instances
                 .get(&instance)
-                .map_or_else(|| format!("#{instance}"), |s| s.clone());
-            format!("instance {name} on {}", node(n))
-        }
+                .cloned()
+                .unwrap_or_else(|| format!("#{instance}")),
+            node: node(n),
+        },
     };
-    let cond = rule
+    let condition = rule
         .conditions
         .iter()
         .find(|c| c.metric == metric)
-        .map(|c| format!(" ({} {})", c.op, c.threshold))
-        .unwrap_or_default();
-    format!("{}: {what}: {metric} = {value:.1}{cond}", rule.name)
+        .map(|c| (c.op.to_string(), c.threshold));
+    let f = facts::Facts {
+        about,
+        measured: Some(facts::Measured {
+            metric: metric.to_string(),
+            value,
+            condition,
+        }),
+        event: None,
+    };
+    (facts::line(&f, &rule.name, crate::i18n::Tr::english()), f)
 }
 
 /// Raises an event (see [`events`]): the one way every feature reports

@@ -237,6 +237,8 @@ struct RulesPage {
     rules: Vec<RuleView>,
     channels: Vec<ChannelView>,
     nodes: Vec<(i64, String)>,
+    /// The users a rule may notify (id, name).
+    users: Vec<(i64, String)>,
     form: FormValues,
     errs: FormErrs,
     /// The rule being edited (the form then saves it; the list is hidden).
@@ -249,6 +251,9 @@ impl RulesPage {
     }
     fn channel_on<T: std::borrow::Borrow<i64>>(&self, id: T) -> bool {
         self.form.checked(&format!("channel_{}", id.borrow()))
+    }
+    fn user_on<T: std::borrow::Borrow<i64>>(&self, id: T) -> bool {
+        self.form.checked(&format!("user_{}", id.borrow()))
     }
     fn channel_names(&self, r: &RuleView) -> String {
         let ids = &r.channels;
@@ -306,6 +311,7 @@ async fn render_rule_form(
             .filter(|c| c.tenant_id.is_none())
             .collect(),
         nodes: node_names(app).await?,
+        users: manage::notify_choices(&app.db).await?,
         form,
         errs,
     })
@@ -366,6 +372,7 @@ fn rule_input(form: &HashMap<String, String>) -> RuleIn {
         level: v("level"),
         enabled: Some(Value::Bool(form.contains_key("enabled"))),
         channels: ticked(form, "channel_"),
+        notify_users: ticked(form, "user_"),
         silence: number(&v("silence")),
         tags: v("tags")
             .split(',')
@@ -457,6 +464,9 @@ fn rule_form(r: &RuleView) -> FormValues {
     }
     for id in &r.channels {
         form.insert(format!("channel_{id}"), "on".into());
+    }
+    for id in &r.notify_users {
+        form.insert(format!("user_{id}"), "on".into());
     }
     FormValues::from_map(form)
 }
@@ -553,6 +563,7 @@ async fn switch_rule(
         level: r.level.as_str().to_string(),
         enabled: Some(Value::Bool(!r.enabled)),
         channels: r.channels,
+        notify_users: r.notify_users,
         silence: Some(Value::from(r.silence)),
         tags: r.tags,
         ..RuleIn::default()

@@ -142,6 +142,8 @@ pub struct NewAlert<'a> {
     pub value: f64,
     pub level: Level,
     pub message: &'a str,
+    /// The message's language-neutral facts (JSON, see `facts`).
+    pub facts: &'a str,
     pub now: i64,
 }
 
@@ -155,9 +157,9 @@ pub fn insert_alert(tx: &Transaction<'_>, a: &NewAlert<'_>) -> rusqlite::Result<
     tx.query_row(
         "INSERT INTO alert_records (rule_id, target, node_id, instance_id, metric, value,
              level, message, status, triggered_at, notified_at,
-             tenant_id)
+             tenant_id, facts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'firing', ?9, ?9,
-                 (SELECT tenant_id FROM instances WHERE id = ?4))
+                 (SELECT tenant_id FROM instances WHERE id = ?4), ?10)
          ON CONFLICT DO NOTHING RETURNING id",
         params![
             a.rule,
@@ -168,7 +170,8 @@ pub fn insert_alert(tx: &Transaction<'_>, a: &NewAlert<'_>) -> rusqlite::Result<
             a.value,
             a.level,
             a.message,
-            a.now
+            a.now,
+            a.facts
         ],
         |r| r.get(0),
     )
@@ -331,10 +334,10 @@ impl SealedChannel {
     }
 }
 
-const SEALED_COLUMNS: &str =
+pub(super) const SEALED_COLUMNS: &str =
     "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy";
 
-fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
+pub(super) fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
     Ok(SealedChannel {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -459,7 +462,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
     c.query_row(
         "SELECT a.id, a.rule_id, r.name, a.level, a.message, a.target, a.node_id,
                 a.instance_id, a.metric, a.value, a.triggered_at, a.resolved_at,
-                a.resolved_reason, a.tenant_id
+                a.resolved_reason, a.tenant_id, a.facts
          FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = ?1",
         [record],
         |r| {
@@ -480,6 +483,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
                 reason: r.get(12)?,
                 group: None,
                 tenant_id: r.get(13)?,
+                facts: super::facts::Facts::parse(&r.get::<_, String>(14)?),
             })
         },
     )
@@ -559,6 +563,7 @@ mod tests {
             value: 91.0,
             level: Level::P1,
             message: "hot",
+            facts: "",
             now,
         };
         let tx = c.transaction().unwrap();

@@ -95,6 +95,7 @@ fn merge(mut g: Vec<Notice>) -> Option<Notice> {
         count,
         alert_ids: g.iter().map(|n| n.alert_id).collect(),
         targets: g.iter().map(|n| n.target.clone()).collect(),
+        facts: g.iter().take(LISTED).map(|n| n.facts.clone()).collect(),
     };
     let mut first = g.swap_remove(0);
     first.message = message;
@@ -126,6 +127,7 @@ mod tests {
             reason: None,
             group: None,
             tenant_id: None,
+            facts: None,
         }
     }
 
