@@ -2527,3 +2527,101 @@ async fn users_to_notify_get_alerts_by_email_in_their_language() {
     );
     assert!(audit_count(&srv, &admin, "alert_rule.create").await >= 1);
 }
+
+/// An image of the test busybox whose command is `sh -c cmd` (made on the
+/// test daemon with `docker commit`).
+fn image_running(lab: &Lab, tag: &str, cmd: &str) -> String {
+    let src = format!("src-{}", tag.replace([':', '/'], "-"));
+    let out = lab.docker(&[
+        "create",
+        "--name",
+        &src,
+        common::dockerd::TEST_IMAGE,
+        "true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let change = format!("CMD {}", json!(["sh", "-c", cmd]));
+    let out = lab.docker(&["commit", "--change", &change, &src, tag]);
+    assert!(out.status.success(), "{out:?}");
+    lab.docker(&["rm", &src]);
+    tag.to_string()
+}
+
+/// Events from the real dockerd: an instance whose command eats more
+/// memory than its spec allows is OOM-killed by the kernel
+/// (`instance_oom`, Docker's OOMKilled), and one whose command exits 1 is
+/// restarted by Docker's policy in a loop (`instance_restart_loop` once
+/// it restarted N = 2 times); each alert names the instance.
+#[tokio::test]
+async fn oom_kills_and_restart_loops_of_real_containers_raise_alerts() {
+    let lab = Lab::new(FAST, 64).await;
+    let (srv, admin) = (&lab.srv, &lab.admin);
+    let api = |p: &str| srv.url(&format!("/api/v1/{p}"));
+    for (name, event, extra) in [
+        ("oom", "instance_oom", json!({})),
+        ("loop", "instance_restart_loop", json!({"threshold": 2})),
+    ] {
+        let mut body = json!({"name": name, "event": event, "level": "P1", "channels": [],
+                              "enabled": true});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, r) = post(admin, &api("alert-rules"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+    }
+    let spec = lab.spec(small_spec("events")).await;
+    let mut made = Vec::new();
+    for (name, tag, cmd) in [
+        // PID 1 itself grows past the 1 GB limit.
+        ("hog", "gpudock-test/hog:1", "tail /dev/zero"),
+        ("crasher", "gpudock-test/crasher:1", "sleep 1; exit 1"),
+    ] {
+        let address = image_running(&lab, tag, cmd);
+        let (s, img) = post(
+            admin,
+            &api("images"),
+            json!({"name": name, "address": address}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{img}");
+        let mut body = lab.create_body(spec, name);
+        body["image_id"] = img["id"].clone();
+        let (s, i) = post(admin, &api("instances"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        made.push(i);
+    }
+    let alert_of = async |rule: &str, i: &Value| -> Option<Value> {
+        alerts_of(srv, admin, "")
+            .await
+            .into_iter()
+            .find(|x| x["rule"] == rule && x["instance_id"] == i["id"])
+    };
+    let oom = poll("the OOM-kill alert", 90, async || {
+        alert_of("oom", &made[0]).await
+    })
+    .await;
+    assert_eq!(oom["event"], "instance_oom", "{oom}");
+    assert_eq!(oom["instance_id"], made[0]["id"], "{oom}");
+    let msg = oom["message"].as_str().unwrap();
+    assert!(
+        msg.contains("instance hog on node n1") && msg.contains("lack of memory"),
+        "{oom}"
+    );
+    let looping = poll("the restart-loop alert", 90, async || {
+        alert_of("loop", &made[1]).await
+    })
+    .await;
+    assert_eq!(looping["event"], "instance_restart_loop", "{looping}");
+    assert_eq!(looping["instance_id"], made[1]["id"], "{looping}");
+    assert!(looping["value"].as_f64().unwrap() >= 2.0, "{looping}");
+    assert!(
+        looping["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance crasher on node n1"),
+        "{looping}"
+    );
+    for i in &made {
+        assert_eq!(lab.delete(&i["id"]).await, StatusCode::NO_CONTENT);
+    }
+}
