@@ -71,6 +71,17 @@ impl Engine {
         }
     }
 
+    /// At shutdown: sends what storm windows still hold (a grouped message
+    /// per rule) instead of losing it; returns how many messages.
+    pub fn flush(&mut self) -> usize {
+        let held = self.storm.flush();
+        let n = held.len();
+        if let Some(q) = &self.notifier {
+            held.into_iter().for_each(|x| q.send(x));
+        }
+        n
+    }
+
     /// Sends what event alerts owe their channels, and what storm windows
     /// that ended by `now` held; returns how many alerts were announced.
     pub async fn announce(&mut self, db: &Db, now: i64) -> Result<usize, AppError> {
@@ -393,14 +404,24 @@ pub async fn run(app: App, cancel: CancellationToken) {
         sealer: app.sealer.clone(),
         backoff: BACKOFF,
     };
-    let (notifier, sending) = notify::start(sender, cancel.clone());
-    evaluate_until(&app, Engine::with_notifier(notifier), &cancel).await;
+    // The sender stops after the engine's last messages (what storm
+    // windows held at shutdown), not with the engine.
+    let stop_sending = CancellationToken::new();
+    let (notifier, sending) = notify::start(sender, stop_sending.clone());
+    let mut engine = Engine::with_notifier(notifier);
+    evaluate_until(&app, &mut engine, &cancel).await;
+    let held = engine.flush();
+    if held > 0 {
+        log::info!("alerts: {held} grouped message(s) held by storm windows sent at shutdown");
+    }
+    drop(engine);
+    stop_sending.cancel();
     if let Err(e) = sending.await {
         log::error!("alert notifications failed: {e}");
     }
 }
 
-async fn evaluate_until(app: &App, mut engine: Engine, cancel: &CancellationToken) {
+async fn evaluate_until(app: &App, engine: &mut Engine, cancel: &CancellationToken) {
     let secs = app.config.metrics.interval_secs.max(1);
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

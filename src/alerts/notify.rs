@@ -122,14 +122,25 @@ pub fn start(s: Sender, cancel: CancellationToken) -> (Notifier, tokio::task::Jo
 
 async fn run(s: Arc<Sender>, mut rx: mpsc::Receiver<Notice>, cancel: CancellationToken) {
     let mut tasks = JoinSet::new();
+    let mut closing = false;
     loop {
         while tasks.len() >= IN_FLIGHT {
             tasks.join_next().await;
         }
-        let notice = tokio::select! {
-            _ = cancel.cancelled() => break,
-            n = rx.recv() => match n { Some(n) => n, None => break },
+        // Once cancelled, what is already queued is still sent.
+        let next = if closing {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    rx.close();
+                    closing = true;
+                    continue;
+                }
+                n = rx.recv() => n,
+            }
         };
+        let Some(notice) = next else { break };
         let s = s.clone();
         tasks.spawn(async move {
             if let Err(e) = deliver_all(&s, &notice).await {
@@ -227,6 +238,13 @@ pub async fn deliver(s: &Sender, t: &Channel, alert: Option<i64>, n: &Notice) ->
         }
     }
     false
+}
+
+/// A notifier whose queue the caller reads (tests of what is sent).
+#[cfg(test)]
+pub(super) fn queue() -> (Notifier, mpsc::Receiver<Notice>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (Notifier { tx }, rx)
 }
 
 /// The signature of a webhook body sent at `timestamp`.
