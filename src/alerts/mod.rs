@@ -82,15 +82,22 @@ impl Engine {
         n
     }
 
-    /// Sends what event alerts owe their channels, and what storm windows
-    /// that ended by `now` held; returns how many alerts were announced.
+    /// Sends what event alerts owe their channels, alerts suppressed while
+    /// their node was down that still fire now it is back, and what storm
+    /// windows that ended by `now` held; returns how many alerts were
+    /// announced.
     pub async fn announce(&mut self, db: &Db, now: i64) -> Result<usize, AppError> {
         let notices = db
-            .write(|c| {
+            .write(move |c| {
                 let tx = c.transaction()?;
                 let mut out = Vec::new();
                 for (record, event) in events::take_pending(&tx)? {
                     out.extend(store::notice(&tx, record, event)?);
+                }
+                // Alerts kept quiet while their node was down, still
+                // firing now that it is back: announced now.
+                for record in store::unsuppress_returned(&tx, now)? {
+                    out.extend(store::notice(&tx, record, notify::Event::Fired)?);
                 }
                 tx.commit()?;
                 Ok::<_, AppError>(out)
@@ -570,6 +577,46 @@ mod tests {
             ]
         );
         assert_eq!(engine.announce(&db, 101).await.unwrap(), 1);
+
+        // The node answers again while the GPU is still hot: the alert kept
+        // quiet is announced then (once), no longer suppressed.
+        let (q, mut sent) = notify::queue();
+        let mut engine = Engine::with_notifier(q);
+        let back = |c: &mut rusqlite::Connection| {
+            events::clear(
+                c,
+                EventKind::NodeUnreachable,
+                &Subject::Node(NodeId(4)),
+                200,
+            )
+            .map_err(AppError::from)
+        };
+        assert_eq!(db.write(back).await.unwrap(), 1);
+        assert_eq!(engine.announce(&db, 200).await.unwrap(), 2);
+        let mut got = Vec::new();
+        while let Ok(n) = sent.try_recv() {
+            got.push((n.target, n.event));
+        }
+        assert_eq!(
+            got,
+            [
+                ("node:4".to_string(), notify::Event::Resolved),
+                ("gpu:4:0".to_string(), notify::Event::Fired),
+            ]
+        );
+        assert_eq!(engine.announce(&db, 300).await.unwrap(), 0);
+        let suppressed: Option<String> = db
+            .read(|c| {
+                c.query_row(
+                    "SELECT suppressed FROM alert_records WHERE target = 'gpu:4:0'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(AppError::from)
+            })
+            .await
+            .unwrap();
+        assert_eq!(suppressed, None);
     }
 
     /// What the local receiver saw: timestamp, signature, body.

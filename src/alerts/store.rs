@@ -200,6 +200,34 @@ pub fn suppress(tx: &Transaction<'_>, record: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Open alerts suppressed while their node was down, whose node is back
+/// (no open node-unreachable alert) and not in a maintenance window at
+/// `now`: no longer suppressed. Returns those still firing (not
+/// acknowledged), which are owed their first announcement.
+pub fn unsuppress_returned(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "UPDATE alert_records SET suppressed = NULL, notified_at = ?1
+             WHERE status != 'resolved' AND suppressed = 'node_down'
+               AND NOT EXISTS (SELECT 1 FROM alert_records d JOIN alert_rules r ON r.id = d.rule_id
+                               WHERE r.event = 'node_unreachable' AND d.status != 'resolved'
+                                 AND d.target = 'node:' || alert_records.node_id)
+               AND NOT EXISTS (SELECT 1 FROM maintenance_windows w
+                               WHERE w.node_id = alert_records.node_id
+                                 AND w.starts_at <= ?1 AND w.ends_at > ?1)
+             RETURNING id, status",
+        )?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut firing: Vec<i64> = rows
+        .into_iter()
+        .filter(|(_, s)| s == "firing")
+        .map(|(id, _)| id)
+        .collect();
+    firing.sort_unstable();
+    Ok(firing)
+}
+
 /// Whether an alert was recorded as suppressed (never announced).
 pub fn is_suppressed(tx: &Transaction<'_>, record: i64) -> rusqlite::Result<bool> {
     tx.query_row(
