@@ -19,3 +19,9 @@ ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''
 -- recipient reads the message in their own language; `message` stays the
 -- English line ('' for alerts from before).
 ALTER TABLE alert_records ADD COLUMN facts TEXT NOT NULL DEFAULT '';
+
+-- A channel's proxy is kept sealed like its other secrets (its URL may
+-- carry a password): `proxy` holds the form shown (password masked) and
+-- `proxy_sealed` the full URL sealed with age. Proxies stored plain before
+-- are sealed by the appliance when it starts (the key is not SQL's).
+ALTER TABLE notification_channels ADD COLUMN proxy_sealed BLOB;

@@ -2349,6 +2349,25 @@ async fn every_channel_kind_delivers_in_its_vendors_format_and_email_arrives() {
         page.contains(&format!("/notification-channels/{own_id}")),
         "the owner's page lists theirs"
     );
+    // The owner's form offers only what they may create: e-mail and
+    // webhook, no proxy (the admin's offers every kind and the proxy).
+    let kinds = |page: &str| -> Vec<String> {
+        page.split("<select name=\"kind\">")
+            .nth(1)
+            .unwrap()
+            .split("</select>")
+            .next()
+            .unwrap()
+            .split("value=\"")
+            .skip(1)
+            .map(|x| x.split('"').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&page), ["webhook", "email"], "{page}");
+    assert!(!page.contains("name=\"proxy\""), "{page}");
+    let lab_page = common::text(&admin, &srv.url("/notification-channels")).await;
+    assert_eq!(kinds(&lab_page).len(), 7, "{lab_page}");
+    assert!(lab_page.contains("name=\"proxy\""));
     assert!(
         !page.contains("mail-en") && !page.contains("proxied"),
         "and none of the lab's"

@@ -16,6 +16,7 @@ pub mod model;
 pub mod notify;
 pub mod pages;
 mod recipients;
+mod sealed;
 mod send;
 mod store;
 pub mod storm;
@@ -406,6 +407,16 @@ const BACKOFF: Duration = Duration::from_secs(2);
 /// and sends what fires to the rules' channels. Owned by `serve` and
 /// joined at shutdown (with its sender).
 pub async fn run(app: App, cancel: CancellationToken) {
+    let sealer = app.sealer.clone();
+    match app
+        .db
+        .write(move |c| sealed::seal_plain_proxies(c, &sealer))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => log::info!("alerts: {n} channel proxy setting(s) stored plain are now sealed"),
+        Err(e) => log::error!("alerts: sealing channel proxies stored plain: {e}"),
+    }
     let sender = notify::Sender {
         db: app.db.clone(),
         sealer: app.sealer.clone(),

@@ -101,11 +101,6 @@ pub fn reason_key<S: AsRef<str>>(reason: S) -> &'static str {
     }
 }
 
-/// The channel kinds a form offers.
-pub fn channel_kinds() -> &'static [&'static str] {
-    channels::KINDS
-}
-
 #[derive(Template)]
 #[template(path = "alerts/alerts.html")]
 struct AlertsPage {
@@ -598,6 +593,10 @@ async fn delete_rule(
 struct ChannelsPage {
     l: Layout,
     channels: Vec<ChannelView>,
+    /// The kinds the reader may create (a customer: e-mail and webhook).
+    kinds: &'static [&'static str],
+    /// Whether the reader may set a proxy (the lab's administrators).
+    proxy_allowed: bool,
     form: FormValues,
     errs: FormErrs,
 }
@@ -609,9 +608,12 @@ async fn render_channels(
     errs: FormErrs,
 ) -> Result<Response, AppError> {
     let scope = ctx.me.scope();
+    let (kinds, proxy_allowed) = channels::kinds_for(scope);
     html(&ChannelsPage {
         l: ctx.nav("alerts").l,
         channels: channels::list(&app.db, scope).await?,
+        kinds,
+        proxy_allowed,
         form,
         errs,
     })
@@ -705,6 +707,7 @@ struct ChannelPage {
     channel: ChannelView,
     log: Vec<DeliveryRow>,
     test: Option<TestResult>,
+    proxy_allowed: bool,
     form: FormValues,
     errs: FormErrs,
 }
@@ -735,6 +738,7 @@ async fn render_channel_with(
         channel,
         log: channels::deliveries(&app.db, scope, id).await?,
         test,
+        proxy_allowed: channels::kinds_for(scope).1,
         form,
         errs,
     })

@@ -338,6 +338,8 @@ pub struct SealedChannel {
     pub secret_sealed: Vec<u8>,
     pub settings: String,
     pub proxy: String,
+    /// The full proxy URL, sealed (`proxy` is its masked form).
+    pub proxy_sealed: Option<Vec<u8>>,
 }
 
 impl SealedChannel {
@@ -357,13 +359,16 @@ impl SealedChannel {
             secret: sealer.unseal(&self.secret_sealed)?,
             // written by us from a validated struct; a bad one sends nothing useful
             settings: serde_json::from_str(&self.settings).unwrap_or_default(),
-            proxy: self.proxy,
+            proxy: match &self.proxy_sealed {
+                Some(p) => String::from_utf8_lossy(sealer.unseal(p)?.expose()).into_owned(),
+                None => self.proxy,
+            },
         })
     }
 }
 
 pub(super) const SEALED_COLUMNS: &str =
-    "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy";
+    "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy, n.proxy_sealed";
 
 pub(super) fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
     Ok(SealedChannel {
@@ -374,6 +379,7 @@ pub(super) fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChanne
         secret_sealed: r.get(4)?,
         settings: r.get(5)?,
         proxy: r.get(6)?,
+        proxy_sealed: r.get(7)?,
     })
 }
 
