@@ -25,3 +25,7 @@ ALTER TABLE alert_records ADD COLUMN facts TEXT NOT NULL DEFAULT '';
 -- `proxy_sealed` the full URL sealed with age. Proxies stored plain before
 -- are sealed by the appliance when it starts (the key is not SQL's).
 ALTER TABLE notification_channels ADD COLUMN proxy_sealed BLOB;
+
+-- The engine looks for suppressed alerts whose node is back every few
+-- seconds: only those few rows, not the whole history.
+CREATE INDEX alert_records_suppressed ON alert_records (node_id) WHERE suppressed IS NOT NULL;
