@@ -2349,6 +2349,25 @@ async fn every_channel_kind_delivers_in_its_vendors_format_and_email_arrives() {
         page.contains(&format!("/notification-channels/{own_id}")),
         "the owner's page lists theirs"
     );
+    // The owner's form offers only what they may create: e-mail and
+    // webhook, no proxy (the admin's offers every kind and the proxy).
+    let kinds = |page: &str| -> Vec<String> {
+        page.split("<select name=\"kind\">")
+            .nth(1)
+            .unwrap()
+            .split("</select>")
+            .next()
+            .unwrap()
+            .split("value=\"")
+            .skip(1)
+            .map(|x| x.split('"').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&page), ["webhook", "email"], "{page}");
+    assert!(!page.contains("name=\"proxy\""), "{page}");
+    let lab_page = common::text(&admin, &srv.url("/notification-channels")).await;
+    assert_eq!(kinds(&lab_page).len(), 7, "{lab_page}");
+    assert!(lab_page.contains("name=\"proxy\""));
     assert!(
         !page.contains("mail-en") && !page.contains("proxied"),
         "and none of the lab's"
@@ -2397,4 +2416,231 @@ async fn every_channel_kind_delivers_in_its_vendors_format_and_email_arrives() {
     .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     drop(sink);
+}
+
+/// Users to notify: a rule names users besides its channels; each gets its
+/// alerts by e-mail at their account's address through the lab's mail
+/// channel, in their own language (en and zh-CN, through a real SMTP
+/// server), and only alerts they may see (a customer owner gets no account
+/// alert); the channel's own recipients get it in the channel's language;
+/// an unknown user id is refused by name; the rule shows and keeps them,
+/// the form offers them, and the language preference is validated.
+#[tokio::test]
+async fn users_to_notify_get_alerts_by_email_in_their_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("mail.jsonl");
+    let _sink = smtp_sink(free_port(), &inbox);
+    let port = _sink.port;
+    let srv = Server::start_with(FAST);
+    let admin = srv.admin().await;
+    let api = |p: &str| srv.url(&format!("/api/v1/{p}"));
+    let (s, mail) = post(
+        &admin,
+        &api("notification-channels"),
+        json!({"name": "lab mail", "kind": "email", "host": "127.0.0.1", "port": port,
+               "security": "none", "from": "gpudock@lab.test", "to": ["ops@lab.test"],
+               "language": "zh-CN"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{mail}");
+    let tenant = make_tenant(&srv, &admin, "NOTIFY").await;
+    let mut ids = Vec::new();
+    for (name, role, tenant, lang) in [
+        ("ann", "admin", None, "en"),
+        ("bo", "admin", None, "zh-CN"),
+        ("cus", "customer_owner", Some(tenant), "en"),
+    ] {
+        let (id, _) = make_user(&srv, &admin, name, role, tenant, "Quartz-Lantern-Orbit-83!").await;
+        let (s, v) = patch(
+            &admin,
+            &api(&format!("users/{id}")),
+            json!({"email": format!("{name}@lab.test"), "language": lang}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push(id);
+    }
+    let (s, v) = patch(
+        &admin,
+        &api(&format!("users/{}", ids[0])),
+        json!({"language": "fr"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["language"].is_string(), "{v}");
+
+    let rule = |users: Value| {
+        json!({"name": "locked accounts", "event": "account_locked", "level": "P1",
+               "channels": [mail["id"]], "notify_users": users, "enabled": true})
+    };
+    let (s, v) = post(&admin, &api("alert-rules"), rule(json!([ids[0], 987_654]))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["fields"]["notify_users"].is_string(), "{v}");
+    let (s, r) = post(&admin, &api("alert-rules"), rule(json!(ids))).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["notify_users"], json!(ids), "{r}");
+    let page = common::text(&admin, &srv.url(&format!("/alert-rules/{}", r["id"]))).await;
+    assert!(
+        page.contains(&format!("name=\"user_{}\" checked", ids[1])),
+        "{page}"
+    );
+
+    // Five failed sign-ins lock an account: an alert about it.
+    make_user(
+        &srv,
+        &admin,
+        "victim",
+        "admin",
+        None,
+        "Quartz-Lantern-Orbit-84!",
+    )
+    .await;
+    for _ in 0..5 {
+        let (_, s, _) = srv.login("victim", "wrong-password-here").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let got = poll(
+        "the alert e-mailed to the channel, ann and bo",
+        60,
+        async || {
+            let m = mails(&inbox);
+            (m.len() >= 3).then_some(m)
+        },
+    )
+    .await;
+    let to = |who: &str| -> Value {
+        got.iter()
+            .find(|m| m["rcpt_tos"] == json!([who]))
+            .unwrap_or_else(|| panic!("nothing for {who}: {got:?}"))
+            .clone()
+    };
+    let (ann, bo, ops) = (to("ann@lab.test"), to("bo@lab.test"), to("ops@lab.test"));
+    let body = |m: &Value| m["body"].as_str().unwrap().to_string();
+    assert!(
+        body(&ann).contains("locked accounts: account victim: locked for")
+            && ann["subject"].as_str().unwrap().contains("locked accounts"),
+        "{ann}"
+    );
+    for m in [&bo, &ops] {
+        assert!(
+            body(m).contains("locked accounts：账号 victim：")
+                && body(m).contains("账号因登录失败被锁定")
+                && !body(m).contains("account victim"),
+            "{m}"
+        );
+    }
+    // Three deliveries, all through the lab's mail channel; the customer
+    // owner may not see account alerts: nothing for them.
+    let log_url = api(&format!("notification-channels/{}/deliveries", mail["id"]));
+    poll("the deliveries logged", 30, async || {
+        let (_, log) = get(&admin, &log_url).await;
+        let log = log.as_array().cloned().unwrap_or_default();
+        (log.len() >= 3 && log.iter().all(|d| d["status"] == "sent")).then_some(())
+    })
+    .await;
+    assert!(
+        mails(&inbox)
+            .iter()
+            .all(|m| m["rcpt_tos"] != json!(["cus@lab.test"])),
+        "{got:?}"
+    );
+    assert!(audit_count(&srv, &admin, "alert_rule.create").await >= 1);
+}
+
+/// An image of the test busybox whose command is `sh -c cmd` (made on the
+/// test daemon with `docker commit`).
+fn image_running(lab: &Lab, tag: &str, cmd: &str) -> String {
+    let src = format!("src-{}", tag.replace([':', '/'], "-"));
+    let out = lab.docker(&[
+        "create",
+        "--name",
+        &src,
+        common::dockerd::TEST_IMAGE,
+        "true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let change = format!("CMD {}", json!(["sh", "-c", cmd]));
+    let out = lab.docker(&["commit", "--change", &change, &src, tag]);
+    assert!(out.status.success(), "{out:?}");
+    lab.docker(&["rm", &src]);
+    tag.to_string()
+}
+
+/// Events from the real dockerd: an instance whose command eats more
+/// memory than its spec allows is OOM-killed by the kernel
+/// (`instance_oom`, Docker's OOMKilled), and one whose command exits 1 is
+/// restarted by Docker's policy in a loop (`instance_restart_loop` once
+/// it restarted N = 2 times); each alert names the instance.
+#[tokio::test]
+async fn oom_kills_and_restart_loops_of_real_containers_raise_alerts() {
+    let lab = Lab::new(FAST, 64).await;
+    let (srv, admin) = (&lab.srv, &lab.admin);
+    let api = |p: &str| srv.url(&format!("/api/v1/{p}"));
+    for (name, event, extra) in [
+        ("oom", "instance_oom", json!({})),
+        ("loop", "instance_restart_loop", json!({"threshold": 2})),
+    ] {
+        let mut body = json!({"name": name, "event": event, "level": "P1", "channels": [],
+                              "enabled": true});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, r) = post(admin, &api("alert-rules"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{r}");
+    }
+    let spec = lab.spec(small_spec("events")).await;
+    let mut made = Vec::new();
+    for (name, tag, cmd) in [
+        // PID 1 itself grows past the 1 GB limit.
+        ("hog", "gpudock-test/hog:1", "tail /dev/zero"),
+        ("crasher", "gpudock-test/crasher:1", "sleep 1; exit 1"),
+    ] {
+        let address = image_running(&lab, tag, cmd);
+        let (s, img) = post(
+            admin,
+            &api("images"),
+            json!({"name": name, "address": address}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{img}");
+        let mut body = lab.create_body(spec, name);
+        body["image_id"] = img["id"].clone();
+        let (s, i) = post(admin, &api("instances"), body).await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        made.push(i);
+    }
+    let alert_of = async |rule: &str, i: &Value| -> Option<Value> {
+        alerts_of(srv, admin, "")
+            .await
+            .into_iter()
+            .find(|x| x["rule"] == rule && x["instance_id"] == i["id"])
+    };
+    let oom = poll("the OOM-kill alert", 90, async || {
+        alert_of("oom", &made[0]).await
+    })
+    .await;
+    assert_eq!(oom["event"], "instance_oom", "{oom}");
+    assert_eq!(oom["instance_id"], made[0]["id"], "{oom}");
+    let msg = oom["message"].as_str().unwrap();
+    assert!(
+        msg.contains("instance hog on node n1") && msg.contains("lack of memory"),
+        "{oom}"
+    );
+    let looping = poll("the restart-loop alert", 90, async || {
+        alert_of("loop", &made[1]).await
+    })
+    .await;
+    assert_eq!(looping["event"], "instance_restart_loop", "{looping}");
+    assert_eq!(looping["instance_id"], made[1]["id"], "{looping}");
+    assert!(looping["value"].as_f64().unwrap() >= 2.0, "{looping}");
+    assert!(
+        looping["message"]
+            .as_str()
+            .unwrap()
+            .contains("instance crasher on node n1"),
+        "{looping}"
+    );
+    for i in &made {
+        assert_eq!(lab.delete(&i["id"]).await, StatusCode::NO_CONTENT);
+    }
 }

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use super::manage::By;
 use super::model::{Level, RuleId};
 use super::notify::{self, Event, Notice};
-use super::send::{self, Kind, Security, Settings};
+use super::sealed;
+use super::send::{Kind, Security, Settings};
 use super::store::{self, DeliveryRow};
 use crate::audit::{self, Event as AuditEvent};
 use crate::db::Db;
@@ -99,6 +100,18 @@ impl ChannelView {
 pub const KINDS: &[&str] = &[
     "webhook", "email", "dingtalk", "wecom", "feishu", "slack", "telegram",
 ];
+
+/// The kinds a customer owner's own channel may be.
+pub const CUSTOMER_KINDS: &[&str] = &["webhook", "email"];
+
+/// The kinds `scope` may create (one rule for the API and the form), and
+/// whether it may set a proxy: the lab's administrators only.
+pub fn kinds_for(scope: Scope) -> (&'static [&'static str], bool) {
+    match scope {
+        Scope::All => (KINDS, true),
+        Scope::Tenant(_) | Scope::User(..) => (CUSTOMER_KINDS, false),
+    }
+}
 
 /// The Bot API server a Telegram channel without a URL uses.
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
@@ -314,17 +327,6 @@ fn valid_bot_token(s: &str) -> bool {
     })
 }
 
-/// A proxy URL with its password (if any) masked.
-fn masked_proxy(proxy: &str) -> String {
-    match url::Url::parse(proxy) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("****"));
-            u.to_string()
-        }
-        _ => proxy.to_string(),
-    }
-}
-
 /// The tenant filter of a scope: None for admins (every channel), the
 /// tenant for a customer owner, and one that matches nothing for anyone
 /// else (fails closed).
@@ -357,7 +359,7 @@ fn views(c: &Connection, only: Option<i64>, scope: Scope) -> rusqlite::Result<Ve
             created_at: r.get(7)?,
             updated_at: r.get(8)?,
             settings: serde_json::from_str(&settings).unwrap_or_default(),
-            proxy: masked_proxy(&proxy),
+            proxy: sealed::masked_proxy(&proxy),
             tenant_id: r.get(11)?,
         })
     })?
@@ -389,20 +391,6 @@ fn audit(
     let e = AuditEvent::new(&by.actor, &by.source, action, "notification_channel");
     audit::append(tx, &e.id(id).detail(d))?;
     Ok(())
-}
-
-/// The URL as stored in the plain column, and sealed where it carries a
-/// token (then the plain column holds its masked form).
-fn stored_url(
-    sealer: &Sealer,
-    kind: Kind,
-    url: &str,
-) -> Result<(String, Option<Vec<u8>>), AppError> {
-    if kind.url_is_secret() {
-        Ok((send::masked(url), Some(sealer.seal(url.as_bytes())?)))
-    } else {
-        Ok((url.to_string(), None))
-    }
 }
 
 fn settings_json(s: &Settings) -> Result<String, AppError> {
@@ -452,10 +440,11 @@ async fn owner_of(db: &Db, scope: Scope, input: &ChannelIn) -> Result<Option<i64
     let tenant = match scope {
         Scope::All => input.tenant_id,
         Scope::Tenant(t) => {
-            if !matches!(input.kind.trim(), "email" | "webhook") {
+            let (kinds, proxy_allowed) = kinds_for(scope);
+            if !kinds.contains(&input.kind.trim()) {
                 field(&mut errors, "kind", "one of: email, webhook");
             }
-            if !input.proxy.trim().is_empty() {
+            if !proxy_allowed && !input.proxy.trim().is_empty() {
                 field(&mut errors, "proxy", "set by the lab's administrators only");
             }
             let url_host = url::Url::parse(input.url.trim())
@@ -504,7 +493,8 @@ pub async fn create(
     let tenant = owner_of(db, scope, &input).await?;
     let v = validate(&input, true)?;
     let sealed = sealer.seal(v.secret.as_deref().unwrap_or_default().as_bytes())?;
-    let (url, url_sealed) = stored_url(sealer, v.kind, &v.url)?;
+    let (url, url_sealed) = sealed::url(sealer, v.kind, &v.url)?;
+    let (proxy, proxy_sealed) = sealed::proxy(sealer, &v.proxy)?;
     let settings = settings_json(&v.settings)?;
     let id = db
         .write(move |c| {
@@ -513,8 +503,9 @@ pub async fn create(
             let id: i64 = tx
                 .query_row(
                     "INSERT INTO notification_channels (name, kind, url, url_sealed, secret_sealed,
-                         settings, proxy, enabled, created_by, created_at, updated_at, tenant_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11) RETURNING id",
+                         settings, proxy, enabled, created_by, created_at, updated_at, tenant_id,
+                         proxy_sealed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12) RETURNING id",
                     params![
                         v.name,
                         v.kind,
@@ -522,18 +513,18 @@ pub async fn create(
                         url_sealed,
                         sealed,
                         settings,
-                        v.proxy,
+                        proxy,
                         v.enabled,
                         by.actor.id.map(|u| u.0),
                         now,
-                        tenant
+                        tenant,
+                        proxy_sealed
                     ],
                     |r| r.get(0),
                 )
                 .map_err(crate::error::on_unique("name"))?;
             let d = json!({"name": v.name, "kind": v.kind, "url": url, "enabled": v.enabled,
-                           "settings": v.settings, "proxy": masked_proxy(&v.proxy),
-                           "tenant_id": tenant});
+                           "settings": v.settings, "proxy": proxy, "tenant_id": tenant});
             audit(&tx, &by, "notification_channel.create", id, d)?;
             tx.commit()?;
             Ok::<_, AppError>(id)
@@ -581,11 +572,17 @@ pub async fn update(
     let (url, url_sealed) = match keep_url {
         true => (None, None),
         false => {
-            let (u, s) = stored_url(sealer, kind, &v.url)?;
+            let (u, s) = sealed::url(sealer, kind, &v.url)?;
             (Some(u), s)
         }
     };
-    let proxy = (!keep_proxy).then(|| v.proxy.clone());
+    let (proxy, proxy_sealed) = match keep_proxy {
+        true => (None, None),
+        false => {
+            let (p, s) = sealed::proxy(sealer, &v.proxy)?;
+            (Some(p), s)
+        }
+    };
     let settings = settings_json(&v.settings)?;
     db.write(move |c| {
         let tx = c.transaction()?;
@@ -593,7 +590,8 @@ pub async fn update(
             "UPDATE notification_channels SET name = ?2, url = COALESCE(?3, url),
                  url_sealed = CASE WHEN ?3 IS NULL THEN url_sealed ELSE ?4 END, enabled = ?5,
                  secret_sealed = COALESCE(?6, secret_sealed), settings = ?7,
-                 proxy = COALESCE(?8, proxy), updated_at = ?9 WHERE id = ?1",
+                 proxy = COALESCE(?8, proxy), updated_at = ?9,
+                 proxy_sealed = CASE WHEN ?8 IS NULL THEN proxy_sealed ELSE ?10 END WHERE id = ?1",
             params![
                 id,
                 v.name,
@@ -603,12 +601,13 @@ pub async fn update(
                 sealed,
                 settings,
                 proxy,
-                crate::db::now()
+                crate::db::now(),
+                proxy_sealed
             ],
         )
         .map_err(crate::error::on_unique("name"))?;
         let d = json!({"name": v.name, "url": url, "enabled": v.enabled,
-                       "settings": v.settings, "proxy": proxy.as_deref().map(masked_proxy),
+                       "settings": v.settings, "proxy": proxy,
                        "secret_changed": sealed.is_some()});
         audit(&tx, &by, "notification_channel.update", id, d)?;
         tx.commit()?;
@@ -708,6 +707,7 @@ pub async fn test(
         reason: None,
         group: None,
         tenant_id: None,
+        facts: None,
     };
     let sent = notify::deliver(&s, &target, None, &notice).await;
     let tries = db

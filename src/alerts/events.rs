@@ -13,6 +13,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::eval::Reason;
+use super::facts::About;
 use super::model::{Level, RuleId, Scope};
 use crate::ids::{InstanceId, NodeId, SessionId, UserId};
 use crate::metrics::model::Target;
@@ -286,13 +287,20 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
     if rules.is_empty() {
         return Ok(done);
     }
-    let (what, tenant) = about(c, &ev.subject)?;
+    let (about, tenant) = about(c, &ev.subject)?;
+    let what = super::facts::about(&about, crate::i18n::Tr::english());
     let suppress = match (ev.subject, node) {
         (Subject::Node(_), _) | (_, None) => false,
         (_, Some(n)) => node_down(c, n)?,
     };
     for rule in &rules {
         let message = format!("{}: {what}: {}", rule.name, ev.detail);
+        let facts = super::facts::Facts {
+            about: about.clone(),
+            measured: None,
+            event: Some((ev.kind.as_str().to_string(), ev.detail.clone())),
+        }
+        .json();
         let open: Option<(i64, String, i64)> = c
             .prepare_cached(
                 "SELECT id, status, notified_at FROM alert_records
@@ -306,11 +314,11 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
             let due = rule.silence_s > 0 && now - notified_at >= rule.silence_s;
             if due && status == "firing" {
                 c.execute(
-                    "UPDATE alert_records SET notified_at = ?2, value = ?3, message = ?4,
+                    "UPDATE alert_records SET notified_at = ?2, value = ?3, message = ?4, facts = ?5,
                          pending = CASE WHEN suppressed IS NOT NULL THEN NULL
                             WHEN pending = 'fired' THEN 'fired' ELSE 'repeated' END
                      WHERE id = ?1",
-                    params![id, now, ev.value, message],
+                    params![id, now, ev.value, message, facts],
                 )?;
                 done.repeated += 1;
             }
@@ -322,8 +330,8 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
         };
         c.execute(
             "INSERT INTO alert_records (rule_id, target, node_id, instance_id, tenant_id, metric,
-                 value, level, message, status, triggered_at, notified_at, suppressed, pending)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'firing', ?10, ?10, ?11, ?12)",
+                 value, level, message, status, triggered_at, notified_at, suppressed, pending, facts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'firing', ?10, ?10, ?11, ?12, ?13)",
             params![
                 rule.id,
                 target,
@@ -337,6 +345,7 @@ pub fn record(c: &Connection, ev: &Raised, now: i64) -> rusqlite::Result<Recorde
                 now,
                 suppress.then_some("node_down"),
                 (!suppress).then_some("fired"),
+                facts,
             ],
         )?;
         log::warn!("alert ({}): {message}", rule.level);
@@ -369,44 +378,48 @@ pub fn clear(
 
 /// What an alert names (node and instance by name, an account by its
 /// login) and the tenant whose customers may see it (an instance's).
-fn about(c: &Connection, s: &Subject) -> rusqlite::Result<(String, Option<i64>)> {
+fn about(c: &Connection, s: &Subject) -> rusqlite::Result<(About, Option<i64>)> {
     let name = |sql: &str, id: i64| -> rusqlite::Result<Option<String>> {
         c.prepare_cached(sql)?
             .query_row([id], |r| r.get(0))
             .optional()
     };
     let node = |n: NodeId| -> rusqlite::Result<String> {
-        Ok(match name("SELECT name FROM nodes WHERE id = ?1", n.0)? {
-            Some(x) => format!("node {x}"),
-            None => format!("node {n}"),
-        })
+        Ok(name("SELECT name FROM nodes WHERE id = ?1", n.0)?.unwrap_or_else(|| n.to_string()))
     };
     Ok(match *s {
-        Subject::Node(n) => (node(n)?, None),
-        Subject::Gpu(n, g) => (format!("GPU {g} of {}", node(n)?), None),
+        Subject::Node(n) => (About::Node { node: node(n)? }, None),
+        Subject::Gpu(n, gpu) => (
+            About::Gpu {
+                gpu,
+                node: node(n)?,
+            },
+            None,
+        ),
         Subject::Instance(n, i) => {
             let row: Option<(String, Option<i64>)> = c
                 .prepare_cached("SELECT name, tenant_id FROM instances WHERE id = ?1")?
                 .query_row([i.0], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            let (label, tenant) = row.map_or((format!("#{i}"), None), |(n, t)| (n, t));
-            (format!("instance {label} on {}", node(n)?), tenant)
+            let (instance, tenant) = row.unwrap_or_else(|| (format!("#{i}"), None));
+            let node = node(n)?;
+            (About::Instance { instance, node }, tenant)
         }
-        Subject::User(u) => match name("SELECT username FROM users WHERE id = ?1", u.0)? {
-            Some(x) => (format!("account {x}"), None),
-            None => (format!("account #{}", u.0), None),
-        },
+        Subject::User(u) => {
+            let user = name("SELECT username FROM users WHERE id = ?1", u.0)?
+                .unwrap_or_else(|| format!("#{}", u.0));
+            (About::Account { user }, None)
+        }
         Subject::Session(x) => {
-            let who = name(
+            let user = name(
                 "SELECT u.username FROM remote_sessions r JOIN users u ON u.id = r.user_id
                  WHERE r.id = ?1",
                 x.0,
             )?;
-            let by = who.map(|u| format!(" of {u}")).unwrap_or_default();
-            (format!("session #{}{by}", x.0), None)
+            (About::Session { session: x.0, user }, None)
         }
-        Subject::Lease(l) => (format!("lease #{l}"), None),
-        Subject::Appliance => ("the appliance".into(), None),
+        Subject::Lease(lease) => (About::Lease { lease }, None),
+        Subject::Appliance => (About::Appliance, None),
     })
 }
 

@@ -1,7 +1,8 @@
 //! Managing alerts: rules, channels and maintenance windows as the API and
 //! pages see them (validated input, views without secrets), the alert list
 //! with its filters scoped in the query, and acknowledging or closing an
-//! alert. Every change is audited in its own transaction.
+//! alert (in `list`), maintenance windows (in `windows`). Every change is
+//! audited in its own transaction.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -12,8 +13,10 @@ use super::events::EventKind;
 use super::model::{self, Combine, ConditionInput, Level, RuleId, Scope};
 use crate::audit::{self, Actor, Event, Source};
 use crate::error::{AppError, FieldError, FieldErrors};
-use crate::ids::{InstanceId, NodeId};
 use crate::metrics::model::Kind;
+
+pub use super::list::{AlertFilter, AlertView, Handle, alert, alerts, firing_by_level, handle};
+pub use super::windows::{WindowIn, WindowView, delete_window, save_window, window, windows};
 
 /// One condition as the API takes and shows it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -48,6 +51,8 @@ pub struct RuleIn {
     pub level: String,
     pub enabled: Option<Value>,
     pub channels: Vec<i64>,
+    /// Users who also get its alerts by e-mail (those they may see).
+    pub notify_users: Vec<i64>,
     /// Seconds before a still-firing alert is announced again (0: never).
     pub silence: Option<Value>,
     pub tags: Vec<String>,
@@ -69,6 +74,7 @@ struct ValidRule {
     level: Level,
     enabled: bool,
     channels: Vec<i64>,
+    notify_users: Vec<i64>,
     silence: i64,
     tags: Vec<String>,
     /// An event rule: its event and threshold (no conditions then).
@@ -76,7 +82,7 @@ struct ValidRule {
 }
 
 /// A refused field: what is wrong (an i18n key).
-fn detail(errors: &mut FieldErrors, f: &'static str, key: &'static str) {
+pub(super) fn detail(errors: &mut FieldErrors, f: &'static str, key: &'static str) {
     errors.insert(f, FieldError::new(key));
 }
 
@@ -301,6 +307,7 @@ fn common(
                 level,
                 enabled,
                 channels: input.channels.clone(),
+                notify_users: input.notify_users.clone(),
                 silence,
                 tags,
                 event,
@@ -328,6 +335,7 @@ pub struct RuleView {
     pub level: Level,
     pub enabled: bool,
     pub channels: Vec<i64>,
+    pub notify_users: Vec<i64>,
     pub silence: i64,
     pub tags: Vec<String>,
     pub created_by: Option<i64>,
@@ -370,6 +378,7 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
                 level: r.get(7)?,
                 enabled: r.get(8)?,
                 channels: Vec::new(),
+                notify_users: Vec::new(),
                 silence: r.get(9)?,
                 tags: serde_json::from_str(&json(10)?).unwrap_or_default(),
                 created_by: r.get(11)?,
@@ -418,6 +427,7 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
         v.channels = chans
             .query_map([v.id], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        v.notify_users = super::recipients::of_rule(c, v.id)?;
     }
     Ok(out)
 }
@@ -425,6 +435,12 @@ fn rule_views(c: &Connection, only: Option<RuleId>) -> rusqlite::Result<Vec<Rule
 /// Every rule, or one (`None`: no such rule).
 pub async fn rules(db: &crate::db::Db) -> Result<Vec<RuleView>, AppError> {
     db.read(|c| rule_views(c, None).map_err(AppError::from))
+        .await
+}
+
+/// The users a rule may notify (id, name), for the rule form.
+pub async fn notify_choices(db: &crate::db::Db) -> Result<Vec<(i64, String)>, AppError> {
+    db.read(|c| super::recipients::choices(c).map_err(AppError::from))
         .await
 }
 
@@ -442,7 +458,7 @@ pub struct By {
     pub source: Source,
 }
 
-fn audit(
+pub(super) fn audit(
     tx: &Transaction<'_>,
     by: &By,
     action: &str,
@@ -493,7 +509,7 @@ fn write_rule_parts(tx: &Transaction<'_>, id: RuleId, r: &ValidRule) -> Result<(
             params![id, ch],
         )?;
     }
-    Ok(())
+    super::recipients::write(tx, id, &r.notify_users)
 }
 
 fn rule_detail(r: &ValidRule) -> Value {
@@ -502,6 +518,7 @@ fn rule_detail(r: &ValidRule) -> Value {
             "name": r.name, "level": r.level.as_str(), "enabled": r.enabled,
             "scope": r.scope.as_str(), "scope_ids": r.scope.ids(), "event": event.as_str(),
             "threshold": threshold, "silence": r.silence, "channels": r.channels,
+            "notify_users": r.notify_users,
         });
     }
     json!({
@@ -510,6 +527,7 @@ fn rule_detail(r: &ValidRule) -> Value {
         "combine": r.combine.as_str(),
         "conditions": r.conditions.iter().map(|c| json!([c.metric, c.op.as_str(), c.threshold])).collect::<Vec<_>>(),
         "duration": r.duration, "silence": r.silence, "channels": r.channels,
+        "notify_users": r.notify_users,
     })
 }
 
@@ -622,444 +640,6 @@ pub async fn delete_rule(db: &crate::db::Db, by: By, id: RuleId) -> Result<(), A
             "alert_rule",
             id.0,
             json!({ "name": name }),
-        )?;
-        tx.commit()?;
-        Ok(())
-    })
-    .await
-}
-
-/// Filters of the alert list.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct AlertFilter {
-    pub level: Option<String>,
-    pub status: Option<String>,
-    pub node: Option<i64>,
-    /// triggered at or after (unix seconds)
-    pub since: Option<i64>,
-    /// triggered before (unix seconds)
-    pub until: Option<i64>,
-    pub limit: Option<i64>,
-}
-
-/// One alert as the list and the API show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertView {
-    pub id: i64,
-    pub rule_id: RuleId,
-    pub rule: String,
-    pub target: String,
-    pub node_id: Option<NodeId>,
-    pub node: Option<String>,
-    pub instance_id: Option<InstanceId>,
-    pub instance: Option<String>,
-    pub metric: String,
-    pub value: Option<f64>,
-    pub level: Level,
-    pub message: String,
-    pub status: String,
-    pub triggered_at: i64,
-    pub resolved_at: Option<i64>,
-    pub resolved_reason: Option<String>,
-    pub acknowledged_by: Option<String>,
-    pub acknowledged_at: Option<i64>,
-    pub note: String,
-    /// Recorded but not announced: `node_down` (its node was unreachable).
-    pub suppressed: Option<String>,
-    /// The event of an event rule's alert (null for a metric rule's).
-    pub event: Option<String>,
-}
-
-/// `(tenant, user)` filters of a scope: customers reach the instance
-/// alerts of their tenant (owners) or of their own instances (members).
-fn scope_filters(scope: crate::ids::Scope) -> (bool, Option<i64>, Option<i64>) {
-    use crate::ids::Scope as S;
-    match scope {
-        S::All => (false, None, None),
-        S::Tenant(t) => (true, Some(t.0), None),
-        S::User(u, _) => (true, None, Some(u.0)),
-    }
-}
-
-fn validate_filter(f: &AlertFilter) -> Result<(), AppError> {
-    let mut errors = FieldErrors::new();
-    if f.level
-        .as_deref()
-        .is_some_and(|l| Level::parse(l).is_none())
-    {
-        detail(&mut errors, "level", "one of P0, P1, P2, P3");
-    }
-    if f.status
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "firing" | "acknowledged" | "resolved" | "open"))
-    {
-        detail(
-            &mut errors,
-            "status",
-            "one of firing, acknowledged, resolved, open",
-        );
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::Validation(errors))
-    }
-}
-
-fn alert_views(
-    c: &Connection,
-    scope: crate::ids::Scope,
-    f: &AlertFilter,
-    only: Option<i64>,
-) -> rusqlite::Result<Vec<AlertView>> {
-    let (customer, tenant, user) = scope_filters(scope);
-    let mut st = c.prepare_cached(
-        "SELECT a.id, a.rule_id, r.name, a.target, a.node_id, n.name, a.instance_id, i.name,
-                a.metric, a.value, a.level, a.message, a.status, a.triggered_at, a.resolved_at,
-                a.resolved_reason, u.username, a.acknowledged_at, a.note, a.suppressed, r.event
-         FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id
-         LEFT JOIN nodes n ON n.id = a.node_id
-         LEFT JOIN instances i ON i.id = a.instance_id
-         LEFT JOIN users u ON u.id = a.acknowledged_by
-         WHERE (?1 = 0 OR a.instance_id IS NOT NULL)
-           AND (?2 IS NULL OR a.tenant_id = ?2)
-           AND (?3 IS NULL OR i.user_id = ?3)
-           AND (?4 IS NULL OR a.id = ?4)
-           AND (?5 IS NULL OR a.level = ?5)
-           AND (?6 IS NULL OR a.status = ?6 OR (?6 = 'open' AND a.status != 'resolved'))
-           AND (?7 IS NULL OR a.node_id = ?7)
-           AND (?8 IS NULL OR a.triggered_at >= ?8)
-           AND (?9 IS NULL OR a.triggered_at < ?9)
-         ORDER BY a.id DESC LIMIT ?10",
-    )?;
-    let limit = f.limit.unwrap_or(200).clamp(1, 1000);
-    st.query_map(
-        params![
-            customer, tenant, user, only, f.level, f.status, f.node, f.since, f.until, limit
-        ],
-        |r| {
-            Ok(AlertView {
-                id: r.get(0)?,
-                rule_id: r.get(1)?,
-                rule: r.get(2)?,
-                target: r.get(3)?,
-                node_id: r.get(4)?,
-                node: r.get(5)?,
-                instance_id: r.get(6)?,
-                instance: r.get(7)?,
-                metric: r.get(8)?,
-                value: r.get(9)?,
-                level: r.get(10)?,
-                message: r.get(11)?,
-                status: r.get(12)?,
-                triggered_at: r.get(13)?,
-                resolved_at: r.get(14)?,
-                resolved_reason: r.get(15)?,
-                acknowledged_by: r.get(16)?,
-                acknowledged_at: r.get(17)?,
-                note: r.get(18)?,
-                suppressed: r.get(19)?,
-                event: r.get(20)?,
-            })
-        },
-    )?
-    .collect()
-}
-
-/// The alerts `scope` reaches that pass `filter`, newest first.
-pub async fn alerts(
-    db: &crate::db::Db,
-    scope: crate::ids::Scope,
-    filter: AlertFilter,
-) -> Result<Vec<AlertView>, AppError> {
-    validate_filter(&filter)?;
-    db.read(move |c| alert_views(c, scope, &filter, None).map_err(AppError::from))
-        .await
-}
-
-/// One alert `scope` reaches.
-pub async fn alert(
-    db: &crate::db::Db,
-    scope: crate::ids::Scope,
-    id: i64,
-) -> Result<AlertView, AppError> {
-    db.read(move |c| {
-        alert_views(c, scope, &AlertFilter::default(), Some(id)).map_err(AppError::from)
-    })
-    .await?
-    .into_iter()
-    .next()
-    .ok_or(AppError::NotFound)
-}
-
-/// Counts of firing (unacknowledged) alerts `scope` reaches, by level, P0
-/// first: counted in the query (scoped like the list), however many.
-pub async fn firing_by_level(
-    db: &crate::db::Db,
-    scope: crate::ids::Scope,
-) -> Result<[(Level, i64); 4], AppError> {
-    let (customer, tenant, user) = scope_filters(scope);
-    let counts: Vec<(Level, i64)> = db
-        .read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT a.level, COUNT(*)
-                 FROM alert_records a LEFT JOIN instances i ON i.id = a.instance_id
-                 WHERE a.status = 'firing'
-                   AND (?1 = 0 OR a.instance_id IS NOT NULL)
-                   AND (?2 IS NULL OR a.tenant_id = ?2)
-                   AND (?3 IS NULL OR i.user_id = ?3)
-                 GROUP BY a.level",
-            )?;
-            st.query_map(params![customer, tenant, user], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(AppError::from)
-        })
-        .await?;
-    let mut out = [
-        (Level::P0, 0),
-        (Level::P1, 0),
-        (Level::P2, 0),
-        (Level::P3, 0),
-    ];
-    for (level, n) in counts {
-        if let Some(slot) = out.iter_mut().find(|(l, _)| *l == level) {
-            slot.1 = n;
-        }
-    }
-    Ok(out)
-}
-
-/// Acknowledge (the alert stays open, is not announced again) or close
-/// (resolved by hand) an open alert, with a note.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handle {
-    Ack,
-    Close,
-}
-
-pub async fn handle(
-    db: &crate::db::Db,
-    by: By,
-    id: i64,
-    how: Handle,
-    note: &str,
-) -> Result<AlertView, AppError> {
-    let mut errors = FieldErrors::new();
-    let note = crate::validate::multiline_text(&mut errors, "note", note, 2000);
-    if !errors.is_empty() {
-        return Err(AppError::Validation(errors));
-    }
-    db.write(move |c| {
-        let tx = c.transaction()?;
-        let now = crate::db::now();
-        let user = by.actor.id.map(|u| u.0);
-        let n = match how {
-            Handle::Ack => tx.execute(
-                "UPDATE alert_records SET status = 'acknowledged', acknowledged_by = ?2,
-                     acknowledged_at = ?3, note = ?4 WHERE id = ?1 AND status = 'firing'",
-                params![id, user, now, note],
-            )?,
-            Handle::Close => tx.execute(
-                "UPDATE alert_records SET status = 'resolved', resolved_at = ?2,
-                     resolved_reason = 'closed', note = ?3,
-                     acknowledged_by = COALESCE(acknowledged_by, ?4),
-                     acknowledged_at = COALESCE(acknowledged_at, ?2)
-                 WHERE id = ?1 AND status != 'resolved'",
-                params![id, now, note, user],
-            )?,
-        };
-        if n == 0 {
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT status FROM alert_records WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            return Err(match exists {
-                None => AppError::NotFound,
-                Some(_) => AppError::Conflict(FieldErrors::from([(
-                    "status",
-                    FieldError::new("err.alert_state"),
-                )])),
-            });
-        }
-        let action = match how {
-            Handle::Ack => "alert.ack",
-            Handle::Close => "alert.close",
-        };
-        audit(&tx, &by, action, "alert", id, json!({ "note": note }))?;
-        tx.commit()?;
-        Ok(())
-    })
-    .await?;
-    alert(db, crate::ids::Scope::All, id).await
-}
-
-/// A maintenance window as submitted and shown.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct WindowIn {
-    pub node_id: Option<i64>,
-    pub starts_at: Option<i64>,
-    pub ends_at: Option<i64>,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowView {
-    pub id: i64,
-    pub node_id: NodeId,
-    pub node: String,
-    pub starts_at: i64,
-    pub ends_at: i64,
-    pub reason: String,
-    /// On now.
-    pub active: bool,
-    pub created_by: Option<i64>,
-    pub created_at: i64,
-}
-
-fn window_views(
-    c: &Connection,
-    only: Option<i64>,
-    node: Option<NodeId>,
-    now: i64,
-) -> rusqlite::Result<Vec<WindowView>> {
-    c.prepare_cached(
-        "SELECT w.id, w.node_id, n.name, w.starts_at, w.ends_at, w.reason, w.created_by,
-                w.created_at
-         FROM maintenance_windows w JOIN nodes n ON n.id = w.node_id
-         WHERE (?1 IS NULL OR w.id = ?1) AND (?2 IS NULL OR w.node_id = ?2)
-         ORDER BY w.starts_at DESC, w.id DESC",
-    )?
-    .query_map(params![only, node], |r| {
-        let (starts_at, ends_at): (i64, i64) = (r.get(3)?, r.get(4)?);
-        Ok(WindowView {
-            id: r.get(0)?,
-            node_id: r.get(1)?,
-            node: r.get(2)?,
-            starts_at,
-            ends_at,
-            reason: r.get(5)?,
-            active: starts_at <= now && now < ends_at,
-            created_by: r.get(6)?,
-            created_at: r.get(7)?,
-        })
-    })?
-    .collect()
-}
-
-pub async fn windows(
-    db: &crate::db::Db,
-    node: Option<NodeId>,
-) -> Result<Vec<WindowView>, AppError> {
-    db.read(move |c| window_views(c, None, node, crate::db::now()).map_err(AppError::from))
-        .await
-}
-
-pub async fn window(db: &crate::db::Db, id: i64) -> Result<WindowView, AppError> {
-    db.read(move |c| window_views(c, Some(id), None, crate::db::now()).map_err(AppError::from))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(AppError::NotFound)
-}
-
-fn validate_window(c: &Connection, w: &WindowIn) -> Result<(NodeId, i64, i64, String), AppError> {
-    let mut errors = FieldErrors::new();
-    let reason = crate::validate::optional_text(&mut errors, "reason", &w.reason, 500);
-    let node = w.node_id.map(NodeId);
-    let found: Option<i64> = match node {
-        Some(n) => c
-            .query_row("SELECT id FROM nodes WHERE id = ?1", [n], |r| r.get(0))
-            .optional()?,
-        None => None,
-    };
-    if found.is_none() {
-        detail(&mut errors, "node_id", "choose a node");
-    }
-    if w.starts_at.is_none() {
-        detail(&mut errors, "starts_at", "a start time is needed");
-    }
-    match (w.starts_at, w.ends_at) {
-        (_, None) => detail(&mut errors, "ends_at", "an end time is needed"),
-        (Some(s), Some(e)) if e <= s => detail(&mut errors, "ends_at", "must be after the start"),
-        _ => {}
-    }
-    match (errors.is_empty(), node, w.starts_at, w.ends_at) {
-        (true, Some(n), Some(s), Some(e)) => Ok((n, s, e, reason)),
-        _ => Err(AppError::Validation(errors)),
-    }
-}
-
-/// Creates (`id` none) or replaces a maintenance window; returns it.
-pub async fn save_window(
-    db: &crate::db::Db,
-    by: By,
-    id: Option<i64>,
-    input: WindowIn,
-) -> Result<WindowView, AppError> {
-    let id = db
-        .write(move |c| {
-            let (node, starts, ends, reason) = validate_window(c, &input)?;
-            let tx = c.transaction()?;
-            let now = crate::db::now();
-            let action = match id {
-                None => "maintenance_window.create",
-                Some(_) => "maintenance_window.update",
-            };
-            let id = match id {
-                None => tx.query_row(
-                    "INSERT INTO maintenance_windows (node_id, starts_at, ends_at, reason,
-                         created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                    params![node, starts, ends, reason, by.actor.id.map(|u| u.0), now],
-                    |r| r.get(0),
-                )?,
-                Some(id) => {
-                    let n = tx.execute(
-                        "UPDATE maintenance_windows SET node_id = ?2, starts_at = ?3,
-                             ends_at = ?4, reason = ?5 WHERE id = ?1",
-                        params![id, node, starts, ends, reason],
-                    )?;
-                    if n == 0 {
-                        return Err(AppError::NotFound);
-                    }
-                    id
-                }
-            };
-            let d =
-                json!({"node_id": node, "starts_at": starts, "ends_at": ends, "reason": reason});
-            audit(&tx, &by, action, "maintenance_window", id, d)?;
-            tx.commit()?;
-            Ok::<_, AppError>(id)
-        })
-        .await?;
-    window(db, id).await
-}
-
-pub async fn delete_window(db: &crate::db::Db, by: By, id: i64) -> Result<(), AppError> {
-    db.write(move |c| {
-        let tx = c.transaction()?;
-        let node: i64 = tx
-            .query_row(
-                "DELETE FROM maintenance_windows WHERE id = ?1 RETURNING node_id",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or(AppError::NotFound)?;
-        let d = json!({ "node_id": node });
-        audit(
-            &tx,
-            &by,
-            "maintenance_window.delete",
-            "maintenance_window",
-            id,
-            d,
         )?;
         tx.commit()?;
         Ok(())

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::model::{Level, RuleId};
+use super::recipients;
 use super::send::{self, Channel};
 use super::store;
 use crate::db::Db;
@@ -70,6 +71,10 @@ pub struct Notice {
     /// only alerts of one tenant, since a tenant's own channels get it.
     #[serde(skip)]
     pub tenant_id: Option<i64>,
+    /// The message's facts, for recipients of other languages (not sent:
+    /// `message` is the English line).
+    #[serde(skip)]
+    pub facts: Option<super::facts::Facts>,
 }
 
 /// The alerts a storm's one message stands for.
@@ -78,6 +83,9 @@ pub struct Group {
     pub count: usize,
     pub alert_ids: Vec<i64>,
     pub targets: Vec<String>,
+    /// The facts of the alerts spelled out (not sent).
+    #[serde(skip)]
+    pub facts: Vec<Option<super::facts::Facts>>,
 }
 
 /// The engine's side of the queue. Cheap to clone.
@@ -114,14 +122,25 @@ pub fn start(s: Sender, cancel: CancellationToken) -> (Notifier, tokio::task::Jo
 
 async fn run(s: Arc<Sender>, mut rx: mpsc::Receiver<Notice>, cancel: CancellationToken) {
     let mut tasks = JoinSet::new();
+    let mut closing = false;
     loop {
         while tasks.len() >= IN_FLIGHT {
             tasks.join_next().await;
         }
-        let notice = tokio::select! {
-            _ = cancel.cancelled() => break,
-            n = rx.recv() => match n { Some(n) => n, None => break },
+        // Once cancelled, what is already queued is still sent.
+        let next = if closing {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    rx.close();
+                    closing = true;
+                    continue;
+                }
+                n = rx.recv() => n,
+            }
         };
+        let Some(notice) = next else { break };
         let s = s.clone();
         tasks.spawn(async move {
             if let Err(e) = deliver_all(&s, &notice).await {
@@ -136,23 +155,60 @@ async fn run(s: Arc<Sender>, mut rx: mpsc::Receiver<Notice>, cancel: Cancellatio
     }
 }
 
-/// Sends one notice to every enabled channel of its rule, side by side.
+/// Sends one notice to every enabled channel of its rule, and by e-mail
+/// to the users it notifies who may see it, side by side.
 async fn deliver_all(s: &Sender, n: &Notice) -> Result<(), AppError> {
     let (rule, alert) = (n.rule_id, n.alert_id);
-    let rows =
-        s.db.read(move |c| store::channels_of(c, rule, alert).map_err(AppError::from))
-            .await?;
+    let alerts = n
+        .group
+        .as_ref()
+        .map_or_else(|| vec![alert], |g| g.alert_ids.clone());
+    let (rows, users, mail) =
+        s.db.read(move |c| {
+            let users = recipients::for_alerts(c, rule, &alerts)?;
+            let mail = if users.is_empty() {
+                Vec::new()
+            } else {
+                recipients::mail_channels(c, rule)?
+            };
+            Ok::<_, AppError>((store::channels_of(c, rule, alert)?, users, mail))
+        })
+        .await?;
     let sealer = s.sealer.clone();
-    let targets = tokio::task::spawn_blocking(move || {
-        rows.into_iter()
-            .map(|row| row.unseal(&sealer))
-            .collect::<Result<Vec<_>, crate::secrets::SecretError>>()
+    let (targets, mail) = tokio::task::spawn_blocking(move || {
+        let unseal = |rows: Vec<store::SealedChannel>| {
+            rows.into_iter()
+                .map(|row| row.unseal(&sealer))
+                .collect::<Result<Vec<_>, crate::secrets::SecretError>>()
+        };
+        Ok::<_, crate::secrets::SecretError>((unseal(rows)?, unseal(mail)?))
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))??;
-    let sends = targets.iter().map(|t| deliver(s, t, Some(n.alert_id), n));
-    futures_util::future::join_all(sends).await;
+    let sends = targets.iter().map(|t| deliver(s, t, Some(alert), n));
+    let mails = users.iter().map(|u| mail_user(s, &mail, u, n));
+    futures_util::future::join(
+        futures_util::future::join_all(sends),
+        futures_util::future::join_all(mails),
+    )
+    .await;
     Ok(())
+}
+
+/// E-mails a notice to one user through the first lab e-mail channel that
+/// delivers it.
+async fn mail_user(s: &Sender, mail: &[Channel], to: &recipients::Recipient, n: &Notice) {
+    for ch in mail {
+        if deliver(s, &ch.addressed(&to.email, to.lang), Some(n.alert_id), n).await {
+            return;
+        }
+    }
+    log::warn!(
+        "alert {}: user {} not reached by e-mail ({} mail channel(s))",
+        n.alert_id,
+        to.user_id,
+        mail.len()
+    );
 }
 
 /// Up to [`TRIES`] tries to one channel, each logged; true when one was
@@ -182,6 +238,13 @@ pub async fn deliver(s: &Sender, t: &Channel, alert: Option<i64>, n: &Notice) ->
         }
     }
     false
+}
+
+/// A notifier whose queue the caller reads (tests of what is sent).
+#[cfg(test)]
+pub(super) fn queue() -> (Notifier, mpsc::Receiver<Notice>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (Notifier { tx }, rx)
 }
 
 /// The signature of a webhook body sent at `timestamp`.

@@ -16,12 +16,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::channels::{self, ChannelIn, ChannelView, TestResult};
+use super::channels::{self, ChannelView};
 use super::manage::{
     self, AlertFilter, AlertView, By, Handle, RuleIn, RuleView, WindowIn, WindowView,
 };
 use super::model::{Level, RuleId};
-use super::store::DeliveryRow;
 use crate::app::App;
 use crate::audit::Source;
 use crate::auth::PageCtx;
@@ -43,23 +42,14 @@ pub fn routes() -> Router<App> {
         .route("/nodes/{id}/maintenance-windows", get(node_windows))
         .route("/alert-rules/{id}/delete", post(delete_rule))
         .route(
-            "/notification-channels",
-            get(channels_page).post(create_channel),
-        )
-        .route(
-            "/notification-channels/{id}",
-            get(channel_page).post(update_channel),
-        )
-        .route("/notification-channels/{id}/test", post(test_channel))
-        .route("/notification-channels/{id}/delete", post(delete_channel))
-        .route(
             "/maintenance-windows",
             get(windows_page).post(create_window),
         )
         .route("/maintenance-windows/{id}/delete", post(delete_window))
+        .merge(super::channel_pages::routes())
 }
 
-fn by(ctx: &PageCtx, source: Source) -> By {
+pub(super) fn by(ctx: &PageCtx, source: Source) -> By {
     By {
         actor: ctx.me.actor(),
         source,
@@ -99,11 +89,6 @@ pub fn reason_key<S: AsRef<str>>(reason: S) -> &'static str {
         "rule_off" => "alerts.reason_rule_off",
         _ => "alerts.reason_closed",
     }
-}
-
-/// The channel kinds a form offers.
-pub fn channel_kinds() -> &'static [&'static str] {
-    channels::KINDS
 }
 
 #[derive(Template)]
@@ -237,6 +222,8 @@ struct RulesPage {
     rules: Vec<RuleView>,
     channels: Vec<ChannelView>,
     nodes: Vec<(i64, String)>,
+    /// The users a rule may notify (id, name).
+    users: Vec<(i64, String)>,
     form: FormValues,
     errs: FormErrs,
     /// The rule being edited (the form then saves it; the list is hidden).
@@ -249,6 +236,9 @@ impl RulesPage {
     }
     fn channel_on<T: std::borrow::Borrow<i64>>(&self, id: T) -> bool {
         self.form.checked(&format!("channel_{}", id.borrow()))
+    }
+    fn user_on<T: std::borrow::Borrow<i64>>(&self, id: T) -> bool {
+        self.form.checked(&format!("user_{}", id.borrow()))
     }
     fn channel_names(&self, r: &RuleView) -> String {
         let ids = &r.channels;
@@ -306,6 +296,7 @@ async fn render_rule_form(
             .filter(|c| c.tenant_id.is_none())
             .collect(),
         nodes: node_names(app).await?,
+        users: manage::notify_choices(&app.db).await?,
         form,
         errs,
     })
@@ -366,6 +357,7 @@ fn rule_input(form: &HashMap<String, String>) -> RuleIn {
         level: v("level"),
         enabled: Some(Value::Bool(form.contains_key("enabled"))),
         channels: ticked(form, "channel_"),
+        notify_users: ticked(form, "user_"),
         silence: number(&v("silence")),
         tags: v("tags")
             .split(',')
@@ -457,6 +449,9 @@ fn rule_form(r: &RuleView) -> FormValues {
     }
     for id in &r.channels {
         form.insert(format!("channel_{id}"), "on".into());
+    }
+    for id in &r.notify_users {
+        form.insert(format!("user_{id}"), "on".into());
     }
     FormValues::from_map(form)
 }
@@ -553,6 +548,7 @@ async fn switch_rule(
         level: r.level.as_str().to_string(),
         enabled: Some(Value::Bool(!r.enabled)),
         channels: r.channels,
+        notify_users: r.notify_users,
         silence: Some(Value::from(r.silence)),
         tags: r.tags,
         ..RuleIn::default()
@@ -582,98 +578,6 @@ async fn delete_rule(
     Ok(Redirect::to("/alert-rules").into_response())
 }
 
-#[derive(Template)]
-#[template(path = "alerts/channels.html")]
-struct ChannelsPage {
-    l: Layout,
-    channels: Vec<ChannelView>,
-    form: FormValues,
-    errs: FormErrs,
-}
-
-async fn render_channels(
-    app: &App,
-    ctx: PageCtx,
-    form: FormValues,
-    errs: FormErrs,
-) -> Result<Response, AppError> {
-    let scope = ctx.me.scope();
-    html(&ChannelsPage {
-        l: ctx.nav("alerts").l,
-        channels: channels::list(&app.db, scope).await?,
-        form,
-        errs,
-    })
-}
-
-async fn channels_page(State(app): State<App>, ctx: PageCtx) -> Result<Response, AppError> {
-    let form = FormValues::from_pairs(&[("kind", "webhook".to_string())]);
-    render_channels(&app, ctx, form, FormErrs::default()).await
-}
-
-async fn create_channel(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    Form(form): Form<HashMap<String, String>>,
-) -> Result<Response, AppError> {
-    let input = channel_input(&form, Value::Bool(true));
-    match channels::create(&app.db, &app.sealer, by(&ctx, src), ctx.me.scope(), input).await {
-        Ok(c) => Ok(Redirect::to(&format!("/notification-channels/{}", c.id)).into_response()),
-        Err(e) if e.fields().is_some() => {
-            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut shown = form;
-            shown.remove("secret");
-            let mut resp = render_channels(&app, ctx, FormValues::from_map(shown), errs).await?;
-            *resp.status_mut() = status;
-            Ok(resp)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A channel as its form submits it (every kind's fields; the kind picks).
-fn channel_input(form: &HashMap<String, String>, enabled: Value) -> ChannelIn {
-    let v = |k: &str| form.get(k).cloned().unwrap_or_default();
-    ChannelIn {
-        name: v("name"),
-        kind: v("kind"),
-        url: v("url"),
-        secret: Some(v("secret")),
-        enabled: Some(enabled),
-        host: v("host"),
-        port: Some(Value::String(v("port"))),
-        security: v("security"),
-        user: v("user"),
-        password: None,
-        from: v("from"),
-        to: Some(Value::String(v("to"))),
-        chat_id: v("chat_id"),
-        language: v("language"),
-        proxy: v("proxy"),
-        tenant_id: None,
-    }
-}
-
-/// The form values of a channel as stored (never its secret).
-fn channel_form(c: &ChannelView) -> FormValues {
-    FormValues::from_pairs(&[
-        ("name", c.name.clone()),
-        ("kind", c.kind.clone()),
-        ("url", c.url.clone()),
-        ("host", c.settings.host.clone()),
-        ("port", c.port_text()),
-        ("security", c.security().to_string()),
-        ("user", c.settings.user.clone()),
-        ("from", c.settings.from.clone()),
-        ("to", c.to_text()),
-        ("chat_id", c.settings.chat_id.clone()),
-        ("language", c.settings.language.clone()),
-        ("proxy", c.proxy.clone()),
-        ("enabled", if c.enabled { "1" } else { "" }.to_string()),
-    ])
-}
-
 /// The text key of a channel kind.
 pub fn kind_key<S: AsRef<str>>(kind: S) -> &'static str {
     match kind.as_ref() {
@@ -685,114 +589,6 @@ pub fn kind_key<S: AsRef<str>>(kind: S) -> &'static str {
         "telegram" => "alerts.kind_telegram",
         _ => "alerts.kind_webhook",
     }
-}
-
-#[derive(Template)]
-#[template(path = "alerts/channel.html")]
-struct ChannelPage {
-    l: Layout,
-    channel: ChannelView,
-    log: Vec<DeliveryRow>,
-    test: Option<TestResult>,
-    form: FormValues,
-    errs: FormErrs,
-}
-
-async fn render_channel(
-    app: &App,
-    ctx: PageCtx,
-    id: i64,
-    test: Option<TestResult>,
-) -> Result<Response, AppError> {
-    let channel = channels::get(&app.db, ctx.me.scope(), id).await?;
-    let form = channel_form(&channel);
-    render_channel_with(app, ctx, channel, test, form, FormErrs::default()).await
-}
-
-async fn render_channel_with(
-    app: &App,
-    ctx: PageCtx,
-    channel: ChannelView,
-    test: Option<TestResult>,
-    form: FormValues,
-    errs: FormErrs,
-) -> Result<Response, AppError> {
-    let id = channel.id;
-    let scope = ctx.me.scope();
-    html(&ChannelPage {
-        l: ctx.nav("alerts").l,
-        channel,
-        log: channels::deliveries(&app.db, scope, id).await?,
-        test,
-        form,
-        errs,
-    })
-}
-
-async fn update_channel(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    ApiPath(id): ApiPath<i64>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Result<Response, AppError> {
-    let cur = channels::get(&app.db, ctx.me.scope(), id).await?;
-    let enabled = FormValues::from_map(form.clone()).bool_value("enabled");
-    let mut input = channel_input(&form, enabled.unwrap_or(Value::Bool(false)));
-    input.kind = cur.kind.clone();
-    match channels::update(
-        &app.db,
-        &app.sealer,
-        by(&ctx, src),
-        ctx.me.scope(),
-        id,
-        input,
-    )
-    .await
-    {
-        Ok(c) => Ok(Redirect::to(&format!("/notification-channels/{}", c.id)).into_response()),
-        Err(e) if e.fields().is_some() => {
-            let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
-            let mut shown = form;
-            shown.remove("secret");
-            shown.insert("kind".into(), cur.kind.clone());
-            let form = FormValues::from_map(shown);
-            let mut resp = render_channel_with(&app, ctx, cur, None, form, errs).await?;
-            *resp.status_mut() = status;
-            Ok(resp)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-async fn channel_page(
-    State(app): State<App>,
-    ctx: PageCtx,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, AppError> {
-    render_channel(&app, ctx, id, None).await
-}
-
-async fn test_channel(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, AppError> {
-    let by = by(&ctx, src);
-    let scope = ctx.me.scope();
-    let r = channels::test(&app.db, app.sealer.clone(), by, scope, id, super::BACKOFF).await?;
-    render_channel(&app, ctx, id, Some(r)).await
-}
-
-async fn delete_channel(
-    State(app): State<App>,
-    ctx: PageCtx,
-    src: Source,
-    ApiPath(id): ApiPath<i64>,
-) -> Result<Response, AppError> {
-    channels::delete(&app.db, by(&ctx, src), ctx.me.scope(), id).await?;
-    Ok(Redirect::to("/notification-channels").into_response())
 }
 
 #[derive(Template)]

@@ -97,6 +97,24 @@ pub struct Channel {
     pub proxy: String,
 }
 
+impl Channel {
+    /// This e-mail channel addressed to one person, in their language.
+    pub fn addressed(&self, to: &str, lang: Lang) -> Channel {
+        Channel {
+            id: self.id,
+            kind: self.kind,
+            url: self.url.clone(),
+            secret: self.secret.clone(),
+            settings: Settings {
+                to: vec![to.to_string()],
+                language: lang.code().to_string(),
+                ..self.settings.clone()
+            },
+            proxy: self.proxy.clone(),
+        }
+    }
+}
+
 /// What one try did: the HTTP status where there was one, and why it
 /// failed when it did (None: delivered).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +169,7 @@ pub fn subject(n: &Notice, lang: Lang) -> String {
 /// its facts, one per line.
 pub fn text(n: &Notice, lang: Lang) -> String {
     let tr = Tr::new(lang);
-    let mut lines = vec![subject(n, lang), n.message.clone()];
+    let mut lines = vec![subject(n, lang), message(n, tr)];
     if !n.target.is_empty() {
         lines.push(format!("{}: {}", tr.t("alerts.target_of"), n.target));
     }
@@ -170,6 +188,27 @@ pub fn text(n: &Notice, lang: Lang) -> String {
         lines.push(format!("#{}", n.alert_id));
     }
     lines.join("\n")
+}
+
+/// The alert's message in `tr`'s language, from its facts where it has
+/// them (the stored English line otherwise).
+fn message(n: &Notice, tr: Tr) -> String {
+    use super::facts;
+    match (&n.group, &n.facts) {
+        (Some(g), _) => {
+            let lines: Option<Vec<String>> = g
+                .facts
+                .iter()
+                .map(|f| f.as_ref().map(|f| facts::line(f, &n.rule, tr)))
+                .collect();
+            match lines {
+                Some(lines) if !lines.is_empty() => facts::group_line(&n.rule, g.count, &lines, tr),
+                _ => n.message.clone(),
+            }
+        }
+        (None, Some(f)) => facts::line(f, &n.rule, tr),
+        (None, None) => n.message.clone(),
+    }
 }
 
 /// DingTalk's signature: base64 of HMAC-SHA256 keyed with the secret over

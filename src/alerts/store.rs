@@ -142,6 +142,8 @@ pub struct NewAlert<'a> {
     pub value: f64,
     pub level: Level,
     pub message: &'a str,
+    /// The message's language-neutral facts (JSON, see `facts`).
+    pub facts: &'a str,
     pub now: i64,
 }
 
@@ -155,9 +157,9 @@ pub fn insert_alert(tx: &Transaction<'_>, a: &NewAlert<'_>) -> rusqlite::Result<
     tx.query_row(
         "INSERT INTO alert_records (rule_id, target, node_id, instance_id, metric, value,
              level, message, status, triggered_at, notified_at,
-             tenant_id)
+             tenant_id, facts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'firing', ?9, ?9,
-                 (SELECT tenant_id FROM instances WHERE id = ?4))
+                 (SELECT tenant_id FROM instances WHERE id = ?4), ?10)
          ON CONFLICT DO NOTHING RETURNING id",
         params![
             a.rule,
@@ -168,7 +170,8 @@ pub fn insert_alert(tx: &Transaction<'_>, a: &NewAlert<'_>) -> rusqlite::Result<
             a.value,
             a.level,
             a.message,
-            a.now
+            a.now,
+            a.facts
         ],
         |r| r.get(0),
     )
@@ -195,6 +198,34 @@ pub fn suppress(tx: &Transaction<'_>, record: i64) -> rusqlite::Result<()> {
         [record],
     )?;
     Ok(())
+}
+
+/// Open alerts suppressed while their node was down, whose node is back
+/// (no open node-unreachable alert) and not in a maintenance window at
+/// `now`: no longer suppressed. Returns those still firing (not
+/// acknowledged), which are owed their first announcement.
+pub fn unsuppress_returned(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "UPDATE alert_records SET suppressed = NULL, notified_at = ?1
+             WHERE status != 'resolved' AND suppressed = 'node_down'
+               AND NOT EXISTS (SELECT 1 FROM alert_records d JOIN alert_rules r ON r.id = d.rule_id
+                               WHERE r.event = 'node_unreachable' AND d.status != 'resolved'
+                                 AND d.target = 'node:' || alert_records.node_id)
+               AND NOT EXISTS (SELECT 1 FROM maintenance_windows w
+                               WHERE w.node_id = alert_records.node_id
+                                 AND w.starts_at <= ?1 AND w.ends_at > ?1)
+             RETURNING id, status",
+        )?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut firing: Vec<i64> = rows
+        .into_iter()
+        .filter(|(_, s)| s == "firing")
+        .map(|(id, _)| id)
+        .collect();
+    firing.sort_unstable();
+    Ok(firing)
 }
 
 /// Whether an alert was recorded as suppressed (never announced).
@@ -307,6 +338,8 @@ pub struct SealedChannel {
     pub secret_sealed: Vec<u8>,
     pub settings: String,
     pub proxy: String,
+    /// The full proxy URL, sealed (`proxy` is its masked form).
+    pub proxy_sealed: Option<Vec<u8>>,
 }
 
 impl SealedChannel {
@@ -326,15 +359,18 @@ impl SealedChannel {
             secret: sealer.unseal(&self.secret_sealed)?,
             // written by us from a validated struct; a bad one sends nothing useful
             settings: serde_json::from_str(&self.settings).unwrap_or_default(),
-            proxy: self.proxy,
+            proxy: match &self.proxy_sealed {
+                Some(p) => String::from_utf8_lossy(sealer.unseal(p)?.expose()).into_owned(),
+                None => self.proxy,
+            },
         })
     }
 }
 
-const SEALED_COLUMNS: &str =
-    "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy";
+pub(super) const SEALED_COLUMNS: &str =
+    "n.id, n.kind, n.url, n.url_sealed, n.secret_sealed, n.settings, n.proxy, n.proxy_sealed";
 
-fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
+pub(super) fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
     Ok(SealedChannel {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -343,6 +379,7 @@ fn sealed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SealedChannel> {
         secret_sealed: r.get(4)?,
         settings: r.get(5)?,
         proxy: r.get(6)?,
+        proxy_sealed: r.get(7)?,
     })
 }
 
@@ -459,7 +496,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
     c.query_row(
         "SELECT a.id, a.rule_id, r.name, a.level, a.message, a.target, a.node_id,
                 a.instance_id, a.metric, a.value, a.triggered_at, a.resolved_at,
-                a.resolved_reason, a.tenant_id
+                a.resolved_reason, a.tenant_id, a.facts
          FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = ?1",
         [record],
         |r| {
@@ -480,6 +517,7 @@ pub fn notice(c: &Connection, record: i64, event: Event) -> rusqlite::Result<Opt
                 reason: r.get(12)?,
                 group: None,
                 tenant_id: r.get(13)?,
+                facts: super::facts::Facts::parse(&r.get::<_, String>(14)?),
             })
         },
     )
@@ -559,6 +597,7 @@ mod tests {
             value: 91.0,
             level: Level::P1,
             message: "hot",
+            facts: "",
             now,
         };
         let tx = c.transaction().unwrap();

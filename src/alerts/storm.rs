@@ -61,6 +61,18 @@ impl Storm {
         out
     }
 
+    /// Everything held, one message per rule, windows closed (shutdown:
+    /// nothing held is lost).
+    pub fn flush(&mut self) -> Vec<Notice> {
+        let mut out: Vec<Notice> = self
+            .open
+            .drain()
+            .filter_map(|(_, w)| merge(w.held))
+            .collect();
+        out.sort_by_key(|n| n.alert_id);
+        out
+    }
+
     /// What windows ended by `now` held, one message per rule.
     pub fn due(&mut self, now: i64) -> Vec<Notice> {
         let mut out = Vec::new();
@@ -95,6 +107,7 @@ fn merge(mut g: Vec<Notice>) -> Option<Notice> {
         count,
         alert_ids: g.iter().map(|n| n.alert_id).collect(),
         targets: g.iter().map(|n| n.target.clone()).collect(),
+        facts: g.iter().take(LISTED).map(|n| n.facts.clone()).collect(),
     };
     let mut first = g.swap_remove(0);
     first.message = message;
@@ -126,6 +139,7 @@ mod tests {
             reason: None,
             group: None,
             tenant_id: None,
+            facts: None,
         }
     }
 
@@ -194,5 +208,33 @@ mod tests {
             s.admit(vec![notice(60, 1, Event::Fired)], t0 + 181).len(),
             1
         );
+    }
+
+    /// At shutdown the engine sends what storm windows hold, one grouped
+    /// message per rule, instead of dropping it; nothing is sent twice.
+    #[test]
+    fn what_windows_hold_is_sent_at_shutdown() {
+        let (q, mut rx) = crate::alerts::notify::queue();
+        let mut engine = crate::alerts::Engine::with_notifier(q);
+        let t0 = 1_000;
+        engine.send(vec![notice(1, 1, Event::Fired)], t0);
+        engine.send(
+            vec![notice(2, 1, Event::Fired), notice(3, 1, Event::Fired)],
+            t0 + 5,
+        );
+        engine.send(vec![notice(4, 2, Event::Fired)], t0 + 6);
+        engine.send(vec![notice(5, 2, Event::Fired)], t0 + 7);
+        let mut sent = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            sent.push(n.alert_id);
+        }
+        assert_eq!(sent, [1, 4], "2, 3 and 5 are held by their windows");
+        assert_eq!(engine.flush(), 2);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.group.unwrap().alert_ids, [2, 3]);
+        let second = rx.try_recv().unwrap();
+        assert_eq!((second.alert_id, second.group.is_none()), (5, true));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(engine.flush(), 0);
     }
 }

@@ -40,6 +40,8 @@ pub struct UserPatch {
     pub enabled: Option<bool>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// "zh-CN", "en" or "" (the appliance's default).
+    pub language: Option<String>,
 }
 
 /// A UNIQUE violation on users: the e-mail index, else the username (which
@@ -222,6 +224,15 @@ pub async fn update_user(
         .phone
         .as_deref()
         .map(|p| phone_field(&mut errors, "phone", p));
+    let language = patch.language.as_deref().map(str::trim).map(|l| {
+        if !matches!(l, "" | "zh-CN" | "en") {
+            errors.insert(
+                "language",
+                FieldError::with_detail("err.one_of", "zh-CN, en"),
+            );
+        }
+        l.to_string()
+    });
     fail_if(errors)?;
     let change = UserChange {
         display_name,
@@ -230,6 +241,7 @@ pub async fn update_user(
         enabled: patch.enabled,
         email,
         phone,
+        language,
     };
     let (caller, scope, actor, src) = (by.user.clone(), by.scope(), by.actor(), src.clone());
     let (user, revoked) = app
@@ -261,6 +273,7 @@ pub async fn update_user(
                         "enabled": change.enabled,
                         "email": change.email,
                         "phone": change.phone,
+                        "language": change.language,
                         "access_revoked": revokes,
                     })),
             )?;
@@ -724,6 +737,7 @@ mod tests {
             updated_at: 0,
             email: String::new(),
             phone: String::new(),
+            language: String::new(),
         }
     }
 

@@ -65,6 +65,8 @@ struct UserForm {
     enabled: Option<String>,
     email: String,
     phone: String,
+    /// The language of what is sent to the user ("" = the default).
+    language: String,
 }
 
 /// What the user forms show back.
@@ -77,6 +79,7 @@ struct UserFormView {
     enabled: bool,
     email: String,
     phone: String,
+    language: String,
 }
 
 impl UserFormView {
@@ -95,6 +98,7 @@ impl From<&UserForm> for UserFormView {
             enabled: f.enabled.is_some(),
             email: f.email.clone(),
             phone: f.phone.clone(),
+            language: f.language.clone(),
         }
     }
 }
@@ -269,6 +273,7 @@ impl UserFormView {
             enabled: user.enabled,
             email: user.email.clone(),
             phone: user.phone.clone(),
+            language: user.language.clone(),
         }
     }
 }
@@ -350,6 +355,7 @@ async fn user_save(
         enabled: Some(f.enabled.is_some()),
         email: Some(f.email.clone()),
         phone: Some(f.phone.clone()),
+        language: Some(f.language.clone()),
     };
     match accounts::update_user(&app, &ctx.me, UserId(id), patch, &src).await {
         Ok(_) => Ok(Redirect::to("/users").into_response()),

@@ -106,6 +106,9 @@ pub struct User {
     /// Contact e-mail, also a sign-in name (unique when set).
     pub email: String,
     pub phone: String,
+    /// The language of what is sent to the user (alert e-mail): "zh-CN",
+    /// "en", or "" for the appliance's default (zh-CN).
+    pub language: String,
 }
 
 /// The audit trail's actor for a user (the audit core knows no accounts).
@@ -291,6 +294,7 @@ mod tests {
             updated_at: 0,
             email: String::new(),
             phone: String::new(),
+            language: String::new(),
         };
         assert_eq!(Scope::of(&u), Scope::All);
         u.role = Role::CustomerOwner;

@@ -7,7 +7,7 @@ use super::model::{Role, Scope, Tenant, TenantId, TokenScope, User, UserId};
 use crate::paging::{Page, Search, Window};
 
 const USER_COLS: &str = "id, username, display_name, role, tenant_id, enabled, \
-    must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at, email, phone";
+    must_change_password, failed_logins, locked_until, session_epoch, created_at, updated_at, email, phone, language";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(3)?;
@@ -32,6 +32,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
         updated_at: r.get(11)?,
         email: r.get(12)?,
         phone: r.get(13)?,
+        language: r.get(14)?,
     })
 }
 
@@ -159,8 +160,8 @@ pub fn login_row(conn: &Connection, name: &str) -> rusqlite::Result<Option<Login
         |r| {
             Ok(LoginRow {
                 user: user_row(r)?,
-                password_hash: r.get(14)?,
-                tenant_enabled: r.get(15)?,
+                password_hash: r.get(15)?,
+                tenant_enabled: r.get(16)?,
             })
         },
     )
@@ -197,6 +198,7 @@ pub struct UserChange {
     pub enabled: Option<bool>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    pub language: Option<String>,
 }
 
 /// Applies `change`; with `ends_sessions` (the change revokes access: see
@@ -212,7 +214,7 @@ pub fn update_user(
         "UPDATE users SET display_name = COALESCE(?2, display_name), role = COALESCE(?3, role), \
          tenant_id = CASE WHEN ?4 THEN ?5 ELSE tenant_id END, enabled = COALESCE(?6, enabled), \
          session_epoch = session_epoch + ?7, updated_at = ?8, email = COALESCE(?9, email), \
-         phone = COALESCE(?10, phone) WHERE id = ?1",
+         phone = COALESCE(?10, phone), language = COALESCE(?11, language) WHERE id = ?1",
         params![
             id.0,
             change.display_name,
@@ -223,7 +225,8 @@ pub fn update_user(
             i64::from(ends_sessions),
             now,
             change.email,
-            change.phone
+            change.phone,
+            change.language
         ],
     )?;
     Ok(())
