@@ -1640,6 +1640,28 @@ async fn a_lease_reminds_stops_at_its_end_and_is_reclaimed_after_the_buffer() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{rule}");
 
+    // The lab has an e-mail channel (a real SMTP sink), and alice an
+    // address and Chinese as her language: reminders reach her by e-mail.
+    let inbox = tempfile::NamedTempFile::new().unwrap();
+    let sink = common::exporters::smtp_sink(dockerd::free_port(), inbox.path());
+    let (s, ch) = lab
+        .post(
+            "/api/v1/notification-channels",
+            json!({"name": "lab mail", "kind": "email", "host": "127.0.0.1", "port": sink.port,
+                   "security": "none", "from": "gpudock@lab.test", "to": ["ops@lab.test"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ch}");
+    let (_, me) = get(&alice, &lab.srv.url("/api/v1/me")).await;
+    let alice_id = me["user"]["id"].as_i64().unwrap();
+    let (s, b) = patch(
+        &lab.admin,
+        &lab.srv.url(&format!("/api/v1/users/{alice_id}")),
+        json!({"email": "ralice@lab.test", "language": "zh-CN"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
     // Setting a lease end is an admin's.
     let (s, _) = patch(&alice, &url, json!({"lease_end": now()})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -1671,6 +1693,29 @@ async fn a_lease_reminds_stops_at_its_end_and_is_reclaimed_after_the_buffer() {
         lab.audited("action=lease.reminder").await,
         1,
         "each reminder once"
+    );
+    // By e-mail too, once, to alice, in her language.
+    let mailed = |inbox: &std::path::Path| {
+        common::exporters::mails(inbox)
+            .into_iter()
+            .filter(|m| m["rcpt_tos"] == json!(["ralice@lab.test"]))
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mailed(inbox.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no reminder e-mail\n{}",
+            lab.srv.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let m = mailed(inbox.path());
+    assert_eq!(m.len(), 1, "{m:?}");
+    let body = m[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("实例 leased 的租期") && body.contains("备份"),
+        "{body}"
     );
     // The reminder raised the rule's alert, once, naming the instance.
     let (_, alerts) = lab.get("/api/v1/alerts").await;

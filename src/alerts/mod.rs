@@ -9,6 +9,7 @@
 pub mod api;
 mod channel_pages;
 mod channels;
+pub mod direct;
 pub mod eval;
 pub mod events;
 mod facts;

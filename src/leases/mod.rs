@@ -23,7 +23,7 @@ use crate::audit::{self, Actor, Event, Outcome, Source};
 use crate::auth::CurrentUser;
 use crate::docker::containers;
 use crate::error::{AppError, FieldError, FieldErrors, docker_error};
-use crate::ids::InstanceId;
+use crate::ids::{InstanceId, UserId};
 use crate::instances::{Instance, InstanceStatus};
 use crate::sessions::EndReason;
 pub use model::{DAY, LeaseState};
@@ -228,8 +228,41 @@ async fn remind(
         .await?;
     if sent {
         crate::alerts::wake(app);
+        mail_reminder(app, l, end, days).await;
     }
     Ok(())
+}
+
+/// The reminder by e-mail to the instance's user, in their language, when
+/// the lab has an e-mail channel (bounded: the checker goes on after it).
+async fn mail_reminder(app: &App, l: &store::Leased, end: i64, days: i64) {
+    let (name, id) = (l.name.clone(), l.id.0);
+    let keep = keep_until(app, end);
+    let say = move |lang| {
+        let tr = crate::i18n::Tr::new(lang);
+        crate::alerts::direct::Message {
+            level: crate::alerts::model::Level::P3,
+            text: tr
+                .t("leases.mail_reminder")
+                .replace("{name}", &name)
+                .replace("{end}", &crate::web::render::fmt_ts(end))
+                .replace("{days}", &days.to_string())
+                .replace("{keep}", &crate::web::render::fmt_ts(keep)),
+            target: tr.t("leases.mail_target").replace("{name}", &name),
+            instance_id: Some(id),
+        }
+    };
+    let mailed = crate::alerts::direct::mail_user(app, UserId(l.user_id), say);
+    match tokio::time::timeout(std::time::Duration::from_secs(60), mailed).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => log::info!(
+            "lease reminder for instance {id}: not e-mailed (no address, no e-mail channel, or not delivered)"
+        ),
+        Ok(Err(e)) => log::warn!("lease reminder for instance {id}: {e}"),
+        Err(_) => {
+            log::warn!("lease reminder for instance {id}: e-mail still sending after 60 s, left")
+        }
+    }
 }
 
 /// At lease end: its live sessions end (`lease_expired`), the container

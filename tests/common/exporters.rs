@@ -121,3 +121,41 @@ pub async fn fake_exporter(answer: Answer) -> String {
     });
     url
 }
+
+/// An SMTP sink on Debian's python3-aiosmtpd: every message it receives is
+/// written, decoded (subject, body, envelope), as one JSON line to `out`.
+pub fn smtp_sink(port: u16, out: &std::path::Path) -> Proc {
+    const SINK: &str = r#"
+import sys, json, email, threading
+from email import policy
+from aiosmtpd.controller import Controller
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        m = email.message_from_bytes(envelope.content, policy=policy.default)
+        rec = {"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
+               "from": str(m["from"]), "to": str(m["to"]), "subject": str(m["subject"]),
+               "body": m.get_content()}
+        with open(sys.argv[2], "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        return "250 OK"
+c = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+threading.Event().wait()
+"#;
+    // Debian's python3 (where python3-aiosmtpd is), not one earlier on PATH.
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", SINK, &port.to_string(), out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3-aiosmtpd (apt-get install python3-aiosmtpd)");
+    wait_port(port, "aiosmtpd", &mut child);
+    Proc { child, port }
+}
+
+pub fn mails(out: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
