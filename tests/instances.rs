@@ -1223,6 +1223,93 @@ async fn tenant_quotas_over_the_api_refuse_creates_and_batches_by_name() {
     assert_eq!(lab.delete(&first["id"]).await, StatusCode::NO_CONTENT);
 }
 
+/// Issue 14, early return (退还): only the instance's owner may return it;
+/// the page and the API show the same check as an admin's reclaim (running
+/// processes, live sessions) and ask for confirmation; confirmed, the
+/// reclaim's steps remove the container and then its data volume, the
+/// record stays `reclaimed`, and the return is audited.
+#[tokio::test]
+async fn the_owner_returns_an_instance_early_through_the_reclaim_steps() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("ret")).await;
+    let (alice, bob) = two_tenants(&lab).await;
+    let create = lab.srv.url("/api/v1/instances");
+    let (s, inst) = post(&alice, &create, lab.create_body(spec, "ret")).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let (id, cid) = (
+        inst["id"].as_i64().unwrap(),
+        inst["container_id"].as_str().unwrap().to_string(),
+    );
+    let volume = data_volume(&lab, &cid);
+    let url = lab.srv.url(&format!("/api/v1/instances/{id}/return"));
+    // Not the owner: another tenant's user does not see it, an admin may
+    // reclaim but not return it.
+    assert_eq!(get(&bob, &url).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        lab.post(
+            &format!("/api/v1/instances/{id}/return"),
+            json!({"confirm": true})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, check) = get(&alice, &url).await;
+    assert_eq!(s, StatusCode::OK, "{check}");
+    assert!(
+        !check["processes"].as_array().unwrap().is_empty(),
+        "{check}"
+    );
+    assert_eq!(check["sessions"], json!([]));
+    let page = common::text(&alice, &lab.srv.url(&format!("/instances/{id}/return"))).await;
+    assert!(
+        page.contains(&format!(r#"action="/instances/{id}/return""#)),
+        "{page}"
+    );
+    let section = common::text(&alice, &lab.srv.url(&format!("/instances/{id}/lease"))).await;
+    assert!(section.contains(r#"id="lease-return""#), "{section}");
+    let (s, b) = post(&alice, &url, json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["confirm"].is_string(), "{b}");
+    assert!(
+        lab.inspect("container", &cid).is_some(),
+        "nothing removed unconfirmed"
+    );
+    let (s, b) = post(&alice, &url, json!({"confirm": true})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let steps: Vec<(&str, &str)> = b["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("check", "done"),
+            ("end_sessions", "done"),
+            ("remove_container", "done"),
+            ("remove_volume", "done"),
+            ("release", "done"),
+            ("record", "done")
+        ]
+    );
+    assert!(lab.inspect("container", &cid).is_none());
+    assert!(lab.inspect("volume", &volume).is_none());
+    let (_, i) = get(&alice, &lab.srv.url(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(i["status"], "reclaimed", "{i}");
+    let (_, a) = lab
+        .get("/api/v1/audit?action=instance.return&outcome=success")
+        .await;
+    assert_eq!(a.as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(a[0]["actor_name"], "ralice");
+    // Returned already: a second return is refused.
+    assert_eq!(
+        post(&alice, &url, json!({"confirm": true})).await.0,
+        StatusCode::CONFLICT
+    );
+}
+
 /// A local registry (Debian's `docker-registry`) on 127.0.0.1, which the
 /// test daemon may use over plain HTTP (127.0.0.0/8 is insecure by default).
 struct Registry {
