@@ -992,38 +992,68 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
 /// are handed out than the node has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reservations_get_distinct_gpu_indices() {
-    use gpudock::audit::Source;
-    use gpudock::instances::lifecycle::{self, CreateInput};
+    use gpudock::instances::lifecycle;
 
     let dir = tempfile::tempdir().unwrap();
     let (app, me) = common::in_process_admin(dir.path()).await;
-    let src = Source::local();
-    fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
-        serde_json::from_value(v).unwrap()
+    let (image, spec, node) = fake_gpu_node(
+        &app,
+        &me,
+        json!({"name": "x3", "gpu_model": "H100", "gpu_count": 3, "cpu_cores": 1, "memory_gb": 1}),
+    )
+    .await;
+    let tries = (0..6).map(|n| {
+        let (app, me) = (app.clone(), me.clone());
+        let input = reserve_input(image, spec, node, &format!("r{n}"));
+        tokio::spawn(async move { lifecycle::reserve(&app, &me, input).await })
+    });
+    let mut got = Vec::new();
+    let mut refused = 0;
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(r) => got.push(r.gpus),
+            Err(e) => {
+                assert_eq!(e.status(), StatusCode::CONFLICT, "{e}");
+                refused += 1;
+            }
+        }
     }
+    // 8 GPUs hold two instances of 3; the third would need 3 of the 2 left.
+    assert_eq!((got.len(), refused), (2, 4), "{got:?}");
+    got.sort();
+    assert_eq!(got, vec![vec![0, 1, 2], vec![3, 4, 5]]);
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// In process: an image, the spec `spec`, and an online node on paper (8
+/// H100s, 64 cores, 512 GB) that no daemon backs: for the reserving
+/// transaction alone. Their ids.
+async fn fake_gpu_node(
+    app: &gpudock::App,
+    me: &gpudock::auth::CurrentUser,
+    spec: Value,
+) -> (i64, i64, i64) {
+    let src = gpudock::audit::Source::local();
     let image = gpudock::catalog::save_image(
-        &app,
-        &me,
+        app,
+        me,
         None,
-        from(json!({"name": "i", "address": "busybox"})),
+        from_json(json!({"name": "i", "address": "busybox"})),
         &src,
     )
     .await
     .unwrap();
-    let spec = gpudock::catalog::save_spec(
-        &app,
-        &me,
-        None,
-        from(json!({"name": "x3", "gpu_model": "H100", "gpu_count": 3, "cpu_cores": 1, "memory_gb": 1})),
-        &src,
-    )
-    .await
-    .unwrap();
+    let spec = gpudock::catalog::save_spec(app, me, None, from_json(spec), &src)
+        .await
+        .unwrap();
     let node = gpudock::nodes::save(
-        &app,
-        &me,
+        app,
+        me,
         None,
-        from(json!({"name": "h", "public_ip": "10.0.0.1", "private_ip": "10.0.0.1", "gpu_name": "NVIDIA H100 80GB HBM3",
+        from_json(json!({"name": "h", "public_ip": "10.0.0.1", "private_ip": "10.0.0.1", "gpu_name": "NVIDIA H100 80GB HBM3",
                     "gpu_count": 8, "cpu_cores": 64, "memory_gb": 512})),
         &src,
     )
@@ -1044,34 +1074,314 @@ async fn concurrent_reservations_get_distinct_gpu_indices() {
         })
         .await
         .unwrap();
-    let tries = (0..6).map(|n| {
-        let (app, me) = (app.clone(), me.clone());
-        let input = CreateInput {
-            image_id: Some(json!(image.id)),
-            spec_id: Some(json!(spec.id)),
-            node_id: Some(json!(node.id)),
-            name: Some(format!("r{n}")),
-            remark: None,
-            dataset_ids: None,
-            lease_end: None,
-        };
-        tokio::spawn(async move { lifecycle::reserve(&app, &me, input).await })
+    (image.id, spec.id, node.id.0)
+}
+
+fn reserve_input(
+    image: i64,
+    spec: i64,
+    node: i64,
+    name: &str,
+) -> gpudock::instances::lifecycle::CreateInput {
+    gpudock::instances::lifecycle::CreateInput {
+        image_id: Some(json!(image)),
+        spec_id: Some(json!(spec)),
+        node_id: Some(json!(node)),
+        name: Some(name.to_string()),
+        remark: None,
+        dataset_ids: None,
+        lease_end: None,
+    }
+}
+
+/// Issue 14, quotas: 30 concurrent reservations (the real reserving
+/// transaction, in process; a GPU container cannot start here) for a tenant
+/// with a quota of 4 GPUs place exactly 4; the rest are refused naming the
+/// quota and the numbers. Quotas on instances, CPU cores and memory each
+/// refuse by name; lifted, the next one fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_concurrent_creates_hold_a_tenant_to_its_quotas() {
+    use gpudock::auth::{TenantId, accounts};
+    use gpudock::error::AppError;
+    use gpudock::instances::lifecycle;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (app, me) = common::in_process_admin(dir.path()).await;
+    let (image, spec, node) = fake_gpu_node(
+        &app,
+        &me,
+        json!({"name": "x1", "gpu_model": "H100", "gpu_count": 1, "cpu_cores": 1, "memory_gb": 1}),
+    )
+    .await;
+    let src = gpudock::audit::Source::local();
+    let t = accounts::create_tenant(
+        &app,
+        &me,
+        from_json(json!({"name": "Q", "company_code": "Q1"})),
+        &src,
+    )
+    .await
+    .unwrap();
+    let (user, _) = accounts::create_user(
+        &app,
+        &me,
+        from_json(
+            json!({"username": "qcarol", "role": "customer_member", "tenant_id": t.id.0,
+                         "password": "Velvet-Canyon-Harbor-58!"}),
+        ),
+        &src,
+    )
+    .await
+    .unwrap();
+    let owner = gpudock::auth::CurrentUser { user, via: me.via };
+    let set = |q: Value| {
+        let (app, me, src) = (app.clone(), me.clone(), src.clone());
+        async move {
+            accounts::update_tenant(&app, &me, t.id, from_json(q), &src)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        set(json!({"quota_gpus": 4})).await.quota.quota_gpus,
+        Some(4)
+    );
+    let tries = (0..30).map(|n| {
+        let (app, me, owner) = (app.clone(), me.clone(), owner.clone());
+        let input = reserve_input(image, spec, node, &format!("q{n}"));
+        tokio::spawn(async move { lifecycle::reserve_for(&app, &me, &owner, input).await })
     });
-    let mut got = Vec::new();
-    let mut refused = 0;
+    let (mut placed, mut refused) = (0, Vec::new());
     for t in tries {
         match t.await.unwrap() {
-            Ok(r) => got.push(r.gpus),
-            Err(e) => {
-                assert_eq!(e.status(), StatusCode::CONFLICT, "{e}");
-                refused += 1;
-            }
+            Ok(_) => placed += 1,
+            Err(e) => refused.push(e),
         }
     }
-    // 8 GPUs hold two instances of 3; the third would need 3 of the 2 left.
-    assert_eq!((got.len(), refused), (2, 4), "{got:?}");
-    got.sort();
-    assert_eq!(got, vec![vec![0, 1, 2], vec![3, 4, 5]]);
+    assert_eq!((placed, refused.len()), (4, 26));
+    let refusal = |e: &AppError| match e {
+        AppError::Conflict(f) => f
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.detail.clone().unwrap_or_default()))
+            .collect::<Vec<_>>(),
+        other => panic!("not a quota refusal: {other}"),
+    };
+    for e in &refused {
+        assert_eq!(refusal(e), ["quota_gpus: 4 + 1 > 4"]);
+    }
+    let use_now = |app: gpudock::App| async move {
+        app.db
+            .read(move |c| {
+                gpudock::auth::tenant_quota(c, TenantId(t.id.0)).map_err(gpudock::db::DbError::from)
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+    };
+    let u = use_now(app.clone()).await;
+    assert_eq!(
+        (u.gpus, u.instances, u.cpu_cores, u.memory_gb),
+        (4, 4, 4, 4)
+    );
+    for (quota, field) in [
+        ("quota_instances", "quota_instances"),
+        ("quota_cpu_cores", "quota_cpu_cores"),
+        ("quota_memory_gb", "quota_memory_gb"),
+    ] {
+        let mut q = json!({"quota_gpus": null, "quota_instances": null, "quota_cpu_cores": null, "quota_memory_gb": null});
+        q[quota] = json!(4);
+        set(q).await;
+        let e = lifecycle::reserve_for(&app, &me, &owner, reserve_input(image, spec, node, "over"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(refusal(&e), [format!("{field}: 4 + 1 > 4")]);
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+    }
+    let lifted = set(json!({"quota_memory_gb": null})).await.quota;
+    assert_eq!(lifted, gpudock::auth::Quota::default());
+    lifecycle::reserve_for(&app, &me, &owner, reserve_input(image, spec, node, "fits"))
+        .await
+        .unwrap();
+    assert_eq!(use_now(app.clone()).await.gpus, 5);
+}
+
+/// Issue 14, quotas over the API and the pages, with real containers: PATCH
+/// refuses bad quota values naming each field, GET shows quotas and current
+/// use, a customer's create past the instance quota is refused (409, naming
+/// it), an admin's batch allocation that would pass it is refused whole,
+/// and the admin's tenant page has the quota inputs and the use.
+#[tokio::test]
+async fn tenant_quotas_over_the_api_refuse_creates_and_batches_by_name() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let t = make_tenant(&lab.srv, &lab.admin, "QT").await;
+    let (uid, alice) = make_user(
+        &lab.srv,
+        &lab.admin,
+        "qalice",
+        "customer_member",
+        Some(t),
+        "Velvet-Canyon-Harbor-58!",
+    )
+    .await;
+    let url = lab.srv.url(&format!("/api/v1/tenants/{t}"));
+    let (s, b) = patch(&lab.admin, &url, json!({"quota_gpus": -1, "quota_instances": 1.5, "quota_cpu_cores": "2", "quota_memory_gb": true})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let named: Vec<&String> = b["error"]["fields"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        named,
+        [
+            "quota_cpu_cores",
+            "quota_gpus",
+            "quota_instances",
+            "quota_memory_gb"
+        ],
+        "{b}"
+    );
+    let (s, b) = patch(
+        &lab.admin,
+        &url,
+        json!({"quota_instances": 1, "quota_gpus": 4}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = get(&lab.admin, &url).await;
+    assert_eq!(
+        (
+            &b["quota_gpus"],
+            &b["quota_instances"],
+            &b["quota_cpu_cores"],
+            &b["quota_memory_gb"]
+        ),
+        (&json!(4), &json!(1), &Value::Null, &Value::Null),
+        "{b}"
+    );
+    assert_eq!(
+        b["usage"],
+        json!({"gpus": 0, "instances": 0, "cpu_cores": 0, "memory_gb": 0})
+    );
+    let spec = lab.spec(small_spec("q1")).await;
+    let create = lab.srv.url("/api/v1/instances");
+    let (s, first) = post(&alice, &create, lab.create_body(spec, "qa1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, b) = post(&alice, &create, lab.create_body(spec, "qa2")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let why = b["error"]["fields"]["quota_instances"].as_str().unwrap();
+    assert!(
+        why.contains("instance quota") && why.contains("1 + 1 > 1"),
+        "{why}"
+    );
+    let (_, b) = get(&lab.admin, &url).await;
+    assert_eq!(
+        b["usage"],
+        json!({"gpus": 0, "instances": 1, "cpu_cores": 1, "memory_gb": 1})
+    );
+    // A batch of 2 with room for 1 more: refused whole, nothing made.
+    patch(&lab.admin, &url, json!({"quota_instances": 2})).await;
+    let mut body = lab.create_body(spec, "batch");
+    body["user_id"] = json!(uid);
+    body["count"] = json!(2);
+    let (s, b) = lab.post("/api/v1/instances/allocate", body).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let why = b["error"]["fields"]["quota_instances"].as_str().unwrap();
+    assert!(why.contains("1 + 2 > 2"), "{b}");
+    let (_, mine) = get(&alice, &create).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let page = common::text(&lab.admin, &lab.srv.url(&format!("/tenants/{t}"))).await;
+    assert!(
+        page.contains(r#"id="tenant-quota_instances" inputmode="numeric" value="2""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"id="tenant-quota-use""#), "{page}");
+    assert_eq!(lab.delete(&first["id"]).await, StatusCode::NO_CONTENT);
+}
+
+/// Issue 14, early return (退还): only the instance's owner may return it;
+/// the page and the API show the same check as an admin's reclaim (running
+/// processes, live sessions) and ask for confirmation; confirmed, the
+/// reclaim's steps remove the container and then its data volume, the
+/// record stays `reclaimed`, and the return is audited.
+#[tokio::test]
+async fn the_owner_returns_an_instance_early_through_the_reclaim_steps() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let spec = lab.spec(small_spec("ret")).await;
+    let (alice, bob) = two_tenants(&lab).await;
+    let create = lab.srv.url("/api/v1/instances");
+    let (s, inst) = post(&alice, &create, lab.create_body(spec, "ret")).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let (id, cid) = (
+        inst["id"].as_i64().unwrap(),
+        inst["container_id"].as_str().unwrap().to_string(),
+    );
+    let volume = data_volume(&lab, &cid);
+    let url = lab.srv.url(&format!("/api/v1/instances/{id}/return"));
+    // Not the owner: another tenant's user does not see it, an admin may
+    // reclaim but not return it.
+    assert_eq!(get(&bob, &url).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        lab.post(
+            &format!("/api/v1/instances/{id}/return"),
+            json!({"confirm": true})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, check) = get(&alice, &url).await;
+    assert_eq!(s, StatusCode::OK, "{check}");
+    assert!(
+        !check["processes"].as_array().unwrap().is_empty(),
+        "{check}"
+    );
+    assert_eq!(check["sessions"], json!([]));
+    let page = common::text(&alice, &lab.srv.url(&format!("/instances/{id}/return"))).await;
+    assert!(
+        page.contains(&format!(r#"action="/instances/{id}/return""#)),
+        "{page}"
+    );
+    let section = common::text(&alice, &lab.srv.url(&format!("/instances/{id}/lease"))).await;
+    assert!(section.contains(r#"id="lease-return""#), "{section}");
+    let (s, b) = post(&alice, &url, json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["error"]["fields"]["confirm"].is_string(), "{b}");
+    assert!(
+        lab.inspect("container", &cid).is_some(),
+        "nothing removed unconfirmed"
+    );
+    let (s, b) = post(&alice, &url, json!({"confirm": true})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let steps: Vec<(&str, &str)> = b["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("check", "done"),
+            ("end_sessions", "done"),
+            ("remove_container", "done"),
+            ("remove_volume", "done"),
+            ("release", "done"),
+            ("record", "done")
+        ]
+    );
+    assert!(lab.inspect("container", &cid).is_none());
+    assert!(lab.inspect("volume", &volume).is_none());
+    let (_, i) = get(&alice, &lab.srv.url(&format!("/api/v1/instances/{id}"))).await;
+    assert_eq!(i["status"], "reclaimed", "{i}");
+    let (_, a) = lab
+        .get("/api/v1/audit?action=instance.return&outcome=success")
+        .await;
+    assert_eq!(a.as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(a[0]["actor_name"], "ralice");
+    // Returned already: a second return is refused.
+    assert_eq!(
+        post(&alice, &url, json!({"confirm": true})).await.0,
+        StatusCode::CONFLICT
+    );
 }
 
 /// A local registry (Debian's `docker-registry`) on 127.0.0.1, which the

@@ -467,6 +467,15 @@ pub struct TenantPatch {
     pub contact_person: Option<String>,
     pub contact_email: Option<String>,
     pub contact_phone: Option<String>,
+    /// Quotas: absent = unchanged, `null` = unlimited, else a whole number ≥ 0.
+    #[serde(deserialize_with = "double_option")]
+    pub quota_gpus: Option<Option<serde_json::Value>>,
+    #[serde(deserialize_with = "double_option")]
+    pub quota_instances: Option<Option<serde_json::Value>>,
+    #[serde(deserialize_with = "double_option")]
+    pub quota_cpu_cores: Option<Option<serde_json::Value>>,
+    #[serde(deserialize_with = "double_option")]
+    pub quota_memory_gb: Option<Option<serde_json::Value>>,
 }
 
 pub async fn create_tenant(
@@ -564,7 +573,21 @@ pub async fn update_tenant(
             .as_deref()
             .map(|p| phone_field(&mut errors, "contact_phone", p)),
     };
+    let quota = super::quota::patch(
+        &mut errors,
+        [
+            &patch.quota_gpus,
+            &patch.quota_instances,
+            &patch.quota_cpu_cores,
+            &patch.quota_memory_gb,
+        ],
+    );
     fail_if(errors)?;
+    // Quotas limit the tenant itself: only an admin sets them, even where
+    // this route is granted to a tenant's owner.
+    if quota.is_some() && by.user.role != Role::Admin {
+        return Err(AppError::Forbidden);
+    }
     let (scope, actor, src) = (by.scope(), by.actor(), src.clone());
     let (tenant, revoked) = app
         .db
@@ -573,6 +596,10 @@ pub async fn update_tenant(
             let before = store::get_tenant(&tx, scope, id)?.ok_or(AppError::NotFound)?;
             store::update_tenant(&tx, id, &change, crate::db::now())
                 .map_err(on_unique("company_code"))?;
+            let quota = quota.map(|q| super::quota::apply(before.quota, q));
+            if let Some(q) = &quota {
+                store::set_quota(&tx, id, q)?;
+            }
             // Disabling a tenant revokes the access of each of its users.
             let revoked: Vec<UserId> = if before.enabled && change.enabled == Some(false) {
                 store::list_users(&tx, Scope::Tenant(id))?
@@ -592,6 +619,7 @@ pub async fn update_tenant(
                         "contact_person": change.contact_person, "contact_email": change.contact_email,
                         "contact_phone": change.contact_phone,
                         "access_revoked_users": revoked.len(),
+                        "quota_before": quota.map(|_| before.quota), "quota": quota,
                     })),
             )?;
             let t = store::get_tenant(&tx, Scope::All, id)?.ok_or(AppError::NotFound)?;

@@ -396,6 +396,11 @@ struct TenantForm {
     contact_person: String,
     contact_email: String,
     contact_phone: String,
+    /// Quotas (admins only; absent when the form has no quota inputs).
+    quota_gpus: Option<String>,
+    quota_instances: Option<String>,
+    quota_cpu_cores: Option<String>,
+    quota_memory_gb: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -407,6 +412,9 @@ struct TenantFormView {
     contact_person: String,
     contact_email: String,
     contact_phone: String,
+    quota: [String; 4],
+    /// Whether the form shows the quota inputs (an admin editing).
+    quota_edit: bool,
 }
 
 impl From<&TenantForm> for TenantFormView {
@@ -419,6 +427,14 @@ impl From<&TenantForm> for TenantFormView {
             contact_person: f.contact_person.clone(),
             contact_email: f.contact_email.clone(),
             contact_phone: f.contact_phone.clone(),
+            quota: [
+                &f.quota_gpus,
+                &f.quota_instances,
+                &f.quota_cpu_cores,
+                &f.quota_memory_gb,
+            ]
+            .map(|q| q.clone().unwrap_or_default()),
+            quota_edit: false,
         }
     }
 }
@@ -507,6 +523,9 @@ struct TenantEditPage {
     editing: bool,
     form: TenantFormView,
     errs: FormErrs,
+    /// The quotas with current use, for everyone who sees the page:
+    /// (label key, quota or blank for unlimited, in use).
+    quota_rows: Vec<(&'static str, String, i64)>,
 }
 
 async fn tenant_edit(
@@ -520,7 +539,10 @@ async fn tenant_edit(
         .read(move |c| store::get_tenant(c, scope, TenantId(id)).map_err(AppError::from))
         .await?
         .ok_or(AppError::NotFound)?;
+    let quota_rows = super::quota::rows(&t);
     let form = TenantFormView {
+        quota: [0, 1, 2, 3].map(|i| quota_rows[i].1.clone()),
+        quota_edit: ctx.me.user.role == Role::Admin,
         name: t.name,
         company_code: t.company_code,
         remark: t.remark,
@@ -535,6 +557,7 @@ async fn tenant_edit(
         editing: true,
         form,
         errs: FormErrs::default(),
+        quota_rows,
     })
 }
 
@@ -553,13 +576,21 @@ async fn tenant_save(
         contact_person: Some(f.contact_person.clone()),
         contact_email: Some(f.contact_email.clone()),
         contact_phone: Some(f.contact_phone.clone()),
+        quota_gpus: super::quota::from_form(f.quota_gpus.as_deref()),
+        quota_instances: super::quota::from_form(f.quota_instances.as_deref()),
+        quota_cpu_cores: super::quota::from_form(f.quota_cpu_cores.as_deref()),
+        quota_memory_gb: super::quota::from_form(f.quota_memory_gb.as_deref()),
     };
+    let quota_edit = ctx.me.user.role == Role::Admin;
     match accounts::update_tenant(&app, &ctx.me, TenantId(id), patch, &src).await {
         Ok(_) => Ok(Redirect::to("/tenants").into_response()),
         Err(e) => {
             let tr = ctx.tr();
             let l = ctx.nav("tenants").l;
-            let form = TenantFormView::from(&f);
+            let form = TenantFormView {
+                quota_edit,
+                ..TenantFormView::from(&f)
+            };
             form_error(
                 e,
                 |errs| {
@@ -569,6 +600,7 @@ async fn tenant_save(
                         editing: true,
                         form,
                         errs,
+                        quota_rows: Vec::new(),
                     })
                 },
                 tr,

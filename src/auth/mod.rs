@@ -14,6 +14,7 @@ pub mod pages;
 /// Password hashing is infrastructure (the app state owns the pool).
 pub use crate::hashing as password;
 pub mod permissions;
+pub mod quota;
 pub mod service;
 pub mod session_store;
 pub mod store;
@@ -26,7 +27,7 @@ pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,
 };
 pub use guard::{AuthVia, CurrentUser, same_origin};
-pub use model::{Role, Scope, TenantId, TokenScope, User, UserId};
+pub use model::{Quota, QuotaUse, Role, Scope, TenantId, TokenScope, User, UserId};
 pub use pages::PageCtx;
 pub use service::login;
 
@@ -37,6 +38,15 @@ pub fn usable(c: &rusqlite::Connection, u: &User, now: i64) -> rusqlite::Result<
 }
 
 /// User `id` if `scope` reaches it and the account is usable now.
+/// Tenant `id`'s quotas and what its instances hold now (`None`: no such
+/// tenant), on `conn` (the reserving transaction).
+pub fn tenant_quota(
+    conn: &rusqlite::Connection,
+    id: TenantId,
+) -> rusqlite::Result<Option<(Quota, QuotaUse)>> {
+    store::quota(conn, id)
+}
+
 pub async fn usable_user(
     app: &crate::app::App,
     scope: Scope,

@@ -140,6 +140,69 @@ pub struct Tenant {
     pub contact_person: String,
     pub contact_email: String,
     pub contact_phone: String,
+    /// The quotas (`None` = unlimited) and what the tenant's instances hold now.
+    #[serde(flatten)]
+    pub quota: Quota,
+    pub usage: QuotaUse,
+}
+
+/// A tenant's quotas (配额): the most its instances may hold at once;
+/// `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Quota {
+    pub quota_gpus: Option<i64>,
+    pub quota_instances: Option<i64>,
+    pub quota_cpu_cores: Option<i64>,
+    pub quota_memory_gb: Option<i64>,
+}
+
+/// What a tenant's instances hold now, in the quotas' terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QuotaUse {
+    pub gpus: i64,
+    pub instances: i64,
+    pub cpu_cores: i64,
+    pub memory_gb: i64,
+}
+
+impl Quota {
+    /// The first quota that `used` plus `count` × `each` would pass, as
+    /// (field, quota, in use, asked).
+    pub fn exceeded(
+        &self,
+        used: QuotaUse,
+        each: QuotaUse,
+        count: i64,
+    ) -> Option<(&'static str, i64, i64, i64)> {
+        [
+            ("quota_gpus", self.quota_gpus, used.gpus, each.gpus),
+            (
+                "quota_instances",
+                self.quota_instances,
+                used.instances,
+                each.instances,
+            ),
+            (
+                "quota_cpu_cores",
+                self.quota_cpu_cores,
+                used.cpu_cores,
+                each.cpu_cores,
+            ),
+            (
+                "quota_memory_gb",
+                self.quota_memory_gb,
+                used.memory_gb,
+                each.memory_gb,
+            ),
+        ]
+        .into_iter()
+        .find_map(|(field, quota, used, each)| {
+            let asked = each.saturating_mul(count);
+            quota
+                .filter(|q| asked > 0 && used.saturating_add(asked) > *q)
+                .map(|q| (field, q, used, asked))
+        })
+    }
 }
 
 /// Usernames are also SSH login names (`alice+instance@host`), so `+`, `@` and

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::model::{Role, Scope, Tenant, TenantId, TokenScope, User, UserId};
+use super::model::{Quota, QuotaUse, Role, Scope, Tenant, TenantId, TokenScope, User, UserId};
 use crate::paging::{Page, Search, Window};
 
 const USER_COLS: &str = "id, username, display_name, role, tenant_id, enabled, \
@@ -302,7 +302,11 @@ pub fn user_by_name(conn: &Connection, username: &str) -> rusqlite::Result<Optio
 // ---- tenants ----
 
 const TENANT_COLS: &str = "id, name, company_code, enabled, remark, created_at, updated_at, \
-    contact_person, contact_email, contact_phone";
+    contact_person, contact_email, contact_phone, quota_gpus, quota_instances, quota_cpu_cores, \
+    quota_memory_gb, (SELECT gpus FROM tenant_usage WHERE tenant_id = tenants.id), \
+    (SELECT instances FROM tenant_usage WHERE tenant_id = tenants.id), \
+    (SELECT cpu_cores FROM tenant_usage WHERE tenant_id = tenants.id), \
+    (SELECT memory_gb FROM tenant_usage WHERE tenant_id = tenants.id)";
 
 fn tenant_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -316,7 +320,41 @@ fn tenant_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
         contact_person: r.get(7)?,
         contact_email: r.get(8)?,
         contact_phone: r.get(9)?,
+        quota: Quota {
+            quota_gpus: r.get(10)?,
+            quota_instances: r.get(11)?,
+            quota_cpu_cores: r.get(12)?,
+            quota_memory_gb: r.get(13)?,
+        },
+        usage: QuotaUse {
+            gpus: r.get::<_, Option<i64>>(14)?.unwrap_or(0),
+            instances: r.get::<_, Option<i64>>(15)?.unwrap_or(0),
+            cpu_cores: r.get::<_, Option<i64>>(16)?.unwrap_or(0),
+            memory_gb: r.get::<_, Option<i64>>(17)?.unwrap_or(0),
+        },
     })
+}
+
+/// Tenant `id`'s quotas and what its instances hold now (read inside the
+/// reserving transaction: the figures `tenant_usage` keeps there).
+pub fn quota(conn: &Connection, id: TenantId) -> rusqlite::Result<Option<(Quota, QuotaUse)>> {
+    get_tenant(conn, Scope::All, id).map(|t| t.map(|t| (t.quota, t.usage)))
+}
+
+/// Sets tenant `id`'s quotas (all four; `None` = unlimited).
+pub fn set_quota(conn: &Connection, id: TenantId, q: &Quota) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE tenants SET quota_gpus = ?2, quota_instances = ?3, quota_cpu_cores = ?4, \
+         quota_memory_gb = ?5 WHERE id = ?1",
+        params![
+            id.0,
+            q.quota_gpus,
+            q.quota_instances,
+            q.quota_cpu_cores,
+            q.quota_memory_gb
+        ],
+    )?;
+    Ok(())
 }
 
 /// The tenant filter for tenant queries: `None` = all; `Some(None)` = none.

@@ -181,6 +181,9 @@ pub async fn reserve_for(
             let used = store::used_gpus(&tx, node_id)?;
             let gpus = placement::free_gpus(snap.total.gpus, &used, req.need.gpus)
                 .ok_or_else(|| no_room(NoRoom::Short("gpu_count")))?;
+            if let Some(t) = tenant {
+                super::quota::check(&tx, crate::auth::TenantId(t), &req.need, 1)?;
+            }
             let new = NewInstance {
                 name: &n,
                 image_id,

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod pages;
 pub mod placement;
+pub mod quota;
 pub mod store;
 pub mod sync;
 
@@ -132,6 +133,33 @@ pub async fn tenant_usage(
 /// The most instances one allocation makes.
 pub const MAX_ALLOCATE: i64 = 20;
 
+/// Refuses a whole batch of `count` instances of the input's spec that
+/// would pass a quota of `owner`'s tenant (each create checks again in its
+/// reserving transaction). An unknown spec is left to the create to name.
+async fn batch_within_quota(
+    app: &App,
+    me: &CurrentUser,
+    owner: &CurrentUser,
+    input: &CreateInput,
+    count: i64,
+) -> Result<(), AppError> {
+    let Some(tenant) = owner.user.tenant_id else {
+        return Ok(());
+    };
+    let Some(spec_id) = input.spec_id.as_ref().and_then(serde_json::Value::as_i64) else {
+        return Ok(());
+    };
+    let spec = match crate::catalog::get_spec(app, me, spec_id).await {
+        Ok(spec) => spec,
+        Err(AppError::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let need = request_of(&spec).need;
+    app.db
+        .read(move |c| quota::check(c, tenant, &need, count))
+        .await
+}
+
 /// An admin allocates (分配) `count` instances of one spec to user
 /// `user_id` of a tenant (the owner is that user): each is created like
 /// the user's own (`name`, or `name-1`…`name-N`), one after the other; the
@@ -167,6 +195,7 @@ pub async fn allocate(
         user: owner,
         via: me.via,
     };
+    batch_within_quota(app, me, &owner, &input, count).await?;
     let base = input.name.clone().unwrap_or_default();
     let (mut made, mut failed) = (Vec::new(), Vec::new());
     for n in 1..=count {

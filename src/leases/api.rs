@@ -21,6 +21,10 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/api/v1/instances/{id}", patch(set_lease))
         .route("/api/v1/instances/{id}/reclaim", get(preview).post(reclaim))
+        .route(
+            "/api/v1/instances/{id}/return",
+            get(return_preview).post(give_back),
+        )
         .route("/api/v1/instances/{id}/lease-requests", post(request))
         .route("/api/v1/lease-requests", get(requests))
         .route(
@@ -76,6 +80,18 @@ struct Confirm {
     confirm: Option<Value>,
 }
 
+impl Confirm {
+    /// `confirm` as a strict boolean (absent: false).
+    fn strict(&self) -> Result<bool, AppError> {
+        let mut e = FieldErrors::new();
+        let confirm = crate::validate::bool_field(&mut e, "confirm", self.confirm.as_ref(), false);
+        if !e.is_empty() {
+            return Err(AppError::Validation(e));
+        }
+        Ok(confirm)
+    }
+}
+
 async fn reclaim(
     State(app): State<App>,
     me: CurrentUser,
@@ -83,12 +99,29 @@ async fn reclaim(
     ApiPath(id): ApiPath<InstanceId>,
     ApiJson(c): ApiJson<Confirm>,
 ) -> Result<impl IntoResponse, AppError> {
-    let mut e = FieldErrors::new();
-    let confirm = crate::validate::bool_field(&mut e, "confirm", c.confirm.as_ref(), false);
-    if !e.is_empty() {
-        return Err(AppError::Validation(e));
-    }
+    let confirm = c.strict()?;
     let steps = super::reclaim_by(&app, &me, id, confirm, &src).await?;
+    Ok(Json(json!({"steps": steps})))
+}
+
+async fn return_preview(
+    State(app): State<App>,
+    me: CurrentUser,
+    ApiPath(id): ApiPath<InstanceId>,
+) -> Result<impl IntoResponse, AppError> {
+    Ok(Json(super::return_preview(&app, &me, id).await?))
+}
+
+/// The owner's early return (退还): `{"confirm": true}` after the preview.
+async fn give_back(
+    State(app): State<App>,
+    me: CurrentUser,
+    src: Source,
+    ApiPath(id): ApiPath<InstanceId>,
+    ApiJson(c): ApiJson<Confirm>,
+) -> Result<impl IntoResponse, AppError> {
+    let confirm = c.strict()?;
+    let steps = super::return_by(&app, &me, id, confirm, &src).await?;
     Ok(Json(json!({"steps": steps})))
 }
 

@@ -8,9 +8,12 @@
 //! admin extends a lease (续期) or reclaims by hand; every change audited.
 
 pub mod api;
+mod early_return;
 pub mod model;
 pub mod pages;
 mod store;
+
+pub use early_return::{return_by, return_preview};
 
 use std::time::Duration;
 
@@ -511,16 +514,42 @@ pub async fn reclaim_by(
     src: &Source,
 ) -> Result<Vec<Step>, AppError> {
     reclaimable(app, me, id).await?;
+    confirmed(
+        app,
+        me,
+        id,
+        confirm,
+        src,
+        EndReason::AdminForce,
+        "instance.reclaim",
+    )
+    .await
+}
+
+/// Runs a confirmed reclaim and audits it as `action` (its failure too).
+async fn confirmed(
+    app: &App,
+    me: &CurrentUser,
+    id: InstanceId,
+    confirm: bool,
+    src: &Source,
+    reason: EndReason,
+    action: &'static str,
+) -> Result<Vec<Step>, AppError> {
     if !confirm {
         return Err(AppError::field("confirm", "err.leases.confirm"));
     }
-    let r = reclaim(app, id, me.actor(), src.clone(), EndReason::AdminForce).await;
-    if let Err(e) = &r {
-        let detail = json!({"error": e.to_string()});
+    let r = reclaim(app, id, me.actor(), src.clone(), reason).await;
+    let reclaim_failed = r.is_err();
+    if reclaim_failed || action != "instance.reclaim" {
+        let (outcome, detail) = match &r {
+            Ok(steps) => (Outcome::Success, json!({"steps": steps.len()})),
+            Err(e) => (Outcome::Failure, json!({"error": e.to_string()})),
+        };
         audit::record(&app.db, me.actor(), src.clone(), move |a, s| {
-            Event::new(a, s, "instance.reclaim", "instance")
+            Event::new(a, s, action, "instance")
                 .id(id)
-                .outcome(Outcome::Failure)
+                .outcome(outcome)
                 .detail(detail)
         })
         .await?;

@@ -25,6 +25,11 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/instances/{id}/lease", get(section).post(set_lease))
         .route("/instances/{id}/reclaim", get(reclaim_page).post(reclaim))
+        .route(
+            "/instances/{id}/return",
+            get(async |a, c, p| reclaim_page_as(Kind::Return, a, c, p).await)
+                .post(async |a, c, s, p, f| reclaim_as(Kind::Return, a, c, s, p, f).await),
+        )
         .route("/instances/{id}/lease-request", axum::routing::post(ask))
         .route(
             "/lease-requests/{id}/approve",
@@ -47,6 +52,8 @@ struct Section {
     requests: Vec<Request>,
     typed: String,
     errs: FormErrs,
+    /// Whether the viewer owns the instance (and so may return it early).
+    mine: bool,
 }
 
 impl Section {
@@ -80,6 +87,7 @@ async fn render(
     let keep_until = i.lease_end.map(|e| super::keep_until(app, e));
     let requests = super::requests(app, &ctx.me, Some(id)).await?;
     html(&Section {
+        mine: i.user_id == ctx.me.user.id.0,
         l: ctx.l,
         i,
         keep_until,
@@ -155,6 +163,9 @@ async fn set_lease(
 #[template(path = "leases/reclaim.html")]
 struct ReclaimPage {
     l: Layout,
+    /// `reclaim` (an admin's) or `return` (the owner's 退还): the form's
+    /// path and the page's words.
+    kind: &'static str,
     i: Instance,
     check: Check,
     steps: Vec<Step>,
@@ -167,16 +178,53 @@ impl ReclaimPage {
     }
 }
 
+/// An admin's reclaim or the owner's early return: the same page and steps.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Reclaim,
+    Return,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Reclaim => "reclaim",
+            Kind::Return => "return",
+        }
+    }
+    async fn preview(
+        self,
+        app: &App,
+        me: &crate::auth::CurrentUser,
+        id: InstanceId,
+    ) -> Result<Check, AppError> {
+        match self {
+            Kind::Reclaim => super::preview(app, me, id).await,
+            Kind::Return => super::return_preview(app, me, id).await,
+        }
+    }
+}
+
 async fn reclaim_page(
+    app: State<App>,
+    ctx: PageCtx,
+    id: ApiPath<InstanceId>,
+) -> Result<Response, AppError> {
+    reclaim_page_as(Kind::Reclaim, app, ctx, id).await
+}
+
+async fn reclaim_page_as(
+    kind: Kind,
     State(app): State<App>,
     ctx: PageCtx,
     ApiPath(id): ApiPath<InstanceId>,
 ) -> Result<Response, AppError> {
     let i = crate::instances::get(&app, &ctx.me, id).await?;
-    let check = super::preview(&app, &ctx.me, id).await?;
+    let check = kind.preview(&app, &ctx.me, id).await?;
     let steps = super::steps(&app, &ctx.me, id).await?;
     html(&ReclaimPage {
         l: ctx.nav("instances").l,
+        kind: kind.name(),
         i,
         check,
         steps,
@@ -191,6 +239,17 @@ struct ConfirmForm {
 }
 
 async fn reclaim(
+    app: State<App>,
+    ctx: PageCtx,
+    src: Source,
+    id: ApiPath<InstanceId>,
+    f: Form<ConfirmForm>,
+) -> Result<Response, AppError> {
+    reclaim_as(Kind::Reclaim, app, ctx, src, id, f).await
+}
+
+async fn reclaim_as(
+    kind: Kind,
     State(app): State<App>,
     ctx: PageCtx,
     src: Source,
@@ -198,18 +257,23 @@ async fn reclaim(
     Form(f): Form<ConfirmForm>,
 ) -> Result<Response, AppError> {
     let confirm = f.confirm == "1";
-    match super::reclaim_by(&app, &ctx.me, id, confirm, &src).await {
+    let done = match kind {
+        Kind::Reclaim => super::reclaim_by(&app, &ctx.me, id, confirm, &src).await,
+        Kind::Return => super::return_by(&app, &ctx.me, id, confirm, &src).await,
+    };
+    match done {
         Ok(_) => Ok(Redirect::to(&format!("/instances/{id}")).into_response()),
         Err(e) => {
             let (status, errs) = (e.status(), FormErrs::of_error(&e, ctx.tr()));
             let i = crate::instances::get(&app, &ctx.me, id).await?;
             let steps = super::steps(&app, &ctx.me, id).await?;
-            let check = super::preview(&app, &ctx.me, id).await.unwrap_or(Check {
+            let check = kind.preview(&app, &ctx.me, id).await.unwrap_or(Check {
                 processes: Vec::new(),
                 sessions: Vec::new(),
             });
             let mut resp = html(&ReclaimPage {
                 l: ctx.nav("instances").l,
+                kind: kind.name(),
                 i,
                 check,
                 steps,
