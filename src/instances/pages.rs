@@ -474,6 +474,8 @@ struct ShowPage {
     host: String,
     /// The datasets it mounts (read-only).
     datasets: Vec<crate::datasets::Dataset>,
+    /// Running hours and cost so far (metering), as shown.
+    metered: (String, String),
 }
 
 impl ShowPage {
@@ -539,6 +541,11 @@ async fn show(
         let text = summary.text(&l.tr);
         (text, lines, crate::datasets::of_instance(&app, i.id).await?)
     };
+    let (secs, cents) = crate::usage::of_instance(&app, id).await?;
+    let metered = (
+        format!("{:.2}", secs as f64 / 3600.0),
+        format!("{}{:.2}", app.config.server.currency, cents as f64 / 100.0),
+    );
     let full = ShowPage {
         l,
         i,
@@ -549,6 +556,7 @@ async fn show(
         ssh_port: origin.ssh_port,
         host: origin.ssh_host.clone(),
         datasets,
+        metered,
     };
     page_or_fragment(&headers, &full, &fragment)
 }
