@@ -52,6 +52,7 @@ const CAPABILITIES: &[&str] = &[
     "sessions",
     "sshkeys",
     "terminal",
+    "usage",
 ];
 
 /// A capability's internals that no other capability reaches: its SQL and

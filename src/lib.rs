@@ -46,6 +46,7 @@ pub mod terminal;
 #[cfg(test)]
 pub mod testutil;
 pub mod tls;
+pub mod usage;
 pub mod validate;
 pub mod web;
 

@@ -45,6 +45,8 @@ pub fn router(app: App) -> Router {
         .merge(crate::datasets::pages::routes())
         .merge(crate::leases::api::routes())
         .merge(crate::leases::pages::routes())
+        .merge(crate::usage::api::routes())
+        .merge(crate::usage::pages::routes())
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard::guard,

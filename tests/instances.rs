@@ -2513,5 +2513,73 @@ async fn every_page_speaks_one_language() {
         "{} texts in the wrong language:\n{}",
         bad.len(),
         bad.join("\n")
+/// Issue 14 metering: a `docker stop` behind gpudock's back closes the
+/// running interval; cost uses the price at placement after the spec's
+/// price is edited; a member sees only their own usage; CSV cells escaped.
+#[tokio::test]
+async fn metering_follows_docker_and_keeps_the_price_at_placement() {
+    let lab = Lab::new(
+        "[instances]\nreconcile_interval_secs = 300\nstop_timeout_secs = 1\n",
+        16,
+    )
+    .await;
+    let mut body = small_spec("metered");
+    body["price_per_hour"] = json!(3600.0);
+    let spec = lab.spec(body).await;
+    let (alice, bob) = two_tenants(&lab).await;
+    let (s, inst) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "=metered"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let (id, cid) = (
+        inst["id"].as_i64().unwrap(),
+        inst["container_id"].as_str().unwrap().to_string(),
+    );
+    let (s, b) = patch(
+        &lab.admin,
+        &lab.srv.url(&format!("/api/v1/specs/{spec}")),
+        json!({"price_per_hour": 0.01}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(lab.docker(&["stop", "-t", "1", &cid]).status.success());
+    wait_status(&alice, &lab.srv, id, "exited", Duration::from_secs(10)).await;
+    let (s, u) = get(&alice, &lab.srv.url("/api/v1/usage")).await;
+    assert_eq!(s, StatusCode::OK, "{u}");
+    let rows = u["usage"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{u}");
+    let secs = rows[0]["running_seconds"].as_i64().unwrap();
+    assert!((1..60).contains(&secs), "{u}");
+    // 3600.00 per hour at placement, not the edited 0.01.
+    assert_eq!(rows[0]["cost_cents"].as_i64().unwrap(), secs * 100, "{u}");
+    assert!(rows[0]["gpu_hours"].is_number() && rows[0]["cpu_core_hours"].is_number());
+    // Stopped: nothing more accrues.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, again) = get(&alice, &lab.srv.url("/api/v1/usage")).await;
+    assert_eq!(
+        again["usage"][0]["running_seconds"].as_i64(),
+        Some(secs),
+        "{again}"
+    );
+    // Scoped: the other tenant's member sees none of it; a bad month is refused.
+    let (_, theirs) = get(&bob, &lab.srv.url("/api/v1/usage")).await;
+    assert_eq!(theirs["usage"], json!([]), "{theirs}");
+    let (s, _) = get(&alice, &lab.srv.url("/api/v1/usage?month=2026-13")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, other) = get(&alice, &lab.srv.url("/api/v1/usage?month=2001-01")).await;
+    assert_eq!(other["usage"], json!([]), "{other}");
+    let csv = common::text(&alice, &lab.srv.url("/api/v1/usage.csv")).await;
+    assert!(
+        csv.contains(",'=metered,") && !csv.contains(",=metered"),
+        "{csv}"
+    );
+    assert!(
+        common::text(&alice, &lab.srv.url("/usage"))
+            .await
+            .contains("usage-users")
     );
 }

@@ -480,6 +480,8 @@ struct ShowPage {
     datasets: Vec<crate::datasets::Dataset>,
     /// The result of the action just done (`?done=stop`): its i18n key.
     done: Option<&'static str>,
+    /// Running hours and cost so far (metering), as shown.
+    metered: (String, String),
 }
 
 impl ShowPage {
@@ -564,6 +566,11 @@ async fn show(
         let text = summary.text(&l.tr);
         (text, lines, crate::datasets::of_instance(&app, i.id).await?)
     };
+    let (secs, cents) = crate::usage::of_instance(&app, id).await?;
+    let metered = (
+        format!("{:.2}", secs as f64 / 3600.0),
+        format!("{}{:.2}", app.config.server.currency, cents as f64 / 100.0),
+    );
     let full = ShowPage {
         l,
         i,
@@ -575,6 +582,7 @@ async fn show(
         host: origin.ssh_host.clone(),
         datasets,
         done: done.key(),
+        metered,
     };
     page_or_fragment(&headers, &full, &fragment)
 }

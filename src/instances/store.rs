@@ -350,7 +350,7 @@ pub fn usage_drift(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     for (table, key, col) in USAGE {
         let counted = format!(
             "SELECT {col} AS k, COUNT(*), SUM(gpu_count), SUM(cpu_cores), SUM(memory_gb), SUM(system_disk_gb), \
-             SUM(data_disk_gb) FROM instances WHERE {col} IS NOT NULL GROUP BY {col}"
+             SUM(data_disk_gb) FROM instances WHERE {col} IS NOT NULL AND reclaimed_at IS NULL GROUP BY {col}"
         );
         let kept = format!(
             "SELECT {key} AS k, instances, gpus, cpu_cores, memory_gb, system_disk_gb, data_disk_gb FROM {table} \
@@ -384,7 +384,7 @@ pub fn recount_usage(conn: &Connection) -> rusqlite::Result<Vec<String>> {
             &format!(
                 "INSERT INTO {table} ({key}, instances, gpus, cpu_cores, memory_gb, system_disk_gb, data_disk_gb) \
                  SELECT {col}, COUNT(*), SUM(gpu_count), SUM(cpu_cores), SUM(memory_gb), SUM(system_disk_gb), \
-                 SUM(data_disk_gb) FROM instances WHERE {col} IS NOT NULL GROUP BY {col}"
+                 SUM(data_disk_gb) FROM instances WHERE {col} IS NOT NULL AND reclaimed_at IS NULL GROUP BY {col}"
             ),
             [],
         )?;

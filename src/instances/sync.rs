@@ -47,7 +47,13 @@ async fn check_usage(app: &App) {
         .db
         .write(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let drift = store::recount_usage(&tx)?;
+            let mut drift = store::recount_usage(&tx)?;
+            let (closed, opened) = crate::usage::reconcile(&tx, crate::db::now())?;
+            if closed + opened > 0 {
+                drift.push(format!(
+                    "metering: {closed} interval(s) closed, {opened} opened"
+                ));
+            }
             tx.commit()?;
             Ok::<_, AppError>(drift)
         })
