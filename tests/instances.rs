@@ -2513,6 +2513,9 @@ async fn every_page_speaks_one_language() {
         "{} texts in the wrong language:\n{}",
         bad.len(),
         bad.join("\n")
+    );
+}
+
 /// Issue 14 metering: a `docker stop` behind gpudock's back closes the
 /// running interval; cost uses the price at placement after the spec's
 /// price is edited; a member sees only their own usage; CSV cells escaped.
