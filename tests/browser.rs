@@ -570,6 +570,27 @@ async fn browser_walks_the_instance_wizard() {
         (StatusCode::OK, Some("from-the-wizard"), Some("running"))
     );
 
+    // A lease ending in two days: the banner on every page (issue 14).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (st, b) = common::patch(
+        &admin,
+        &server.url(&format!("/api/v1/instances/{id}")),
+        json!({"lease_end": now + 2 * 86_400}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let banner = poll("the lease banner", || async {
+        c.refresh().await.map_err(|e| e.to_string())?;
+        match c.find(Locator::Css("#lease-banner-1")).await {
+            Ok(el) => el.text().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    assert!(banner.contains("first"), "{banner}");
     click(&c, "#instance-stop").await;
     wait_instance_status(&c, "exited").await;
     click(&c, "#instance-delete").await;
@@ -1450,9 +1471,9 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     let socket = d.unix_url.trim_start_matches("unix://");
     let driver = ChromeDriver::start();
     let server = common::Server::start_with(&format!(
-        "[nodes]\nlocal_socket = {socket:?}\n[instances]\nstop_timeout_secs = 1\n"
+        "[nodes]\nlocal_socket = {socket:?}\n[instances]\nstop_timeout_secs = 1\n[leases]\ncheck_interval_secs = 1\n"
     ));
-    let _admin = server.admin().await;
+    let admin = server.admin().await;
     let c = driver.connect().await;
     sign_in(&c, &server, "admin", common::ADMIN_PASSWORD).await;
     c.goto(&server.url("/lang/en?next=/")).await.unwrap();
@@ -1691,6 +1712,27 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     c.goto(&server.url(&format!("/instances/{id}")))
         .await
         .unwrap();
+    // A lease ending in two days: the banner on every page (issue 14).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (st, b) = common::patch(
+        &admin,
+        &server.url(&format!("/api/v1/instances/{id}")),
+        json!({"lease_end": now + 2 * 86_400}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let banner = poll("the lease banner", || async {
+        c.refresh().await.map_err(|e| e.to_string())?;
+        match c.find(Locator::Css("#lease-banner-1")).await {
+            Ok(el) => el.text().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    assert!(banner.contains("first"), "{banner}");
     click(&c, "#instance-stop").await;
     wait_instance_status(&c, "exited").await;
     // The page says what the action did.
@@ -1718,6 +1760,13 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     assert!(text.contains("first") && text.contains("/data"), "{text}");
     c.accept_alert().await.unwrap();
     wait_for_path(&c, "/instances").await;
+
+    // The usage page: the admin's running time of "first", per user and
+    // per tenant, and its CSV (issue 14).
+    c.goto(&server.url("/usage")).await.unwrap();
+    let users = text_of(&c, "#usage-users tbody").await;
+    assert!(users.contains("admin"), "{users}");
+    find(&c, "#usage-csv").await;
 
     // The permission matrix in words: one switch grants an action's page
     // and API at once, in place; the audit log says so in words.

@@ -2586,3 +2586,145 @@ async fn metering_follows_docker_and_keeps_the_price_at_placement() {
             .contains("usage-users")
     );
 }
+
+/// The reclaim steps stored on an instance (read beside the running server).
+fn reclaim_steps(srv: &Server, id: i64) -> Value {
+    let c = rusqlite::Connection::open(srv.data_dir().join("gpudock.db")).unwrap();
+    let steps: String = c
+        .query_row("SELECT reclaim_steps FROM instances WHERE id = ?1", [id], |r| r.get(0))
+        .unwrap();
+    serde_json::from_str(&steps).unwrap()
+}
+
+/// Issue 14: a reclaim that fails on the way (its node unreachable) keeps
+/// the container's capacity reserved; gpudock killed (SIGKILL) while the
+/// reclaim is pending resumes it after restart once the node answers, and
+/// only then is the capacity released.
+#[tokio::test]
+async fn a_reclaim_pending_when_gpudock_is_killed_resumes_after_restart() {
+    let config = format!("{FAST_STOP}[leases]\ncheck_interval_secs = 1\nbuffer_days = 3\n");
+    let lab = Lab::new(&config, 2).await;
+    let mut body = small_spec("full");
+    body["cpu_cores"] = json!(2);
+    let spec = lab.spec(body).await;
+    let (alice, _) = two_tenants(&lab).await;
+    let (s, inst) = post(&alice, &lab.srv.url("/api/v1/instances"), lab.create_body(spec, "doomed")).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_i64().unwrap();
+    let cid = inst["container_id"].as_str().unwrap().to_string();
+    let volume = data_volume(&lab, &cid);
+    let candidates = format!("/api/v1/instances/candidate-nodes?spec_id={spec}");
+    assert_eq!(lab.get(&candidates).await.1, json!([]), "the node is full");
+    // The node stops answering, and the lease is past its buffer.
+    let node_url = lab.srv.url(&format!("/api/v1/nodes/{}", lab.node));
+    let (s, n) = get(&lab.admin, &node_url).await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+    let endpoint = n["docker_endpoint"].clone();
+    let (s, b) = patch(&lab.admin, &node_url, json!({"docker_endpoint": "tcp://127.0.0.1:1", "tls_enabled": false})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = lab.srv.url(&format!("/api/v1/instances/{id}"));
+    let (s, b) = patch(&lab.admin, &url, json!({"lease_end": now() - 4 * 86_400})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reclaim_steps(&lab.srv, id).to_string().contains("\"error\"") {
+        assert!(Instant::now() < deadline, "no failed step: {}\n{}", reclaim_steps(&lab.srv, id), lab.srv.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Failed on the way: nothing removed, nothing released.
+    assert!(lab.inspect("container", &cid).is_some());
+    let c = rusqlite::Connection::open(lab.srv.data_dir().join("gpudock.db")).unwrap();
+    let held: i64 = c
+        .query_row("SELECT cpu_cores FROM node_usage WHERE node_id = ?1", [lab.node], |r| r.get(0))
+        .unwrap();
+    assert_eq!(held, 2, "capacity stays reserved while the container exists");
+    drop(c);
+
+    // Killed outright while the reclaim is pending; restarted; the node
+    // answers again.
+    let Lab { srv, d, node, .. } = lab;
+    let mut srv = srv;
+    srv.kill();
+    let srv = srv.restart(&config);
+    let (admin, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(s, StatusCode::OK);
+    let node_url = srv.url(&format!("/api/v1/nodes/{node}"));
+    let (s, b) = patch(&admin, &node_url, json!({"docker_endpoint": endpoint, "tls_enabled": false})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, i) = get(&admin, &srv.url(&format!("/api/v1/instances/{id}"))).await;
+        if i["status"] == "reclaimed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reclaimed: {i}\n{}", srv.logs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let steps = reclaim_steps(&srv, id);
+    for step in ["check", "end_sessions", "remove_container", "remove_volume"] {
+        assert!(steps.to_string().contains(step), "{steps}");
+    }
+    let gone = |kind: &str, name: &str| {
+        !common::dockerd::docker_cli(d, &["inspect", "--type", kind, name]).status.success()
+    };
+    assert!(gone("container", &cid) && gone("volume", &volume), "container and volume removed");
+    let (_, cands) = get(&admin, &srv.url(&candidates)).await;
+    assert_eq!(cands.as_array().map(Vec::len), Some(1), "capacity back: {cands}");
+}
+
+/// Issue 14 metering across a restart of gpudock: a container that keeps
+/// running while gpudock is down keeps counting; one stopped while gpudock
+/// is down stops counting once the restart sees it; nothing counts twice.
+#[tokio::test]
+async fn metering_survives_a_gpudock_restart() {
+    let lab = Lab::new(FAST_STOP, 16).await;
+    let mut body = small_spec("m2");
+    body["price_per_hour"] = json!(36.0);
+    let spec = lab.spec(body).await;
+    let (alice, _) = two_tenants(&lab).await;
+    let mut ids = Vec::new();
+    for name in ["keeps", "halts"] {
+        let (s, i) = post(&alice, &lab.srv.url("/api/v1/instances"), lab.create_body(spec, name)).await;
+        assert_eq!(s, StatusCode::CREATED, "{i}");
+        let id = i["id"].as_i64().unwrap();
+        wait_status(&alice, &lab.srv, id, "running", Duration::from_secs(60)).await;
+        ids.push((id, i["container_id"].as_str().unwrap().to_string()));
+    }
+    let Lab { srv, d, .. } = lab;
+    let mut srv = srv;
+    srv.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(common::dockerd::docker_cli(d, &["stop", "-t", "1", &ids[1].1]).status.success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let srv = srv.restart(FAST_STOP);
+    let (alice, s, _) = srv.login("ralice", "Velvet-Canyon-Harbor-58!").await;
+    assert_eq!(s, StatusCode::OK);
+    wait_status(&alice, &srv, ids[1].0, "exited", Duration::from_secs(30)).await;
+    let seconds = |u: &Value, id: i64| {
+        u["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["instance_id"] == id)
+            .map(|r| r["running_seconds"].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    let (_, first) = get(&alice, &srv.url("/api/v1/usage")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, second) = get(&alice, &srv.url("/api/v1/usage")).await;
+    let (keeps, halts) = (ids[0].0, ids[1].0);
+    // The one that kept running counted through gpudock's downtime (3 s).
+    assert!(seconds(&first, keeps) >= 3, "{first}");
+    assert!(seconds(&second, keeps) > seconds(&first, keeps), "still counting: {second}");
+    // The one stopped behind gpudock's back counts no more.
+    assert!(seconds(&first, halts) >= 1, "{first}");
+    assert_eq!(seconds(&second, halts), seconds(&first, halts), "{second}");
+    // One interval each: rows per instance and month, never doubled.
+    for id in [keeps, halts] {
+        let n = second["usage"].as_array().unwrap().iter().filter(|r| r["instance_id"] == id).count();
+        assert_eq!(n, 1, "{second}");
+    }
+    // 36.00 per hour = one cent a second.
+    for r in second["usage"].as_array().unwrap() {
+        assert_eq!(r["cost_cents"], r["running_seconds"], "{r}");
+    }
+}
