@@ -1610,7 +1610,7 @@ async fn browser_first_run_from_a_fresh_data_directory() {
     assert_eq!(checklist(&c).await, ["done", "done", "done", "todo"]);
 
     // A spec that cannot fit: the wizard says which resource is short.
-    let admin = &_admin;
+    let admin = &admin;
     let (s, big) = common::post(
         admin,
         &server.url("/api/v1/specs"),
@@ -1718,7 +1718,7 @@ async fn browser_first_run_from_a_fresh_data_directory() {
         .unwrap()
         .as_secs() as i64;
     let (st, b) = common::patch(
-        &admin,
+        admin,
         &server.url(&format!("/api/v1/instances/{id}")),
         json!({"lease_end": now + 2 * 86_400}),
     )

@@ -2591,7 +2591,11 @@ async fn metering_follows_docker_and_keeps_the_price_at_placement() {
 fn reclaim_steps(srv: &Server, id: i64) -> Value {
     let c = rusqlite::Connection::open(srv.data_dir().join("gpudock.db")).unwrap();
     let steps: String = c
-        .query_row("SELECT reclaim_steps FROM instances WHERE id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT reclaim_steps FROM instances WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap();
     serde_json::from_str(&steps).unwrap()
 }
@@ -2608,7 +2612,12 @@ async fn a_reclaim_pending_when_gpudock_is_killed_resumes_after_restart() {
     body["cpu_cores"] = json!(2);
     let spec = lab.spec(body).await;
     let (alice, _) = two_tenants(&lab).await;
-    let (s, inst) = post(&alice, &lab.srv.url("/api/v1/instances"), lab.create_body(spec, "doomed")).await;
+    let (s, inst) = post(
+        &alice,
+        &lab.srv.url("/api/v1/instances"),
+        lab.create_body(spec, "doomed"),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{inst}");
     let id = inst["id"].as_i64().unwrap();
     let cid = inst["container_id"].as_str().unwrap().to_string();
@@ -2620,23 +2629,43 @@ async fn a_reclaim_pending_when_gpudock_is_killed_resumes_after_restart() {
     let (s, n) = get(&lab.admin, &node_url).await;
     assert_eq!(s, StatusCode::OK, "{n}");
     let endpoint = n["docker_endpoint"].clone();
-    let (s, b) = patch(&lab.admin, &node_url, json!({"docker_endpoint": "tcp://127.0.0.1:1", "tls_enabled": false})).await;
+    let (s, b) = patch(
+        &lab.admin,
+        &node_url,
+        json!({"docker_endpoint": "tcp://127.0.0.1:1", "tls_enabled": false}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let url = lab.srv.url(&format!("/api/v1/instances/{id}"));
     let (s, b) = patch(&lab.admin, &url, json!({"lease_end": now() - 4 * 86_400})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !reclaim_steps(&lab.srv, id).to_string().contains("\"error\"") {
-        assert!(Instant::now() < deadline, "no failed step: {}\n{}", reclaim_steps(&lab.srv, id), lab.srv.logs());
+    while !reclaim_steps(&lab.srv, id)
+        .to_string()
+        .contains("\"failed\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no failed step: {}\n{}",
+            reclaim_steps(&lab.srv, id),
+            lab.srv.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Failed on the way: nothing removed, nothing released.
     assert!(lab.inspect("container", &cid).is_some());
     let c = rusqlite::Connection::open(lab.srv.data_dir().join("gpudock.db")).unwrap();
     let held: i64 = c
-        .query_row("SELECT cpu_cores FROM node_usage WHERE node_id = ?1", [lab.node], |r| r.get(0))
+        .query_row(
+            "SELECT cpu_cores FROM node_usage WHERE node_id = ?1",
+            [lab.node],
+            |r| r.get(0),
+        )
         .unwrap();
-    assert_eq!(held, 2, "capacity stays reserved while the container exists");
+    assert_eq!(
+        held, 2,
+        "capacity stays reserved while the container exists"
+    );
     drop(c);
 
     // Killed outright while the reclaim is pending; restarted; the node
@@ -2648,7 +2677,12 @@ async fn a_reclaim_pending_when_gpudock_is_killed_resumes_after_restart() {
     let (admin, s, _) = srv.login("admin", common::ADMIN_PASSWORD).await;
     assert_eq!(s, StatusCode::OK);
     let node_url = srv.url(&format!("/api/v1/nodes/{node}"));
-    let (s, b) = patch(&admin, &node_url, json!({"docker_endpoint": endpoint, "tls_enabled": false})).await;
+    let (s, b) = patch(
+        &admin,
+        &node_url,
+        json!({"docker_endpoint": endpoint, "tls_enabled": false}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -2656,7 +2690,11 @@ async fn a_reclaim_pending_when_gpudock_is_killed_resumes_after_restart() {
         if i["status"] == "reclaimed" {
             break;
         }
-        assert!(Instant::now() < deadline, "not reclaimed: {i}\n{}", srv.logs());
+        assert!(
+            Instant::now() < deadline,
+            "not reclaimed: {i}\n{}",
+            srv.logs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let steps = reclaim_steps(&srv, id);
@@ -2664,11 +2702,20 @@ async fn a_reclaim_pending_when_gpudock_is_killed_resumes_after_restart() {
         assert!(steps.to_string().contains(step), "{steps}");
     }
     let gone = |kind: &str, name: &str| {
-        !common::dockerd::docker_cli(d, &["inspect", "--type", kind, name]).status.success()
+        !common::dockerd::docker_cli(d, &["inspect", "--type", kind, name])
+            .status
+            .success()
     };
-    assert!(gone("container", &cid) && gone("volume", &volume), "container and volume removed");
+    assert!(
+        gone("container", &cid) && gone("volume", &volume),
+        "container and volume removed"
+    );
     let (_, cands) = get(&admin, &srv.url(&candidates)).await;
-    assert_eq!(cands.as_array().map(Vec::len), Some(1), "capacity back: {cands}");
+    assert_eq!(
+        cands.as_array().map(Vec::len),
+        Some(1),
+        "capacity back: {cands}"
+    );
 }
 
 /// Issue 14 metering across a restart of gpudock: a container that keeps
@@ -2683,7 +2730,12 @@ async fn metering_survives_a_gpudock_restart() {
     let (alice, _) = two_tenants(&lab).await;
     let mut ids = Vec::new();
     for name in ["keeps", "halts"] {
-        let (s, i) = post(&alice, &lab.srv.url("/api/v1/instances"), lab.create_body(spec, name)).await;
+        let (s, i) = post(
+            &alice,
+            &lab.srv.url("/api/v1/instances"),
+            lab.create_body(spec, name),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{i}");
         let id = i["id"].as_i64().unwrap();
         wait_status(&alice, &lab.srv, id, "running", Duration::from_secs(60)).await;
@@ -2693,7 +2745,11 @@ async fn metering_survives_a_gpudock_restart() {
     let mut srv = srv;
     srv.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(common::dockerd::docker_cli(d, &["stop", "-t", "1", &ids[1].1]).status.success());
+    assert!(
+        common::dockerd::docker_cli(d, &["stop", "-t", "1", &ids[1].1])
+            .status
+            .success()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let srv = srv.restart(FAST_STOP);
     let (alice, s, _) = srv.login("ralice", "Velvet-Canyon-Harbor-58!").await;
@@ -2714,13 +2770,21 @@ async fn metering_survives_a_gpudock_restart() {
     let (keeps, halts) = (ids[0].0, ids[1].0);
     // The one that kept running counted through gpudock's downtime (3 s).
     assert!(seconds(&first, keeps) >= 3, "{first}");
-    assert!(seconds(&second, keeps) > seconds(&first, keeps), "still counting: {second}");
+    assert!(
+        seconds(&second, keeps) > seconds(&first, keeps),
+        "still counting: {second}"
+    );
     // The one stopped behind gpudock's back counts no more.
     assert!(seconds(&first, halts) >= 1, "{first}");
     assert_eq!(seconds(&second, halts), seconds(&first, halts), "{second}");
     // One interval each: rows per instance and month, never doubled.
     for id in [keeps, halts] {
-        let n = second["usage"].as_array().unwrap().iter().filter(|r| r["instance_id"] == id).count();
+        let n = second["usage"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["instance_id"] == id)
+            .count();
         assert_eq!(n, 1, "{second}");
     }
     // 36.00 per hour = one cent a second.
