@@ -247,7 +247,9 @@ async fn main() {
     let mut engine = Engine::with_notifier(notifier);
     let mut delays = Vec::new();
     for round in 0..10 {
-        let ts = T0 + 3600 + round * 30;
+        // Rounds two minutes apart: a rule's messages within 60 s are one
+        // storm (the first at once, the rest when the minute ends).
+        let ts = T0 + 3600 + round * 120;
         // Calm, then node 1's CPU over 1000 % (the rule's condition).
         hub.record(samples(ts, round)).await.unwrap();
         engine.cycle(&db, &hub, ts, 45).await.unwrap();
@@ -268,6 +270,8 @@ async fn main() {
         // The resolve message of the next calm cycle.
         hub.record(samples(ts + 20, round)).await.unwrap();
         engine.cycle(&db, &hub, ts + 20, 45).await.unwrap();
+        // Held by the storm window the fire opened; sent when it ends.
+        engine.announce(&db, ts + 15 + 61).await.unwrap();
         rx.recv().await.unwrap();
     }
     let d = median(delays);

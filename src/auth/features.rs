@@ -17,6 +17,7 @@ pub const FEATURES: &[&str] = &[
     "files",
     "reach",
     "leases",
+    "usage",
     "datasets",
     "images",
     "specs",
@@ -47,6 +48,7 @@ pub const ACTIONS: &[&str] = &[
     "request",
     "review",
     "reclaim",
+    "return",
     "allocate",
     "handle",
     "test",
@@ -79,7 +81,9 @@ pub fn area(method: &str, pattern: &str) -> (&'static str, &'static str) {
         _ if has("terminal") => "terminal",
         _ if has("metrics") || first == "metrics" => "metrics",
         _ if has("reach") || has("web") || first == "port-forward" => "reach",
+        _ if first.starts_with("usage") => "usage",
         _ if has("lease")
+            || has("return")
             || has("lease-request")
             || has("lease-requests")
             || has("reclaim")
@@ -112,6 +116,7 @@ pub fn area(method: &str, pattern: &str) -> (&'static str, &'static str) {
     let has_id = segs.iter().any(|s| s.starts_with('{'));
     let action = match (method, last) {
         (_, Some("reclaim")) => "reclaim",
+        (_, Some("return")) => "return",
         (_, Some("lease-request" | "lease-requests")) if method == "POST" => "request",
         (_, Some("allocate")) => "allocate",
         (_, Some("candidate-nodes" | "new" | "create" | "choices")) => "create",
