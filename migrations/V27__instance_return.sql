@@ -3,7 +3,7 @@
 -- user only (checked in `leases::return_by`); granted to both customer roles.
 INSERT INTO permissions (method, path_pattern, grp, description, description_zh, fixed, admin_only) VALUES
  ('GET',  '/api/v1/instances/{id}/return', 'instances', 'What returning an instance early would end (processes, sessions)', '退还前检查（进程、会话）', 0, 0),
- ('POST', '/api/v1/instances/{id}/return', 'instances', 'Return one''s instance early (退还)',                         '提前退还实例', 0, 0),
+ ('POST', '/api/v1/instances/{id}/return', 'instances', 'Return one''s instance early',                               '提前退还实例', 0, 0),
  ('GET',  '/instances/{id}/return',        'pages',     'Return an instance early: checks and confirmation',          '退还实例：检查与确认', 0, 0),
  ('POST', '/instances/{id}/return',        'pages',     'Return an instance early (form)',                            '退还实例（表单）', 0, 0);
 

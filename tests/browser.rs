@@ -570,27 +570,6 @@ async fn browser_walks_the_instance_wizard() {
         (StatusCode::OK, Some("from-the-wizard"), Some("running"))
     );
 
-    // A lease ending in two days: the banner on every page (issue 14).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let (st, b) = common::patch(
-        &admin,
-        &server.url(&format!("/api/v1/instances/{id}")),
-        json!({"lease_end": now + 2 * 86_400}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    let banner = poll("the lease banner", || async {
-        c.refresh().await.map_err(|e| e.to_string())?;
-        match c.find(Locator::Css("#lease-banner-1")).await {
-            Ok(el) => el.text().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-    assert!(banner.contains("first"), "{banner}");
     click(&c, "#instance-stop").await;
     wait_instance_status(&c, "exited").await;
     click(&c, "#instance-delete").await;

@@ -88,6 +88,20 @@ pub fn age(ts: &Option<i64>) -> String {
     )
 }
 
+/// The i18n key of a metric source's name (`docker`, `host`, `nvml`,
+/// `node_exporter`, `dcgm`, `agent`).
+pub fn source_key(name: &str) -> &'static str {
+    match name {
+        "docker" => "metrics.src_docker",
+        "host" => "metrics.src_host",
+        "nvml" => "metrics.src_nvml",
+        "node_exporter" => "metrics.src_node_exporter",
+        "dcgm" => "metrics.src_dcgm",
+        "agent" => "metrics.src_agent",
+        _ => "metrics.src_other",
+    }
+}
+
 #[derive(Template)]
 #[template(path = "monitor/node.html")]
 struct NodePage {
