@@ -278,6 +278,13 @@ impl Search {
         Some(p)
     }
 
+    /// `status` as a query parameter: None when not given (the caller
+    /// checked it with [`Search::status_of`]).
+    pub fn status_param(&self) -> Option<String> {
+        let s = self.status.trim();
+        (!s.is_empty()).then(|| s.to_string())
+    }
+
     /// `status` when given, if it is one of `known` (else a field error
     /// naming the words that are).
     pub fn status_of(&self, known: &[&str]) -> Result<Option<String>, AppError> {

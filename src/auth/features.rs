@@ -97,21 +97,12 @@ pub fn area(method: &str, pattern: &str) -> (&'static str, &'static str) {
         "maintenance-windows" => "maintenance",
         "account-openings" => "accounts",
         "cloud-users" => "cloud_users",
-        "instances" | "datasets" | "images" | "specs" | "nodes" | "alerts" | "sessions"
-        | "users" | "tenants" | "audit" | "permissions" => match first {
-            "instances" => "instances",
-            "datasets" => "datasets",
-            "images" => "images",
-            "specs" => "specs",
-            "nodes" => "nodes",
-            "alerts" => "alerts",
-            "sessions" => "sessions",
-            "users" => "users",
-            "tenants" => "tenants",
-            "audit" => "audit",
-            _ => "permissions",
-        },
-        _ => "other",
+        // Features named as their first path segment.
+        _ => FEATURES
+            .iter()
+            .copied()
+            .find(|f| *f == first)
+            .unwrap_or("other"),
     };
     let has_id = segs.iter().any(|s| s.starts_with('{'));
     let action = match (method, last) {

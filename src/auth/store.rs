@@ -109,8 +109,7 @@ pub fn users_page(
               OR (?4 = 'enabled' AND enabled = 1 AND (locked_until IS NULL OR locked_until <= ?5))) \
          ORDER BY id"
     );
-    let status = search.status.trim();
-    let status = (!status.is_empty()).then(|| status.to_string());
+    let status = search.status_param();
     let now = crate::db::now();
     crate::paging::query(
         conn,

@@ -147,12 +147,8 @@ const SEARCH_WHERE: &str = "(?4 IS NULL OR i.name LIKE ?4 ESCAPE '\\' \
 
 /// A search's `?4` and `?5` (see [`SEARCH_WHERE`]); a status outside
 /// [`InstanceStatus`]'s words is the caller's field error, checked before.
-pub fn search_params(search: &Search) -> (Option<String>, Option<String>) {
-    let status = search.status.trim();
-    (
-        search.like(),
-        (!status.is_empty()).then(|| status.to_string()),
-    )
+fn search_params(search: &Search) -> (Option<String>, Option<String>) {
+    (search.like(), search.status_param())
 }
 
 /// The scoped instances of `window` that `search` matches, by id, and how

@@ -62,9 +62,13 @@ pub fn list(conn: &Connection, search: &Search, window: Window) -> rusqlite::Res
          OR public_ip LIKE ?1 ESCAPE '\\' OR gpu_name LIKE ?1 ESCAPE '\\') \
          AND (?2 IS NULL OR status = ?2) ORDER BY id"
     );
-    let status = search.status.trim();
-    let status = (!status.is_empty()).then(|| status.to_string());
-    crate::paging::query(conn, &sql, &[&search.like(), &status], window, row)
+    crate::paging::query(
+        conn,
+        &sql,
+        &[&search.like(), &search.status_param()],
+        window,
+        row,
+    )
 }
 
 /// What the instances on `node` hold (zero for a node without any).
