@@ -6,6 +6,10 @@
 //! the connection to stdout. On failure it writes one line to stderr and
 //! exits with status 2 (nothing on stdout).
 //!
+//! `gpudock-relay PORT wait` is a warm relay: started ahead of need, it
+//! waits for one byte on stdin (any value) before it connects, then goes on
+//! as above; at end of input before that byte it exits quietly (status 0).
+//!
 //! Built by `build.rs` with rustc alone (std only, statically linked, no
 //! allocation beyond two buffers), so it runs in any x86_64 Linux image,
 //! with or without a libc of its own.
@@ -45,10 +49,22 @@ fn main() {
     let port = match std::env::args().nth(1).map(|p| p.parse::<u16>()) {
         Some(Ok(p)) if p > 0 => p,
         _ => {
-            eprintln!("usage: gpudock-relay PORT");
+            eprintln!("usage: gpudock-relay PORT [wait]");
             std::process::exit(64);
         }
     };
+    if std::env::args().nth(2).as_deref() == Some("wait") {
+        // stdin is buffered: what follows the byte stays for the pump below.
+        let mut go = [0u8; 1];
+        loop {
+            match std::io::stdin().read(&mut go) {
+                Ok(0) => std::process::exit(0),
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => std::process::exit(1),
+            }
+        }
+    }
     let sock = match connect(port) {
         Ok(s) => s,
         Err(e) => {

@@ -70,6 +70,8 @@ struct Entry {
     epoch: i64,
     /// A session (listed, counted against the per-owner limit) or a hold.
     listed: bool,
+    /// The instance a hold reaches (ended with it: [`Live::stop_instance`]).
+    instance: Option<i64>,
     activity: Arc<Activity>,
     stop: CancellationToken,
     reason: Arc<OnceLock<&'static str>>,
@@ -180,11 +182,18 @@ impl Live {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, m: &mut HashMap<i64, Entry>, holder: Holder, listed: bool) -> Registration {
+    fn insert(
+        &self,
+        m: &mut HashMap<i64, Entry>,
+        holder: Holder,
+        listed: bool,
+        instance: Option<i64>,
+    ) -> Registration {
         let entry = Entry {
             owner: holder.owner,
             epoch: holder.epoch,
             listed,
+            instance,
             activity: Arc::new(Activity::default()),
             stop: CancellationToken::new(),
             reason: Arc::new(OnceLock::new()),
@@ -213,14 +222,27 @@ impl Live {
         if max_per_owner > 0 && held >= max_per_owner {
             return Err(AtLimit { held });
         }
-        Ok(self.insert(&mut m, holder, true))
+        Ok(self.insert(&mut m, holder, true, None))
     }
 
     /// Something live bound to `holder`'s access that is not a session: not
     /// listed, not counted, ended by [`Live::stop_owner`] like a session.
     pub fn hold(&self, holder: Holder) -> Registration {
         let mut m = self.lock();
-        self.insert(&mut m, holder, false)
+        self.insert(&mut m, holder, false, None)
+    }
+
+    /// A hold that reaches instance `instance` (a proxied request or
+    /// WebSocket): ended by [`Live::stop_instance`] as well.
+    pub fn hold_on(&self, holder: Holder, instance: i64) -> Registration {
+        let mut m = self.lock();
+        self.insert(&mut m, holder, false, Some(instance))
+    }
+
+    /// Ends the holds that reach instance `instance` (it stopped or was
+    /// deleted) with `reason`; how many.
+    pub fn stop_instance(&self, instance: i64, reason: &'static str) -> usize {
+        self.stop_where(reason, |_, e| e.instance == Some(instance))
     }
 
     /// Ends everything `owner` holds (sessions and holds) with `reason`;

@@ -2323,6 +2323,23 @@ async fn hand_off(
 type ProxyWs =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Turns web access on for port 8000 of instance `id` (as alice), signs in
+/// to it and opens a WebSocket through the proxy: the URL, the proxy's
+/// cookie and the WebSocket.
+async fn web_ws(a: &Apps, id: &Value) -> (String, String, ProxyWs) {
+    let (s, b) = post(
+        &a.alice,
+        &a.lab.srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = b["url"].as_str().unwrap().to_string();
+    let (_, cookie, _) = hand_off(a, &a.alice, id, 8000).await;
+    let ws = proxy_ws(&a.lab.srv, &url, &cookie).await;
+    (url, cookie, ws)
+}
+
 /// A WebSocket to the app at `url` (`…/ws`) through the proxy with the
 /// proxy's `cookie`, once it echoed a line.
 async fn proxy_ws(srv: &common::Server, url: &str, cookie: &str) -> ProxyWs {
@@ -2609,6 +2626,63 @@ where
     .is_ok()
 }
 
+/// `ssh -N -L` as alice to port 8000 of the instance `login` names, once
+/// an HTTP request went through it: the client and its local port.
+async fn tunnel_up(a: &Apps, login: &str) -> (Talk, u16) {
+    let local = dockerd::free_port();
+    let t = Talk::start(&mut ssh(
+        a.port,
+        login,
+        Some(ALICE_PW),
+        None,
+        &["-N", "-L", &format!("{local}:localhost:8000")],
+    ))
+    .await;
+    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    (t, local)
+}
+
+/// A tunnel is a session: it counts against the per-user limit, so with
+/// `max_per_user = 1` a second one (another `ssh` connection) is refused
+/// with the limit's message while the first is open, and opens once the
+/// first has closed.
+#[tokio::test]
+async fn tunnels_count_against_the_per_user_session_limit() {
+    let a = apps("[sessions]\nmax_per_user = 1\n").await;
+    let (t, _) = tunnel_up(&a, "alice+web").await;
+    assert_eq!(tunnels_to(&a.lab, "web").await.len(), 1);
+    let r = forward_once(&a, "alice+web", ALICE_PW, "localhost:8000").await;
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("refused: you already have 1 open sessions (the most allowed per user"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(tunnels_to(&a.lab, "web").await.len(), 1, "no second tunnel");
+    drop(t.kill().await);
+    until(
+        "the first tunnel's record to close",
+        Duration::from_secs(5),
+        async || tunnels_to(&a.lab, "web").await.is_empty(),
+    )
+    .await;
+    let r = run(
+        &mut ssh_logging(
+            "INFO",
+            a.port,
+            "alice+web",
+            Some(ALICE_PW),
+            None,
+            &["-W", "localhost:8000"],
+        ),
+        "GET / HTTP/1.0\r\n\r\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(r.stdout.starts_with("HTTP/1."), "{} {}", r.stdout, r.stderr);
+}
+
 /// The live tunnels to instance `name`.
 async fn tunnels_to(lab: &Lab, name: &str) -> Vec<Value> {
     sessions_of(lab, "status=live&protocol=port_forward")
@@ -2625,21 +2699,14 @@ async fn tunnels_to(lab: &Lab, name: &str) -> Vec<Value> {
 #[tokio::test]
 async fn deletion_and_revocation_end_tunnels_and_proxied_connections_at_once() {
     let a = apps("").await;
-    let (p, srv) = (a.port, &a.lab.srv);
+    let srv = &a.lab.srv;
 
     // The instance deleted by an admin: its tunnel ends with it.
-    let local = dockerd::free_port();
-    let t = Talk::start(&mut ssh(
-        p,
-        "alice+webtls",
-        Some(ALICE_PW),
-        None,
-        &["-N", "-L", &format!("{local}:localhost:8000")],
-    ))
-    .await;
-    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    let (t, _) = tunnel_up(&a, "alice+webtls").await;
     let open = tunnels_to(&a.lab, "webtls").await;
     assert_eq!(open.len(), 1, "{open:?}");
+    // And a WebSocket to it through the proxy (over the TLS node's relay).
+    let (_, _, mut proxied) = web_ws(&a, &a.webtls["id"]).await;
     let (s, b) = send(
         &a.lab.admin,
         "DELETE",
@@ -2656,6 +2723,15 @@ async fn deletion_and_revocation_end_tunnels_and_proxied_connections_at_once() {
     )
     .await;
     eprintln!("tunnel ended {:?} after the deletion", asked.elapsed());
+    // At once, not at the proxy's next check (every 5 s).
+    assert!(
+        ws_ends(&mut proxied, Duration::from_secs(2)).await,
+        "the proxied WebSocket outlived the deleted instance"
+    );
+    eprintln!(
+        "proxied WebSocket ended {:?} after the deletion",
+        asked.elapsed()
+    );
     let (_, rec) = a
         .lab
         .get(&format!("/api/v1/sessions/{}", open[0]["id"]))
@@ -2665,27 +2741,8 @@ async fn deletion_and_revocation_end_tunnels_and_proxied_connections_at_once() {
 
     // The user disabled: everything of theirs through the jumpbox and the
     // proxy ends.
-    let id = a.web["id"].clone();
-    let (s, b) = post(
-        &a.alice,
-        &srv.url(&format!("/api/v1/instances/{id}/web")),
-        json!({"port": 8000}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let url = b["url"].as_str().unwrap().to_string();
-    let (_, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
-    let mut proxied = proxy_ws(srv, &url, &cookie).await;
-    let local = dockerd::free_port();
-    let t = Talk::start(&mut ssh(
-        p,
-        "alice+web",
-        Some(ALICE_PW),
-        None,
-        &["-N", "-L", &format!("{local}:localhost:8000")],
-    ))
-    .await;
-    get_until_up(&format!("http://127.0.0.1:{local}/")).await;
+    let (url, cookie, mut proxied) = web_ws(&a, &a.web["id"]).await;
+    let (t, local) = tunnel_up(&a, "alice+web").await;
     let (mut tunneled, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{local}/ws"))
         .await
         .unwrap();

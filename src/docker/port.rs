@@ -17,6 +17,15 @@
 //!   stdin and stdout carry the bytes over the Docker API. Slower (every
 //!   byte passes dockerd), but it needs nothing on the node but dockerd.
 //!
+//! On the relay route, a caller that connects often to the same port (the
+//! proxy: an app that closes its connection after each response costs a
+//! connection per request) keeps a few **warm relays** ready
+//! (`warm` in [`Connector::connect`]): started by `docker exec` ahead of need,
+//! connected to nothing until one is taken (one byte on its stdin), so a
+//! connection costs one round trip to the relay instead of an exec. They
+//! are let go after [`WARM_FOR`] unused, at shutdown (their tasks are the
+//! caller's, tracked), and die with their container.
+//!
 //! What costs a call to the daemon is remembered, so that a connection
 //! (the proxy opens one per request to an app that does not keep its
 //! connections alive) is a socket and nothing more: the namespace of a
@@ -61,6 +70,10 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(15);
 /// How long a node's Docker client is used again before it is made anew
 /// (an endpoint edited by an admin is taken within this time).
 pub const CLIENT_FOR: Duration = Duration::from_secs(30);
+/// How many warm relays are kept ready per container port.
+const WARM: usize = 4;
+/// How long a warm relay waits unused before it is let go.
+pub const WARM_FOR: Duration = Duration::from_secs(60);
 /// The most namespaces held open; past it they are all let go.
 const ENTERED_MAX: usize = 4096;
 
@@ -98,6 +111,23 @@ pub struct Connector {
     no_namespaces: Arc<AtomicBool>,
     entered: Arc<Mutex<HashMap<String, Arc<std::fs::File>>>>,
     clients: Arc<Mutex<HashMap<i64, KeptClient>>>,
+    warm: Arc<Mutex<HashMap<String, WarmSet>>>,
+    warm_ids: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The warm relays of one container port: ready ones (by id) and how many
+/// are being started.
+#[derive(Default)]
+struct WarmSet {
+    ready: Vec<(u64, RelayStream)>,
+    starting: usize,
+}
+
+/// Who owns the tasks that keep warm relays: a token counted until the
+/// task ends (shutdown joins them), and the stop signal they obey.
+pub struct Keeper {
+    pub track: Box<dyn FnMut() -> tokio_util::task::task_tracker::TaskTrackerToken + Send>,
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// A node's Docker client, whether its daemon is on this host, and when
@@ -168,7 +198,10 @@ impl Connector {
     /// this host (a unix socket), so its containers' namespaces are this
     /// host's. `tag` marks the relay's process like a session's (see
     /// [`exec::end_tagged`]). `key` names the container for
-    /// [`Connector::connect_known`].
+    /// [`Connector::connect_known`]. With `warm`, on the relay route a warm
+    /// relay kept for `key`'s `port` is used when one is ready, and warm
+    /// relays are started (in the keeper's tasks) for the next connections.
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         &self,
         d: &Docker,
@@ -177,6 +210,7 @@ impl Connector {
         port: u16,
         local: bool,
         tag: &str,
+        warm: Option<Keeper>,
     ) -> Result<PortStream, PortError> {
         if local && !self.no_namespaces.load(Ordering::Relaxed) {
             match tokio::time::timeout(CONNECT_WITHIN, enter(d, container, port)).await {
@@ -204,13 +238,100 @@ impl Connector {
                 Err(_) => return Err(DockerError::Timeout(CONNECT_WITHIN.as_secs()).into()),
             }
         }
+        let relayed = |r: RelayStream| PortStream {
+            inner: Inner::Relay(r),
+            route: Route::Relay,
+        };
+        if let Some(keeper) = warm {
+            let wkey = format!("{key}:{port}");
+            let taken = self.warm.lock().ok().and_then(|mut w| {
+                w.get_mut(&wkey)
+                    .and_then(|set| set.ready.pop())
+                    .map(|(_, r)| r)
+            });
+            self.refill(d, container, &wkey, port, tag, keeper);
+            if let Some(mut r) = taken {
+                match tokio::time::timeout(CONNECT_WITHIN, r.go(port)).await {
+                    Ok(Ok(())) => return Ok(relayed(r)),
+                    Ok(Err(e @ PortError::NotListening { .. })) => return Err(e),
+                    // Gone with its container, or stuck: a relay of its own.
+                    Ok(Err(e)) => log::debug!("a warm relay failed: {e}"),
+                    Err(_) => log::debug!("a warm relay did not answer"),
+                }
+            }
+        }
         let relay = tokio::time::timeout(CONNECT_WITHIN, self.relay(d, container, port, tag));
         match relay.await {
-            Ok(r) => r.map(|s| PortStream {
-                inner: Inner::Relay(s),
-                route: Route::Relay,
-            }),
+            Ok(r) => r.map(relayed),
             Err(_) => Err(DockerError::Timeout(CONNECT_WITHIN.as_secs()).into()),
+        }
+    }
+
+    /// Starts warm relays for `wkey` up to [`WARM`], each in a task of
+    /// `keeper`'s that lets it go after [`WARM_FOR`] or at the stop.
+    fn refill(
+        &self,
+        d: &Docker,
+        container: &str,
+        wkey: &str,
+        port: u16,
+        tag: &str,
+        mut keeper: Keeper,
+    ) {
+        let need = match self.warm.lock() {
+            Ok(mut w) => {
+                let set = w.entry(wkey.to_string()).or_default();
+                let need = WARM.saturating_sub(set.ready.len() + set.starting);
+                set.starting += need;
+                need
+            }
+            Err(_) => 0,
+        };
+        for _ in 0..need {
+            let (this, d, container, wkey, tag) = (
+                self.clone(),
+                d.clone(),
+                container.to_string(),
+                wkey.to_string(),
+                tag.to_string(),
+            );
+            let (token, stop) = ((keeper.track)(), keeper.stop.clone());
+            tokio::spawn(async move {
+                let _token = token;
+                let start = tokio::time::timeout(
+                    CONNECT_WITHIN,
+                    this.relay_exec(&d, &container, port, &tag, true),
+                );
+                let started = tokio::select! {
+                    r = start => r.ok().and_then(Result::ok),
+                    () = stop.cancelled() => None,
+                };
+                let id = this.warm_ids.fetch_add(1, Ordering::Relaxed);
+                let kept = started.is_some();
+                if let Ok(mut w) = this.warm.lock()
+                    && let Some(set) = w.get_mut(&wkey)
+                {
+                    set.starting = set.starting.saturating_sub(1);
+                    if let Some(r) = started {
+                        set.ready.push((id, r));
+                    }
+                }
+                if kept {
+                    tokio::select! {
+                        () = tokio::time::sleep(WARM_FOR) => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                // Unused: let go (its stdin ends, it exits).
+                if let Ok(mut w) = this.warm.lock()
+                    && let Some(set) = w.get_mut(&wkey)
+                {
+                    set.ready.retain(|(i, _)| *i != id);
+                    if set.ready.is_empty() && set.starting == 0 {
+                        w.remove(&wkey);
+                    }
+                }
+            });
         }
     }
 
@@ -221,28 +342,7 @@ impl Connector {
         port: u16,
         tag: &str,
     ) -> Result<RelayStream, PortError> {
-        let placed = self.placed.lock().is_ok_and(|p| p.contains(container));
-        if !placed {
-            place_relay(d, container).await?;
-            if let Ok(mut p) = self.placed.lock() {
-                p.insert(container.to_string());
-            }
-        }
-        let spec = ExecSpec {
-            argv: vec![relay_path(), port.to_string()],
-            tty: false,
-            term: None,
-            size: None,
-            tag: tag.to_string(),
-        };
-        let ex = exec::start(d, container, &spec)
-            .await
-            .map_err(|e| not_running_or(e, container))?;
-        let mut s = RelayStream {
-            output: ex.output,
-            input: ex.input,
-            pending: Bytes::new(),
-        };
+        let mut s = self.relay_exec(d, container, port, tag, false).await?;
         let first = s.first(port).await;
         if first.is_err() {
             // A relay that could not start is forgotten: placed again next time
@@ -252,6 +352,44 @@ impl Connector {
             }
         }
         first.map(|()| s)
+    }
+
+    /// Places the relay if needed and starts it by `docker exec` (`wait`: a
+    /// warm relay, connected to nothing until [`RelayStream::go`]).
+    async fn relay_exec(
+        &self,
+        d: &Docker,
+        container: &str,
+        port: u16,
+        tag: &str,
+        wait: bool,
+    ) -> Result<RelayStream, PortError> {
+        let placed = self.placed.lock().is_ok_and(|p| p.contains(container));
+        if !placed {
+            place_relay(d, container).await?;
+            if let Ok(mut p) = self.placed.lock() {
+                p.insert(container.to_string());
+            }
+        }
+        let mut argv = vec![relay_path(), port.to_string()];
+        if wait {
+            argv.push("wait".into());
+        }
+        let spec = ExecSpec {
+            argv,
+            tty: false,
+            term: None,
+            size: None,
+            tag: tag.to_string(),
+        };
+        let ex = exec::start(d, container, &spec)
+            .await
+            .map_err(|e| not_running_or(e, container))?;
+        Ok(RelayStream {
+            output: ex.output,
+            input: ex.input,
+            pending: Bytes::new(),
+        })
     }
 }
 
@@ -429,6 +567,16 @@ struct RelayStream {
 }
 
 impl RelayStream {
+    /// Tells a warm relay to connect, and waits for its answer.
+    async fn go(&mut self, port: u16) -> Result<(), PortError> {
+        use tokio::io::AsyncWriteExt;
+        let sent = self.input.write_all(&[1]).await;
+        if let Err(e) = sent.and(self.input.flush().await) {
+            return Err(DockerError::Api(format!("the warm relay is gone: {e}")).into());
+        }
+        self.first(port).await
+    }
+
     /// Waits for the relay's first word: 0x00 on stdout (connected), or a
     /// line on stderr (why not).
     async fn first(&mut self, port: u16) -> Result<(), PortError> {

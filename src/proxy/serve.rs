@@ -596,7 +596,8 @@ async fn forward(
     hash: String,
 ) -> Response {
     let headers = req.headers().clone();
-    let hold = ctx.app.live.hold(crate::auth::holder(&user));
+    // Ended with the user's access, and with the instance (stop, delete).
+    let hold = ctx.app.live.hold_on(crate::auth::holder(&user), inst.id.0);
     let upgrade = is_upgrade(&headers);
     let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let container = inst.container_id.clone().unwrap_or_default();

@@ -77,18 +77,32 @@ pub async fn connect(
     else {
         return Err(ConnectError::Port(PortError::NotRunning));
     };
-    connect_container(app, inst.node_id, container, port, tag).await
+    reach_container(app, inst.node_id, container, port, tag, false).await
 }
 
 /// Connects to `port` inside container `container` on node `node` (for a
 /// caller that checked the instance before: the proxy's pooled
-/// connections, which outlive one user's request).
+/// connections, which outlive one user's request). On the relay route,
+/// warm relays are kept ready for the next connections to that port (see
+/// `docker::port`): the proxy connects once per request to an app that
+/// closes its connections.
 pub async fn connect_container(
     app: &App,
     node: crate::ids::NodeId,
     container: &str,
     port: u16,
     tag: &str,
+) -> Result<PortStream, ConnectError> {
+    reach_container(app, node, container, port, tag, true).await
+}
+
+async fn reach_container(
+    app: &App,
+    node: crate::ids::NodeId,
+    container: &str,
+    port: u16,
+    tag: &str,
+    warm: bool,
 ) -> Result<PortStream, ConnectError> {
     // A namespace entered before: a socket, no call to the daemon.
     let key = format!("{node}/{container}");
@@ -106,9 +120,14 @@ pub async fn connect_container(
             (d, local)
         }
     };
+    let live = app.live.clone();
+    let keeper = warm.then(|| crate::docker::port::Keeper {
+        track: Box::new(move || live.track()),
+        stop: app.cancel.clone(),
+    });
     let r = app
         .ports
-        .connect(&d, container, &key, port, local, tag)
+        .connect(&d, container, &key, port, local, tag, keeper)
         .await;
     if let Err(PortError::Docker(_)) = &r {
         // The daemon may have moved: the next connection makes a client anew.

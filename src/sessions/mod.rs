@@ -687,9 +687,10 @@ pub async fn get(
         .ok_or(AppError::NotFound)
 }
 
-/// Ends the live tunnels to instance `id` at once (it stopped or was
-/// deleted): what they carried is gone, and a tunnel must not outlive
-/// the instance it names. Terminals end by themselves with the container.
+/// Ends the live tunnels to instance `id`, and the proxied requests and
+/// WebSockets to it, at once (it stopped or was deleted): what they
+/// carried is gone, and a tunnel must not outlive the instance it names.
+/// Terminals end by themselves with the container.
 pub async fn end_tunnels_to(
     app: &App,
     id: InstanceId,
@@ -699,10 +700,13 @@ pub async fn end_tunnels_to(
         .db
         .read(move |c| store::live_tunnels(c, id).map_err(AppError::from))
         .await?;
-    Ok(live
-        .iter()
-        .filter(|s| app.live.stop(s.0, reason.as_str()))
-        .count())
+    // Proxied requests and WebSockets to it end with them.
+    let held = app.live.stop_instance(id.0, reason.as_str());
+    Ok(held
+        + live
+            .iter()
+            .filter(|s| app.live.stop(s.0, reason.as_str()))
+            .count())
 }
 
 /// The live sessions (every protocol) to instance `id`.
@@ -717,6 +721,7 @@ pub async fn live_on(app: &App, id: InstanceId) -> Result<Vec<store::LiveOn>, Ap
 /// records the end; this waits (briefly) for them to do so.
 pub async fn end_all_to(app: &App, id: InstanceId, reason: EndReason) -> Result<usize, AppError> {
     let live = live_on(app, id).await?;
+    app.live.stop_instance(id.0, reason.as_str());
     let ended = live
         .iter()
         .filter(|s| app.live.stop(s.id.0, reason.as_str()))
