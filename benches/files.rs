@@ -5,6 +5,12 @@
 //! API token), each against `docker cp` on the same daemon in the same
 //! run, with gpudock's resident memory sampled every 20 ms during each
 //! transfer (growth over its value just before).
+//!
+//! `FILES_BENCH_MIB=5120` moves that many MiB instead of 1024 (the
+//! streaming check: gpudock's memory must not grow with the file);
+//! `FILES_BENCH_SFTP_ONLY=1` runs only `docker cp` and SFTP with the
+//! default cipher (a big run then needs the file three times on disk: the
+//! source, the container's copy and the one fetched back).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -21,7 +27,19 @@ use common::{make_tenant, make_user, post};
 use serde_json::json;
 
 const PW: &str = "Velvet-Canyon-Harbor-58!";
-const SIZE: u64 = 1 << 30;
+
+/// Bytes moved each way: `FILES_BENCH_MIB` MiB, 1 GiB by default.
+fn size() -> u64 {
+    std::env::var("FILES_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1024)
+        << 20
+}
+
+fn sftp_only() -> bool {
+    std::env::var("FILES_BENCH_SFTP_ONLY").is_ok_and(|v| v == "1")
+}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -68,7 +86,7 @@ fn measured(pid: u32, mut cmd: Command) -> Run {
 }
 
 fn mib_s(d: Duration) -> f64 {
-    SIZE as f64 / 1_048_576.0 / d.as_secs_f64()
+    size() as f64 / 1_048_576.0 / d.as_secs_f64()
 }
 
 fn sftp(port: u16, batch: &Path, cipher: Option<&str>) -> Command {
@@ -148,7 +166,11 @@ async fn main() {
     let big = dir.path().join("big.bin");
     let st = Command::new("sh")
         .arg("-c")
-        .arg(format!("head -c {SIZE} /dev/urandom > {}", big.display()))
+        .arg(format!(
+            "head -c {} /dev/urandom > {}",
+            size(),
+            big.display()
+        ))
         .status()
         .unwrap();
     assert!(st.success());
@@ -167,20 +189,26 @@ async fn main() {
         let _ = std::fs::remove_file(&out);
     };
 
-    eprintln!("1 GiB each way: docker cp, SFTP (chacha20-poly1305, aes256-gcm), web API...");
+    let mib = size() >> 20;
+    eprintln!("{mib} MiB each way: docker cp, SFTP (chacha20-poly1305, aes256-gcm), web API...");
     let cp_in = measured(pid, docker(&["cp", &big_s, &format!("{cid}:/data/cp.bin")]));
     let cp_out = measured(pid, docker(&["cp", &format!("{cid}:/data/cp.bin"), &out_s]));
     clear("/data/cp.bin");
 
     let mut sftp_runs = Vec::new();
-    for cipher in [None, Some("aes256-gcm@openssh.com")] {
+    let ciphers: &[Option<&str>] = if sftp_only() {
+        &[None]
+    } else {
+        &[None, Some("aes256-gcm@openssh.com")]
+    };
+    for &cipher in ciphers {
         let up = dir.path().join("up.batch");
         std::fs::write(&up, format!("put {big_s} /data/s.bin\n")).unwrap();
         let down = dir.path().join("down.batch");
         std::fs::write(&down, format!("get /data/s.bin {out_s}\n")).unwrap();
         let r_up = measured(pid, sftp(port, &up, cipher));
         let r_down = measured(pid, sftp(port, &down, cipher));
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), size());
         clear("/data/s.bin");
         sftp_runs.push((
             cipher.unwrap_or("chacha20-poly1305 (default)"),
@@ -189,19 +217,30 @@ async fn main() {
         ));
     }
 
-    let base = lab.srv.url(&format!("/api/v1/instances/{id}/files"));
-    let mut up = curl(&lab.srv, &token);
-    up.args(["-o", "/dev/null", "-T", &big_s])
-        .arg(format!("{base}/upload?path=/data/w.bin"));
-    let web_up = measured(pid, up);
-    let mut down = curl(&lab.srv, &token);
-    down.args(["-o", &out_s])
-        .arg(format!("{base}/download?path=/data/w.bin"));
-    let web_down = measured(pid, down);
-    assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE);
-    clear("/data/w.bin");
+    // The web API over HTTP/2 (what curl and browsers pick) and HTTP/1.1.
+    let mut web_runs = Vec::new();
+    let versions: &[(&str, &str)] = if sftp_only() {
+        &[]
+    } else {
+        &[("HTTP/2", "--http2"), ("HTTP/1.1", "--http1.1")]
+    };
+    for &(name, flag) in versions {
+        let base = lab.srv.url(&format!("/api/v1/instances/{id}/files"));
+        let mut up = curl(&lab.srv, &token);
+        up.args([flag, "-o", "/dev/null", "-T", &big_s])
+            .arg(format!("{base}/upload?path=/data/w.bin"));
+        let web_up = measured(pid, up);
+        let mut down = curl(&lab.srv, &token);
+        down.args([flag, "-o", &out_s])
+            .arg(format!("{base}/download?path=/data/w.bin"));
+        let web_down = measured(pid, down);
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), size());
+        clear("/data/w.bin");
+        web_runs.push((name, web_up, web_down));
+    }
+    let _ = std::fs::remove_file(&big);
 
-    println!("1 GiB of random bytes into and out of an instance's /data (one run each):");
+    println!("{mib} MiB of random bytes into and out of an instance's /data (one run each):");
     println!(
         "  docker cp in:                      {:>7.1} MiB/s   RSS growth: {:>6} KiB",
         mib_s(cp_in.took),
@@ -216,7 +255,17 @@ async fn main() {
         line(&format!("sftp put, {cipher}"), r_up, &cp_in);
         line(&format!("sftp get, {cipher}"), r_down, &cp_out);
     }
-    line("web upload (HTTPS, curl -T)", &web_up, &cp_in);
-    line("web download (HTTPS, curl)", &web_down, &cp_out);
+    for (name, web_up, web_down) in &web_runs {
+        line(
+            &format!("web upload (HTTPS {name}, curl -T)"),
+            web_up,
+            &cp_in,
+        );
+        line(
+            &format!("web download (HTTPS {name}, curl)"),
+            web_down,
+            &cp_out,
+        );
+    }
     println!("  (gpudock's RSS before the runs: {} KiB)", rss_kib(pid));
 }

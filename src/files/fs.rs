@@ -442,6 +442,17 @@ impl Reader {
         }))
     }
 
+    /// Up to `len` bytes from the position on, as many as came at once
+    /// (no copy); `None` at the end of the file.
+    pub async fn read_some(&mut self, len: usize) -> Result<Option<Bytes>, FsError> {
+        if self.pending.is_empty() && !self.next().await? {
+            return Ok(None);
+        }
+        let part = self.pending.split_to(len.min(self.pending.len()));
+        self.pos += part.len() as u64;
+        Ok(Some(part))
+    }
+
     /// Fills `pending`; false at the end (an error if the script failed).
     async fn next(&mut self) -> Result<bool, FsError> {
         if self.ended {

@@ -216,7 +216,8 @@ impl Server {
                 .map(|d| match d {
                     Some(data) => Packet::Data(Data {
                         id,
-                        data: data.to_vec(),
+                        // Without a copy when the bytes were gathered.
+                        data: Vec::from(data),
                     }),
                     None => failed(id, Fail::new(StatusCode::Eof, "end of file")),
                 }),

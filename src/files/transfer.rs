@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -24,8 +24,10 @@ use crate::app::App;
 use crate::error::{AppError, FieldError, FieldErrors};
 use crate::live::Registration;
 
-/// Bytes read from a file per chunk of a download.
+/// The most bytes of a file in one chunk of a download.
 const CHUNK: usize = 256 << 10;
+/// The most of an upload gathered before it is written on.
+const WRITE_AT_ONCE: usize = 512 << 10;
 /// How long removing a failed upload's partial file may take.
 const CLEANUP_WITHIN: Duration = Duration::from_secs(20);
 
@@ -200,16 +202,28 @@ async fn receive(
         .await
         .map_err(place_err)?;
     let mut stream = body.into_data_stream();
+    // One watch for the whole body (not one per chunk).
+    let stop = stopped(app, hold);
+    tokio::pin!(stop);
+    let halted = |why: String| {
+        AppError::Conflict(FieldErrors::from([(
+            "path",
+            FieldError::with_detail("err.transfer_stopped", why),
+        )]))
+    };
+    // HTTP/2 delivers the body in small frames (16 KiB): they are
+    // gathered into writes of up to WRITE_AT_ONCE, so the container's
+    // process takes few large writes instead of many small ones.
+    let mut gathered = BytesMut::with_capacity(WRITE_AT_ONCE);
+    let mut at = 0u64;
     loop {
         let chunk = tokio::select! {
-            why = stopped(app, hold) => {
-                return Err(AppError::Conflict(FieldErrors::from([("path", FieldError::with_detail("err.transfer_stopped", why))])));
-            }
+            why = &mut stop => return Err(halted(why)),
             c = stream.next() => c,
         };
         let chunk = match chunk {
-            None => break,
-            Some(Ok(c)) => c,
+            None => None,
+            Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 return Err(AppError::Conflict(FieldErrors::from([(
                     "body",
@@ -217,18 +231,26 @@ async fn receive(
                 )])));
             }
         };
-        if tally.bytes + chunk.len() as u64 > limit {
-            discard(&mut stream).await;
-            return Err(AppError::TooLarge(limit));
-        }
-        let at = tally.bytes;
-        tally.add(&chunk);
-        let write = w.write(at, &chunk);
-        tokio::select! {
-            why = stopped(app, hold) => {
-                return Err(AppError::Conflict(FieldErrors::from([("path", FieldError::with_detail("err.transfer_stopped", why))])));
+        let end = chunk.is_none();
+        if let Some(chunk) = chunk {
+            if tally.bytes + chunk.len() as u64 > limit {
+                discard(&mut stream).await;
+                return Err(AppError::TooLarge(limit));
             }
-            r = write => r.map_err(place_err)?,
+            tally.add(&chunk);
+            gathered.extend_from_slice(&chunk);
+        }
+        if gathered.len() >= WRITE_AT_ONCE || (end && !gathered.is_empty()) {
+            let write = w.write(at, &gathered);
+            tokio::select! {
+                why = &mut stop => return Err(halted(why)),
+                r = write => r.map_err(place_err)?,
+            }
+            at += gathered.len() as u64;
+            gathered.clear();
+        }
+        if end {
+            break;
         }
     }
     w.finish().await.map_err(place_err)
@@ -270,7 +292,7 @@ pub async fn download(
             let reader = fs.read(&at, 0).await.map_err(|e| app_error(place, e))?;
             let s = futures_util::stream::unfold(Some(reader), |r| async move {
                 let mut r = r?;
-                match r.read(CHUNK).await {
+                match r.read_some(CHUNK).await {
                     Ok(Some(b)) => Some((Ok(b), Some(r))),
                     Ok(None) => None,
                     Err(e) => Some((Err(e), None)),
@@ -395,16 +417,20 @@ fn counted(
         tally: Tally::default(),
         tx: Some(tx),
     };
-    futures_util::stream::unfold(Some((app, hold, source, report)), |state| async move {
-        let (app, hold, mut source, mut report) = state?;
+    // One watch for the whole body (not one per chunk); it holds the
+    // user's access live until the body ends.
+    let stop: Pin<Box<dyn std::future::Future<Output = String> + Send>> =
+        Box::pin(async move { stopped(&app, &hold).await });
+    futures_util::stream::unfold(Some((stop, source, report)), |state| async move {
+        let (mut stop, mut source, mut report) = state?;
         let next = tokio::select! {
-            why = stopped(&app, &hold) => Err(why),
+            why = &mut stop => Err(why),
             n = source.next() => Ok(n),
         };
         match next {
             Ok(Some(Ok(b))) => {
                 report.tally.add(&b);
-                Some((Ok(b), Some((app, hold, source, report))))
+                Some((Ok(b), Some((stop, source, report))))
             }
             Ok(None) => {
                 report.end(Ok(()));
