@@ -925,6 +925,11 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
         assert_eq!(s, StatusCode::OK, "{who} {query}: {l}");
         assert_eq!(ids(&l), want, "{who} {query}");
     }
+    // A status without text (the statement without the name search).
+    let (_, running) = get(&ob, &found("status=running")).await;
+    let (_, exited) = get(&ob, &found("status=exited")).await;
+    assert!(ids(&running).contains(&theirs), "{running}");
+    assert!(!ids(&exited).contains(&theirs), "{exited}");
     let (s, b) = get(admin, &found("status=sleeping")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b.to_string().contains("status"), "{b}");

@@ -11,6 +11,7 @@ pub mod guard;
 mod login_csrf;
 pub mod model;
 pub mod pages;
+pub mod strength;
 /// Password hashing is infrastructure (the app state owns the pool).
 pub use crate::hashing as password;
 pub mod permissions;

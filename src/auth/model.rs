@@ -1,5 +1,6 @@
 //! Accounts: roles, ids, users and tenants, input validation and the password
-//! policy. Pure: no I/O here.
+//! policy. Pure: no I/O here (but for the password estimate, which a
+//! server asks of a child process: see `strength`).
 
 use serde::{Deserialize, Serialize};
 
@@ -263,19 +264,12 @@ pub fn check_password_strength(
             MAX_PASSWORD_LEN.to_string(),
         ));
     }
-    let estimate = zxcvbn::zxcvbn(password, user_inputs);
-    let score = u8::from(estimate.score());
-    if score >= min_score {
-        return Ok(());
-    }
     // The estimator's feedback by its names, said in the reader's language
     // (`[pwfb]` in the catalogues).
-    let mut reasons = Vec::new();
-    if let Some(fb) = estimate.feedback() {
-        if let Some(w) = fb.warning() {
-            reasons.push(format!("pwfb.{w:?}"));
-        }
-        reasons.extend(fb.suggestions().iter().map(|s| format!("pwfb.{s:?}")));
+    let super::strength::Estimate { score, mut reasons } =
+        super::strength::estimate(password, user_inputs);
+    if score >= min_score {
+        return Ok(());
     }
     if reasons.is_empty() {
         reasons.push(format!("pwfb.Score{min_score}"));

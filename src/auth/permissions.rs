@@ -73,12 +73,14 @@ pub fn decide(
     method: &str,
     pattern: &str,
 ) -> rusqlite::Result<Decision> {
+    // Every request decides (cached statements: no parse per request).
     let rec: Option<(i64, bool, bool)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, fixed, admin_only FROM permissions WHERE method = ?1 AND path_pattern = ?2",
-            params![method, pattern],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row(params![method, pattern], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let Some((id, fixed, admin_only)) = rec else {
         return Ok(Decision::NoRecord);
@@ -89,11 +91,11 @@ pub fn decide(
     if admin_only {
         return Ok(Decision::Deny);
     }
-    let granted: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM role_permissions WHERE role = ?1 AND permission_id = ?2)",
-        params![role.as_str(), id],
-        |r| r.get(0),
-    )?;
+    let granted: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM role_permissions WHERE role = ?1 AND permission_id = ?2)",
+        )?
+        .query_row(params![role.as_str(), id], |r| r.get(0))?;
     Ok(if granted {
         Decision::Allow
     } else {

@@ -103,11 +103,12 @@ impl SessionStore for SqliteStore {
         self.db
             .read(move |conn| {
                 let row: Option<(String, i64)> = conn
-                    .query_row(
+                    .prepare_cached(
                         "SELECT data, expiry_date FROM sessions WHERE id = ?1 AND expiry_date > ?2",
-                        params![key(&id), crate::db::now()],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    )?
+                    .query_row(params![key(&id), crate::db::now()], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()?;
                 let Some((data, expiry)) = row else {
                     return Ok(None);

@@ -122,14 +122,11 @@ pub fn users_page(
 
 pub fn get_user(conn: &Connection, scope: Scope, id: UserId) -> rusqlite::Result<Option<User>> {
     let (t, u) = user_filters(scope);
-    conn.query_row(
-        &format!(
-            "SELECT {USER_COLS} FROM users WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) \
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLS} FROM users WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) \
              AND (?2 IS NULL OR id = ?2)"
-        ),
-        params![t, u, id.0],
-        user_row,
-    )
+    ))?
+    .query_row(params![t, u, id.0], user_row)
     .optional()
 }
 
@@ -181,9 +178,8 @@ pub fn tenant_enabled_for(conn: &Connection, user: &User) -> rusqlite::Result<bo
     match user.tenant_id {
         None => Ok(true),
         Some(t) => conn
-            .query_row("SELECT enabled FROM tenants WHERE id = ?1", [t.0], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT enabled FROM tenants WHERE id = ?1")?
+            .query_row([t.0], |r| r.get(0))
             .optional()
             .map(|e| e.unwrap_or(false)),
     }
@@ -532,11 +528,12 @@ pub fn find_token(
     conn: &Connection,
     token_hash: &str,
 ) -> rusqlite::Result<Option<(i64, UserId, TokenScope)>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT id, user_id, scope FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL",
-        [token_hash],
-        |r| Ok((r.get(0)?, UserId(r.get(1)?), r.get(2)?)),
-    )
+    )?
+    .query_row([token_hash], |r| {
+        Ok((r.get(0)?, UserId(r.get(1)?), r.get(2)?))
+    })
     .optional()
 }
 

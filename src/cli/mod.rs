@@ -90,6 +90,10 @@ enum Command {
     /// Serve this host's GPU (dcgm-exporter names, via NVML) and host
     /// (node_exporter names) metrics over HTTPS for a gpudock appliance.
     Agent(agent::AgentArgs),
+    /// The server's child process for a password's strength estimate
+    /// (reads one question on standard input); not a command for people.
+    #[command(name = crate::auth::strength::CHILD_COMMAND, hide = true)]
+    PasswordEstimate,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +167,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.proxy_listen = l;
             }
             config.validate()?;
+            // The estimator's dictionaries stay in a child's memory, not ours.
+            if let Ok(exe) = std::env::current_exe() {
+                crate::auth::strength::in_child_process(exe);
+            }
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -205,6 +213,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             common,
         } => backup::restore(&load_config(&common)?, &from, force),
         Command::Agent(args) => agent::run(args),
+        Command::PasswordEstimate => {
+            crate::auth::strength::answer(std::io::stdin().lock(), std::io::stdout().lock())
+                .context("while estimating a password")?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

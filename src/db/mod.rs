@@ -34,15 +34,29 @@ pub struct Db {
     path: Option<PathBuf>,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit: a write waits here (not on a blocking thread parked on
+    /// the writer's lock), so a burst of writes holds no threads.
+    write_turn: Arc<tokio::sync::Semaphore>,
+    /// `READERS` permits: at most that many reads run at once, each on a
+    /// kept connection. Without the bound, 50 concurrent requests opened
+    /// (and parsed the schema of) a new connection per read and parked 200
+    /// blocking threads: 200 req/s for the instance list (issue 11).
+    read_turn: Arc<tokio::sync::Semaphore>,
 }
 
-const MAX_IDLE_READERS: usize = 4;
+/// Read connections kept open, and reads running at once.
+const READERS: usize = 4;
 
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // A signed-in page alone runs about ten cached statements (session,
+    // user, permission decisions, banners, its list and count); rusqlite's
+    // default of 16 per connection made the background loops' statements
+    // push them out.
+    conn.set_prepared_statement_cache_capacity(48);
     Ok(())
 }
 
@@ -147,6 +161,8 @@ impl Db {
             path: Some(path.to_owned()),
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            write_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            read_turn: Arc::new(tokio::sync::Semaphore::new(READERS)),
         })
     }
 
@@ -156,6 +172,8 @@ impl Db {
             path: None,
             writer: Arc::new(Mutex::new(memory()?)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            write_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            read_turn: Arc::new(tokio::sync::Semaphore::new(READERS)),
         })
     }
 
@@ -168,7 +186,14 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let writer = self.writer.clone();
+        let turn = self
+            .write_turn
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| E::from(DbError::Poisoned))?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut conn = writer.lock().map_err(|_| E::from(DbError::Poisoned))?;
             f(&mut conn)
         })
@@ -188,7 +213,14 @@ impl Db {
             return self.write(move |c| f(c)).await;
         };
         let readers = self.readers.clone();
+        let turn = self
+            .read_turn
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| E::from(DbError::Poisoned))?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let pooled = readers
                 .lock()
                 .map_err(|_| E::from(DbError::Poisoned))?
@@ -199,7 +231,7 @@ impl Db {
             };
             let out = f(&conn);
             if let Ok(mut pool) = readers.lock()
-                && pool.len() < MAX_IDLE_READERS
+                && pool.len() < READERS
             {
                 pool.push(conn);
             }

@@ -145,6 +145,21 @@ const SEARCH_WHERE: &str = "(?4 IS NULL OR i.name LIKE ?4 ESCAPE '\\' \
     OR i.image_id IN (SELECT id FROM images WHERE name LIKE ?4 ESCAPE '\\')) \
     AND (?5 IS NULL OR i.status = ?5)";
 
+/// [`SEARCH_WHERE`] for a search without text (`?4` NULL): SQLite builds
+/// the three name lists of the text search for every run of the statement
+/// even when `?4 IS NULL` (0.43 ms of a 1,000-instance count against 0.06
+/// ms without them, issue 11).
+const STATUS_WHERE: &str = "?4 IS NULL AND (?5 IS NULL OR i.status = ?5)";
+
+/// The search condition for `q` (`?4`, see [`search_params`]).
+fn search_where(q: &Option<String>) -> &'static str {
+    if q.is_some() {
+        SEARCH_WHERE
+    } else {
+        STATUS_WHERE
+    }
+}
+
 /// A search's `?4` and `?5` (see [`SEARCH_WHERE`]); a status outside
 /// [`InstanceStatus`]'s words is the caller's field error, checked before.
 fn search_params(search: &Search) -> (Option<String>, Option<String>) {
@@ -162,7 +177,7 @@ pub fn list(
     let (t, u) = filters(scope);
     let (q, st) = search_params(search);
     let none: Option<i64> = None;
-    let filter = format!("{NAMED_WHERE} AND {SEARCH_WHERE}");
+    let filter = format!("{NAMED_WHERE} AND {}", search_where(&q));
     let sql = format!("SELECT {COLS}, {NODE_STATUS} FROM instances i WHERE {filter} ORDER BY id");
     let count = format!("SELECT COUNT(*) FROM instances i WHERE {filter}");
     crate::paging::counted(conn, &sql, &count, &[&t, &u, &none, &q, &st], window, row)
@@ -237,7 +252,7 @@ pub fn list_named_page(
     let (t, u) = filters(scope);
     let (q, st) = search_params(search);
     let none: Option<i64> = None;
-    let also = format!(" AND {SEARCH_WHERE}");
+    let also = format!(" AND {}", search_where(&q));
     // Counted without the joins (each joins exactly one row: foreign keys).
     let count = format!("SELECT COUNT(*) FROM instances i WHERE {NAMED_WHERE}{also}");
     crate::paging::counted(
