@@ -42,7 +42,7 @@ pub fn in_child_process(exe: PathBuf) {
 /// warning, so that a password change never fails for it).
 pub fn estimate(password: &str, user_inputs: &[&str]) -> Estimate {
     if let Some(exe) = CHILD.get() {
-        match ask_child(exe, password, user_inputs) {
+        match off_the_workers(|| ask_child(exe, password, user_inputs)) {
             Ok(e) => return e,
             Err(e) => {
                 log::warn!("password estimate in a child process failed ({e}); estimating here")
@@ -65,6 +65,16 @@ pub fn estimate_here(password: &str, user_inputs: &[&str]) -> Estimate {
     Estimate {
         score: u8::from(estimate.score()),
         reasons,
+    }
+}
+
+/// Runs `f`, which waits for a child process, without holding up the other
+/// tasks of a multi-threaded runtime's worker (`serve`'s runtime is one).
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -119,5 +129,21 @@ mod tests {
         let got: Estimate = serde_json::from_slice(&out).unwrap();
         assert_eq!(got, estimate_here("alice1990", &["alice"]));
         assert!(got.score < 3 && !got.reasons.is_empty(), "{got:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_waiting_estimate_leaves_the_worker_to_other_tasks() {
+        // On the only worker, a task spawned before the wait runs during it
+        // only if the wait gave the worker up.
+        let ran = tokio::spawn(async {
+            let (tx, rx) = std::sync::mpsc::channel();
+            tokio::spawn(async move {
+                let _ = tx.send(());
+            });
+            off_the_workers(|| rx.recv_timeout(std::time::Duration::from_secs(2)))
+        })
+        .await
+        .unwrap();
+        assert!(ran.is_ok(), "the spawned task did not run while we waited");
     }
 }
