@@ -294,6 +294,12 @@ impl Live {
         self.tasks.token()
     }
 
+    /// The tracker that counts connections' tasks, to spawn such a task on
+    /// (joined at shutdown like the tracked ones).
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
+    }
+
     /// Waits, at most `within`, for the tracked tasks to end (they observe
     /// shutdown themselves); false when some were still running.
     pub async fn join(&self, within: Duration) -> bool {

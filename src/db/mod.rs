@@ -47,6 +47,17 @@ pub struct Db {
 /// Read connections kept open, and reads running at once.
 const READERS: usize = 4;
 
+/// Waits for a permit of `sem` (the write or read turn), held by the
+/// blocking task it is moved into.
+async fn turn(
+    sem: &Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, DbError> {
+    sem.clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| DbError::Poisoned)
+}
+
 fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -186,12 +197,7 @@ impl Db {
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let writer = self.writer.clone();
-        let turn = self
-            .write_turn
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| E::from(DbError::Poisoned))?;
+        let turn = turn(&self.write_turn).await.map_err(E::from)?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let mut conn = writer.lock().map_err(|_| E::from(DbError::Poisoned))?;
@@ -213,12 +219,7 @@ impl Db {
             return self.write(move |c| f(c)).await;
         };
         let readers = self.readers.clone();
-        let turn = self
-            .read_turn
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| E::from(DbError::Poisoned))?;
+        let turn = turn(&self.read_turn).await.map_err(E::from)?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let pooled = readers

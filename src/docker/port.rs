@@ -123,10 +123,10 @@ struct WarmSet {
     starting: usize,
 }
 
-/// Who owns the tasks that keep warm relays: a token counted until the
-/// task ends (shutdown joins them), and the stop signal they obey.
+/// Who owns the tasks that keep warm relays: the tracker they run on
+/// (shutdown joins them), and the stop signal they obey.
 pub struct Keeper {
-    pub track: Box<dyn FnMut() -> tokio_util::task::task_tracker::TaskTrackerToken + Send>,
+    pub tasks: tokio_util::task::TaskTracker,
     pub stop: tokio_util::sync::CancellationToken,
 }
 
@@ -276,7 +276,7 @@ impl Connector {
         wkey: &str,
         port: u16,
         tag: &str,
-        mut keeper: Keeper,
+        keeper: Keeper,
     ) {
         let need = match self.warm.lock() {
             Ok(mut w) => {
@@ -295,9 +295,8 @@ impl Connector {
                 wkey.to_string(),
                 tag.to_string(),
             );
-            let (token, stop) = ((keeper.track)(), keeper.stop.clone());
-            tokio::spawn(async move {
-                let _token = token;
+            let stop = keeper.stop.clone();
+            keeper.tasks.spawn(async move {
                 let start = tokio::time::timeout(
                     CONNECT_WITHIN,
                     this.relay_exec(&d, &container, port, &tag, true),

@@ -120,9 +120,8 @@ async fn reach_container(
             (d, local)
         }
     };
-    let live = app.live.clone();
     let keeper = warm.then(|| crate::docker::port::Keeper {
-        track: Box::new(move || live.track()),
+        tasks: app.live.tasks(),
         stop: app.cancel.clone(),
     });
     let r = app
