@@ -279,50 +279,65 @@ fn start(private: bool, restartable: bool) -> TestDaemon {
         "{}"
     };
     std::fs::write(dir.join("daemon.json"), config).unwrap();
-    let port = free_port();
-    let sock = dir.join("docker.sock");
-    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let args: Vec<String> = vec![
-        "dockerd".into(),
-        format!("--config-file={}", p("daemon.json")),
-        format!("--data-root={}", p("data")),
-        format!("--exec-root={}", p("x")),
-        format!("--pidfile={}", p("docker.pid")),
-        format!("--host=unix://{}", sock.display()),
-        format!("--host=tcp://127.0.0.1:{port}"),
-        "--tlsverify".into(),
-        format!("--tlscacert={}", p("ca.pem")),
-        format!("--tlscert={}", p("server.pem")),
-        format!("--tlskey={}", p("server-key.pem")),
-        "--bridge=none".into(),
-        "--iptables=false".into(),
-        "--ip-forward=false".into(),
-        "--shutdown-timeout=3".into(),
-        // Unique namespaces in case dockerd picks up a system containerd.
-        format!("--containerd-namespace={name}"),
-        format!("--containerd-plugins-namespace={name}p"),
-    ];
-    let watchdog = Command::new("setsid")
-        .args(["sh", "-c", WATCHDOG, "watchdog"])
-        .arg(&dir)
-        .arg(std::process::id().to_string())
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut d = TestDaemon {
-        unix_url: format!("unix://{}", sock.display()),
-        tcp_url: format!("tcp://127.0.0.1:{port}"),
-        ca_pem: pki.ca,
-        client_cert_pem: pki.client_cert,
-        client_key_pem: pki.client_key,
-        dir,
-        watchdog: Some(watchdog),
-        _tmp: Some(tmp),
+    // The TLS port is free when chosen but may be taken before dockerd
+    // binds it (another process's ephemeral port): a few tries.
+    let mut tries = 0;
+    let mut d = loop {
+        let port = free_port();
+        let sock = dir.join("docker.sock");
+        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let args: Vec<String> = vec![
+            "dockerd".into(),
+            format!("--config-file={}", p("daemon.json")),
+            format!("--data-root={}", p("data")),
+            format!("--exec-root={}", p("x")),
+            format!("--pidfile={}", p("docker.pid")),
+            format!("--host=unix://{}", sock.display()),
+            format!("--host=tcp://127.0.0.1:{port}"),
+            "--tlsverify".into(),
+            format!("--tlscacert={}", p("ca.pem")),
+            format!("--tlscert={}", p("server.pem")),
+            format!("--tlskey={}", p("server-key.pem")),
+            "--bridge=none".into(),
+            "--iptables=false".into(),
+            "--ip-forward=false".into(),
+            "--shutdown-timeout=3".into(),
+            // Unique namespaces in case dockerd picks up a system containerd.
+            format!("--containerd-namespace={name}"),
+            format!("--containerd-plugins-namespace={name}p"),
+        ];
+        let watchdog = Command::new("setsid")
+            .args(["sh", "-c", WATCHDOG, "watchdog"])
+            .arg(&dir)
+            .arg(std::process::id().to_string())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = TestDaemon {
+            unix_url: format!("unix://{}", sock.display()),
+            tcp_url: format!("tcp://127.0.0.1:{port}"),
+            ca_pem: pki.ca.clone(),
+            client_cert_pem: pki.client_cert.clone(),
+            client_key_pem: pki.client_key.clone(),
+            dir: dir.clone(),
+            watchdog: Some(watchdog),
+            _tmp: None,
+        };
+        tries += 1;
+        match wait_ready(&mut d, &sock, port) {
+            Ok(()) => break d,
+            Err(e) if tries < 3 && e.contains("address already in use") => {
+                eprintln!("test dockerd: port {port} was taken; trying another");
+                // The failed try was stopped through this file.
+                let _ = std::fs::remove_file(dir.join("stop"));
+            }
+            Err(e) => panic!("{e}"),
+        }
     };
-    wait_ready(&mut d, &sock, port);
+    d._tmp = Some(tmp);
     if !private && let Some(t) = d._tmp.take() {
         // The shared daemon's directory outlives this value (a static).
         let _ = t.keep();
@@ -331,7 +346,7 @@ fn start(private: bool, restartable: bool) -> TestDaemon {
 }
 
 /// Polls the unix socket's `/_ping` and the TLS port until both answer.
-fn wait_ready(d: &mut TestDaemon, sock: &Path, port: u16) {
+fn wait_ready(d: &mut TestDaemon, sock: &Path, port: u16) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
     loop {
@@ -341,7 +356,7 @@ fn wait_ready(d: &mut TestDaemon, sock: &Path, port: u16) {
                 d.dir.display(),
                 started.elapsed()
             );
-            return;
+            return Ok(());
         }
         let exited = d
             .watchdog
@@ -361,7 +376,9 @@ fn wait_ready(d: &mut TestDaemon, sock: &Path, port: u16) {
             } else {
                 " (dockerd needs root)"
             };
-            panic!("test dockerd {why}{root}; its log ends with:\n{log}");
+            return Err(format!(
+                "test dockerd {why}{root}; its log ends with:\n{log}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
