@@ -153,13 +153,6 @@ pub async fn service(app: &App, id: InstanceId, port: u16) -> Result<Option<WebS
         .await
 }
 
-/// The web service the proxy's port `slot` serves (port mode).
-pub async fn service_in_slot(app: &App, slot: u16) -> Result<Option<WebService>, AppError> {
-    app.db
-        .read(move |c| store::service_in_slot(c, slot).map_err(AppError::from))
-        .await
-}
-
 /// Whether the proxy serves services on ports of their own (no base domain).
 pub fn port_mode(app: &App) -> bool {
     app.config.proxy.base_domain.is_empty()
