@@ -453,8 +453,8 @@ fn check(
     now: i64,
 ) -> rusqlite::Result<Found> {
     let service = match wanted {
-        Wanted::Slot(slot) => crate::reach::store::service_in_slot(c, slot)?,
-        Wanted::At(id, port) => crate::reach::store::service(c, id, port)?,
+        Wanted::Slot(slot) => crate::reach::service_in_slot_on(c, slot)?,
+        Wanted::At(id, port) => crate::reach::service_on(c, id, port)?,
     };
     let Some(s) = service else {
         return Ok(Found {
@@ -491,7 +491,7 @@ fn verdict_on(
             Some((_, Access::Denied)) => Verdict::Denied,
             Some((user, Access::Allowed)) => {
                 let scope = crate::ids::Scope::of(&user);
-                match crate::instances::store::get(c, scope, s.instance_id)? {
+                match crate::instances::scoped_on(c, scope, s.instance_id)? {
                     Some(i)
                         if i.last_known == InstanceStatus::Running && i.container_id.is_some() =>
                     {

@@ -153,6 +153,24 @@ pub async fn service(app: &App, id: InstanceId, port: u16) -> Result<Option<WebS
         .await
 }
 
+/// [`service`] on `c`, for a caller that reads more in the same turn (the
+/// proxy's check of a request).
+pub fn service_on(
+    c: &rusqlite::Connection,
+    id: InstanceId,
+    port: u16,
+) -> rusqlite::Result<Option<WebService>> {
+    store::service(c, id, port)
+}
+
+/// The web service the proxy's port `slot` serves (port mode), on `c`.
+pub fn service_in_slot_on(
+    c: &rusqlite::Connection,
+    slot: u16,
+) -> rusqlite::Result<Option<WebService>> {
+    store::service_in_slot(c, slot)
+}
+
 /// Whether the proxy serves services on ports of their own (no base domain).
 pub fn port_mode(app: &App) -> bool {
     app.config.proxy.base_domain.is_empty()
