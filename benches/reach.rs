@@ -11,6 +11,11 @@
 //! on the same daemon reached over TLS (the relay route); and the time to
 //! first byte of a small file, directly and through the proxy (the median
 //! of many requests on one connection each, TLS set up before the clock).
+//! `REACH_BENCH_TTFB_ONLY=1` measures the time to first byte alone;
+//! `REACH_BENCH_HOLD_S=N` keeps each node's instance up N seconds after
+//! its figures, printing the curl line (to trace a request by hand);
+//! `GPUDOCK_BIN` runs another gpudock binary (an older build, for a
+//! before/after comparison in one script).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -30,6 +35,10 @@ fn big_mib() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
+}
+/// Only the time to first byte (`REACH_BENCH_TTFB_ONLY=1`).
+fn ttfb_only() -> bool {
+    std::env::var("REACH_BENCH_TTFB_ONLY").is_ok_and(|v| v == "1")
 }
 const RUNS: usize = 2;
 const SMALL_RUNS: usize = 50;
@@ -75,7 +84,8 @@ fn curl(prefix: &[&str], args: &[&str], url: &str) -> Got {
 
 /// The best throughput (MiB/s) of `RUNS` downloads of the big file.
 fn throughput(prefix: &[&str], args: &[&str], url: &str) -> f64 {
-    (0..RUNS)
+    let runs = if ttfb_only() { 0 } else { RUNS };
+    (0..runs)
         .map(|_| {
             let g = curl(prefix, args, url);
             assert_eq!(g.bytes, big_mib() << 20, "{url}");
@@ -84,13 +94,37 @@ fn throughput(prefix: &[&str], args: &[&str], url: &str) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// The median time to first byte (ms) of the small file.
-fn ttfb(prefix: &[&str], args: &[&str], url: &str) -> f64 {
+/// The time to first byte (ms) of the small file, `SMALL_RUNS` requests
+/// `apart`: the median, and the fastest and the 90th percentile.
+fn ttfb(prefix: &[&str], args: &[&str], url: &str, apart: Duration) -> Ttfb {
     let mut v: Vec<f64> = (0..SMALL_RUNS)
-        .map(|_| curl(prefix, args, url).ttfb * 1000.0)
+        .map(|_| {
+            std::thread::sleep(apart);
+            curl(prefix, args, url).ttfb * 1000.0
+        })
         .collect();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Ttfb {
+        median: v[v.len() / 2],
+        min: v[0],
+        p90: v[v.len() * 9 / 10],
+    }
+}
+
+struct Ttfb {
+    median: f64,
+    min: f64,
+    p90: f64,
+}
+
+impl std::fmt::Display for Ttfb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} ms (fastest {:.2}, p90 {:.2})",
+            self.median, self.min, self.p90
+        )
+    }
 }
 
 /// The proxy's sign-in cookie for web service `port` of instance `id`.
@@ -199,8 +233,14 @@ async fn main() {
         ];
         let args: Vec<&str> = args.iter().map(|s| &**s).collect();
         let proxy = throughput(&[], &args, &format!("{url}big"));
-        let t_direct = ttfb(&ns, &[], "http://127.0.0.1:9000/small");
-        let t_proxy = ttfb(&[], &args, &format!("{url}small"));
+        let now = Duration::ZERO;
+        let t_direct = ttfb(&ns, &[], "http://127.0.0.1:9000/small", now);
+        let t_proxy = ttfb(&[], &args, &format!("{url}small"), now);
+        // Requests 300 ms apart: what is kept ready ahead of need (warm
+        // relays, spare sockets) is ready again for each.
+        let apart = Duration::from_millis(300);
+        let p_direct = ttfb(&ns, &[], "http://127.0.0.1:9000/small", apart);
+        let p_proxy = ttfb(&[], &args, &format!("{url}small"), apart);
         println!("\n{name} node ({route}):");
         println!("  direct (in the container's namespace): {direct:8.0} MiB/s");
         println!(
@@ -211,9 +251,25 @@ async fn main() {
             "  HTTPS proxy:                           {proxy:8.0} MiB/s  ({:.2}x direct)",
             proxy / direct
         );
-        println!(
-            "  time to first byte, small file: direct {t_direct:.2} ms, proxy {t_proxy:.2} ms (+{:.2} ms)",
-            t_proxy - t_direct
-        );
+        for (how, d, p) in [
+            ("back to back", t_direct, t_proxy),
+            ("300 ms apart", p_direct, p_proxy),
+        ] {
+            println!(
+                "  time to first byte, small file, {how}: direct {d}, proxy {p} (+{:.2} ms)",
+                p.median - d.median
+            );
+        }
+        let hold: u64 = std::env::var("REACH_BENCH_HOLD_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if hold > 0 {
+            println!(
+                "  holding {hold} s: server data {}; curl --cacert {cert} -H 'Cookie: {cookie}' {url}small",
+                lab.srv.data_dir().display()
+            );
+            tokio::time::sleep(Duration::from_secs(hold)).await;
+        }
     }
 }

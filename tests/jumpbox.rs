@@ -2602,6 +2602,84 @@ async fn the_proxy_signs_in_through_gpudock_and_checks_every_request() {
     assert!(ended.is_ok(), "the WebSocket outlived the sign-out");
 }
 
+/// Each proxied request is checked anew: with one sign-in cookie, the
+/// instance stopped is refused on the very next request (503) and served
+/// again once it runs (the container's new network namespace: the one
+/// entered before, and its spare sockets, refuse and are forgotten); the
+/// role's record withdrawn refuses the next request (403) and ends the
+/// sign-in; the instance deleted takes its web access with it (404).
+#[tokio::test]
+async fn the_proxy_refuses_the_very_next_request_when_access_changes() {
+    let a = apps("").await;
+    let srv = &a.lab.srv;
+    let id = a.web["id"].clone();
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 8000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = format!("{}headers", b["url"].as_str().unwrap());
+    let (_, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
+    let anon = common::client_trusting(&srv.data_dir().join("tls/cert.pem"));
+    let status = async |cookie: &str| {
+        let r = anon.get(&url).header("cookie", cookie).send().await;
+        r.unwrap().status()
+    };
+    // Several requests: the namespace is entered, then its spare sockets used.
+    for _ in 0..6 {
+        assert_eq!(status(&cookie).await, StatusCode::OK);
+    }
+
+    let act = async |what: &str| {
+        let (s, b) = post(
+            &a.alice,
+            &srv.url(&format!("/api/v1/instances/{id}/{what}")),
+            json!({}),
+        )
+        .await;
+        assert!(s.is_success(), "{what}: {b}");
+    };
+    act("stop").await;
+    assert_eq!(status(&cookie).await, StatusCode::SERVICE_UNAVAILABLE);
+    act("start").await;
+    until(
+        "the app to answer again",
+        Duration::from_secs(30),
+        async || status(&cookie).await == StatusCode::OK,
+    )
+    .await;
+    for _ in 0..6 {
+        assert_eq!(status(&cookie).await, StatusCode::OK);
+    }
+
+    let web = perm_id(&a.lab, "GET", "/instances/{id}/web/{port}/open").await;
+    let grant = srv.url(&format!("/api/v1/permissions/customer_member/{web}"));
+    let (s, b) = send(&a.lab.admin, "DELETE", &grant, Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(status(&cookie).await, StatusCode::FORBIDDEN);
+    let (s, b) = send(&a.lab.admin, "PUT", &grant, Some(json!({}))).await;
+    assert!(s.is_success(), "{b}");
+    assert_eq!(
+        status(&cookie).await,
+        StatusCode::SEE_OTHER,
+        "the refused sign-in is gone: sign in again"
+    );
+
+    let (_, cookie, _) = hand_off(&a, &a.alice, &id, 8000).await;
+    assert_eq!(status(&cookie).await, StatusCode::OK);
+    let (s, b) = send(
+        &a.lab.admin,
+        "DELETE",
+        &srv.url(&format!("/api/v1/instances/{id}")),
+        Some(json!({})),
+    )
+    .await;
+    assert!(s.is_success(), "{b}");
+    assert_eq!(status(&cookie).await, StatusCode::NOT_FOUND);
+}
+
 /// Waits until `ws` ends (closed, failed or gone); false after `within`.
 async fn ws_ends<S>(ws: &mut S, within: Duration) -> bool
 where

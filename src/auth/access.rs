@@ -183,31 +183,27 @@ pub async fn check(app: &App, user: &User, action: Action<'static>) -> Result<Ac
 }
 
 /// A credential issued to user `id` at access generation `epoch` (a
-/// sign-in to the HTTPS proxy), checked now: the account as it is, when it
-/// is still that generation and usable, with whether its role holds
-/// `action`.
-pub async fn resume(
-    app: &App,
+/// sign-in to the HTTPS proxy), checked now on `c` (the caller reads more
+/// in the same turn): the account as it is, when it is still that
+/// generation and usable, with whether its role holds `action`.
+pub fn resume_on(
+    c: &Connection,
     id: UserId,
     epoch: i64,
-    action: Action<'static>,
-) -> Result<Option<(User, Access)>, AppError> {
-    let now = crate::db::now();
-    app.db
-        .read(move |c| {
-            let Some(u) = store::get_user(c, crate::ids::Scope::All, id)? else {
-                return Ok(None);
-            };
-            if u.session_epoch != epoch || !super::usable(c, &u, now)? {
-                return Ok(Some((u, Access::Revoked)));
-            }
-            let access = match allowed(c, &u, action)? {
-                Decision::Allow => Access::Allowed,
-                Decision::Deny | Decision::NoRecord => Access::Denied,
-            };
-            Ok(Some((u, access)))
-        })
-        .await
+    action: Action<'_>,
+    now: i64,
+) -> rusqlite::Result<Option<(User, Access)>> {
+    let Some(u) = store::get_user(c, crate::ids::Scope::All, id)? else {
+        return Ok(None);
+    };
+    if u.session_epoch != epoch || !super::usable(c, &u, now)? {
+        return Ok(Some((u, Access::Revoked)));
+    }
+    let access = match allowed(c, &u, action)? {
+        Decision::Allow => Access::Allowed,
+        Decision::Deny | Decision::NoRecord => Access::Denied,
+    };
+    Ok(Some((u, access)))
 }
 
 /// Whether `token` may read the Prometheus scrape (`GET /metrics`, served

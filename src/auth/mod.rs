@@ -22,7 +22,7 @@ pub mod store;
 
 pub use access::{
     Access, Action, FileOp, FileTarget, allowed, check, current, end_live_access, end_stale_access,
-    holder, holds, resume, scrape_allowed,
+    holder, holds, resume_on, scrape_allowed,
 };
 pub use bootstrap::{
     INITIAL_PASSWORD_FILE, bootstrap_admin, initial_password_path, reset_password_offline,

@@ -32,12 +32,15 @@
 //! container entered once (its file held open; a connection it refuses
 //! forgets it and asks the daemon again, so a stopped, restarted or deleted
 //! container is never reached through a stale one), and the Docker client
-//! of a node (for [`CLIENT_FOR`]). Nothing here decides who may connect:
+//! of a node (for [`CLIENT_FOR`]); in a namespace in use, a few sockets
+//! made ahead of need, so that a connection takes no thread (see
+//! [`Netns`]). Nothing here decides who may connect:
 //! callers check the user and the instance before every connection.
 
 use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -65,6 +68,8 @@ fn relay_path() -> String {
     format!("{}/relay-{}", relay_dir(), &hash[..12])
 }
 
+/// How long a connection inside a namespace may take.
+const CONNECT_IN: Duration = Duration::from_secs(5);
 /// How long connecting (entering, or starting the relay) may take.
 const CONNECT_WITHIN: Duration = Duration::from_secs(15);
 /// How long a node's Docker client is used again before it is made anew
@@ -76,6 +81,12 @@ const WARM: usize = 4;
 pub const WARM_FOR: Duration = Duration::from_secs(60);
 /// The most namespaces held open; past it they are all let go.
 const ENTERED_MAX: usize = 4096;
+/// Sockets made ahead of need in a namespace in use (see [`Netns`]); a
+/// thread makes more when one or none is left.
+const SPARE: usize = 4;
+/// The most spare sockets held in all namespaces together (file
+/// descriptors: a service's default limit is 1024).
+const SPARES_MAX: usize = 64;
 
 /// Why a port could not be reached; the text is meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,7 +120,9 @@ pub enum Route {
 pub struct Connector {
     placed: Arc<Mutex<HashSet<String>>>,
     no_namespaces: Arc<AtomicBool>,
-    entered: Arc<Mutex<HashMap<String, Arc<std::fs::File>>>>,
+    entered: Arc<Mutex<HashMap<String, Arc<Netns>>>>,
+    /// Spare sockets held in all entered namespaces (at most [`SPARES_MAX`]).
+    spares: Arc<AtomicUsize>,
     clients: Arc<Mutex<HashMap<i64, KeptClient>>>,
     warm: Arc<Mutex<HashMap<String, WarmSet>>>,
     warm_ids: Arc<std::sync::atomic::AtomicU64>,
@@ -176,11 +189,26 @@ impl Connector {
     }
 
     /// Connects to `port` through the namespace entered before for `key`,
-    /// without a call to the daemon. None: none is known, or it refused
-    /// (then it is forgotten: the caller takes [`Connector::connect`]).
+    /// without a call to the daemon: on a spare socket made in it before
+    /// (one call, on this thread), else from a thread that enters it. None:
+    /// none is known, or it refused (then it is forgotten: the caller takes
+    /// [`Connector::connect`]).
     pub async fn connect_known(&self, key: &str, port: u16) -> Option<PortStream> {
         let ns = self.entered.lock().ok()?.get(key).cloned()?;
-        match connect_on_thread(ns, port).await {
+        let spare = ns.take_spare();
+        ns.fill();
+        if let Some(sock) = spare {
+            let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            if let Ok(Ok(s)) = tokio::time::timeout(CONNECT_IN, sock.connect(v4)).await {
+                let _ = s.set_nodelay(true);
+                return Some(PortStream {
+                    inner: Inner::Tcp(s),
+                    route: Route::Namespace,
+                });
+            }
+            // Refused on IPv4: the thread tries IPv6 too.
+        }
+        match connect_on_thread(ns.file.clone(), port).await {
             Ok(s) => Some(PortStream {
                 inner: Inner::Tcp(s),
                 route: Route::Namespace,
@@ -219,7 +247,7 @@ impl Connector {
                         if e.len() >= ENTERED_MAX {
                             e.clear();
                         }
-                        e.insert(key.to_string(), ns);
+                        e.insert(key.to_string(), Arc::new(Netns::new(ns, &self.spares)));
                     }
                     return Ok(PortStream {
                         inner: Inner::Tcp(s),
@@ -528,6 +556,83 @@ async fn connect_on_thread(ns: Arc<std::fs::File>, port: u16) -> Result<TcpStrea
         .map_err(|e| Entered::Failed(PortError::Unsupported(format!("socket: {e}"))))
 }
 
+/// A container's network namespace entered before: its file, held open,
+/// and a few IPv4 sockets made in it ahead of need by a thread that
+/// entered it. A socket belongs to the namespace it was made in, so
+/// connecting one is a connection inside the container, made without a
+/// thread of its own (the proxy connects once per request to an app that
+/// closes its connections). They go with the namespace when it is
+/// forgotten (a refused connection, the container gone).
+struct Netns {
+    file: Arc<std::fs::File>,
+    spare: Mutex<Vec<tokio::net::TcpSocket>>,
+    filling: AtomicBool,
+    /// The connector's count of spare sockets.
+    spares: Arc<AtomicUsize>,
+}
+
+impl Netns {
+    fn new(file: Arc<std::fs::File>, spares: &Arc<AtomicUsize>) -> Self {
+        Self {
+            file,
+            spare: Mutex::new(Vec::new()),
+            filling: AtomicBool::new(false),
+            spares: spares.clone(),
+        }
+    }
+
+    fn take_spare(&self) -> Option<tokio::net::TcpSocket> {
+        let s = self.spare.lock().ok()?.pop();
+        if s.is_some() {
+            self.spares.fetch_sub(1, Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// Makes spare sockets up to [`SPARE`] on a thread of its own, when one
+    /// or none is left and none is being made (within [`SPARES_MAX`]).
+    fn fill(self: &Arc<Self>) {
+        let have = self.spare.lock().map_or(SPARE, |s| s.len());
+        let room = SPARES_MAX.saturating_sub(self.spares.load(Ordering::Relaxed));
+        let want = SPARE.saturating_sub(have).min(room);
+        if have > 1 || want == 0 || self.filling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let ns = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gpudock-netns".into())
+            .spawn(move || {
+                let made = sockets_in(&ns.file, want);
+                if let Ok(mut s) = ns.spare.lock() {
+                    ns.spares.fetch_add(made.len(), Ordering::Relaxed);
+                    s.extend(made);
+                }
+                ns.filling.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.filling.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let left = self.spare.get_mut().map_or(0, |s| s.len());
+        self.spares.fetch_sub(left, Ordering::Relaxed);
+    }
+}
+
+/// On a thread of its own: enters namespace `ns` and makes `n` IPv4
+/// sockets in it (none if it cannot enter).
+fn sockets_in(ns: &std::fs::File, n: usize) -> Vec<tokio::net::TcpSocket> {
+    if nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+        return Vec::new();
+    }
+    (0..n)
+        .map_while(|_| tokio::net::TcpSocket::new_v4().ok())
+        .collect()
+}
+
 fn is_denied(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
@@ -538,15 +643,13 @@ fn is_denied(e: &std::io::Error) -> bool {
 /// On a thread of its own: enters the namespace `ns` and connects to the
 /// port on its loopback (IPv4, then IPv6).
 fn connect_in(ns: &std::fs::File, port: u16) -> Result<std::net::TcpStream, Entered> {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
     if let Err(e) = nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET) {
         return Err(Entered::Denied(format!("setns: {e}")));
     }
-    let within = Duration::from_secs(5);
     let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
-    let s = std::net::TcpStream::connect_timeout(&v4, within)
-        .or_else(|e| std::net::TcpStream::connect_timeout(&v6, within).map_err(|_| e))
+    let s = std::net::TcpStream::connect_timeout(&v4, CONNECT_IN)
+        .or_else(|e| std::net::TcpStream::connect_timeout(&v6, CONNECT_IN).map_err(|_| e))
         .map_err(|e| {
             Entered::Failed(PortError::NotListening {
                 port,

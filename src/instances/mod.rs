@@ -27,6 +27,16 @@ pub use model::InstanceStatus;
 use placement::{Candidate, Capacity, Refusal, Request};
 pub use store::{Instance, Names, Orphan};
 
+/// Instance `id` if `scope` reaches it, on `c` (a caller that reads more
+/// in the same turn: the proxy's check of a request).
+pub fn scoped_on(
+    c: &rusqlite::Connection,
+    scope: crate::ids::Scope,
+    id: InstanceId,
+) -> rusqlite::Result<Option<Instance>> {
+    store::get(c, scope, id)
+}
+
 /// The request a spec makes of a node.
 pub fn request_of(spec: &crate::catalog::model::Spec) -> Request {
     Request {

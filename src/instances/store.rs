@@ -267,11 +267,8 @@ pub fn list_named_page(
 
 pub fn get(conn: &Connection, scope: Scope, id: InstanceId) -> rusqlite::Result<Option<Instance>> {
     let (t, u) = filters(scope);
-    conn.query_row(
-        &format!("SELECT {COLS}, {NODE_STATUS} FROM instances WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)"),
-        params![t, u, id],
-        row,
-    )
+    conn.prepare_cached(&format!("SELECT {COLS}, {NODE_STATUS} FROM instances WHERE id = ?3 AND (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR user_id = ?2)"))?
+    .query_row(params![t, u, id], row)
     .optional()
 }
 

@@ -11,14 +11,16 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum_server::accept::NoDelayAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::{self, Upstream};
 use super::{COOKIE_PREFIX, OWN_PREFIX, store};
 use crate::app::App;
-use crate::auth::{Access, Action, AuthVia, CurrentUser, User};
+use crate::auth::{Access, Action, User};
 use crate::error::AppError;
 use crate::i18n::{Lang, Tr};
+use crate::ids::InstanceId;
 use crate::instances::{Instance, InstanceStatus};
 use crate::reach::WebService;
 
@@ -82,13 +84,19 @@ pub async fn serve(
             .with_state(ctx)
             .into_make_service_with_connect_info::<SocketAddr>();
         let h = handle.clone();
+        // TCP_NODELAY: without it a response's first bytes could wait for
+        // the browser to acknowledge the TLS session tickets sent just
+        // before (Nagle's rule against a delayed ACK: 40 ms).
+        let plain = axum_server::from_tcp(listener).handle(h);
         match &tls {
             Some(tls) => {
-                let server = axum_server::from_tcp_rustls(listener, tls.clone()).handle(h);
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.clone())
+                    .acceptor(NoDelayAcceptor::new());
+                let server = plain.acceptor(acceptor);
                 servers.spawn(async move { server.serve(service).await });
             }
             None => {
-                let server = axum_server::from_tcp(listener).handle(h);
+                let server = plain.acceptor(NoDelayAcceptor::new());
                 servers.spawn(async move { server.serve(service).await });
             }
         }
@@ -159,22 +167,25 @@ fn host_of(ctx: &Ctx, headers: &HeaderMap) -> String {
     crate::reach::browser_host(&origin)
 }
 
-/// The service this request is for.
-async fn service_of(ctx: &Ctx, headers: &HeaderMap) -> Result<Option<WebService>, AppError> {
+/// Which service a request names: the proxy's port it came to (port
+/// mode), or its host name (domain mode). None: a host that names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Slot(u16),
+    At(InstanceId, u16),
+}
+
+fn wanted(ctx: &Ctx, headers: &HeaderMap) -> Option<Wanted> {
     match ctx.slot {
-        Some(slot) => crate::reach::service_in_slot(&ctx.app, slot).await,
+        Some(slot) => Some(Wanted::Slot(slot)),
         None => {
             let host = headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
             let base = &ctx.app.config.proxy.base_domain;
-            match crate::reach::model::parse_domain_host(host, base) {
-                Some((port, id)) => {
-                    crate::reach::service(&ctx.app, crate::ids::InstanceId(id), port).await
-                }
-                None => Ok(None),
-            }
+            crate::reach::model::parse_domain_host(host, base)
+                .map(|(port, id)| Wanted::At(InstanceId(id), port))
         }
     }
 }
@@ -209,16 +220,22 @@ fn cookie_name(s: &WebService) -> String {
     format!("{COOKIE_PREFIX}{}", s.id)
 }
 
-/// The value of cookie `name` in the request.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The proxy's sign-in cookies in the request (`gpudock_app_<service>`;
+/// in port mode a browser sends those of every service on the host): the
+/// service each names and the hash of its value, in the request's order.
+fn sign_in_cookies(headers: &HeaderMap) -> Vec<(i64, String)> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
+        .filter_map(|(k, v)| {
+            let suffix = k.strip_prefix(COOKIE_PREFIX)?;
+            let id: i64 = suffix.parse().ok()?;
+            (id.to_string() == suffix).then(|| (id, crate::auth::guard::token_hash(v)))
+        })
+        .collect()
 }
 
 async fn handle_request(
@@ -227,31 +244,22 @@ async fn handle_request(
     req: Request,
 ) -> Response {
     let headers = req.headers().clone();
-    let service = match service_of(&ctx, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return page(
-                &headers,
-                StatusCode::NOT_FOUND,
-                "proxy.no_service",
-                "",
-                None,
-            );
-        }
+    let Some(wanted) = wanted(&ctx, &headers) else {
+        return no_service(&headers);
+    };
+    let found = match checked(&ctx, wanted, sign_in_cookies(&headers)).await {
+        Ok(f) => f,
         Err(e) => return failed(&headers, &e),
+    };
+    let Some(service) = found.service else {
+        return no_service(&headers);
     };
     let path = req.uri().path().to_string();
     if path.starts_with(OWN_PREFIX) {
         return if path == format!("{OWN_PREFIX}handoff") && req.method() == Method::GET {
             handoff(&ctx, &headers, &service, req.uri().query().unwrap_or("")).await
         } else {
-            page(
-                &headers,
-                StatusCode::NOT_FOUND,
-                "proxy.no_service",
-                "",
-                None,
-            )
+            no_service(&headers)
         };
     }
     let next = req
@@ -259,26 +267,28 @@ async fn handle_request(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let Some(sid) = cookie(&headers, &cookie_name(&service)) else {
+    let Some((verdict, hash)) = found.verdict else {
         return not_signed_in(&ctx, &headers, &service, &next, req.method());
     };
-    let hash = crate::auth::guard::token_hash(&sid);
-    match authorize(&ctx, &service, &hash).await {
-        Ok(Verdict::Pass(pass)) => {
+    match verdict {
+        Verdict::Pass(pass) => {
             let (user, inst) = *pass;
             forward(ctx, peer, req, user, inst, service, hash).await
         }
-        Ok(Verdict::SignIn) => not_signed_in(&ctx, &headers, &service, &next, req.method()),
-        Ok(Verdict::Denied) => page(&headers, StatusCode::FORBIDDEN, "proxy.denied", "", None),
-        Ok(Verdict::NotRunning) => page(
+        Verdict::SignIn => not_signed_in(&ctx, &headers, &service, &next, req.method()),
+        Verdict::Denied => page(&headers, StatusCode::FORBIDDEN, "proxy.denied", "", None),
+        Verdict::NotRunning => page(
             &headers,
             StatusCode::SERVICE_UNAVAILABLE,
             "proxy.unavailable",
             crate::i18n::Tr::new(Lang::from_headers(&headers)).t("err.not_running"),
             None,
         ),
-        Err(e) => failed(&headers, &e),
     }
+}
+
+fn no_service(headers: &HeaderMap) -> Response {
+    page(headers, StatusCode::NOT_FOUND, "proxy.no_service", "", None)
 }
 
 fn failed(headers: &HeaderMap, e: &AppError) -> Response {
@@ -402,46 +412,97 @@ enum Verdict {
     NotRunning,
 }
 
-/// The checks of every request: the sign-in, the account as it is now,
-/// the role's record, the instance in the user's scope and running. A
-/// sign-in that no longer holds is dropped.
-async fn authorize(ctx: &Ctx, s: &WebService, hash: &str) -> Result<Verdict, AppError> {
-    let (h, service, now) = (hash.to_string(), s.id, crate::db::now());
-    let Some(si) = ctx
+/// What the one read of a request found: the service it names (web access
+/// on), and, when the request carries a sign-in cookie of that service,
+/// the verdict of the checks and the hash of the cookie's value.
+struct Found {
+    service: Option<WebService>,
+    verdict: Option<(Verdict, String)>,
+}
+
+/// The checks of every request, in one turn of the database: the service
+/// named (web access still on), the sign-in, the account as it is now
+/// (revocation), the role's record, the instance in the user's scope and
+/// running. A sign-in that no longer holds is dropped.
+async fn checked(
+    ctx: &Ctx,
+    wanted: Wanted,
+    cookies: Vec<(i64, String)>,
+) -> Result<Found, AppError> {
+    let now = crate::db::now();
+    let found = ctx
         .app
         .db
-        .read(move |c| store::sign_in(c, &h, service, now).map_err(AppError::from))
-        .await?
-    else {
-        return Ok(Verdict::SignIn);
-    };
-    let uid = crate::ids::UserId(si.user_id);
-    let verdict = match crate::auth::resume(&ctx.app, uid, si.epoch, Action::WebProxy).await? {
-        None | Some((_, Access::Revoked)) => Verdict::SignIn,
-        Some((_, Access::Denied)) => Verdict::Denied,
-        Some((user, Access::Allowed)) => {
-            let me = CurrentUser {
-                user,
-                via: AuthVia::Session,
-            };
-            match crate::instances::get(&ctx.app, &me, s.instance_id).await {
-                Ok(i) if i.last_known == InstanceStatus::Running && i.container_id.is_some() => {
-                    Verdict::Pass(Box::new((me.user, i)))
-                }
-                Ok(_) => Verdict::NotRunning,
-                Err(AppError::NotFound) => Verdict::Denied,
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    if matches!(verdict, Verdict::SignIn | Verdict::Denied) {
-        let h = hash.to_string();
+        .read(move |c| check(c, wanted, &cookies, now).map_err(AppError::from))
+        .await?;
+    if let Some((Verdict::SignIn | Verdict::Denied, h)) = &found.verdict {
+        let h = h.clone();
         ctx.app
             .db
             .write(move |c| store::delete_sign_in(c, &h).map_err(AppError::from))
             .await?;
     }
-    Ok(verdict)
+    Ok(found)
+}
+
+/// [`checked`]'s read.
+fn check(
+    c: &rusqlite::Connection,
+    wanted: Wanted,
+    cookies: &[(i64, String)],
+    now: i64,
+) -> rusqlite::Result<Found> {
+    let service = match wanted {
+        Wanted::Slot(slot) => crate::reach::service_in_slot_on(c, slot)?,
+        Wanted::At(id, port) => crate::reach::service_on(c, id, port)?,
+    };
+    let Some(s) = service else {
+        return Ok(Found {
+            service: None,
+            verdict: None,
+        });
+    };
+    let Some((_, hash)) = cookies.iter().find(|(id, _)| *id == s.id) else {
+        return Ok(Found {
+            service: Some(s),
+            verdict: None,
+        });
+    };
+    let verdict = verdict_on(c, &s, hash, now)?;
+    Ok(Found {
+        service: Some(s),
+        verdict: Some((verdict, hash.clone())),
+    })
+}
+
+fn verdict_on(
+    c: &rusqlite::Connection,
+    s: &WebService,
+    hash: &str,
+    now: i64,
+) -> rusqlite::Result<Verdict> {
+    let Some(si) = store::sign_in(c, hash, s.id, now)? else {
+        return Ok(Verdict::SignIn);
+    };
+    let uid = crate::ids::UserId(si.user_id);
+    Ok(
+        match crate::auth::resume_on(c, uid, si.epoch, Action::WebProxy, now)? {
+            None | Some((_, Access::Revoked)) => Verdict::SignIn,
+            Some((_, Access::Denied)) => Verdict::Denied,
+            Some((user, Access::Allowed)) => {
+                let scope = crate::ids::Scope::of(&user);
+                match crate::instances::scoped_on(c, scope, s.instance_id)? {
+                    Some(i)
+                        if i.last_known == InstanceStatus::Running && i.container_id.is_some() =>
+                    {
+                        Verdict::Pass(Box::new((user, i)))
+                    }
+                    Some(_) => Verdict::NotRunning,
+                    None => Verdict::Denied,
+                }
+            }
+        },
+    )
 }
 
 /// Headers that concern one hop only (RFC 9110 §7.6.1), never passed on.
@@ -685,18 +746,15 @@ fn pipe(
         let recheck = async {
             loop {
                 tokio::time::sleep(RECHECK).await;
-                let still =
-                    crate::reach::service(&ctx.app, service.instance_id, service.target_port)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| s.id == service.id);
-                if !still
-                    || !matches!(
-                        authorize(&ctx, &service, &hash).await,
-                        Ok(Verdict::Pass(..))
-                    )
-                {
+                let again = Wanted::At(service.instance_id, service.target_port);
+                let found = checked(&ctx, again, vec![(service.id, hash.clone())]).await;
+                if !matches!(
+                    found,
+                    Ok(Found {
+                        verdict: Some((Verdict::Pass(..), _)),
+                        ..
+                    })
+                ) {
                     return;
                 }
             }
@@ -726,7 +784,7 @@ mod tests {
         h.insert(
             header::COOKIE,
             HeaderValue::from_static(
-                "a=1; gpudock_session=s; gpudock_app_3=x; __Host-gpudock_login=y; b=2",
+                "a=1; gpudock_session=s; gpudock_app_3=x; __Host-gpudock_login=y; gpudock_app_04=z; b=2",
             ),
         );
         h.insert(
@@ -752,7 +810,7 @@ mod tests {
         let set: Vec<_> = resp.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(set, [HeaderValue::from_static("_xsrf=ok; Path=/")]);
         assert!(ours("gpudock_app_3") && ours("__Host-gpudock_login") && !ours("_xsrf"));
-        assert_eq!(cookie(&h, "gpudock_app_3").as_deref(), Some("x"));
-        assert_eq!(cookie(&h, "gpudock_app_33"), None);
+        let hash = crate::auth::guard::token_hash;
+        assert_eq!(sign_in_cookies(&h), [(3, hash("x"))]);
     }
 }

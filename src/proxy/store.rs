@@ -91,8 +91,10 @@ pub fn sign_in(
     service: i64,
     now: i64,
 ) -> rusqlite::Result<Option<SignIn>> {
-    c.query_row(
+    c.prepare_cached(
         "SELECT user_id, epoch FROM proxy_sessions WHERE id_hash = ?1 AND service_id = ?2 AND expires_at > ?3",
+    )?
+    .query_row(
         params![hash, service, now],
         |r| {
             Ok(SignIn {

@@ -153,11 +153,22 @@ pub async fn service(app: &App, id: InstanceId, port: u16) -> Result<Option<WebS
         .await
 }
 
-/// The web service the proxy's port `slot` serves (port mode).
-pub async fn service_in_slot(app: &App, slot: u16) -> Result<Option<WebService>, AppError> {
-    app.db
-        .read(move |c| store::service_in_slot(c, slot).map_err(AppError::from))
-        .await
+/// [`service`] on `c`, for a caller that reads more in the same turn (the
+/// proxy's check of a request).
+pub fn service_on(
+    c: &rusqlite::Connection,
+    id: InstanceId,
+    port: u16,
+) -> rusqlite::Result<Option<WebService>> {
+    store::service(c, id, port)
+}
+
+/// The web service the proxy's port `slot` serves (port mode), on `c`.
+pub fn service_in_slot_on(
+    c: &rusqlite::Connection,
+    slot: u16,
+) -> rusqlite::Result<Option<WebService>> {
+    store::service_in_slot(c, slot)
 }
 
 /// Whether the proxy serves services on ports of their own (no base domain).

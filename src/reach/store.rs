@@ -75,21 +75,19 @@ pub fn services(c: &Connection, id: InstanceId) -> rusqlite::Result<Vec<WebServi
 }
 
 pub fn service(c: &Connection, id: InstanceId, port: u16) -> rusqlite::Result<Option<WebService>> {
-    c.query_row(
-        &format!("SELECT {COLS} FROM web_services WHERE instance_id = ?1 AND target_port = ?2"),
-        params![id, port],
-        row,
-    )
+    c.prepare_cached(&format!(
+        "SELECT {COLS} FROM web_services WHERE instance_id = ?1 AND target_port = ?2"
+    ))?
+    .query_row(params![id, port], row)
     .optional()
 }
 
 /// The service on the proxy's port `slot` (port mode).
 pub fn service_in_slot(c: &Connection, slot: u16) -> rusqlite::Result<Option<WebService>> {
-    c.query_row(
-        &format!("SELECT {COLS} FROM web_services WHERE proxy_slot = ?1"),
-        [slot],
-        row,
-    )
+    c.prepare_cached(&format!(
+        "SELECT {COLS} FROM web_services WHERE proxy_slot = ?1"
+    ))?
+    .query_row([slot], row)
     .optional()
 }
 

@@ -30,8 +30,13 @@ pub struct Server {
     logs: Arc<Mutex<String>>,
 }
 
+/// The gpudock binary the servers run: this build's, or `GPUDOCK_BIN`
+/// (benches compare an older binary in the same run).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gpudock")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("GPUDOCK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gpudock").to_string())
+    })
 }
 
 impl Server {
