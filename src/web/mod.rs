@@ -140,6 +140,7 @@ pub async fn serve_router(
     } else {
         log::warn!("TLS is off (tls.enabled = false); listening on http://{addr}");
         axum_server::from_tcp(listener)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new())
             .handle(handle)
             .serve(service)
             .await?;

@@ -32,6 +32,10 @@ impl<S: Send + 'static> Accept<TcpStream, S> for RedirectPlainHttp {
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
         Box::pin(async move {
+            // TCP_NODELAY, as nginx does: a response's bytes must not wait
+            // for the client to acknowledge what was sent before (Nagle's
+            // rule against a delayed ACK holds them up to 40 ms).
+            stream.set_nodelay(true)?;
             let mut first = [0u8; 1];
             let n = tokio::time::timeout(WAIT, stream.peek(&mut first))
                 .await
