@@ -9,6 +9,8 @@
 //!    shell session);
 //! 3. the server's memory with 100 idle jumpbox shell sessions open,
 //!    against the same server idle.
+//!
+//! `REMOTE_BENCH_CAT_ONLY=1` measures only the `ssh cat` part of 1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
@@ -209,6 +211,28 @@ async fn main() {
         c
     });
     assert_eq!((plain_bytes, jump_bytes, gcm_bytes), (SIZE, SIZE, SIZE));
+    let cat_lines = || {
+        println!("cat of a 100 MiB text file in the container (best of {RUNS}):");
+        println!(
+            "  docker exec (no TTY):          {:>7.1} MiB/s",
+            mb_s(plain_bytes, best(&plain))
+        );
+        println!(
+            "  jumpbox, ssh command mode:     {:>7.1} MiB/s   ratio to docker exec: {:.2}",
+            mb_s(jump_bytes, best(&jump)),
+            best(&plain).as_secs_f64() / best(&jump).as_secs_f64()
+        );
+        println!(
+            "  jumpbox, ssh -c aes256-gcm:    {:>7.1} MiB/s   ratio to docker exec: {:.2}",
+            mb_s(gcm_bytes, best(&gcm)),
+            best(&plain).as_secs_f64() / best(&gcm).as_secs_f64()
+        );
+    };
+    // REMOTE_BENCH_CAT_ONLY=1: only the `ssh cat` figures above.
+    if std::env::var_os("REMOTE_BENCH_CAT_ONLY").is_some() {
+        cat_lines();
+        return;
+    }
     let (tty, tty_bytes) = timed(|| docker(true));
     let (jump_tty, jump_tty_bytes) = timed(|| {
         let mut c = ssh(port, "alice+bench", &["-tt"]);
@@ -223,21 +247,7 @@ async fn main() {
         web.push(d);
         web_bytes = b;
     }
-    println!("cat of a 100 MiB text file in the container (best of {RUNS}):");
-    println!(
-        "  docker exec (no TTY):          {:>7.1} MiB/s",
-        mb_s(plain_bytes, best(&plain))
-    );
-    println!(
-        "  jumpbox, ssh command mode:     {:>7.1} MiB/s   ratio to docker exec: {:.2}",
-        mb_s(jump_bytes, best(&jump)),
-        best(&plain).as_secs_f64() / best(&jump).as_secs_f64()
-    );
-    println!(
-        "  jumpbox, ssh -c aes256-gcm:    {:>7.1} MiB/s   ratio to docker exec: {:.2}",
-        mb_s(gcm_bytes, best(&gcm)),
-        best(&plain).as_secs_f64() / best(&gcm).as_secs_f64()
-    );
+    cat_lines();
     println!(
         "  docker exec -t (TTY):          {:>7.1} MiB/s ({tty_bytes} bytes: \\n -> \\r\\n)",
         mb_s(tty_bytes, best(&tty))

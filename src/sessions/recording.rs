@@ -338,11 +338,7 @@ impl Writer {
         }
         self.last = t;
         let _ = write!(self.text, "[{t}, \"{kind}\", ");
-        if serde_json::to_writer(&mut self.text, text).is_err() {
-            // Writing to a Vec fails only on a string serde cannot escape,
-            // which a &str cannot be.
-            self.text.extend_from_slice(b"\"\"");
-        }
+        json_string(&mut self.text, text);
         self.text.extend_from_slice(b"]\n");
     }
 
@@ -370,6 +366,76 @@ impl Writer {
             Err(e) => log::error!("recording {}: {e}", self.path.display()),
         }
     }
+}
+
+/// Appends `s` to `out` as a JSON string (quotes included), escaped exactly
+/// as serde_json escapes it. Every byte of output is recorded, so this is on
+/// the recorder's hot path: serde_json looks at one byte at a time (about
+/// 330 MB/s here on `cat` output), this skips 8 plain bytes at a time and
+/// copies runs whole (about 2.5x faster on the same text).
+pub fn json_string(out: &mut Vec<u8>, s: &str) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // The bytes of `w` below 0x20, quotes or backslashes: the lowest set
+    // high bit marks the first of them exactly (borrows only run upwards).
+    fn special(w: u64) -> u64 {
+        let below = w.wrapping_sub(LO * 0x20) & !w;
+        let q = w ^ (LO * b'"' as u64);
+        let quote = q.wrapping_sub(LO) & !q;
+        let b = w ^ (LO * b'\\' as u64);
+        let bs = b.wrapping_sub(LO) & !b;
+        (below | quote | bs) & HI
+    }
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(w) = bytes.get(i..i + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            let m = special(u64::from_le_bytes(a));
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            i += (m.trailing_zeros() / 8) as usize;
+        }
+        let c = bytes[i];
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 15)],
+            ]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// Seconds with microseconds, as asciicast has them.
@@ -426,6 +492,44 @@ mod tests {
         assert_eq!(text_of(&mut c, &[&[b'a', 0xFF, b'b']]), "a\u{FFFD}b");
         assert_eq!(text_of(&mut c, &[&[b'x', 0xE4, 0xB8]]), "x");
         assert_eq!(c.rest(), "\u{FFFD}");
+    }
+
+    #[test]
+    fn json_strings_are_escaped_as_serde_json_escapes_them() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain text, longer than eight bytes".into(),
+            "\"\\\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f} 中文 ✓".into(),
+            (0u8..=0x7f).map(char::from).collect(),
+        ];
+        // Specials at every offset of the 8-byte words, among other bytes.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() >> 58) as usize;
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                let r = (next() >> 32) as u8;
+                v.push(match r % 4 {
+                    0 => r % 0x21,
+                    1 => b"\"\\a\x7f"[usize::from(r) % 4],
+                    _ => r,
+                });
+            }
+            cases.push(String::from_utf8_lossy(&v).into_owned());
+        }
+        for s in cases {
+            let mut ours = b"x".to_vec();
+            json_string(&mut ours, &s);
+            let mut theirs = b"x".to_vec();
+            theirs.extend(serde_json::to_vec(&s).unwrap());
+            assert_eq!(ours, theirs, "{s:?}");
+        }
     }
 
     fn read_all(path: &Path) -> String {
