@@ -981,7 +981,50 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
         let (s, _) = get(c, &srv.url("/api/v1/instances/orphans")).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
-    // The tenant's owner may delete the member's instance.
+    // Answers kept in memory are never stale: a permission taken from the
+    // member's role refuses the very next list (API and page), given back
+    // it serves the next one again.
+    let (_, perms) = get(admin, &srv.url("/api/v1/permissions")).await;
+    let record = |m: &str, p: &str| {
+        perms
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["method"] == m && r["path_pattern"] == p)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let records = [
+        record("GET", "/api/v1/instances"),
+        record("GET", "/instances"),
+    ];
+    let status = |c: &reqwest::Client, path: &str| {
+        let (c, url) = (c.clone(), srv.url(path));
+        async move { c.get(url).send().await.unwrap().status() }
+    };
+    let row = format!("id=\"instance-{id}\"");
+    for _ in 0..3 {
+        let (s, l) = get(&ma1, &srv.url("/api/v1/instances")).await;
+        assert_eq!((s, ids(&l)), (StatusCode::OK, vec![id]));
+        assert!(text(&ma1, &srv.url("/instances")).await.contains(&row));
+    }
+    for (method, want) in [("DELETE", StatusCode::FORBIDDEN), ("PUT", StatusCode::OK)] {
+        for r in records {
+            let url = srv.url(&format!("/api/v1/permissions/customer_member/{r}"));
+            let (s, b) = send(admin, method, &url, Some(json!({}))).await;
+            assert_eq!(s, StatusCode::OK, "{method} {r}: {b}");
+        }
+        assert_eq!(
+            status(&ma1, "/api/v1/instances").await,
+            want,
+            "after {method}"
+        );
+        assert_eq!(status(&ma1, "/instances").await, want, "after {method}");
+        assert_eq!(status(&oa, "/api/v1/instances").await, StatusCode::OK);
+    }
+    // The tenant's owner may delete the member's instance; it is gone from
+    // the next list of everyone who saw it (API and page).
     let (_, me) = get(&oa, &srv.url("/api/v1/me")).await;
     let r = oa
         .delete(srv.url(&format!("/api/v1/instances/{id}")))
@@ -990,6 +1033,21 @@ async fn each_role_reaches_exactly_its_instances_on_every_route() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for (who, c) in [("admin", admin), ("oa", &oa), ("ma1", &ma1)] {
+        let (s, l) = get(c, &srv.url("/api/v1/instances")).await;
+        assert_eq!(s, StatusCode::OK, "{who}");
+        let listed: Vec<i64> = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_i64().unwrap())
+            .collect();
+        assert!(!listed.contains(&id), "{who}: {listed:?}");
+        assert!(
+            !text(c, &srv.url("/instances")).await.contains(&row),
+            "{who}"
+        );
+    }
 }
 
 /// GPU-exact placement under concurrency, in process against the real

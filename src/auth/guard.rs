@@ -100,6 +100,7 @@ pub async fn csrf_token(session: &Session) -> Result<String, AppError> {
     Ok(t)
 }
 
+#[derive(Clone)]
 struct Caller {
     user: User,
     via: AuthVia,
@@ -108,7 +109,9 @@ struct Caller {
     node_detail: bool,
 }
 
-/// Resolves the caller and the route decision in one database read.
+/// Resolves the caller and the route decision in one database read, kept
+/// (`Db::cached`) for the next requests of the same caller to the same
+/// route until anything is committed or the second changes (a lock's end).
 async fn resolve(
     app: &App,
     bearer: Option<String>,
@@ -116,14 +119,23 @@ async fn resolve(
     method: String,
     pattern: String,
 ) -> Result<Option<Caller>, AppError> {
-    let now = crate::db::now();
+    let bearer = bearer.map(|t| token_hash(&t));
+    let who = match (&bearer, session_uid) {
+        (Some(hash), _) => format!("token {hash}"),
+        (None, Some((uid, epoch))) => format!("session {uid} {epoch}"),
+        (None, None) => return Ok(None),
+    };
+    let key = format!("{who} {method} {pattern}");
     let found = app
         .db
-        .read(move |c| {
+        .cached(key, move |c| {
+            // Read here, not before the lookup: the answer is kept for the
+            // second of its stamp, which this is not earlier than.
+            let now = crate::db::now();
             let (uid, via, epoch) = match (bearer, session_uid) {
                 // A token serves only the routes of its scope (a `metrics`
                 // token is no caller anywhere else).
-                (Some(tok), _) => match store::find_token(c, &token_hash(&tok))? {
+                (Some(hash), _) => match store::find_token(c, &hash)? {
                     Some((tid, uid, scope)) if scope.admits(&method, &pattern) => {
                         (uid, AuthVia::Token(tid), None)
                     }
@@ -153,12 +165,13 @@ async fn resolve(
             }))
         })
         .await?;
+    let found = Option::clone(&found);
     if let Some(Caller {
         via: AuthVia::Token(id),
         ..
     }) = &found
     {
-        token_used(app, *id, now).await?;
+        token_used(app, *id, crate::db::now()).await?;
     }
     Ok(found)
 }

@@ -89,9 +89,13 @@ pub async fn sees_node_details(
     user: &User,
 ) -> Result<bool, crate::error::AppError> {
     let role = user.role;
-    app.db
-        .read(move |c| permissions::sees_node_details(c, role).map_err(Into::into))
-        .await
+    let sees = app
+        .db
+        .cached(format!("node details {}", role.as_str()), move |c| {
+            permissions::sees_node_details(c, role).map_err(crate::error::AppError::from)
+        })
+        .await?;
+    Ok(*sees)
 }
 
 /// The cookie that carries the web session id.

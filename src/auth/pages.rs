@@ -51,10 +51,13 @@ impl PageUser for CurrentUser {
             .await
             .map_err(|_| AppError::internal("session layer missing"))?;
         let role = me.user.role;
-        let mut allowed = app
+        let kept = app
             .db
-            .read(move |c| permissions::allowed_pages(c, role).map_err(AppError::from))
+            .cached(format!("allowed pages {}", role.as_str()), move |c| {
+                permissions::allowed_pages(c, role).map_err(AppError::from)
+            })
             .await?;
+        let mut allowed = Vec::clone(&kept);
         if me.user.must_change_password {
             // Until the password is changed, the navigation offers only what
             // the guard lets through (instead of links that all answer 403).

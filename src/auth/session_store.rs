@@ -100,31 +100,35 @@ impl SessionStore for SqliteStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let id = *id;
-        self.db
-            .read(move |conn| {
+        // Every signed-in request loads its session: kept until the next
+        // commit (a sign-out, a save, a purge), checked for expiry here.
+        let k = key(&id);
+        let row = self
+            .db
+            .cached(k.clone(), move |conn| {
                 let row: Option<(String, i64)> = conn
-                    .prepare_cached(
-                        "SELECT data, expiry_date FROM sessions WHERE id = ?1 AND expiry_date > ?2",
-                    )?
-                    .query_row(params![key(&id), crate::db::now()], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                    .prepare_cached("SELECT data, expiry_date FROM sessions WHERE id = ?1")?
+                    .query_row(params![k], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                let Some((data, expiry)) = row else {
-                    return Ok(None);
-                };
-                let data = serde_json::from_str(&data)
-                    .map_err(|e| StoreError(session_store::Error::Decode(e.to_string())))?;
-                let expiry_date = time::OffsetDateTime::from_unix_timestamp(expiry)
-                    .map_err(|e| StoreError(session_store::Error::Decode(e.to_string())))?;
-                Ok::<_, StoreError>(Some(Record {
-                    id,
-                    data,
-                    expiry_date,
-                }))
+                Ok::<_, StoreError>(row)
             })
             .await
-            .map_err(|StoreError(e)| e)
+            .map_err(|StoreError(e)| e)?;
+        let Some((data, expiry)) = row.as_ref() else {
+            return Ok(None);
+        };
+        if *expiry <= crate::db::now() {
+            return Ok(None);
+        }
+        let data =
+            serde_json::from_str(data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = time::OffsetDateTime::from_unix_timestamp(*expiry)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id,
+            data,
+            expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+mod memo;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -42,6 +44,9 @@ pub struct Db {
     /// (and parsed the schema of) a new connection per read and parked 200
     /// blocking threads: 200 req/s for the instance list (issue 11).
     read_turn: Arc<tokio::sync::Semaphore>,
+    /// Answers of repeated reads, kept until the next commit (see
+    /// [`Db::cached`]).
+    memo: Arc<memo::Memo>,
 }
 
 /// Read connections kept open, and reads running at once.
@@ -168,12 +173,14 @@ impl Db {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrate(&mut writer)?;
+        let watcher = open_reader(path)?;
         Ok(Self {
             path: Some(path.to_owned()),
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             write_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             read_turn: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            memo: Arc::new(memo::Memo::new(Some(watcher))),
         })
     }
 
@@ -185,6 +192,7 @@ impl Db {
             readers: Arc::new(Mutex::new(Vec::new())),
             write_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             read_turn: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            memo: Arc::new(memo::Memo::new(None)),
         })
     }
 
@@ -196,12 +204,27 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
-        let writer = self.writer.clone();
+        self.on_writer(true, f).await
+    }
+
+    /// Runs `f` on the writer connection in its turn; `writes`: whether `f`
+    /// may write (then kept answers are dropped after it).
+    async fn on_writer<T, E, F>(&self, writes: bool, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (writer, memo) = (self.writer.clone(), self.memo.clone());
         let turn = turn(&self.write_turn).await.map_err(E::from)?;
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let mut conn = writer.lock().map_err(|_| E::from(DbError::Poisoned))?;
-            f(&mut conn)
+            let out = f(&mut conn);
+            if writes {
+                memo.wrote();
+            }
+            out
         })
         .await
         .map_err(|e| E::from(DbError::Join(e.to_string())))?
@@ -216,7 +239,7 @@ impl Db {
     {
         let Some(path) = self.path.clone() else {
             // In-memory databases cannot be shared across connections.
-            return self.write(move |c| f(c)).await;
+            return self.on_writer(false, move |c| f(c)).await;
         };
         let readers = self.readers.clone();
         let turn = turn(&self.read_turn).await.map_err(E::from)?;
@@ -240,6 +263,33 @@ impl Db {
         })
         .await
         .map_err(|e| E::from(DbError::Join(e.to_string())))?
+    }
+
+    /// [`Db::read`] for an answer that `key` names entirely (with every
+    /// input of `f`: who asks, their scope, filters, page...), kept in
+    /// memory until anything is committed to the database, by this process
+    /// or another, or the second of [`now`] changes (see `memo`). Never
+    /// staler than a read: a commit is seen by the next lookup.
+    pub async fn cached<T, E, F>(&self, key: String, f: F) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let Some(slot) = self
+            .memo
+            .slot(std::any::TypeId::of::<T>(), key)
+            .map_err(E::from)?
+        else {
+            return self.read(f).await.map(Arc::new);
+        };
+        let v = slot
+            .get_or_try_init(|| async {
+                let v: Arc<dyn std::any::Any + Send + Sync> = Arc::new(self.read(f).await?);
+                Ok::<_, E>(v)
+            })
+            .await?;
+        memo::typed(v).map_err(E::from)
     }
 
     /// Closes the database at shutdown: drops the idle readers, checkpoints the
@@ -636,6 +686,58 @@ mod tests {
         );
         assert!(insert("ssh", Some(22)).is_err(), "only tunnels have a port");
         assert!(insert("telnet", None).is_err());
+    }
+
+    /// A kept answer is served until a commit, by this process's writer or
+    /// by another connection (another process), and never after it.
+    #[tokio::test]
+    async fn kept_answers_end_with_any_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = |db: &Db| {
+            let (db, asked) = (db.clone(), asked.clone());
+            async move {
+                let n = db
+                    .cached("metas".to_string(), move |c| {
+                        asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        c.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
+                            .map_err(DbError::from)
+                    })
+                    .await
+                    .unwrap();
+                *n
+            }
+        };
+        // Within one second and no commit, the second lookup is kept (the
+        // loop retries when the second changed in between).
+        let base = loop {
+            let at = now();
+            let (a, b) = (count(&db).await, count(&db).await);
+            let before = asked.swap(0, std::sync::atomic::Ordering::SeqCst);
+            if now() == at {
+                assert_eq!(a, b);
+                assert_eq!(before, 1, "the second lookup is a memory hit");
+                break a;
+            }
+        };
+        db.write(|c| {
+            c.execute("INSERT INTO meta (key, value) VALUES ('w', x'00')", [])
+                .map_err(DbError::from)
+        })
+        .await
+        .unwrap();
+        assert_eq!(count(&db).await, base + 1, "this process's write");
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute("INSERT INTO meta (key, value) VALUES ('o', x'00')", [])
+            .unwrap();
+        assert_eq!(count(&db).await, base + 2, "another connection's commit");
+        other
+            .execute("DELETE FROM meta WHERE key = 'o'", [])
+            .unwrap();
+        assert_eq!(count(&db).await, base + 1);
     }
 
     #[tokio::test]

@@ -49,8 +49,8 @@ async fn list(
     me: CurrentUser,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let mut page = super::list(&app, &me, paging.search(), paging.window).await?;
-    super::shield(&app, &me, &mut page.items).await?;
+    let page = super::listed(&app, &me, paging.search(), paging.window).await?;
+    let page = super::shield_page(&app, &me, page, |i| i).await?;
     Ok(paging.json(&page))
 }
 

@@ -12,6 +12,8 @@ pub mod quota;
 pub mod store;
 pub mod sync;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
@@ -20,7 +22,7 @@ use crate::app::App;
 use crate::auth::CurrentUser;
 use crate::docker::{DockerError, watch};
 use crate::error::AppError;
-use crate::ids::{InstanceId, NodeId};
+use crate::ids::{InstanceId, NodeId, Scope};
 use crate::paging::{Page, Search, Window};
 pub use lifecycle::{Action, CreateInput, act, create, delete, scoped as get};
 pub use model::InstanceStatus;
@@ -280,6 +282,47 @@ pub async fn named(
         .await
 }
 
+/// The key of a list's answer: everything it depends on (the caller's
+/// scope, the search and the window).
+fn list_key(what: &str, scope: Scope, search: &Search, window: Window) -> String {
+    format!("{what} {scope:?} {search:?} {window:?}")
+}
+
+/// [`list`] kept in memory until the next commit (`Db::cached`): the list
+/// page and API of every caller with the same scope, search and window
+/// share it.
+pub async fn listed(
+    app: &App,
+    me: &CurrentUser,
+    search: Search,
+    window: Window,
+) -> Result<Arc<Page<Instance>>, AppError> {
+    let scope = me.scope();
+    checked(&search)?;
+    let key = list_key("instances", scope, &search, window);
+    app.db
+        .cached(key, move |c| {
+            store::list(c, scope, &search, window).map_err(AppError::from)
+        })
+        .await
+}
+
+/// [`shield`] for a kept page of rows whose instance `inst` gives: the same
+/// page when `me` sees nodes' details, else a copy without warnings.
+pub async fn shield_page<T: Clone>(
+    app: &App,
+    me: &CurrentUser,
+    mut page: Arc<Page<T>>,
+    inst: fn(&mut T) -> &mut Instance,
+) -> Result<Arc<Page<T>>, AppError> {
+    if !crate::auth::sees_node_details(app, &me.user).await? {
+        for item in &mut Arc::make_mut(&mut page).items {
+            inst(item).warnings.clear();
+        }
+    }
+    Ok(page)
+}
+
 /// The instances `me` reaches in `window` (by id) that `search` matches,
 /// with how many there are.
 pub async fn list(
@@ -296,17 +339,20 @@ pub async fn list(
 }
 
 /// [`named`] for the rows of `window` that `search` matches, with how many
-/// there are.
+/// there are, kept in memory until the next commit (see [`listed`]).
 pub async fn named_page(
     app: &App,
     me: &CurrentUser,
     search: Search,
     window: Window,
-) -> Result<Page<(Instance, store::Names)>, AppError> {
+) -> Result<Arc<Page<(Instance, store::Names)>>, AppError> {
     let scope = me.scope();
     checked(&search)?;
+    let key = list_key("named instances", scope, &search, window);
     app.db
-        .read(move |c| store::list_named_page(c, scope, &search, window).map_err(AppError::from))
+        .cached(key, move |c| {
+            store::list_named_page(c, scope, &search, window).map_err(AppError::from)
+        })
         .await
 }
 
@@ -321,18 +367,21 @@ fn checked(search: &Search) -> Result<(), AppError> {
 /// orphans belong to no tenant).
 pub async fn orphans(app: &App, me: &CurrentUser) -> Result<Vec<Orphan>, AppError> {
     let user = me.user.clone();
-    app.db
-        .read(move |c| {
+    // The decision depends on the role alone; kept until the next commit.
+    let kept = app
+        .db
+        .cached(format!("orphans {}", user.role.as_str()), move |c| {
             let report = crate::auth::Action::Route {
                 method: "GET",
                 pattern: "/api/v1/instances/orphans",
             };
             if !crate::auth::holds(c, &user, report)? {
-                return Err(AppError::Forbidden);
+                return Ok(None);
             }
-            store::orphans(c).map_err(AppError::from)
+            store::orphans(c).map(Some).map_err(AppError::from)
         })
-        .await
+        .await?;
+    Option::clone(&kept).ok_or(AppError::Forbidden)
 }
 
 /// The most lines of history a log request returns before following.

@@ -75,9 +75,9 @@ pub fn short_id(id: &str) -> &str {
 
 #[derive(Template)]
 #[template(path = "instances/list.html")]
-struct ListPage {
+struct ListPage<'a> {
     l: Layout,
-    rows: Vec<(Instance, Names)>,
+    rows: &'a [(Instance, Names)],
     show_user: bool,
     orphans: Vec<Orphan>,
     pager: Pager,
@@ -86,9 +86,9 @@ struct ListPage {
 
 #[derive(Template)]
 #[template(path = "instances/rows.html")]
-struct Rows {
+struct Rows<'a> {
     l: Layout,
-    rows: Vec<(Instance, Names)>,
+    rows: &'a [(Instance, Names)],
     show_user: bool,
     pager: Pager,
 }
@@ -99,10 +99,10 @@ async fn list(
     ctx: PageCtx,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let mut page = super::named_page(&app, &ctx.me, paging.search(), paging.window).await?;
-    super::shield(&app, &ctx.me, page.items.iter_mut().map(|(i, _)| i)).await?;
+    let page = super::named_page(&app, &ctx.me, paging.search(), paging.window).await?;
+    let page = super::shield_page(&app, &ctx.me, page, |(i, _)| i).await?;
     let pager = paging.pager(page.total, page.items.len());
-    let rows = page.items;
+    let rows = &page.items[..];
     let show_user = ctx.me.user.role != Role::CustomerMember;
     // The rows on screen refresh themselves every few seconds (this page of
     // them, and the pager): only they are rendered.

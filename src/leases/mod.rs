@@ -589,9 +589,13 @@ pub async fn set_lease(
 /// The lease notices of what `me` reaches: reminders sent and leases ended.
 pub async fn notices(app: &App, me: &CurrentUser) -> Result<Vec<Notice>, AppError> {
     let scope = me.scope();
-    app.db
-        .read(move |c| store::notices(c, scope, crate::db::now()).map_err(AppError::from))
-        .await
+    let kept = app
+        .db
+        .cached(format!("lease notices {scope:?}"), move |c| {
+            store::notices(c, scope, crate::db::now()).map_err(AppError::from)
+        })
+        .await?;
+    Ok(Vec::clone(&kept))
 }
 
 /// The banners of what `me` reaches, in `tr`'s language: a lease ending
