@@ -107,6 +107,21 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// HTTP/2 flow-control windows of the appliance's listener. With hyper's
+/// 1 MiB stream window, an upload's sender stalls whenever the server is
+/// busy writing a gathered block into the container and has not read the
+/// next frames yet (an HTTP/2 upload ran at 0.3x the HTTP/1.1 one, whose
+/// window is the kernel's socket buffer). The connection window bounds
+/// what one connection can make the server hold.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 8 << 20;
+
+fn http2_windows(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    b.http2()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains
 /// connections for up to 10 s. TLS unless the config turns it off explicitly.
 pub async fn serve_router(
@@ -132,11 +147,11 @@ pub async fn serve_router(
         log::info!("listening on https://{addr}");
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
             .acceptor(plain_http::RedirectPlainHttp);
-        axum_server::from_tcp(listener)
+        let mut server = axum_server::from_tcp(listener)
             .acceptor(acceptor)
-            .handle(handle)
-            .serve(service)
-            .await?;
+            .handle(handle);
+        http2_windows(server.http_builder());
+        server.serve(service).await?;
     } else {
         log::warn!("TLS is off (tls.enabled = false); listening on http://{addr}");
         axum_server::from_tcp(listener)
