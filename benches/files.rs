@@ -6,6 +6,11 @@
 //! run, with gpudock's resident memory sampled every 20 ms during each
 //! transfer (growth over its value just before).
 //!
+//! SFTP signs in with a key: a password sign-in's argon2 hash takes
+//! `argon2_memory_kib` (19 MiB by default) for a few tens of milliseconds,
+//! which the sampler would count as the transfer's growth.
+//! `FILES_BENCH_PASSWORD=1` signs in with the password as before.
+//!
 //! `FILES_BENCH_MIB=5120` moves that many MiB instead of 1024 (the
 //! streaming check: gpudock's memory must not grow with the file);
 //! `FILES_BENCH_SFTP_ONLY=1` runs only `docker cp` and SFTP with the
@@ -89,21 +94,36 @@ fn mib_s(d: Duration) -> f64 {
     size() as f64 / 1_048_576.0 / d.as_secs_f64()
 }
 
-fn sftp(port: u16, batch: &Path, cipher: Option<&str>) -> Command {
-    let mut c = Command::new("sshpass");
-    c.args(["-p", PW, "sftp", "-P", &port.to_string()]).args([
+fn password_sign_in() -> bool {
+    std::env::var("FILES_BENCH_PASSWORD").is_ok_and(|v| v == "1")
+}
+
+/// `sftp` signing in with `key`, or with the password when
+/// `FILES_BENCH_PASSWORD=1`.
+fn sftp(port: u16, batch: &Path, cipher: Option<&str>, key: &Path) -> Command {
+    let mut c;
+    if password_sign_in() {
+        c = Command::new("sshpass");
+        c.args(["-p", PW, "sftp"]).args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+        ]);
+    } else {
+        c = Command::new("sftp");
+        c.args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+            .arg(key);
+    }
+    c.args(["-P", &port.to_string()]).args([
         "-o",
         "StrictHostKeyChecking=no",
         "-o",
         "UserKnownHostsFile=/dev/null",
         "-o",
         "LogLevel=ERROR",
-        "-o",
-        "BatchMode=no",
-        "-o",
-        "PreferredAuthentications=password",
-        "-o",
-        "PubkeyAuthentication=no",
     ]);
     if let Some(cipher) = cipher {
         c.args(["-c", cipher]);
@@ -163,6 +183,21 @@ async fn main() {
     assert_eq!(s.as_u16(), 201, "{tok}");
     let token = tok["token"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
+    let (s, b) = post(
+        &alice,
+        &lab.srv.url("/api/v1/ssh-keys"),
+        json!({"public_key": public}),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 201, "{b}");
     let big = dir.path().join("big.bin");
     let st = Command::new("sh")
         .arg("-c")
@@ -206,8 +241,8 @@ async fn main() {
         std::fs::write(&up, format!("put {big_s} /data/s.bin\n")).unwrap();
         let down = dir.path().join("down.batch");
         std::fs::write(&down, format!("get /data/s.bin {out_s}\n")).unwrap();
-        let r_up = measured(pid, sftp(port, &up, cipher));
-        let r_down = measured(pid, sftp(port, &down, cipher));
+        let r_up = measured(pid, sftp(port, &up, cipher, &key));
+        let r_down = measured(pid, sftp(port, &down, cipher, &key));
         assert_eq!(std::fs::metadata(&out).unwrap().len(), size());
         clear("/data/s.bin");
         sftp_runs.push((
@@ -240,7 +275,14 @@ async fn main() {
     }
     let _ = std::fs::remove_file(&big);
 
-    println!("{mib} MiB of random bytes into and out of an instance's /data (one run each):");
+    let how = if password_sign_in() {
+        "password"
+    } else {
+        "key"
+    };
+    println!(
+        "{mib} MiB of random bytes into and out of an instance's /data (one run each; SFTP signs in with a {how}):"
+    );
     println!(
         "  docker cp in:                      {:>7.1} MiB/s   RSS growth: {:>6} KiB",
         mib_s(cp_in.took),

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use bollard::Docker;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 
@@ -412,34 +412,20 @@ impl Reader {
         self.pos
     }
 
-    /// Up to `len` bytes from the position on (fewer only at the end);
-    /// `None` at the end of the file.
-    pub async fn read(&mut self, len: usize) -> Result<Option<Bytes>, FsError> {
-        let mut chunks: Vec<Bytes> = Vec::new();
+    /// Appends up to `len` bytes from the position on to `out` (fewer
+    /// only at the end) and says how many; 0 at the end of the file.
+    pub async fn read_into(&mut self, len: usize, out: &mut BytesMut) -> Result<usize, FsError> {
         let mut have = 0;
         while have < len {
             if self.pending.is_empty() && !self.next().await? {
                 break;
             }
             let take = (len - have).min(self.pending.len());
-            let part = self.pending.split_to(take);
-            have += part.len();
-            chunks.push(part);
+            out.extend_from_slice(&self.pending.split_to(take));
+            have += take;
         }
         self.pos += have as u64;
-        if have == 0 {
-            return Ok(None);
-        }
-        Ok(Some(match chunks.len() {
-            1 => chunks.remove(0),
-            _ => {
-                let mut all = Vec::with_capacity(have);
-                for c in chunks {
-                    all.extend_from_slice(&c);
-                }
-                Bytes::from(all)
-            }
-        }))
+        Ok(have)
     }
 
     /// Up to `len` bytes from the position on, as many as came at once

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use russh_sftp::extensions::LimitsExtension;
 use russh_sftp::protocol::{
     Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
@@ -39,6 +39,46 @@ const NAMES_PER_READDIR: usize = 128;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 const LIMITS: &str = "limits@openssh.com";
+
+/// `SSH_FXP_DATA` and `SSH_FXP_WRITE`'s packet types.
+const SSH_FXP_DATA: u8 = 103;
+const SSH_FXP_WRITE: u8 = 6;
+/// A data reply's bytes before its data: length, type, id, data length.
+const DATA_HEADER: usize = 4 + 1 + 4 + 4;
+
+/// A write request read in place: its data is a slice of the packet.
+struct WriteRequest {
+    id: u32,
+    handle: String,
+    offset: u64,
+    data: Bytes,
+}
+
+impl WriteRequest {
+    /// `raw` (type and body) when it is a well-formed write; anything
+    /// else (another type, a malformed write) takes the general path.
+    fn parse(raw: &Bytes) -> Option<Self> {
+        let mut r = raw.clone();
+        if r.first() != Some(&SSH_FXP_WRITE) || r.len() < 1 + 4 + 4 {
+            return None;
+        }
+        r.advance(1);
+        let id = r.get_u32();
+        let n = r.get_u32() as usize;
+        if r.len() < n + 8 + 4 {
+            return None;
+        }
+        let handle = String::from_utf8(r.split_to(n).to_vec()).ok()?;
+        let offset = r.get_u64();
+        let n = r.get_u32() as usize;
+        (r.len() == n).then_some(Self {
+            id,
+            handle,
+            offset,
+            data: r,
+        })
+    }
+}
 
 /// Why a request failed: the status and what the client is told.
 #[derive(Debug)]
@@ -112,6 +152,8 @@ pub struct Server {
     node_detail: bool,
     handles: HashMap<String, Open>,
     next: u64,
+    /// Where read replies are put together (see [`Server::read`]).
+    pool: BytesMut,
 }
 
 fn ok(id: u32) -> Packet {
@@ -197,7 +239,33 @@ impl Server {
             node_detail,
             handles: HashMap::new(),
             next: 0,
+            pool: BytesMut::new(),
         }
+    }
+
+    /// Answers one request as it came (its type and body, without the
+    /// length), encoded. Reads and writes, the bulk of a transfer, skip
+    /// the packet types: a write's data is a slice of `raw` and a read's
+    /// reply is put together where its bytes are gathered, so neither is
+    /// copied once more.
+    pub async fn answer(&mut self, raw: Bytes) -> Result<Bytes, String> {
+        if let Some(w) = WriteRequest::parse(&raw) {
+            let answer = match self.write(&w.handle, w.offset, &w.data).await {
+                Ok(()) => ok(w.id),
+                Err(f) => failed(w.id, f),
+            };
+            return Bytes::try_from(answer).map_err(|e| e.to_string());
+        }
+        let answer = match Packet::try_from(&mut raw.clone()) {
+            Ok(Packet::Read(r)) => match self.read(r.id, &r.handle, r.offset, r.len).await {
+                Ok(Some(framed)) => return Ok(framed),
+                Ok(None) => failed(r.id, Fail::new(StatusCode::Eof, "end of file")),
+                Err(f) => failed(r.id, f),
+            },
+            Ok(p) => self.handle(p).await,
+            Err(_) => bad_message(&raw),
+        };
+        Bytes::try_from(answer).map_err(|e| e.to_string())
     }
 
     /// Answers one request.
@@ -211,13 +279,12 @@ impl Server {
                 .map(|h| handle(id, h)),
             Packet::Close(c) => self.close(&c.handle).await.map(|()| ok(id)),
             Packet::Read(r) => self
-                .read(&r.handle, r.offset, r.len)
+                .read(id, &r.handle, r.offset, r.len)
                 .await
                 .map(|d| match d {
-                    Some(data) => Packet::Data(Data {
+                    Some(framed) => Packet::Data(Data {
                         id,
-                        // Without a copy when the bytes were gathered.
-                        data: Vec::from(data),
+                        data: framed[DATA_HEADER..].to_vec(),
                     }),
                     None => failed(id, Fail::new(StatusCode::Eof, "end of file")),
                 }),
@@ -500,7 +567,9 @@ impl Server {
         }
     }
 
-    async fn read(&mut self, h: &str, offset: u64, len: u32) -> Answer<Option<Bytes>> {
+    /// Request `id`'s reply, whole (`SSH_FXP_DATA` with its length): the
+    /// bytes are gathered into the pool behind room for the header.
+    async fn read(&mut self, id: u32, h: &str, offset: u64, len: u32) -> Answer<Option<Bytes>> {
         let len = (len as usize).min(MAX_IO as usize);
         let fs = self.fs.clone();
         let place = self.place.clone();
@@ -529,14 +598,27 @@ impl Server {
         let Some(reader) = t.io.as_mut() else {
             return Err(Fail::new(StatusCode::Failure, "no such handle"));
         };
-        match reader.read(len).await {
-            Ok(Some(b)) => {
-                t.tally.update(&b);
-                t.bytes += b.len() as u64;
-                Ok(Some(b))
+        self.pool.clear();
+        self.pool.reserve(DATA_HEADER + len);
+        self.pool.extend_from_slice(&[0; DATA_HEADER]);
+        match reader.read_into(len, &mut self.pool).await {
+            Ok(0) => {
+                self.pool.clear();
+                Ok(None)
             }
-            Ok(None) => Ok(None),
+            Ok(n) => {
+                t.tally.update(&self.pool[DATA_HEADER..]);
+                t.bytes += n as u64;
+                let mut header = &mut self.pool[..DATA_HEADER];
+                // The length counts the type, the id and the data's length.
+                header.put_u32((DATA_HEADER - 4 + n) as u32);
+                header.put_u8(SSH_FXP_DATA);
+                header.put_u32(id);
+                header.put_u32(n as u32);
+                Ok(Some(self.pool.split().freeze()))
+            }
             Err(e) => {
+                self.pool.clear();
                 t.error = Some(place.say(&e));
                 t.io = None;
                 Err(self.fs_fail(e))
@@ -784,6 +866,33 @@ fn attrs(id: u32, attrs: FileAttributes) -> Packet {
 mod tests {
     use super::*;
     use crate::files::Kind;
+
+    /// A write is read in place exactly as russh-sftp reads it; anything
+    /// else, or a write cut short or padded, is left to the general path.
+    #[test]
+    fn writes_are_read_in_place() {
+        let write = Packet::Write(russh_sftp::protocol::Write {
+            id: 7,
+            handle: "h1".into(),
+            offset: 1 << 40,
+            data: b"some bytes".to_vec(),
+        });
+        let framed = Bytes::try_from(write).unwrap();
+        let raw = framed.slice(4..);
+        let w = WriteRequest::parse(&raw).unwrap();
+        assert_eq!((w.id, w.handle.as_str(), w.offset), (7, "h1", 1 << 40));
+        assert_eq!(&w.data[..], b"some bytes");
+        assert!(WriteRequest::parse(&raw.slice(..raw.len() - 1)).is_none());
+        let mut padded = raw.to_vec();
+        padded.push(0);
+        assert!(WriteRequest::parse(&Bytes::from(padded)).is_none());
+        let close = Packet::Close(russh_sftp::protocol::Close {
+            id: 1,
+            handle: "h1".into(),
+        });
+        assert!(WriteRequest::parse(&Bytes::try_from(close).unwrap().slice(4..)).is_none());
+        assert!(WriteRequest::parse(&Bytes::from_static(&[SSH_FXP_WRITE, 0, 0])).is_none());
+    }
 
     #[test]
     fn long_names_look_like_ls_and_escape_names() {

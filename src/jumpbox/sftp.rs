@@ -7,7 +7,6 @@
 //! ends.
 
 use bytes::{Buf, Bytes, BytesMut};
-use russh_sftp::protocol::Packet;
 use tokio::sync::mpsc;
 
 use super::actor::SshSink;
@@ -192,15 +191,11 @@ async fn serve(
     let stop = loop {
         // Every whole packet received is answered before reading more.
         while let Some(raw) = next_packet(&mut buf) {
-            let packet = Packet::try_from(&mut raw.clone());
-            let answer = match packet {
-                Ok(p) => tokio::select! {
-                    r = &mut watchdog => { server.finish().await; return stopped(r); }
-                    a = server.handle(p) => a,
-                },
-                Err(_) => files::sftp::bad_message(&raw),
+            let answer = tokio::select! {
+                r = &mut watchdog => { server.finish().await; return stopped(r); }
+                a = server.answer(raw) => a,
             };
-            let bytes = match Bytes::try_from(answer) {
+            let bytes = match answer {
                 Ok(b) => b,
                 Err(e) => {
                     server.finish().await;

@@ -353,11 +353,19 @@ struct Coalesced<'a> {
     /// An item taken while joining that did not join (another stream, an
     /// error, the end): the next item.
     held: Option<Option<Result<Output, crate::docker::DockerError>>>,
+    /// Where pieces are joined: each joined piece is split off it, and
+    /// its memory is taken again once every earlier piece was dropped
+    /// (sent and recorded), rather than a new buffer per piece.
+    pool: bytes::BytesMut,
 }
 
 impl<'a> Coalesced<'a> {
     fn new(inner: &'a mut exec::OutputStream) -> Self {
-        Self { inner, held: None }
+        Self {
+            inner,
+            held: None,
+            pool: bytes::BytesMut::new(),
+        }
     }
 
     async fn next(&mut self) -> Option<Result<Output, crate::docker::DockerError>> {
@@ -369,17 +377,26 @@ impl<'a> Coalesced<'a> {
         let Some(Ok(first)) = first else {
             return first;
         };
-        let mut joined: Option<bytes::BytesMut> = None;
-        while joined.as_ref().map_or(first.bytes().len(), |j| j.len()) < COALESCE {
+        let mut joined = false;
+        loop {
+            let have = if joined {
+                self.pool.len()
+            } else {
+                first.bytes().len()
+            };
+            if have >= COALESCE {
+                break;
+            }
             match self.inner.next().now_or_never() {
                 None => break,
                 Some(Some(Ok(o))) if same_stream(&first, &o) => {
-                    let j = joined.get_or_insert_with(|| {
-                        let mut j = bytes::BytesMut::with_capacity(COALESCE);
-                        j.extend_from_slice(first.bytes());
-                        j
-                    });
-                    j.extend_from_slice(o.bytes());
+                    if !joined {
+                        joined = true;
+                        self.pool
+                            .reserve(COALESCE.max(first.bytes().len() + o.bytes().len()));
+                        self.pool.extend_from_slice(first.bytes());
+                    }
+                    self.pool.extend_from_slice(o.bytes());
                 }
                 Some(other) => {
                     self.held = Some(other);
@@ -387,12 +404,13 @@ impl<'a> Coalesced<'a> {
                 }
             }
         }
-        Some(Ok(match joined {
-            None => first,
-            Some(j) => match first {
-                Output::Stdout(_) => Output::Stdout(j.freeze()),
-                Output::Stderr(_) => Output::Stderr(j.freeze()),
-            },
+        if !joined {
+            return Some(Ok(first));
+        }
+        let j = self.pool.split().freeze();
+        Some(Ok(match first {
+            Output::Stdout(_) => Output::Stdout(j),
+            Output::Stderr(_) => Output::Stderr(j),
         }))
     }
 }
@@ -449,6 +467,28 @@ mod tests {
             Output::Stdout("late".into())
         );
         assert!(c.next().await.is_none());
+    }
+
+    /// A joined piece's memory is taken again for the next one once the
+    /// piece was dropped, and never while it is still held.
+    #[tokio::test]
+    async fn joined_pieces_reuse_memory_only_once_dropped() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut s: exec::OutputStream =
+            Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let mut c = Coalesced::new(&mut s);
+        let mut joined = async |a: &'static str, b: &'static str| {
+            tx.send(out(a)).unwrap();
+            tx.send(out(b)).unwrap();
+            c.next().await.unwrap().unwrap().bytes().clone()
+        };
+        let first = joined("ab", "cd").await;
+        let at = first.as_ptr();
+        drop(first);
+        let second = joined("ef", "gh").await;
+        assert_eq!(second.as_ptr(), at, "the dropped piece's memory is reused");
+        let third = joined("ij", "kl").await;
+        assert_eq!((&second[..], &third[..]), (&b"efgh"[..], &b"ijkl"[..]));
     }
 
     /// Chunks that are not ready yet are not waited for; joins stop at

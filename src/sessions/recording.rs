@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -159,6 +158,7 @@ impl Recorder {
                 path,
                 file: Some(file),
                 text: Vec::new(),
+                member: Member::default(),
                 out: Utf8Carry::default(),
                 inp: Utf8Carry::default(),
                 queued: queued.clone(),
@@ -247,9 +247,46 @@ fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Appends `text` to `file` as one complete gzip member.
 fn write_member(file: &mut std::fs::File, text: &[u8]) -> std::io::Result<()> {
-    let mut gz = GzEncoder::new(Vec::with_capacity(text.len() / 4 + 64), Compression::fast());
-    gz.write_all(text)?;
-    file.write_all(&gz.finish()?)
+    Member::default().write(file, text)
+}
+
+/// The gzip header of every member: deflate, no name or time, "fastest"
+/// (XFL 4), unknown OS.
+const GZ_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+
+/// What writing a member needs, kept from one batch to the next while
+/// output flows: the compressor (miniz's state is a few hundred KiB that a
+/// new one allocates and clears) and its output buffer. A gzip encoder cannot
+/// be reset, so the member is a raw deflate stream between gzip's header
+/// and trailer.
+#[derive(Default)]
+struct Member {
+    deflate: Option<flate2::write::DeflateEncoder<Vec<u8>>>,
+}
+
+impl Member {
+    fn write(&mut self, file: &mut std::fs::File, text: &[u8]) -> std::io::Result<()> {
+        let enc = self.deflate.get_or_insert_with(|| {
+            flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(text.len() / 4 + 64),
+                Compression::fast(),
+            )
+        });
+        enc.get_mut().extend_from_slice(&GZ_HEADER);
+        enc.write_all(text)?;
+        enc.try_finish()?;
+        let mut crc = flate2::Crc::new();
+        crc.update(text);
+        let out = enc.get_mut();
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&crc.amount().to_le_bytes());
+        let written = file.write_all(out);
+        // A fresh stream, into the same (emptied) buffer.
+        let mut out = std::mem::take(enc.get_mut());
+        out.clear();
+        enc.reset(out)?;
+        written
+    }
 }
 
 /// The writer's state: the file, the batch being filled, and the UTF-8
@@ -259,6 +296,8 @@ struct Writer {
     /// `None` once writing failed (the recording stops; the session goes on).
     file: Option<std::fs::File>,
     text: Vec<u8>,
+    /// The compressor, kept while batches fill up back to back.
+    member: Member,
     out: Utf8Carry,
     inp: Utf8Carry,
     queued: Arc<AtomicUsize>,
@@ -287,7 +326,7 @@ async fn write(mut w: Writer, mut rx: mpsc::Receiver<Event>) {
                         }
                     }
                     if w.text.len() >= BATCH {
-                        w.flush().await;
+                        w.flush(true).await;
                         due = None;
                     } else if due.is_none() && !w.text.is_empty() {
                         due = Some(tokio::time::Instant::now() + BATCH_EVERY);
@@ -296,7 +335,7 @@ async fn write(mut w: Writer, mut rx: mpsc::Receiver<Event>) {
                 None => break,
             },
             () = deadline => {
-                w.flush().await;
+                w.flush(false).await;
                 due = None;
             }
         }
@@ -305,7 +344,7 @@ async fn write(mut w: Writer, mut rx: mpsc::Receiver<Event>) {
     let (out, inp, last) = (w.out.rest(), w.inp.rest(), w.last);
     w.line(last, "o", &out);
     w.line(last, "i", &inp);
-    w.flush().await;
+    w.flush(false).await;
 }
 
 impl Writer {
@@ -343,23 +382,33 @@ impl Writer {
     }
 
     /// Compresses and appends the batch (on a blocking thread); a failure
-    /// stops the recording and is logged once.
-    async fn flush(&mut self) {
+    /// stops the recording and is logged once. A full batch (`more`:
+    /// output is flowing) keeps its text buffer and compressor for the
+    /// next; one closed by time, or the last, lets them go, so an idle
+    /// session holds neither.
+    async fn flush(&mut self, more: bool) {
         if self.text.is_empty() {
             return;
         }
-        let text = std::mem::take(&mut self.text);
+        let mut text = std::mem::take(&mut self.text);
+        let mut member = std::mem::take(&mut self.member);
         let Some(mut file) = self.file.take() else {
             return;
         };
         let done = tokio::task::spawn_blocking(move || {
-            let r = write_member(&mut file, &text);
-            (file, r)
+            let r = member.write(&mut file, &text);
+            text.clear();
+            (file, r, text, member)
         })
         .await;
         match done {
-            Ok((file, Ok(()))) => self.file = Some(file),
-            Ok((_, Err(e))) => log::error!(
+            Ok((file, Ok(()), text, member)) => {
+                self.file = Some(file);
+                if more {
+                    (self.text, self.member) = (text, member);
+                }
+            }
+            Ok((_, Err(e), ..)) => log::error!(
                 "recording {}: writing failed, recording stops: {e}",
                 self.path.display()
             ),
