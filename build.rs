@@ -57,16 +57,23 @@ fn main() {
 /// window around it; with that code scattered over 27 MiB, most of `.text`
 /// became resident (issue 11: RSS after start). Names the link does not have
 /// (a stale list) are skipped without a warning, so the list never breaks a
-/// build; it only ages. Link arguments reach the final link alone: no
+/// build; it only ages. The names carry crate hashes that differ between a
+/// plain release build and one with `--bench` (see `link/hot-symbols.sh`).
+/// Link arguments reach the final link alone: no
 /// dependency is rebuilt. `GPUDOCK_LINK_MAP=path` also writes lld's link map
 /// there (what `link/hot-symbols.sh` reads).
 fn link_order() {
     let list = "link/hot-symbols.txt";
     println!("cargo:rerun-if-changed={list}");
     println!("cargo:rerun-if-env-changed=GPUDOCK_LINK_MAP");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
-    // rustc links x86_64-unknown-linux-gnu with its own lld since 1.90.
-    let lld = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    // rustc links x86_64-unknown-linux-gnu with its own lld since 1.90,
+    // unless another linker is asked for (GNU ld knows no ordering file).
+    let own_linker = std::env::var_os("RUSTC_LINKER").is_none()
+        && !std::env::var("CARGO_ENCODED_RUSTFLAGS")
+            .is_ok_and(|f| f.contains("linker") || f.contains("link-self"));
+    let lld = own_linker && std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
     if !(release && lld) {
         return;
     }

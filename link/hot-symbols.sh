@@ -10,8 +10,18 @@
 # window). mincore(2) then lists them, and lld's link map of the same link
 # names the functions on them.
 #
-# Usage (repository root): bash link/hot-symbols.sh   (PORT=18975; BIN and MAP
-# for a binary linked elsewhere, MAP being its -Wl,-Map with --no-demangle)
+# Symbol names carry a hash of the crate's build (its features and those of
+# everything it depends on). A plain `cargo build --release` (cargo deb,
+# benches/shell.sh) and `cargo build --release --bench NAME` (dev-dependencies
+# unify more features: rustls, syn, ...) give different names for most
+# functions, so a list made from one flavour does little for the other.
+# KEEP=1 keeps the names already listed after the new ones: run once per
+# flavour to serve both.
+#
+# Usage (repository root, as root): bash link/hot-symbols.sh
+#   PORT=18975; BENCH=instances builds the bench flavour instead of the plain
+#   one; BIN and MAP for a binary linked elsewhere (MAP: its -Wl,-Map, made
+#   with --no-demangle); KEEP=1 as above.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${PORT:-18975}
@@ -26,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 if [ -z "${BIN:-}" ]; then
   # build.rs writes lld's link map where GPUDOCK_LINK_MAP says (re-links only).
-  GPUDOCK_LINK_MAP="$work/map" cargo build --release --locked -q
+  GPUDOCK_LINK_MAP="$work/map" cargo build --release --locked -q ${BENCH:+--bench "$BENCH"}
   BIN=target/release/gpudock MAP="$work/map"
 fi
 truncate -s 256M "$work/img"
@@ -72,5 +82,10 @@ PY
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
-python3 link/hot_symbols.py "$BIN" "$MAP" "$work/pages" >link/hot-symbols.txt
+python3 link/hot_symbols.py "$BIN" "$MAP" "$work/pages" >"$work/hot"
+if [ -n "${KEEP:-}" ] && [ -f link/hot-symbols.txt ]; then
+  awk 'NR == FNR { seen[$0] = 1; print; next } !($0 in seen)' "$work/hot" link/hot-symbols.txt >"$work/both"
+  mv "$work/both" "$work/hot"
+fi
+mv "$work/hot" link/hot-symbols.txt
 echo "link/hot-symbols.txt: $(wc -l <link/hot-symbols.txt) functions on $(wc -l <"$work/pages") pages read"
