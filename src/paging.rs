@@ -213,10 +213,24 @@ impl Paging {
     /// The API answer: the rows as a JSON array, the total in
     /// `X-Total-Count`, links to the next and previous pages in `Link`.
     pub fn json<T: Serialize>(&self, page: &Page<T>) -> Response {
-        let mut r = axum::Json(&page.items).into_response();
+        self.with_links(axum::Json(&page.items).into_response(), page.total)
+    }
+
+    /// [`Paging::json`] for rows already serialized (`body`, a JSON array)
+    /// of `total` rows in all.
+    pub fn json_body(&self, body: bytes::Bytes, total: u64) -> Response {
+        let json = HeaderValue::from_static("application/json");
+        self.with_links(
+            ([(header::CONTENT_TYPE, json)], body).into_response(),
+            total,
+        )
+    }
+
+    /// `r` with the total in `X-Total-Count` and the `Link` header.
+    fn with_links(&self, mut r: Response, total: u64) -> Response {
         let h = r.headers_mut();
-        h.insert("x-total-count", HeaderValue::from(page.total));
-        let o = self.offsets(page.total);
+        h.insert("x-total-count", HeaderValue::from(total));
+        let o = self.offsets(total);
         let links: Vec<String> = [("next", o.next), ("prev", o.prev)]
             .into_iter()
             .filter_map(|(rel, at)| at.map(|at| format!("<{}>; rel=\"{rel}\"", self.link(at))))

@@ -49,9 +49,8 @@ async fn list(
     me: CurrentUser,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let page = super::listed(&app, &me, paging.search(), paging.window).await?;
-    let page = super::shield_page(&app, &me, page, |i| i).await?;
-    Ok(paging.json(&page))
+    let kept = super::listed_json(&app, &me, paging.search(), paging.window).await?;
+    Ok(paging.json_body(kept.body.clone(), kept.total))
 }
 
 async fn show(

@@ -288,39 +288,46 @@ fn list_key(what: &str, scope: Scope, search: &Search, window: Window) -> String
     format!("{what} {scope:?} {search:?} {window:?}")
 }
 
-/// [`list`] kept in memory until the next commit (`Db::cached`): the list
-/// page and API of every caller with the same scope, search and window
-/// share it.
-pub async fn listed(
+/// The API's answer for a page of the list: the rows as JSON, and how
+/// many rows match.
+#[derive(Debug)]
+pub struct ListJson {
+    pub body: Bytes,
+    pub total: u64,
+}
+
+/// [`list`] as the API answers it (without warnings unless `me` sees
+/// nodes' details), serialized once and kept in memory until the next
+/// commit (`Db::cached`): every caller with the same scope, search, window
+/// and details rule shares the same bytes.
+pub async fn listed_json(
     app: &App,
     me: &CurrentUser,
     search: Search,
     window: Window,
-) -> Result<Arc<Page<Instance>>, AppError> {
+) -> Result<Arc<ListJson>, AppError> {
     let scope = me.scope();
     checked(&search)?;
-    let key = list_key("instances", scope, &search, window);
+    let details = crate::auth::sees_node_details(app, &me.user).await?;
+    let key = format!(
+        "{} details={details}",
+        list_key("instances json", scope, &search, window)
+    );
     app.db
         .cached(key, move |c| {
-            store::list(c, scope, &search, window).map_err(AppError::from)
+            let mut page = store::list(c, scope, &search, window)?;
+            if !details {
+                for i in &mut page.items {
+                    i.warnings.clear();
+                }
+            }
+            let body = serde_json::to_vec(&page.items).map_err(AppError::internal)?;
+            Ok(ListJson {
+                body: body.into(),
+                total: page.total,
+            })
         })
         .await
-}
-
-/// [`shield`] for a kept page of rows whose instance `inst` gives: the same
-/// page when `me` sees nodes' details, else a copy without warnings.
-pub async fn shield_page<T: Clone>(
-    app: &App,
-    me: &CurrentUser,
-    mut page: Arc<Page<T>>,
-    inst: fn(&mut T) -> &mut Instance,
-) -> Result<Arc<Page<T>>, AppError> {
-    if !crate::auth::sees_node_details(app, &me.user).await? {
-        for item in &mut Arc::make_mut(&mut page).items {
-            inst(item).warnings.clear();
-        }
-    }
-    Ok(page)
 }
 
 /// The instances `me` reaches in `window` (by id) that `search` matches,
@@ -338,20 +345,36 @@ pub async fn list(
         .await
 }
 
-/// [`named`] for the rows of `window` that `search` matches, with how many
-/// there are, kept in memory until the next commit (see [`listed`]).
-pub async fn named_page(
+/// What `render` makes of the rows of `window` that `search` matches (with
+/// their names and how many there are; without warnings unless `me` sees
+/// nodes' details), kept in memory until the next commit (`Db::cached`)
+/// under `key`, which names everything else `render` reads (the language,
+/// the columns shown, the pager's links). The rows are read and rendered
+/// in the same kept answer, so it is never older than the rows.
+pub async fn named_rendered<R: Send + Sync + 'static>(
     app: &App,
     me: &CurrentUser,
     search: Search,
     window: Window,
-) -> Result<Arc<Page<(Instance, store::Names)>>, AppError> {
+    key: &str,
+    render: impl FnOnce(&Page<(Instance, store::Names)>) -> Result<R, AppError> + Send + 'static,
+) -> Result<Arc<R>, AppError> {
     let scope = me.scope();
     checked(&search)?;
-    let key = list_key("named instances", scope, &search, window);
+    let details = crate::auth::sees_node_details(app, &me.user).await?;
+    let key = format!(
+        "{} details={details} {key}",
+        list_key("named instances", scope, &search, window)
+    );
     app.db
         .cached(key, move |c| {
-            store::list_named_page(c, scope, &search, window).map_err(AppError::from)
+            let mut page = store::list_named_page(c, scope, &search, window)?;
+            if !details {
+                for (i, _) in &mut page.items {
+                    i.warnings.clear();
+                }
+            }
+            render(&page)
         })
         .await
 }

@@ -10,7 +10,7 @@ use axum::Form;
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
@@ -77,13 +77,18 @@ pub fn short_id(id: &str) -> &str {
 #[template(path = "instances/list.html")]
 struct ListPage<'a> {
     l: Layout,
-    rows: &'a [(Instance, Names)],
-    show_user: bool,
+    /// The table and pager, rendered (see [`Rows`]).
+    rows: &'a str,
     orphans: Vec<Orphan>,
     pager: Pager,
     sf: SearchForm,
 }
 
+/// The table and pager: the list page's part that refreshes itself, and
+/// all an htmx request for the list gets. The same for every caller with
+/// the same rows, language and columns: rendered once and kept until the
+/// next commit (`instances::named_rendered`). `l` carries the language
+/// only (nothing of who asks).
 #[derive(Template)]
 #[template(path = "instances/rows.html")]
 struct Rows<'a> {
@@ -93,27 +98,53 @@ struct Rows<'a> {
     pager: Pager,
 }
 
+/// The rendered table and pager of a page of the list, and its pager.
+struct RenderedRows {
+    html: String,
+    pager: Pager,
+}
+
 async fn list(
     State(app): State<App>,
     headers: HeaderMap,
     ctx: PageCtx,
     paging: Paging,
 ) -> Result<Response, AppError> {
-    let page = super::named_page(&app, &ctx.me, paging.search(), paging.window).await?;
-    let page = super::shield_page(&app, &ctx.me, page, |(i, _)| i).await?;
-    let pager = paging.pager(page.total, page.items.len());
-    let rows = &page.items[..];
     let show_user = ctx.me.user.role != Role::CustomerMember;
+    let tr = ctx.tr();
+    // Everything the rows' rendering reads beside the rows: the language,
+    // the user column, and the query string (`here` names the path, the
+    // window and every other pair the pager's links keep).
+    let key = format!(
+        "rows lang={} show_user={show_user} here={}",
+        tr.code(),
+        paging.link(paging.window.offset)
+    );
+    let p = paging.clone();
+    let rendered = super::named_rendered(
+        &app,
+        &ctx.me,
+        paging.search(),
+        paging.window,
+        &key,
+        move |page| {
+            let pager = p.pager(page.total, page.items.len());
+            let html = Rows {
+                l: Layout::language_only(tr),
+                rows: &page.items,
+                show_user,
+                pager: pager.clone(),
+            }
+            .render()
+            .map_err(AppError::internal)?;
+            Ok(RenderedRows { html, pager })
+        },
+    )
+    .await?;
     // The rows on screen refresh themselves every few seconds (this page of
-    // them, and the pager): only they are rendered.
+    // them, and the pager): only they are sent.
     if is_htmx(&headers) {
-        let l = ctx.nav("instances").l;
-        return html(&Rows {
-            l,
-            rows,
-            show_user,
-            pager,
-        });
+        return Ok(Html(rendered.html.clone()).into_response());
     }
     // Shown to whoever holds the orphan report (admins).
     let orphans = match super::orphans(&app, &ctx.me).await {
@@ -124,10 +155,9 @@ async fn list(
     let statuses = InstanceStatus::ALL.iter().map(|s| (s.as_str(), s.key()));
     html(&ListPage {
         l: ctx.nav("instances").l,
-        rows,
-        show_user,
+        rows: &rendered.html,
         orphans,
-        pager,
+        pager: rendered.pager.clone(),
         sf: SearchForm::new("/instances", &paging, statuses),
     })
 }

@@ -29,6 +29,21 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// A layout that carries the language `tr` and nothing of any user:
+    /// for parts rendered once and shared by every caller who reads that
+    /// language (a kept list's rows).
+    pub fn language_only(tr: Tr) -> Self {
+        Layout {
+            tr,
+            username: String::new(),
+            role_key: "",
+            csrf: String::new(),
+            nav: "",
+            allowed: Vec::new(),
+            path: String::new(),
+            notices: Vec::new(),
+        }
+    }
     pub fn can(&self, path: &str) -> bool {
         self.allowed.iter().any(|p| p == path)
     }
