@@ -123,12 +123,18 @@ pub async fn shield<'a>(
     me: &CurrentUser,
     insts: impl IntoIterator<Item = &'a mut Instance>,
 ) -> Result<(), AppError> {
-    if !crate::auth::sees_node_details(app, &me.user).await? {
+    let details = crate::auth::sees_node_details(app, &me.user).await?;
+    hide_warnings(details, insts);
+    Ok(())
+}
+
+/// Clears the warnings of `insts` unless the caller sees nodes' `details`.
+fn hide_warnings<'a>(details: bool, insts: impl IntoIterator<Item = &'a mut Instance>) {
+    if !details {
         for i in insts {
             i.warnings.clear();
         }
     }
-    Ok(())
 }
 
 /// What tenant `tenant`'s instances hold (how many, and their reservations
@@ -316,11 +322,7 @@ pub async fn listed_json(
     app.db
         .cached(key, move |c| {
             let mut page = store::list(c, scope, &search, window)?;
-            if !details {
-                for i in &mut page.items {
-                    i.warnings.clear();
-                }
-            }
+            hide_warnings(details, &mut page.items);
             let body = serde_json::to_vec(&page.items).map_err(AppError::internal)?;
             Ok(ListJson {
                 body: body.into(),
@@ -369,11 +371,7 @@ pub async fn named_rendered<R: Send + Sync + 'static>(
     app.db
         .cached(key, move |c| {
             let mut page = store::list_named_page(c, scope, &search, window)?;
-            if !details {
-                for (i, _) in &mut page.items {
-                    i.warnings.clear();
-                }
-            }
+            hide_warnings(details, page.items.iter_mut().map(|(i, _)| i));
             render(&page)
         })
         .await
