@@ -57,6 +57,13 @@ pub fn router(app: App) -> Router {
     web::with_pages(routes)
         .layer(crate::auth::session_layer(&app))
         .layer(middleware::map_response(web::security_headers))
+        // Outermost: the request's kept answers go by one reading of the
+        // database's version (see `db::per_request`).
+        .layer(middleware::from_fn(
+            async |req: axum::extract::Request, next: middleware::Next| {
+                crate::db::per_request(next.run(req)).await
+            },
+        ))
         .with_state(app)
 }
 

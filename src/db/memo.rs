@@ -14,6 +14,16 @@
 //! next lookup. Reading the stamp costs about a microsecond (the WAL
 //! index's header), against a round trip to a reader of hundreds.
 //!
+//! Within one request ([`per_request`]) the version is read once, at its
+//! first lookup: an HTTP request makes about ten lookups (session, caller,
+//! permission decisions, banners, its list), and each read of the version
+//! takes and releases a lock on the database file (two `fcntl` calls).
+//! Such a request sees other processes' commits as they stood at its
+//! first lookup, and this process's own as they happen (a count of the
+//! writes that changed rows is part of the stamp). A lookup whose request
+//! read the version before the kept answers' stamp was read is not kept
+//! (it reads), so an older request never drops newer answers.
+//!
 //! Lookups of the same answer at once share one read (the first asks, the
 //! others wait for its answer). Errors are not kept.
 
@@ -32,6 +42,24 @@ pub(super) type Slot = Arc<tokio::sync::OnceCell<Value>>;
 /// The most answers kept for one stamp; past it, reads are not kept.
 const MOST: usize = 4096;
 
+tokio::task_local! {
+    /// The database version one request read at its first lookup.
+    static REQUEST: std::cell::Cell<Option<Version>>;
+}
+
+/// Runs `f` (a request) reading the database's version once, at its first
+/// lookup of a kept answer (see the module's documentation).
+pub async fn per_request<F: Future>(f: F) -> F::Output {
+    REQUEST.scope(std::cell::Cell::new(None), f).await
+}
+
+/// A reading of `PRAGMA data_version`, and its place among all readings.
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    seq: u64,
+    data_version: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     writes: u64,
@@ -42,6 +70,8 @@ struct Stamp {
 #[derive(Default)]
 struct Kept {
     stamp: Option<Stamp>,
+    /// The place of the reading `stamp` holds (see [`Version::seq`]).
+    seq: u64,
     slots: HashMap<(TypeId, String), Slot>,
 }
 
@@ -49,9 +79,12 @@ pub(super) struct Memo {
     /// Reads `PRAGMA data_version` only (none for an in-memory database,
     /// which no other connection can change).
     watcher: Option<Mutex<Connection>>,
-    /// Writes through [`super::Db::write`] so far: the stamp of an
-    /// in-memory database, which has no watcher.
+    /// Writes through [`super::Db::write`] so far (with a watcher: those
+    /// that changed rows), part of the stamp.
     writes: AtomicU64,
+    /// Readings of the version so far (taken under the watcher's lock, so
+    /// a later reading never sees an older database).
+    readings: AtomicU64,
     kept: Mutex<Kept>,
 }
 
@@ -60,42 +93,72 @@ impl Memo {
         Memo {
             watcher: watcher.map(Mutex::new),
             writes: AtomicU64::new(0),
+            readings: AtomicU64::new(0),
             kept: Mutex::new(Kept::default()),
         }
     }
 
-    /// Called after each write (committed or not).
-    pub(super) fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::AcqRel);
+    /// Called after each write (committed or not): `changed`, whether it
+    /// changed rows (with a watcher, other writes, such as a token's use
+    /// noted at most once a minute, keep what is kept).
+    pub(super) fn wrote(&self, changed: bool) {
+        if changed || self.watcher.is_none() {
+            self.writes.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The database's version now (0 for an in-memory database, whose
+    /// writes are counted instead).
+    fn version(&self) -> Result<Version, DbError> {
+        let Some(w) = &self.watcher else {
+            return Ok(Version {
+                seq: self.readings.fetch_add(1, Ordering::AcqRel),
+                data_version: 0,
+            });
+        };
+        let w = w.lock().map_err(|_| DbError::Poisoned)?;
+        let data_version = w
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        Ok(Version {
+            seq: self.readings.fetch_add(1, Ordering::AcqRel),
+            data_version,
+        })
+    }
+
+    /// The version this lookup goes by: its request's (read now when this
+    /// is the request's first lookup), or now outside a request.
+    fn version_for_lookup(&self) -> Result<Version, DbError> {
+        match REQUEST.try_with(std::cell::Cell::get) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => {
+                let v = self.version()?;
+                let _ = REQUEST.try_with(|c| c.set(Some(v)));
+                Ok(v)
+            }
+            Err(_) => self.version(),
+        }
     }
 
     /// The slot of the answer of type `ty` named `key` under the stamp of
-    /// now, or none when too many are kept already. The stamp is read under
-    /// the same lock as the slots, so stamps only move forward.
+    /// this lookup, or none when too many are kept already or the kept
+    /// answers are newer than this lookup's request. The stamp is compared
+    /// under the same lock as the slots, so kept stamps only move forward.
     pub(super) fn slot(&self, ty: TypeId, key: String) -> Result<Option<Slot>, DbError> {
         let mut kept = self.kept.lock().map_err(|_| DbError::Poisoned)?;
-        let data_version = match &self.watcher {
-            Some(w) => w
-                .lock()
-                .map_err(|_| DbError::Poisoned)?
-                .prepare_cached("PRAGMA data_version")?
-                .query_row([], |r| r.get(0))?,
-            None => 0,
-        };
+        let version = self.version_for_lookup()?;
         let stamp = Stamp {
-            // With a watcher, its version alone moves with every commit
-            // (and not with writes that changed nothing, such as a token's
-            // use noted at most once a minute).
-            writes: match &self.watcher {
-                Some(_) => 0,
-                None => self.writes.load(Ordering::Acquire),
-            },
-            data_version,
+            writes: self.writes.load(Ordering::Acquire),
+            data_version: version.data_version,
             now: super::now(),
         };
         if kept.stamp != Some(stamp) {
+            if kept.stamp.is_some() && version.seq < kept.seq {
+                return Ok(None);
+            }
             kept.slots.clear();
             kept.stamp = Some(stamp);
+            kept.seq = version.seq;
         }
         let full = kept.slots.len() >= MOST;
         Ok(match kept.slots.entry((ty, key)) {

@@ -9,6 +9,8 @@ use rusqlite::Connection;
 
 mod memo;
 
+pub use memo::per_request;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -220,9 +222,10 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
             let mut conn = writer.lock().map_err(|_| E::from(DbError::Poisoned))?;
+            let before = conn.total_changes();
             let out = f(&mut conn);
             if writes {
-                memo.wrote();
+                memo.wrote(conn.total_changes() != before);
             }
             out
         })
@@ -688,6 +691,18 @@ mod tests {
         assert!(insert("telnet", None).is_err());
     }
 
+    /// The rows of `meta`, as an answer kept under one key; `asked` counts
+    /// the reads that answered it.
+    async fn kept_count(db: Db, asked: Arc<std::sync::atomic::AtomicUsize>) -> i64 {
+        *db.cached("metas".to_string(), move |c| {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            c.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
+                .map_err(DbError::from)
+        })
+        .await
+        .unwrap()
+    }
+
     /// A kept answer is served until a commit, by this process's writer or
     /// by another connection (another process), and never after it.
     #[tokio::test]
@@ -696,20 +711,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let db = Db::open(&path).unwrap();
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = |db: &Db| {
-            let (db, asked) = (db.clone(), asked.clone());
-            async move {
-                let n = db
-                    .cached("metas".to_string(), move |c| {
-                        asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        c.query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))
-                            .map_err(DbError::from)
-                    })
-                    .await
-                    .unwrap();
-                *n
-            }
-        };
+        let count = |db: &Db| kept_count(db.clone(), asked.clone());
         // Within one second and no commit, the second lookup is kept (the
         // loop retries when the second changed in between).
         let base = loop {
@@ -738,6 +740,82 @@ mod tests {
             .execute("DELETE FROM meta WHERE key = 'o'", [])
             .unwrap();
         assert_eq!(count(&db).await, base + 1);
+    }
+
+    /// Within one request, the database's version is read once: another
+    /// process's commit is seen from the next request on, this process's
+    /// own writes at once; a request that read the version before the kept
+    /// answers' stamp reads instead of dropping them.
+    #[tokio::test]
+    async fn a_request_reads_the_version_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = |db: &Db| kept_count(db.clone(), asked.clone());
+        let reads = || asked.swap(0, std::sync::atomic::Ordering::SeqCst);
+        let other = Connection::open(&path).unwrap();
+        let insert = |c: &Connection, k: &str| {
+            c.execute("INSERT INTO meta (key, value) VALUES (?1, x'00')", [k])
+                .unwrap();
+        };
+        // Retried when the second changes in between (answers are kept
+        // within one second).
+        loop {
+            let at = now();
+            let (base, in_request, own, next) = per_request(async {
+                let base = count(&db).await;
+                insert(&other, &format!("o{at}"));
+                let in_request = count(&db).await;
+                db.write(move |c| {
+                    c.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, x'00')",
+                        [format!("w{at}")],
+                    )
+                    .map_err(DbError::from)
+                })
+                .await
+                .unwrap();
+                let own = count(&db).await;
+                // A later request, while this one still runs.
+                let next = per_request(count(&db)).await;
+                (base, in_request, own, next)
+            })
+            .await;
+            if now() != at {
+                continue;
+            }
+            assert_eq!(in_request, base, "another process's commit: next request");
+            assert_eq!(
+                own,
+                base + 2,
+                "this process's write, at once (with what it reads)"
+            );
+            assert_eq!(next, base + 2);
+            break;
+        }
+        // An older request reads instead of dropping newer kept answers.
+        loop {
+            let at = now();
+            let (first, older, newer) = per_request(async {
+                let first = count(&db).await;
+                insert(&other, &format!("p{at}"));
+                reads();
+                let newer = per_request(count(&db)).await;
+                let older = count(&db).await;
+                assert_eq!(reads(), 2, "the older request reads");
+                assert_eq!(per_request(count(&db)).await, newer);
+                (first, older, newer)
+            })
+            .await;
+            if now() != at {
+                continue;
+            }
+            assert_eq!(reads(), 0, "the newer answer stayed kept");
+            assert_eq!(newer, first + 1);
+            assert_eq!(older, newer, "a read is never older than the database");
+            break;
+        }
     }
 
     #[tokio::test]
