@@ -57,14 +57,17 @@ impl PageUser for CurrentUser {
                 permissions::allowed_pages(c, role).map_err(AppError::from)
             })
             .await?;
-        let mut allowed = Vec::clone(&kept);
+        // Shared by every page of the role (not copied per request).
+        let mut allowed = kept;
         if me.user.must_change_password {
             // Until the password is changed, the navigation offers only what
             // the guard lets through (instead of links that all answer 403).
-            allowed.retain(|p| {
+            let mut only = Vec::clone(&allowed);
+            only.retain(|p| {
                 let (method, path) = p.split_once(' ').unwrap_or(("GET", p));
                 permissions::allowed_before_password_change(method, path)
             });
+            allowed = std::sync::Arc::new(only);
         }
         let tr = Tr::new(Lang::from_headers(&parts.headers));
         let notices = crate::leases::banners(app, &me, tr).await?;
@@ -97,7 +100,7 @@ fn login_form(
         role_key: "",
         csrf,
         nav: "",
-        allowed: Vec::new(),
+        allowed: Default::default(),
         path: login_path(&next),
         notices: Vec::new(),
     };

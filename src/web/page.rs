@@ -19,7 +19,7 @@ pub struct Viewer {
     /// The CSRF token forms send back.
     pub csrf: String,
     /// Page routes the user may use (see [`Layout::allowed`]).
-    pub allowed: Vec<String>,
+    pub allowed: std::sync::Arc<Vec<String>>,
     /// Banners shown on every page (see [`Layout::notices`]).
     pub notices: Vec<String>,
 }

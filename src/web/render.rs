@@ -21,7 +21,7 @@ pub struct Layout {
     pub nav: &'static str,
     /// Page routes the user may use: GET ones as their path, others as
     /// `METHOD path`; the nav and buttons show only these.
-    pub allowed: Vec<String>,
+    pub allowed: std::sync::Arc<Vec<String>>,
     pub path: String,
     /// Banners for the signed-in user on every page (a lease ending or
     /// ended: "back up your data by ..."), in the page's language.
@@ -39,7 +39,7 @@ impl Layout {
             role_key: "",
             csrf: String::new(),
             nav: "",
-            allowed: Vec::new(),
+            allowed: Default::default(),
             path: String::new(),
             notices: Vec::new(),
         }
