@@ -70,3 +70,60 @@ mod tests {
         assert_eq!(mode(&d), 0o750);
     }
 }
+
+/// The most open files the server asks for (as the packaged unit's
+/// `LimitNOFILE`).
+const OPEN_FILES: u64 = 65_536;
+
+/// Raises this process's limit of open files to its hard limit (at most
+/// [`OPEN_FILES`]), for `serve` started outside the packaged unit (`cargo
+/// run`, a shell), where the soft limit is often 1,024: each jumpbox or
+/// proxy connection holds sockets, and entered container namespaces hold
+/// one file each. Returns the limit now in force.
+pub fn raise_open_files() -> io::Result<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let want = now.maximum.unwrap_or(OPEN_FILES).min(OPEN_FILES);
+    match now.current {
+        Some(current) if current >= want => Ok(current),
+        None => Ok(u64::MAX),
+        Some(_) => {
+            setrlimit(
+                Resource::Nofile,
+                rustix::process::Rlimit {
+                    current: Some(want),
+                    maximum: now.maximum,
+                },
+            )?;
+            Ok(want)
+        }
+    }
+}
+
+#[cfg(test)]
+mod open_files_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+    #[test]
+    fn a_low_soft_limit_is_raised_and_a_high_one_kept() {
+        let before = getrlimit(Resource::Nofile);
+        let hard = before.maximum.unwrap_or(u64::MAX);
+        let low = 1024.min(hard);
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(low),
+                maximum: before.maximum,
+            },
+        )
+        .unwrap();
+        let want = hard.min(super::OPEN_FILES);
+        assert_eq!(super::raise_open_files().unwrap(), want);
+        assert_eq!(getrlimit(Resource::Nofile).current, Some(want));
+        // Called again, nothing changes.
+        assert_eq!(super::raise_open_files().unwrap(), want);
+        setrlimit(Resource::Nofile, before).unwrap();
+    }
+}

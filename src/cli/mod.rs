@@ -167,6 +167,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.proxy_listen = l;
             }
             config.validate()?;
+            match crate::fsutil::raise_open_files() {
+                Ok(n) => log::debug!("open files: up to {n}"),
+                Err(e) => log::warn!("could not raise the limit of open files: {e}"),
+            }
             // The estimator's dictionaries stay in a child's memory, not ours.
             if let Ok(exe) = std::env::current_exe() {
                 crate::auth::strength::in_child_process(exe);
