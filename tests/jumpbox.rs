@@ -1028,10 +1028,11 @@ async fn an_eof_while_a_command_runs_still_ends_a_tty_session() {
 }
 
 /// After `kill -9` of gpudock, a restart ends what the open session left
-/// running in the container (its record says when), and removes a
+/// running in the container (its record says when), removes a
 /// reservation the killed process was creating together with what dockerd
-/// made for it, however close the restart comes to the crash: abandonment
-/// goes by the process's generation, not by comparing clocks.
+/// made for it, and finishes a deletion it was in the middle of (the row
+/// left `deleting`), however close the restart comes to the crash:
+/// abandonment goes by the process's generation, not by comparing clocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_a_restart_sweeps_sessions_and_abandoned_creates() {
     let j = jump("").await;
@@ -1041,6 +1042,8 @@ async fn after_kill_9_a_restart_sweeps_sessions_and_abandoned_creates() {
     // A create in flight, its image's pull never ending.
     let spec = j.alpha["spec_id"].as_i64().unwrap();
     let _create = lab.create_pulling_forever(spec, "abandoned").await;
+    let beta = j.beta["id"].as_i64().unwrap();
+    let beta_container = j.beta["container_id"].as_str().unwrap().to_string();
 
     let Jump { lab, .. } = j;
     let Lab { srv, d, node, .. } = lab;
@@ -1082,6 +1085,15 @@ async fn after_kill_9_a_restart_sweeps_sessions_and_abandoned_creates() {
         [id],
     )
     .unwrap();
+    // The killed process had marked beta for deletion (as `delete` does
+    // before it removes the container) and died before removing it.
+    db.execute(
+        "UPDATE instances SET status = 'deleting', updated_at = updated_at + 3600, \
+         generation = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation') \
+         WHERE id = ?1",
+        [beta],
+    )
+    .unwrap();
     drop(db);
     assert!(
         host_runs("sleep 6661"),
@@ -1121,6 +1133,22 @@ async fn after_kill_9_a_restart_sweeps_sessions_and_abandoned_creates() {
             "the abandoned {kind} {name} is still there"
         );
     }
+    let beta_url = srv.url(&format!("/api/v1/instances/{beta}"));
+    until(
+        "the interrupted deletion is finished",
+        Duration::from_secs(30),
+        async || get(&admin, &beta_url).await.0 == StatusCode::NOT_FOUND,
+    )
+    .await;
+    let out = docker_cli(d, &["container", "inspect", &beta_container]);
+    assert!(!out.status.success(), "beta's container is still there");
+    let (_, a) = get(
+        &admin,
+        &srv.url("/api/v1/audit?action=instance.delete&outcome=success"),
+    )
+    .await;
+    assert_eq!(a[0]["resource_id"], beta.to_string(), "{a}");
+    assert_eq!(a[0]["actor_name"], "system", "{a}");
     let (_, a) = get(
         &admin,
         &srv.url("/api/v1/audit?action=instance.create&outcome=failure"),

@@ -442,9 +442,10 @@ pub async fn delete(
         .clone()
         .unwrap_or_else(|| inst.objects.container.clone());
     expect_stop(app, id, true).await?;
+    let generation = app.generation;
     let mark = move |back: Option<InstanceStatus>| {
         app.db.write(move |c| {
-            store::mark_deleting(c, id, back, crate::db::now()).map_err(AppError::from)
+            store::mark_deleting(c, id, back, crate::db::now(), generation).map_err(AppError::from)
         })
     };
     mark(None).await?;

@@ -527,18 +527,20 @@ pub fn set_status(
 }
 
 /// Marks the instance as being deleted by gpudock (its container going away
-/// is then expected, not `missing`), or with `back`, returns it to `back`
-/// after a removal that failed.
+/// is then expected, not `missing`) by the process of `generation` (a
+/// deletion that a restart interrupted is finished by the reconciler), or
+/// with `back`, returns it to `back` after a removal that failed.
 pub fn mark_deleting(
     conn: &Connection,
     id: InstanceId,
     back: Option<InstanceStatus>,
     now: i64,
+    generation: i64,
 ) -> rusqlite::Result<()> {
     match back {
         None => conn.execute(
-            "UPDATE instances SET status = 'deleting', updated_at = ?2 WHERE id = ?1",
-            params![id, now],
+            "UPDATE instances SET status = 'deleting', updated_at = ?2, generation = ?3 WHERE id = ?1",
+            params![id, now, generation],
         ),
         Some(s) => conn.execute(
             "UPDATE instances SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'deleting'",
@@ -556,7 +558,8 @@ pub struct Tracked {
     pub container_id: Option<String>,
     pub status: InstanceStatus,
     pub objects: ObjectNames,
-    /// The generation of the process that reserved it.
+    /// The generation of the process that reserved it, or that is
+    /// deleting it.
     pub generation: i64,
 }
 

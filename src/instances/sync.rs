@@ -356,6 +356,12 @@ pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppErr
             }
             continue;
         }
+        if row.status == InstanceStatus::Deleting {
+            if abandoned(row, app.generation) {
+                finish_deleting(app, d, row).await?;
+            }
+            continue;
+        }
         let Some(cid) = &row.container_id else {
             continue;
         };
@@ -371,11 +377,53 @@ pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppErr
     report_orphans(app, node, &mine, &rows).await
 }
 
-/// Whether a row is a reservation whose creating process is gone: one that
-/// an older generation (a previous start) made. Within this process a
-/// `creating` row always has its job (which cleans up after itself).
+/// Whether a row is a reservation whose creating process is gone, or a
+/// deletion whose deleting process is gone: one that an older generation (a
+/// previous start) made or began. Within this process a `creating` row
+/// always has its job and a `deleting` row its request (each cleans up
+/// after itself).
 pub fn abandoned(row: &Tracked, generation: i64) -> bool {
-    row.status == InstanceStatus::Creating && row.generation < generation
+    matches!(
+        row.status,
+        InstanceStatus::Creating | InstanceStatus::Deleting
+    ) && row.generation < generation
+}
+
+/// A deletion that a restart interrupted (the row stayed `deleting`): the
+/// container and data volume go (absent ones are no error), then the row,
+/// as the deletion would have done. A node that cannot be reached leaves
+/// it for the next round.
+async fn finish_deleting(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
+    let target = row
+        .container_id
+        .clone()
+        .unwrap_or_else(|| row.objects.container.clone());
+    containers::remove(d, &target, Some(&row.objects.volume))
+        .await
+        .map_err(crate::error::docker_error)?;
+    let id = row.id;
+    let gone = app
+        .db
+        .write(move |c| store::delete(c, id).map_err(AppError::from))
+        .await?;
+    if !gone {
+        return Ok(());
+    }
+    log::warn!(
+        "instance {id} ({}): its deletion was interrupted by a restart; finished",
+        row.name
+    );
+    let detail = json!({"name": row.name, "container_id": row.container_id,
+        "note": "finished after a restart interrupted it"});
+    system_audit(
+        app,
+        Outcome::Success,
+        "instance.delete",
+        "instance",
+        id.to_string(),
+        detail,
+    )
+    .await
 }
 
 /// A reservation whose creating process is gone: whatever it made goes
@@ -525,5 +573,7 @@ mod tests {
         assert!(abandoned(&row(InstanceStatus::Creating, 6), 7));
         assert!(!abandoned(&row(InstanceStatus::Creating, 7), 7));
         assert!(!abandoned(&row(InstanceStatus::Running, 6), 7));
+        assert!(abandoned(&row(InstanceStatus::Deleting, 6), 7));
+        assert!(!abandoned(&row(InstanceStatus::Deleting, 7), 7));
     }
 }
