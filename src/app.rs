@@ -45,6 +45,9 @@ pub struct App {
     /// Woken when an event alert was written, so its announcement goes out
     /// now rather than at the alert engine's next cycle.
     pub alert_wake: Arc<tokio::sync::Notify>,
+    /// When this process last wrote each API token's use (at most once a
+    /// minute each).
+    pub token_uses: Arc<crate::auth::guard::TokenUses>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,7 @@ impl App {
             ports: crate::docker::port::Connector::default(),
             proxy_ports: Arc::default(),
             alert_wake: Arc::default(),
+            token_uses: Arc::default(),
         };
         Ok(app)
     }
