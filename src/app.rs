@@ -47,7 +47,7 @@ pub struct App {
     pub alert_wake: Arc<tokio::sync::Notify>,
     /// When this process last wrote each API token's use (at most once a
     /// minute each).
-    pub token_uses: Arc<crate::auth::guard::TokenUses>,
+    pub token_uses: Arc<crate::ratelimit::OnceAMinute>,
 }
 
 #[derive(Debug, thiserror::Error)]

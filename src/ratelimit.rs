@@ -110,9 +110,54 @@ impl SignInLimiter {
     }
 }
 
+/// When each key was last let through, so that something is done at most
+/// once a minute per key (an API token's use written to the database: see
+/// `App::token_uses`).
+#[derive(Default)]
+pub struct OnceAMinute(Mutex<HashMap<i64, i64>>);
+
+/// Past this many keys, those let through more than a minute ago are
+/// forgotten.
+const ONCE_A_MINUTE_KEPT: usize = 1024;
+
+impl OnceAMinute {
+    /// Whether `key` may go through at `now` (Unix seconds): none went
+    /// through within the last minute (then this one is noted).
+    pub fn due(&self, key: i64, now: i64) -> bool {
+        let Ok(mut m) = self.0.lock() else {
+            return true;
+        };
+        if m.get(&key).is_some_and(|&at| at >= now - 60) {
+            return false;
+        }
+        if m.len() >= ONCE_A_MINUTE_KEPT {
+            m.retain(|_, at| *at >= now - 60);
+        }
+        m.insert(key, now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn once_a_minute_per_key() {
+        let uses = OnceAMinute::default();
+        assert!(uses.due(1, 1000), "the first time");
+        assert!(!uses.due(1, 1000));
+        assert!(!uses.due(1, 1060), "within the minute");
+        assert!(uses.due(2, 1000), "another key");
+        assert!(uses.due(1, 1061), "a minute later");
+        assert!(!uses.due(1, 1100));
+        // Many keys: old notes are forgotten, recent ones kept.
+        for id in 100..(100 + ONCE_A_MINUTE_KEPT as i64) {
+            uses.due(id, 2000);
+        }
+        assert!(!uses.due(100, 2030));
+        assert!(uses.due(1, 2030));
+    }
 
     fn limiter(burst: u32, per_minute: u32) -> SignInLimiter {
         SignInLimiter::new(&SecurityConfig {

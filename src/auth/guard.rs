@@ -176,35 +176,11 @@ async fn resolve(
     Ok(found)
 }
 
-/// When this process last noted each token's use (by token id), so that a
-/// use within the minute after costs no database write: each one took the
-/// single writer's turn, and a client sending its token with every request
-/// got half the requests per second of a signed-in browser (issue 11).
-#[derive(Default)]
-pub struct TokenUses(std::sync::Mutex<std::collections::HashMap<i64, i64>>);
-
-/// Past this many tokens noted, the notes older than a minute are dropped.
-const TOKEN_USES_KEPT: usize = 1024;
-
-impl TokenUses {
-    /// Whether a use of token `id` at `now` is to be written: this process
-    /// has not noted one within the last minute (then it is noted now).
-    fn due(&self, id: i64, now: i64) -> bool {
-        let Ok(mut m) = self.0.lock() else {
-            return true;
-        };
-        if m.get(&id).is_some_and(|&at| at >= now - 60) {
-            return false;
-        }
-        if m.len() >= TOKEN_USES_KEPT {
-            m.retain(|_, at| *at >= now - 60);
-        }
-        m.insert(id, now);
-        true
-    }
-}
-
-/// Notes that token `id` was used at `now` (at most once a minute).
+/// Notes that token `id` was used at `now` (at most once a minute). A use
+/// within the minute after one this process noted costs no database write
+/// (`App::token_uses`): each took the single writer's turn, and a client
+/// sending its token with every request got half the requests per second
+/// of a signed-in browser (issue 11).
 pub(super) async fn token_used(app: &App, id: i64, now: i64) -> Result<(), AppError> {
     if !app.token_uses.due(id, now) {
         return Ok(());
@@ -485,26 +461,4 @@ async fn guard_inner(
     Ok(Step::Pass {
         node_detail: caller.node_detail,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::TokenUses;
-
-    #[test]
-    fn a_token_use_is_written_at_most_once_a_minute() {
-        let uses = TokenUses::default();
-        assert!(uses.due(1, 1000), "the first use");
-        assert!(!uses.due(1, 1000));
-        assert!(!uses.due(1, 1060), "within the minute");
-        assert!(uses.due(2, 1000), "another token");
-        assert!(uses.due(1, 1061), "a minute later");
-        assert!(!uses.due(1, 1100));
-        // Many tokens: old notes are dropped, recent ones kept.
-        for id in 100..(100 + super::TOKEN_USES_KEPT as i64) {
-            uses.due(id, 2000);
-        }
-        assert!(!uses.due(100, 2030));
-        assert!(uses.due(1, 2030));
-    }
 }
