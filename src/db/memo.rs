@@ -11,13 +11,13 @@
 //! second (answers that compare times, such as a lock or a
 //! lease ending, are the same within one second of `db::now`). When the
 //! stamp changes, everything kept is dropped; a commit is seen by the very
-//! next lookup. Reading the stamp costs about a microsecond (the WAL
-//! index's header), against a round trip to a reader of hundreds.
+//! next lookup. Reading the stamp costs a few microseconds (the WAL
+//! index's header, under a lock on the database file taken and released:
+//! two `fcntl` calls), against a round trip to a reader of hundreds.
 //!
 //! Within one request ([`per_request`]) the version is read once, at its
 //! first lookup: an HTTP request makes about ten lookups (session, caller,
-//! permission decisions, banners, its list), and each read of the version
-//! takes and releases a lock on the database file (two `fcntl` calls).
+//! permission decisions, banners, its list).
 //! Such a request sees other processes' commits as they stood at its
 //! first lookup, and this process's own as they happen (a count of the
 //! writes that changed rows is part of the stamp). A lookup whose request

@@ -350,15 +350,12 @@ pub async fn reconcile(app: &App, d: &Docker, node: NodeId) -> Result<(), AppErr
         .await?;
     let by_id: HashMap<&str, &Listed> = mine.iter().map(|c| (c.id.as_str(), c)).collect();
     for row in &rows {
-        if row.status == InstanceStatus::Creating {
+        if matches!(
+            row.status,
+            InstanceStatus::Creating | InstanceStatus::Deleting
+        ) {
             if abandoned(row, app.generation) {
                 abandon(app, d, row).await?;
-            }
-            continue;
-        }
-        if row.status == InstanceStatus::Deleting {
-            if abandoned(row, app.generation) {
-                finish_deleting(app, d, row).await?;
             }
             continue;
         }
@@ -389,11 +386,12 @@ pub fn abandoned(row: &Tracked, generation: i64) -> bool {
     ) && row.generation < generation
 }
 
-/// A deletion that a restart interrupted (the row stayed `deleting`): the
-/// container and data volume go (absent ones are no error), then the row,
-/// as the deletion would have done. A node that cannot be reached leaves
-/// it for the next round.
-async fn finish_deleting(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
+/// A reservation whose creating process is gone, or a deletion that a
+/// restart interrupted (the row stayed `deleting`): the container and data
+/// volume go (absent ones are no error; a reservation's names are its own,
+/// see `lifecycle::object_names`), then the row, audited as the system's.
+/// A node that cannot be reached leaves it for the next round.
+async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
     let target = row
         .container_id
         .clone()
@@ -406,52 +404,27 @@ async fn finish_deleting(app: &App, d: &Docker, row: &Tracked) -> Result<(), App
         .db
         .write(move |c| store::delete(c, id).map_err(AppError::from))
         .await?;
-    if !gone {
-        return Ok(());
-    }
-    log::warn!(
-        "instance {id} ({}): its deletion was interrupted by a restart; finished",
-        row.name
-    );
-    let detail = json!({"name": row.name, "container_id": row.container_id,
-        "note": "finished after a restart interrupted it"});
-    system_audit(
-        app,
-        Outcome::Success,
-        "instance.delete",
-        "instance",
-        id.to_string(),
-        detail,
-    )
-    .await
-}
-
-/// A reservation whose creating process is gone: whatever it made goes
-/// (its objects' names are its own, see `lifecycle::object_names`), then the
-/// row.
-async fn abandon(app: &App, d: &Docker, row: &Tracked) -> Result<(), AppError> {
-    containers::remove(d, &row.objects.container, Some(&row.objects.volume))
-        .await
-        .map_err(crate::error::docker_error)?;
-    let id = row.id;
-    app.db
-        .write(move |c| store::delete(c, id).map_err(AppError::from))
-        .await?;
-    log::warn!(
-        "instance {id} ({}): creation was interrupted by a restart; removed",
-        row.name
-    );
-    let detail =
-        json!({"name": row.name, "error": "interrupted: gpudock stopped while creating it"});
-    system_audit(
-        app,
-        Outcome::Failure,
-        "instance.create",
-        "instance",
-        id.to_string(),
-        detail,
-    )
-    .await
+    let (outcome, action, detail) = if row.status == InstanceStatus::Deleting {
+        if !gone {
+            return Ok(());
+        }
+        log::warn!(
+            "instance {id} ({}): its deletion was interrupted by a restart; finished",
+            row.name
+        );
+        let detail = json!({"name": row.name, "container_id": row.container_id,
+            "note": "finished after a restart interrupted it"});
+        (Outcome::Success, "instance.delete", detail)
+    } else {
+        log::warn!(
+            "instance {id} ({}): creation was interrupted by a restart; removed",
+            row.name
+        );
+        let detail =
+            json!({"name": row.name, "error": "interrupted: gpudock stopped while creating it"});
+        (Outcome::Failure, "instance.create", detail)
+    };
+    system_audit(app, outcome, action, "instance", id.to_string(), detail).await
 }
 
 async fn report_orphans(
