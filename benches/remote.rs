@@ -3,7 +3,10 @@
 //! 1. throughput of `cat` of a 100 MB file inside the container, through
 //!    the jumpbox (command mode, and with a TTY: `ssh -tt`) and through the
 //!    web terminal (a TTY over a WebSocket over HTTPS), each against plain
-//!    `docker exec` (without and with a TTY) in the same run;
+//!    `docker exec` (without and with a TTY) in the same run, the commands
+//!    compared taking turns; with the CPU time that gpudock, dockerd, the
+//!    container's shim and the client spent per run (on a machine with few
+//!    cores, the transfer is bound by the sum);
 //! 2. the size of the recordings stored against the terminal bytes of
 //!    their sessions (bulk text, varied text, coloured output, a typed
 //!    shell session);
@@ -27,7 +30,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const PW: &str = "Velvet-Canyon-Harbor-58!";
 const SIZE: u64 = 100 * 1024 * 1024;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn mb_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1_048_576.0 / d.as_secs_f64()
@@ -37,24 +40,95 @@ fn best(v: &[Duration]) -> Duration {
     *v.iter().min().unwrap()
 }
 
-/// Runs `cmd` `RUNS` times with stdout counted; the times and the bytes.
-fn timed(mut make: impl FnMut() -> Command) -> (Vec<Duration>, u64) {
-    let mut times = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        let mut child = make()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        bytes = std::io::copy(&mut out, &mut std::io::sink()).unwrap();
-        assert!(child.wait().unwrap().success());
-        times.push(started.elapsed());
+/// CPU time (user + system) from `/proc/<pid>/stat`: the process's own
+/// (`children`: false) or that of its waited-for children (true).
+fn cpu_of(pid: &str, children: bool) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is 3.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let ticks = if children { f[2] + f[3] } else { f[0] + f[1] };
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time per run of the server (gpudock), the daemon (dockerd), the
+/// container's shim and the client (`docker`, or `sshpass` and `ssh`).
+#[derive(Default)]
+struct Cpu {
+    server: Duration,
+    daemon: Duration,
+    shim: Duration,
+    client: Duration,
+}
+
+/// Whose CPU time [`timed`] counts (process ids).
+struct Watch {
+    server: String,
+    daemon: String,
+    shim: String,
+}
+
+impl Watch {
+    fn now(&self) -> [Duration; 4] {
+        [
+            cpu_of(&self.server, false),
+            cpu_of(&self.daemon, false),
+            cpu_of(&self.shim, false),
+            cpu_of("self", true),
+        ]
     }
-    (times, bytes)
+}
+
+/// The containerd shim of container `cid` (its command line names it).
+fn shim_of(cid: &str) -> String {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.starts_with("/usr/bin/containerd-shim") && cmd.contains(cid) {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+    }
+    panic!("no containerd shim names container {cid}");
+}
+
+/// Runs each command of `makes` `RUNS` times, in turn (one run of each,
+/// then the next round), so that the machine's other load falls on all of
+/// them alike; for each, the times, the bytes of stdout, and the mean CPU
+/// time per run.
+fn timed(w: &Watch, makes: &mut [&mut dyn FnMut() -> Command]) -> Vec<(Vec<Duration>, u64, Cpu)> {
+    let mut all: Vec<(Vec<Duration>, u64, Cpu)> = makes
+        .iter()
+        .map(|_| (Vec::new(), 0, Cpu::default()))
+        .collect();
+    for _ in 0..RUNS {
+        for (make, (times, bytes, cpu)) in makes.iter_mut().zip(all.iter_mut()) {
+            let before = w.now();
+            let started = Instant::now();
+            let mut child = make()
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            *bytes = std::io::copy(&mut out, &mut std::io::sink()).unwrap();
+            assert!(child.wait().unwrap().success());
+            times.push(started.elapsed());
+            let after = w.now();
+            let n = RUNS as u32;
+            cpu.server += (after[0] - before[0]) / n;
+            cpu.daemon += (after[1] - before[1]) / n;
+            cpu.shim += (after[2] - before[2]) / n;
+            cpu.client += (after[3] - before[3]) / n;
+        }
+    }
+    all
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -196,20 +270,37 @@ async fn main() {
         c
     };
 
+    let w = Watch {
+        server: lab.srv.pid().to_string(),
+        daemon: std::fs::read_to_string(lab.d.dir().join("docker.pid"))
+            .unwrap()
+            .trim()
+            .to_string(),
+        shim: shim_of(&cid),
+    };
     eprintln!("measuring docker exec, the jumpbox, docker exec -t, the web terminal...");
-    let (plain, plain_bytes) = timed(|| docker(false));
-    let (jump, jump_bytes) = timed(|| {
-        let mut c = ssh(port, "alice+bench", &[]);
-        c.arg("cat /tmp/big");
-        c
-    });
-    // The same with AES-GCM (hardware AES) instead of OpenSSH's first
-    // choice, chacha20-poly1305.
-    let (gcm, gcm_bytes) = timed(|| {
-        let mut c = ssh(port, "alice+bench", &["-c", "aes256-gcm@openssh.com"]);
-        c.arg("cat /tmp/big");
-        c
-    });
+    let mut runs = timed(
+        &w,
+        &mut [
+            &mut || docker(false),
+            &mut || {
+                let mut c = ssh(port, "alice+bench", &[]);
+                c.arg("cat /tmp/big");
+                c
+            },
+            // The same with AES-GCM (hardware AES) instead of OpenSSH's
+            // first choice, chacha20-poly1305.
+            &mut || {
+                let mut c = ssh(port, "alice+bench", &["-c", "aes256-gcm@openssh.com"]);
+                c.arg("cat /tmp/big");
+                c
+            },
+        ],
+    )
+    .into_iter();
+    let (plain, plain_bytes, plain_cpu) = runs.next().unwrap();
+    let (jump, jump_bytes, jump_cpu) = runs.next().unwrap();
+    let (gcm, gcm_bytes, gcm_cpu) = runs.next().unwrap();
     assert_eq!((plain_bytes, jump_bytes, gcm_bytes), (SIZE, SIZE, SIZE));
     let cat_lines = || {
         println!("cat of a 100 MiB text file in the container (best of {RUNS}):");
@@ -227,18 +318,39 @@ async fn main() {
             mb_s(gcm_bytes, best(&gcm)),
             best(&plain).as_secs_f64() / best(&gcm).as_secs_f64()
         );
+        // On a machine with few cores the transfer is bound by the CPU of
+        // every process on its path, not only gpudock's.
+        println!("  CPU seconds per run (mean of {RUNS}):   gpudock  dockerd     shim  client");
+        for (what, c) in [
+            ("docker exec", &plain_cpu),
+            ("jumpbox, default cipher", &jump_cpu),
+            ("jumpbox, aes256-gcm", &gcm_cpu),
+        ] {
+            println!(
+                "    {what:<27} {:>7.3}  {:>7.3}  {:>7.3}  {:>6.3}",
+                c.server.as_secs_f64(),
+                c.daemon.as_secs_f64(),
+                c.shim.as_secs_f64(),
+                c.client.as_secs_f64()
+            );
+        }
     };
     // REMOTE_BENCH_CAT_ONLY=1: only the `ssh cat` figures above.
     if std::env::var_os("REMOTE_BENCH_CAT_ONLY").is_some() {
         cat_lines();
         return;
     }
-    let (tty, tty_bytes) = timed(|| docker(true));
-    let (jump_tty, jump_tty_bytes) = timed(|| {
-        let mut c = ssh(port, "alice+bench", &["-tt"]);
-        c.arg("cat /tmp/big");
-        c
-    });
+    let mut runs = timed(
+        &w,
+        &mut [&mut || docker(true), &mut || {
+            let mut c = ssh(port, "alice+bench", &["-tt"]);
+            c.arg("cat /tmp/big");
+            c
+        }],
+    )
+    .into_iter();
+    let (tty, tty_bytes, _) = runs.next().unwrap();
+    let (jump_tty, jump_tty_bytes, _) = runs.next().unwrap();
     let cookie = common::ws::session_cookie(&lab.srv, "alice", PW).await;
     let mut web = Vec::new();
     let mut web_bytes = 0;
