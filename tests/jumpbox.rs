@@ -3061,3 +3061,65 @@ async fn a_lease_end_cuts_the_ssh_session_and_refuses_new_ones() {
     );
     assert!(!r.stdout.contains("hi\n"), "{}", r.stdout);
 }
+
+/// An app that closes its connection after each answer (busybox httpd)
+/// on a node over TLS: requests back to back through the proxy reuse the
+/// warm relays (framed, see `docker::port`) instead of starting an exec in
+/// the container for each.
+#[tokio::test]
+async fn back_to_back_requests_reuse_the_warm_relays() {
+    let a = apps("").await;
+    let srv = &a.lab.srv;
+    let id = &a.webtls["id"];
+    let cid = a.webtls["container_id"].as_str().unwrap().to_string();
+    let out = a.lab.docker(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        "mkdir -p /tmp/www && echo small > /tmp/www/small \
+         && busybox httpd -p 127.0.0.1:9000 -h /tmp/www",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (s, b) = post(
+        &a.alice,
+        &srv.url(&format!("/api/v1/instances/{id}/web")),
+        json!({"port": 9000}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let url = b["url"].as_str().unwrap().to_string();
+    let (_, cookie, _) = hand_off(&a, &a.alice, id, 9000).await;
+    let anon = common::client_trusting(&srv.data_dir().join("tls/cert.pem"));
+    let get = async || {
+        let r = anon
+            .get(format!("{url}small"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "small\n");
+    };
+    // The first request starts the warm relays; they are ready in a moment.
+    get().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let execs = || {
+        let out = a.lab.docker(&["inspect", "-f", "{{len .ExecIDs}}", &cid]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let before = execs();
+    for _ in 0..20 {
+        get().await;
+    }
+    let started = execs() - before;
+    eprintln!("20 requests back to back started {started} execs");
+    assert!(
+        started <= 4,
+        "{started} execs for 20 requests:\n{}",
+        srv.logs()
+    );
+}

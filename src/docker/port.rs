@@ -22,7 +22,12 @@
 //! connection per request) keeps a few **warm relays** ready
 //! (`warm` in [`Connector::connect`]): started by `docker exec` ahead of need,
 //! connected to nothing until one is taken (one byte on its stdin), so a
-//! connection costs one round trip to the relay instead of an exec. They
+//! connection costs one round trip to the relay instead of an exec. A warm
+//! relay carries its bytes in frames (see `relay/gpudock-relay.rs`, serve
+//! mode), so that the end of a connection is told without ending the relay:
+//! once both sides of its connection ended cleanly it goes back to its set
+//! and serves the next one, and requests back to back cost no exec at all
+//! (an exec costs dockerd and runc tens of milliseconds of CPU). They
 //! are let go after [`WARM_FOR`] unused, at shutdown (their tasks are the
 //! caller's, tracked), and die with their container.
 //!
@@ -77,6 +82,16 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(15);
 pub const CLIENT_FOR: Duration = Duration::from_secs(30);
 /// How many warm relays are kept ready per container port.
 const WARM: usize = 4;
+/// How many may be ready at most (relays back from their connections
+/// beyond this are let go).
+const WARM_MAX: usize = 2 * WARM;
+/// How long handing a finished warm relay back may take.
+const BACK_WITHIN: Duration = Duration::from_secs(2);
+/// The most of an app's answer read away to keep its relay (see
+/// `Connector::take_back`).
+const DRAIN_MAX: usize = 1 << 20;
+/// The most bytes of one frame to a warm relay.
+const FRAME_MAX: usize = 256 * 1024;
 /// How long a warm relay waits unused before it is let go.
 pub const WARM_FOR: Duration = Duration::from_secs(60);
 /// The most namespaces held open; past it they are all let go.
@@ -134,10 +149,13 @@ pub struct Connector {
 struct WarmSet {
     ready: Vec<(u64, RelayStream)>,
     starting: usize,
+    /// Taken for a connection, and may come back (see [`Home`]).
+    out: usize,
 }
 
 /// Who owns the tasks that keep warm relays: the tracker they run on
 /// (shutdown joins them), and the stop signal they obey.
+#[derive(Clone)]
 pub struct Keeper {
     pub tasks: tokio_util::task::TaskTracker,
     pub stop: tokio_util::sync::CancellationToken,
@@ -273,14 +291,26 @@ impl Connector {
         if let Some(keeper) = warm {
             let wkey = format!("{key}:{port}");
             let taken = self.warm.lock().ok().and_then(|mut w| {
-                w.get_mut(&wkey)
-                    .and_then(|set| set.ready.pop())
-                    .map(|(_, r)| r)
+                let set = w.get_mut(&wkey)?;
+                let (_, r) = set.ready.pop()?;
+                set.out += 1;
+                Some(r)
             });
-            self.refill(d, container, &wkey, port, tag, keeper);
+            self.refill(d, container, &wkey, port, tag, keeper.clone());
             if let Some(mut r) = taken {
+                // Counted out from here on: `home` counts it back.
+                let home = Home {
+                    connector: self.clone(),
+                    wkey,
+                    keeper,
+                };
                 match tokio::time::timeout(CONNECT_WITHIN, r.go(port)).await {
-                    Ok(Ok(())) => return Ok(relayed(r)),
+                    Ok(Ok(())) => {
+                        if let Some(f) = &mut r.framed {
+                            f.home = Some(home);
+                        }
+                        return Ok(relayed(r));
+                    }
                     Ok(Err(e @ PortError::NotListening { .. })) => return Err(e),
                     // Gone with its container, or stuck: a relay of its own.
                     Ok(Err(e)) => log::debug!("a warm relay failed: {e}"),
@@ -309,7 +339,13 @@ impl Connector {
         let need = match self.warm.lock() {
             Ok(mut w) => {
                 let set = w.entry(wkey.to_string()).or_default();
-                let need = WARM.saturating_sub(set.ready.len() + set.starting);
+                // Relays out for a connection come back when it ends (back
+                // to back requests need no new ones); one at least is
+                // started when none is ready or starting.
+                let have = set.ready.len() + set.starting;
+                let need = WARM
+                    .saturating_sub(have + set.out)
+                    .max(usize::from(have == 0));
                 set.starting += need;
                 need
             }
@@ -343,23 +379,77 @@ impl Connector {
                         set.ready.push((id, r));
                     }
                 }
-                if kept {
-                    tokio::select! {
-                        () = tokio::time::sleep(WARM_FOR) => {}
-                        () = stop.cancelled() => {}
-                    }
-                }
-                // Unused: let go (its stdin ends, it exits).
-                if let Ok(mut w) = this.warm.lock()
-                    && let Some(set) = w.get_mut(&wkey)
-                {
-                    set.ready.retain(|(i, _)| *i != id);
-                    if set.ready.is_empty() && set.starting == 0 {
-                        w.remove(&wkey);
-                    }
-                }
+                this.keep(&wkey, id, kept, &stop).await;
             });
         }
+    }
+
+    /// Keeps ready relay `id` of `wkey` (if `kept`) until [`WARM_FOR`] or
+    /// the stop, then lets it go if it is still unused.
+    async fn keep(
+        &self,
+        wkey: &str,
+        id: u64,
+        kept: bool,
+        stop: &tokio_util::sync::CancellationToken,
+    ) {
+        if kept {
+            tokio::select! {
+                () = tokio::time::sleep(WARM_FOR) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        // Unused: let go (its stdin ends, it exits).
+        if let Ok(mut w) = self.warm.lock()
+            && let Some(set) = w.get_mut(wkey)
+        {
+            set.ready.retain(|(i, _)| *i != id);
+            if set.ready.is_empty() && set.starting == 0 && set.out == 0 {
+                w.remove(wkey);
+            }
+        }
+    }
+
+    /// A warm relay whose connection ended cleanly: told that gpudock's
+    /// side ended too (if it was not), and ready again in its set, unless
+    /// the set is full or the server stops.
+    fn take_back(home: Home, mut r: RelayStream) {
+        let stop = home.keeper.stop.clone();
+        let tasks = home.keeper.tasks.clone();
+        tasks.spawn(async move {
+            // gpudock's side ends; the app then closes (most do when their
+            // input ends), and what it still sends is read away, within
+            // limits: a relay that does not come back is let go.
+            let ended = tokio::time::timeout(BACK_WITHIN, async {
+                r.end_writes().await?;
+                r.read_away(DRAIN_MAX).await
+            })
+            .await;
+            if !matches!(ended, Ok(Ok(true))) || stop.is_cancelled() {
+                return;
+            }
+            r.reset();
+            let this = home.connector.clone();
+            let wkey = home.wkey.clone();
+            let id = this.warm_ids.fetch_add(1, Ordering::Relaxed);
+            let kept = match this.warm.lock() {
+                Ok(mut w) => {
+                    let set = w.entry(wkey.clone()).or_default();
+                    if set.ready.len() < WARM_MAX {
+                        set.ready.push((id, r));
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Err(_) => false,
+            };
+            // Back (or let go): no longer out.
+            drop(home);
+            if kept {
+                this.keep(&wkey, id, true, &stop).await;
+            }
+        });
     }
 
     async fn relay(
@@ -382,7 +472,8 @@ impl Connector {
     }
 
     /// Places the relay if needed and starts it by `docker exec` (`wait`: a
-    /// warm relay, connected to nothing until [`RelayStream::go`]).
+    /// warm relay, connected to nothing until [`RelayStream::go`], in
+    /// frames).
     async fn relay_exec(
         &self,
         d: &Docker,
@@ -400,7 +491,7 @@ impl Connector {
         }
         let mut argv = vec![relay_path(), port.to_string()];
         if wait {
-            argv.push("wait".into());
+            argv.push("serve".into());
         }
         let spec = ExecSpec {
             argv,
@@ -416,6 +507,7 @@ impl Connector {
             output: ex.output,
             input: ex.input,
             pending: Bytes::new(),
+            framed: wait.then(Framing::default),
         })
     }
 }
@@ -666,6 +758,73 @@ struct RelayStream {
     input: Pin<Box<dyn AsyncWrite + Send>>,
     /// Output read but not yet handed out.
     pending: Bytes,
+    /// A warm relay's frames (`None`: raw bytes both ways).
+    framed: Option<Framing>,
+}
+
+/// Where a warm relay goes back to once its connection ended.
+struct Home {
+    connector: Connector,
+    wkey: String,
+    keeper: Keeper,
+}
+
+impl Drop for Home {
+    /// The relay is back in its set, or let go: no longer out.
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.connector.warm.lock()
+            && let Some(set) = w.get_mut(&self.wkey)
+        {
+            set.out = set.out.saturating_sub(1);
+            if set.ready.is_empty() && set.starting == 0 && set.out == 0 {
+                w.remove(&self.wkey);
+            }
+        }
+    }
+}
+
+/// The state of a warm relay's frames (see `relay/gpudock-relay.rs`).
+#[derive(Default)]
+struct Framing {
+    /// Bytes of the frame being read still to come; `None`: a length next.
+    left: Option<usize>,
+    /// The length being read (up to 4 bytes, as they come).
+    len: Vec<u8>,
+    /// The relay's empty frame came: the app closed.
+    read_done: bool,
+    /// Frames written in part: the rest goes first.
+    out: bytes::BytesMut,
+    /// gpudock's empty frame is in `out` (or sent).
+    write_done: bool,
+    /// Something failed: the relay is not used again.
+    broken: bool,
+    home: Option<Home>,
+}
+
+impl Drop for RelayStream {
+    fn drop(&mut self) {
+        let Some(f) = &mut self.framed else { return };
+        // A relay taken for a connection and not broken may serve again
+        // (see `Connector::take_back`); any other is let go: its stdin
+        // ends and it exits.
+        if f.broken {
+            return;
+        }
+        let Some(home) = f.home.take() else { return };
+        // Spawning needs the runtime (gone at the very end of shutdown).
+        if home.keeper.stop.is_cancelled() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let r = RelayStream {
+            output: std::mem::replace(&mut self.output, Box::pin(futures_util::stream::empty())),
+            input: std::mem::replace(&mut self.input, Box::pin(tokio::io::sink())),
+            // The relay's empty frame may be here already, behind the last
+            // bytes the app's client read.
+            pending: std::mem::take(&mut self.pending),
+            framed: self.framed.take(),
+        };
+        Connector::take_back(home, r);
+    }
 }
 
 impl RelayStream {
@@ -677,6 +836,61 @@ impl RelayStream {
             return Err(DockerError::Api(format!("the warm relay is gone: {e}")).into());
         }
         self.first(port).await
+    }
+
+    /// Sends what is left of gpudock's frames and its empty frame.
+    async fn end_writes(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        futures_util::future::poll_fn(|cx| Pin::new(&mut *self).poll_shutdown(cx)).await?;
+        self.input.flush().await
+    }
+
+    /// Reads the rest of the app's bytes away until the relay's empty frame
+    /// (true), the end of the relay, or more than `max` bytes (false).
+    async fn read_away(&mut self, max: usize) -> std::io::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        let mut scratch = vec![0u8; 16 * 1024];
+        let mut read = 0;
+        loop {
+            if self.framed.as_ref().is_some_and(|f| f.read_done) {
+                return Ok(true);
+            }
+            let n = self.read(&mut scratch).await?;
+            read += n;
+            let done = self.framed.as_ref().is_some_and(|f| f.read_done);
+            if read > max || (n == 0 && !done) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Ready for the next connection.
+    fn reset(&mut self) {
+        if let Some(f) = &mut self.framed {
+            *f = Framing::default();
+        }
+        self.pending = Bytes::new();
+    }
+
+    /// Writes out `framed.out` (what was framed but not yet sent).
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some(f) = &mut self.framed else {
+            return Poll::Ready(Ok(()));
+        };
+        while !f.out.is_empty() {
+            match ready!(self.input.as_mut().poll_write(cx, &f.out)) {
+                Ok(0) => {
+                    f.broken = true;
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => f.out.advance(n),
+                Err(e) => {
+                    f.broken = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Waits for the relay's first word: 0x00 on stdout (connected), or a
@@ -720,15 +934,51 @@ impl AsyncRead for RelayStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                buf.put_slice(&self.pending[..n]);
-                self.pending.advance(n);
+            if let Some(f) = &mut this.framed {
+                if f.read_done {
+                    return Poll::Ready(Ok(()));
+                }
+                // A frame's length, then its bytes.
+                match f.left {
+                    None if !this.pending.is_empty() => {
+                        let n = (4 - f.len.len()).min(this.pending.len());
+                        f.len.extend_from_slice(&this.pending[..n]);
+                        this.pending.advance(n);
+                        if let Ok(len) = <[u8; 4]>::try_from(&f.len[..]) {
+                            f.len.clear();
+                            match u32::from_be_bytes(len) as usize {
+                                0 => f.read_done = true,
+                                n => f.left = Some(n),
+                            }
+                        }
+                        continue;
+                    }
+                    Some(left) if !this.pending.is_empty() => {
+                        let n = left.min(this.pending.len()).min(buf.remaining());
+                        buf.put_slice(&this.pending[..n]);
+                        this.pending.advance(n);
+                        f.left = Some(left - n).filter(|l| *l > 0);
+                        return Poll::Ready(Ok(()));
+                    }
+                    _ => {}
+                }
+            } else if !this.pending.is_empty() {
+                let n = this.pending.len().min(buf.remaining());
+                buf.put_slice(&this.pending[..n]);
+                this.pending.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            match ready!(self.output.poll_next_unpin(cx)) {
-                Some(Ok(Output::Stdout(b))) => self.pending = b,
+            let next = ready!(this.output.poll_next_unpin(cx));
+            if let (Some(f), false) = (&mut this.framed, matches!(next, Some(Ok(_)))) {
+                f.broken = true;
+            }
+            match next {
+                Some(Ok(Output::Stdout(b))) => this.pending = b,
                 // The relay's complaints are not the app's bytes.
                 Some(Ok(Output::Stderr(b))) => {
                     log::debug!("relay: {}", String::from_utf8_lossy(&b).trim());
@@ -746,13 +996,47 @@ impl AsyncWrite for RelayStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.input.as_mut().poll_write(cx, buf)
+        let this = &mut *self;
+        if this.framed.is_none() {
+            return this.input.as_mut().poll_write(cx, buf);
+        }
+        // One frame at a time: the last is sent before the next is taken.
+        ready!(this.poll_out(cx))?;
+        let Some(f) = &mut this.framed else {
+            return Poll::Ready(Ok(0));
+        };
+        if f.write_done {
+            return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(FRAME_MAX);
+        f.out.reserve(4 + n);
+        f.out.extend_from_slice(&(n as u32).to_be_bytes());
+        f.out.extend_from_slice(&buf[..n]);
+        // Under way; a pending rest is written by the next call or flush.
+        if let Poll::Ready(Err(e)) = this.poll_out(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_out(cx))?;
         self.input.as_mut().poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.input.as_mut().poll_shutdown(cx)
+        let this = &mut *self;
+        let Some(f) = &mut this.framed else {
+            return this.input.as_mut().poll_shutdown(cx);
+        };
+        // The relay stays: only this direction of its connection ends.
+        if !f.write_done {
+            f.write_done = true;
+            f.out.extend_from_slice(&0u32.to_be_bytes());
+        }
+        ready!(this.poll_out(cx))?;
+        this.input.as_mut().poll_flush(cx)
     }
 }
 
